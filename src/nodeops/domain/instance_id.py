@@ -1,0 +1,171 @@
+"""The instance_id codec: ``{object_type}|{node_type}|{type}|{id}`` and the host key (spec §4).
+
+A host instance's id is either its ``bk_host_id`` or its host key ``{ip}-{bk_cloud_id}-{bk_supplier_id}``
+(IPv6 kept in its compressed textual form, which holds ``:`` but never ``-`` or ``|``). Pure: imports only
+``nodeops.errors``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from nodeops.errors import InvalidInput
+
+FIELD = "instance_id"
+FORMAT = "object_type|node_type|type|id"
+_OBJ_ID = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+_INT = re.compile(r"^[0-9]{1,18}$")
+DEFAULT_SUPPLIER_ID = 0  # spec §11.3: the supplier part is always written as 0
+
+
+class ObjectType(StrEnum):
+    HOST = "host"  # a host
+    SERVICE = "service"  # a service instance (a process bound to a host)
+
+
+class NodeType(StrEnum):
+    TOPO = "topo"  # a dynamic node of the topology (business, set, module)
+    INSTANCE = "instance"  # a static instance: one host or one service instance
+    SERVICE_TEMPLATE = "service_template"  # a service template
+    SET_TEMPLATE = "set_template"  # a set template
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostKey:
+    """A host's address identity: inner IP, cloud area and supplier account."""
+
+    ip: str
+    bk_cloud_id: int
+    bk_supplier_id: int = DEFAULT_SUPPLIER_ID
+
+    def __str__(self) -> str:
+        return f"{self.ip}-{self.bk_cloud_id}-{self.bk_supplier_id}"
+
+    @classmethod
+    def of(cls, ip: str, bk_cloud_id: int, bk_supplier_id: int = DEFAULT_SUPPLIER_ID) -> HostKey:
+        """Build a host key, normalising the IP; raises InvalidInput for a bad IP or negative ids."""
+        try:
+            address = ipaddress.ip_address(ip.strip())
+        except ValueError as exc:
+            raise InvalidInput.field("ip", f"{ip!r} is not an IPv4 or IPv6 address") from exc
+        if bk_cloud_id < 0 or bk_supplier_id < 0:
+            raise InvalidInput.field("bk_cloud_id", "bk_cloud_id and bk_supplier_id must be >= 0")
+        return cls(ip=address.compressed, bk_cloud_id=bk_cloud_id, bk_supplier_id=bk_supplier_id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstanceId:
+    """One parsed instance_id."""
+
+    object_type: ObjectType
+    node_type: NodeType
+    type: str
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.object_type}|{self.node_type}|{self.type}|{self.id}"
+
+    @property
+    def is_host_instance(self) -> bool:
+        return (self.object_type, self.node_type, self.type) == (ObjectType.HOST, NodeType.INSTANCE, "host")
+
+    @property
+    def bk_host_id(self) -> int | None:
+        """The host id when this is a host instance in the ``bk_host_id`` form."""
+        return int(self.id) if self.is_host_instance and _INT.match(self.id) else None
+
+    @property
+    def host_key(self) -> HostKey | None:
+        """The host key when this is a host instance in the ``ip-cloud-supplier`` form."""
+        if not self.is_host_instance or _INT.match(self.id):
+            return None
+        return _parse_host_key(self.id)
+
+
+def host_instance_id(*, bk_host_id: int | None = None, host_key: HostKey | None = None) -> InstanceId:
+    """The instance_id of a host, in the ``bk_host_id`` form when the id is known, else the host-key form."""
+    if bk_host_id is not None:
+        ident = str(bk_host_id)
+    elif host_key is not None:
+        ident = str(host_key)
+    else:
+        raise ValueError("a host instance_id needs bk_host_id or host_key")
+    return InstanceId(object_type=ObjectType.HOST, node_type=NodeType.INSTANCE, type="host", id=ident)
+
+
+def parse_instance_id(raw: object) -> InstanceId:
+    """Parse what a caller sent as instance_id.
+
+    Accepts the full string in either host form, a service-instance string, and (seed §instance_id is typed
+    int) a bare positive integer or digit string meaning that ``bk_host_id``. Raises InvalidInput naming the
+    part that is wrong.
+    """
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise InvalidInput.field(FIELD, f"must be a string {FORMAT} or an integer bk_host_id")
+    text = str(raw).strip()
+    if not text:
+        raise InvalidInput.field(FIELD, f"must not be blank; expected {FORMAT}")
+    if _INT.match(text):
+        return host_instance_id(bk_host_id=_positive_host_id(text, raw))
+    parts = text.split("|")
+    if len(parts) != 4:
+        raise InvalidInput.field(FIELD, f"{_shown(text)} must be {FORMAT} (4 parts joined by '|'), got {len(parts)}")
+    object_type, node_type, type_, ident = (part.strip() for part in parts)
+    try:
+        obj = ObjectType(object_type.lower())
+    except ValueError:
+        raise InvalidInput.field(
+            FIELD, f"object_type {_shown(object_type)} must be one of {', '.join(ObjectType)}"
+        ) from None
+    try:
+        node = NodeType(node_type.lower())
+    except ValueError:
+        raise InvalidInput.field(
+            FIELD, f"node_type {_shown(node_type)} must be one of {', '.join(NodeType)}"
+        ) from None
+    if not _OBJ_ID.match(type_):
+        raise InvalidInput.field(FIELD, f"type {_shown(type_)} must be host, service or a topology bk_obj_id")
+    if node == NodeType.INSTANCE and type_ != obj.value:
+        raise InvalidInput.field(FIELD, f"type {_shown(type_)} must be {obj.value!r} for a {obj.value} instance")
+    if not ident:
+        raise InvalidInput.field(FIELD, "id must not be empty")
+    parsed = InstanceId(object_type=obj, node_type=node, type=type_, id=ident)
+    if parsed.is_host_instance:
+        if _INT.match(ident):
+            _positive_host_id(ident, ident)
+        else:
+            parsed = InstanceId(object_type=obj, node_type=node, type=type_, id=str(_parse_host_key(ident)))
+    elif not _INT.match(ident):
+        raise InvalidInput.field(FIELD, f"id {_shown(ident)} must be an integer ({obj.value} {node.value} ids are numeric)")
+    return parsed
+
+
+def _positive_host_id(text: str, raw: object) -> int:
+    value = int(text)
+    if value <= 0:
+        raise InvalidInput.field(FIELD, f"bk_host_id {_shown(str(raw))} must be a positive integer")
+    return value
+
+
+def _parse_host_key(ident: str) -> HostKey:
+    pieces = ident.rsplit("-", 2)
+    if len(pieces) != 3:
+        raise InvalidInput.field(FIELD, f"id {_shown(ident)} must be a bk_host_id or ip-bk_cloud_id-bk_supplier_id")
+    ip, cloud, supplier = pieces
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        raise InvalidInput.field(FIELD, f"id {_shown(ident)}: {_shown(ip)} is not an IPv4 or IPv6 address") from None
+    if not (_INT.match(cloud) and _INT.match(supplier)):
+        raise InvalidInput.field(
+            FIELD, f"id {_shown(ident)}: bk_cloud_id and bk_supplier_id must be non-negative integers"
+        )
+    return HostKey(ip=address.compressed, bk_cloud_id=int(cloud), bk_supplier_id=int(supplier))
+
+
+def _shown(text: str) -> str:
+    """Quote a caller's text for an error message, cut so a huge input cannot flood the answer."""
+    return repr(text if len(text) <= 80 else text[:77] + "...")

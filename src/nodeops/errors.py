@@ -1,0 +1,187 @@
+"""The one exception tree of nodeops; each class carries the ESB/Node Manager code it answers with.
+
+    NodeopsError                      3800500 (anything we did not foresee)
+    ├── InvalidInput                  3800001 validation, naming each bad field
+    ├── NotFound
+    │   ├── JobNotFound               3801012
+    │   ├── InstanceNotFound          3800007
+    │   └── RouteNotFound             3800404
+    ├── MethodNotAllowed              3800405
+    ├── BodyTooLarge                  3800413
+    ├── AuthError                     ESB layer (spec §1.1)
+    │   ├── MissingAppCredentials     1306406
+    │   ├── AppAuthFailed             1306403
+    │   └── UserAuthFailed            1306000
+    ├── PermissionDenied              9900403
+    ├── Conflict                      3800003
+    └── StoreError                    3800500
+
+Codes follow spec/domain.md §2: Node Manager's own codes are 3800000 + module + error, a 3-digit HTTP code is
+widened to 3800000 + code, and ESB's own errors are 1306xxx. Messages say what was wrong and what is accepted,
+and never carry a secret. This module imports nothing from nodeops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import IntEnum
+from typing import Any, ClassVar
+
+
+class ErrorCode(IntEnum):
+    SUCCESS = 0
+    VALIDATION = 3800001
+    CONFLICT = 3800003
+    INSTANCE_NOT_FOUND = 3800007
+    ROUTE_NOT_FOUND = 3800404
+    METHOD_NOT_ALLOWED = 3800405
+    BODY_TOO_LARGE = 3800413
+    INTERNAL = 3800500
+    JOB_NOT_FOUND = 3801012
+    PERMISSION_DENIED = 9900403
+    ESB_USER_AUTH_FAILED = 1306000
+    ESB_APP_PERMISSION = 1306403
+    ESB_ARGUMENT = 1306406
+
+
+# Which error codes Node Manager itself emits (and so gets the "（code）" suffix on its message, spec §1.2);
+# the 1306xxx codes come from ESB, which never appends it.
+ESB_CODES = frozenset({ErrorCode.ESB_USER_AUTH_FAILED, ErrorCode.ESB_APP_PERMISSION, ErrorCode.ESB_ARGUMENT})
+
+
+class NodeopsError(Exception):
+    """Internal error, please contact the administrator."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
+
+    def __init__(self, message: str | None = None, *, data: Any = None) -> None:
+        self.message = message or (self.__doc__ or type(self).__name__).strip()
+        self.data = data
+        super().__init__(self.message)
+
+
+class InvalidInput(NodeopsError):
+    """Parameter validation failed."""
+
+    code = ErrorCode.VALIDATION
+
+    def __init__(self, problems: Mapping[str, str]) -> None:
+        self.problems = dict(problems)
+        super().__init__("; ".join(f"{field}: {problem}" for field, problem in self.problems.items()))
+
+    @classmethod
+    def field(cls, name: str, problem: str) -> InvalidInput:
+        """A validation error about one field."""
+        return cls({name: problem})
+
+
+class NotFound(NodeopsError):
+    """The requested object does not exist."""
+
+
+class JobNotFound(NotFound):
+    """No job with this job_id."""
+
+    code = ErrorCode.JOB_NOT_FOUND
+
+    def __init__(self, *, job_id: int) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id} does not exist")
+
+
+class InstanceNotFound(NotFound):
+    """No host instance with this instance_id in this job."""
+
+    code = ErrorCode.INSTANCE_NOT_FOUND
+
+    def __init__(self, *, job_id: int, instance_id: str, detail: str = "") -> None:
+        self.job_id = job_id
+        self.instance_id = instance_id
+        message = f"job {job_id} has no instance {instance_id!r}"
+        super().__init__(f"{message}: {detail}" if detail else message)
+
+
+class RouteNotFound(NotFound):
+    """No API at this path."""
+
+    code = ErrorCode.ROUTE_NOT_FOUND
+
+    def __init__(self, *, path: str) -> None:
+        super().__init__(f"no API at {path!r}; see /docs for the list")
+
+
+class MethodNotAllowed(NodeopsError):
+    """This API does not accept this HTTP method."""
+
+    code = ErrorCode.METHOD_NOT_ALLOWED
+
+    def __init__(self, *, method: str, allowed: tuple[str, ...]) -> None:
+        self.allowed = allowed
+        super().__init__(f"method {method} is not allowed here; use {' or '.join(allowed)}")
+
+
+class BodyTooLarge(NodeopsError):
+    """The request body is too large."""
+
+    code = ErrorCode.BODY_TOO_LARGE
+
+    def __init__(self, *, limit_bytes: int) -> None:
+        super().__init__(f"request body exceeds {limit_bytes} bytes")
+
+
+class AuthError(NodeopsError):
+    """Authentication failed."""
+
+
+class MissingAppCredentials(AuthError):
+    """bk_app_code and bk_app_secret are required."""
+
+    code = ErrorCode.ESB_ARGUMENT
+
+    def __init__(self, *, missing: list[str]) -> None:
+        super().__init__(
+            f"Parameters error, {', '.join(missing)} required: pass them as parameters or in the "
+            "X-Bkapi-Authorization header"
+        )
+
+
+class AppAuthFailed(AuthError):
+    """App authentication failed."""
+
+    code = ErrorCode.ESB_APP_PERMISSION
+
+    def __init__(self, *, app_code: str) -> None:
+        super().__init__(f"App authentication failed: bk_app_code {app_code!r} with this bk_app_secret is not a registered app")
+
+
+class UserAuthFailed(AuthError):
+    """User authentication failed, please provide a valid user identity, such as bk_token, bk_username."""
+
+    code = ErrorCode.ESB_USER_AUTH_FAILED
+
+
+class PermissionDenied(NodeopsError):
+    """You do not have permission to view this task's history."""
+
+    code = ErrorCode.PERMISSION_DENIED
+
+    def __init__(self, *, username: str, job_id: int, missing_biz_ids: list[int]) -> None:
+        self.missing_biz_ids = missing_biz_ids
+        bizs = ", ".join(str(b) for b in missing_biz_ids)
+        super().__init__(
+            f"user {username!r} has no [task_history_view] permission on business {bizs} of job {job_id}; "
+            f"ask an administrator for `nodeops user grant {username} --biz <id>`",
+            data={"permission": {"action": "task_history_view", "bk_biz_ids": missing_biz_ids}, "apply_url": ""},
+        )
+
+
+class Conflict(NodeopsError):
+    """The object is in a state that does not allow this operation."""
+
+    code = ErrorCode.CONFLICT
+
+
+class StoreError(NodeopsError):
+    """The database failed to answer; try again later."""
+
+    code = ErrorCode.INTERNAL

@@ -1,0 +1,129 @@
+"""The one Settings class, read from ``NODEOPS_*`` environment variables.
+
+Its defaults run the embedded mode: a SQLite file under the data dir, in-process work, bound to 127.0.0.1.
+Build it once in an entry point (``create_app``, the CLI callback) and pass it down; nothing imports a
+module-level instance. This module imports nothing else from nodeops.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from datetime import tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SQLITE_FILE_NAME = "nodeops.sqlite3"
+SECRET_KEY_FILE_NAME = "secret_key"
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def machine_time_zone() -> str:
+    """Name of the machine's IANA time zone: ``$TZ``, ``/etc/timezone``, the ``/etc/localtime`` link, else UTC."""
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    try:
+        candidates.append(Path("/etc/timezone").read_text().strip())
+    except OSError:
+        pass
+    try:
+        target = os.readlink("/etc/localtime")
+        candidates.append(target.split("zoneinfo/", 1)[-1])
+    except OSError:
+        pass
+    for name in candidates:
+        if name and _is_zone(name):
+            return name
+    return "UTC"
+
+
+def _is_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+class Settings(BaseSettings):
+    """Everything the service is configured by; see docs/configuration in the README."""
+
+    model_config = SettingsConfigDict(env_prefix="NODEOPS_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./var"), description="Where the SQLite file and the secret key live.")
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL; empty means a SQLite file in the data dir. postgresql+psycopg://... for PostgreSQL.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port the HTTP server binds (0 = any free port).")
+    secret_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Key that signs bk_tokens and encrypts host credentials; empty = generated once into the data dir.",
+    )
+    time_zone: str = Field(default_factory=machine_time_zone, description="IANA zone the API formats times in.")
+    token_ttl_s: int = Field(default=86400, gt=0, description="Default lifetime of an issued bk_token.")
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if not _is_zone(value):
+            sample = ", ".join(sorted(available_timezones())[:3])
+            raise ValueError(f"time zone {value!r} is not an IANA zone name (e.g. Asia/Shanghai, UTC, {sample})")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _ip_literal(cls, value: str) -> str:
+        if value == "localhost":
+            return "127.0.0.1"
+        try:
+            ipaddress.ip_address(value)
+        except ValueError as exc:
+            raise ValueError(f"host {value!r} must be an IP address such as 127.0.0.1") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _default_database(self) -> Settings:
+        url = self.database_url.strip()
+        if not url:
+            url = f"sqlite:///{(self.data_dir / SQLITE_FILE_NAME).resolve()}"
+        elif url.startswith(("postgres://", "postgresql://")):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        if not url.startswith(("sqlite:///", "postgresql+psycopg://")):
+            raise ValueError("database_url must start with sqlite:/// or postgresql+psycopg://")
+        self.database_url = url
+        return self
+
+    @property
+    def tz(self) -> tzinfo:
+        """The configured zone as a tzinfo."""
+        return ZoneInfo(self.time_zone)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def resolved_secret_key(self) -> bytes:
+        """The secret key: configured, else read from (or generated once into) ``data_dir/secret_key``."""
+        configured = self.secret_key.get_secret_value()
+        if configured:
+            return configured.encode()
+        path = self.data_dir / SECRET_KEY_FILE_NAME
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process generated it first
+                return path.read_text().strip().encode()
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
