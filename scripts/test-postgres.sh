@@ -135,7 +135,7 @@ case ${1:-} in
     status) find_bin; is_running && is_ready ;;
     url) printf '%s\n' "$URL" ;;
     destroy)
-        if [[ -d $PGDATA_DIR ]]; then cmd_stop || true; fi
+        if [[ -d $PGDATA_DIR ]]; then (cmd_stop) || true; fi
         rm -rf "$BASE"
         ;;
     *) echo "usage: $0 start|stop|status|url|destroy" >&2; exit 2 ;;

@@ -16,8 +16,10 @@ from nodeops.errors import InvalidInput
 
 FIELD = "instance_id"
 FORMAT = "object_type|node_type|type|id"
-_OBJ_ID = re.compile(r"^[A-Za-z0-9_]{1,64}$")
-_INT = re.compile(r"^[0-9]{1,18}$")
+_OBJ_ID = re.compile(r"[A-Za-z0-9_]{1,64}")  # used with fullmatch: "$" would let a trailing "\n" through
+_INT = re.compile(r"[0-9]{1,18}")
+_SIGNED_INT = re.compile(r"[+-]?[0-9]+")
+MAX_HOST_ID = 10**18 - 1
 DEFAULT_SUPPLIER_ID = 0  # spec §11.3: the supplier part is always written as 0
 
 
@@ -51,8 +53,13 @@ class HostKey:
             address = ipaddress.ip_address(ip.strip())
         except ValueError as exc:
             raise InvalidInput.field("ip", f"{ip!r} is not an IPv4 or IPv6 address") from exc
-        if bk_cloud_id < 0 or bk_supplier_id < 0:
-            raise InvalidInput.field("bk_cloud_id", "bk_cloud_id and bk_supplier_id must be >= 0")
+        if getattr(address, "scope_id", None) is not None:
+            raise InvalidInput.field("ip", f"{ip!r}: an IPv6 scope id (%zone) is not accepted")
+        if not (0 <= bk_cloud_id <= MAX_HOST_ID and 0 <= bk_supplier_id <= MAX_HOST_ID):
+            # the upper bound keeps str(key) parseable: the instance_id codec reads at most 18 digits
+            raise InvalidInput.field(
+                "bk_cloud_id", "bk_cloud_id and bk_supplier_id must be >= 0, at most 18 digits"
+            )
         return cls(ip=address.compressed, bk_cloud_id=bk_cloud_id, bk_supplier_id=bk_supplier_id)
 
 
@@ -75,12 +82,12 @@ class InstanceId:
     @property
     def bk_host_id(self) -> int | None:
         """The host id when this is a host instance in the ``bk_host_id`` form."""
-        return int(self.id) if self.is_host_instance and _INT.match(self.id) else None
+        return int(self.id) if self.is_host_instance and _INT.fullmatch(self.id) else None
 
     @property
     def host_key(self) -> HostKey | None:
         """The host key when this is a host instance in the ``ip-cloud-supplier`` form."""
-        if not self.is_host_instance or _INT.match(self.id):
+        if not self.is_host_instance or _INT.fullmatch(self.id):
             return None
         return _parse_host_key(self.id)
 
@@ -105,14 +112,18 @@ def parse_instance_id(raw: object) -> InstanceId:
     """
     if isinstance(raw, bool) or not isinstance(raw, int | str):
         raise InvalidInput.field(FIELD, f"must be a string {FORMAT} or an integer bk_host_id")
-    text = str(raw).strip()
+    if isinstance(raw, int):
+        return host_instance_id(bk_host_id=_positive_host_id(raw))
+    text = raw.strip()
     if not text:
         raise InvalidInput.field(FIELD, f"must not be blank; expected {FORMAT}")
-    if _INT.match(text):
-        return host_instance_id(bk_host_id=_positive_host_id(text, raw))
+    if _SIGNED_INT.fullmatch(text):
+        return host_instance_id(bk_host_id=_positive_host_id(text))
     parts = text.split("|")
     if len(parts) != 4:
-        raise InvalidInput.field(FIELD, f"{_shown(text)} must be {FORMAT} (4 parts joined by '|'), got {len(parts)}")
+        raise InvalidInput.field(
+            FIELD, f"{_shown(text)} must be {FORMAT} (4 parts joined by '|'), got {len(parts)}"
+        )
     object_type, node_type, type_, ident = (part.strip() for part in parts)
     try:
         obj = ObjectType(object_type.lower())
@@ -126,40 +137,57 @@ def parse_instance_id(raw: object) -> InstanceId:
         raise InvalidInput.field(
             FIELD, f"node_type {_shown(node_type)} must be one of {', '.join(NodeType)}"
         ) from None
-    if not _OBJ_ID.match(type_):
+    if not _OBJ_ID.fullmatch(type_):
         raise InvalidInput.field(FIELD, f"type {_shown(type_)} must be host, service or a topology bk_obj_id")
     if node == NodeType.INSTANCE and type_ != obj.value:
-        raise InvalidInput.field(FIELD, f"type {_shown(type_)} must be {obj.value!r} for a {obj.value} instance")
+        raise InvalidInput.field(
+            FIELD, f"type {_shown(type_)} must be {obj.value!r} for a {obj.value} instance"
+        )
     if not ident:
         raise InvalidInput.field(FIELD, "id must not be empty")
     parsed = InstanceId(object_type=obj, node_type=node, type=type_, id=ident)
     if parsed.is_host_instance:
-        if _INT.match(ident):
-            _positive_host_id(ident, ident)
+        if _SIGNED_INT.fullmatch(ident):
+            parsed = host_instance_id(bk_host_id=_positive_host_id(ident))  # "007" -> "7", as the bare form
         else:
             parsed = InstanceId(object_type=obj, node_type=node, type=type_, id=str(_parse_host_key(ident)))
-    elif not _INT.match(ident):
-        raise InvalidInput.field(FIELD, f"id {_shown(ident)} must be an integer ({obj.value} {node.value} ids are numeric)")
+    elif not _INT.fullmatch(ident):
+        raise InvalidInput.field(
+            FIELD, f"id {_shown(ident)} must be an integer ({obj.value} {node.value} ids are numeric)"
+        )
     return parsed
 
 
-def _positive_host_id(text: str, raw: object) -> int:
-    value = int(text)
-    if value <= 0:
-        raise InvalidInput.field(FIELD, f"bk_host_id {_shown(str(raw))} must be a positive integer")
+def _positive_host_id(raw: int | str) -> int:
+    """A bk_host_id in 1..MAX_HOST_ID, from an int or a (signed) digit string."""
+    if isinstance(raw, str):
+        shown = _shown(raw)
+        value = int(raw) if len(raw) <= 20 else MAX_HOST_ID + 1  # never int() a huge string
+    else:
+        # str() of an int with more than 4300 digits raises ValueError, so do not show a huge one
+        shown = _shown(str(raw)) if raw.bit_length() <= 256 else "(a huge integer)"
+        value = raw
+    if not 0 < value <= MAX_HOST_ID:
+        raise InvalidInput.field(FIELD, f"bk_host_id {shown} must be a positive integer of at most 18 digits")
     return value
 
 
 def _parse_host_key(ident: str) -> HostKey:
     pieces = ident.rsplit("-", 2)
     if len(pieces) != 3:
-        raise InvalidInput.field(FIELD, f"id {_shown(ident)} must be a bk_host_id or ip-bk_cloud_id-bk_supplier_id")
+        raise InvalidInput.field(
+            FIELD, f"id {_shown(ident)} must be a bk_host_id or ip-bk_cloud_id-bk_supplier_id"
+        )
     ip, cloud, supplier = pieces
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
-        raise InvalidInput.field(FIELD, f"id {_shown(ident)}: {_shown(ip)} is not an IPv4 or IPv6 address") from None
-    if not (_INT.match(cloud) and _INT.match(supplier)):
+        raise InvalidInput.field(
+            FIELD, f"id {_shown(ident)}: {_shown(ip)} is not an IPv4 or IPv6 address"
+        ) from None
+    if getattr(address, "scope_id", None) is not None:
+        raise InvalidInput.field(FIELD, f"id {_shown(ident)}: an IPv6 scope id (%zone) is not accepted")
+    if not (_INT.fullmatch(cloud) and _INT.fullmatch(supplier)):
         raise InvalidInput.field(
             FIELD, f"id {_shown(ident)}: bk_cloud_id and bk_supplier_id must be non-negative integers"
         )

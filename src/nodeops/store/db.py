@@ -1,0 +1,103 @@
+"""The database handle: one SQLAlchemy engine, sessions, and how reads are scheduled on the event loop.
+
+SQLite runs in WAL mode so readers never wait for the writer; its indexed reads take microseconds, so they
+run inline on the event loop. PostgreSQL calls go to a worker thread. ``Database.read`` is the one place that
+decides this. SQLAlchemy errors are mapped to ``StoreError`` by ``translate_errors``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from nodeops.errors import StoreError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Database:
+    """An engine plus a session factory; build one per process with ``Database.connect(url)``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self._local = threading.local()
+
+    @classmethod
+    def connect(cls, url: str, *, pool_size: int = 10) -> Database:
+        """Open (lazily) the database at ``url``; a SQLite file's folder is created if missing."""
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        return cls(engine)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A unit of work: commits on success, rolls back on error, maps database errors to StoreError."""
+        with translate_errors(), self.sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def raw(self) -> Iterator[Any]:
+        """A DBAPI connection of this thread, for the few hot read paths that skip the ORM."""
+        with translate_errors(self.engine.dialect.loaded_dbapi.Error):
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self.engine.raw_connection()
+                self._local.conn = conn
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            else:
+                conn.rollback()  # end the read transaction so the next read sees new commits
+
+    async def read(self, fn: Callable[[], T]) -> T:
+        """Run a short read: inline for SQLite (microseconds, WAL), in a worker thread for PostgreSQL."""
+        if self.is_sqlite:
+            return fn()
+        return await asyncio.to_thread(fn)
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        """Run a store call that may write or wait on locks, off the event loop."""
+        return await asyncio.to_thread(fn)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+@contextmanager
+def translate_errors(driver_error: type[Exception] = SQLAlchemyError) -> Iterator[None]:
+    """Turn SQLAlchemy and driver errors into StoreError, keeping the cause for the log."""
+    try:
+        yield
+    except (SQLAlchemyError, driver_error) as exc:
+        log.exception("database error", extra={"action": "store_error"})
+        raise StoreError() from exc

@@ -1,0 +1,202 @@
+"""Writes of the job side: a job with its one-off subscription, its tasks, records, steps and log chunks.
+
+Step state and log chunks are written by whoever runs the steps (the engine, the demo, tests); log chunks are
+only ever INSERTed, so appending costs the same whatever the log's length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from nodeops.domain.plans import PlannedStep
+from nodeops.domain.status import Status
+from nodeops.store.models import (
+    InstanceRecord,
+    Job,
+    RecordStep,
+    StepLog,
+    Subscription,
+    SubscriptionStep,
+    SubscriptionTask,
+    utcnow,
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewInstance:
+    """A host instance to create a record for; ``instance_id`` is the form chosen at creation (spec §4)."""
+
+    instance_id: str
+    bk_host_id: int | None = None
+    host_key: str | None = None
+    instance_info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreatedJob:
+    job_id: int
+    subscription_id: int
+    task_id: int
+    record_ids: dict[str, int]  # instance_id -> record id of attempt 1
+
+
+def create_job(
+    session: Session,
+    *,
+    job_type: str,
+    created_by: str,
+    from_system: str,
+    bk_biz_scope: Sequence[int],
+    instances: Sequence[NewInstance],
+    steps: Sequence[PlannedStep],
+    error_hosts: Sequence[dict[str, Any]] = (),
+) -> CreatedJob:
+    """Create a job, its subscription (one ``agent`` step), its first task and a PENDING record per instance."""
+    subscription = Subscription(
+        object_type="host",
+        node_type="instance",
+        nodes=[_node_of(instance) for instance in instances],
+        bk_biz_id=bk_biz_scope[0] if len(bk_biz_scope) == 1 else None,
+        creator=created_by,
+        from_system=from_system,
+    )
+    session.add(subscription)
+    session.flush()
+    session.add(
+        SubscriptionStep(
+            subscription_id=subscription.id, index=0, step_id="agent", type="AGENT", config={"job_type": job_type}
+        )
+    )
+    job = Job(
+        job_type=job_type,
+        created_by=created_by,
+        from_system=from_system,
+        bk_biz_scope=sorted(set(bk_biz_scope)),
+        error_hosts=list(error_hosts),
+        subscription_id=subscription.id,
+        statistics={},
+    )
+    session.add(job)
+    session.flush()
+    task = SubscriptionTask(
+        subscription_id=subscription.id,
+        job_id=job.id,
+        scope={"object_type": "host", "node_type": "INSTANCE", "nodes": subscription.nodes},
+        actions={instance.instance_id: {"agent": job_type} for instance in instances},
+    )
+    session.add(task)
+    session.flush()
+    record_ids = add_records(session, job_id=job.id, subscription_id=subscription.id, task_id=task.id,
+                             instances=instances, steps=steps, attempt=1)
+    return CreatedJob(job_id=job.id, subscription_id=subscription.id, task_id=task.id, record_ids=record_ids)
+
+
+def add_records(
+    session: Session,
+    *,
+    job_id: int,
+    subscription_id: int,
+    task_id: int,
+    instances: Sequence[NewInstance],
+    steps: Sequence[PlannedStep],
+    attempt: int,
+) -> dict[str, int]:
+    """Insert a PENDING record per instance, each with every planned step PENDING; returns their ids."""
+    if not instances:
+        return {}
+    now = utcnow()
+    rows = [
+        {
+            "task_id": task_id, "subscription_id": subscription_id, "job_id": job_id,
+            "instance_id": i.instance_id, "bk_host_id": i.bk_host_id, "host_key": i.host_key,
+            "attempt": attempt, "instance_info": i.instance_info, "status": Status.PENDING.value,
+            "is_latest": True, "created_at": now, "updated_at": now,
+        }
+        for i in instances
+    ]
+    ids = list(session.scalars(insert(InstanceRecord).returning(InstanceRecord.id, sort_by_parameter_order=True), rows))
+    session.execute(
+        insert(RecordStep),
+        [
+            {"record_id": rid, "step_index": s.index, "code": s.code.value, "name": s.name,
+             "status": Status.PENDING.value}
+            for rid in ids
+            for s in steps
+        ],
+    )
+    return {i.instance_id: rid for i, rid in zip(instances, ids, strict=True)}
+
+
+def set_step(
+    session: Session,
+    *,
+    record_id: int,
+    step_index: int,
+    status: Status,
+    start_at: datetime | None = None,
+    finish_at: datetime | None = None,
+) -> None:
+    """Set a step's status and whichever of its times are given."""
+    values: dict[str, Any] = {"status": status.value}
+    if start_at is not None:
+        values["start_at"] = start_at
+    if finish_at is not None:
+        values["finish_at"] = finish_at
+    session.execute(
+        update(RecordStep)
+        .where(RecordStep.record_id == record_id, RecordStep.step_index == step_index)
+        .values(**values)
+    )
+
+
+def set_record(
+    session: Session,
+    *,
+    record_id: int,
+    status: Status,
+    start_at: datetime | None = None,
+    finish_at: datetime | None = None,
+) -> None:
+    """Set an instance record's status and whichever of its times are given."""
+    values: dict[str, Any] = {"status": status.value, "updated_at": utcnow()}
+    if start_at is not None:
+        values["start_at"] = start_at
+    if finish_at is not None:
+        values["finish_at"] = finish_at
+    session.execute(update(InstanceRecord).where(InstanceRecord.id == record_id).values(**values))
+
+
+def append_logs(session: Session, chunks: Iterable[tuple[int, int, str]]) -> None:
+    """Append log chunks ``(record_id, step_index, text)`` in one batched INSERT; text holds whole lines."""
+    rows = [{"record_id": r, "step_index": s, "text": t} for r, s, t in chunks]
+    if rows:
+        session.execute(insert(StepLog), rows)
+
+
+def set_job(
+    session: Session, *, job_id: int, status: Status, statistics: dict[str, int], end_at: datetime | None = None
+) -> None:
+    """Store a job's aggregate status and statistics."""
+    values: dict[str, Any] = {"status": status.value, "statistics": statistics}
+    if end_at is not None:
+        values["end_at"] = end_at
+    session.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+def count_jobs(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Job)) or 0)
+
+
+def _node_of(instance: NewInstance) -> dict[str, Any]:
+    if instance.bk_host_id is not None:
+        return {"bk_host_id": instance.bk_host_id}
+    if instance.host_key is not None:
+        ip, cloud, _supplier = instance.host_key.rsplit("-", 2)
+        return {"ip": ip, "bk_cloud_id": int(cloud)}
+    return {"instance_id": instance.instance_id}

@@ -1,0 +1,139 @@
+"""The log API's reads, on a raw DBAPI connection: the job, the record of an instance, and its steps' logs.
+
+This is the hot path of the service, so it skips the ORM: three prepared statements, each one indexed lookup.
+An instance's whole log (every step, every chunk) is a single range scan of ``(record_id, step_index, id)``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from nodeops.domain.instance_id import InstanceId
+from nodeops.store.db import Database
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobAccess:
+    """What the log API needs to know about a job before reading: it exists, and its businesses."""
+
+    job_id: int
+    bk_biz_scope: frozenset[int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordRef:
+    """The record chosen for an instance, and how many attempts the instance has in this job."""
+
+    record_id: int | None  # None when the asked attempt does not exist
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepLog:
+    """One step of a record with its whole log text (chunks joined by newlines)."""
+
+    index: int
+    name: str
+    status: str
+    start_at: datetime | None
+    finish_at: datetime | None
+    log: str
+
+
+_JOB_SQL = "SELECT bk_biz_scope FROM jobs WHERE id = {p}"
+_RECORD_SQL = "SELECT id, attempt FROM instance_records WHERE job_id = {p} AND {column} = {p} ORDER BY attempt DESC"
+_STEPS_SQL = (
+    "SELECT s.step_index, s.name, s.status, s.start_at, s.finish_at, l.text"
+    " FROM record_steps s LEFT JOIN step_logs l ON l.record_id = s.record_id AND l.step_index = s.step_index"
+    " WHERE s.record_id = {p} ORDER BY s.step_index, l.id"
+)
+
+
+class LogReads:
+    """Prepared reads for one database; call from ``Database.read`` so PostgreSQL runs off the event loop."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        p = "?" if db.is_sqlite else "%s"
+        self._job_sql = _JOB_SQL.format(p=p)
+        self._record_sql = {
+            column: _RECORD_SQL.format(p=p, column=column) for column in ("instance_id", "bk_host_id", "host_key")
+        }
+        self._steps_sql = _STEPS_SQL.format(p=p)
+        # SQLite hands back DATETIME columns as text; PostgreSQL as naive datetimes (both UTC, see models).
+        self._time = _sqlite_time if db.is_sqlite else _naive_utc
+
+    def fetch_job(self, job_id: int) -> JobAccess | None:
+        with self.db.raw() as conn:
+            cur = conn.cursor()
+            cur.execute(self._job_sql, (job_id,))
+            row = cur.fetchone()
+        if row is None:
+            return None
+        scope = row[0] if isinstance(row[0], list) else json.loads(row[0] or "[]")
+        return JobAccess(job_id=job_id, bk_biz_scope=frozenset(int(b) for b in scope))
+
+    def find_record(self, job_id: int, instance: InstanceId, attempt: int | None) -> RecordRef | None:
+        """The record of ``instance`` in the job: the newest attempt, or the one asked for.
+
+        A host is found by either identity (``bk_host_id`` or host key) whatever form the job was created with.
+        Returns None when the job has no such instance at all.
+        """
+        column: str
+        value: Any
+        if (host_id := instance.bk_host_id) is not None:
+            column, value = "bk_host_id", host_id
+        elif (key := instance.host_key) is not None:
+            column, value = "host_key", str(key)
+        else:
+            column, value = "instance_id", str(instance)
+        with self.db.raw() as conn:
+            cur = conn.cursor()
+            cur.execute(self._record_sql[column], (job_id, value))
+            rows = cur.fetchall()
+        if not rows:
+            return None
+        attempts = int(rows[0][1])
+        if attempt is None:
+            return RecordRef(record_id=int(rows[0][0]), attempts=attempts)
+        chosen = next((int(r[0]) for r in rows if int(r[1]) == attempt), None)
+        return RecordRef(record_id=chosen, attempts=attempts)
+
+    def fetch_steps(self, record_id: int) -> list[StepLog]:
+        """Every step of the record in plan order, each with its log chunks joined by newlines."""
+        with self.db.raw() as conn:
+            cur = conn.cursor()
+            cur.execute(self._steps_sql, (record_id,))
+            rows = cur.fetchall()
+        steps: list[StepLog] = []
+        texts: list[str] = []
+        current: tuple[Any, ...] | None = None
+        to_time = self._time
+        for row in rows:
+            if current is None or row[0] != current[0]:
+                if current is not None:
+                    steps.append(_step(current, texts, to_time))
+                current, texts = row, []
+            if row[5] is not None:
+                texts.append(row[5])
+        if current is not None:
+            steps.append(_step(current, texts, to_time))
+        return steps
+
+
+def _step(row: tuple[Any, ...], texts: list[str], to_time: Any) -> StepLog:
+    return StepLog(
+        index=int(row[0]), name=row[1], status=row[2], start_at=to_time(row[3]), finish_at=to_time(row[4]),
+        log="\n".join(texts),
+    )
+
+
+def _sqlite_time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _naive_utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=UTC)

@@ -1,0 +1,239 @@
+"""The tables. Every job runs through a subscription and its tasks, as in Node Manager (spec §3).
+
+Times are stored as naive UTC and read back timezone-aware (``UTCDateTime``). A step's log is a series of
+append-only chunks (``step_logs``): appending while a step runs is one INSERT, never a rewrite of the text,
+and one instance's whole log is one indexed range scan on ``(record_id, step_index, id)``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime, stored naive in UTC so SQLite and PostgreSQL agree."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; use datetime.now(UTC)")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+class App(Base):
+    """An ESB app allowed to call the API (``bk_app_code`` + ``bk_app_secret``)."""
+
+    __tablename__ = "apps"
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret_salt: Mapped[bytes] = mapped_column(LargeBinary(32))
+    secret_hash: Mapped[bytes] = mapped_column(LargeBinary(64))
+    allow_username: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    """A person (or system) on whose behalf an app calls."""
+
+    __tablename__ = "users"
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    is_superuser: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BizGrant(Base):
+    """The ``task_history_view`` right of a user on one business (spec §10)."""
+
+    __tablename__ = "biz_grants"
+    username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"), primary_key=True)
+    bk_biz_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class Host(Base):
+    """A host of the inventory, with its SSH login; credentials are encrypted (never plaintext)."""
+
+    __tablename__ = "hosts"
+    __table_args__ = (UniqueConstraint("bk_cloud_id", "inner_ip"), Index(None, "inner_ipv6"))
+    bk_host_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    bk_biz_id: Mapped[int] = mapped_column(Integer)
+    bk_cloud_id: Mapped[int] = mapped_column(Integer, default=0)
+    bk_supplier_id: Mapped[int] = mapped_column(Integer, default=0)
+    inner_ip: Mapped[str | None] = mapped_column(String(64))
+    inner_ipv6: Mapped[str | None] = mapped_column(String(64))
+    os_type: Mapped[str] = mapped_column(String(16), default="LINUX")
+    login_ip: Mapped[str | None] = mapped_column(String(64))
+    ssh_port: Mapped[int] = mapped_column(Integer, default=22)
+    account: Mapped[str | None] = mapped_column(String(64))
+    auth_type: Mapped[str] = mapped_column(String(16), default="PASSWORD")
+    password_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    key_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    credentials_expire_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Subscription(Base):
+    """What to do (steps) on which scope (nodes); every job runs through a one-off subscription."""
+
+    __tablename__ = "subscriptions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    object_type: Mapped[str] = mapped_column(String(16))
+    node_type: Mapped[str] = mapped_column(String(32))
+    nodes: Mapped[list[Any]] = mapped_column(default=list)
+    bk_biz_id: Mapped[int | None] = mapped_column(Integer)
+    category: Mapped[str] = mapped_column(String(16), default="once")
+    creator: Mapped[str] = mapped_column(String(64), default="")
+    from_system: Mapped[str] = mapped_column(String(64), default="")
+    enable: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SubscriptionStep(Base):
+    """One step of a subscription; agent jobs have the single step ``agent`` (spec §3)."""
+
+    __tablename__ = "subscription_steps"
+    __table_args__ = (UniqueConstraint("subscription_id", "step_id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"))
+    index: Mapped[int] = mapped_column(Integer, default=0)
+    step_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Job(Base):
+    """One user-facing job (``job_id``)."""
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_type: Mapped[str] = mapped_column(String(45))
+    status: Mapped[str] = mapped_column(String(45), default="PENDING")
+    statistics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    from_system: Mapped[str] = mapped_column(String(64), default="")
+    bk_biz_scope: Mapped[list[Any]] = mapped_column(default=list)
+    error_hosts: Mapped[list[Any]] = mapped_column(default=list)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id"))
+    is_auto_trigger: Mapped[bool] = mapped_column(Boolean, default=False)
+    start_at: Mapped[datetime] = mapped_column(default=utcnow)
+    end_at: Mapped[datetime | None]
+
+
+class SubscriptionTask(Base):
+    """One execution of a subscription; a job's first run and each retry are tasks."""
+
+    __tablename__ = "subscription_tasks"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    scope: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    actions: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    is_ready: Mapped[bool] = mapped_column(Boolean, default=True)
+    err_msg: Mapped[str | None] = mapped_column(Text)
+    is_auto_trigger: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InstanceRecord(Base):
+    """One host (instance) inside one task: the thing the log API reads.
+
+    ``instance_id`` keeps the form chosen at creation (spec §4); ``bk_host_id`` and ``host_key`` hold both
+    identities of a host so either form finds the record. ``attempt`` counts runs of this instance in its job
+    (1 = first run, +1 per retry).
+    """
+
+    __tablename__ = "instance_records"
+    __table_args__ = (
+        Index(None, "job_id", "instance_id", "attempt"),
+        Index(None, "job_id", "bk_host_id", "attempt"),
+        Index(None, "job_id", "host_key", "attempt"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("subscription_tasks.id", ondelete="CASCADE"), index=True)
+    subscription_id: Mapped[int] = mapped_column(BigInteger)
+    job_id: Mapped[int | None] = mapped_column(BigInteger)
+    instance_id: Mapped[str] = mapped_column(String(128))
+    bk_host_id: Mapped[int | None] = mapped_column(BigInteger)
+    host_key: Mapped[str | None] = mapped_column(String(96))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    instance_info: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(45), default="PENDING")
+    is_latest: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    start_at: Mapped[datetime | None]
+    finish_at: Mapped[datetime | None]
+
+
+class RecordStep(Base):
+    """One step of one instance record's plan; ``start_at`` null until it starts (PENDING)."""
+
+    __tablename__ = "record_steps"
+    record_id: Mapped[int] = mapped_column(
+        ForeignKey("instance_records.id", ondelete="CASCADE"), primary_key=True
+    )
+    step_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(45), default="PENDING")
+    start_at: Mapped[datetime | None]
+    finish_at: Mapped[datetime | None]
+
+
+class StepLog(Base):
+    """A chunk of one step's log: one or more whole lines, without a trailing newline."""
+
+    __tablename__ = "step_logs"
+    __table_args__ = (Index(None, "record_id", "step_index", "id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    record_id: Mapped[int] = mapped_column(ForeignKey("instance_records.id", ondelete="CASCADE"))
+    step_index: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
