@@ -80,6 +80,13 @@ class Database:
         """Run a store call that may write or wait on locks, off the event loop."""
         return await asyncio.to_thread(fn)
 
+    def ping(self) -> None:
+        """Run a trivial query; raises StoreError when the database does not answer."""
+        with self.raw() as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT 1")
+            cur.fetchone()
+
     def dispose(self) -> None:
         self.engine.dispose()
 

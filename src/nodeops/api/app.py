@@ -1,0 +1,95 @@
+"""``create_app(settings)``: the FastAPI application with the envelope handlers and the log fast path."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+import nodeops
+from nodeops.api.envelope import install_handlers
+from nodeops.api.routes import health
+from nodeops.api.routes.log import APIGW_PATH, ESB_PATH, NODEMAN_PATH, LogFastPath
+from nodeops.api.schemas import LogRequest, LogResponse
+from nodeops.service.container import Services
+from nodeops.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
+    """Build the application; ``services`` defaults to ones built from ``settings``."""
+    services = services or Services.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        services.close()
+
+    app = FastAPI(
+        title="nodeops",
+        version=nodeops.__version__,
+        description="Operational jobs on fleets of hosts, with the BlueKing Node Manager API.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_handlers(app)
+    app.include_router(health.router)
+    app.add_middleware(LogFastPath, services=services)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the log API's three addresses, which the fast path serves outside the router."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (LogRequest, LogResponse):
+        definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(definition.pop("$defs", {}))
+        components[model.__name__] = definition
+    schema["paths"].update(describe_log_api())
+    app.openapi_schema = schema
+    return schema
+
+
+def describe_log_api() -> dict[str, Any]:
+    """OpenAPI path items of the log API (see ``nodeops.api.routes.log``)."""
+    ok = {"200": {"description": "The envelope; errors too answer HTTP 200 with result false.",
+                  "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LogResponse"}}}}}
+    common = [
+        _param("bk_app_code", {"type": "string"}), _param("bk_app_secret", {"type": "string"}),
+        _param("bk_token", {"type": "string"}), _param("bk_username", {"type": "string"}),
+        {"name": "X-Bkapi-Authorization", "in": "header", "required": False,
+         "description": "JSON object with the common args; wins over parameters.", "schema": {"type": "string"}},
+    ]
+    instance = _param("instance_id", {"anyOf": [{"type": "string"}, {"type": "integer"}]}, required=True)
+    attempt = _param("attempt", {"type": "integer", "minimum": 1})
+    job_in_path = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+    summary = "查询任务实例日志 (query the log of one host instance of a job)"
+    by_path = {"summary": summary, "tags": ["job"], "parameters": [job_in_path, instance, attempt, *common],
+               "responses": ok}
+    return {
+        ESB_PATH: {
+            "get": {"summary": summary + " — ESB form", "tags": ["job"], "operationId": "esb_log_job_get",
+                    "parameters": [_param("job_id", {"type": "integer", "minimum": 1}, required=True), instance,
+                                   attempt, *common],
+                    "responses": ok},
+            "post": {"summary": summary + " — ESB form", "tags": ["job"], "operationId": "esb_log_job_post",
+                     "requestBody": {"required": True, "content": {"application/json": {
+                         "schema": {"$ref": "#/components/schemas/LogRequest"}}}},
+                     "responses": ok},
+        },
+        NODEMAN_PATH: {"get": {**by_path, "operationId": "job_get_job_log"}},
+        APIGW_PATH: {"get": {**by_path, "operationId": "apigw_job_get_job_log"}},
+    }
+
+
+def _param(name: str, schema: dict[str, Any], *, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema}

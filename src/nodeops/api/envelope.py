@@ -1,0 +1,97 @@
+"""The response envelope ``{result, code, message, data}`` and the only exception handlers (spec §1.2).
+
+HTTP status is 200 for business errors, as the original. Node Manager appends its code to every error message
+in full-width parentheses (``"…（3801012）"``); ESB's own 1306xxx errors do not. Anything unforeseen is logged
+with its traceback and answered with 3800500, never a 500 page.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from nodeops.errors import (
+    ESB_CODES,
+    ErrorCode,
+    InvalidInput,
+    MethodNotAllowed,
+    NodeopsError,
+    RouteNotFound,
+)
+
+log = logging.getLogger(__name__)
+JSON_HEADERS = [(b"content-type", b"application/json")]
+INTERNAL_MESSAGE = "系统错误，请联系管理员 (internal error; the server log has the details)"
+
+
+def success_body(data: Any) -> bytes:
+    return orjson.dumps({"result": True, "code": 0, "message": "success", "data": data})
+
+
+def error_payload(exc: NodeopsError) -> dict[str, Any]:
+    code = exc.code
+    message = exc.message if code in ESB_CODES else f"{exc.message}（{int(code)}）"
+    return {"result": False, "code": int(code), "message": message, "data": exc.data, "errors": None}
+
+
+def error_body(exc: NodeopsError) -> bytes:
+    return orjson.dumps(error_payload(exc))
+
+
+def internal_error_body() -> bytes:
+    return orjson.dumps(
+        {"result": False, "code": int(ErrorCode.INTERNAL), "message": f"{INTERNAL_MESSAGE}（{int(ErrorCode.INTERNAL)}）",
+         "data": None, "errors": None}
+    )
+
+
+def json_response(body: bytes) -> Response:
+    return Response(content=body, media_type="application/json")
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Register the envelope handlers on the FastAPI app."""
+
+    async def on_nodeops_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, NodeopsError)
+        return json_response(error_body(exc))
+
+    async def on_validation_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        problems: dict[str, str] = {}
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error.get("loc", ())[1:]) or "body"
+            problems.setdefault(field, str(error.get("msg", "invalid")))
+        return json_response(error_body(InvalidInput(problems)))
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        error: NodeopsError
+        if exc.status_code == 404:
+            error = RouteNotFound(path=request.url.path)
+        elif exc.status_code == 405:
+            allowed = tuple((exc.headers or {}).get("Allow", "GET").split(", "))
+            error = MethodNotAllowed(method=request.method, allowed=allowed)
+        else:
+            error = NodeopsError(str(exc.detail))
+            widened = 3800000 + exc.status_code
+            return json_response(orjson.dumps(
+                {"result": False, "code": widened, "message": f"{exc.detail}（{widened}）", "data": None, "errors": None}
+            ))
+        return json_response(error_body(error))
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc,
+                  extra={"action": "unhandled_error"})
+        return json_response(internal_error_body())
+
+    app.add_exception_handler(NodeopsError, on_nodeops_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

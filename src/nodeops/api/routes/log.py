@@ -1,0 +1,152 @@
+"""The log API (查询任务实例日志) at its three addresses, served as a bare ASGI path (spec §1.3).
+
+- ESB:       ``GET|POST /api/c/compapi/v2/nodeman/api/job/log/`` (job_id in the query or JSON body)
+- nodeman:   ``GET /api/job/{job_id}/log/?instance_id=…``
+- API gateway: ``GET /api/bk-nodeman/prod/api/job/{job_id}/log/`` (identity in ``X-Bkapi-Authorization``)
+
+This is the hottest path of the service, so it does not go through FastAPI's per-request machinery
+(routing, dependency injection, response models): ``LogFastPath`` is a pure ASGI middleware that answers these
+paths itself and passes every other request on. It still shares its validation (``parse_log_query``) and
+use case (``LogService``) with everything else, and ``describe_log_api`` puts it in the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from nodeops.api.envelope import JSON_HEADERS, error_body, internal_error_body, success_body
+from nodeops.errors import BodyTooLarge, InvalidInput, MethodNotAllowed, NodeopsError
+from nodeops.service.auth import AUTH_HEADER, CommonArgs
+from nodeops.service.container import Services
+from nodeops.service.logs import parse_log_query
+from nodeops.settings import MAX_BODY_BYTES
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+ESB_PATH = "/api/c/compapi/v2/nodeman/api/job/log/"
+NODEMAN_PATH = "/api/job/{job_id}/log/"
+APIGW_PATH = "/api/bk-nodeman/prod/api/job/{job_id}/log/"
+_JOB_PATH = re.compile(r"^(?:/api/bk-nodeman/prod)?/api/job/([^/]+)/log/?$")
+_ESB_PATHS = frozenset({ESB_PATH, ESB_PATH.rstrip("/")})
+_AUTH_HEADER = AUTH_HEADER.encode()
+
+
+class LogFastPath:
+    """ASGI middleware answering the log API's addresses; every other request goes to ``app``."""
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path in _ESB_PATHS:
+                await self._respond(send, await self._answer(scope, receive, ("GET", "POST"), None))
+                return
+            if path.startswith(("/api/job/", "/api/bk-nodeman/")) and (match := _JOB_PATH.match(path)):
+                await self._respond(send, await self._answer(scope, receive, ("GET",), match.group(1)))
+                return
+        await self.app(scope, receive, send)
+
+    async def _answer(self, scope: Scope, receive: Receive, methods: tuple[str, ...], path_job_id: str | None) -> bytes:
+        try:
+            method = scope["method"]
+            if method not in methods and not (method == "HEAD" and "GET" in methods):
+                raise MethodNotAllowed(method=method, allowed=methods)
+            params: dict[str, object] = dict(parse_qsl(scope["query_string"].decode("latin-1")))
+            if method == "POST":
+                params.update(await _json_body(receive))
+            auth_header = None
+            for name, value in scope["headers"]:
+                if name == _AUTH_HEADER:
+                    auth_header = value.decode("latin-1")
+            if path_job_id is not None:
+                params["job_id"] = path_job_id
+            caller = self.services.auth.authenticate(CommonArgs.gather(params, auth_header))
+            query = parse_log_query(params)
+            return success_body(await self.services.logs.instance_log(caller, query))
+        except NodeopsError as exc:
+            return error_body(exc)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"),
+                          extra={"action": "unhandled_error"})
+            return internal_error_body()
+
+    @staticmethod
+    async def _respond(send: Send, body: bytes) -> None:
+        await send({
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())],
+        })
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _json_body(receive: Receive) -> dict[str, object]:
+    """Read and parse a JSON object body of at most 1 MiB; tolerate the seed example's trailing comma."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BodyTooLarge(limit_bytes=MAX_BODY_BYTES)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return {}
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            value = orjson.loads(strip_trailing_commas(raw.decode("utf-8", errors="replace")))
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput.field("body", f"is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise InvalidInput.field("body", "must be a JSON object such as {\"job_id\": 1, \"instance_id\": \"...\"}")
+    return value
+
+
+def strip_trailing_commas(text: str) -> str:
+    """Drop commas that directly precede ``}`` or ``]`` outside strings (the seed's example has one)."""
+    out: list[str] = []
+    in_string = escaped = False
+    pending_comma = -1
+    for char in text:
+        if in_string:
+            out.append(char)
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+            continue
+        if char in "}]" and pending_comma >= 0:
+            del out[pending_comma]
+        if char == ",":
+            pending_comma = len(out)
+        elif not char.isspace():
+            pending_comma = -1
+        if char == '"':
+            in_string = True
+        out.append(char)
+    return "".join(out)

@@ -1,0 +1,109 @@
+"""The log use case (查询任务实例日志, spec §7.5): validate the query, check access, read the instance's steps.
+
+Order as the original (spec §10): authentication, then validation, then the job, then permission, then the
+record. Every address of the log API goes through ``parse_log_query`` and ``LogService.instance_log``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any
+
+from nodeops.domain.instance_id import InstanceId, parse_instance_id
+from nodeops.domain.status import Status, backtrace_steps
+from nodeops.errors import InstanceNotFound, InvalidInput, JobNotFound
+from nodeops.service.auth import Caller
+from nodeops.store.db import Database
+from nodeops.store.log_reads import LogReads
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+_MAX_ID = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogQuery:
+    job_id: int
+    instance: InstanceId
+    attempt: int | None
+
+
+def parse_log_query(params: Mapping[str, object]) -> LogQuery:
+    """Validate ``job_id``, ``instance_id`` and the optional ``attempt``; one InvalidInput names every bad field."""
+    problems: dict[str, str] = {}
+    job_id = _positive_int(params, "job_id", problems, required=True)
+    attempt = _positive_int(params, "attempt", problems, required=False)
+    instance: InstanceId | None = None
+    raw_instance = params.get("instance_id")
+    if raw_instance is None or raw_instance == "":
+        problems["instance_id"] = "this field is required (object_type|node_type|type|id, or a bk_host_id)"
+    else:
+        try:
+            instance = parse_instance_id(raw_instance)
+        except InvalidInput as exc:
+            problems.update(exc.problems)
+    if problems:
+        raise InvalidInput(problems)
+    assert job_id is not None and instance is not None
+    return LogQuery(job_id=job_id, instance=instance, attempt=attempt)
+
+
+def _positive_int(params: Mapping[str, object], name: str, problems: dict[str, str], *, required: bool) -> int | None:
+    value = params.get(name)
+    if value is None or value == "":
+        if required:
+            problems[name] = "this field is required (a positive integer)"
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        problems[name] = "must be a positive integer"
+        return None
+    text = str(value).strip()
+    if not text.isascii() or not text.isdigit() or not 0 < int(text) <= _MAX_ID:
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        problems[name] = f"{shown!r} is not a positive integer"
+        return None
+    return int(text)
+
+
+class LogService:
+    """Reads instance logs for callers; build one per process."""
+
+    def __init__(self, db: Database, tz: tzinfo) -> None:
+        self.db = db
+        self.reads = LogReads(db)
+        self.tz = tz
+
+    async def instance_log(self, caller: Caller, query: LogQuery) -> list[dict[str, Any]]:
+        """Every step of the instance's plan in order, as the seed's five fields; raises NodeopsError."""
+        return await self.db.read(lambda: self._instance_log(caller, query))
+
+    def _instance_log(self, caller: Caller, query: LogQuery) -> list[dict[str, Any]]:
+        job = self.reads.fetch_job(query.job_id)
+        if job is None:
+            raise JobNotFound(job_id=query.job_id)
+        caller.require_job_view(job)
+        ref = self.reads.find_record(query.job_id, query.instance, query.attempt)
+        if ref is None:
+            raise InstanceNotFound(job_id=query.job_id, instance_id=str(query.instance))
+        if ref.record_id is None:
+            raise InstanceNotFound(
+                job_id=query.job_id, instance_id=str(query.instance),
+                detail=f"attempt {query.attempt} does not exist; attempts are 1 to {ref.attempts}",
+            )
+        steps = self.reads.fetch_steps(ref.record_id)
+        statuses = backtrace_steps([Status(step.status) for step in steps])
+        return [
+            {
+                "step": step.name,
+                "status": status.value,
+                "log": step.log,
+                "start_time": self._format(step.start_at),
+                "finish_time": self._format(step.finish_at) if status not in (Status.RUNNING, Status.PENDING) else None,
+            }
+            for step, status in zip(steps, statuses, strict=True)
+        ]
+
+    def _format(self, at: datetime | None) -> str | None:
+        return None if at is None else at.astimezone(self.tz).strftime(TIME_FORMAT)
+
