@@ -151,7 +151,9 @@ class AppAuthFailed(AuthError):
     code = ErrorCode.ESB_APP_PERMISSION
 
     def __init__(self, *, app_code: str) -> None:
-        super().__init__(f"App authentication failed: bk_app_code {app_code!r} with this bk_app_secret is not a registered app")
+        super().__init__(
+            f"App authentication failed: bk_app_code {app_code!r} with this bk_app_secret is not a registered app"
+        )
 
 
 class UserAuthFailed(AuthError):
@@ -171,7 +173,10 @@ class PermissionDenied(NodeopsError):
         super().__init__(
             f"user {username!r} has no [task_history_view] permission on business {bizs} of job {job_id}; "
             f"ask an administrator for `nodeops user grant {username} --biz <id>`",
-            data={"permission": {"action": "task_history_view", "bk_biz_ids": missing_biz_ids}, "apply_url": ""},
+            data={
+                "permission": {"action": "task_history_view", "bk_biz_ids": missing_biz_ids},
+                "apply_url": "",
+            },
         )
 
 

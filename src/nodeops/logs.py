@@ -13,9 +13,9 @@ import re
 SECRET_FIELDS = ("bk_app_secret", "bk_token", "app_secret", "password", "key", "access_token", "secret")
 MASK = "******"
 # key=value in query strings, "key": "value" in JSON, key: value in reprs
+_NAMES = "|".join(SECRET_FIELDS)
 _PATTERN = re.compile(
-    r"""(?P<prefix>(?P<q>["']?)\b(?:%s)(?P=q)\s*[=:]\s*(?P<v>["']?))(?P<secret>[^&\s"',}]+)"""
-    % "|".join(SECRET_FIELDS),
+    rf"""(?P<prefix>(?P<q>["']?)\b(?:{_NAMES})(?P=q)\s*[=:]\s*(?P<v>["']?))(?P<secret>[^&\s"',}}]+)""",
     re.IGNORECASE,
 )
 

@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("./var"), description="Where the SQLite file and the secret key live.")
     database_url: str = Field(
         default="",
-        description="SQLAlchemy URL; empty means a SQLite file in the data dir. postgresql+psycopg://... for PostgreSQL.",
+        description="SQLAlchemy URL; empty = a SQLite file in the data dir; postgresql+psycopg://... for PostgreSQL.",
     )
     host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port the HTTP server binds (0 = any free port).")

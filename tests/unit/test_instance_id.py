@@ -110,9 +110,7 @@ def test_arbitrary_text_parses_or_raises_invalid_input_on_instance_id(raw):
 
 @given(
     raw=st.lists(
-        st.one_of(
-            st.sampled_from(["host", "service", "instance", "topo", "module", "-", "|", ":", "0"]), st.text()
-        ),
+        st.one_of(st.sampled_from(["host", "service", "instance", "topo", "module", "-", "|", ":", "0"]), st.text()),
         max_size=8,
     ).map("".join)
 )
@@ -147,17 +145,13 @@ def test_any_integer_parses_as_a_host_id_or_raises_invalid_input(raw):
         pytest.param("007", "host|instance|host|7", id="bare_leading_zeros_normalised"),
         pytest.param("host|instance|host|007", "host|instance|host|7", id="full_leading_zeros_normalised"),
         pytest.param("host|instance|host|127.0.0.1-0-0", "host|instance|host|127.0.0.1-0-0", id="ipv4_key"),
-        pytest.param(
-            "HOST|INSTANCE|host|10.0.0.1-2-0", "host|instance|host|10.0.0.1-2-0", id="upper_case_types"
-        ),
+        pytest.param("HOST|INSTANCE|host|10.0.0.1-2-0", "host|instance|host|10.0.0.1-2-0", id="upper_case_types"),
         pytest.param(
             "host|instance|host|2001:0db8:0000:0000:0000:0000:0000:0001-3-0",
             "host|instance|host|2001:db8::1-3-0",
             id="ipv6_key_compressed",
         ),
-        pytest.param(
-            "host|instance|host|10.0.0.1-00-0", "host|instance|host|10.0.0.1-0-0", id="cloud_id_normalised"
-        ),
+        pytest.param("host|instance|host|10.0.0.1-00-0", "host|instance|host|10.0.0.1-0-0", id="cloud_id_normalised"),
         pytest.param("service|instance|service|123", "service|instance|service|123", id="service_instance"),
         pytest.param("host|topo|module|33", "host|topo|module|33", id="topo_node"),
         pytest.param(
@@ -165,9 +159,7 @@ def test_any_integer_parses_as_a_host_id_or_raises_invalid_input(raw):
             "service|service_template|service_template|5",
             id="service_template_node",
         ),
-        pytest.param(
-            "host|set_template|set_template|0", "host|set_template|set_template|0", id="set_template_0"
-        ),
+        pytest.param("host|set_template|set_template|0", "host|set_template|set_template|0", id="set_template_0"),
     ],
 )
 def test_valid_inputs_parse_to_their_canonical_string(raw, expected):
@@ -178,9 +170,7 @@ def test_valid_inputs_parse_to_their_canonical_string(raw, expected):
     ("raw", "bk_host_id", "host_key"),
     [
         pytest.param("host|instance|host|35", 35, None, id="host_id_form"),
-        pytest.param(
-            "host|instance|host|1.2.3.4-5-0", None, HostKey(ip="1.2.3.4", bk_cloud_id=5), id="key_form"
-        ),
+        pytest.param("host|instance|host|1.2.3.4-5-0", None, HostKey(ip="1.2.3.4", bk_cloud_id=5), id="key_form"),
         pytest.param("service|instance|service|35", None, None, id="service_is_not_a_host"),
         pytest.param("host|topo|host|35", None, None, id="topo_node_is_not_a_host_instance"),
     ],
@@ -201,21 +191,15 @@ def test_bk_host_id_and_host_key_only_for_host_instances(raw, bk_host_id, host_k
         pytest.param("host|instance|host", ["4 parts", "got 3"], id="three_parts"),
         pytest.param("host|instance|host|1|2", ["4 parts", "got 5"], id="five_parts"),
         pytest.param("abc", ["4 parts", "got 1"], id="one_word"),
-        pytest.param(
-            "cluster|instance|host|1", ["object_type", "'cluster'", "host, service"], id="bad_object_type"
-        ),
+        pytest.param("cluster|instance|host|1", ["object_type", "'cluster'", "host, service"], id="bad_object_type"),
         pytest.param("|instance|host|1", ["object_type", "''"], id="empty_object_type"),
         pytest.param("host|node|host|1", ["node_type", "'node'", "instance"], id="bad_node_type"),
         pytest.param("host||host|1", ["node_type"], id="empty_node_type"),
         pytest.param("host|topo|mod-ule|1", ["type", "'mod-ule'", "bk_obj_id"], id="type_with_dash"),
         pytest.param("host|topo||1", ["type", "''"], id="empty_type"),
         pytest.param("host|topo|" + "m" * 65 + "|1", ["type", "bk_obj_id"], id="type_longer_than_64"),
-        pytest.param(
-            "host|instance|service|1", ["type", "'service'", "'host'"], id="host_instance_of_type_service"
-        ),
-        pytest.param(
-            "service|instance|host|1", ["type", "'host'", "'service'"], id="service_instance_of_type_host"
-        ),
+        pytest.param("host|instance|service|1", ["type", "'service'", "'host'"], id="host_instance_of_type_service"),
+        pytest.param("service|instance|host|1", ["type", "'host'", "'service'"], id="service_instance_of_type_host"),
         pytest.param("host|instance|host|", ["id must not be empty"], id="empty_id"),
         pytest.param("host|instance|host|  ", ["id must not be empty"], id="blank_id"),
         pytest.param(
@@ -223,25 +207,13 @@ def test_bk_host_id_and_host_key_only_for_host_instances(raw, bk_host_id, host_k
             ["id", "'1.2.3.4'", "ip-bk_cloud_id-bk_supplier_id"],
             id="ip_without_cloud",
         ),
-        pytest.param(
-            "host|instance|host|1.2.3.4-0", ["ip-bk_cloud_id-bk_supplier_id"], id="ip_without_supplier"
-        ),
-        pytest.param(
-            "host|instance|host|1.2.3.999-0-0", ["'1.2.3.999'", "not an IPv4 or IPv6 address"], id="bad_ipv4"
-        ),
-        pytest.param(
-            "host|instance|host|myhost-0-0", ["'myhost'", "not an IPv4 or IPv6 address"], id="hostname"
-        ),
-        pytest.param(
-            "host|instance|host|gg::1-0-0", ["'gg::1'", "not an IPv4 or IPv6 address"], id="bad_ipv6"
-        ),
+        pytest.param("host|instance|host|1.2.3.4-0", ["ip-bk_cloud_id-bk_supplier_id"], id="ip_without_supplier"),
+        pytest.param("host|instance|host|1.2.3.999-0-0", ["'1.2.3.999'", "not an IPv4 or IPv6 address"], id="bad_ipv4"),
+        pytest.param("host|instance|host|myhost-0-0", ["'myhost'", "not an IPv4 or IPv6 address"], id="hostname"),
+        pytest.param("host|instance|host|gg::1-0-0", ["'gg::1'", "not an IPv4 or IPv6 address"], id="bad_ipv6"),
         pytest.param("host|instance|host|fe80::1%eth0-0-0", ["scope id"], id="ipv6_scope_id"),
-        pytest.param(
-            "host|instance|host|1.2.3.4-x-0", ["bk_cloud_id", "non-negative integers"], id="bad_cloud"
-        ),
-        pytest.param(
-            "host|instance|host|1.2.3.4-0-y", ["bk_supplier_id", "non-negative integers"], id="bad_supplier"
-        ),
+        pytest.param("host|instance|host|1.2.3.4-x-0", ["bk_cloud_id", "non-negative integers"], id="bad_cloud"),
+        pytest.param("host|instance|host|1.2.3.4-0-y", ["bk_supplier_id", "non-negative integers"], id="bad_supplier"),
         pytest.param(
             "host|instance|host|1.2.3.4-0\n-0",
             ["bk_cloud_id", "non-negative integers"],
@@ -257,9 +229,7 @@ def test_bk_host_id_and_host_key_only_for_host_instances(raw, bk_host_id, host_k
         pytest.param(-5, ["bk_host_id", "'-5'", "positive"], id="negative_host_id_int"),
         pytest.param(10**18, ["bk_host_id", "at most 18 digits"], id="host_id_int_of_19_digits"),
         pytest.param("1" * 19, ["bk_host_id", "at most 18 digits"], id="host_id_string_of_19_digits"),
-        pytest.param(
-            "service|instance|service|abc", ["id", "'abc'", "must be an integer"], id="service_id_text"
-        ),
+        pytest.param("service|instance|service|abc", ["id", "'abc'", "must be an integer"], id="service_id_text"),
         pytest.param("host|topo|module|-1", ["id", "'-1'", "must be an integer"], id="topo_id_negative"),
         pytest.param("", ["must not be blank"], id="empty"),
         pytest.param("   \t\n", ["must not be blank"], id="whitespace_only"),

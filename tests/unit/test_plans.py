@@ -60,9 +60,7 @@ def test_every_step_name_is_its_code_display_name(job_type):
             ["检查Agent状态", "渲染并下发Agent配置", "重载Agent配置", "查询Agent状态"],
             id="reload_agent",
         ),
-        pytest.param(
-            JobType.UNINSTALL_AGENT, ["查询主机密码", "卸载Agent", "更新主机进程状态"], id="uninstall_agent"
-        ),
+        pytest.param(JobType.UNINSTALL_AGENT, ["查询主机密码", "卸载Agent", "更新主机进程状态"], id="uninstall_agent"),
     ],
 )
 def test_plan_body_follows_spec_pipeline_order(job_type, body):

@@ -21,8 +21,12 @@ from nodeops.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
-    """Build the application; ``services`` defaults to ones built from ``settings``."""
+def create_app(settings: Settings, services: Services | None = None) -> LogFastPath:
+    """Build the ASGI application; ``services`` defaults to ones built from ``settings``.
+
+    The result is the log fast path wrapped around the FastAPI app (``.app``): log requests never enter
+    FastAPI, everything else does.
+    """
     services = services or Services.build(settings)
 
     @asynccontextmanager
@@ -35,13 +39,13 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         version=nodeops.__version__,
         description="Operational jobs on fleets of hosts, with the BlueKing Node Manager API.",
         lifespan=lifespan,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
     install_handlers(app)
     app.include_router(health.router)
-    app.add_middleware(LogFastPath, services=services)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    return app
+    return LogFastPath(app, services)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -61,30 +65,64 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 def describe_log_api() -> dict[str, Any]:
     """OpenAPI path items of the log API (see ``nodeops.api.routes.log``)."""
-    ok = {"200": {"description": "The envelope; errors too answer HTTP 200 with result false.",
-                  "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LogResponse"}}}}}
+    ok = {
+        "200": {
+            "description": "The envelope; errors too answer HTTP 200 with result false.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LogResponse"}}},
+        }
+    }
     common = [
-        _param("bk_app_code", {"type": "string"}), _param("bk_app_secret", {"type": "string"}),
-        _param("bk_token", {"type": "string"}), _param("bk_username", {"type": "string"}),
-        {"name": "X-Bkapi-Authorization", "in": "header", "required": False,
-         "description": "JSON object with the common args; wins over parameters.", "schema": {"type": "string"}},
+        _param("bk_app_code", {"type": "string"}),
+        _param("bk_app_secret", {"type": "string"}),
+        _param("bk_token", {"type": "string"}),
+        _param("bk_username", {"type": "string"}),
+        {
+            "name": "X-Bkapi-Authorization",
+            "in": "header",
+            "required": False,
+            "description": "JSON object with the common args; wins over parameters.",
+            "schema": {"type": "string"},
+        },
     ]
     instance = _param("instance_id", {"anyOf": [{"type": "string"}, {"type": "integer"}]}, required=True)
     attempt = _param("attempt", {"type": "integer", "minimum": 1})
-    job_in_path = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+    job_in_path = {
+        "name": "job_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
     summary = "查询任务实例日志 (query the log of one host instance of a job)"
-    by_path = {"summary": summary, "tags": ["job"], "parameters": [job_in_path, instance, attempt, *common],
-               "responses": ok}
+    by_path = {
+        "summary": summary,
+        "tags": ["job"],
+        "parameters": [job_in_path, instance, attempt, *common],
+        "responses": ok,
+    }
     return {
         ESB_PATH: {
-            "get": {"summary": summary + " — ESB form", "tags": ["job"], "operationId": "esb_log_job_get",
-                    "parameters": [_param("job_id", {"type": "integer", "minimum": 1}, required=True), instance,
-                                   attempt, *common],
-                    "responses": ok},
-            "post": {"summary": summary + " — ESB form", "tags": ["job"], "operationId": "esb_log_job_post",
-                     "requestBody": {"required": True, "content": {"application/json": {
-                         "schema": {"$ref": "#/components/schemas/LogRequest"}}}},
-                     "responses": ok},
+            "get": {
+                "summary": summary + " — ESB form",
+                "tags": ["job"],
+                "operationId": "esb_log_job_get",
+                "parameters": [
+                    _param("job_id", {"type": "integer", "minimum": 1}, required=True),
+                    instance,
+                    attempt,
+                    *common,
+                ],
+                "responses": ok,
+            },
+            "post": {
+                "summary": summary + " — ESB form",
+                "tags": ["job"],
+                "operationId": "esb_log_job_post",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LogRequest"}}},
+                },
+                "responses": ok,
+            },
         },
         NODEMAN_PATH: {"get": {**by_path, "operationId": "job_get_job_log"}},
         APIGW_PATH: {"get": {**by_path, "operationId": "apigw_job_get_job_log"}},

@@ -30,8 +30,16 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 INTERNAL_MESSAGE = "系统错误，请联系管理员 (internal error; the server log has the details)"
 
 
+_SUCCESS_HEAD = b'{"result":true,"code":0,"message":"success","data":'
+
+
 def success_body(data: Any) -> bytes:
     return orjson.dumps({"result": True, "code": 0, "message": "success", "data": data})
+
+
+def success_body_encoded(data_json: bytes) -> bytes:
+    """The success envelope around ``data`` that is already JSON (the log API's cached bodies)."""
+    return _SUCCESS_HEAD + data_json + b"}"
 
 
 def error_payload(exc: NodeopsError) -> dict[str, Any]:
@@ -46,8 +54,13 @@ def error_body(exc: NodeopsError) -> bytes:
 
 def internal_error_body() -> bytes:
     return orjson.dumps(
-        {"result": False, "code": int(ErrorCode.INTERNAL), "message": f"{INTERNAL_MESSAGE}（{int(ErrorCode.INTERNAL)}）",
-         "data": None, "errors": None}
+        {
+            "result": False,
+            "code": int(ErrorCode.INTERNAL),
+            "message": f"{INTERNAL_MESSAGE}（{int(ErrorCode.INTERNAL)}）",
+            "data": None,
+            "errors": None,
+        }
     )
 
 
@@ -81,14 +94,27 @@ def install_handlers(app: FastAPI) -> None:
         else:
             error = NodeopsError(str(exc.detail))
             widened = 3800000 + exc.status_code
-            return json_response(orjson.dumps(
-                {"result": False, "code": widened, "message": f"{exc.detail}（{widened}）", "data": None, "errors": None}
-            ))
+            return json_response(
+                orjson.dumps(
+                    {
+                        "result": False,
+                        "code": widened,
+                        "message": f"{exc.detail}（{widened}）",
+                        "data": None,
+                        "errors": None,
+                    }
+                )
+            )
         return json_response(error_body(error))
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc,
-                  extra={"action": "unhandled_error"})
+        log.error(
+            "unhandled error on %s %s",
+            request.method,
+            request.url.path,
+            exc_info=exc,
+            extra={"action": "unhandled_error"},
+        )
         return json_response(internal_error_body())
 
     app.add_exception_handler(NodeopsError, on_nodeops_error)

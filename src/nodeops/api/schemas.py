@@ -28,7 +28,9 @@ class LogRequest(CommonArgsModel):
         "host|instance|host|35; a bare integer means that bk_host_id. Either host form finds the host."
     )
     attempt: int | None = Field(
-        default=None, gt=0, description="Which run of the instance (1 = first, +1 per retry); default the newest."
+        default=None,
+        gt=0,
+        description="Which run of the instance (1 = first, +1 per retry); default the newest.",
     )
 
 
@@ -38,7 +40,9 @@ class LogStep(BaseModel):
     step: str = Field(description="节点名称: the step's display name.")
     status: Status = Field(description="执行状态.")
     log: str = Field(description="执行日志: lines `[YYYY-MM-DD HH:MM:SS LEVEL] text` joined by newlines.")
-    start_time: str | None = Field(description="启动时间, `YYYY-MM-DD HH:MM:SS` in the service's zone; null if PENDING.")
+    start_time: str | None = Field(
+        description="启动时间, `YYYY-MM-DD HH:MM:SS` in the service's zone; null if PENDING."
+    )
     finish_time: str | None = Field(description="完成时间; null until the step has finished.")
 
 

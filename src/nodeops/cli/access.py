@@ -66,8 +66,12 @@ def token_issue(
     """Issue a bk_token for a user and print it."""
     cli = state(ctx)
     try:
-        token = admin.token(cli.services.db, cli.settings.resolved_secret_key(), username=name,
-                            ttl_s=admin.parse_duration_s(ttl))
+        token = admin.token(
+            cli.services.db,
+            cli.settings.resolved_secret_key(),
+            username=name,
+            ttl_s=admin.parse_duration_s(ttl),
+        )
     except NodeopsError as exc:
         raise fail(exc) from None
     print(token)

@@ -15,8 +15,9 @@ from nodeops.errors import NodeopsError
 from nodeops.logs import configure_logging
 from nodeops.settings import Settings
 
-app = typer.Typer(help="nodeops: operational jobs on fleets of hosts.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="nodeops: operational jobs on fleets of hosts.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 app.add_typer(db.app, name="db")
 app.add_typer(access.apps, name="app")
 app.add_typer(access.users, name="user")
@@ -58,8 +59,16 @@ def serve(
     settings = cli.settings.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     configure_logging()
     console.print(f"nodeops serving on [bold]{settings.base_url}[/bold] (docs at {settings.base_url}/docs)")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
-                loop="uvloop", http="httptools", access_log=False)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        proxy_headers=False,
+    )
 
 
 @app.command()
@@ -73,8 +82,15 @@ def demo(ctx: typer.Context) -> None:
     except NodeopsError as exc:
         raise fail(exc) from None
     base = cli.settings.base_url
-    query = urlencode({"bk_app_code": made.app_code, "bk_app_secret": made.app_secret,
-                       "bk_username": made.username, "job_id": made.job_id, "instance_id": made.instance_id})
+    query = urlencode(
+        {
+            "bk_app_code": made.app_code,
+            "bk_app_secret": made.app_secret,
+            "bk_username": made.username,
+            "job_id": made.job_id,
+            "instance_id": made.instance_id,
+        }
+    )
     console.print(f"URL:        {base}  (API docs: {base}/docs)", highlight=False)
     print(f"demo app:   bk_app_code={made.app_code}  bk_app_secret={made.app_secret}")
     console.print(f"demo user:  {made.username} (superuser)", highlight=False)

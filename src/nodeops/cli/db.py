@@ -19,8 +19,9 @@ def upgrade(ctx: typer.Context, revision: str = typer.Argument("head", help="Tar
         migrate.upgrade(services.db, revision)
     except NodeopsError as exc:
         raise fail(exc) from None
-    console.print(f"database at [bold]{services.db.engine.url.render_as_string(hide_password=True)}[/bold] "
-                  f"is at {revision}")
+    console.print(
+        f"database at [bold]{services.db.engine.url.render_as_string(hide_password=True)}[/bold] is at {revision}"
+    )
 
 
 @app.command()

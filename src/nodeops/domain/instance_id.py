@@ -11,6 +11,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from nodeops.errors import InvalidInput
 
@@ -57,9 +58,7 @@ class HostKey:
             raise InvalidInput.field("ip", f"{ip!r}: an IPv6 scope id (%zone) is not accepted")
         if not (0 <= bk_cloud_id <= MAX_HOST_ID and 0 <= bk_supplier_id <= MAX_HOST_ID):
             # the upper bound keeps str(key) parseable: the instance_id codec reads at most 18 digits
-            raise InvalidInput.field(
-                "bk_cloud_id", "bk_cloud_id and bk_supplier_id must be >= 0, at most 18 digits"
-            )
+            raise InvalidInput.field("bk_cloud_id", "bk_cloud_id and bk_supplier_id must be >= 0, at most 18 digits")
         return cls(ip=address.compressed, bk_cloud_id=bk_cloud_id, bk_supplier_id=bk_supplier_id)
 
 
@@ -114,6 +113,22 @@ def parse_instance_id(raw: object) -> InstanceId:
         raise InvalidInput.field(FIELD, f"must be a string {FORMAT} or an integer bk_host_id")
     if isinstance(raw, int):
         return host_instance_id(bk_host_id=_positive_host_id(raw))
+    if len(raw) <= _CACHED_LENGTH:
+        return _parse_text_cached(raw)
+    return _parse_text(raw)
+
+
+# Parsing (IP addresses above all) costs more than a lookup, and callers repeat the same few ids; the
+# results are frozen values, so a bounded memo is safe. Errors are not cached, so junk cannot fill it.
+_CACHED_LENGTH = 128
+
+
+@lru_cache(maxsize=65536)
+def _parse_text_cached(raw: str) -> InstanceId:
+    return _parse_text(raw)
+
+
+def _parse_text(raw: str) -> InstanceId:
     text = raw.strip()
     if not text:
         raise InvalidInput.field(FIELD, f"must not be blank; expected {FORMAT}")
@@ -121,9 +136,7 @@ def parse_instance_id(raw: object) -> InstanceId:
         return host_instance_id(bk_host_id=_positive_host_id(text))
     parts = text.split("|")
     if len(parts) != 4:
-        raise InvalidInput.field(
-            FIELD, f"{_shown(text)} must be {FORMAT} (4 parts joined by '|'), got {len(parts)}"
-        )
+        raise InvalidInput.field(FIELD, f"{_shown(text)} must be {FORMAT} (4 parts joined by '|'), got {len(parts)}")
     object_type, node_type, type_, ident = (part.strip() for part in parts)
     try:
         obj = ObjectType(object_type.lower())
@@ -134,15 +147,11 @@ def parse_instance_id(raw: object) -> InstanceId:
     try:
         node = NodeType(node_type.lower())
     except ValueError:
-        raise InvalidInput.field(
-            FIELD, f"node_type {_shown(node_type)} must be one of {', '.join(NodeType)}"
-        ) from None
+        raise InvalidInput.field(FIELD, f"node_type {_shown(node_type)} must be one of {', '.join(NodeType)}") from None
     if not _OBJ_ID.fullmatch(type_):
         raise InvalidInput.field(FIELD, f"type {_shown(type_)} must be host, service or a topology bk_obj_id")
     if node == NodeType.INSTANCE and type_ != obj.value:
-        raise InvalidInput.field(
-            FIELD, f"type {_shown(type_)} must be {obj.value!r} for a {obj.value} instance"
-        )
+        raise InvalidInput.field(FIELD, f"type {_shown(type_)} must be {obj.value!r} for a {obj.value} instance")
     if not ident:
         raise InvalidInput.field(FIELD, "id must not be empty")
     parsed = InstanceId(object_type=obj, node_type=node, type=type_, id=ident)
@@ -175,16 +184,12 @@ def _positive_host_id(raw: int | str) -> int:
 def _parse_host_key(ident: str) -> HostKey:
     pieces = ident.rsplit("-", 2)
     if len(pieces) != 3:
-        raise InvalidInput.field(
-            FIELD, f"id {_shown(ident)} must be a bk_host_id or ip-bk_cloud_id-bk_supplier_id"
-        )
+        raise InvalidInput.field(FIELD, f"id {_shown(ident)} must be a bk_host_id or ip-bk_cloud_id-bk_supplier_id")
     ip, cloud, supplier = pieces
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
-        raise InvalidInput.field(
-            FIELD, f"id {_shown(ident)}: {_shown(ip)} is not an IPv4 or IPv6 address"
-        ) from None
+        raise InvalidInput.field(FIELD, f"id {_shown(ident)}: {_shown(ip)} is not an IPv4 or IPv6 address") from None
     if getattr(address, "scope_id", None) is not None:
         raise InvalidInput.field(FIELD, f"id {_shown(ident)}: an IPv6 scope id (%zone) is not accepted")
     if not (_INT.fullmatch(cloud) and _INT.fullmatch(supplier)):

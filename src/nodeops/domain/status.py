@@ -23,8 +23,15 @@ class Status(StrEnum):
 
 
 TERMINAL = frozenset(
-    {Status.SUCCESS, Status.FAILED, Status.PART_FAILED, Status.TERMINATED, Status.REMOVED, Status.FILTERED,
-     Status.IGNORED}
+    {
+        Status.SUCCESS,
+        Status.FAILED,
+        Status.PART_FAILED,
+        Status.TERMINATED,
+        Status.REMOVED,
+        Status.FILTERED,
+        Status.IGNORED,
+    }
 )
 UNSUCCESSFUL = frozenset({Status.FAILED, Status.PART_FAILED, Status.TERMINATED})
 ACTIVE = frozenset({Status.PENDING, Status.RUNNING})
@@ -88,15 +95,21 @@ class JobStatistics:
             if status in counts:
                 counts[status] += 1
         return cls(
-            success_count=counts["SUCCESS"], failed_count=counts["FAILED"], pending_count=counts["PENDING"],
-            running_count=counts["RUNNING"], ignored_count=counts["IGNORED"],
+            success_count=counts["SUCCESS"],
+            failed_count=counts["FAILED"],
+            pending_count=counts["PENDING"],
+            running_count=counts["RUNNING"],
+            ignored_count=counts["IGNORED"],
         )
 
     def as_dict(self) -> dict[str, int]:
         return {
-            "success_count": self.success_count, "failed_count": self.failed_count,
-            "pending_count": self.pending_count, "running_count": self.running_count,
-            "ignored_count": self.ignored_count, "total_count": self.total_count,
+            "success_count": self.success_count,
+            "failed_count": self.failed_count,
+            "pending_count": self.pending_count,
+            "running_count": self.running_count,
+            "ignored_count": self.ignored_count,
+            "total_count": self.total_count,
         }
 
 

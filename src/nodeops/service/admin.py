@@ -34,8 +34,13 @@ def add_app(db: Database, *, code: str, secret: str | None = None, allow_usernam
         check_secret_strength(secret)
     salt = new_salt()
     with db.session() as session:
-        access.add_app(session, code=code, salt=salt, secret_hash=hash_secret(secret, salt),
-                       allow_username=allow_username)
+        access.add_app(
+            session,
+            code=code,
+            salt=salt,
+            secret_hash=hash_secret(secret, salt),
+            allow_username=allow_username,
+        )
     return NewApp(code=code, secret=secret, allow_username=allow_username)
 
 

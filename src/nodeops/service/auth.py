@@ -6,8 +6,11 @@ over ``bk_username`` (accepted only from apps registered with ``--allow-username
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -71,21 +74,47 @@ class Caller:
 
 
 class Authenticator:
-    """Turns CommonArgs into a Caller, or raises the ESB error that says what is missing or wrong."""
+    """Turns CommonArgs into a Caller, or raises the ESB error that says what is missing or wrong.
+
+    Successful answers are remembered for the current access epoch (``store.access.bump_epoch``): any change
+    to apps, users or grants, by any process, starts a new epoch and empties the memo, so a cached answer is
+    never staler than the read of the epoch that precedes it. Failures are never remembered.
+    """
+
+    MAX_CACHED = 10_000
 
     def __init__(self, reads: AccessReads, secret_key: bytes) -> None:
         self.reads = reads
         self.secret_key = secret_key
+        self._epoch = -1
+        self._cache: dict[CommonArgs, tuple[Caller, float]] = {}
 
-    def authenticate(self, args: CommonArgs) -> Caller:
+    def authenticate(self, cur: Any, args: CommonArgs) -> Caller:
+        """Check the app and find the user, on a cursor from ``Database.cursor``; raises AuthError."""
+        epoch = self.reads.fetch_epoch(cur)
+        if epoch != self._epoch:
+            self._cache = {}
+            self._epoch = epoch
+        hit = self._cache.get(args)
+        if hit is not None and time.time() < hit[1]:
+            return hit[0]
+        caller, valid_until = self._authenticate(cur, args)
+        if len(self._cache) >= self.MAX_CACHED:
+            self._cache = {}
+        self._cache[args] = (caller, valid_until)
+        return caller
+
+    def _authenticate(self, cur: Any, args: CommonArgs) -> tuple[Caller, float]:
+        valid_until = math.inf
         missing = [name for name in ("bk_app_code", "bk_app_secret") if not getattr(args, name)]
         if missing:
             raise MissingAppCredentials(missing=missing)
-        app = self.reads.fetch_app(args.bk_app_code)
+        app = self.reads.fetch_app(cur, args.bk_app_code)
         if app is None or not secret_matches(args.bk_app_secret, app.secret_salt, app.secret_hash):
             raise AppAuthFailed(app_code=args.bk_app_code)
         if args.bk_token:
-            username = verify_token(self.secret_key, args.bk_token)
+            claims = verify_token(self.secret_key, args.bk_token)
+            username, valid_until = claims.username, claims.expires_at
         elif args.bk_username:
             if not app.allow_username:
                 raise UserAuthFailed(
@@ -95,7 +124,9 @@ class Authenticator:
             username = args.bk_username
         else:
             raise UserAuthFailed()
-        user = self.reads.fetch_user(username)
+        user = self.reads.fetch_user(cur, username)
         if user is None:  # a name ESB vouches for but unknown here: authenticated, with no rights
-            return Caller(app_code=app.code, username=username, is_superuser=False, biz_ids=frozenset())
-        return Caller(app_code=app.code, username=username, is_superuser=user.is_superuser, biz_ids=user.biz_ids)
+            caller = Caller(app_code=app.code, username=username, is_superuser=False, biz_ids=frozenset())
+        else:
+            caller = Caller(app_code=app.code, username=username, is_superuser=user.is_superuser, biz_ids=user.biz_ids)
+        return caller, valid_until

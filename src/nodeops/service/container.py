@@ -22,12 +22,8 @@ class Services:
     def build(cls, settings: Settings) -> Services:
         """Open the database (lazily) and wire the use cases; reads or creates the secret key file."""
         db = Database.connect(settings.database_url)
-        return cls(
-            settings=settings,
-            db=db,
-            auth=Authenticator(AccessReads(db), settings.resolved_secret_key()),
-            logs=LogService(db, settings.tz),
-        )
+        auth = Authenticator(AccessReads(db), settings.resolved_secret_key())
+        return cls(settings=settings, db=db, auth=auth, logs=LogService(db, auth, settings.tz))
 
     def close(self) -> None:
         self.db.dispose()

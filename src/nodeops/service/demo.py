@@ -38,14 +38,24 @@ def ensure_demo(db: Database, settings: Settings) -> Demo:
     """Create the demo app, user and job unless they exist; return how to call the log API on them."""
     path = settings.data_dir / "demo.json"
     saved = _load(path)
-    if saved is None or AccessReads(db).fetch_app(saved.app_code) is None:
+    if saved is None or not _app_exists(db, saved.app_code):
         app = admin.add_app(db, code=f"{DEMO_APP}-{os.urandom(3).hex()}", allow_username=True)
         admin.add_user(db, username=DEMO_USER, is_superuser=True)
         job_id, instance_id = _demo_job(db, settings.tz)
-        saved = Demo(app_code=app.code, app_secret=app.secret, username=DEMO_USER, job_id=job_id,
-                     instance_id=instance_id)
+        saved = Demo(
+            app_code=app.code,
+            app_secret=app.secret,
+            username=DEMO_USER,
+            job_id=job_id,
+            instance_id=instance_id,
+        )
         _save(path, saved)
     return saved
+
+
+def _app_exists(db: Database, code: str) -> bool:
+    with db.cursor() as cur:
+        return AccessReads(db).fetch_app(cur, code) is not None
 
 
 def _demo_job(db: Database, tz: tzinfo) -> tuple[int, str]:
@@ -54,19 +64,36 @@ def _demo_job(db: Database, tz: tzinfo) -> tuple[int, str]:
     steps = plan_steps(JobType.UPGRADE_AGENT)
     with db.session() as session:
         created = jobs.create_job(
-            session, job_type=JobType.UPGRADE_AGENT, created_by=DEMO_USER, from_system="nodeops",
+            session,
+            job_type=JobType.UPGRADE_AGENT,
+            created_by=DEMO_USER,
+            from_system="nodeops",
             bk_biz_scope=[2],
-            instances=[jobs.NewInstance(instance_id=instance_id, host_key=str(key),
-                                        instance_info={"host": {"bk_host_innerip": "127.0.0.1", "bk_cloud_id": 0}})],
+            instances=[
+                jobs.NewInstance(
+                    instance_id=instance_id,
+                    host_key=str(key),
+                    instance_info={"host": {"bk_host_innerip": "127.0.0.1", "bk_cloud_id": 0}},
+                )
+            ],
             steps=steps,
         )
         record_id = created.record_ids[instance_id]
         at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
         lines_by_step = [
             ["开始 更新任务状态.", "更新任务状态 成功"],
-            ["开始 批量下发升级包.", "下发 nodeops-agent 0.1.0 到 /usr/local/nodeops-agent", "批量下发升级包 成功"],
+            [
+                "开始 批量下发升级包.",
+                "下发 nodeops-agent 0.1.0 到 /usr/local/nodeops-agent",
+                "批量下发升级包 成功",
+            ],
             ["开始 执行升级脚本.", "停止旧版本 agent", "解压并启动新版本 agent", "执行升级脚本 成功"],
-            ["开始 查询Agent状态.", "期望的 Agent 状态为 RUNNING", "Agent 心跳正常, 版本 0.1.0", "查询Agent状态 成功"],
+            [
+                "开始 查询Agent状态.",
+                "期望的 Agent 状态为 RUNNING",
+                "Agent 心跳正常, 版本 0.1.0",
+                "查询Agent状态 成功",
+            ],
             ["开始 更新任务状态.", "更新任务状态 成功"],
         ]
         chunks = []
@@ -75,8 +102,14 @@ def _demo_job(db: Database, tz: tzinfo) -> tuple[int, str]:
             stamp = at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
             text = "\n".join(f"[{stamp} INFO] {line}" for line in lines)
             at += timedelta(seconds=3)
-            jobs.set_step(session, record_id=record_id, step_index=step.index, status=Status.SUCCESS,
-                          start_at=start, finish_at=at)
+            jobs.set_step(
+                session,
+                record_id=record_id,
+                step_index=step.index,
+                status=Status.SUCCESS,
+                start_at=start,
+                finish_at=at,
+            )
             chunks.append((record_id, step.index, text))
         jobs.append_logs(session, chunks)
         jobs.set_record(session, record_id=record_id, status=Status.SUCCESS, start_at=at, finish_at=at)

@@ -9,16 +9,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from functools import lru_cache
 from typing import Any
+
+import orjson
 
 from nodeops.domain.instance_id import InstanceId, parse_instance_id
 from nodeops.domain.status import Status, backtrace_steps
 from nodeops.errors import InstanceNotFound, InvalidInput, JobNotFound
-from nodeops.service.auth import Caller
+from nodeops.service.auth import Authenticator, Caller, CommonArgs
+from nodeops.service.cache import ByteBudgetCache
 from nodeops.store.db import Database
 from nodeops.store.log_reads import LogReads
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+BODY_CACHE_BYTES = 64 * 1024 * 1024
 _MAX_ID = 2**63 - 1
 
 
@@ -69,29 +74,50 @@ def _positive_int(params: Mapping[str, object], name: str, problems: dict[str, s
 class LogService:
     """Reads instance logs for callers; build one per process."""
 
-    def __init__(self, db: Database, tz: tzinfo) -> None:
+    def __init__(self, db: Database, auth: Authenticator, tz: tzinfo) -> None:
         self.db = db
+        self.auth = auth
         self.reads = LogReads(db)
         self.tz = tz
+        self._format = lru_cache(maxsize=65536)(self._format_uncached)
+        # what a record's steps encode to, per (record_id, revision): a revision only grows, so an entry is
+        # either current or never asked for again and ages out
+        self._bodies = ByteBudgetCache(max_bytes=BODY_CACHE_BYTES)
 
-    async def instance_log(self, caller: Caller, query: LogQuery) -> list[dict[str, Any]]:
-        """Every step of the instance's plan in order, as the seed's five fields; raises NodeopsError."""
-        return await self.db.read(lambda: self._instance_log(caller, query))
+    async def instance_log(self, args: CommonArgs, params: Mapping[str, object]) -> bytes:
+        """The ``data`` of the log API as JSON: authenticate, validate, authorize, then every step of the
+        instance's plan in order as the seed's five fields. Raises NodeopsError."""
+        return await self.db.read(lambda: self._instance_log(args, params))
 
-    def _instance_log(self, caller: Caller, query: LogQuery) -> list[dict[str, Any]]:
-        job = self.reads.fetch_job(query.job_id)
+    def _instance_log(self, args: CommonArgs, params: Mapping[str, object]) -> bytes:
+        with self.db.cursor() as cur:
+            caller = self.auth.authenticate(cur, args)
+            query = parse_log_query(params)
+            return self._read(cur, caller, query)
+
+    def _read(self, cur: Any, caller: Caller, query: LogQuery) -> bytes:
+        job = self.reads.fetch_job(cur, query.job_id)
         if job is None:
             raise JobNotFound(job_id=query.job_id)
         caller.require_job_view(job)
-        ref = self.reads.find_record(query.job_id, query.instance, query.attempt)
+        ref = self.reads.find_record(cur, query.job_id, query.instance, query.attempt)
         if ref is None:
             raise InstanceNotFound(job_id=query.job_id, instance_id=str(query.instance))
         if ref.record_id is None:
             raise InstanceNotFound(
-                job_id=query.job_id, instance_id=str(query.instance),
+                job_id=query.job_id,
+                instance_id=str(query.instance),
                 detail=f"attempt {query.attempt} does not exist; attempts are 1 to {ref.attempts}",
             )
-        steps = self.reads.fetch_steps(ref.record_id)
+        key = (ref.record_id, ref.revision)
+        cached = self._bodies.get(key)
+        if cached is None:
+            cached = orjson.dumps(self._steps(cur, ref.record_id))
+            self._bodies.put(key, cached)
+        return cached
+
+    def _steps(self, cur: Any, record_id: int) -> list[dict[str, Any]]:
+        steps = self.reads.fetch_steps(cur, record_id)
         statuses = backtrace_steps([Status(step.status) for step in steps])
         return [
             {
@@ -104,6 +130,6 @@ class LogService:
             for step, status in zip(steps, statuses, strict=True)
         ]
 
-    def _format(self, at: datetime | None) -> str | None:
+    def _format_uncached(self, at: datetime | None) -> str | None:
+        # memoised per instance: the same second recurs across steps and records, and strftime is slow
         return None if at is None else at.astimezone(self.tz).strftime(TIME_FORMAT)
-

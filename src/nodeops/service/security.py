@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from nodeops.errors import InvalidInput, UserAuthFailed
@@ -39,7 +40,9 @@ def hash_secret(secret: str, salt: bytes) -> bytes:
 def check_secret_strength(secret: str) -> None:
     """Refuse operator-chosen secrets too short to resist guessing."""
     if len(secret) < MIN_SECRET_LENGTH:
-        raise InvalidInput.field("secret", f"must be at least {MIN_SECRET_LENGTH} characters; omit it to get a random one")
+        raise InvalidInput.field(
+            "secret", f"must be at least {MIN_SECRET_LENGTH} characters; omit it to get a random one"
+        )
 
 
 def secret_matches(secret: str, salt: bytes, expected: bytes) -> bool:
@@ -67,8 +70,14 @@ def issue_token(secret_key: bytes, *, username: str, ttl_s: int, now: datetime |
     return f"{signed}.{mac}"
 
 
-def verify_token(secret_key: bytes, token: str, *, now: datetime | None = None) -> str:
-    """The username a valid, unexpired bk_token names; raises UserAuthFailed otherwise."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenClaims:
+    username: str
+    expires_at: float  # POSIX seconds
+
+
+def verify_token(secret_key: bytes, token: str, *, now: datetime | None = None) -> TokenClaims:
+    """The claims of a valid, unexpired bk_token; raises UserAuthFailed otherwise."""
     parts = token.split(".")
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
         raise UserAuthFailed("User authentication failed: bk_token is not a token issued by this service")
@@ -84,4 +93,4 @@ def verify_token(secret_key: bytes, token: str, *, now: datetime | None = None) 
     if current.timestamp() >= expires:
         at = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         raise UserAuthFailed(f"User authentication failed: bk_token expired at {at}; issue a new one")
-    return username
+    return TokenClaims(username=username, expires_at=float(expires))

@@ -32,6 +32,7 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
+        self.paramstyle = "?" if self.is_sqlite else "%s"  # placeholder of the raw SQL of the hot paths
         self.sessions = sessionmaker(engine, expire_on_commit=False)
         self._local = threading.local()
 
@@ -55,20 +56,20 @@ class Database:
             yield session
 
     @contextmanager
-    def raw(self) -> Iterator[Any]:
-        """A DBAPI connection of this thread, for the few hot read paths that skip the ORM."""
+    def cursor(self) -> Iterator[Any]:
+        """A DBAPI cursor on this thread's connection, for the few hot read paths that skip the ORM.
+
+        The read transaction ends on exit, so the next use sees everything committed meanwhile.
+        """
         with translate_errors(self.engine.dialect.loaded_dbapi.Error):
             conn = getattr(self._local, "conn", None)
             if conn is None:
                 conn = self.engine.raw_connection()
                 self._local.conn = conn
             try:
-                yield conn
-            except BaseException:
+                yield conn.cursor()
+            finally:
                 conn.rollback()
-                raise
-            else:
-                conn.rollback()  # end the read transaction so the next read sees new commits
 
     async def read(self, fn: Callable[[], T]) -> T:
         """Run a short read: inline for SQLite (microseconds, WAL), in a worker thread for PostgreSQL."""
@@ -82,8 +83,7 @@ class Database:
 
     def ping(self) -> None:
         """Run a trivial query; raises StoreError when the database does not answer."""
-        with self.raw() as conn:
-            cur = conn.cursor()
+        with self.cursor() as cur:
             cur.execute("SELECT 1")
             cur.fetchone()
 

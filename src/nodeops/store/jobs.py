@@ -70,7 +70,11 @@ def create_job(
     session.flush()
     session.add(
         SubscriptionStep(
-            subscription_id=subscription.id, index=0, step_id="agent", type="AGENT", config={"job_type": job_type}
+            subscription_id=subscription.id,
+            index=0,
+            step_id="agent",
+            type="AGENT",
+            config={"job_type": job_type},
         )
     )
     job = Job(
@@ -92,8 +96,15 @@ def create_job(
     )
     session.add(task)
     session.flush()
-    record_ids = add_records(session, job_id=job.id, subscription_id=subscription.id, task_id=task.id,
-                             instances=instances, steps=steps, attempt=1)
+    record_ids = add_records(
+        session,
+        job_id=job.id,
+        subscription_id=subscription.id,
+        task_id=task.id,
+        instances=instances,
+        steps=steps,
+        attempt=1,
+    )
     return CreatedJob(job_id=job.id, subscription_id=subscription.id, task_id=task.id, record_ids=record_ids)
 
 
@@ -113,10 +124,18 @@ def add_records(
     now = utcnow()
     rows = [
         {
-            "task_id": task_id, "subscription_id": subscription_id, "job_id": job_id,
-            "instance_id": i.instance_id, "bk_host_id": i.bk_host_id, "host_key": i.host_key,
-            "attempt": attempt, "instance_info": i.instance_info, "status": Status.PENDING.value,
-            "is_latest": True, "created_at": now, "updated_at": now,
+            "task_id": task_id,
+            "subscription_id": subscription_id,
+            "job_id": job_id,
+            "instance_id": i.instance_id,
+            "bk_host_id": i.bk_host_id,
+            "host_key": i.host_key,
+            "attempt": attempt,
+            "instance_info": i.instance_info,
+            "status": Status.PENDING.value,
+            "is_latest": True,
+            "created_at": now,
+            "updated_at": now,
         }
         for i in instances
     ]
@@ -124,8 +143,13 @@ def add_records(
     session.execute(
         insert(RecordStep),
         [
-            {"record_id": rid, "step_index": s.index, "code": s.code.value, "name": s.name,
-             "status": Status.PENDING.value}
+            {
+                "record_id": rid,
+                "step_index": s.index,
+                "code": s.code.value,
+                "name": s.name,
+                "status": Status.PENDING.value,
+            }
             for rid in ids
             for s in steps
         ],
@@ -153,6 +177,7 @@ def set_step(
         .where(RecordStep.record_id == record_id, RecordStep.step_index == step_index)
         .values(**values)
     )
+    _touch(session, [record_id])
 
 
 def set_record(
@@ -164,7 +189,11 @@ def set_record(
     finish_at: datetime | None = None,
 ) -> None:
     """Set an instance record's status and whichever of its times are given."""
-    values: dict[str, Any] = {"status": status.value, "updated_at": utcnow()}
+    values: dict[str, Any] = {
+        "status": status.value,
+        "updated_at": utcnow(),
+        "revision": InstanceRecord.revision + 1,
+    }
     if start_at is not None:
         values["start_at"] = start_at
     if finish_at is not None:
@@ -174,13 +203,28 @@ def set_record(
 
 def append_logs(session: Session, chunks: Iterable[tuple[int, int, str]]) -> None:
     """Append log chunks ``(record_id, step_index, text)`` in one batched INSERT; text holds whole lines."""
-    rows = [{"record_id": r, "step_index": s, "text": t} for r, s, t in chunks]
-    if rows:
-        session.execute(insert(StepLog), rows)
+    batch = list(chunks)
+    if batch:
+        session.execute(insert(StepLog), [{"record_id": r, "step_index": s, "text": t} for r, s, t in batch])
+        _touch(session, sorted({record_id for record_id, _, _ in batch}))
+
+
+def _touch(session: Session, record_ids: Sequence[int]) -> None:
+    """Bump the revision of records whose steps or logs changed (see InstanceRecord.revision)."""
+    session.execute(
+        update(InstanceRecord)
+        .where(InstanceRecord.id.in_(record_ids))
+        .values(revision=InstanceRecord.revision + 1, updated_at=utcnow())
+    )
 
 
 def set_job(
-    session: Session, *, job_id: int, status: Status, statistics: dict[str, int], end_at: datetime | None = None
+    session: Session,
+    *,
+    job_id: int,
+    status: Status,
+    statistics: dict[str, int],
+    end_at: datetime | None = None,
 ) -> None:
     """Store a job's aggregate status and statistics."""
     values: dict[str, Any] = {"status": status.value, "statistics": statistics}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from nodeops.domain.instance_id import InstanceId
@@ -28,6 +29,7 @@ class RecordRef:
     """The record chosen for an instance, and how many attempts the instance has in this job."""
 
     record_id: int | None  # None when the asked attempt does not exist
+    revision: int  # of the chosen record (see InstanceRecord.revision)
     attempts: int
 
 
@@ -44,7 +46,9 @@ class StepLog:
 
 
 _JOB_SQL = "SELECT bk_biz_scope FROM jobs WHERE id = {p}"
-_RECORD_SQL = "SELECT id, attempt FROM instance_records WHERE job_id = {p} AND {column} = {p} ORDER BY attempt DESC"
+_RECORD_SQL = (
+    "SELECT id, attempt, revision FROM instance_records WHERE job_id = {p} AND {column} = {p} ORDER BY attempt DESC"
+)
 _STEPS_SQL = (
     "SELECT s.step_index, s.name, s.status, s.start_at, s.finish_at, l.text"
     " FROM record_steps s LEFT JOIN step_logs l ON l.record_id = s.record_id AND l.step_index = s.step_index"
@@ -57,7 +61,7 @@ class LogReads:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        p = "?" if db.is_sqlite else "%s"
+        p = db.paramstyle
         self._job_sql = _JOB_SQL.format(p=p)
         self._record_sql = {
             column: _RECORD_SQL.format(p=p, column=column) for column in ("instance_id", "bk_host_id", "host_key")
@@ -66,17 +70,15 @@ class LogReads:
         # SQLite hands back DATETIME columns as text; PostgreSQL as naive datetimes (both UTC, see models).
         self._time = _sqlite_time if db.is_sqlite else _naive_utc
 
-    def fetch_job(self, job_id: int) -> JobAccess | None:
-        with self.db.raw() as conn:
-            cur = conn.cursor()
-            cur.execute(self._job_sql, (job_id,))
-            row = cur.fetchone()
+    def fetch_job(self, cur: Any, job_id: int) -> JobAccess | None:
+        cur.execute(self._job_sql, (job_id,))
+        row = cur.fetchone()
         if row is None:
             return None
-        scope = row[0] if isinstance(row[0], list) else json.loads(row[0] or "[]")
-        return JobAccess(job_id=job_id, bk_biz_scope=frozenset(int(b) for b in scope))
+        scope = row[0] if isinstance(row[0], str) else json.dumps(row[0])  # SQLite: text; PostgreSQL: a list
+        return JobAccess(job_id=job_id, bk_biz_scope=_biz_scope(scope))
 
-    def find_record(self, job_id: int, instance: InstanceId, attempt: int | None) -> RecordRef | None:
+    def find_record(self, cur: Any, job_id: int, instance: InstanceId, attempt: int | None) -> RecordRef | None:
         """The record of ``instance`` in the job: the newest attempt, or the one asked for.
 
         A host is found by either identity (``bk_host_id`` or host key) whatever form the job was created with.
@@ -86,28 +88,27 @@ class LogReads:
         value: Any
         if (host_id := instance.bk_host_id) is not None:
             column, value = "bk_host_id", host_id
-        elif (key := instance.host_key) is not None:
-            column, value = "host_key", str(key)
+        elif instance.is_host_instance:  # a parsed host instance's id is its normalised host key
+            column, value = "host_key", instance.id
         else:
             column, value = "instance_id", str(instance)
-        with self.db.raw() as conn:
-            cur = conn.cursor()
-            cur.execute(self._record_sql[column], (job_id, value))
-            rows = cur.fetchall()
+        cur.execute(self._record_sql[column], (job_id, value))
+        rows = cur.fetchall()
         if not rows:
             return None
         attempts = int(rows[0][1])
-        if attempt is None:
-            return RecordRef(record_id=int(rows[0][0]), attempts=attempts)
-        chosen = next((int(r[0]) for r in rows if int(r[1]) == attempt), None)
-        return RecordRef(record_id=chosen, attempts=attempts)
+        chosen = rows[0] if attempt is None else next((r for r in rows if int(r[1]) == attempt), None)
+        if chosen is None:
+            return RecordRef(record_id=None, revision=0, attempts=attempts)
+        return RecordRef(record_id=int(chosen[0]), revision=int(chosen[2]), attempts=attempts)
 
-    def fetch_steps(self, record_id: int) -> list[StepLog]:
-        """Every step of the record in plan order, each with its log chunks joined by newlines."""
-        with self.db.raw() as conn:
-            cur = conn.cursor()
-            cur.execute(self._steps_sql, (record_id,))
-            rows = cur.fetchall()
+    def fetch_steps(self, cur: Any, record_id: int) -> list[StepLog]:
+        """Every step of the record in plan order, each with its log chunks joined by newlines.
+
+        Times come back at whole seconds, the precision the API shows.
+        """
+        cur.execute(self._steps_sql, (record_id,))
+        rows = cur.fetchall()
         steps: list[StepLog] = []
         texts: list[str] = []
         current: tuple[Any, ...] | None = None
@@ -124,16 +125,31 @@ class LogReads:
         return steps
 
 
+@lru_cache(maxsize=4096)
+def _biz_scope(text: str) -> frozenset[int]:
+    return frozenset(int(b) for b in json.loads(text or "[]"))
+
+
 def _step(row: tuple[Any, ...], texts: list[str], to_time: Any) -> StepLog:
     return StepLog(
-        index=int(row[0]), name=row[1], status=row[2], start_at=to_time(row[3]), finish_at=to_time(row[4]),
+        index=int(row[0]),
+        name=row[1],
+        status=row[2],
+        start_at=to_time(row[3]),
+        finish_at=to_time(row[4]),
         log="\n".join(texts),
     )
 
 
 def _sqlite_time(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return None if value is None else _sqlite_second(value[:19])
+
+
+@lru_cache(maxsize=65536)
+def _sqlite_second(text: str) -> datetime:
+    # the same second recurs across steps and records; parsing it once saves most of the row cost
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def _naive_utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.replace(tzinfo=UTC)
+    return None if value is None else value.replace(microsecond=0, tzinfo=UTC)

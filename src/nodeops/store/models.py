@@ -8,7 +8,7 @@ and one instance's whole log is one indexed range scan on ``(record_id, step_ind
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -63,7 +63,15 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+class AccessEpoch(Base):
+    """One row whose ``value`` grows on every change to apps, users or grants, so readers may cache them."""
+
+    __tablename__ = "access_epoch"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class App(Base):
@@ -206,6 +214,9 @@ class InstanceRecord(Base):
     instance_info: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(45), default="PENDING")
     is_latest: Mapped[bool] = mapped_column(Boolean, default=True)
+    # bumped by every write to the record, its steps or its logs (store.jobs), so a reader may reuse what it
+    # built for the same revision
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     start_at: Mapped[datetime | None]
@@ -216,9 +227,7 @@ class RecordStep(Base):
     """One step of one instance record's plan; ``start_at`` null until it starts (PENDING)."""
 
     __tablename__ = "record_steps"
-    record_id: Mapped[int] = mapped_column(
-        ForeignKey("instance_records.id", ondelete="CASCADE"), primary_key=True
-    )
+    record_id: Mapped[int] = mapped_column(ForeignKey("instance_records.id", ondelete="CASCADE"), primary_key=True)
     step_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(128))

@@ -15,16 +15,16 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 import orjson
 
-from nodeops.api.envelope import JSON_HEADERS, error_body, internal_error_body, success_body
+from nodeops.api.envelope import JSON_HEADERS, error_body, internal_error_body, success_body_encoded
 from nodeops.errors import BodyTooLarge, InvalidInput, MethodNotAllowed, NodeopsError
 from nodeops.service.auth import AUTH_HEADER, CommonArgs
 from nodeops.service.container import Services
-from nodeops.service.logs import parse_log_query
 from nodeops.settings import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,10 @@ _AUTH_HEADER = AUTH_HEADER.encode()
 
 
 class LogFastPath:
-    """ASGI middleware answering the log API's addresses; every other request goes to ``app``."""
+    """ASGI app answering the log API's addresses itself; every other request (and lifespan) goes to ``app``.
+
+    It catches its own errors and always answers in the envelope, so it sits outside the framework entirely.
+    """
 
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
@@ -66,7 +69,7 @@ class LogFastPath:
             method = scope["method"]
             if method not in methods and not (method == "HEAD" and "GET" in methods):
                 raise MethodNotAllowed(method=method, allowed=methods)
-            params: dict[str, object] = dict(parse_qsl(scope["query_string"].decode("latin-1")))
+            params: dict[str, object] = parse_query(scope["query_string"])
             if method == "POST":
                 params.update(await _json_body(receive))
             auth_header = None
@@ -75,23 +78,28 @@ class LogFastPath:
                     auth_header = value.decode("latin-1")
             if path_job_id is not None:
                 params["job_id"] = path_job_id
-            caller = self.services.auth.authenticate(CommonArgs.gather(params, auth_header))
-            query = parse_log_query(params)
-            return success_body(await self.services.logs.instance_log(caller, query))
+            args = CommonArgs.gather(params, auth_header)
+            return success_body_encoded(await self.services.logs.instance_log(args, params))
         except NodeopsError as exc:
             return error_body(exc)
         except Exception:
-            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"),
-                          extra={"action": "unhandled_error"})
+            log.exception(
+                "unhandled error on %s %s",
+                scope.get("method"),
+                scope.get("path"),
+                extra={"action": "unhandled_error"},
+            )
             return internal_error_body()
 
     @staticmethod
     async def _respond(send: Send, body: bytes) -> None:
-        await send({
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -121,8 +129,26 @@ async def _json_body(receive: Receive) -> dict[str, object]:
         except orjson.JSONDecodeError as exc:
             raise InvalidInput.field("body", f"is not valid JSON ({exc.msg} at position {exc.pos})") from None
     if not isinstance(value, dict):
-        raise InvalidInput.field("body", "must be a JSON object such as {\"job_id\": 1, \"instance_id\": \"...\"}")
+        raise InvalidInput.field("body", 'must be a JSON object such as {"job_id": 1, "instance_id": "..."}')
     return value
+
+
+# callers repeat the same encoded values (secrets, instance_ids) on every request
+_unquote = lru_cache(maxsize=4096)(unquote_plus)
+
+
+def parse_query(raw: bytes) -> dict[str, object]:
+    """Query parameters as a dict (last value wins); percent-decoding only where a part needs it."""
+    params: dict[str, object] = {}
+    if not raw:
+        return params
+    for part in raw.decode("latin-1").split("&"):
+        name, _, value = part.partition("=")
+        if "%" in part or "+" in part:
+            name, value = _unquote(name), _unquote(value)
+        if name:
+            params[name] = value
+    return params
 
 
 def strip_trailing_commas(text: str) -> str:

@@ -8,8 +8,7 @@ from sqlalchemy import create_engine
 from nodeops.store.models import Base
 
 config = context.config
-url = config.get_main_option("sqlalchemy.url")
-connectable = config.attributes.get("connection") or create_engine(url)
+connectable = config.attributes.get("connection") or create_engine(config.get_main_option("sqlalchemy.url", ""))
 
 
 def run(connection: object) -> None:

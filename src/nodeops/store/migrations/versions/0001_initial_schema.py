@@ -17,6 +17,13 @@ depends_on = None
 
 
 def upgrade() -> None:
+    access_epoch = op.create_table(
+        "access_epoch",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("value", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_access_epoch")),
+    )
+    op.bulk_insert(access_epoch, [{"id": 1, "value": 0}])
     op.create_table(
         "apps",
         sa.Column("code", sa.String(length=64), nullable=False),
@@ -57,9 +64,7 @@ def upgrade() -> None:
 
     op.create_table(
         "subscriptions",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("object_type", sa.String(length=16), nullable=False),
         sa.Column("node_type", sa.String(length=32), nullable=False),
         sa.Column("nodes", sa.JSON(), nullable=False),
@@ -90,9 +95,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "jobs",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("job_type", sa.String(length=45), nullable=False),
         sa.Column("status", sa.String(length=45), nullable=False),
         sa.Column("statistics", sa.JSON(), nullable=False),
@@ -111,9 +114,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "subscription_steps",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("subscription_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("index", sa.Integer(), nullable=False),
         sa.Column("step_id", sa.String(length=64), nullable=False),
@@ -127,15 +128,11 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_subscription_steps")),
-        sa.UniqueConstraint(
-            "subscription_id", "step_id", name=op.f("uq_subscription_steps_subscription_id_step_id")
-        ),
+        sa.UniqueConstraint("subscription_id", "step_id", name=op.f("uq_subscription_steps_subscription_id_step_id")),
     )
     op.create_table(
         "subscription_tasks",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("subscription_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("job_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("scope", sa.JSON(), nullable=False),
@@ -157,15 +154,11 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("subscription_tasks", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_subscription_tasks_job_id"), ["job_id"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_subscription_tasks_subscription_id"), ["subscription_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_subscription_tasks_subscription_id"), ["subscription_id"], unique=False)
 
     op.create_table(
         "instance_records",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("task_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("subscription_id", sa.BigInteger(), nullable=False),
         sa.Column("job_id", sa.BigInteger(), nullable=True),
@@ -176,6 +169,7 @@ def upgrade() -> None:
         sa.Column("instance_info", sa.JSON(), nullable=False),
         sa.Column("status", sa.String(length=45), nullable=False),
         sa.Column("is_latest", sa.Boolean(), nullable=False),
+        sa.Column("revision", sa.BigInteger(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.Column("start_at", sa.DateTime(), nullable=True),
@@ -225,9 +219,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "step_logs",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("record_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("step_index", sa.Integer(), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
@@ -276,3 +268,4 @@ def downgrade() -> None:
 
     op.drop_table("hosts")
     op.drop_table("apps")
+    op.drop_table("access_epoch")
