@@ -1,0 +1,162 @@
+"""Builders of test data through the project's own store and service functions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from nodeops.domain.instance_id import HostKey, host_instance_id
+from nodeops.domain.plans import JobType, PlannedStep, StepCode, plan_steps
+from nodeops.domain.status import Status
+from nodeops.service import admin
+from nodeops.service.container import Services
+from nodeops.store import jobs
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@dataclass(frozen=True)
+class AppCredentials:
+    code: str
+    secret: str
+
+
+def make_app(services: Services, code: str = "esb_test", *, allow_username: bool = True) -> AppCredentials:
+    new = admin.add_app(services.db, code=code, allow_username=allow_username)
+    return AppCredentials(code=new.code, secret=new.secret)
+
+
+def make_user(services: Services, name: str, *, superuser: bool = False, biz: Sequence[int] = ()) -> str:
+    admin.add_user(services.db, username=name, is_superuser=superuser)
+    if biz:
+        admin.grant(services.db, username=name, bk_biz_ids=list(biz))
+    return name
+
+
+@dataclass(frozen=True)
+class StepRun:
+    """How one step of a made-up record ran: status, local (UTC+8) times, log lines."""
+
+    status: Status
+    start: str | None = None  # "YYYY-MM-DD HH:MM:SS" in Asia/Shanghai
+    finish: str | None = None
+    log: str = ""
+
+
+@dataclass(frozen=True)
+class MadeJob:
+    job_id: int
+    instance_id: str
+    record_id: int
+    bk_host_id: int | None
+    host_key: str | None
+
+
+def _at(local: str | None) -> datetime | None:
+    return None if local is None else datetime.strptime(local, "%Y-%m-%d %H:%M:%S").replace(tzinfo=SHANGHAI)
+
+
+def make_job(
+    services: Services,
+    *,
+    runs: Sequence[StepRun],
+    steps: Sequence[PlannedStep] | None = None,
+    job_type: JobType = JobType.UPGRADE_AGENT,
+    bk_biz_scope: Sequence[int] = (2,),
+    bk_host_id: int | None = 1,
+    ip: str = "127.0.0.1",
+    bk_cloud_id: int = 0,
+    keyed_by: str = "bk_host_id",
+    record_status: Status | None = None,
+) -> MadeJob:
+    """A job with one host instance whose steps ran as ``runs`` say (missing runs stay PENDING).
+
+    ``keyed_by`` chooses the instance_id form the job is created with: ``bk_host_id`` or ``host_key``.
+    """
+    plan = tuple(steps) if steps is not None else plan_steps(job_type)
+    key = str(HostKey.of(ip, bk_cloud_id))
+    if keyed_by == "bk_host_id":
+        assert bk_host_id is not None
+        instance_id = str(host_instance_id(bk_host_id=bk_host_id))
+    else:
+        instance_id = str(host_instance_id(host_key=HostKey.of(ip, bk_cloud_id)))
+    with services.db.session() as session:
+        created = jobs.create_job(
+            session,
+            job_type=job_type,
+            created_by="admin",
+            from_system="esb_test",
+            bk_biz_scope=list(bk_biz_scope),
+            instances=[jobs.NewInstance(instance_id=instance_id, bk_host_id=bk_host_id, host_key=key)],
+            steps=plan,
+        )
+        record_id = created.record_ids[instance_id]
+        for step, run in zip(plan, runs, strict=False):
+            jobs.set_step(
+                session,
+                record_id=record_id,
+                step_index=step.index,
+                status=run.status,
+                start_at=_at(run.start),
+                finish_at=_at(run.finish),
+            )
+        jobs.append_logs(session, [(record_id, s.index, r.log) for s, r in zip(plan, runs, strict=False) if r.log])
+        if record_status is not None:
+            jobs.set_record(session, record_id=record_id, status=record_status)
+    return MadeJob(
+        job_id=created.job_id, instance_id=instance_id, record_id=record_id, bk_host_id=bk_host_id, host_key=key
+    )
+
+
+# The seed's response example (shared/seed/log_job.md), with its malformed times written as the original
+# system really formats them (spec §11.4): "2021-09-1615: 06: 45" is 2021-09-16 15:06:45.
+SEED_STEPS = (
+    (
+        "更新任务状态",
+        "SUCCESS",
+        "[2021-09-16 15:06:04 INFO] 开始更新任务状态",
+        "2021-09-16 15:06:04",
+        "2021-09-16 15:06:04",
+    ),
+    (
+        "批量下发升级包",
+        "SUCCESS",
+        "[2021-09-16 15:06:04 INFO] 开始下发升级包......",
+        "2021-09-16 15:06:04",
+        "2021-09-16 15:06:39",
+    ),
+    (
+        "执行升级脚本",
+        "SUCCESS",
+        "[2021-09-16 15:06:39 INFO] 开始执行升级脚本\n[2021-09-16 15:06:39 INFO]...........",
+        "2021-09-16 15:06:39",
+        "2021-09-16 15:06:45",
+    ),
+    (
+        "查询Agent状态",
+        "SUCCESS",
+        "[2021-09-16 15:06:45 INFO] 开始查询 GSE 状态期望的GSE主机状态为RUNNING......",
+        "2021-09-16 15:06:45",
+        "2021-09-16 15:07:20",
+    ),
+    (
+        "更新任务状态",
+        "SUCCESS",
+        "[2021-09-16 15:07:20 INFO]开始更新任务状态",
+        "2021-09-16 15:07:20",
+        "2021-09-16 15:07:20",
+    ),
+)
+
+
+def make_seed_job(services: Services) -> MadeJob:
+    """Job 1 with host 1 (127.0.0.1, cloud 0): the UPGRADE_AGENT record the seed's example shows."""
+    plan = plan_steps(JobType.UPGRADE_AGENT)
+    assert [s.name for s in plan] == [row[0] for row in SEED_STEPS]
+    assert plan[1].code == StepCode.PUSH_UPGRADE_PACKAGE
+    runs = [
+        StepRun(status=Status(st), start=start, finish=finish, log=log) for _n, st, log, start, finish in SEED_STEPS
+    ]
+    return make_job(services, runs=runs, record_status=Status.SUCCESS)
