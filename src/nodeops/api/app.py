@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 
 import nodeops
 from nodeops.api.envelope import install_handlers
+from nodeops.api.limits import BodyLimit
 from nodeops.api.routes import health
 from nodeops.api.routes.log import APIGW_PATH, ESB_PATH, NODEMAN_PATH, LogFastPath
 from nodeops.api.schemas import LogRequest, LogResponse
@@ -44,6 +45,7 @@ def create_app(settings: Settings, services: Services | None = None) -> LogFastP
     app.state.services = services
     install_handlers(app)
     app.include_router(health.router)
+    app.add_middleware(BodyLimit)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return LogFastPath(app, services)
 

@@ -89,9 +89,13 @@ class Authenticator:
         self._epoch = -1
         self._cache: dict[CommonArgs, tuple[Caller, float]] = {}
 
-    def authenticate(self, cur: Any, args: CommonArgs) -> Caller:
-        """Check the app and find the user, on a cursor from ``Database.cursor``; raises AuthError."""
-        epoch = self.reads.fetch_epoch(cur)
+    def authenticate(self, cur: Any, args: CommonArgs, *, epoch: int | None = None) -> Caller:
+        """Check the app and find the user, on a cursor from ``Database.cursor``; raises AuthError.
+
+        ``epoch`` is the access epoch when the caller has just read it along with other rows.
+        """
+        if epoch is None:
+            epoch = self.reads.fetch_epoch(cur)
         if epoch != self._epoch:
             self._cache = {}
             self._epoch = epoch

@@ -17,7 +17,7 @@ import orjson
 from nodeops.domain.instance_id import InstanceId, parse_instance_id
 from nodeops.domain.status import Status, backtrace_steps
 from nodeops.errors import InstanceNotFound, InvalidInput, JobNotFound
-from nodeops.service.auth import Authenticator, Caller, CommonArgs
+from nodeops.service.auth import Authenticator, CommonArgs
 from nodeops.service.cache import ByteBudgetCache
 from nodeops.store.db import Database
 from nodeops.store.log_reads import LogReads
@@ -91,30 +91,31 @@ class LogService:
 
     def _instance_log(self, args: CommonArgs, params: Mapping[str, object]) -> bytes:
         with self.db.cursor() as cur:
-            caller = self.auth.authenticate(cur, args)
-            query = parse_log_query(params)
-            return self._read(cur, caller, query)
-
-    def _read(self, cur: Any, caller: Caller, query: LogQuery) -> bytes:
-        job = self.reads.fetch_job(cur, query.job_id)
-        if job is None:
-            raise JobNotFound(job_id=query.job_id)
-        caller.require_job_view(job)
-        ref = self.reads.find_record(cur, query.job_id, query.instance, query.attempt)
-        if ref is None:
-            raise InstanceNotFound(job_id=query.job_id, instance_id=str(query.instance))
-        if ref.record_id is None:
-            raise InstanceNotFound(
-                job_id=query.job_id,
-                instance_id=str(query.instance),
-                detail=f"attempt {query.attempt} does not exist; attempts are 1 to {ref.attempts}",
-            )
-        key = (ref.record_id, ref.revision)
-        cached = self._bodies.get(key)
-        if cached is None:
-            cached = orjson.dumps(self._steps(cur, ref.record_id))
-            self._bodies.put(key, cached)
-        return cached
+            try:
+                query = parse_log_query(params)
+            except InvalidInput:
+                self.auth.authenticate(cur, args)  # an unauthenticated caller learns nothing about its input
+                raise
+            found = self.reads.look_up(cur, query.job_id, query.instance, query.attempt)
+            caller = self.auth.authenticate(cur, args, epoch=found.epoch)
+            if found.job is None:
+                raise JobNotFound(job_id=query.job_id)
+            caller.require_job_view(found.job)
+            record = found.record
+            if record is None:
+                raise InstanceNotFound(job_id=query.job_id, instance_id=str(query.instance))
+            if record.record_id is None:
+                raise InstanceNotFound(
+                    job_id=query.job_id,
+                    instance_id=str(query.instance),
+                    detail=f"attempt {query.attempt} does not exist; attempts are 1 to {record.attempts}",
+                )
+            key = (record.record_id, record.revision)
+            body = self._bodies.get(key)
+            if body is None:
+                body = orjson.dumps(self._steps(cur, record.record_id))
+                self._bodies.put(key, body)
+            return body
 
     def _steps(self, cur: Any, record_id: int) -> list[dict[str, Any]]:
         steps = self.reads.fetch_steps(cur, record_id)

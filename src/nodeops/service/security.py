@@ -82,7 +82,7 @@ def verify_token(secret_key: bytes, token: str, *, now: datetime | None = None) 
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
         raise UserAuthFailed("User authentication failed: bk_token is not a token issued by this service")
     expected = _b64(hmac.new(_token_key(secret_key), f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest())
-    if not hmac.compare_digest(expected, parts[2]):
+    if not hmac.compare_digest(expected.encode(), parts[2].encode()):
         raise UserAuthFailed("User authentication failed: bk_token signature is invalid")
     try:
         claims = json.loads(_unb64(parts[1]))

@@ -35,6 +35,8 @@ class Database:
         self.paramstyle = "?" if self.is_sqlite else "%s"  # placeholder of the raw SQL of the hot paths
         self.sessions = sessionmaker(engine, expire_on_commit=False)
         self._local = threading.local()
+        self._raw_connections: list[Any] = []  # handed to cursor() per thread; dispose() closes them
+        self._raw_lock = threading.Lock()
 
     @classmethod
     def connect(cls, url: str, *, pool_size: int = 10) -> Database:
@@ -66,6 +68,8 @@ class Database:
             if conn is None:
                 conn = self.engine.raw_connection()
                 self._local.conn = conn
+                with self._raw_lock:
+                    self._raw_connections.append(conn)
             try:
                 yield conn.cursor()
             finally:
@@ -88,6 +92,12 @@ class Database:
             cur.fetchone()
 
     def dispose(self) -> None:
+        """Close every connection, including those cursor() keeps per thread (else they leak until GC)."""
+        with self._raw_lock:
+            raw, self._raw_connections = self._raw_connections, []
+            self._local = threading.local()
+        for conn in raw:
+            conn.close()
         self.engine.dispose()
 
 

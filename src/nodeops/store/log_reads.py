@@ -1,7 +1,8 @@
 """The log API's reads, on a raw DBAPI connection: the job, the record of an instance, and its steps' logs.
 
-This is the hot path of the service, so it skips the ORM: three prepared statements, each one indexed lookup.
-An instance's whole log (every step, every chunk) is a single range scan of ``(record_id, step_index, id)``.
+This is the hot path of the service, so it skips the ORM: one statement finds the access epoch, the job and
+the instance's record by primary key and index lookups, and a second reads the instance's whole log (every
+step, every chunk) as a single range scan of ``(record_id, step_index, id)``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,15 @@ class RecordRef:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Lookup:
+    """What one ``look_up`` found: the access epoch, and the job and record when they exist."""
+
+    epoch: int
+    job: JobAccess | None
+    record: RecordRef | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StepLog:
     """One step of a record with its whole log text (chunks joined by newlines)."""
 
@@ -45,9 +55,14 @@ class StepLog:
     log: str
 
 
-_JOB_SQL = "SELECT bk_biz_scope FROM jobs WHERE id = {p}"
-_RECORD_SQL = (
-    "SELECT id, attempt, revision FROM instance_records WHERE job_id = {p} AND {column} = {p} ORDER BY attempt DESC"
+# One statement answers everything the log API needs before reading steps: the access epoch (which always
+# has its row), the job's business scope (NULL: no such job) and the instance's records, newest attempt first
+# (NULL: no such instance). Each join is a primary-key or composite-index lookup.
+_LOOKUP_SQL = (
+    "SELECT e.value, j.bk_biz_scope, r.id, r.attempt, r.revision FROM access_epoch e"
+    " LEFT JOIN jobs j ON j.id = {p}"
+    " LEFT JOIN instance_records r ON r.job_id = j.id AND r.{column} = {p}"
+    " WHERE e.id = 1 ORDER BY r.attempt DESC"
 )
 _STEPS_SQL = (
     "SELECT s.step_index, s.name, s.status, s.start_at, s.finish_at, l.text"
@@ -62,27 +77,18 @@ class LogReads:
     def __init__(self, db: Database) -> None:
         self.db = db
         p = db.paramstyle
-        self._job_sql = _JOB_SQL.format(p=p)
-        self._record_sql = {
-            column: _RECORD_SQL.format(p=p, column=column) for column in ("instance_id", "bk_host_id", "host_key")
+        self._lookup_sql = {
+            column: _LOOKUP_SQL.format(p=p, column=column) for column in ("instance_id", "bk_host_id", "host_key")
         }
         self._steps_sql = _STEPS_SQL.format(p=p)
         # SQLite hands back DATETIME columns as text; PostgreSQL as naive datetimes (both UTC, see models).
         self._time = _sqlite_time if db.is_sqlite else _naive_utc
 
-    def fetch_job(self, cur: Any, job_id: int) -> JobAccess | None:
-        cur.execute(self._job_sql, (job_id,))
-        row = cur.fetchone()
-        if row is None:
-            return None
-        scope = row[0] if isinstance(row[0], str) else json.dumps(row[0])  # SQLite: text; PostgreSQL: a list
-        return JobAccess(job_id=job_id, bk_biz_scope=_biz_scope(scope))
+    def look_up(self, cur: Any, job_id: int, instance: InstanceId, attempt: int | None) -> Lookup:
+        """The access epoch, the job and the record of ``instance`` in it (newest attempt, or the one asked).
 
-    def find_record(self, cur: Any, job_id: int, instance: InstanceId, attempt: int | None) -> RecordRef | None:
-        """The record of ``instance`` in the job: the newest attempt, or the one asked for.
-
-        A host is found by either identity (``bk_host_id`` or host key) whatever form the job was created with.
-        Returns None when the job has no such instance at all.
+        A host is found by either identity (``bk_host_id`` or host key) whatever form the job was created
+        with. One statement, one round trip.
         """
         column: str
         value: Any
@@ -92,15 +98,23 @@ class LogReads:
             column, value = "host_key", instance.id
         else:
             column, value = "instance_id", str(instance)
-        cur.execute(self._record_sql[column], (job_id, value))
+        cur.execute(self._lookup_sql[column], (job_id, value))
         rows = cur.fetchall()
-        if not rows:
-            return None
-        attempts = int(rows[0][1])
-        chosen = rows[0] if attempt is None else next((r for r in rows if int(r[1]) == attempt), None)
+        epoch, scope = int(rows[0][0]), rows[0][1]
+        if scope is None:
+            return Lookup(epoch=epoch, job=None, record=None)
+        if not isinstance(scope, str):  # SQLite returns JSON as text, PostgreSQL as a list
+            scope = json.dumps(scope)
+        job = JobAccess(job_id=job_id, bk_biz_scope=_biz_scope(scope))
+        if rows[0][2] is None:
+            return Lookup(epoch=epoch, job=job, record=None)
+        attempts = int(rows[0][3])
+        chosen = rows[0] if attempt is None else next((r for r in rows if int(r[3]) == attempt), None)
         if chosen is None:
-            return RecordRef(record_id=None, revision=0, attempts=attempts)
-        return RecordRef(record_id=int(chosen[0]), revision=int(chosen[2]), attempts=attempts)
+            record = RecordRef(record_id=None, revision=0, attempts=attempts)
+        else:
+            record = RecordRef(record_id=int(chosen[2]), revision=int(chosen[4]), attempts=attempts)
+        return Lookup(epoch=epoch, job=job, record=record)
 
     def fetch_steps(self, cur: Any, record_id: int) -> list[StepLog]:
         """Every step of the record in plan order, each with its log chunks joined by newlines.

@@ -1,0 +1,49 @@
+"""``BodyLimit``: refuse request bodies over ``MAX_BODY_BYTES`` on every framework route (3800413).
+
+The log fast path reads its own bodies under the same limit (``routes.log._json_body``).
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nodeops.api.envelope import JSON_HEADERS, error_body
+from nodeops.errors import BodyTooLarge
+from nodeops.settings import MAX_BODY_BYTES
+
+
+class BodyLimit:
+    """Answers 3800413 up front when Content-Length is too large; otherwise counts what is received and
+    raises BodyTooLarge (answered by the envelope's handler) once a streamed body passes the limit."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                body = error_body(BodyTooLarge(limit_bytes=self.max_bytes))
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise BodyTooLarge(limit_bytes=self.max_bytes)
+            return message
+
+        await self.app(scope, counted, send)

@@ -1,0 +1,54 @@
+"""Fixtures of the log API's HTTP tests; each test runs on SQLite and PostgreSQL through ``live_server``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+import httpx
+import pytest
+
+from nodeops.service.container import Services
+from nodeops.service.security import issue_token
+from tests.factories import AppCredentials, MadeJob, make_app, make_seed_job, make_user
+
+
+@pytest.fixture
+def client(live_server) -> Iterator[httpx.Client]:
+    """An HTTP client on the live server."""
+    with httpx.Client(base_url=live_server.url, timeout=10) as http:
+        yield http
+
+
+@pytest.fixture
+def esb_app(services: Services) -> AppCredentials:
+    """The seed's caller app ``esb_test``, allowed to pass bk_username."""
+    return make_app(services)
+
+
+@pytest.fixture
+def admin(services: Services) -> str:
+    """The seed's user ``admin``, a superuser."""
+    return make_user(services, "admin", superuser=True)
+
+
+@pytest.fixture
+def seed_job(services: Services) -> MadeJob:
+    """Job 1 with host 1: the record of the seed's response example (business 2)."""
+    job = make_seed_job(services)
+    assert job.job_id == 1
+    return job
+
+
+TokenFactory = Callable[..., str]
+
+
+@pytest.fixture
+def token_for(services: Services) -> TokenFactory:
+    """``token_for(username, ttl_s=3600, now=None)``: a bk_token signed with the service's key."""
+    key = services.settings.resolved_secret_key()
+
+    def issue(username: str, *, ttl_s: int = 3600, now: datetime | None = None) -> str:
+        return issue_token(key, username=username, ttl_s=ttl_s, now=now)
+
+    return issue
