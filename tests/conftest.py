@@ -30,7 +30,7 @@ from nodeops.store.db import Database
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
 TEST_TIME_ZONE = "Asia/Shanghai"  # Node Manager's zone (UTC+8), so times match the seed's example
 PG_ENV = "NODEOPS_TEST_PG_URL"
-PG_TEMPLATE = "nodeops_test_template"
+PG_TEMPLATE = f"nodeops_test_template_{os.getpid()}"  # one per run: concurrent runs share the cluster
 BACKENDS = ["sqlite", "postgresql"]
 
 
@@ -56,7 +56,7 @@ def _pg_engine(admin_url: str) -> sa.Engine:
 
 
 @pytest.fixture(scope="session")
-def pg_template(pg_admin_url: str) -> str:
+def pg_template(pg_admin_url: str) -> Iterator[str]:
     """Name of a PostgreSQL database migrated to head, to copy per test."""
     engine = _pg_engine(pg_admin_url)
     with engine.connect() as conn:
@@ -65,8 +65,10 @@ def pg_template(pg_admin_url: str) -> str:
     db = Database.connect(sa.make_url(pg_admin_url).set(database=PG_TEMPLATE).render_as_string(hide_password=False))
     migrate.upgrade(db)
     db.dispose()
+    yield PG_TEMPLATE
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{PG_TEMPLATE}" WITH (FORCE)'))
     engine.dispose()
-    return PG_TEMPLATE
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,7 @@ def root(
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
         err_console.print(f"[red]error:[/red] bad configuration: {problems}", highlight=False)
         raise typer.Exit(code=2) from None
+    configure_logging("WARNING")  # through the redacting filter; `serve` raises it to INFO
     ctx.obj = CliState(settings=settings)
 
 

@@ -201,4 +201,5 @@ def _parse_host_key(ident: str) -> HostKey:
 
 def _shown(text: str) -> str:
     """Quote a caller's text for an error message, cut so a huge input cannot flood the answer."""
-    return repr(text if len(text) <= 80 else text[:77] + "...")
+    shown = repr(text)
+    return shown if len(shown) <= 80 else shown[:77] + "..."

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +26,7 @@ from nodeops.errors import StoreError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+READ_THREADS = 4  # PostgreSQL reader threads; each holds one pooled connection
 
 
 class Database:
@@ -35,8 +38,10 @@ class Database:
         self.paramstyle = "?" if self.is_sqlite else "%s"  # placeholder of the raw SQL of the hot paths
         self.sessions = sessionmaker(engine, expire_on_commit=False)
         self._local = threading.local()
-        self._raw_connections: list[Any] = []  # handed to cursor() per thread; dispose() closes them
+        # the per-thread connections of cursor(), so dispose() can close them; weak, so a dead thread's goes
+        self._raw_connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self._raw_lock = threading.Lock()
+        self._readers: ThreadPoolExecutor | None = None
 
     @classmethod
     def connect(cls, url: str, *, pool_size: int = 10) -> Database:
@@ -69,17 +74,24 @@ class Database:
                 conn = self.engine.raw_connection()
                 self._local.conn = conn
                 with self._raw_lock:
-                    self._raw_connections.append(conn)
+                    self._raw_connections.add(conn)
             try:
                 yield conn.cursor()
             finally:
                 conn.rollback()
 
     async def read(self, fn: Callable[[], T]) -> T:
-        """Run a short read: inline for SQLite (microseconds, WAL), in a worker thread for PostgreSQL."""
+        """Run a short read: inline for SQLite (microseconds, WAL), in a reader thread for PostgreSQL.
+
+        Reader threads keep their connection (``cursor``), so there are few of them (``READ_THREADS``),
+        well under the pool's size: reads can never take every connection from writers.
+        """
         if self.is_sqlite:
             return fn()
-        return await asyncio.to_thread(fn)
+        with self._raw_lock:
+            if self._readers is None:
+                self._readers = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="nodeops-read")
+        return await asyncio.get_running_loop().run_in_executor(self._readers, fn)
 
     async def call(self, fn: Callable[[], T]) -> T:
         """Run a store call that may write or wait on locks, off the event loop."""
@@ -94,8 +106,11 @@ class Database:
     def dispose(self) -> None:
         """Close every connection, including those cursor() keeps per thread (else they leak until GC)."""
         with self._raw_lock:
-            raw, self._raw_connections = self._raw_connections, []
+            raw, self._raw_connections = list(self._raw_connections), weakref.WeakSet()
             self._local = threading.local()
+            readers, self._readers = self._readers, None
+        if readers is not None:
+            readers.shutdown(wait=True)
         for conn in raw:
             conn.close()
         self.engine.dispose()
@@ -116,5 +131,8 @@ def translate_errors(driver_error: type[Exception] = SQLAlchemyError) -> Iterato
     try:
         yield
     except (SQLAlchemyError, driver_error) as exc:
+        text = str(exc).lower()
+        if "no such table" in text or ("relation" in text and "does not exist" in text):
+            raise StoreError("the database has no nodeops schema yet: run `nodeops db upgrade`") from exc
         log.exception("database error", extra={"action": "store_error"})
         raise StoreError() from exc

@@ -220,9 +220,7 @@ def test_reading_an_instance_log_is_one_query(services):
         counting = _CountingCursor(cur)
         steps = reads.fetch_steps(counting, ids[1])
     assert len(counting.executed) == 1
-    assert [s.log for s in steps] == [
-        "\n".join(f"r{ids[1]} s{step} c{c}" for c in range(4)) for step in range(5)
-    ]
+    assert [s.log for s in steps] == ["\n".join(f"r{ids[1]} s{step} c{c}" for c in range(4)) for step in range(5)]
 
 
 def test_reading_an_instance_log_searches_the_step_logs_index(services):
@@ -243,8 +241,9 @@ def test_reading_an_instance_log_searches_the_step_logs_index(services):
     assert STEPS_INDEX in text, text
     if db.is_sqlite:
         assert not any(re.match(r"SCAN (l|step_logs)\b", line) for line in plan), text
-        assert any(re.match(rf"SEARCH (l|step_logs) USING (COVERING )?INDEX {STEPS_INDEX} \(record_id=", line)
-                   for line in plan), text
+        assert any(
+            re.match(rf"SEARCH (l|step_logs) USING (COVERING )?INDEX {STEPS_INDEX} \(record_id=", line) for line in plan
+        ), text
     else:
         assert "Seq Scan on step_logs" not in text, text
 

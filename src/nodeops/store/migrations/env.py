@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 from nodeops.store.models import Base
 
 config = context.config
-connectable = config.attributes.get("connection") or create_engine(config.get_main_option("sqlalchemy.url", ""))
 
 
 def run(connection: object) -> None:
@@ -22,8 +22,14 @@ def run(connection: object) -> None:
         context.run_migrations()
 
 
-if hasattr(connectable, "connect"):
-    with connectable.connect() as conn:
-        run(conn)
+given = config.attributes.get("connection")
+if given is not None:
+    run(given)
 else:
-    run(connectable)
+    # our own engine, so close its connection here rather than leave it open until garbage collection
+    engine = create_engine(config.get_main_option("sqlalchemy.url", ""), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            run(conn)
+    finally:
+        engine.dispose()
