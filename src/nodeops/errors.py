@@ -14,7 +14,12 @@
     │   └── UserAuthFailed            1306000
     ├── PermissionDenied              9900403
     ├── Conflict                      3800003
-    └── StoreError                    3800500
+    ├── StoreError                    3800500
+    └── TransportError                (a step's failure on a host; becomes the step's log, not an answer)
+        ├── AuthFailed
+        ├── HostUnreachable
+        ├── CommandTimeout
+        └── CommandFailed
 
 Codes follow spec/domain.md §2: Node Manager's own codes are 3800000 + module + error, a 3-digit HTTP code is
 widened to 3800000 + code, and ESB's own errors are 1306xxx. Messages say what was wrong and what is accepted,
@@ -190,3 +195,36 @@ class StoreError(NodeopsError):
     """The database failed to answer; try again later."""
 
     code = ErrorCode.INTERNAL
+
+
+class TransportError(NodeopsError):
+    """The host could not be reached or the command did not succeed."""
+
+    def __init__(self, message: str | None = None, *, host: str = "") -> None:
+        self.host = host
+        super().__init__(message)
+
+
+class AuthFailed(TransportError):
+    """The host refused the login: check the account, password or key."""
+
+
+class HostUnreachable(TransportError):
+    """The host did not answer on its SSH port."""
+
+
+class CommandTimeout(TransportError):
+    """The command did not finish in time and was stopped."""
+
+    def __init__(self, *, host: str = "", timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        super().__init__(f"command timed out after {timeout_s:g} s and was stopped", host=host)
+
+
+class CommandFailed(TransportError):
+    """The command exited with a non-zero status."""
+
+    def __init__(self, *, host: str = "", exit_status: int, detail: str = "") -> None:
+        self.exit_status = exit_status
+        message = f"command exited with status {exit_status}"
+        super().__init__(f"{message}: {detail}" if detail else message, host=host)

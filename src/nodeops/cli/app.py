@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import shlex
 from pathlib import Path
 from urllib.parse import urlencode
@@ -59,9 +60,14 @@ def serve(
     cli = state(ctx)
     settings = cli.settings.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     configure_logging()
+    app = create_app(settings)
+    # Everything built so far lives as long as the process: move it out of the collector's sight, so a full
+    # collection scans only what requests allocate (it otherwise pauses the loop for ~50-150 ms: p99).
+    gc.collect()
+    gc.freeze()
     console.print(f"nodeops serving on [bold]{settings.base_url}[/bold] (docs at {settings.base_url}/docs)")
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,

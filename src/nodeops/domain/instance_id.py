@@ -123,7 +123,7 @@ def parse_instance_id(raw: object) -> InstanceId:
 _CACHED_LENGTH = 128
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=4096)
 def _parse_text_cached(raw: str) -> InstanceId:
     return _parse_text(raw)
 

@@ -79,7 +79,7 @@ class LogService:
         self.auth = auth
         self.reads = LogReads(db)
         self.tz = tz
-        self._format = lru_cache(maxsize=65536)(self._format_uncached)
+        self._format = lru_cache(maxsize=4096)(self._format_uncached)
         # what a record's steps encode to, per (record_id, revision): a revision only grows, so an entry is
         # either current or never asked for again and ages out
         self._bodies = ByteBudgetCache(max_bytes=BODY_CACHE_BYTES)

@@ -159,7 +159,7 @@ def _sqlite_time(value: str | None) -> datetime | None:
     return None if value is None else _sqlite_second(value[:19])
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=4096)
 def _sqlite_second(text: str) -> datetime:
     # the same second recurs across steps and records; parsing it once saves most of the row cost
     return datetime.fromisoformat(text).replace(tzinfo=UTC)

@@ -1,0 +1,1 @@
+"""How the engine reaches a host: ``base.Transport`` and its peers ``ssh`` and ``local``."""

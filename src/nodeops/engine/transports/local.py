@@ -1,0 +1,75 @@
+"""``LocalTransport``: the service's own machine, through subprocesses (no SSH)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+from collections import deque
+from pathlib import Path
+
+from nodeops.engine.transports.base import OUTPUT_TAIL_LINES, CommandResult, LineSink
+from nodeops.errors import CommandFailed, CommandTimeout
+
+HOST = "local"
+
+
+class LocalTransport:
+    """Runs commands with ``/bin/sh`` in a new process group, so a timeout stops the whole tree."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def run(self, command: str, *, timeout_s: float, on_line: LineSink | None = None) -> CommandResult:
+        process = await asyncio.create_subprocess_exec(
+            "/bin/sh",
+            "-c",
+            command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
+        assert process.stdout is not None
+
+        async def pump() -> None:
+            assert process.stdout is not None
+            async for raw in process.stdout:
+                line = raw.decode(errors="replace").rstrip("\r\n")
+                tail.append(line)
+                if on_line is not None:
+                    on_line(line)
+            await process.wait()
+
+        try:
+            await asyncio.wait_for(pump(), timeout=timeout_s)
+        except TimeoutError:
+            _kill_group(process.pid)
+            await process.wait()
+            raise CommandTimeout(host=HOST, timeout_s=timeout_s) from None
+        except asyncio.CancelledError:
+            _kill_group(process.pid)
+            with contextlib.suppress(ProcessLookupError):
+                await asyncio.shield(process.wait())
+            raise
+        assert process.returncode is not None
+        return CommandResult(exit_status=process.returncode, tail=tuple(tail))
+
+    async def put(self, src: Path, dest: str, *, timeout_s: float) -> None:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(shutil.copyfile, src, dest), timeout=timeout_s)
+        except TimeoutError:
+            raise CommandTimeout(host=HOST, timeout_s=timeout_s) from None
+        except OSError as exc:
+            raise CommandFailed(host=HOST, exit_status=1, detail=f"copy to {dest} failed: {exc.strerror}") from exc
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
