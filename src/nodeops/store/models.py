@@ -121,8 +121,37 @@ class Host(Base):
     password_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     key_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     credentials_expire_at: Mapped[datetime | None]
+    transport: Mapped[str] = mapped_column(String(16), default="ssh", server_default="ssh")
+    ap_id: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    setup_path: Mapped[str | None] = mapped_column(String(255))
+    agent_status: Mapped[str] = mapped_column(String(32), default="NOT_INSTALLED", server_default="NOT_INSTALLED")
+    agent_version: Mapped[str | None] = mapped_column(String(64))
+    agent_token_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    last_heartbeat_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AccessPoint(Base):
+    """Where agents report to and where they are installed (Node Manager's ``ap_id``)."""
+
+    __tablename__ = "access_points"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    server_url: Mapped[str] = mapped_column(String(255))
+    linux_setup_path: Mapped[str] = mapped_column(String(255), default="/usr/local/nodeops-agent")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AgentPackage(Base):
+    """A registered, versioned agent package the service can push to hosts."""
+
+    __tablename__ = "agent_packages"
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Subscription(Base):
