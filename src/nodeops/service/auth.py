@@ -7,6 +7,7 @@ over ``bk_username`` (accepted only from apps registered with ``--allow-username
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -86,26 +87,35 @@ class Authenticator:
     def __init__(self, reads: AccessReads, secret_key: bytes) -> None:
         self.reads = reads
         self.secret_key = secret_key
-        self._epoch = -1
-        self._cache: dict[CommonArgs, tuple[Caller, float]] = {}
+        self._lock = threading.Lock()  # PostgreSQL reads authenticate from several threads
+        self._memo: tuple[int, dict[CommonArgs, tuple[Caller, float]]] = (-1, {})
 
     def authenticate(self, cur: Any, args: CommonArgs, *, epoch: int | None = None) -> Caller:
         """Check the app and find the user, on a cursor from ``Database.cursor``; raises AuthError.
 
-        ``epoch`` is the access epoch when the caller has just read it along with other rows.
+        ``epoch`` is the access epoch when the caller has just read it along with other rows. An answer is
+        remembered only in the memo of the epoch it was read under: if a change lands meanwhile, that memo
+        has already been replaced and the answer is dropped with it.
         """
         if epoch is None:
             epoch = self.reads.fetch_epoch(cur)
-        if epoch != self._epoch:
-            self._cache = {}
-            self._epoch = epoch
-        hit = self._cache.get(args)
+        memo: dict[CommonArgs, tuple[Caller, float]] | None
+        with self._lock:
+            memo_epoch, memo = self._memo
+            if epoch > memo_epoch:
+                memo = {}
+                self._memo = (epoch, memo)
+            elif epoch < memo_epoch:  # a reader older than the newest change: neither use nor fill the memo
+                memo = None
+        hit = memo.get(args) if memo is not None else None
         if hit is not None and time.time() < hit[1]:
             return hit[0]
         caller, valid_until = self._authenticate(cur, args)
-        if len(self._cache) >= self.MAX_CACHED:
-            self._cache = {}
-        self._cache[args] = (caller, valid_until)
+        if memo is not None:
+            with self._lock:
+                if len(memo) >= self.MAX_CACHED:
+                    memo.clear()
+                memo[args] = (caller, valid_until)
         return caller
 
     def _authenticate(self, cur: Any, args: CommonArgs) -> tuple[Caller, float]:
@@ -113,7 +123,8 @@ class Authenticator:
         missing = [name for name in ("bk_app_code", "bk_app_secret") if not getattr(args, name)]
         if missing:
             raise MissingAppCredentials(missing=missing)
-        app = self.reads.fetch_app(cur, args.bk_app_code)
+        # a NUL byte can be in no stored name (and PostgreSQL refuses it in text): unknown, without a query
+        app = None if "\x00" in args.bk_app_code else self.reads.fetch_app(cur, args.bk_app_code)
         if app is None or not secret_matches(args.bk_app_secret, app.secret_salt, app.secret_hash):
             raise AppAuthFailed(app_code=args.bk_app_code)
         if args.bk_token:
@@ -128,7 +139,7 @@ class Authenticator:
             username = args.bk_username
         else:
             raise UserAuthFailed()
-        user = self.reads.fetch_user(cur, username)
+        user = None if "\x00" in username else self.reads.fetch_user(cur, username)
         if user is None:  # a name ESB vouches for but unknown here: authenticated, with no rights
             caller = Caller(app_code=app.code, username=username, is_superuser=False, biz_ids=frozenset())
         else:

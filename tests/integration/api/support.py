@@ -57,6 +57,9 @@ def request_log(
     return client.get(path, params=params, headers=headers)
 
 
+_UNSET: Any = object()
+
+
 def nodeman_message(code: int, text: str) -> str:
     """Node Manager's error message: the text with its code in full-width parentheses (spec §1.2)."""
     return f"{text}（{code}）"
@@ -89,12 +92,13 @@ def assert_error(
     message: str | None = None,
     *,
     contains: tuple[str, ...] = (),
-    data: Any = None,
+    data: Any = _UNSET,
 ) -> dict[str, Any]:
     """Check an error answer: HTTP 200, the five envelope keys, ``code`` (an int), and the message.
 
     ``message`` is the exact text; pass it bare and the ``（code）`` suffix is added for Node Manager codes.
-    ``contains`` are substrings the message must hold (e.g. the name of the bad field).
+    ``contains`` are substrings the message must hold (e.g. the name of the bad field). ``data`` is null
+    unless given, except for 9900403 whose ``data`` must at least name the permission.
     """
     body = _body(response)
     assert list(body) == ERROR_KEYS, body
@@ -102,7 +106,13 @@ def assert_error(
     assert type(body["code"]) is int, body
     assert body["code"] == code, body
     assert body["errors"] is None, body
-    assert body["data"] == data, body
+    if data is not _UNSET:
+        assert body["data"] == data, body
+    elif code == 9900403:
+        assert body["data"]["permission"]["action"] == "task_history_view", body
+        assert set(body["data"]) == {"permission", "apply_url"}, body
+    else:
+        assert body["data"] is None, body
     text = body["message"]
     is_esb = 1306000 <= code < 1307000
     if is_esb:

@@ -144,13 +144,12 @@ def test_seed_post_body_wins_over_query_parameters_and_may_split_common_args(cli
     assert_seed_response(response)
 
 
-@pytest.mark.parametrize(
-    "instance_id",
-    [1, "1", "host|instance|host|1", "host|instance|host|127.0.0.1-0-0", " host|instance|host|127.0.0.1-0-0 "],
-)
-def test_seed_job_is_found_by_every_form_of_its_instance_id(client, esb_app, admin, seed_job, instance_id):
+def test_seed_job_is_found_by_every_form_of_its_instance_id(client, esb_app, admin, seed_job):
     params = {"bk_app_code": "esb_test", "bk_app_secret": esb_app.secret, "bk_username": "admin"}
-    assert_seed_response(client.get(nodeman_path(1), params={**params, "instance_id": instance_id}))
+    forms = [1, "1", "host|instance|host|1", "host|instance|host|127.0.0.1-0-0", " host|instance|host|127.0.0.1-0-0 "]
+    for instance_id in forms:
+        assert_seed_response(client.get(nodeman_path(1), params={**params, "instance_id": instance_id}))
+        assert_seed_response(client.post(ESB_PATH, json={**params, "job_id": 1, "instance_id": instance_id}))
 
 
 def test_nodeman_path_without_its_trailing_slash_answers_the_seed_response(client, esb_app, admin, seed_job):
