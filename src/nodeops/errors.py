@@ -13,6 +13,7 @@
     │   ├── AppAuthFailed             1306403
     │   └── UserAuthFailed            1306000
     ├── PermissionDenied              9900403
+    ├── AgentTokenRejected            3800403
     ├── Conflict                      3800003
     ├── StoreError                    3800500
     └── TransportError                (a step's failure on a host; becomes the step's log, not an answer)
@@ -44,6 +45,7 @@ class ErrorCode(IntEnum):
     INTERNAL = 3800500
     JOB_NOT_FOUND = 3801012
     PERMISSION_DENIED = 9900403
+    FORBIDDEN = 3800403
     ESB_USER_AUTH_FAILED = 1306000
     ESB_APP_PERMISSION = 1306403
     ESB_ARGUMENT = 1306406
@@ -183,6 +185,15 @@ class PermissionDenied(NodeopsError):
                 "apply_url": "",
             },
         )
+
+
+class AgentTokenRejected(NodeopsError):
+    """The heartbeat's token is not this host's agent token."""
+
+    code = ErrorCode.FORBIDDEN
+
+    def __init__(self, *, bk_host_id: int) -> None:
+        super().__init__(f"heartbeat refused: wrong token for host {bk_host_id} (reinstall the agent to renew it)")
 
 
 class Conflict(NodeopsError):

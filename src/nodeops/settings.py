@@ -66,6 +66,20 @@ class Settings(BaseSettings):
     )
     time_zone: str = Field(default_factory=machine_time_zone, description="IANA zone the API formats times in.")
     token_ttl_s: int = Field(default=86400, gt=0, description="Default lifetime of an issued bk_token.")
+    public_url: str = Field(
+        default="", description="URL agents report to (access point 1); empty = this service's own address."
+    )
+    job_limit: int = Field(default=100, gt=0, le=10000, description="Hosts running at once, over all jobs.")
+    step_timeout_s: float = Field(default=600.0, gt=0, description="Longest a single step may run on a host.")
+    ssh_host_key_policy: str = Field(
+        default="accept-new",
+        pattern="^(accept-new|strict|off)$",
+        description="accept-new: trust a host's key on first use, refuse a changed one; strict: known keys only; "
+        "off: no check.",
+    )
+    credentials_retention_s: int = Field(
+        default=86400, ge=0, description="How long host passwords and keys are kept after a job (0 = forever)."
+    )
 
     @field_validator("time_zone")
     @classmethod
@@ -111,6 +125,19 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def agent_server_url(self) -> str:
+        """Where agents send heartbeats."""
+        return (self.public_url or self.base_url).rstrip("/")
+
+    @property
+    def known_hosts_path(self) -> Path:
+        return self.data_dir / "known_hosts"
+
+    @property
+    def packages_dir(self) -> Path:
+        return self.data_dir / "packages"
 
     def resolved_secret_key(self) -> bytes:
         """The secret key: configured, else read from (or generated once into) ``data_dir/secret_key``."""

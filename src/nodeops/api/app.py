@@ -13,7 +13,7 @@ from fastapi.openapi.utils import get_openapi
 import nodeops
 from nodeops.api.envelope import install_handlers
 from nodeops.api.limits import BodyLimit
-from nodeops.api.routes import health
+from nodeops.api.routes import agents, health
 from nodeops.api.routes.log import APIGW_PATH, ESB_PATH, NODEMAN_PATH, LogFastPath
 from nodeops.api.schemas import LogRequest, LogResponse
 from nodeops.service.container import Services
@@ -45,6 +45,7 @@ def create_app(settings: Settings, services: Services | None = None) -> LogFastP
     app.state.services = services
     install_handlers(app)
     app.include_router(health.router)
+    app.include_router(agents.router)
     app.add_middleware(BodyLimit)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return LogFastPath(app, services)

@@ -56,6 +56,15 @@ class LogResponse(BaseModel):
     errors: Any | None = Field(default=None, description="Present (null) on error bodies, as Node Manager.")
 
 
+class Envelope(BaseModel):
+    """The envelope of answers whose data is free-form (or null)."""
+
+    result: bool
+    code: int
+    message: str
+    data: Any | None = None
+
+
 class HealthResponse(BaseModel):
     result: bool
     code: int

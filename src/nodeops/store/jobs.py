@@ -233,6 +233,14 @@ def set_job(
     session.execute(update(Job).where(Job.id == job_id).values(**values))
 
 
+def set_job_status(session: Session, *, job_id: int, status: Status, end_at: datetime | None = None) -> None:
+    """Set only the job's status (and end time); statistics are recomputed by ``pipelines.refresh_job``."""
+    values: dict[str, Any] = {"status": status.value}
+    if end_at is not None:
+        values["end_at"] = end_at
+    session.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
 def count_jobs(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(Job)) or 0)
 

@@ -1,0 +1,263 @@
+"""``Engine``: runs the PENDING records of a task, one pipeline per host, bounded by a global limit.
+
+Each host pipeline is one asyncio task named after its host. A step's outcome (SUCCESS, or FAILED with the
+reason in its log) is queued in ``finally`` so a cancelled step never stays RUNNING; a host that fails a step
+leaves the later steps PENDING, as Node Manager does. Revoking a job cancels its pipelines: running steps end
+FAILED with "已终止", pending hosts never start, and the job is TERMINATED. On start, records a previous
+process left RUNNING are marked FAILED with a line saying why (crash recovery); lines already written stay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from dataclasses import dataclass, field
+from datetime import tzinfo
+
+from nodeops.crypto import SecretBox
+from nodeops.domain.plans import StepCode
+from nodeops.domain.status import Status
+from nodeops.engine.logwriter import LogWriter
+from nodeops.engine.steps import STEPS, AgentPackage, StepContext, StepTimeouts, TransportFactory
+from nodeops.errors import NodeopsError
+from nodeops.store import jobs, pipelines
+from nodeops.store.db import Database
+from nodeops.store.models import utcnow
+from nodeops.store.pipelines import HostWork, PlannedRun
+
+log = logging.getLogger(__name__)
+DEFAULT_LIMIT = 100  # hosts running at once, Node Manager's SERVICE_SSH limit (spec §9.1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FanOut:
+    """How many hosts run at once, and how long one step may take."""
+
+    limit: int = DEFAULT_LIMIT
+    step_timeout_s: float = 600.0
+
+
+@dataclass
+class _JobRun:
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    revoked: bool = False
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Engine:
+    """Runs jobs in this process. ``start()`` before use, ``aclose()`` at the end."""
+
+    def __init__(
+        self,
+        db: Database,
+        tz: tzinfo,
+        box: SecretBox,
+        connect: TransportFactory,
+        *,
+        fan_out: FanOut | None = None,
+        timeouts: StepTimeouts | None = None,
+    ) -> None:
+        self.db = db
+        self.box = box
+        self.connect = connect
+        self.fan_out = fan_out or FanOut()
+        self.timeouts = timeouts or StepTimeouts()
+        self.writer = LogWriter(db, tz)
+        self._limit = asyncio.Semaphore(self.fan_out.limit)
+        self._runs: dict[int, _JobRun] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Start the log writer and fail what a previous process left RUNNING."""
+        self.writer.start()
+        await self.recover()
+
+    async def recover(self) -> None:
+        left = await self.db.call(lambda: self._left_running())
+        for record_id, _job_id, step_index in left:
+            index = max(step_index, 0)
+            self.writer.line(
+                record_id,
+                index,
+                "ERROR",
+                "服务进程在执行中退出 (the service stopped while this step ran); "
+                "marked FAILED on restart, retry the instance to run it again",
+            )
+            self.writer.step(record_id, index, Status.FAILED, finish_at=utcnow())
+            self.writer.record(record_id, Status.FAILED, finish_at=utcnow())
+        await self.writer.flush()
+        for job_id in sorted({job_id for _r, job_id, _s in left}):
+            await self.db.call(functools.partial(self._refresh, job_id))
+        if left:
+            log.warning("marked %d interrupted instances FAILED", len(left), extra={"action": "recovered"})
+
+    def submit(self, job_id: int, task_id: int, package: AgentPackage) -> None:
+        """Run the task's PENDING records in the background, pushing ``package`` where a step needs one."""
+        run = self._runs.setdefault(job_id, _JobRun())
+        run.done.clear()
+        run.revoked = False
+        task = asyncio.get_running_loop().create_task(
+            self._run_task(job_id, task_id, run, package), name=f"job-{job_id}"
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def wait(self, job_id: int) -> None:
+        """Until no pipeline of the job is running (returns at once for an unknown job)."""
+        run = self._runs.get(job_id)
+        if run is not None:
+            await run.done.wait()
+
+    async def revoke(self, job_id: int) -> None:
+        """Cancel the job's pipelines and mark it TERMINATED."""
+        run = self._runs.get(job_id)
+        if run is not None:
+            run.revoked = True
+            for task in run.tasks:
+                task.cancel()
+            await run.done.wait()
+        await self.writer.flush()
+        await self.db.call(lambda: self._terminate(job_id))
+
+    async def aclose(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        for task in list(self._background):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.writer.aclose()
+
+    async def _run_task(self, job_id: int, task_id: int, run: _JobRun, package: AgentPackage) -> None:
+        try:
+            work = await self.db.call(lambda: self._pending(task_id))
+            await self.db.call(lambda: self._mark_running(job_id))
+            run.tasks = [
+                asyncio.get_running_loop().create_task(self._run_host(item, run, package), name=f"host-{item.ip}")
+                for item in work
+            ]
+            await asyncio.gather(*run.tasks, return_exceptions=True)
+        finally:
+            await self.writer.flush()
+            await asyncio.shield(self.db.call(lambda: self._refresh(job_id)))
+            run.done.set()
+
+    async def _run_host(self, work: HostWork, run: _JobRun, package: AgentPackage) -> None:
+        writer = self.writer
+        try:
+            if run.revoked:
+                raise asyncio.CancelledError
+            await self._limit.acquire()
+        except asyncio.CancelledError:  # revoked before its turn: the instance ends without running
+            writer.line(
+                work.record_id,
+                work.steps[0].index if work.steps else 0,
+                "WARNING",
+                "已终止 (revoked by a user before this host started)",
+            )
+            writer.record(work.record_id, Status.FAILED, finish_at=utcnow())
+            raise
+        try:
+            writer.record(work.record_id, Status.RUNNING, start_at=utcnow())
+            context = StepContext(
+                work=work,
+                db=self.db,
+                writer=writer,
+                box=self.box,
+                package=package,
+                timeouts=self.timeouts,
+                connect=self.connect,
+            )
+            outcome = Status.SUCCESS
+            try:
+                for step in work.steps:
+                    if step.status == Status.SUCCESS.value:  # retry_node resumes after the steps that passed
+                        continue
+                    if not await self._run_step(context, step):
+                        outcome = Status.FAILED
+                        break
+            except asyncio.CancelledError:
+                outcome = Status.FAILED
+                raise
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(context.aclose())
+                writer.record(work.record_id, outcome, finish_at=utcnow())
+        finally:
+            self._limit.release()
+
+    async def _run_step(self, context: StepContext, step: PlannedRun) -> bool:
+        writer, record_id = self.writer, context.work.record_id
+        context.step = step
+        context.step_started_at = utcnow()
+        writer.step(record_id, step.index, Status.RUNNING, start_at=context.step_started_at)
+        writer.line(record_id, step.index, "INFO", f"开始 {step.name}.")
+        outcome, reason = Status.FAILED, ""
+        try:
+            await asyncio.wait_for(STEPS[StepCode(step.code)](context), timeout=self.fan_out.step_timeout_s)
+            outcome = Status.SUCCESS
+        except asyncio.CancelledError:
+            reason = "cancelled"
+            raise
+        except TimeoutError:
+            reason = f"step timed out after {self.fan_out.step_timeout_s:g} s"
+        except NodeopsError as exc:
+            reason = exc.message
+        except Exception as exc:
+            log.exception(
+                "step %s crashed on %s",
+                step.name,
+                context.work.ip,
+                extra={
+                    "action": "step_crashed",
+                    "job_id": context.work.job_id,
+                    "instance_id": context.work.instance_id,
+                    "host": context.work.ip,
+                    "step": step.name,
+                },
+            )
+            reason = f"unexpected {type(exc).__name__}; see the service log"
+        finally:
+            if outcome == Status.SUCCESS:
+                writer.line(record_id, step.index, "INFO", f"{step.name} 成功")
+            elif reason == "cancelled":
+                writer.line(record_id, step.index, "WARNING", f"{step.name} 已终止 (revoked by a user)")
+            else:
+                writer.line(record_id, step.index, "ERROR", f"{step.name} 失败: {reason}")
+            writer.step(record_id, step.index, outcome, finish_at=utcnow())
+            log.info(
+                "step %s %s on %s",
+                step.name,
+                outcome,
+                context.work.ip,
+                extra={
+                    "action": "step_finished",
+                    "job_id": context.work.job_id,
+                    "instance_id": context.work.instance_id,
+                    "host": context.work.ip,
+                    "step": step.name,
+                },
+            )
+        return outcome == Status.SUCCESS
+
+    def _pending(self, task_id: int) -> list[HostWork]:
+        with self.db.session() as session:
+            return pipelines.pending_work(session, task_id=task_id)
+
+    def _mark_running(self, job_id: int) -> None:
+        with self.db.session() as session:
+            jobs.set_job_status(session, job_id=job_id, status=Status.RUNNING)
+
+    def _refresh(self, job_id: int) -> None:
+        with self.db.session() as session:
+            pipelines.refresh_job(session, job_id=job_id)
+
+    def _terminate(self, job_id: int) -> None:
+        with self.db.session() as session:
+            jobs.set_job_status(session, job_id=job_id, status=Status.TERMINATED, end_at=utcnow())
+            pipelines.refresh_job(session, job_id=job_id)
+
+    def _left_running(self) -> list[tuple[int, int, int]]:
+        with self.db.session() as session:
+            return pipelines.running_records(session)

@@ -1,0 +1,323 @@
+"""What each step of a plan does on a host (``StepCode`` -> coroutine), and the context it runs in.
+
+A step logs what it does through ``StepContext.log`` and signals failure by raising a ``NodeopsError`` whose
+message says why (the runner writes it into the step's log). Commands' output is streamed into the log
+line by line as it arrives. Credentials are opened only here, when a transport connects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import secrets
+import shlex
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from nodeops.crypto import SecretBox
+from nodeops.domain.plans import StepCode
+from nodeops.engine.logwriter import LogWriter
+from nodeops.engine.transports.base import CommandResult, Transport
+from nodeops.engine.transports.local import LocalTransport
+from nodeops.errors import AuthFailed, CommandFailed, NodeopsError, TransportError
+from nodeops.store import pipelines
+from nodeops.store.db import Database
+from nodeops.store.models import utcnow
+from nodeops.store.pipelines import HostWork, PlannedRun
+
+AGENT_SCRIPT = "nodeops_agent.py"
+MISSING_PYTHON_EXIT = 97
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentPackage:
+    version: str
+    path: Path
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepTimeouts:
+    """How long a step may take (named defaults, as Node Manager's §9.3 values)."""
+
+    connect_s: float = 30.0
+    command_s: float = 120.0
+    upload_s: float = 300.0
+    heartbeat_s: float = 60.0
+    poll_interval_s: float = 0.25
+
+
+TransportFactory = Callable[[HostWork, SecretBox, LogWriter], Transport]
+
+
+class StepContext:
+    """One host's pipeline state: its work item, the log, a lazily connected transport, the package."""
+
+    def __init__(
+        self,
+        *,
+        work: HostWork,
+        db: Database,
+        writer: LogWriter,
+        box: SecretBox,
+        package: AgentPackage,
+        timeouts: StepTimeouts,
+        connect: TransportFactory,
+    ) -> None:
+        self.work = work
+        self.db = db
+        self.writer = writer
+        self.box = box
+        self.package = package
+        self.timeouts = timeouts
+        self._connect = connect
+        self._transport: Transport | None = None
+        self.step: PlannedRun | None = None
+        self.step_started_at: datetime = utcnow()
+
+    def log(self, level: str, message: str) -> None:
+        assert self.step is not None
+        for part in message.splitlines() or [""]:
+            self.writer.line(self.work.record_id, self.step.index, level, part)
+
+    def transport(self) -> Transport:
+        if self._transport is None:
+            self._transport = self._connect(self.work, self.box, self.writer)
+        return self._transport
+
+    async def run(self, command: str, *, what: str, timeout_s: float | None = None) -> CommandResult:
+        """Run a command, streaming its output into the log; raise CommandFailed (naming ``what``) on non-zero."""
+        result = await self.transport().run(
+            command, timeout_s=timeout_s or self.timeouts.command_s, on_line=lambda line: self.log("INFO", line)
+        )
+        if result.exit_status == MISSING_PYTHON_EXIT:
+            raise CommandFailed(
+                exit_status=result.exit_status,
+                detail="python3 is not installed on the host; the agent needs a stock Python 3",
+            )
+        if not result.ok:
+            raise CommandFailed(exit_status=result.exit_status, detail=f"{what} failed")
+        return result
+
+    async def put_text(self, text: str, dest: str) -> None:
+        """Write ``text`` to ``dest`` on the host through a private local temp file (never a command line)."""
+        fd, name = tempfile.mkstemp(prefix="nodeops-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+            await self.transport().put(Path(name), dest, timeout_s=self.timeouts.upload_s)
+        finally:
+            os.unlink(name)
+
+    async def aclose(self) -> None:
+        if self._transport is not None:
+            await self._transport.aclose()
+            self._transport = None
+
+    @property
+    def home(self) -> str:
+        return shlex.quote(self.work.setup_path)
+
+    def agent(self, command: str) -> str:
+        """The shell command running the installed agent's ``command``."""
+        script = shlex.quote(f"{self.work.setup_path}/{AGENT_SCRIPT}")
+        return f"{_REQUIRE_PYTHON} python3 {script} {command} --home {self.home}"
+
+
+_REQUIRE_PYTHON = f"command -v python3 >/dev/null 2>&1 || exit {MISSING_PYTHON_EXIT};"
+
+Step = Callable[[StepContext], Awaitable[None]]
+
+
+async def update_job_status(ctx: StepContext) -> None:
+    ctx.log("INFO", f"任务 {ctx.work.job_id} 主机 {ctx.work.ip} 状态已更新")
+
+
+async def register_host(ctx: StepContext) -> None:
+    w = ctx.work
+    ctx.log("INFO", f"主机 {w.ip} (bk_host_id {w.bk_host_id}, bk_cloud_id {w.bk_cloud_id}, {w.os_type}) 已登记")
+
+
+async def query_password(ctx: StepContext) -> None:
+    w = ctx.work
+    if w.transport == "local":
+        ctx.log("INFO", "本机执行 (transport local), 无需登录信息")
+        return
+    if w.password_enc is None and w.key_enc is None:
+        raise AuthFailed("登录认证信息已被清空 (no password or key kept for this host); start a new job with them")
+    if w.credentials_expire_at is not None and w.credentials_expire_at <= utcnow():
+        raise AuthFailed("登录认证信息已过期 (credentials past their retention); start a new job with them")
+    ctx.log("INFO", f"已获取 {w.account}@{w.ip}:{w.ssh_port} 的登录信息 ({w.auth_type})")
+
+
+async def choose_ap(ctx: StepContext) -> None:
+    ctx.log("INFO", f"已选择接入点 {ctx.work.server_url} 作为本次安装的接入点, 安装路径 {ctx.work.setup_path}")
+
+
+async def install(ctx: StepContext) -> None:
+    """Push the package, unpack it into the install path, write the config, start the daemon."""
+    await _set_agent(ctx, status="INSTALLING", clear_heartbeat=True)
+    await ctx.run(f"{_REQUIRE_PYTHON} mkdir -p {ctx.home}", what="creating the install path")
+    await _push_and_unpack(ctx)
+    await _write_config(ctx)
+    await ctx.run(ctx.agent("start"), what="starting the agent")
+
+
+async def push_upgrade_package(ctx: StepContext) -> None:
+    await ctx.run(f"test -f {ctx.home}/{AGENT_SCRIPT}", what="finding the installed agent")
+    await ctx.transport().put(ctx.package.path, _staged(ctx), timeout_s=ctx.timeouts.upload_s)
+    ctx.log("INFO", f"已下发 nodeops-agent {ctx.package.version} ({ctx.package.sha256[:12]})")
+
+
+async def run_upgrade_script(ctx: StepContext) -> None:
+    await _set_agent(ctx, status="UPGRADING", clear_heartbeat=True)
+    await ctx.run(ctx.agent("stop"), what="stopping the agent")
+    await _unpack(ctx)
+    await ctx.run(ctx.agent("start"), what="starting the new agent")
+
+
+async def check_agent_status(ctx: StepContext) -> None:
+    await ctx.run(ctx.agent("status"), what="the agent is not running (Agent 状态【异常】)")
+    ctx.log("INFO", "Agent 状态【正常】")
+
+
+async def render_and_push_config(ctx: StepContext) -> None:
+    await _write_config(ctx)
+
+
+async def reload_agent(ctx: StepContext) -> None:
+    await _set_agent(ctx, status="RELOADING", clear_heartbeat=True)
+    await ctx.run(ctx.agent("restart"), what="reloading the agent")
+
+
+async def restart_agent(ctx: StepContext) -> None:
+    await _set_agent(ctx, status="RESTARTING", clear_heartbeat=True)
+    await ctx.run(ctx.agent("restart"), what="restarting the agent")
+
+
+async def uninstall_agent(ctx: StepContext) -> None:
+    await ctx.run(
+        f"if [ -f {ctx.home}/{AGENT_SCRIPT} ]; then {ctx.agent('stop')}; fi; rm -rf {ctx.home}",
+        what="removing the agent",
+    )
+
+
+async def update_process_status(ctx: StepContext) -> None:
+    await _set_agent(ctx, status="NOT_INSTALLED", clear_heartbeat=True)
+    ctx.log("INFO", "主机进程状态已更新为 NOT_INSTALLED")
+
+
+async def query_agent_status(ctx: StepContext) -> None:
+    """Wait for a heartbeat of the expected version sent after this step started."""
+    expected = ctx.package.version
+    ctx.log("INFO", f"期望的 Agent 状态为 RUNNING, 版本 {expected}; 等待心跳 (最长 {ctx.timeouts.heartbeat_s:g} 秒)")
+    since = ctx.step_started_at
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ctx.timeouts.heartbeat_s
+    while True:
+        version, seen_at, _ = await ctx.db.call(lambda: _agent_state(ctx))
+        if seen_at is not None and seen_at >= since.replace(microsecond=0) and version == expected:
+            ctx.log("INFO", f"Agent 心跳正常, 版本 {version}")
+            return
+        if loop.time() >= deadline:
+            got = f"last heartbeat version {version}" if seen_at else "no heartbeat"
+            raise TransportError(f"查询 Agent 状态超时: {got} within {ctx.timeouts.heartbeat_s:g} s")
+        await asyncio.sleep(ctx.timeouts.poll_interval_s)
+
+
+def _agent_state(ctx: StepContext) -> tuple[str | None, datetime | None, bytes | None]:
+    with ctx.db.session() as session:
+        return pipelines.agent_state(session, bk_host_id=ctx.work.bk_host_id)
+
+
+STEPS: dict[StepCode, Step] = {
+    StepCode.UPDATE_JOB_STATUS: update_job_status,
+    StepCode.REGISTER_HOST: register_host,
+    StepCode.QUERY_PASSWORD: query_password,
+    StepCode.CHOOSE_AP: choose_ap,
+    StepCode.INSTALL: install,
+    StepCode.PUSH_UPGRADE_PACKAGE: push_upgrade_package,
+    StepCode.RUN_UPGRADE_SCRIPT: run_upgrade_script,
+    StepCode.CHECK_AGENT_STATUS: check_agent_status,
+    StepCode.RENDER_AND_PUSH_CONFIG: render_and_push_config,
+    StepCode.RELOAD_AGENT: reload_agent,
+    StepCode.RESTART_AGENT: restart_agent,
+    StepCode.UNINSTALL_AGENT: uninstall_agent,
+    StepCode.QUERY_AGENT_STATUS: query_agent_status,
+    StepCode.UPDATE_PROCESS_STATUS: update_process_status,
+}
+
+
+def _staged(ctx: StepContext) -> str:
+    return f"{ctx.work.setup_path}/.nodeops-agent-{ctx.package.version}.tgz"
+
+
+async def _push_and_unpack(ctx: StepContext) -> None:
+    await ctx.transport().put(ctx.package.path, _staged(ctx), timeout_s=ctx.timeouts.upload_s)
+    ctx.log("INFO", f"已下发 nodeops-agent {ctx.package.version} 到 {ctx.work.setup_path}")
+    await _unpack(ctx)
+
+
+async def _unpack(ctx: StepContext) -> None:
+    staged = shlex.quote(_staged(ctx))
+    await ctx.run(
+        f"tar -xzf {staged} --strip-components=1 -C {ctx.home} && rm -f {staged}", what="unpacking the package"
+    )
+    await _set_agent(ctx, status="INSTALLED", version=ctx.package.version)
+
+
+async def _write_config(ctx: StepContext) -> None:
+    """A fresh per-host token each time: its hash is stored, the token itself only reaches the host."""
+    token = secrets.token_urlsafe(32)
+    ctx.writer.add_secret(token)
+    config = {
+        "server_url": ctx.work.server_url,
+        "bk_host_id": ctx.work.bk_host_id,
+        "instance_id": ctx.work.instance_id,
+        "token": token,
+        "interval_s": 2,
+    }
+    await ctx.put_text(json.dumps(config), f"{ctx.work.setup_path}/agent.json")
+    await ctx.run(f"chmod 600 {ctx.home}/agent.json", what="protecting the config")
+    await _set_agent(ctx, status="CONFIGURED", token_hash=hashlib.sha256(token.encode()).digest())
+    ctx.log("INFO", f"已写入 Agent 配置: 上报地址 {ctx.work.server_url}, 主机 {ctx.work.bk_host_id}")
+
+
+async def _set_agent(
+    ctx: StepContext,
+    *,
+    status: str,
+    version: str | None = None,
+    token_hash: bytes | None = None,
+    clear_heartbeat: bool = False,
+) -> None:
+    def write() -> None:
+        with ctx.db.session() as session:
+            pipelines.set_agent(
+                session,
+                bk_host_id=ctx.work.bk_host_id,
+                status=status,
+                version=version,
+                token_hash=token_hash,
+                clear_heartbeat=clear_heartbeat,
+            )
+
+    await ctx.db.call(write)
+
+
+def local_or_ssh(make_ssh: TransportFactory | None) -> TransportFactory:
+    """The transport factory: ``local`` hosts get a LocalTransport, others ``make_ssh`` (if configured)."""
+
+    def connect(work: HostWork, box: SecretBox, writer: LogWriter) -> Transport:
+        if work.transport == "local":
+            return LocalTransport()
+        if make_ssh is None:
+            raise NodeopsError("the ssh transport is not available in this process")
+        return make_ssh(work, box, writer)
+
+    return connect

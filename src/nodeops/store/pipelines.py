@@ -1,0 +1,171 @@
+"""What the engine reads and writes around a run: the work of a task, job aggregation, agent state, recovery."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from nodeops.domain.status import ACTIVE, JobStatistics, Status, aggregate_job_status
+from nodeops.store.models import AccessPoint, Host, InstanceRecord, Job, RecordStep, utcnow
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlannedRun:
+    """One step of a record as the engine will run it."""
+
+    index: int
+    code: str
+    name: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostWork:
+    """Everything one host pipeline needs: its record, its host (credentials still sealed), its steps."""
+
+    record_id: int
+    job_id: int
+    instance_id: str
+    bk_host_id: int
+    ip: str
+    bk_cloud_id: int
+    os_type: str
+    transport: str
+    ssh_port: int
+    account: str | None
+    auth_type: str
+    password_enc: bytes | None
+    key_enc: bytes | None
+    credentials_expire_at: datetime | None
+    setup_path: str
+    server_url: str
+    steps: tuple[PlannedRun, ...]
+
+
+def pending_work(session: Session, *, task_id: int) -> list[HostWork]:
+    """The PENDING records of a task with their hosts and steps, in record order."""
+    rows = session.execute(
+        select(InstanceRecord, Host, AccessPoint)
+        .join(Host, Host.bk_host_id == InstanceRecord.bk_host_id)
+        .join(AccessPoint, AccessPoint.id == Host.ap_id)
+        .where(InstanceRecord.task_id == task_id, InstanceRecord.status == Status.PENDING.value)
+        .order_by(InstanceRecord.id)
+    ).all()
+    record_ids = [record.id for record, _host, _ap in rows]
+    steps: dict[int, list[PlannedRun]] = {}
+    for step in session.scalars(
+        select(RecordStep)
+        .where(RecordStep.record_id.in_(record_ids))
+        .order_by(RecordStep.record_id, RecordStep.step_index)
+    ):
+        steps.setdefault(step.record_id, []).append(
+            PlannedRun(index=step.step_index, code=step.code, name=step.name, status=step.status)
+        )
+    return [
+        HostWork(
+            record_id=record.id,
+            job_id=record.job_id or 0,
+            instance_id=record.instance_id,
+            bk_host_id=host.bk_host_id,
+            ip=host.inner_ip or host.inner_ipv6 or "",
+            bk_cloud_id=host.bk_cloud_id,
+            os_type=host.os_type,
+            transport=host.transport,
+            ssh_port=host.ssh_port,
+            account=host.account,
+            auth_type=host.auth_type,
+            password_enc=host.password_enc,
+            key_enc=host.key_enc,
+            credentials_expire_at=host.credentials_expire_at,
+            setup_path=host.setup_path or ap.linux_setup_path,
+            server_url=ap.server_url,
+            steps=tuple(steps.get(record.id, ())),
+        )
+        for record, host, ap in rows
+    ]
+
+
+def refresh_job(session: Session, *, job_id: int) -> Status:
+    """Recount the job's latest record per instance (plus hosts refused up front) and store its status."""
+    job = session.get(Job, job_id)
+    if job is None:
+        return Status.PENDING
+    latest = (
+        select(InstanceRecord.instance_id, func.max(InstanceRecord.attempt).label("attempt"))
+        .where(InstanceRecord.job_id == job_id)
+        .group_by(InstanceRecord.instance_id)
+        .subquery()
+    )
+    statuses = [
+        Status(s)
+        for s in session.scalars(
+            select(InstanceRecord.status)
+            .join(
+                latest,
+                (latest.c.instance_id == InstanceRecord.instance_id) & (latest.c.attempt == InstanceRecord.attempt),
+            )
+            .where(InstanceRecord.job_id == job_id)
+        )
+    ]
+    statuses += [Status(h.get("status") or Status.IGNORED) for h in job.error_hosts]
+    stats = JobStatistics.count(statuses)
+    status = aggregate_job_status(stats, Status(job.status))
+    job.status = status.value
+    job.statistics = stats.as_dict()
+    if status not in ACTIVE and job.end_at is None:
+        job.end_at = utcnow()
+    return status
+
+
+def running_records(session: Session) -> list[tuple[int, int, int]]:
+    """``(record_id, job_id, running step index or -1)`` of every record left RUNNING (crash recovery)."""
+    rows = session.execute(
+        select(InstanceRecord.id, InstanceRecord.job_id).where(InstanceRecord.status == Status.RUNNING.value)
+    ).all()
+    result: list[tuple[int, int, int]] = []
+    for record_id, job_id in rows:
+        step = session.scalar(
+            select(RecordStep.step_index).where(
+                RecordStep.record_id == record_id, RecordStep.status == Status.RUNNING.value
+            )
+        )
+        result.append((record_id, job_id or 0, -1 if step is None else step))
+    return result
+
+
+def record_heartbeat(session: Session, *, bk_host_id: int, version: str) -> None:
+    session.execute(
+        update(Host)
+        .where(Host.bk_host_id == bk_host_id)
+        .values(agent_status="RUNNING", agent_version=version, last_heartbeat_at=utcnow())
+    )
+
+
+def agent_state(session: Session, *, bk_host_id: int) -> tuple[str | None, datetime | None, bytes | None]:
+    """``(agent_version, last_heartbeat_at, agent_token_hash)`` of a host."""
+    row = session.execute(
+        select(Host.agent_version, Host.last_heartbeat_at, Host.agent_token_hash).where(Host.bk_host_id == bk_host_id)
+    ).one_or_none()
+    return (None, None, None) if row is None else (row[0], row[1], row[2])
+
+
+def set_agent(
+    session: Session,
+    *,
+    bk_host_id: int,
+    status: str,
+    version: str | None = None,
+    token_hash: bytes | None = None,
+    clear_heartbeat: bool = False,
+) -> None:
+    values: dict[str, object] = {"agent_status": status}
+    if version is not None:
+        values["agent_version"] = version
+    if token_hash is not None:
+        values["agent_token_hash"] = token_hash
+    if clear_heartbeat:
+        values["last_heartbeat_at"] = None
+    session.execute(update(Host).where(Host.bk_host_id == bk_host_id).values(**values))
