@@ -120,6 +120,15 @@ class StepContext:
             self._transport = None
 
     @property
+    def expected_version(self) -> str:
+        """The agent version the host should report: the pushed package's when this job installs or
+        upgrades, else the version installed before the job."""
+        pushes = {StepCode.INSTALL.value, StepCode.RUN_UPGRADE_SCRIPT.value}
+        if any(step.code in pushes for step in self.work.steps) or not self.work.agent_version:
+            return self.package.version
+        return self.work.agent_version
+
+    @property
     def home(self) -> str:
         return shlex.quote(self.work.setup_path)
 
@@ -214,7 +223,7 @@ async def update_process_status(ctx: StepContext) -> None:
 
 async def query_agent_status(ctx: StepContext) -> None:
     """Wait for a heartbeat of the expected version sent after this step started."""
-    expected = ctx.package.version
+    expected = ctx.expected_version
     ctx.log("INFO", f"期望的 Agent 状态为 RUNNING, 版本 {expected}; 等待心跳 (最长 {ctx.timeouts.heartbeat_s:g} 秒)")
     since = ctx.step_started_at
     loop = asyncio.get_running_loop()

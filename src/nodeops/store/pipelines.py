@@ -42,6 +42,7 @@ class HostWork:
     credentials_expire_at: datetime | None
     setup_path: str
     server_url: str
+    agent_version: str | None
     steps: tuple[PlannedRun, ...]
 
 
@@ -82,6 +83,7 @@ def pending_work(session: Session, *, task_id: int) -> list[HostWork]:
             credentials_expire_at=host.credentials_expire_at,
             setup_path=host.setup_path or ap.linux_setup_path,
             server_url=ap.server_url,
+            agent_version=host.agent_version,
             steps=tuple(steps.get(record.id, ())),
         )
         for record, host, ap in rows

@@ -1,0 +1,81 @@
+"""The host inventory as jobs use it: register or update a host, look hosts up, find busy ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from nodeops.domain.status import Status
+from nodeops.store.models import Host, InstanceRecord
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostLogin:
+    """What a job knows about a host: identity, placement, how to reach it (credentials sealed)."""
+
+    bk_biz_id: int
+    bk_cloud_id: int
+    inner_ip: str | None
+    inner_ipv6: str | None
+    os_type: str
+    transport: str
+    ssh_port: int
+    account: str | None
+    auth_type: str
+    password_enc: bytes | None
+    key_enc: bytes | None
+    credentials_expire_at: datetime | None
+    ap_id: int
+    setup_path: str | None
+    bk_host_id: int | None = None
+
+
+def find_host_id(session: Session, *, bk_cloud_id: int, inner_ip: str | None, inner_ipv6: str | None) -> int | None:
+    query = select(Host.bk_host_id).where(Host.bk_cloud_id == bk_cloud_id)
+    query = query.where(Host.inner_ip == inner_ip) if inner_ip else query.where(Host.inner_ipv6 == inner_ipv6)
+    return session.scalar(query)
+
+
+def upsert_host(session: Session, login: HostLogin) -> int:
+    """Register the host (or update the one with this bk_host_id / cloud + IP); returns its bk_host_id."""
+    host_id = login.bk_host_id or find_host_id(
+        session, bk_cloud_id=login.bk_cloud_id, inner_ip=login.inner_ip, inner_ipv6=login.inner_ipv6
+    )
+    host = session.get(Host, host_id) if host_id is not None else None
+    if host is None:
+        host = Host(bk_host_id=login.bk_host_id) if login.bk_host_id else Host()
+        session.add(host)
+    host.bk_biz_id = login.bk_biz_id
+    host.bk_cloud_id = login.bk_cloud_id
+    host.inner_ip = login.inner_ip
+    host.inner_ipv6 = login.inner_ipv6
+    host.os_type = login.os_type
+    host.transport = login.transport
+    host.ssh_port = login.ssh_port
+    host.account = login.account
+    host.auth_type = login.auth_type
+    host.password_enc = login.password_enc
+    host.key_enc = login.key_enc
+    host.credentials_expire_at = login.credentials_expire_at
+    host.ap_id = login.ap_id
+    host.setup_path = login.setup_path
+    session.flush()
+    return host.bk_host_id
+
+
+def hosts_by_id(session: Session, host_ids: list[int]) -> dict[int, Host]:
+    return {h.bk_host_id: h for h in session.scalars(select(Host).where(Host.bk_host_id.in_(host_ids)))}
+
+
+def busy_host_ids(session: Session, host_ids: list[int]) -> set[int]:
+    """Hosts with an instance PENDING or RUNNING in some job (Node Manager refuses them)."""
+    rows = session.scalars(
+        select(InstanceRecord.bk_host_id).where(
+            InstanceRecord.bk_host_id.in_(host_ids),
+            InstanceRecord.status.in_([Status.PENDING.value, Status.RUNNING.value]),
+        )
+    )
+    return {int(r) for r in rows if r is not None}

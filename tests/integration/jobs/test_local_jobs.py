@@ -1,0 +1,98 @@
+"""Install then upgrade agents on local-transport hosts, end to end: engine, agent daemons, heartbeats, log API."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+
+from nodeops.domain.plans import JobType
+from nodeops.engine import packages
+from nodeops.service.jobs import parse_hosts
+from tests.factories import make_app, make_user
+from tests.integration.jobs.conftest import local_host
+
+AGENT = "nodeops_agent.py"
+
+
+def read_log(live_server, app, job_id, instance_id):
+    response = httpx.get(
+        f"{live_server.url}/api/job/{job_id}/log/",
+        params={
+            "instance_id": instance_id,
+            "bk_app_code": app.code,
+            "bk_app_secret": app.secret,
+            "bk_username": "admin",
+        },
+    )
+    body = response.json()
+    assert body["result"], body
+    return body["data"]
+
+
+def stop_agents(tmp_path):
+    for home in tmp_path.glob("host*/nodeops-agent"):
+        if (home / AGENT).exists():
+            subprocess.run(
+                [sys.executable, str(home / AGENT), "stop", "--home", str(home)],
+                check=False,
+                capture_output=True,
+                timeout=20,
+            )
+
+
+async def test_install_then_upgrade_on_local_hosts_writes_every_step(services, live_server, engine, runner, tmp_path):
+    app = make_app(services)
+    make_user(services, "admin", superuser=True)
+    try:
+        started = await runner.install(
+            job_type=JobType.INSTALL_AGENT,
+            hosts=parse_hosts([local_host(tmp_path, 1), local_host(tmp_path, 2)]),
+            created_by="admin",
+            from_system="test",
+        )
+        await engine.wait(started.job_id)
+        data = read_log(live_server, app, started.job_id, "host|instance|host|127.0.20.1-0-0")
+        assert [s["step"] for s in data] == [
+            "更新任务状态",
+            "注册主机到配置平台",
+            "查询主机密码",
+            "选择接入点",
+            "安装",
+            "查询Agent状态",
+            "更新任务状态",
+        ]
+        assert {s["status"] for s in data} == {"SUCCESS"}, data
+        assert "Agent 心跳正常, 版本 0.1.0" in data[5]["log"]
+        assert all(s["start_time"] and s["finish_time"] for s in data)
+        assert (tmp_path / "host2" / "nodeops-agent" / "VERSION").read_text().strip() == "0.1.0"
+
+        host_ids = [1, 2]
+        packages.register(services.db, services.settings.packages_dir, "0.2.0")
+        upgraded = await runner.operate(
+            job_type=JobType.UPGRADE_AGENT, bk_host_ids=host_ids, created_by="admin", from_system="test"
+        )
+        await engine.wait(upgraded.job_id)
+        data = read_log(live_server, app, upgraded.job_id, 2)
+        assert [s["step"] for s in data] == [
+            "更新任务状态",
+            "批量下发升级包",
+            "执行升级脚本",
+            "查询Agent状态",
+            "更新任务状态",
+        ]
+        assert {s["status"] for s in data} == {"SUCCESS"}, data
+        assert "Agent 心跳正常, 版本 0.2.0" in data[3]["log"]
+        assert (tmp_path / "host2" / "nodeops-agent" / "VERSION").read_text().strip() == "0.2.0"
+
+        for job_type in (JobType.RESTART_AGENT, JobType.RELOAD_AGENT, JobType.UNINSTALL_AGENT):
+            started = await runner.operate(
+                job_type=job_type, bk_host_ids=host_ids, created_by="admin", from_system="test"
+            )
+            await engine.wait(started.job_id)
+            data = read_log(live_server, app, started.job_id, "host|instance|host|1")
+            assert {s["status"] for s in data} == {"SUCCESS"}, (job_type, data)
+        assert not (tmp_path / "host1" / "nodeops-agent").exists()
+    finally:
+        stop_agents(tmp_path)
