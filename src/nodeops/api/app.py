@@ -32,8 +32,9 @@ def create_app(settings: Settings, services: Services | None = None) -> LogFastP
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await services.start()
         yield
-        services.close()
+        await services.aclose()
 
     app = FastAPI(
         title="nodeops",

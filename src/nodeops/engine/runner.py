@@ -77,7 +77,17 @@ class Engine:
     async def recover(self) -> None:
         left = await self.db.call(lambda: self._left_running())
         for record_id, _job_id, step_index in left:
-            index = max(step_index, 0)
+            if step_index < 0:
+                self.writer.line(
+                    record_id,
+                    0,
+                    "ERROR",
+                    "服务进程退出, 该主机未执行完 (the service stopped before this "
+                    "host finished); marked FAILED on restart, retry the instance to run it",
+                )
+                self.writer.record(record_id, Status.FAILED, finish_at=utcnow())
+                continue
+            index = step_index
             self.writer.line(
                 record_id,
                 index,
@@ -260,4 +270,4 @@ class Engine:
 
     def _left_running(self) -> list[tuple[int, int, int]]:
         with self.db.session() as session:
-            return pipelines.running_records(session)
+            return pipelines.interrupted_records(session)

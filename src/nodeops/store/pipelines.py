@@ -122,10 +122,13 @@ def refresh_job(session: Session, *, job_id: int) -> Status:
     return status
 
 
-def running_records(session: Session) -> list[tuple[int, int, int]]:
-    """``(record_id, job_id, running step index or -1)`` of every record left RUNNING (crash recovery)."""
+def interrupted_records(session: Session) -> list[tuple[int, int, int]]:
+    """``(record_id, job_id, running step index or -1)`` of every record left PENDING or RUNNING: at start-up
+    no pipeline runs yet, so these were interrupted by the end of a previous process (crash recovery)."""
     rows = session.execute(
-        select(InstanceRecord.id, InstanceRecord.job_id).where(InstanceRecord.status == Status.RUNNING.value)
+        select(InstanceRecord.id, InstanceRecord.job_id).where(
+            InstanceRecord.status.in_([Status.PENDING.value, Status.RUNNING.value])
+        )
     ).all()
     result: list[tuple[int, int, int]] = []
     for record_id, job_id in rows:
