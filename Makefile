@@ -34,8 +34,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 run: venv
 	$(BIN)/nodeops db upgrade
-	$(BIN)/nodeops demo
-	exec $(BIN)/nodeops serve
+	exec $(BIN)/nodeops serve --demo
 
 apt-deps:
 	bash scripts/ensure-apt.sh $(APT_TEST_PKGS)

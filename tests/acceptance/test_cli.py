@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -240,25 +240,14 @@ def _curl_url(demo_stdout: str) -> str:
     return words[2]
 
 
-def test_demo_twice_prints_the_same_app_and_curl_line(cli):
-    first = cli.ok("demo")
-    second = cli.ok("demo")
-    codes = [line for line in first.stdout.splitlines() if line.startswith("demo app:")]
-    assert len(codes) == 1
-    assert "bk_app_code=nodeops-demo-" in codes[0]
-    assert codes == [line for line in second.stdout.splitlines() if line.startswith("demo app:")]
-    assert _curl_url(first.stdout) == _curl_url(second.stdout)
-    assert "/api/c/compapi/v2/nodeman/api/job/log/?" in _curl_url(first.stdout)
-
-
 @pytest.fixture
 def server(cli, tmp_path):
-    """``nodeops serve`` on a free port of 127.0.0.1; yields its base URL, terminated afterwards."""
+    """``nodeops serve --demo`` on a free port of 127.0.0.1; yields its base URL, terminated afterwards."""
     port = _free_port()
     out = (tmp_path / "serve.out").open("w")
     err = (tmp_path / "serve.err").open("w")
     process = subprocess.Popen(
-        [cli.executable, "serve"], env={**cli.env, "NODEOPS_PORT": str(port)}, stdout=out, stderr=err
+        [cli.executable, "serve", "--demo"], env={**cli.env, "NODEOPS_PORT": str(port)}, stdout=out, stderr=err
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -285,6 +274,7 @@ def server(cli, tmp_path):
                 process.wait(timeout=10)
         out.close()
         err.close()
+        _stop_demo_agent(cli)
     log = (tmp_path / "serve.err").read_text()
     # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells how it ended
     assert process.returncode in (0, -signal.SIGTERM), log
@@ -292,29 +282,52 @@ def server(cli, tmp_path):
     assert "Traceback" not in log
 
 
-def test_serve_answers_the_curl_line_demo_prints(cli, server):
+def _stop_demo_agent(cli) -> None:
+    home = Path(cli.env["NODEOPS_DATA_DIR"]) / "demo-host" / "nodeops-agent"
+    if (home / "nodeops_agent.py").exists():
+        subprocess.run(
+            [sys.executable, str(home / "nodeops_agent.py"), "stop", "--home", str(home)],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+
+
+def _printed_curl(tmp_path: Path) -> str:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        text = (tmp_path / "serve.out").read_text()
+        if any(line.startswith("curl ") for line in text.splitlines()):
+            return _curl_url(text)
+        time.sleep(0.2)
+    pytest.fail(f"serve --demo printed no curl line within 90 s:\n{(tmp_path / 'serve.out').read_text()}")
+
+
+def test_serve_demo_installs_then_upgrades_the_agent_and_prints_a_curl_that_reads_the_log(cli, server, tmp_path):
     health = httpx.get(f"{server}/healthz", timeout=5).json()
     assert (health["result"], health["data"]) == (True, {"status": "ok"})
 
-    printed = urlsplit(_curl_url(cli.ok("demo").stdout))
-    assert printed.netloc == "127.0.0.1:8000"  # demo ran without NODEOPS_PORT: the default port
-    url = urlunsplit(printed._replace(netloc=urlsplit(server).netloc))
+    url = _printed_curl(tmp_path)
+    assert urlsplit(url).netloc == urlsplit(server).netloc
+    printed = (tmp_path / "serve.out").read_text()
+    assert "INSTALL_AGENT job 1 SUCCESS, UPGRADE_AGENT job 2 SUCCESS" in printed
+    assert "bk_app_code=nodeops-demo-" in printed
 
     response = httpx.get(url, timeout=10)
     body = response.json()
     assert response.status_code == 200, body
     assert (body["result"], body["code"], body["message"]) == (True, 0, "success")
     assert [step["step"] for step in body["data"]] == [s.name for s in plan_steps(JobType.UPGRADE_AGENT)]
-    assert len(body["data"]) == 5
     assert all(step["status"] == "SUCCESS" and step["log"] for step in body["data"])
     assert all(step["start_time"] and step["finish_time"] for step in body["data"])
+    assert "Agent 心跳正常, 版本 0.1.1" in body["data"][3]["log"]
 
 
 # --- configuration errors ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "args", [["db", "upgrade"], ["demo"], ["serve"], ["token", "issue", "alice"]], ids=lambda a: "-".join(a)
+    "args", [["db", "upgrade"], ["serve", "--demo"], ["serve"], ["token", "issue", "alice"]], ids=lambda a: "-".join(a)
 )
 def test_a_bad_time_zone_is_refused_with_a_message_not_a_traceback(tmp_path, args):
     runner = Cli(tmp_path / "data", None)

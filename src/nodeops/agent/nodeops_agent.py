@@ -571,8 +571,15 @@ def _become_daemon(home: str) -> None:
 
 def command_start(home: str) -> int:
     """Start the agent as a daemon; exit 0 once it runs (or if it already did)."""
-    load_config(home)  # fail here, on the caller's terminal, rather than in the detached daemon
+    # fail here, on the caller's terminal, rather than in the detached daemon whose stderr is /dev/null
+    load_config(home)
     version = read_version(home)
+    log_path = os.path.join(home, LOG_FILE)
+    try:
+        with open(log_path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise AgentError(f"cannot write {log_path}: {exc.strerror or exc}") from exc
     pid = running_pid(home)
     if pid is not None:
         print(f"already running (pid {pid})")
@@ -590,10 +597,7 @@ def command_start(home: str) -> int:
             print(f"started (pid {pid}, version {version})")
             return EXIT_OK
         time.sleep(POLL_S)
-    print(
-        f"the agent did not start within {START_WAIT_S:g} s; see {os.path.join(home, LOG_FILE)}",
-        file=sys.stderr,
-    )
+    print(f"the agent did not start within {START_WAIT_S:g} s; see {log_path}", file=sys.stderr)
     return EXIT_FAILED
 
 

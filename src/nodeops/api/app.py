@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,18 +23,27 @@ from nodeops.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, services: Services | None = None) -> LogFastPath:
+def create_app(
+    settings: Settings,
+    services: Services | None = None,
+    *,
+    on_started: Callable[[Services], Coroutine[Any, Any, None]] | None = None,
+) -> LogFastPath:
     """Build the ASGI application; ``services`` defaults to ones built from ``settings``.
 
     The result is the log fast path wrapped around the FastAPI app (``.app``): log requests never enter
-    FastAPI, everything else does.
+    FastAPI, everything else does. ``on_started`` runs in the background once the services have started
+    (``nodeops serve --demo`` runs its demo jobs there).
     """
     services = services or Services.build(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await services.start()
+        follow_up = asyncio.get_running_loop().create_task(on_started(services)) if on_started else None
         yield
+        if follow_up is not None and not follow_up.done():
+            follow_up.cancel()
         await services.aclose()
 
     app = FastAPI(

@@ -10,10 +10,11 @@ from urllib.parse import urlencode
 import typer
 from pydantic import ValidationError
 
-from nodeops.cli import access, db
-from nodeops.cli.context import CliState, console, err_console, fail, state
+from nodeops.cli import access, agent, db
+from nodeops.cli.context import CliState, console, err_console, state
 from nodeops.errors import NodeopsError
 from nodeops.logs import configure_logging
+from nodeops.service.container import Services
 from nodeops.settings import Settings
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(access.apps, name="app")
 app.add_typer(access.users, name="user")
 app.add_typer(access.tokens, name="token")
+app.add_typer(agent.app, name="agent")
 
 
 @app.callback()
@@ -51,8 +53,11 @@ def serve(
     ctx: typer.Context,
     host: str | None = typer.Option(None, envvar="NODEOPS_HOST", help="Bind address (default 127.0.0.1)."),
     port: int | None = typer.Option(None, envvar="NODEOPS_PORT", help="Port (default 8000)."),
+    demo: bool = typer.Option(
+        False, "--demo", help="Once started, install then upgrade the agent on this machine and print a curl."
+    ),
 ) -> None:
-    """Run the HTTP service."""
+    """Run the HTTP service (and the jobs it is given, in this process)."""
     import uvicorn
 
     from nodeops.api.app import create_app
@@ -60,7 +65,7 @@ def serve(
     cli = state(ctx)
     settings = cli.settings.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     configure_logging()
-    app = create_app(settings)
+    app = create_app(settings, on_started=_print_demo if demo else None)
     # Everything built so far lives as long as the process: move it out of the collector's sight, so a full
     # collection scans only what requests allocate (it otherwise pauses the loop for ~50-150 ms: p99).
     gc.collect()
@@ -78,31 +83,37 @@ def serve(
     )
 
 
-@app.command()
-def demo(ctx: typer.Context) -> None:
-    """Create demo data (once) and print how to read its log through the API."""
-    from nodeops.service.demo import ensure_demo
+async def _print_demo(services: Services) -> None:
+    """Run the demo jobs, then print how to read their log through the API."""
+    from nodeops.service.demo import ensure_demo_access, run_demo_jobs
 
-    cli = state(ctx)
+    settings = services.settings
     try:
-        made = ensure_demo(cli.services.db, cli.settings)
+        access = await services.db.call(lambda: ensure_demo_access(services.db, settings))
+        console.print("demo: installing then upgrading the agent on this machine (local transport)...")
+        run = await run_demo_jobs(services)
     except NodeopsError as exc:
-        raise fail(exc) from None
-    base = cli.settings.base_url
+        err_console.print(f"[red]demo failed:[/red] {exc.message}", highlight=False)
+        return
+    base = settings.base_url
     query = urlencode(
         {
-            "bk_app_code": made.app_code,
-            "bk_app_secret": made.app_secret,
-            "bk_username": made.username,
-            "job_id": made.job_id,
-            "instance_id": made.instance_id,
+            "bk_app_code": access.app_code,
+            "bk_app_secret": access.app_secret,
+            "bk_username": access.username,
+            "job_id": run.upgrade_job_id,
+            "instance_id": run.instance_id,
         }
     )
-    console.print(f"URL:        {base}  (API docs: {base}/docs)", highlight=False)
-    print(f"demo app:   bk_app_code={made.app_code}  bk_app_secret={made.app_secret}")
-    console.print(f"demo user:  {made.username} (superuser)", highlight=False)
-    console.print("read the demo job's log:", highlight=False)
-    print("curl -s " + shlex.quote(f"{base}/api/c/compapi/v2/nodeman/api/job/log/?{query}"))
+    print(f"URL:        {base}  (API docs: {base}/docs)")
+    print(f"demo app:   bk_app_code={access.app_code}  bk_app_secret={access.app_secret}")
+    print(f"demo user:  {access.username} (superuser)")
+    print(
+        f"demo jobs:  INSTALL_AGENT job {run.install_job_id} {run.install_status}, "
+        f"UPGRADE_AGENT job {run.upgrade_job_id} {run.upgrade_status}"
+    )
+    print("read the upgrade's log:")
+    print("curl -s " + shlex.quote(f"{base}/api/c/compapi/v2/nodeman/api/job/log/?{query}"), flush=True)
 
 
 def main() -> None:

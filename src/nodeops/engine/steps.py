@@ -172,6 +172,9 @@ async def install(ctx: StepContext) -> None:
     """Push the package, unpack it into the install path, write the config, start the daemon."""
     await _set_agent(ctx, status="INSTALLING", clear_heartbeat=True)
     await ctx.run(f"{_REQUIRE_PYTHON} mkdir -p {ctx.home}", what="creating the install path")
+    await ctx.run(  # a reinstall replaces a running agent: stop it first, or the old one keeps reporting
+        f"if [ -f {ctx.home}/{AGENT_SCRIPT} ]; then {ctx.agent('stop')}; fi", what="stopping the previous agent"
+    )
     await _push_and_unpack(ctx)
     await _write_config(ctx)
     await ctx.run(ctx.agent("start"), what="starting the agent")
@@ -225,12 +228,12 @@ async def query_agent_status(ctx: StepContext) -> None:
     """Wait for a heartbeat of the expected version sent after this step started."""
     expected = ctx.expected_version
     ctx.log("INFO", f"期望的 Agent 状态为 RUNNING, 版本 {expected}; 等待心跳 (最长 {ctx.timeouts.heartbeat_s:g} 秒)")
-    since = ctx.step_started_at
+    # the steps that (re)start the agent clear the last heartbeat first, so any heartbeat seen now is new
     loop = asyncio.get_running_loop()
     deadline = loop.time() + ctx.timeouts.heartbeat_s
     while True:
         version, seen_at, _ = await ctx.db.call(lambda: _agent_state(ctx))
-        if seen_at is not None and seen_at >= since.replace(microsecond=0) and version == expected:
+        if seen_at is not None and version == expected:
             ctx.log("INFO", f"Agent 心跳正常, 版本 {version}")
             return
         if loop.time() >= deadline:

@@ -241,6 +241,11 @@ def set_job_status(session: Session, *, job_id: int, status: Status, end_at: dat
     session.execute(update(Job).where(Job.id == job_id).values(**values))
 
 
+def job_status(session: Session, job_id: int) -> str:
+    """The job's stored status ("" for an unknown job)."""
+    return session.scalar(select(Job.status).where(Job.id == job_id)) or ""
+
+
 def count_jobs(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(Job)) or 0)
 

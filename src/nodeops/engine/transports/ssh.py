@@ -49,6 +49,7 @@ READ_CHUNK_BYTES = 64 * 1024
 MAX_LINE_BYTES = 64 * 1024  # a longer line is cut into pieces, so one host's output stays bounded in memory
 CONNECT_RETRY_DELAY_S = 0.5
 STOP_GRACE_S = 2.0  # how long a timed-out command may take to die before we stop waiting for it
+CLOSE_GRACE_S = 5.0  # how long aclose waits for a polite SSH disconnect
 
 # Runs the command (as $1) with stdin from /dev/null and stderr into stdout, and keeps a watcher reading our
 # stdin: the client never writes to it, so the watcher returns only when our side of the channel closes (timeout,
@@ -231,26 +232,40 @@ class SSHTransport:
             local = src.open("rb")
         except OSError as exc:
             raise _local_read_failed(self.target, src, exc) from exc
+        sftp: asyncssh.SFTPClient | None = None
         with local:
             try:
                 async with asyncio.timeout(timeout_s):
                     with self._mapped_errors():
-                        async with conn.start_sftp_client() as sftp, sftp.open(dest, "wb") as remote:
-                            await self._send(src, local, remote)
+                        sftp = await conn.start_sftp_client()
+                        remote = await sftp.open(dest, "wb")
+                        await self._send(src, local, remote)
+                        await remote.close()
+                        sftp.exit()
+                        await sftp.wait_closed()
+                        sftp = None
             except TimeoutError:
                 raise CommandTimeout(host=self.target.host, timeout_s=timeout_s) from None
             except asyncssh.SFTPError as exc:
                 raise CommandFailed(
                     host=self.target.host, exit_status=1, detail=f"copy to {dest} failed: {exc.reason}"
                 ) from exc
+            finally:
+                if sftp is not None:
+                    # Without waiting: a hung host must not stretch a timeout. sftp-server drops the open file.
+                    with contextlib.suppress(OSError, asyncssh.Error):
+                        sftp.exit()
 
     async def aclose(self) -> None:
         self.closed = True
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
-            with contextlib.suppress(Exception):
-                await conn.wait_closed()
+            try:
+                async with asyncio.timeout(CLOSE_GRACE_S):
+                    await conn.wait_closed()
+            except TimeoutError:
+                conn.abort()  # the host stopped reading: drop the socket rather than wait for it
 
     async def _send(self, src: Path, local: BinaryIO, remote: asyncssh.SFTPClientFile) -> None:
         limiter = self.upload_limiter
