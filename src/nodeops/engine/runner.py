@@ -22,12 +22,13 @@ from nodeops.domain.status import Status
 from nodeops.engine.logwriter import LogWriter
 from nodeops.engine.steps import STEPS, AgentPackage, StepContext, StepTimeouts, TransportFactory
 from nodeops.errors import NodeopsError
-from nodeops.store import jobs, pipelines
+from nodeops.store import hosts, jobs, pipelines
 from nodeops.store.db import Database
 from nodeops.store.models import utcnow
 from nodeops.store.pipelines import HostWork, PlannedRun
 
 log = logging.getLogger(__name__)
+JANITOR_INTERVAL_S = 300.0
 DEFAULT_LIMIT = 100  # hosts running at once, Node Manager's SERVICE_SSH limit (spec §9.1)
 
 
@@ -70,9 +71,29 @@ class Engine:
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        """Start the log writer and fail what a previous process left RUNNING."""
+        """Start the log writer and the janitor, and fail what a previous process left RUNNING."""
         self.writer.start()
         await self.recover()
+        janitor = asyncio.get_running_loop().create_task(self._janitor(), name="nodeops-janitor")
+        self._background.add(janitor)
+        janitor.add_done_callback(self._background.discard)
+
+    async def forget_expired_credentials(self) -> int:
+        """Drop host passwords and keys past their retention; returns how many hosts lost them."""
+        return await self.db.call(lambda: self._forget())
+
+    async def _janitor(self) -> None:
+        while True:
+            try:
+                if count := await self.forget_expired_credentials():
+                    log.info("forgot the credentials of %d hosts", count, extra={"action": "credentials_forgotten"})
+            except NodeopsError:
+                log.exception("forgetting expired credentials failed", extra={"action": "janitor_failed"})
+            await asyncio.sleep(JANITOR_INTERVAL_S)
+
+    def _forget(self) -> int:
+        with self.db.session() as session:
+            return hosts.forget_expired_credentials(session, now=utcnow())
 
     async def recover(self) -> None:
         left = await self.db.call(lambda: self._left_running())

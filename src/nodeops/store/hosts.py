@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from nodeops.domain.status import Status
@@ -79,3 +79,14 @@ def busy_host_ids(session: Session, host_ids: list[int]) -> set[int]:
         )
     )
     return {int(r) for r in rows if r is not None}
+
+
+def forget_expired_credentials(session: Session, *, now: datetime) -> int:
+    """Drop sealed passwords and keys whose retention has passed (spec §9.4); returns how many hosts."""
+    result = session.execute(
+        update(Host)
+        .where(Host.credentials_expire_at.is_not(None), Host.credentials_expire_at <= now)
+        .where((Host.password_enc.is_not(None)) | (Host.key_enc.is_not(None)))
+        .values(password_enc=None, key_enc=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

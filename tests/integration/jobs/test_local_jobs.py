@@ -96,3 +96,53 @@ async def test_install_then_upgrade_on_local_hosts_writes_every_step(services, l
         assert not (tmp_path / "host1" / "nodeops-agent").exists()
     finally:
         stop_agents(tmp_path)
+
+
+SECRET_PASSWORD = "hunter2-Correct-Horse-9"
+
+
+async def test_an_unreachable_ssh_host_fails_with_the_reason_and_its_password_is_stored_nowhere_in_clear(
+    services, live_server, engine, runner, tmp_path, caplog
+):
+    from sqlalchemy import text
+
+    from nodeops.engine.connect import transport_factory
+    from nodeops.store.models import Base
+
+    engine.connect = transport_factory(known_hosts=tmp_path / "known_hosts", policy="accept-new", connect_timeout_s=5)
+    app = make_app(services)
+    make_user(services, "admin", superuser=True)
+    host = {
+        "bk_biz_id": 2,
+        "inner_ip": "127.0.10.250",
+        "account": "nobody",
+        "password": SECRET_PASSWORD,
+        "port": 2,
+        "setup_path": str(tmp_path / "x"),
+    }
+    started = await runner.install(
+        job_type=JobType.INSTALL_AGENT, hosts=parse_hosts([host]), created_by="admin", from_system="test"
+    )
+    await engine.wait(started.job_id)
+    data = read_log(live_server, app, started.job_id, "host|instance|host|127.0.10.250-0-0")
+    install = data[4]
+    assert install["status"] == "FAILED"
+    assert "127.0.10.250:2" in install["log"]
+    assert [s["status"] for s in data[5:]] == ["PENDING", "PENDING"]
+    assert all(s["log"] == "" and s["start_time"] is None for s in data[5:])
+
+    with services.db.engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            for row in conn.execute(text(f"SELECT * FROM {table.name}")):
+                assert SECRET_PASSWORD not in repr(row), table.name
+    assert SECRET_PASSWORD not in caplog.text
+
+    with services.db.session() as session:
+        from nodeops.store.models import Host
+
+        host_row = session.get(Host, 1)
+        assert host_row is not None and host_row.password_enc is not None
+        host_row.credentials_expire_at = host_row.created_at
+    assert await engine.forget_expired_credentials() == 1
+    with services.db.session() as session:
+        assert session.get(Host, 1).password_enc is None

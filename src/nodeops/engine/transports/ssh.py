@@ -14,8 +14,8 @@ Host keys follow ``SSHTarget.host_key_policy``:
 - ``off`` checks nothing; only for tests and benches on loopback.
 
 The connection is opened lazily by the first ``run``/``put`` (or by ``connect()``), retried once when the host
-resets it (sshd drops connections beyond its ``MaxStartups`` that way, as Node Manager found), and reopened if it
-is lost between calls. Commands run under a small ``sh`` wrapper that puts their output in one stream and kills
+resets it, as Node Manager does (an overloaded sshd drops connections beyond its ``MaxStartups``), and reopened
+if it is lost between calls. Commands run under a small ``sh`` wrapper that puts their output in one stream and kills
 their whole process group as soon as our side of the channel closes, so a timeout, a cancellation or a dropped
 connection leaves nothing running on the host. Uploads go over SFTP in small chunks, each reserved from an
 ``UploadLimiter`` until the host has acknowledged it, so memory stays bounded however many hosts upload at once.
@@ -332,6 +332,12 @@ class SSHTransport:
                     host=target.host,
                 ) from exc
         checker = _HostKeyChecker(target)
+        try:
+            known_hosts = checker.known_hosts()
+        except OSError as exc:
+            raise TransportError(
+                f"cannot read the known_hosts file {target.known_hosts_path}: {exc.strerror or exc}", host=target.host
+            ) from exc
         for attempt in (1, 2):
             try:
                 with self._mapped_errors(connecting=checker):
@@ -341,7 +347,7 @@ class SSHTransport:
                         username=target.username,
                         password=target.password,
                         client_keys=client_keys,
-                        known_hosts=checker.known_hosts(),
+                        known_hosts=known_hosts,
                         client_factory=checker.client,
                         connect_timeout=target.connect_timeout_s,
                         # Only the credentials given: no ssh-agent, ~/.ssh keys, ~/.ssh/config, Kerberos or CAs.
@@ -378,7 +384,7 @@ class SSHTransport:
                 host=target.host,
             ) from exc
         except asyncssh.ConnectionLost as exc:
-            what = f"cannot reach {target.address}: the host closed" if connecting else "the host closed"
+            what = f"cannot reach {target.address}: the host closed" if connecting else f"{target.address} closed"
             raise HostUnreachable(f"{what} the connection ({exc.reason})", host=target.host) from exc
         except asyncssh.SFTPError:
             raise
@@ -408,6 +414,7 @@ class _HostKeyChecker:
     def __init__(self, target: SSHTarget) -> None:
         self.target = target
         self.known = False  # the file lists keys for this host (so an unknown key means a changed one)
+        self.record_error: OSError | None = None
 
     def known_hosts(self) -> asyncssh.SSHKnownHosts | None:
         """What asyncssh checks by itself: the file's lines for this host (None when the policy is off)."""
@@ -437,8 +444,12 @@ class _HostKeyChecker:
         assert path is not None
         algorithm, blob = key.export_public_key("openssh").decode().split()[:2]
         # One short O_APPEND write, so concurrent first logins (even from other processes) never interleave.
-        with path.open("a") as file:
-            file.write(f"{_host_pattern(self.target)} {algorithm} {blob}\n")
+        try:
+            with path.open("a") as file:
+                file.write(f"{_host_pattern(self.target)} {algorithm} {blob}\n")
+        except OSError as exc:
+            self.record_error = exc  # refuse a key we could not remember: it would be trusted blindly every time
+            return False
         logger.info(
             "trusted the new host key of %s (%s)",
             self.target.address,
@@ -449,6 +460,11 @@ class _HostKeyChecker:
 
     def refusal(self) -> str:
         target = self.target
+        if self.record_error is not None:
+            return (
+                f"the new host key of {target.address} could not be recorded in {target.known_hosts_path} "
+                f"({self.record_error.strerror or self.record_error}), so the login was refused"
+            )
         if self.known:
             return (
                 f"the host key of {target.address} has changed since it was first trusted, so the login was "
@@ -503,24 +519,28 @@ class _LineSplitter:
         self._pending = bytearray()
 
     def feed(self, data: bytes) -> list[str]:
-        self._pending += data
+        pending = self._pending
+        pending += data
         lines: list[str] = []
+        start = 0
         while True:
-            end = self._pending.find(b"\n", 0, MAX_LINE_BYTES + 1)
+            end = pending.find(b"\n", start, start + MAX_LINE_BYTES + 1)
             if end >= 0:
-                raw, self._pending = bytes(self._pending[:end]), self._pending[end + 1 :]
-            elif len(self._pending) >= MAX_LINE_BYTES:
-                raw, self._pending = bytes(self._pending[:MAX_LINE_BYTES]), self._pending[MAX_LINE_BYTES:]
+                lines.append(_decode(pending[start:end]))
+                start = end + 1
+            elif len(pending) - start >= MAX_LINE_BYTES:
+                lines.append(_decode(pending[start : start + MAX_LINE_BYTES]))
+                start += MAX_LINE_BYTES
             else:
+                del pending[:start]
                 return lines
-            lines.append(_decode(raw))
 
     def flush(self) -> list[str]:
         rest, self._pending = bytes(self._pending), bytearray()
         return [_decode(rest)] if rest else []
 
 
-def _decode(raw: bytes) -> str:
+def _decode(raw: bytes | bytearray) -> str:
     return raw.decode(errors="replace").rstrip("\r")
 
 
