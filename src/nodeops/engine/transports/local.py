@@ -14,6 +14,8 @@ from nodeops.engine.transports.base import OUTPUT_TAIL_LINES, CommandResult, Lin
 from nodeops.errors import CommandFailed, CommandTimeout
 
 HOST = "local"
+READ_CHUNK_BYTES = 64 * 1024
+MAX_LINE_BYTES = 64 * 1024
 
 
 class LocalTransport:
@@ -35,13 +37,25 @@ class LocalTransport:
         tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
         assert process.stdout is not None
 
+        def emit(raw: bytes) -> None:
+            line = raw.decode(errors="replace").rstrip("\r")
+            tail.append(line)
+            if on_line is not None:
+                on_line(line)
+
         async def pump() -> None:
             assert process.stdout is not None
-            async for raw in process.stdout:
-                line = raw.decode(errors="replace").rstrip("\r\n")
-                tail.append(line)
-                if on_line is not None:
-                    on_line(line)
+            pending = b""
+            while chunk := await process.stdout.read(READ_CHUNK_BYTES):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    emit(raw)
+                while len(pending) > MAX_LINE_BYTES:  # a huge line is cut into pieces: memory stays bounded
+                    emit(pending[:MAX_LINE_BYTES])
+                    pending = pending[MAX_LINE_BYTES:]
+            if pending:
+                emit(pending)
             await process.wait()
 
         try:
@@ -50,7 +64,7 @@ class LocalTransport:
             _kill_group(process.pid)
             await process.wait()
             raise CommandTimeout(host=HOST, timeout_s=timeout_s) from None
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled, or on_line failed: the command must not outlive us
             _kill_group(process.pid)
             with contextlib.suppress(ProcessLookupError):
                 await asyncio.shield(process.wait())

@@ -1,0 +1,299 @@
+"""Real sshd test hosts on loopback: ``ssh_hosts(n)`` starts (once per session) n sshd processes on 127.0.10.1,
+127.0.10.2, ..., each with its own host key, config, free port and ``setup_path`` folder, all logging in the
+dedicated system user ``nodeops-test`` (created if missing; root's password is never touched).
+
+The user's password is random: the first of concurrent test sessions sets it with chpasswd and writes it to a
+root-only file; sessions that start while it runs (they hold a shared lock on ``USER_LOCK``) read it from there.
+sshd runs with ``UsePAM no``, so it checks that password against /etc/shadow; the fixture logs in once to prove it.
+Without root, sshd or useradd these tests are skipped, or fail under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import pwd
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+import pytest
+
+from nodeops.engine.transports.ssh import HostKeyPolicy, SSHTarget, SSHTransport
+from nodeops.errors import TransportError
+
+SSHD = Path("/usr/sbin/sshd")
+SSH_KEYGEN = "ssh-keygen"
+TEST_USER = "nodeops-test"
+USER_LOCK = Path("/run/nodeops-test-user.lock")
+USER_PASSWORD_FILE = Path("/run/nodeops-test-user.password")
+PRIVSEP_DIR = Path("/run/sshd")
+UNREACHABLE_IP = "127.0.10.250"  # in the test range, never given to a host
+START_TIMEOUT_S = 10.0
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if os.environ.get("CI"):
+        pytest.fail(f"sshd test hosts unavailable: {reason}")
+    pytest.skip(f"sshd test hosts unavailable: {reason}")
+
+
+def _check(command: list[str], what: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        _unavailable(f"{what} failed ({result.returncode}): {(result.stderr or result.stdout).strip()}")
+    return result
+
+
+@dataclass
+class LabUser:
+    name: str
+    password: str
+    private_key: str  # OpenSSH PEM text of an ed25519 key
+    public_key: str
+    uid: int
+    gid: int
+    lock: IO[str]
+
+
+@dataclass
+class SSHTestHost:
+    """One sshd on ``ip:port`` logging in ``username``; ``setup_path`` is a folder the user owns."""
+
+    ip: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    private_key: str = field(repr=False)
+    setup_path: Path
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def target(self, **changes: Any) -> SSHTarget:
+        """An SSHTarget logging in with the password, host keys unchecked unless ``changes`` say otherwise."""
+        values: dict[str, Any] = {
+            "host": self.ip,
+            "port": self.port,
+            "username": self.username,
+            "password": self.password,
+            "host_key_policy": HostKeyPolicy.OFF,
+            "connect_timeout_s": 10.0,
+        }
+        return SSHTarget(**(values | changes))
+
+    @property
+    def host_key_path(self) -> Path:
+        return self.workdir / "ssh_host_ed25519_key"
+
+    def new_host_key(self) -> None:
+        self.host_key_path.unlink(missing_ok=True)
+        self.host_key_path.with_suffix(".pub").unlink(missing_ok=True)
+        _check([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key_path)], "ssh-keygen (host key)")
+
+    def start(self) -> None:
+        config = self.workdir / "sshd_config"
+        log = (self.workdir / "sshd.log").open("ab")
+        self.process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection((self.ip, self.port), timeout=0.2):
+                return
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                _unavailable(f"sshd on {self.ip}:{self.port} did not start: {self.log_tail()}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart_with_new_host_key(self) -> None:
+        """Stop sshd, give it a new host key, and start it again on the same address."""
+        self.stop()
+        self.new_host_key()
+        self.start()
+
+    def log_tail(self) -> str:
+        path = self.workdir / "sshd.log"
+        return " | ".join(path.read_text(errors="replace").splitlines()[-5:]) if path.exists() else "(no log)"
+
+
+def _openssh_version() -> tuple[int, int]:
+    banner = subprocess.run([str(SSHD), "-V"], capture_output=True, text=True, check=False).stderr
+    match = re.search(r"OpenSSH_(\d+)\.(\d+)", banner)
+    return (int(match[1]), int(match[2])) if match else (0, 0)
+
+
+def _free_port(ip: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((ip, 0))
+        return int(sock.getsockname()[1])
+
+
+def _ensure_user(root: Path) -> LabUser:
+    try:
+        pwd.getpwnam(TEST_USER)
+    except KeyError:
+        created = subprocess.run(
+            ["useradd", "--create-home", "--shell", "/bin/sh", TEST_USER], capture_output=True, text=True
+        )
+        try:
+            pwd.getpwnam(TEST_USER)  # another session may have created it at the same time
+        except KeyError:
+            _unavailable(f"useradd {TEST_USER} failed: {created.stderr.strip()}")
+    entry = pwd.getpwnam(TEST_USER)
+
+    lock = USER_LOCK.open("a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        # Another session is running with the current password: share it rather than change it under its feet.
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        password = USER_PASSWORD_FILE.read_text().strip()
+    else:
+        password = secrets.token_urlsafe(18)
+        changed = subprocess.run(["chpasswd"], input=f"{TEST_USER}:{password}\n", capture_output=True, text=True)
+        if changed.returncode != 0:
+            _unavailable(f"chpasswd for {TEST_USER} failed: {changed.stderr.strip()}")
+        fd = os.open(USER_PASSWORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(password)
+        fcntl.flock(lock, fcntl.LOCK_SH)
+
+    key_path = root / "client_ed25519"
+    _check([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", TEST_USER, "-f", str(key_path)], "ssh-keygen")
+    return LabUser(
+        name=TEST_USER,
+        password=password,
+        private_key=key_path.read_text(),
+        public_key=key_path.with_suffix(".pub").read_text(),
+        uid=entry.pw_uid,
+        gid=entry.pw_gid,
+        lock=lock,
+    )
+
+
+class SSHLab:
+    """The session's sshd hosts, started on demand."""
+
+    def __init__(self) -> None:
+        if os.geteuid() != 0:
+            _unavailable("the tests must run as root to start sshd for another user")
+        if not SSHD.exists() or shutil.which(SSH_KEYGEN) is None:
+            _unavailable(f"{SSHD} or ssh-keygen is missing: install openssh-server (make test does)")
+        PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
+        self.root = Path(tempfile.mkdtemp(prefix="nodeops-sshd-", dir="/tmp"))
+        self.root.chmod(0o755)  # sshd reads authorized_keys as the test user
+        self.user = _ensure_user(self.root)
+        self.version = _openssh_version()
+        self.hosts: list[SSHTestHost] = []
+
+    def take(self, count: int) -> list[SSHTestHost]:
+        while len(self.hosts) < count:
+            self.hosts.append(self._start_host(len(self.hosts) + 1))
+            if len(self.hosts) == 1:
+                self._prove_login(self.hosts[0])
+        return self.hosts[:count]
+
+    def _start_host(self, number: int) -> SSHTestHost:
+        ip = f"127.0.10.{number}"
+        workdir = self.root / f"host{number}"
+        workdir.mkdir(mode=0o755)
+        setup_path = Path(tempfile.mkdtemp(prefix=f"nodeops-host{number}-", dir="/tmp"))
+        os.chown(setup_path, self.user.uid, self.user.gid)
+        (workdir / "authorized_keys").write_text(self.user.public_key)
+        (workdir / "authorized_keys").chmod(0o644)
+        host = SSHTestHost(
+            ip=ip,
+            port=_free_port(ip),
+            username=self.user.name,
+            password=self.user.password,
+            private_key=self.user.private_key,
+            setup_path=setup_path,
+            workdir=workdir,
+        )
+        host.new_host_key()
+        lines = [
+            f"ListenAddress {ip}:{host.port}",
+            f"HostKey {host.host_key_path}",
+            f"PidFile {workdir / 'sshd.pid'}",
+            f"AuthorizedKeysFile {workdir / 'authorized_keys'}",
+            f"AllowUsers {self.user.name}",
+            "PasswordAuthentication yes",
+            "PubkeyAuthentication yes",
+            "KbdInteractiveAuthentication no",
+            "PermitRootLogin no",
+            "UsePAM no",
+            "StrictModes no",
+            "UseDNS no",
+            "PrintMotd no",
+            "Subsystem sftp internal-sftp",
+            "MaxStartups 200",
+            "MaxSessions 100",
+            "LogLevel INFO",
+        ]
+        if self.version >= (9, 8):
+            lines.append("PerSourcePenalties no")  # wrong-password tests must not lock out 127.0.0.0/8
+        (workdir / "sshd_config").write_text("\n".join(lines) + "\n")
+        _check([str(SSHD), "-t", "-f", str(workdir / "sshd_config")], f"sshd -t for {ip}")
+        host.start()
+        return host
+
+    def _prove_login(self, host: SSHTestHost) -> None:
+        async def login() -> int:
+            transport = SSHTransport(host.target())
+            try:
+                return (await transport.run("true", timeout_s=10)).exit_status
+            finally:
+                await transport.aclose()
+
+        try:
+            # In a thread of its own: take() may be called from a test's running event loop.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                status = pool.submit(asyncio.run, login()).result()
+        except TransportError as exc:
+            _unavailable(
+                f"{TEST_USER} cannot log in to {host.ip}:{host.port} with its password ({exc}); "
+                f"sshd says: {host.log_tail()}"
+            )
+        if status != 0:
+            _unavailable(f"`true` exited {status} on {host.ip}:{host.port}")
+
+    def close(self) -> None:
+        for host in self.hosts:
+            host.stop()
+            shutil.rmtree(host.setup_path, ignore_errors=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.user.lock.close()
+
+
+@pytest.fixture(scope="session")
+def ssh_lab() -> Iterator[SSHLab]:
+    lab = SSHLab()
+    yield lab
+    lab.close()
+
+
+@pytest.fixture(scope="session")
+def ssh_hosts(ssh_lab: SSHLab) -> Callable[[int], list[SSHTestHost]]:
+    """``ssh_hosts(n)``: the first n sshd test hosts (127.0.10.1 ... 127.0.10.n), started on first request."""
+    return ssh_lab.take
