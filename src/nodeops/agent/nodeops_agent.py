@@ -9,8 +9,9 @@ folder this file is in) holds ``VERSION``, ``agent.json`` (``server_url``, ``bk_
 Commands: ``start`` (daemonize, exit 0 once running), ``stop``, ``restart``, ``status`` (``running <pid> <version>``
 exit 0, or ``stopped`` exit 3), ``run`` (the foreground loop the daemon runs) and ``version``. A running agent
 holds an exclusive ``flock`` on ``agent.pid``, so a pid file left by a crash, or a pid since reused by another
-process, never reads as running. The token goes to the service in each heartbeat and nowhere else: every log line
-passes a formatter that masks it.
+process, never reads as running; and an agent whose pid file disappears (its files removed without ``stop``)
+exits. The token goes to the service in each heartbeat and nowhere else: every log line passes a formatter that
+masks it.
 """
 
 import argparse
@@ -340,6 +341,10 @@ class PidFile:
             self._fd = fd
             return True
 
+    def is_current(self) -> bool:
+        """True while the file at ``path`` is the one we locked: false once uninstall removed it without `stop`."""
+        return self._fd is not None and _same_file(self._fd, self.path)
+
     def release(self) -> None:
         """Remove the pid file (if still ours) and drop the lock."""
         fd = self._fd
@@ -445,14 +450,18 @@ class StopSignal:
         os.close(self._write_fd)
 
 
-def heartbeat_loop(config: Config, version: str, log: logging.Logger, stop: StopSignal) -> None:
-    """Send a heartbeat now, then every interval until ``stop``; failures are logged and retried with backoff."""
+def heartbeat_loop(config: Config, version: str, log: logging.Logger, stop: StopSignal, pid_file: PidFile) -> None:
+    """Send a heartbeat now, then every interval until ``stop``; failures are logged and retried with backoff.
+
+    Also returns once ``pid_file`` is gone: the agent's files were removed under it, and an agent nobody can find
+    to stop must not report for ever.
+    """
     url = heartbeat_url(config)
     opener = build_opener()
     hostname = socket.gethostname()
     failures = 0
     accepted = 0
-    while not stop.requested:
+    while not stop.requested and pid_file.is_current():
         payload = build_heartbeat(config, version, pid=os.getpid(), hostname=hostname, sent_at=utc_now())
         try:
             send_heartbeat(opener, url, payload)
@@ -507,8 +516,11 @@ def run(home: str, *, echo: bool = False) -> int:
                 config.interval_s,
             )
             _warn_if_config_is_readable(home, log)
-            heartbeat_loop(config, version, log, stop)
-            log.info("nodeops agent %s stopped on signal %d", version, stop.signum)
+            heartbeat_loop(config, version, log, stop, pid_file)
+            if stop.requested:
+                log.info("nodeops agent %s stopped on signal %d", version, stop.signum)
+            else:
+                log.warning("nodeops agent %s exiting: %s was removed (uninstalled?)", version, pid_file.path)
             return EXIT_OK
         except Exception:
             log.exception("nodeops agent %s crashed", version)

@@ -146,3 +146,35 @@ async def test_an_unreachable_ssh_host_fails_with_the_reason_and_its_password_is
     assert await engine.forget_expired_credentials() == 1
     with services.db.session() as session:
         assert session.get(Host, 1).password_enc is None
+
+
+async def test_a_heartbeat_with_a_wrong_token_is_refused_and_changes_nothing(
+    services, live_server, engine, runner, tmp_path
+):
+    try:
+        started = await runner.install(
+            job_type=JobType.INSTALL_AGENT,
+            hosts=parse_hosts([local_host(tmp_path, 1)]),
+            created_by="admin",
+            from_system="test",
+        )
+        await engine.wait(started.job_id)
+        url = f"{live_server.url}/api/agent/heartbeat/"
+        for body, code in (
+            ({"bk_host_id": 1, "token": "forged-token", "version": "9.9.9"}, 3800403),
+            ({"bk_host_id": 999, "token": "forged-token", "version": "9.9.9"}, 3800403),
+            ({"bk_host_id": "x", "version": ""}, 3800001),
+        ):
+            answer = httpx.post(url, json=body, timeout=10).json()
+            assert (answer["result"], answer["code"]) == (False, code), answer
+        assert (
+            "wrong token for host 1"
+            in httpx.post(url, json={"bk_host_id": 1, "token": "t", "version": "1.0"}, timeout=10).json()["message"]
+        )
+        with services.db.engine.connect() as conn:
+            from sqlalchemy import text
+
+            version = conn.execute(text("SELECT agent_version FROM hosts WHERE bk_host_id = 1")).scalar()
+        assert version == "0.1.0"
+    finally:
+        stop_agents(tmp_path)
