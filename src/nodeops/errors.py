@@ -5,6 +5,7 @@
     ├── NotFound
     │   ├── JobNotFound               3801012
     │   ├── InstanceNotFound          3800007
+    │   ├── NoFailedStep              3800007 (retry_node: 无法获取失败任务节点)
     │   └── RouteNotFound             3800404
     ├── MethodNotAllowed              3800405
     ├── BodyTooLarge                  3800413
@@ -13,8 +14,10 @@
     │   ├── AppAuthFailed             1306403
     │   └── UserAuthFailed            1306000
     ├── PermissionDenied              9900403
+    │   └── LocalTransportDenied      9900403 (transport local, superusers only)
     ├── AgentTokenRejected            3800403
     ├── Conflict                      3800003
+    │   └── NothingRunning            3800016 (revoke)
     ├── StoreError                    3800500
     └── TransportError                (a step's failure on a host; becomes the step's log, not an answer)
         ├── AuthFailed
@@ -39,6 +42,7 @@ class ErrorCode(IntEnum):
     VALIDATION = 3800001
     CONFLICT = 3800003
     INSTANCE_NOT_FOUND = 3800007
+    NOTHING_RUNNING = 3800016
     ROUTE_NOT_FOUND = 3800404
     METHOD_NOT_ALLOWED = 3800405
     BODY_TOO_LARGE = 3800413
@@ -109,6 +113,20 @@ class InstanceNotFound(NotFound):
         super().__init__(f"{message}: {detail}" if detail else message)
 
 
+class NoFailedStep(NotFound):
+    """无法获取失败任务节点: the instance has no failed step to retry."""
+
+    code = ErrorCode.INSTANCE_NOT_FOUND
+
+    def __init__(self, *, job_id: int, instance_id: str, status: str) -> None:
+        self.job_id = job_id
+        self.instance_id = instance_id
+        super().__init__(
+            f"无法获取失败任务节点: instance {instance_id!r} of job {job_id} has no FAILED step "
+            f"(its latest attempt is {status}); retry_node re-runs a failed step, use retry for the rest"
+        )
+
+
 class RouteNotFound(NotFound):
     """No API at this path."""
 
@@ -175,16 +193,37 @@ class PermissionDenied(NodeopsError):
 
     code = ErrorCode.PERMISSION_DENIED
 
-    def __init__(self, *, username: str, job_id: int, missing_biz_ids: list[int]) -> None:
+    def __init__(
+        self,
+        *,
+        username: str,
+        job_id: int | None,
+        missing_biz_ids: list[int],
+        action: str = "task_history_view",
+    ) -> None:
         self.missing_biz_ids = missing_biz_ids
         bizs = ", ".join(str(b) for b in missing_biz_ids)
+        where = f" of job {job_id}" if job_id is not None else ""
         super().__init__(
-            f"user {username!r} has no [task_history_view] permission on business {bizs} of job {job_id}; "
+            f"user {username!r} has no [{action}] permission on business {bizs}{where}; "
             f"ask an administrator for `nodeops user grant {username} --biz <id>`",
             data={
-                "permission": {"action": "task_history_view", "bk_biz_ids": missing_biz_ids},
+                "permission": {"action": action, "bk_biz_ids": missing_biz_ids},
                 "apply_url": "",
             },
+        )
+
+
+class LocalTransportDenied(PermissionDenied):
+    """Only superusers may run jobs on the service's own machine (transport local)."""
+
+    def __init__(self, *, username: str) -> None:
+        self.missing_biz_ids = []
+        NodeopsError.__init__(
+            self,
+            f"user {username!r} may not use transport 'local': it runs commands on the service's own machine, "
+            "which only superusers may do; reach the host over ssh",
+            data={"permission": {"action": "local_transport"}, "apply_url": ""},
         )
 
 
@@ -201,6 +240,18 @@ class Conflict(NodeopsError):
     """The object is in a state that does not allow this operation."""
 
     code = ErrorCode.CONFLICT
+
+
+class NothingRunning(Conflict):
+    """No instance of the job is pending or running."""
+
+    code = ErrorCode.NOTHING_RUNNING
+
+    def __init__(self, *, job_id: int, subscription_id: int) -> None:
+        super().__init__(
+            f"订阅[id:{subscription_id}]不存在运行中的任务，请确认: job {job_id} has no PENDING or RUNNING "
+            "instance to revoke"
+        )
 
 
 class StoreError(NodeopsError):

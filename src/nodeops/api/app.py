@@ -10,11 +10,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
 import nodeops
 from nodeops.api.envelope import install_handlers
 from nodeops.api.limits import BodyLimit
-from nodeops.api.routes import agents, health
+from nodeops.api.routes import agents, health, jobs
 from nodeops.api.routes.log import APIGW_PATH, ESB_PATH, NODEMAN_PATH, LogFastPath
 from nodeops.api.schemas import LogRequest, LogResponse
 from nodeops.service.container import Services
@@ -57,6 +58,7 @@ def create_app(
     install_handlers(app)
     app.include_router(health.router)
     app.include_router(agents.router)
+    app.include_router(jobs.router)
     app.add_middleware(BodyLimit)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return LogFastPath(app, services)
@@ -68,7 +70,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for model in (LogRequest, LogResponse):
+    models: list[type[BaseModel]] = [LogRequest, LogResponse, *jobs.REQUEST_MODELS]
+    for model in models:
         definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(definition.pop("$defs", {}))
         components[model.__name__] = definition

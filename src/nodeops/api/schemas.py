@@ -70,3 +70,166 @@ class HealthResponse(BaseModel):
     code: int
     message: str
     data: dict[str, str]
+
+
+# --- the job APIs (api/routes/jobs.py); bodies are read by the use cases, these models document them ---
+
+
+class InstallHost(BaseModel):
+    """One host of install_job; nodeops adds ``transport`` and ``setup_path``."""
+
+    bk_biz_id: int = Field(description="Business of the host.", ge=0, le=2**31 - 1)
+    bk_cloud_id: int = Field(default=0, description="Cloud area (管控区域).", ge=0, le=2**31 - 1)
+    inner_ip: str | None = Field(default=None, description="Inner IPv4; inner_ip or inner_ipv6 is required.")
+    inner_ipv6: str | None = Field(default=None, description="Inner IPv6.")
+    bk_host_id: int | None = Field(default=None, description="The host's id when known (reinstall).", ge=1)
+    os_type: str = Field(default="LINUX", description="Only LINUX hosts are installed; others are FILTERED.")
+    ap_id: int = Field(default=1, description="Access point the agent reports to.", ge=0, le=2**31 - 1)
+    account: str | None = Field(default=None, description="SSH login account.")
+    auth_type: str = Field(default="PASSWORD", description="PASSWORD or KEY.")
+    password: str | None = Field(default=None, description="SSH password (stored encrypted, never shown).")
+    key: str | None = Field(default=None, description="SSH private key (stored encrypted, never shown).")
+    port: int = Field(default=22, description="SSH port.", ge=1, le=65535)
+    transport: str = Field(default="ssh", description="nodeops: ssh, or local (run on the service's machine).")
+    setup_path: str | None = Field(default=None, description="nodeops: absolute install path on the host.")
+
+
+class InstallJobRequest(CommonArgsModel):
+    """install_job (安装类任务): install or reinstall agents on hosts given with their login."""
+
+    model_config = ConfigDict(title="InstallJobRequest")
+    job_type: str = Field(description="INSTALL_AGENT or REINSTALL_AGENT.")
+    hosts: list[InstallHost] = Field(description="The hosts, at least one.", min_length=1)
+
+
+class OperateJobRequest(CommonArgsModel):
+    """operate_job (操作类任务): an agent operation on hosts known by their bk_host_id."""
+
+    model_config = ConfigDict(title="OperateJobRequest")
+    job_type: str = Field(description="UPGRADE_AGENT, RESTART_AGENT, RELOAD_AGENT or UNINSTALL_AGENT.")
+    bk_host_id: list[int] = Field(description="The hosts, at least one.", min_length=1)
+    version: str | None = Field(
+        default=None, description="nodeops, UPGRADE_AGENT only: the agent version to push (default the newest)."
+    )
+
+
+class DetailsCondition(BaseModel):
+    """One filter of details_job; several of one key match any of their values, different keys all."""
+
+    key: str = Field(description="ip (part of an IP), instance_id, status (a list) or exclude_instance_ids.")
+    value: Any = Field(description="A value or a list of values.")
+
+
+class DetailsJobRequest(CommonArgsModel):
+    """details_job (查询任务详情) at nodeman's address: job_id is in the path."""
+
+    model_config = ConfigDict(title="DetailsJobRequest")
+    page: int = Field(default=1, ge=1, description="Page number, from 1.")
+    pagesize: int = Field(default=10, ge=-1, description="Instances per page; -1 for all of them.")
+    conditions: list[DetailsCondition] = Field(default_factory=list, description="Filters of the instances.")
+
+
+class EsbDetailsJobRequest(DetailsJobRequest):
+    """details_job at the ESB address: job_id is in the body."""
+
+    model_config = ConfigDict(title="EsbDetailsJobRequest")
+    job_id: int = Field(description="任务ID.", gt=0)
+
+
+class JobInstancesRequest(CommonArgsModel):
+    """retry / revoke: the instances to act on, default all (FAILED ones for retry, running ones for revoke)."""
+
+    model_config = ConfigDict(title="JobInstancesRequest")
+    instance_id_list: list[str | int] | None = Field(
+        default=None, description="instance_ids (object_type|node_type|type|id, or bk_host_ids)."
+    )
+
+
+class RetryNodeRequest(CommonArgsModel):
+    """retry_node (原子粒度重试): re-run one instance from its failed step."""
+
+    model_config = ConfigDict(title="RetryNodeRequest")
+    instance_id: str | int = Field(description="The instance (object_type|node_type|type|id, or a bk_host_id).")
+
+
+class StartedJobData(BaseModel):
+    job_id: int
+    job_url: str = Field(description="The job's page: {public_url}/#/task-list/detail/{job_id}.")
+    ip_filter: list[dict[str, Any]] = Field(description="Hosts refused up front, with status, exception and msg.")
+    subscription_id: int
+    task_id_list: list[int]
+
+
+class StartedJobResponse(Envelope):
+    data: StartedJobData | None = None
+
+
+class JobMeta(BaseModel):
+    type: str
+    step_type: str
+    op_type: str
+    op_type_display: str
+    step_type_display: str
+
+
+class JobInstanceRow(BaseModel):
+    """One instance of the job (its latest attempt), or a host refused up front (``filter_host``)."""
+
+    model_config = ConfigDict(extra="allow")
+    instance_id: str | None = None
+    ip: str | None = None
+    inner_ip: str | None = None
+    inner_ipv6: str | None = None
+    bk_host_id: int | None = None
+    bk_cloud_id: int | None = None
+    bk_biz_id: int | None = None
+    status: str
+    status_display: str | None = Field(default=None, description="正在 X / X 失败 / 执行成功 / 等待执行.")
+    step: str = Field(description="The current (or last) step's name.")
+    start_time: str | None = None
+    end_time: str | None = None
+    cost_time: float | None = Field(default=None, description="Seconds.")
+    attempt: int | None = Field(default=None, description="nodeops: the run of the instance (1, +1 per retry).")
+    filter_host: bool | None = None
+
+
+class JobDetailsData(BaseModel):
+    job_id: int
+    created_by: str
+    job_type: str
+    job_type_display: str
+    ip_filter_list: list[str]
+    total: int = Field(description="Instances matching the conditions (refused hosts not counted).")
+    instances: list[JobInstanceRow] = Field(
+        alias="list", description="One page of instances, then the hosts refused up front."
+    )
+    statistics: dict[str, int]
+    status: Status
+    start_time: str | None
+    end_time: str | None
+    cost_time: str = Field(description="Whole seconds since the start, until the end if it has ended.")
+    meta: JobMeta
+    subscription_id: int
+    task_id_list: list[int]
+
+
+class JobDetailsResponse(Envelope):
+    data: JobDetailsData | None = None
+
+
+class JobTasksData(BaseModel):
+    job_id: int
+    task_id_list: list[int] = Field(description="The job's tasks: its first run, then one per retry.")
+
+
+class JobTasksResponse(Envelope):
+    data: JobTasksData | None = None
+
+
+class RetryNodeData(BaseModel):
+    retry_node_id: str = Field(description="The re-run step: {record_id}-{step index}.")
+    retry_node_name: str = Field(description="Its name, e.g. 安装.")
+
+
+class RetryNodeResponse(Envelope):
+    data: RetryNodeData | None = None

@@ -2,8 +2,9 @@
 
 Each host pipeline is one asyncio task named after its host. A step's outcome (SUCCESS, or FAILED with the
 reason in its log) is queued in ``finally`` so a cancelled step never stays RUNNING; a host that fails a step
-leaves the later steps PENDING, as Node Manager does. Revoking a job cancels its pipelines: running steps end
-FAILED with "已终止", pending hosts never start, and the job is TERMINATED. On start, records a previous
+leaves the later steps PENDING, as Node Manager does. Revoking a job (or some of its instances) cancels their
+pipelines: running steps end FAILED with "已终止", pending hosts never start, and the job is TERMINATED. A retry
+submits another task of the same job, which may run beside the first. On start, records a previous
 process left RUNNING are marked FAILED with a line saying why (crash recovery); lines already written stay.
 """
 
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import tzinfo
 
@@ -42,8 +44,10 @@ class FanOut:
 
 @dataclass
 class _JobRun:
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)  # record_id -> its host pipeline
     revoked: bool = False
+    revoked_records: set[int] = field(default_factory=set)  # revoked one by one (revoke with instance_id_list)
+    submitted: int = 0  # tasks of the job submitted and not finished (a retry may run beside the first run)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -129,6 +133,7 @@ class Engine:
         run = self._runs.setdefault(job_id, _JobRun())
         run.done.clear()
         run.revoked = False
+        run.submitted += 1
         task = asyncio.get_running_loop().create_task(
             self._run_task(job_id, task_id, run, package), name=f"job-{job_id}"
         )
@@ -141,14 +146,22 @@ class Engine:
         if run is not None:
             await run.done.wait()
 
-    async def revoke(self, job_id: int) -> None:
-        """Cancel the job's pipelines and mark it TERMINATED."""
+    async def revoke(self, job_id: int, record_ids: Collection[int] | None = None) -> None:
+        """Cancel the job's pipelines (only those of ``record_ids`` when given) and mark the job TERMINATED."""
         run = self._runs.get(job_id)
         if run is not None:
-            run.revoked = True
-            for task in run.tasks:
-                task.cancel()
-            await run.done.wait()
+            if record_ids is None:
+                run.revoked = True
+                for task in run.tasks.values():
+                    task.cancel()
+                await run.done.wait()
+            else:
+                run.revoked_records.update(record_ids)
+                targets = [task for record_id, task in run.tasks.items() if record_id in run.revoked_records]
+                for task in targets:
+                    task.cancel()
+                if targets:
+                    await asyncio.wait(targets)
         await self.writer.flush()
         await self.db.call(lambda: self._terminate(job_id))
 
@@ -161,23 +174,31 @@ class Engine:
         await self.writer.aclose()
 
     async def _run_task(self, job_id: int, task_id: int, run: _JobRun, package: AgentPackage) -> None:
+        tasks: dict[int, asyncio.Task[None]] = {}
         try:
             work = await self.db.call(lambda: self._pending(task_id))
             await self.db.call(lambda: self._mark_running(job_id))
-            run.tasks = [
-                asyncio.get_running_loop().create_task(self._run_host(item, run, package), name=f"host-{item.ip}")
+            tasks = {
+                item.record_id: asyncio.get_running_loop().create_task(
+                    self._run_host(item, run, package), name=f"host-{item.ip}"
+                )
                 for item in work
-            ]
-            await asyncio.gather(*run.tasks, return_exceptions=True)
+            }
+            run.tasks.update(tasks)
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
         finally:
+            for record_id in tasks:
+                run.tasks.pop(record_id, None)
             await self.writer.flush()
             await asyncio.shield(self.db.call(lambda: self._refresh(job_id)))
-            run.done.set()
+            run.submitted -= 1
+            if run.submitted <= 0:
+                run.done.set()
 
     async def _run_host(self, work: HostWork, run: _JobRun, package: AgentPackage) -> None:
         writer = self.writer
         try:
-            if run.revoked:
+            if run.revoked or work.record_id in run.revoked_records:
                 raise asyncio.CancelledError
             await self._limit.acquire()
         except asyncio.CancelledError:  # revoked before its turn: the instance ends without running

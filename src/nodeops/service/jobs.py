@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from nodeops.crypto import SecretBox
-from nodeops.domain.instance_id import HostKey, host_instance_id
+from nodeops.domain.instance_id import MAX_HOST_ID, HostKey, host_instance_id
 from nodeops.domain.plans import JobType, plan_steps
 from nodeops.domain.status import Status
 from nodeops.engine import packages
@@ -32,6 +32,8 @@ OPERATE_TYPES = frozenset({JobType.UPGRADE_AGENT, JobType.RESTART_AGENT, JobType
 SUPPORTED_OS = frozenset({"LINUX"})
 TRANSPORTS = frozenset({"ssh", "local"})
 AUTH_TYPES = frozenset({"PASSWORD", "KEY"})
+MAX_INT32 = 2**31 - 1  # bk_biz_id, bk_cloud_id, ap_id and port are 32-bit columns
+AGENT_VERSION_PARAM = "agent_version"  # in the subscription step's params: the package the job pushes
 
 
 class AllHostsFiltered(NodeopsError):
@@ -92,7 +94,7 @@ def parse_hosts(raw: object) -> list[HostRequest]:
         cloud = _int(item, "bk_cloud_id", where, problems, default=0)
         port = _int(item, "port", where, problems, default=22)
         ap_id = _int(item, "ap_id", where, problems, default=1)
-        host_id = _int(item, "bk_host_id", where, problems, default=None)
+        host_id = _int(item, "bk_host_id", where, problems, default=None, maximum=MAX_HOST_ID)
         inner_ip = _ip(item, "inner_ip", 4, where, problems)
         inner_ipv6 = _ip(item, "inner_ipv6", 6, where, problems)
         if inner_ip is None and inner_ipv6 is None and f"{where}.inner_ip" not in problems:
@@ -147,6 +149,7 @@ def _int(
     *,
     required: bool = False,
     default: int | None = None,
+    maximum: int = MAX_INT32,
 ) -> int | None:
     value = item.get(name)
     if value is None or value == "":
@@ -155,6 +158,9 @@ def _int(
         return default
     if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
         problems[f"{where}.{name}"] = f"{value!r} is not a non-negative integer"
+        return default
+    if len(str(value)) > 20 or int(value) > maximum:  # the store's columns hold no more
+        problems[f"{where}.{name}"] = f"must be at most {maximum}"
         return default
     return int(value)
 
@@ -209,7 +215,9 @@ class JobRunner:
         if job_type not in INSTALL_TYPES:
             raise InvalidInput.field("job_type", f"must be one of {', '.join(sorted(INSTALL_TYPES))}")
         package = await self.db.call(lambda: packages.choose(self.db))
-        started = await self.db.call(lambda: self._create_install(job_type, hosts, created_by, from_system))
+        started = await self.db.call(
+            lambda: self._create_install(job_type, hosts, created_by, from_system, package.version)
+        )
         self.engine.submit(started.job_id, started.task_id, package)
         return started
 
@@ -228,12 +236,14 @@ class JobRunner:
         if not bk_host_ids:
             raise InvalidInput.field("bk_host_id", "give at least one bk_host_id")
         package = await self.db.call(lambda: packages.choose(self.db, version))
-        started = await self.db.call(lambda: self._create_operate(job_type, bk_host_ids, created_by, from_system))
+        started = await self.db.call(
+            lambda: self._create_operate(job_type, bk_host_ids, created_by, from_system, package.version)
+        )
         self.engine.submit(started.job_id, started.task_id, package)
         return started
 
     def _create_operate(
-        self, job_type: JobType, bk_host_ids: Sequence[int], created_by: str, from_system: str
+        self, job_type: JobType, bk_host_ids: Sequence[int], created_by: str, from_system: str, version: str
     ) -> StartedJob:
         refused: list[Refused] = []
         with self.db.session() as session:
@@ -322,13 +332,14 @@ class JobRunner:
                 instances=instances,
                 steps=plan_steps(job_type),
                 error_hosts=ip_filter,
+                step_params={AGENT_VERSION_PARAM: version},  # a retry pushes the same package
             )
         return StartedJob(
             job_id=created.job_id, subscription_id=created.subscription_id, task_id=created.task_id, ip_filter=ip_filter
         )
 
     def _create_install(
-        self, job_type: JobType, hosts: Sequence[HostRequest], created_by: str, from_system: str
+        self, job_type: JobType, hosts: Sequence[HostRequest], created_by: str, from_system: str, version: str
     ) -> StartedJob:
         refused: list[Refused] = []
         accepted: list[HostRequest] = []
@@ -442,6 +453,7 @@ class JobRunner:
                 instances=instances,
                 steps=plan_steps(job_type),
                 error_hosts=ip_filter,
+                step_params={AGENT_VERSION_PARAM: version},  # a retry pushes the same package
             )
         return StartedJob(
             job_id=created.job_id, subscription_id=created.subscription_id, task_id=created.task_id, ip_filter=ip_filter

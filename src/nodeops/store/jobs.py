@@ -56,8 +56,10 @@ def create_job(
     instances: Sequence[NewInstance],
     steps: Sequence[PlannedStep],
     error_hosts: Sequence[dict[str, Any]] = (),
+    step_params: dict[str, Any] | None = None,
 ) -> CreatedJob:
-    """Create a job, its subscription (one ``agent`` step), its first task and a PENDING record per instance."""
+    """Create a job, its subscription (one ``agent`` step, with ``step_params``), its first task and a PENDING
+    record per instance."""
     subscription = Subscription(
         object_type="host",
         node_type="instance",
@@ -75,6 +77,7 @@ def create_job(
             step_id="agent",
             type="AGENT",
             config={"job_type": job_type},
+            params=dict(step_params or {}),
         )
     )
     job = Job(

@@ -19,10 +19,9 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote_plus
 
-import orjson
-
+from nodeops.api.bodies import parse_json_object
 from nodeops.api.envelope import JSON_HEADERS, error_body, internal_error_body, success_body_encoded
-from nodeops.errors import BodyTooLarge, InvalidInput, MethodNotAllowed, NodeopsError
+from nodeops.errors import BodyTooLarge, MethodNotAllowed, NodeopsError
 from nodeops.service.auth import AUTH_HEADER, CommonArgs
 from nodeops.service.container import Services
 from nodeops.settings import MAX_BODY_BYTES
@@ -104,7 +103,7 @@ class LogFastPath:
 
 
 async def _json_body(receive: Receive) -> dict[str, object]:
-    """Read and parse a JSON object body of at most 1 MiB; tolerate the seed example's trailing comma."""
+    """Read a JSON object body of at most 1 MiB, straight from the ASGI channel."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -118,19 +117,7 @@ async def _json_body(receive: Receive) -> dict[str, object]:
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    raw = b"".join(chunks)
-    if not raw.strip():
-        return {}
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        try:
-            value = orjson.loads(strip_trailing_commas(raw.decode("utf-8", errors="replace")))
-        except orjson.JSONDecodeError as exc:
-            raise InvalidInput.field("body", f"is not valid JSON ({exc.msg} at position {exc.pos})") from None
-    if not isinstance(value, dict):
-        raise InvalidInput.field("body", 'must be a JSON object such as {"job_id": 1, "instance_id": "..."}')
-    return value
+    return parse_json_object(b"".join(chunks))
 
 
 # callers repeat the same encoded values (secrets, instance_ids) on every request
@@ -149,30 +136,3 @@ def parse_query(raw: bytes) -> dict[str, object]:
         if name:
             params[name] = value
     return params
-
-
-def strip_trailing_commas(text: str) -> str:
-    """Drop commas that directly precede ``}`` or ``]`` outside strings (the seed's example has one)."""
-    out: list[str] = []
-    in_string = escaped = False
-    pending_comma = -1
-    for char in text:
-        if in_string:
-            out.append(char)
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-            continue
-        if char in "}]" and pending_comma >= 0:
-            del out[pending_comma]
-        if char == ",":
-            pending_comma = len(out)
-        elif not char.isspace():
-            pending_comma = -1
-        if char == '"':
-            in_string = True
-        out.append(char)
-    return "".join(out)

@@ -1,0 +1,56 @@
+"""The routes' dependencies: the services, the request's parameters, and the caller they authenticate.
+
+``CallerDep`` gathers the ESB common args (spec §1.1) from the query string, the JSON body and the
+``X-Bkapi-Authorization`` header, and authenticates them; what it raises is answered by the envelope handlers
+like any other error. Bodies are JSON objects; the seed's trailing comma is tolerated, as on the log API.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from nodeops.api.bodies import parse_json_object
+from nodeops.service.auth import AUTH_HEADER, Caller, CommonArgs
+from nodeops.service.container import Services
+from nodeops.service.job_queries import JobService
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def request_params(request: Request) -> dict[str, Any]:
+    """The query parameters, overridden by the fields of the JSON body (read once per request)."""
+    params: dict[str, Any] = dict(request.query_params)
+    params.update(parse_json_object(await request.body()))
+    return params
+
+
+ParamsDep = Annotated[dict[str, Any], Depends(request_params)]
+
+
+async def current_caller(request: Request, params: ParamsDep, services: ServicesDep) -> Caller:
+    """The authenticated caller; raises the ESB error saying what is missing or wrong."""
+    args = CommonArgs.gather(params, request.headers.get(AUTH_HEADER))
+
+    def authenticate() -> Caller:
+        with services.db.cursor() as cur:
+            return services.auth.authenticate(cur, args)
+
+    return await services.db.read(authenticate)
+
+
+CallerDep = Annotated[Caller, Depends(current_caller)]
+
+
+def job_service(services: ServicesDep) -> JobService:
+    return JobService(db=services.db, engine=services.engine, runner=services.jobs, settings=services.settings)
+
+
+JobServiceDep = Annotated[JobService, Depends(job_service)]

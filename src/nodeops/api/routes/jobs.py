@@ -1,0 +1,177 @@
+"""The job APIs at their ESB and nodeman addresses (spec §1.3, §8), all POST and all answering the envelope.
+
+- ESB: ``/api/c/compapi/v2/nodeman/api/job/{install,operate,details}/`` (details: job_id in the body)
+- nodeman: ``/api/job/install/``, ``/api/job/operate/``, ``/api/job/{job_id}/{details,retry,revoke,retry_node}/``
+
+Routes only pass the request's parameters to ``JobService`` and wrap its answer; the body is read by the use
+case (so validation names fields the way the rest of the API does), and its models here only document it.
+A missing trailing slash is accepted, as on the log API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from nodeops.api.deps import CallerDep, JobServiceDep, ParamsDep
+from nodeops.api.envelope import json_response, success_body
+from nodeops.api.schemas import (
+    DetailsJobRequest,
+    EsbDetailsJobRequest,
+    InstallJobRequest,
+    JobDetailsResponse,
+    JobInstancesRequest,
+    JobTasksResponse,
+    OperateJobRequest,
+    RetryNodeRequest,
+    RetryNodeResponse,
+    StartedJobResponse,
+)
+from nodeops.service.auth import Caller
+from nodeops.service.job_queries import JobService
+
+router = APIRouter(tags=["job"])
+
+ESB_JOB = "/api/c/compapi/v2/nodeman/api/job"
+# request bodies the use cases read themselves; app._openapi puts them into the schema's components
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    InstallJobRequest,
+    OperateJobRequest,
+    DetailsJobRequest,
+    EsbDetailsJobRequest,
+    JobInstancesRequest,
+    RetryNodeRequest,
+)
+JobIdPath = Annotated[
+    str,
+    Path(description="任务ID: the job_id.", json_schema_extra={"type": "integer", "minimum": 1}),
+]
+UseCase = Callable[[JobService, Caller, dict[str, Any]], Awaitable[Any]]
+
+
+def _add(
+    path: str,
+    use_case: UseCase,
+    *,
+    operation_id: str,
+    summary: str,
+    request: type[BaseModel],
+    response: type[BaseModel],
+) -> None:
+    """Route POST ``path`` (and the same without its trailing slash) to ``use_case``."""
+    with_job_id = "{job_id}" in path
+    if with_job_id:
+
+        async def endpoint_with_job(
+            job_id: JobIdPath, caller: CallerDep, params: ParamsDep, jobs: JobServiceDep
+        ) -> Response:
+            return json_response(success_body(await use_case(jobs, caller, {**params, "job_id": job_id})))
+
+        endpoint: Callable[..., Awaitable[Response]] = endpoint_with_job
+    else:
+
+        async def endpoint_without_job(caller: CallerDep, params: ParamsDep, jobs: JobServiceDep) -> Response:
+            return json_response(success_body(await use_case(jobs, caller, params)))
+
+        endpoint = endpoint_without_job
+    body = {
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{request.__name__}"}}},
+        }
+    }
+    ok = {
+        200: {
+            "model": response,
+            "description": "The envelope; errors too answer HTTP 200 with result false and a code.",
+        }
+    }
+    for variant, listed in ((path, True), (path.rstrip("/"), False)):
+        router.add_api_route(
+            variant,
+            endpoint,
+            methods=["POST"],
+            operation_id=operation_id if listed else f"{operation_id}_no_slash",
+            summary=summary,
+            responses=ok,  # type: ignore[arg-type]
+            response_class=Response,
+            openapi_extra=body,
+            include_in_schema=listed,
+        )
+
+
+def _install(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
+    return jobs.install(caller, params)
+
+
+def _operate(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
+    return jobs.operate(caller, params)
+
+
+def _details(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
+    return jobs.details(caller, params)
+
+
+def _retry(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
+    return jobs.retry(caller, params)
+
+
+def _revoke(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
+    return jobs.revoke(caller, params)
+
+
+def _retry_node(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
+    return jobs.retry_node(caller, params)
+
+
+INSTALL = "安装类任务 (install_job): install or reinstall agents"
+OPERATE = "操作类任务 (operate_job): upgrade, restart, reload or uninstall agents"
+DETAILS = "查询任务详情 (details_job): the job, its statistics and a page of its instances"
+for _path, _id in ((f"{ESB_JOB}/install/", "esb_install_job"), ("/api/job/install/", "job_install_job")):
+    _add(_path, _install, operation_id=_id, summary=INSTALL, request=InstallJobRequest, response=StartedJobResponse)
+for _path, _id in ((f"{ESB_JOB}/operate/", "esb_operate_job"), ("/api/job/operate/", "job_operate_job")):
+    _add(_path, _operate, operation_id=_id, summary=OPERATE, request=OperateJobRequest, response=StartedJobResponse)
+_add(
+    f"{ESB_JOB}/details/",
+    _details,
+    operation_id="esb_details_job",
+    summary=DETAILS,
+    request=EsbDetailsJobRequest,
+    response=JobDetailsResponse,
+)
+_add(
+    "/api/job/{job_id}/details/",
+    _details,
+    operation_id="job_retrieve_job",
+    summary=DETAILS,
+    request=DetailsJobRequest,
+    response=JobDetailsResponse,
+)
+_add(
+    "/api/job/{job_id}/retry/",
+    _retry,
+    operation_id="job_retry_job",
+    summary="重试任务 (retry): run the failed instances again as a new attempt",
+    request=JobInstancesRequest,
+    response=JobTasksResponse,
+)
+_add(
+    "/api/job/{job_id}/revoke/",
+    _revoke,
+    operation_id="job_revoke_job",
+    summary="终止任务 (revoke): stop the pending and running instances; the job ends TERMINATED",
+    request=JobInstancesRequest,
+    response=JobTasksResponse,
+)
+_add(
+    "/api/job/{job_id}/retry_node/",
+    _retry_node,
+    operation_id="job_retry_node",
+    summary="原子粒度重试 (retry_node): re-run one instance from its failed step",
+    request=RetryNodeRequest,
+    response=RetryNodeResponse,
+)
