@@ -25,7 +25,7 @@ from nodeops.settings import Settings
 from nodeops.store import hosts as host_rows
 from nodeops.store import jobs
 from nodeops.store.db import Database
-from nodeops.store.models import utcnow
+from nodeops.store.models import Host, utcnow
 
 INSTALL_TYPES = frozenset({JobType.INSTALL_AGENT, JobType.REINSTALL_AGENT})
 OPERATE_TYPES = frozenset({JobType.UPGRADE_AGENT, JobType.RESTART_AGENT, JobType.RELOAD_AGENT, JobType.UNINSTALL_AGENT})
@@ -199,6 +199,23 @@ class StartedJob:
     ip_filter: list[dict[str, Any]]
 
 
+def _operate_refusal(
+    job_type: JobType, host_id: int, host: Host | None, *, seen: set[int], busy: set[int]
+) -> tuple[Status, str, str] | None:
+    """Why operate_job refuses this host up front (status, exception, msg), or None to run it."""
+    if host_id in seen:
+        return Status.IGNORED, "duplicated", f"bk_host_id {host_id} appears twice"
+    if host is None:
+        return Status.IGNORED, "unknown_host", f"no host with bk_host_id {host_id}; install it first"
+    if host_id in busy:
+        return Status.IGNORED, "running", "the host is busy in another running job"
+    if host.agent_status == "NOT_INSTALLED" and job_type != JobType.UNINSTALL_AGENT:
+        return Status.IGNORED, "not_installed", "no agent is installed on this host"
+    if host.os_type not in SUPPORTED_OS:
+        return Status.FILTERED, "os_not_supported", f"{job_type} does not support {host.os_type}"
+    return None
+
+
 class JobRunner:
     """Creates jobs in the store and hands them to the engine."""
 
@@ -254,52 +271,11 @@ class JobRunner:
             for host_id in bk_host_ids:
                 host = known.get(host_id)
                 summary: dict[str, Any] = {"bk_host_id": host_id, "ip": host.inner_ip if host else ""}
-                if host_id in seen:
-                    refused.append(
-                        Refused(
-                            host=summary,
-                            status=Status.IGNORED,
-                            exception="duplicated",
-                            msg=f"bk_host_id {host_id} appears twice",
-                        )
-                    )
-                elif host is None:
-                    refused.append(
-                        Refused(
-                            host=summary,
-                            status=Status.IGNORED,
-                            exception="unknown_host",
-                            msg=f"no host with bk_host_id {host_id}; install it first",
-                        )
-                    )
-                elif host_id in busy:
-                    refused.append(
-                        Refused(
-                            host=summary,
-                            status=Status.IGNORED,
-                            exception="running",
-                            msg="the host is busy in another running job",
-                        )
-                    )
-                elif host.agent_status == "NOT_INSTALLED" and job_type != JobType.UNINSTALL_AGENT:
-                    refused.append(
-                        Refused(
-                            host=summary,
-                            status=Status.IGNORED,
-                            exception="not_installed",
-                            msg="no agent is installed on this host",
-                        )
-                    )
-                elif host.os_type not in SUPPORTED_OS:
-                    refused.append(
-                        Refused(
-                            host=summary,
-                            status=Status.FILTERED,
-                            exception="os_not_supported",
-                            msg=f"{job_type} does not support {host.os_type}",
-                        )
-                    )
+                refusal = _operate_refusal(job_type, host_id, host, seen=seen, busy=busy)
+                if refusal is not None:
+                    refused.append(Refused(host=summary, status=refusal[0], exception=refusal[1], msg=refusal[2]))
                 else:
+                    assert host is not None
                     ip = host.inner_ip or host.inner_ipv6 or ""
                     instances.append(
                         jobs.NewInstance(
