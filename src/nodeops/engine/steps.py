@@ -212,11 +212,21 @@ async def restart_agent(ctx: StepContext) -> None:
     await ctx.run(ctx.agent("restart"), what="restarting the agent")
 
 
+AGENT_FILES = (AGENT_SCRIPT, "VERSION", "agent.json", "agent.pid", "agent.log", "agent.log.1")
+
+
 async def uninstall_agent(ctx: StepContext) -> None:
+    """Stop the agent and remove the files it owns, then its folder if nothing else is left in it.
+
+    Never ``rm -rf`` the install path: it is the caller's choice, and may hold other things.
+    """
+    files = " ".join(AGENT_FILES) + " .nodeops-agent-*.tgz"
     await ctx.run(
-        f"if [ -f {ctx.home}/{AGENT_SCRIPT} ]; then {ctx.agent('stop')}; fi; rm -rf {ctx.home}",
+        f"if [ -f {ctx.home}/{AGENT_SCRIPT} ]; then {ctx.agent('stop')}; fi; "
+        f"cd {ctx.home} 2>/dev/null || exit 0; rm -f {files}; cd / && rmdir {ctx.home} 2>/dev/null; true",
         what="removing the agent",
     )
+    ctx.log("INFO", f"已卸载 Agent 并删除其文件 ({ctx.work.setup_path})")
 
 
 async def update_process_status(ctx: StepContext) -> None:

@@ -107,8 +107,8 @@ def parse_hosts(raw: object) -> list[HostRequest]:
         if auth_type not in AUTH_TYPES:
             problems[f"{where}.auth_type"] = f"must be one of {', '.join(sorted(AUTH_TYPES))}"
         setup_path = item.get("setup_path")
-        if setup_path is not None and (not isinstance(setup_path, str) or not setup_path.startswith("/")):
-            problems[f"{where}.setup_path"] = "must be an absolute path"
+        if setup_path is not None and (problem := _setup_path_problem(setup_path)):
+            problems[f"{where}.setup_path"] = problem
         if port is not None and not 0 < port < 65536:
             problems[f"{where}.port"] = "must be 1-65535"
         if len(problems) > bad or biz is None or cloud is None or port is None or ap_id is None:
@@ -135,6 +135,19 @@ def parse_hosts(raw: object) -> list[HostRequest]:
     if problems:
         raise InvalidInput(problems)
     return parsed
+
+
+def _setup_path_problem(value: object) -> str | None:
+    """Why ``value`` cannot be an install path: it must be absolute, normalised and at least two levels deep,
+    so an agent never lands in (or is uninstalled from) ``/`` or a system folder like ``/usr``."""
+    if not isinstance(value, str) or not value.startswith("/"):
+        return "must be an absolute path such as /usr/local/nodeops-agent"
+    parts = value.rstrip("/").split("/")[1:]
+    if len(value) > 255 or any(part in ("", ".", "..") for part in parts) or not value.isprintable():
+        return "must be a normalised absolute path (no '.', '..' or empty parts), at most 255 characters"
+    if len(parts) < 2:
+        return f"{value!r} is too shallow: give a folder of its own, e.g. /opt/nodeops-agent"
+    return None
 
 
 def _text(value: object) -> str | None:
