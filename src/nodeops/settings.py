@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     )
     job_limit: int = Field(default=100, gt=0, le=10000, description="Hosts running at once, over all jobs.")
     step_timeout_s: float = Field(default=600.0, gt=0, description="Longest a single step may run on a host.")
+    agent_heartbeat_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds between an installed agent's heartbeats (it also reports at once when it starts).",
+    )
     ssh_host_key_policy: str = Field(
         default="accept-new",
         pattern="^(accept-new|strict|off)$",

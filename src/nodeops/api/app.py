@@ -32,9 +32,9 @@ def create_app(
 ) -> LogFastPath:
     """Build the ASGI application; ``services`` defaults to ones built from ``settings``.
 
-    The result is the log fast path wrapped around the FastAPI app (``.app``): log requests never enter
-    FastAPI, everything else does. ``on_started`` runs in the background once the services have started
-    (``nodeops serve --demo`` runs its demo jobs there).
+    The result is the log fast path wrapped around the heartbeat fast path, wrapped around the FastAPI app:
+    log requests and agent heartbeats never enter FastAPI, everything else does. ``on_started`` runs in the
+    background once the services have started (``nodeops serve --demo`` runs its demo jobs there).
     """
     services = services or Services.build(settings)
 
@@ -61,7 +61,7 @@ def create_app(
     app.include_router(jobs.router)
     app.add_middleware(BodyLimit)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    return LogFastPath(app, services)
+    return LogFastPath(agents.HeartbeatPath(app, services), services)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

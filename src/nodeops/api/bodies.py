@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
 
-from nodeops.errors import InvalidInput
+from nodeops.errors import BodyTooLarge, InvalidInput
+from nodeops.settings import MAX_BODY_BYTES
+
+
+async def read_json_body(receive: Callable[[], Awaitable[MutableMapping[str, Any]]]) -> dict[str, Any]:
+    """Read a JSON object body of at most ``MAX_BODY_BYTES`` straight from an ASGI ``receive`` channel; raises
+    BodyTooLarge past the limit and InvalidInput as ``parse_json_object``."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BodyTooLarge(limit_bytes=MAX_BODY_BYTES)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return parse_json_object(b"".join(chunks))
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:

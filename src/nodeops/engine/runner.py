@@ -21,8 +21,16 @@ from datetime import tzinfo
 from nodeops.crypto import SecretBox
 from nodeops.domain.plans import StepCode
 from nodeops.domain.status import Status
+from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.logwriter import LogWriter
-from nodeops.engine.steps import STEPS, AgentPackage, StepContext, StepTimeouts, TransportFactory
+from nodeops.engine.steps import (
+    DEFAULT_HEARTBEAT_INTERVAL_S,
+    STEPS,
+    AgentPackage,
+    StepContext,
+    StepTimeouts,
+    TransportFactory,
+)
 from nodeops.errors import NodeopsError
 from nodeops.store import hosts, jobs, pipelines
 from nodeops.store.db import Database
@@ -63,12 +71,18 @@ class Engine:
         *,
         fan_out: FanOut | None = None,
         timeouts: StepTimeouts | None = None,
+        heartbeats: HeartbeatWaiters | None = None,
+        heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
     ) -> None:
+        """``heartbeats`` is shared with the heartbeat API of the process, so it wakes the steps waiting for a
+        heartbeat; ``heartbeat_interval_s`` is the rhythm configured into agents this engine installs."""
         self.db = db
         self.box = box
         self.connect = connect
         self.fan_out = fan_out or FanOut()
         self.timeouts = timeouts or StepTimeouts()
+        self.heartbeats = heartbeats or HeartbeatWaiters()
+        self.heartbeat_interval_s = heartbeat_interval_s
         self.writer = LogWriter(db, tz)
         self._limit = asyncio.Semaphore(self.fan_out.limit)
         self._runs: dict[int, _JobRun] = {}
@@ -220,6 +234,8 @@ class Engine:
                 package=package,
                 timeouts=self.timeouts,
                 connect=self.connect,
+                heartbeats=self.heartbeats,
+                heartbeat_interval_s=self.heartbeat_interval_s,
             )
             outcome = Status.SUCCESS
             try:

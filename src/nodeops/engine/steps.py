@@ -21,6 +21,7 @@ from pathlib import Path
 
 from nodeops.crypto import SecretBox
 from nodeops.domain.plans import StepCode
+from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.logwriter import LogWriter
 from nodeops.engine.transports.base import CommandResult, Transport
 from nodeops.engine.transports.local import LocalTransport
@@ -32,6 +33,9 @@ from nodeops.store.pipelines import HostWork, PlannedRun
 
 AGENT_SCRIPT = "nodeops_agent.py"
 MISSING_PYTHON_EXIT = 97
+# The agent reports once when it starts, which is what 查询Agent状态 waits for; the steady rhythm after that only
+# says it is still alive, so it can be slow: each heartbeat costs the service a request and a write.
+DEFAULT_HEARTBEAT_INTERVAL_S = 30.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,7 +53,9 @@ class StepTimeouts:
     command_s: float = 120.0
     upload_s: float = 300.0
     heartbeat_s: float = 60.0
-    poll_interval_s: float = 0.25
+    # 查询Agent状态 is woken by the heartbeat API of this process; it reads the store this often in case the
+    # heartbeat went to another process
+    poll_interval_s: float = 3.0
 
 
 TransportFactory = Callable[[HostWork, SecretBox, LogWriter], Transport]
@@ -68,6 +74,8 @@ class StepContext:
         package: AgentPackage,
         timeouts: StepTimeouts,
         connect: TransportFactory,
+        heartbeats: HeartbeatWaiters | None = None,
+        heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
     ) -> None:
         self.work = work
         self.db = db
@@ -76,6 +84,8 @@ class StepContext:
         self.package = package
         self.timeouts = timeouts
         self._connect = connect
+        self.heartbeats = heartbeats or HeartbeatWaiters()
+        self.heartbeat_interval_s = heartbeat_interval_s
         self._transport: Transport | None = None
         self.step: PlannedRun | None = None
         self.step_started_at: datetime = utcnow()
@@ -235,26 +245,29 @@ async def update_process_status(ctx: StepContext) -> None:
 
 
 async def query_agent_status(ctx: StepContext) -> None:
-    """Wait for a heartbeat of the expected version sent after this step started."""
+    """Wait for a heartbeat of the expected version sent after the agent was (re)started.
+
+    The steps that (re)start the agent clear the host's last heartbeat first, so any heartbeat in the store is
+    new. The heartbeat API of this process wakes the step at once; the store is read again every
+    ``poll_interval_s`` for a heartbeat taken by another process.
+    """
     expected = ctx.expected_version
     ctx.log("INFO", f"期望的 Agent 状态为 RUNNING, 版本 {expected}; 等待心跳 (最长 {ctx.timeouts.heartbeat_s:g} 秒)")
-    # the steps that (re)start the agent clear the last heartbeat first, so any heartbeat seen now is new
     loop = asyncio.get_running_loop()
     deadline = loop.time() + ctx.timeouts.heartbeat_s
-    while True:
-        version, seen_at, _ = await ctx.db.call(lambda: _agent_state(ctx))
-        if seen_at is not None and version == expected:
-            ctx.log("INFO", f"Agent 心跳正常, 版本 {version}")
-            return
-        if loop.time() >= deadline:
-            got = f"last heartbeat version {version}" if seen_at else "no heartbeat"
-            raise TransportError(f"查询 Agent 状态超时: {got} within {ctx.timeouts.heartbeat_s:g} s")
-        await asyncio.sleep(ctx.timeouts.poll_interval_s)
-
-
-def _agent_state(ctx: StepContext) -> tuple[str | None, datetime | None, bytes | None]:
-    with ctx.db.session() as session:
-        return pipelines.agent_state(session, bk_host_id=ctx.work.bk_host_id)
+    host_id = ctx.work.bk_host_id
+    with ctx.heartbeats.watch(host_id) as watch:  # before the read: a heartbeat between the two is not missed
+        version, seen = await ctx.db.read(lambda: pipelines.heartbeat_state(ctx.db, bk_host_id=host_id))
+        while not (seen and version == expected):
+            remaining_s = deadline - loop.time()
+            if remaining_s <= 0:
+                got = f"last heartbeat version {version}" if seen else "no heartbeat"
+                raise TransportError(f"查询 Agent 状态超时: {got} within {ctx.timeouts.heartbeat_s:g} s")
+            if await watch.wait(min(ctx.timeouts.poll_interval_s, remaining_s)):
+                version, seen = (expected if expected in watch.versions else watch.versions[-1]), True
+            else:
+                version, seen = await ctx.db.read(lambda: pipelines.heartbeat_state(ctx.db, bk_host_id=host_id))
+    ctx.log("INFO", f"Agent 心跳正常, 版本 {version}")
 
 
 STEPS: dict[StepCode, Step] = {
@@ -302,7 +315,7 @@ async def _write_config(ctx: StepContext) -> None:
         "bk_host_id": ctx.work.bk_host_id,
         "instance_id": ctx.work.instance_id,
         "token": token,
-        "interval_s": 2,
+        "interval_s": ctx.heartbeat_interval_s,
     }
     await ctx.put_text(json.dumps(config), f"{ctx.work.setup_path}/agent.json")
     await ctx.run(f"chmod 600 {ctx.home}/agent.json", what="protecting the config")
@@ -318,18 +331,16 @@ async def _set_agent(
     token_hash: bytes | None = None,
     clear_heartbeat: bool = False,
 ) -> None:
-    def write() -> None:
-        with ctx.db.session() as session:
-            pipelines.set_agent(
-                session,
-                bk_host_id=ctx.work.bk_host_id,
-                status=status,
-                version=version,
-                token_hash=token_hash,
-                clear_heartbeat=clear_heartbeat,
-            )
-
-    await ctx.db.call(write)
+    await ctx.db.call(
+        lambda: pipelines.set_agent(
+            ctx.db,
+            bk_host_id=ctx.work.bk_host_id,
+            status=status,
+            version=version,
+            token_hash=token_hash,
+            clear_heartbeat=clear_heartbeat,
+        )
+    )
 
 
 def local_or_ssh(make_ssh: TransportFactory | None) -> TransportFactory:

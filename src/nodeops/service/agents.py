@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import Mapping
 
+from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.errors import AgentTokenRejected, InvalidInput
 from nodeops.store import pipelines
 from nodeops.store.db import Database
@@ -30,12 +30,18 @@ def parse_heartbeat(body: Mapping[str, object]) -> tuple[int, str, str]:
     return host_id, token, version
 
 
-def accept_heartbeat(db: Database, body: Mapping[str, object]) -> None:
-    """Record a heartbeat; raises AgentTokenRejected for a wrong token (or an unknown host)."""
+def accept_heartbeat(db: Database, body: Mapping[str, object]) -> tuple[int, str]:
+    """Record a heartbeat; returns ``(bk_host_id, version)``. Raises InvalidInput for a malformed body and
+    AgentTokenRejected for a wrong token (or an unknown host)."""
     host_id, token, version = parse_heartbeat(body)
-    with db.session() as session:
-        _version, _seen, expected = pipelines.agent_state(session, bk_host_id=host_id)
-        given = hashlib.sha256(token.encode()).digest()
-        if expected is None or not hmac.compare_digest(given, expected):
-            raise AgentTokenRejected(bk_host_id=host_id)
-        pipelines.record_heartbeat(session, bk_host_id=host_id, version=version)
+    token_hash = hashlib.sha256(token.encode()).digest()
+    if not pipelines.record_heartbeat(db, bk_host_id=host_id, token_hash=token_hash, version=version):
+        raise AgentTokenRejected(bk_host_id=host_id)
+    return host_id, version
+
+
+async def receive_heartbeat(db: Database, waiters: HeartbeatWaiters, body: Mapping[str, object]) -> None:
+    """What the heartbeat API does: record the heartbeat (off the event loop), then, once it is committed, wake
+    the step of this process waiting for it. Raises as ``accept_heartbeat``."""
+    host_id, version = await db.call(lambda: accept_heartbeat(db, body))
+    waiters.notify(host_id, version)

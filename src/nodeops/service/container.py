@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from nodeops.crypto import SecretBox
 from nodeops.engine import packages
 from nodeops.engine.connect import transport_factory
+from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.runner import Engine, FanOut
 from nodeops.service.auth import Authenticator
 from nodeops.service.jobs import JobRunner
@@ -25,6 +26,7 @@ class Services:
     logs: LogService
     engine: Engine
     jobs: JobRunner
+    heartbeats: HeartbeatWaiters  # steps waiting for a heartbeat, woken by the heartbeat API
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -36,6 +38,7 @@ class Services:
         secret_key = settings.resolved_secret_key()
         auth = Authenticator(AccessReads(db), secret_key)
         box = SecretBox(secret_key)
+        heartbeats = HeartbeatWaiters()
         engine = Engine(
             db,
             settings.tz,
@@ -44,6 +47,8 @@ class Services:
                 known_hosts=settings.known_hosts_path, policy=settings.ssh_host_key_policy, connect_timeout_s=30.0
             ),
             fan_out=FanOut(limit=settings.job_limit, step_timeout_s=settings.step_timeout_s),
+            heartbeats=heartbeats,
+            heartbeat_interval_s=settings.agent_heartbeat_interval_s,
         )
         return cls(
             settings=settings,
@@ -52,6 +57,7 @@ class Services:
             logs=LogService(db, auth, settings.tz),
             engine=engine,
             jobs=JobRunner(db, engine, settings, box),
+            heartbeats=heartbeats,
         )
 
     async def start(self) -> None:

@@ -14,10 +14,11 @@ import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -42,6 +43,8 @@ class Database:
         self._raw_connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self._raw_lock = threading.Lock()
         self._readers: ThreadPoolExecutor | None = None
+        # how SQLAlchemy binds a naive DateTime on this database (SQLite: text), for the raw writes
+        self._time_processor = DateTime().dialect_impl(engine.dialect).bind_processor(engine.dialect)
 
     @classmethod
     def connect(cls, url: str, *, pool_size: int = 10) -> Database:
@@ -79,6 +82,26 @@ class Database:
                 yield conn.cursor()
             finally:
                 conn.rollback()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A DBAPI cursor in a transaction of a pooled connection, for the few hot writes that skip SQLAlchemy's
+        statement machinery (a heartbeat, an agent's state). Commits on success, rolls back on error; times are
+        bound with ``bind_time``."""
+        with translate_errors(self.engine.dialect.loaded_dbapi.Error):
+            conn = self.engine.raw_connection()
+            try:
+                yield conn.cursor()
+                conn.commit()
+            finally:
+                conn.close()  # back to the pool, which rolls back whatever was not committed
+
+    def bind_time(self, value: datetime | None) -> Any:
+        """An aware datetime as a raw statement's parameter, stored exactly as the ORM's UTC columns store it."""
+        if value is None:
+            return None
+        naive = value.astimezone(UTC).replace(tzinfo=None)
+        return naive if self._time_processor is None else self._time_processor(naive)
 
     async def read(self, fn: Callable[[], T]) -> T:
         """Run a short read: inline for SQLite (microseconds, WAL), in a reader thread for PostgreSQL.

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nodeops.domain.status import ACTIVE, JobStatistics, Status, aggregate_job_status
+from nodeops.store.db import Database
 from nodeops.store.models import AccessPoint, Host, InstanceRecord, Job, RecordStep, utcnow
 
 
@@ -141,24 +142,36 @@ def interrupted_records(session: Session) -> list[tuple[int, int, int]]:
     return result
 
 
-def record_heartbeat(session: Session, *, bk_host_id: int, version: str) -> None:
-    session.execute(
-        update(Host)
-        .where(Host.bk_host_id == bk_host_id)
-        .values(agent_status="RUNNING", agent_version=version, last_heartbeat_at=utcnow())
-    )
+def record_heartbeat(db: Database, *, bk_host_id: int, token_hash: bytes, version: str) -> bool:
+    """Record a heartbeat if ``token_hash`` is the host's; False (nothing written) for a wrong token or host.
+
+    One raw statement in its own transaction: every agent calls this on a rhythm. The stored value is a SHA-256,
+    so comparing it in SQL tells a caller nothing about a token.
+    """
+    now = db.bind_time(utcnow())
+    p = db.paramstyle
+    with db.transaction() as cur:
+        cur.execute(
+            f"UPDATE hosts SET agent_status = {p}, agent_version = {p}, last_heartbeat_at = {p}, updated_at = {p} "
+            f"WHERE bk_host_id = {p} AND agent_token_hash = {p}",
+            ("RUNNING", version, now, now, bk_host_id, token_hash),
+        )
+        return bool(cur.rowcount == 1)
 
 
-def agent_state(session: Session, *, bk_host_id: int) -> tuple[str | None, datetime | None, bytes | None]:
-    """``(agent_version, last_heartbeat_at, agent_token_hash)`` of a host."""
-    row = session.execute(
-        select(Host.agent_version, Host.last_heartbeat_at, Host.agent_token_hash).where(Host.bk_host_id == bk_host_id)
-    ).one_or_none()
-    return (None, None, None) if row is None else (row[0], row[1], row[2])
+def heartbeat_state(db: Database, *, bk_host_id: int) -> tuple[str | None, bool]:
+    """``(agent_version, whether a heartbeat is recorded)`` of a host: one indexed read, for ``Database.read``."""
+    with db.cursor() as cur:
+        cur.execute(
+            "SELECT agent_version, last_heartbeat_at IS NOT NULL FROM hosts WHERE bk_host_id = " + db.paramstyle,
+            (bk_host_id,),
+        )
+        row = cur.fetchone()
+    return (None, False) if row is None else (row[0], bool(row[1]))
 
 
 def set_agent(
-    session: Session,
+    db: Database,
     *,
     bk_host_id: int,
     status: str,
@@ -166,11 +179,18 @@ def set_agent(
     token_hash: bytes | None = None,
     clear_heartbeat: bool = False,
 ) -> None:
-    values: dict[str, object] = {"agent_status": status}
+    """Set a host's agent status, and its version, token hash or last heartbeat (cleared) when asked: one raw
+    statement in its own transaction, as the steps of every host of a job call it."""
+    p = db.paramstyle
+    columns, values = ["agent_status", "updated_at"], [status, db.bind_time(utcnow())]
     if version is not None:
-        values["agent_version"] = version
+        columns.append("agent_version")
+        values.append(version)
     if token_hash is not None:
-        values["agent_token_hash"] = token_hash
+        columns.append("agent_token_hash")
+        values.append(token_hash)
+    assignments = ", ".join(f"{column} = {p}" for column in columns)
     if clear_heartbeat:
-        values["last_heartbeat_at"] = None
-    session.execute(update(Host).where(Host.bk_host_id == bk_host_id).values(**values))
+        assignments += ", last_heartbeat_at = NULL"
+    with db.transaction() as cur:
+        cur.execute(f"UPDATE hosts SET {assignments} WHERE bk_host_id = {p}", (*values, bk_host_id))

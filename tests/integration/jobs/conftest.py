@@ -28,6 +28,7 @@ async def engine(services, live_server):
         local_or_ssh(None),
         fan_out=FanOut(limit=10, step_timeout_s=60),
         timeouts=StepTimeouts(heartbeat_s=20, command_s=30),
+        heartbeats=services.heartbeats,  # woken by the live server's heartbeat API, as in one process
     )
     await built.start()
     yield built

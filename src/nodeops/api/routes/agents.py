@@ -1,21 +1,65 @@
-"""``POST /api/agent/heartbeat/``: what installed agents call (token in the body, no ESB app)."""
+"""``POST /api/agent/heartbeat/``: what installed agents call (token in the body, no ESB app).
+
+Every agent of the fleet calls it on a rhythm, so ``HeartbeatPath`` answers it as a bare ASGI path, outside
+FastAPI's per-request machinery (routing, dependency injection, response models), like the log API's fast path.
+The FastAPI route below is the same endpoint for the OpenAPI schema (and for an app mounted without the fast
+path); both call ``service.agents.receive_heartbeat``.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from nodeops.api.bodies import read_json_body
+from nodeops.api.envelope import JSON_HEADERS, error_body, internal_error_body, success_body
 from nodeops.api.schemas import Envelope
-from nodeops.service.agents import accept_heartbeat
+from nodeops.errors import NodeopsError
+from nodeops.service.agents import receive_heartbeat
 from nodeops.service.container import Services
+
+log = logging.getLogger(__name__)
+HEARTBEAT_PATH = "/api/agent/heartbeat/"
+_ACCEPTED = success_body(None)
 
 router = APIRouter(tags=["agent"])
 
 
-@router.post("/api/agent/heartbeat/", response_model=Envelope)
+@router.post(HEARTBEAT_PATH, response_model=Envelope)
 async def heartbeat(request: Request, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
     """An agent reports it is running, with its version; a wrong token answers 3800403."""
     services: Services = request.app.state.services
-    await services.db.call(lambda: accept_heartbeat(services.db, body))
+    await receive_heartbeat(services.db, services.heartbeats, body)
     return {"result": True, "code": 0, "message": "success", "data": None}
+
+
+class HeartbeatPath:
+    """ASGI app answering ``POST /api/agent/heartbeat/`` itself, in the envelope; everything else goes to ``app``."""
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != HEARTBEAT_PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            await receive_heartbeat(self.services.db, self.services.heartbeats, await read_json_body(receive))
+            body = _ACCEPTED
+        except NodeopsError as exc:
+            body = error_body(exc)
+        except Exception:
+            log.exception("unhandled error on POST %s", HEARTBEAT_PATH, extra={"action": "unhandled_error"})
+            body = internal_error_body()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
