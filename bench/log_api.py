@@ -42,13 +42,15 @@ from urllib.parse import quote, urlencode
 import orjson
 from sqlalchemy import update
 
+from nodeops.domain.answer import AnswerRenderer
 from nodeops.domain.plans import JobType, PlannedStep, StepCode, plan_steps
 from nodeops.domain.status import JobStatistics, Status, aggregate_job_status
 from nodeops.service import admin
 from nodeops.settings import SQLITE_FILE_NAME, Settings
+from nodeops.store import answers, migrate
 from nodeops.store import jobs as store_jobs
-from nodeops.store import migrate
 from nodeops.store.db import Database
+from nodeops.store.log_reads import LogReads
 from nodeops.store.models import InstanceRecord, RecordStep
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +63,7 @@ STEPS: tuple[PlannedStep, ...] = plan_steps(JOB_TYPE)
 assert len(STEPS) == 6, "the bench's plan has 6 steps"
 HOST_ID_BASE = 100_001
 APP_CODE = "bench"
+FORMAT = 2  # of the filled database; a saved fill of another format is filled again
 USERNAME = "bench-admin"
 MANIFEST = "bench-manifest.json"
 TARGET_RATIO = 0.5
@@ -336,7 +339,7 @@ class HostFacts:
 
 def host_ip(global_index: int) -> str:
     k = global_index + 1
-    return f"10.{(k >> 16) & 255}.{(k >> 8) & 255}.{k & 255}"
+    return f"127.{(k >> 16) & 255}.{(k >> 8) & 255}.{k & 255}"
 
 
 def host_outcomes(rng: random.Random, *, recent: bool) -> list[Status]:
@@ -364,6 +367,7 @@ def fill(data_dir: Path, jobs_n: int, inst_n: int, seed: int, batch_jobs: int = 
         admin.add_user(db, username=USERNAME, is_superuser=True)
         rng = random.Random(seed)
         writer = LogWriter(rng, settings.tz)
+        reads, renderer = LogReads(db), AnswerRenderer(settings.tz)
         job_ids: list[int] = []
         t0 = int(T0.timestamp())
         log_bytes = chunk_rows = 0
@@ -465,6 +469,8 @@ def fill(data_dir: Path, jobs_n: int, inst_n: int, seed: int, batch_jobs: int = 
                 # primary key (one executemany each)
                 session.execute(update(RecordStep), step_rows)
                 session.execute(update(InstanceRecord), record_rows)
+                # the engine's LogWriter seals a record's answer in the transaction that finishes it
+                answers.seal(session, reads, renderer, [row["id"] for row in record_rows])
             done = min(first + batch_jobs, jobs_n)
             if done % max(batch_jobs, jobs_n // 10) == 0 or done == jobs_n:
                 elapsed = time.perf_counter() - started
@@ -477,7 +483,14 @@ def fill(data_dir: Path, jobs_n: int, inst_n: int, seed: int, batch_jobs: int = 
     conn.close()
     fill_s = time.perf_counter() - started
     dataset = Dataset(data_dir=data_dir, job_ids=job_ids, instances=inst_n, app_secret=app.secret, fill_s=fill_s)
-    manifest = {"jobs": jobs_n, "instances": inst_n, "seed": seed, "job_ids": job_ids, "app_secret": app.secret}
+    manifest = {
+        "jobs": jobs_n,
+        "instances": inst_n,
+        "seed": seed,
+        "format": FORMAT,
+        "job_ids": job_ids,
+        "app_secret": app.secret,
+    }
     manifest["fill_s"] = round(fill_s, 1)
     (data_dir / MANIFEST).write_text(json.dumps(manifest))
     return dataset
@@ -494,7 +507,7 @@ def load_or_fill(data_dir: Path, jobs_n: int, inst_n: int, seed: int) -> Dataset
     manifest_path = data_dir / MANIFEST
     if manifest_path.exists() and (data_dir / SQLITE_FILE_NAME).exists():
         saved = json.loads(manifest_path.read_text())
-        if (saved["jobs"], saved["instances"], saved["seed"]) == (jobs_n, inst_n, seed):
+        if (saved["jobs"], saved["instances"], saved["seed"], saved.get("format")) == (jobs_n, inst_n, seed, FORMAT):
             return Dataset(
                 data_dir=data_dir,
                 job_ids=saved["job_ids"],

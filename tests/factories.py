@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from nodeops.domain.answer import AnswerRenderer
 from nodeops.domain.instance_id import HostKey, host_instance_id
 from nodeops.domain.plans import JobType, PlannedStep, StepCode, plan_steps
 from nodeops.domain.status import Status
 from nodeops.service import admin
 from nodeops.service.container import Services
-from nodeops.store import jobs
+from nodeops.store import answers, jobs
+from nodeops.store.log_reads import LogReads
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -70,10 +72,12 @@ def make_job(
     bk_cloud_id: int = 0,
     keyed_by: str = "bk_host_id",
     record_status: Status | None = None,
+    sealed: bool = False,
 ) -> MadeJob:
     """A job with one host instance whose steps ran as ``runs`` say (missing runs stay PENDING).
 
     ``keyed_by`` chooses the instance_id form the job is created with: ``bk_host_id`` or ``host_key``.
+    ``sealed``: when the record finished, seal its answer in the same transaction, as the engine does.
     """
     plan = tuple(steps) if steps is not None else plan_steps(job_type)
     key = str(HostKey.of(ip, bk_cloud_id))
@@ -105,6 +109,8 @@ def make_job(
         jobs.append_logs(session, [(record_id, s.index, r.log) for s, r in zip(plan, runs, strict=False) if r.log])
         if record_status is not None:
             jobs.set_record(session, record_id=record_id, status=record_status)
+        if sealed:
+            answers.seal(session, LogReads(services.db), AnswerRenderer(services.settings.tz), [record_id])
     return MadeJob(
         job_id=created.job_id, instance_id=instance_id, record_id=record_id, bk_host_id=bk_host_id, host_key=key
     )
@@ -151,12 +157,13 @@ SEED_STEPS = (
 )
 
 
-def make_seed_job(services: Services) -> MadeJob:
-    """Job 1 with host 1 (127.0.0.1, cloud 0): the UPGRADE_AGENT record the seed's example shows."""
+def make_seed_job(services: Services, *, sealed: bool = True) -> MadeJob:
+    """Job 1 with host 1 (127.0.0.1, cloud 0): the UPGRADE_AGENT record the seed's example shows, finished
+    (and by default sealed, as the engine leaves a finished record)."""
     plan = plan_steps(JobType.UPGRADE_AGENT)
     assert [s.name for s in plan] == [row[0] for row in SEED_STEPS]
     assert plan[1].code == StepCode.PUSH_UPGRADE_PACKAGE
     runs = [
         StepRun(status=Status(st), start=start, finish=finish, log=log) for _n, st, log, start, finish in SEED_STEPS
     ]
-    return make_job(services, runs=runs, record_status=Status.SUCCESS)
+    return make_job(services, runs=runs, record_status=Status.SUCCESS, sealed=sealed)

@@ -4,7 +4,8 @@ Pipelines call ``line``/``step``/``record`` (cheap, in memory, never awaiting th
 task flushes everything pending in one transaction every ``flush_interval_s``, or sooner when
 ``max_pending_bytes`` of text waits. Lines of one step that arrive together become one chunk (one INSERT),
 so a chatty command costs a few statements per flush, never one transaction per line. Text is masked by
-``nodeops.logs.redact`` before it is queued: a password never reaches the table.
+``nodeops.logs.redact`` before it is queued: a password never reaches the table. A record that finishes in a
+batch has its log API answer sealed in the same transaction (``nodeops.store.answers``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
-from nodeops.domain.status import Status
+from nodeops.domain.answer import AnswerRenderer
+from nodeops.domain.status import ACTIVE, Status
 from nodeops.logs import redact
-from nodeops.store import jobs
+from nodeops.store import answers, jobs
 from nodeops.store.db import Database
+from nodeops.store.log_reads import LogReads
 from nodeops.store.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -69,6 +72,8 @@ class LogWriter:
         self.flush_interval_s = flush_interval_s
         self.max_pending_bytes = max_pending_bytes
         self._secrets = secrets
+        self._reads = LogReads(db)
+        self._renderer = AnswerRenderer(tz)
         self._pending: list[_Op] = []
         self._pending_bytes = 0
         self._wake = asyncio.Event()
@@ -151,6 +156,7 @@ class LogWriter:
             chunk: list[str] = []
             key: tuple[int, int] | None = None
             chunks: list[tuple[int, int, str]] = []
+            finished: list[int] = []
             for op in batch:
                 if isinstance(op, _Line):
                     if key != (op.record_id, op.step_index) and chunk:
@@ -179,7 +185,11 @@ class LogWriter:
                     jobs.set_record(
                         session, record_id=op.record_id, status=op.status, start_at=op.start_at, finish_at=op.finish_at
                     )
+                    if op.status not in ACTIVE:
+                        finished.append(op.record_id)
             if chunk:
                 assert key is not None
                 chunks.append((key[0], key[1], "\n".join(chunk)))
             jobs.append_logs(session, chunks)
+            if finished:  # last: after every line and status change of this batch
+                answers.seal(session, self._reads, self._renderer, finished)

@@ -8,21 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
-from functools import lru_cache
-from typing import Any
+from datetime import tzinfo
 
-import orjson
-
+from nodeops.domain.answer import AnswerRenderer
 from nodeops.domain.instance_id import InstanceId, parse_instance_id
-from nodeops.domain.status import Status, backtrace_steps
 from nodeops.errors import InstanceNotFound, InvalidInput, JobNotFound
 from nodeops.service.auth import Authenticator, CommonArgs
 from nodeops.service.cache import ByteBudgetCache
 from nodeops.store.db import Database
 from nodeops.store.log_reads import LogReads
 
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 BODY_CACHE_BYTES = 64 * 1024 * 1024
 _MAX_ID = 2**63 - 1
 
@@ -78,10 +73,9 @@ class LogService:
         self.db = db
         self.auth = auth
         self.reads = LogReads(db)
-        self.tz = tz
-        self._format = lru_cache(maxsize=4096)(self._format_uncached)
-        # what a record's steps encode to, per (record_id, revision): a revision only grows, so an entry is
-        # either current or never asked for again and ages out
+        self.renderer = AnswerRenderer(tz)
+        # what a record without a sealed answer renders to, per (record_id, revision): a revision only grows, so
+        # an entry is either current or never asked for again and ages out
         self._bodies = ByteBudgetCache(max_bytes=BODY_CACHE_BYTES)
 
     async def instance_log(self, args: CommonArgs, params: Mapping[str, object]) -> bytes:
@@ -96,7 +90,7 @@ class LogService:
             except InvalidInput:
                 self.auth.authenticate(cur, args)  # an unauthenticated caller learns nothing about its input
                 raise
-            found = self.reads.look_up(cur, query.job_id, query.instance, query.attempt)
+            found = self.reads.look_up(cur, query.job_id, query.instance, query.attempt, self.renderer.zone)
             caller = self.auth.authenticate(cur, args, epoch=found.epoch)
             if found.job is None:
                 raise JobNotFound(job_id=query.job_id)
@@ -110,27 +104,11 @@ class LogService:
                     instance_id=str(query.instance),
                     detail=f"attempt {query.attempt} does not exist; attempts are 1 to {record.attempts}",
                 )
+            if record.answer is not None:  # finished, and sealed at this revision
+                return record.answer
             key = (record.record_id, record.revision)
             body = self._bodies.get(key)
             if body is None:
-                body = orjson.dumps(self._steps(cur, record.record_id))
+                body = self.renderer.render(self.reads.fetch_steps(cur, record.record_id))
                 self._bodies.put(key, body)
             return body
-
-    def _steps(self, cur: Any, record_id: int) -> list[dict[str, Any]]:
-        steps = self.reads.fetch_steps(cur, record_id)
-        statuses = backtrace_steps([Status(step.status) for step in steps])
-        return [
-            {
-                "step": step.name,
-                "status": status.value,
-                "log": step.log,
-                "start_time": self._format(step.start_at),
-                "finish_time": self._format(step.finish_at) if status not in (Status.RUNNING, Status.PENDING) else None,
-            }
-            for step, status in zip(steps, statuses, strict=True)
-        ]
-
-    def _format_uncached(self, at: datetime | None) -> str | None:
-        # memoised per instance: the same second recurs across steps and records, and strftime is slow
-        return None if at is None else at.astimezone(self.tz).strftime(TIME_FORMAT)

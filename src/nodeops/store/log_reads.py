@@ -1,19 +1,23 @@
 """The log API's reads, on a raw DBAPI connection: the job, the record of an instance, and its steps' logs.
 
-This is the hot path of the service, so it skips the ORM: one statement finds the access epoch, the job and
-the instance's record by primary key and index lookups, and a second reads the instance's whole log (every
-step, every chunk) as a single range scan of ``(record_id, step_index, id)``.
+This is the hot path of the service, so it skips the ORM: one statement finds the access epoch, the job, the
+instance's record and, when the record has finished, its sealed answer (``store.answers``), by primary key and
+index lookups. Only a record without a current sealed answer costs a second statement, which reads the
+instance's whole log (every step, every chunk) as a single range scan of ``(record_id, step_index, id)``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from nodeops.domain.answer import StepLog
 from nodeops.domain.instance_id import InstanceId
+from nodeops.domain.status import ACTIVE
 from nodeops.store.db import Database
 
 
@@ -32,6 +36,7 @@ class RecordRef:
     record_id: int | None  # None when the asked attempt does not exist
     revision: int  # of the chosen record (see InstanceRecord.revision)
     attempts: int
+    answer: bytes | None = None  # its sealed answer, when current for this revision and zone
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,31 +48,27 @@ class Lookup:
     record: RecordRef | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StepLog:
-    """One step of a record with its whole log text (chunks joined by newlines)."""
-
-    index: int
-    name: str
-    status: str
-    start_at: datetime | None
-    finish_at: datetime | None
-    log: str
-
-
-# One statement answers everything the log API needs before reading steps: the access epoch (which always
-# has its row), the job's business scope (NULL: no such job) and the instance's records, newest attempt first
-# (NULL: no such instance). Each join is a primary-key or composite-index lookup.
+# One statement answers everything the log API needs: the access epoch (which always has its row), the job's
+# business scope (NULL: no such job), the instance's records, newest attempt first (NULL: no such instance),
+# each with its sealed answer when that is current. Each join is a primary-key or composite-index lookup.
 _LOOKUP_SQL = (
-    "SELECT e.value, j.bk_biz_scope, r.id, r.attempt, r.revision FROM access_epoch e"
+    "SELECT e.value, j.bk_biz_scope, r.id, r.attempt, r.revision, a.body FROM access_epoch e"
     " LEFT JOIN jobs j ON j.id = {p}"
     " LEFT JOIN instance_records r ON r.job_id = j.id AND r.{column} = {p}"
+    " LEFT JOIN record_answers a ON a.record_id = r.id AND a.revision = r.revision AND a.zone = {p}"
     " WHERE e.id = 1 ORDER BY r.attempt DESC"
 )
 _STEPS_SQL = (
     "SELECT s.step_index, s.name, s.status, s.start_at, s.finish_at, l.text"
     " FROM record_steps s LEFT JOIN step_logs l ON l.record_id = s.record_id AND l.step_index = s.step_index"
     " WHERE s.record_id = {p} ORDER BY s.step_index, l.id"
+)
+# The steps of the finished records among some, with each record's revision, for sealing their answers.
+_FINISHED_STEPS_SQL = (
+    "SELECT r.id, r.revision, s.step_index, s.name, s.status, s.start_at, s.finish_at, l.text"
+    " FROM instance_records r JOIN record_steps s ON s.record_id = r.id"
+    " LEFT JOIN step_logs l ON l.record_id = s.record_id AND l.step_index = s.step_index"
+    " WHERE r.id IN ({ids}) AND r.status NOT IN ({active}) ORDER BY r.id, s.step_index, l.id"
 )
 
 
@@ -84,8 +85,9 @@ class LogReads:
         # SQLite hands back DATETIME columns as text; PostgreSQL as naive datetimes (both UTC, see models).
         self._time = _sqlite_time if db.is_sqlite else _naive_utc
 
-    def look_up(self, cur: Any, job_id: int, instance: InstanceId, attempt: int | None) -> Lookup:
-        """The access epoch, the job and the record of ``instance`` in it (newest attempt, or the one asked).
+    def look_up(self, cur: Any, job_id: int, instance: InstanceId, attempt: int | None, zone: str) -> Lookup:
+        """The access epoch, the job and the record of ``instance`` in it (newest attempt, or the one asked),
+        with the record's sealed answer when there is one for its current revision rendered in ``zone``.
 
         A host is found by either identity (``bk_host_id`` or host key) whatever form the job was created
         with. One statement, one round trip.
@@ -98,7 +100,7 @@ class LogReads:
             column, value = "host_key", instance.id
         else:
             column, value = "instance_id", str(instance)
-        cur.execute(self._lookup_sql[column], (job_id, value))
+        cur.execute(self._lookup_sql[column], (job_id, value, zone))
         rows = cur.fetchall()
         epoch, scope = int(rows[0][0]), rows[0][1]
         if scope is None:
@@ -113,7 +115,8 @@ class LogReads:
         if chosen is None:
             record = RecordRef(record_id=None, revision=0, attempts=attempts)
         else:
-            record = RecordRef(record_id=int(chosen[2]), revision=int(chosen[4]), attempts=attempts)
+            answer = chosen[5] if chosen[5] is None or isinstance(chosen[5], bytes) else bytes(chosen[5])
+            record = RecordRef(record_id=int(chosen[2]), revision=int(chosen[4]), attempts=attempts, answer=answer)
         return Lookup(epoch=epoch, job=job, record=record)
 
     def fetch_steps(self, cur: Any, record_id: int) -> list[StepLog]:
@@ -122,26 +125,42 @@ class LogReads:
         Times come back at whole seconds, the precision the API shows.
         """
         cur.execute(self._steps_sql, (record_id,))
-        rows = cur.fetchall()
-        steps: list[StepLog] = []
-        texts: list[str] = []
-        current: tuple[Any, ...] | None = None
-        to_time = self._time
-        for row in rows:
-            if current is None or row[0] != current[0]:
-                if current is not None:
-                    steps.append(_step(current, texts, to_time))
-                current, texts = row, []
-            if row[5] is not None:
-                texts.append(row[5])
-        if current is not None:
-            steps.append(_step(current, texts, to_time))
-        return steps
+        return [step for _record, step in _steps_of(cur.fetchall(), 0, self._time)]
+
+    def fetch_finished(self, cur: Any, record_ids: Sequence[int]) -> dict[int, tuple[int, list[StepLog]]]:
+        """The steps of each finished record among ``record_ids`` (as ``fetch_steps``), with its revision, read
+        in one statement so each revision matches its steps. Records still PENDING or RUNNING are left out."""
+        if not record_ids:
+            return {}
+        p = self.db.paramstyle
+        active = sorted(status.value for status in ACTIVE)
+        sql = _FINISHED_STEPS_SQL.format(ids=", ".join([p] * len(record_ids)), active=", ".join([p] * len(active)))
+        cur.execute(sql, (*record_ids, *active))
+        finished: dict[int, tuple[int, list[StepLog]]] = {}
+        for (record_id, revision), step in _steps_of(cur.fetchall(), 2, self._time):
+            finished.setdefault(int(record_id), (int(revision), []))[1].append(step)
+        return finished
 
 
 @lru_cache(maxsize=4096)
 def _biz_scope(text: str) -> frozenset[int]:
     return frozenset(int(b) for b in json.loads(text or "[]"))
+
+
+def _steps_of(rows: list[tuple[Any, ...]], lead: int, to_time: Any) -> Iterator[tuple[tuple[Any, ...], StepLog]]:
+    """Rows of ``lead`` leading columns then (step_index, name, status, start_at, finish_at, chunk text), in
+    order, as one StepLog per step with its chunks joined, each with its leading columns."""
+    current: tuple[Any, ...] | None = None
+    texts: list[str] = []
+    for row in rows:
+        if current is None or row[: lead + 1] != current[: lead + 1]:
+            if current is not None:
+                yield current[:lead], _step(current[lead:], texts, to_time)
+            current, texts = row, []
+        if row[-1] is not None:
+            texts.append(row[-1])
+    if current is not None:
+        yield current[:lead], _step(current[lead:], texts, to_time)
 
 
 def _step(row: tuple[Any, ...], texts: list[str], to_time: Any) -> StepLog:

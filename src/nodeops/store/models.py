@@ -265,6 +265,20 @@ class RecordStep(Base):
     finish_at: Mapped[datetime | None]
 
 
+class RecordAnswer(Base):
+    """A finished record's log API answer, sealed when it finished (``store.answers``): reading it is one row.
+
+    Valid only while ``revision`` equals the record's (any later write to the record bumps that) and for the
+    zone it was rendered in; otherwise the reader renders the answer from the steps and their logs.
+    """
+
+    __tablename__ = "record_answers"
+    record_id: Mapped[int] = mapped_column(ForeignKey("instance_records.id", ondelete="CASCADE"), primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger)
+    zone: Mapped[str] = mapped_column(String(64))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class StepLog(Base):
     """A chunk of one step's log: one or more whole lines, without a trailing newline."""
 

@@ -32,10 +32,11 @@ def admin(services: Services) -> str:
     return make_user(services, "admin", superuser=True)
 
 
-@pytest.fixture
-def seed_job(services: Services) -> MadeJob:
-    """Job 1 with host 1: the record of the seed's response example (business 2)."""
-    job = make_seed_job(services)
+@pytest.fixture(params=["sealed", "rendered"])
+def seed_job(request: pytest.FixtureRequest, services: Services) -> MadeJob:
+    """Job 1 with host 1: the record of the seed's response example (business 2), once with its answer sealed
+    as the engine leaves a finished record, once without (rendered from its steps on each read)."""
+    job = make_seed_job(services, sealed=request.param == "sealed")
     assert job.job_id == 1
     return job
 

@@ -281,7 +281,7 @@ def _job_with_attempts(services, *, instance_id, bk_host_id, host_key, attempts)
 
 def _look_up(services, job_id, raw, attempt=None):
     with services.db.cursor() as cur:
-        return LogReads(services.db).look_up(cur, job_id, parse_instance_id(raw), attempt)
+        return LogReads(services.db).look_up(cur, job_id, parse_instance_id(raw), attempt, "UTC")
 
 
 def _find(services, job_id, raw, attempt=None):
