@@ -36,6 +36,11 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+# Libraries that log at INFO for every connection and channel: with a fleet of hosts that is dozens of records
+# per host, each formatted and redacted, so they speak only from WARNING unless DEBUG is asked for.
+CHATTY_LOGGERS = ("asyncssh",)
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Send every logger of the process through the redacting filter to stderr."""
     handler = logging.StreamHandler()
@@ -44,6 +49,8 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if level.upper() == "DEBUG" else logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []

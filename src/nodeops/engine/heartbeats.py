@@ -84,6 +84,6 @@ class HeartbeatWaiters:
                 with contextlib.suppress(RuntimeError):  # that loop has closed: its waiter is gone
                     watch._loop.call_soon_threadsafe(watch._seen, version)
 
-    def __len__(self) -> int:
+    def watched_hosts(self) -> int:
         """How many hosts are watched (for tests and diagnostics)."""
         return len(self._watches)

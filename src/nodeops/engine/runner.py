@@ -81,7 +81,7 @@ class Engine:
         self.connect = connect
         self.fan_out = fan_out or FanOut()
         self.timeouts = timeouts or StepTimeouts()
-        self.heartbeats = heartbeats or HeartbeatWaiters()
+        self.heartbeats = HeartbeatWaiters() if heartbeats is None else heartbeats
         self.heartbeat_interval_s = heartbeat_interval_s
         self.writer = LogWriter(db, tz)
         self._limit = asyncio.Semaphore(self.fan_out.limit)

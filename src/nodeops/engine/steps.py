@@ -84,7 +84,7 @@ class StepContext:
         self.package = package
         self.timeouts = timeouts
         self._connect = connect
-        self.heartbeats = heartbeats or HeartbeatWaiters()
+        self.heartbeats = HeartbeatWaiters() if heartbeats is None else heartbeats
         self.heartbeat_interval_s = heartbeat_interval_s
         self._transport: Transport | None = None
         self.step: PlannedRun | None = None
