@@ -2,8 +2,9 @@
 
 Pipelines call ``line``/``step``/``record`` (cheap, in memory, never awaiting the database); one background
 task flushes everything pending in one transaction every ``flush_interval_s``, or sooner when
-``max_pending_bytes`` of text waits. Lines of one step that arrive together become one chunk (one INSERT),
-so a chatty command costs a few statements per flush, never one transaction per line. Text is masked by
+``max_pending_bytes`` of text waits. The lines of one step that arrive together become one chunk, and each step's
+and record's changes are merged, so a flush is three statements whatever the number of hosts and lines, never
+one transaction per line. Text is masked by
 ``nodeops.logs.redact`` before it is queued: a password never reaches the table. A record that finishes in a
 batch has its log API answer sealed in the same transaction (``nodeops.store.answers``).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
@@ -22,7 +24,6 @@ from nodeops.logs import redact
 from nodeops.store import answers, jobs
 from nodeops.store.db import Database
 from nodeops.store.log_reads import LogReads
-from nodeops.store.models import utcnow
 
 log = logging.getLogger(__name__)
 MAX_LINE_CHARS = 8192  # a single output line longer than this is cut, so one host cannot flood memory
@@ -77,6 +78,9 @@ class LogWriter:
         self._pending: list[_Op] = []
         self._pending_bytes = 0
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()  # one batch at a time, in order
+        self._stamp_second = -1
+        self._stamp = ""
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -87,7 +91,11 @@ class LogWriter:
 
     def line(self, record_id: int, step_index: int, level: str, message: str) -> None:
         """Queue ``[YYYY-MM-DD HH:MM:SS LEVEL] message`` (each physical line of a multi-line message)."""
-        stamp = utcnow().astimezone(self.tz).strftime("%Y-%m-%d %H:%M:%S")
+        second = int(time.time())
+        if second != self._stamp_second:  # lines come by the hundred per second: format each second once
+            self._stamp_second = second
+            self._stamp = datetime.fromtimestamp(second, self.tz).strftime("%Y-%m-%d %H:%M:%S")
+        stamp = self._stamp
         text = self._mask(message)
         if len(text) > MAX_LINE_CHARS:
             text = text[:MAX_LINE_CHARS] + " …(line cut)"
@@ -114,10 +122,12 @@ class LogWriter:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="nodeops-log-writer")
 
     async def flush(self) -> None:
-        """Write everything queued so far, in one transaction."""
-        batch, self._pending, self._pending_bytes = self._pending, [], 0
-        if batch:
-            await self.db.call(lambda: self._write(batch))
+        """Write everything queued so far, in one transaction; returns once it is committed, and any batch taken
+        by an earlier flush still being written with it."""
+        async with self._flushing:
+            batch, self._pending, self._pending_bytes = self._pending, [], 0
+            if batch:
+                await self.db.call(lambda: self._write(batch))
 
     async def aclose(self) -> None:
         """Flush what is left and stop the background task."""
@@ -152,44 +162,49 @@ class LogWriter:
                 log.exception("writing logs failed", extra={"action": "log_flush_failed"})
 
     def _write(self, batch: list[_Op]) -> None:
-        with self.db.session() as session:
-            chunk: list[str] = []
-            key: tuple[int, int] | None = None
-            chunks: list[tuple[int, int, str]] = []
-            finished: list[int] = []
-            for op in batch:
-                if isinstance(op, _Line):
-                    if key != (op.record_id, op.step_index) and chunk:
-                        assert key is not None
-                        chunks.append((key[0], key[1], "\n".join(chunk)))
-                        chunk = []
-                    key = (op.record_id, op.step_index)
-                    chunk.append(op.text)
-                    continue
-                if chunk:  # keep lines before a status change ahead of it
-                    assert key is not None
-                    chunks.append((key[0], key[1], "\n".join(chunk)))
-                    chunk, key = [], None
-                jobs.append_logs(session, chunks)
-                chunks = []
-                if isinstance(op, _StepChange):
-                    jobs.set_step(
-                        session,
-                        record_id=op.record_id,
-                        step_index=op.step_index,
-                        status=op.status,
-                        start_at=op.start_at,
-                        finish_at=op.finish_at,
-                    )
+        """One transaction for the batch: the lines of each step joined into one chunk (in order), each step's and
+        record's changes merged into their final values, every record concerned touched once."""
+        chunks: dict[tuple[int, int], list[str]] = {}
+        steps: dict[tuple[int, int], jobs.StepProgress] = {}
+        records: dict[int, jobs.RecordProgress] = {}
+        for op in batch:
+            if isinstance(op, _Line):
+                key = (op.record_id, op.step_index)
+                lines = chunks.get(key)
+                if lines is None:
+                    chunks[key] = [op.text]
                 else:
-                    jobs.set_record(
-                        session, record_id=op.record_id, status=op.status, start_at=op.start_at, finish_at=op.finish_at
-                    )
-                    if op.status not in ACTIVE:
-                        finished.append(op.record_id)
-            if chunk:
-                assert key is not None
-                chunks.append((key[0], key[1], "\n".join(chunk)))
-            jobs.append_logs(session, chunks)
+                    lines.append(op.text)
+                if op.record_id not in records:
+                    records[op.record_id] = jobs.RecordProgress(op.record_id, None, None, None)
+            elif isinstance(op, _StepChange):
+                key = (op.record_id, op.step_index)
+                before = steps.get(key)
+                steps[key] = jobs.StepProgress(
+                    op.record_id,
+                    op.step_index,
+                    op.status,
+                    op.start_at or (before.start_at if before else None),
+                    op.finish_at or (before.finish_at if before else None),
+                )
+                if op.record_id not in records:
+                    records[op.record_id] = jobs.RecordProgress(op.record_id, None, None, None)
+            else:
+                known = records.get(op.record_id)
+                records[op.record_id] = jobs.RecordProgress(
+                    op.record_id,
+                    op.status,
+                    op.start_at or (known.start_at if known else None),
+                    op.finish_at or (known.finish_at if known else None),
+                )
+        finished = [r.record_id for r in records.values() if r.status is not None and r.status not in ACTIVE]
+        with self.db.session() as session:
+            jobs.write_progress(
+                self.db,
+                session,
+                chunks=[(record_id, index, "\n".join(lines)) for (record_id, index), lines in chunks.items()],
+                steps=list(steps.values()),
+                records=list(records.values()),
+            )
             if finished:  # last: after every line and status change of this batch
                 answers.seal(session, self._reads, self._renderer, finished)

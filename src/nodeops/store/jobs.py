@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from nodeops.domain.plans import PlannedStep
 from nodeops.domain.status import Status
+from nodeops.store.db import Database
 from nodeops.store.models import (
     InstanceRecord,
     Job,
@@ -210,6 +211,79 @@ def append_logs(session: Session, chunks: Iterable[tuple[int, int, str]]) -> Non
     if batch:
         session.execute(insert(StepLog), [{"record_id": r, "step_index": s, "text": t} for r, s, t in batch])
         _touch(session, sorted({record_id for record_id, _, _ in batch}))
+
+
+@dataclass(frozen=True, slots=True)
+class StepProgress:
+    """A step's new status, with whichever of its times changed (None: unchanged)."""
+
+    record_id: int
+    step_index: int
+    status: Status
+    start_at: datetime | None
+    finish_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordProgress:
+    """A record whose steps or logs changed: its new status and times when they changed (None: unchanged)."""
+
+    record_id: int
+    status: Status | None
+    start_at: datetime | None
+    finish_at: datetime | None
+
+
+def write_progress(
+    db: Database,
+    session: Session,
+    *,
+    chunks: Sequence[tuple[int, int, str]],
+    steps: Sequence[StepProgress],
+    records: Sequence[RecordProgress],
+) -> None:
+    """What running pipelines did since the last call, in the session's transaction: log chunks ``(record_id,
+    step_index, text)`` appended, step and record changes applied, and the revision of every record in
+    ``records`` bumped (give every record whose steps or logs changed).
+
+    The engine writes this for every host several times a second, so it is three raw ``executemany`` on the
+    session's own connection, whatever the number of hosts, rather than a few ORM statements per change.
+    """
+    p = db.paramstyle
+    now = db.bind_time(utcnow())
+    cursor = session.connection().connection.cursor()
+    try:
+        if chunks:
+            cursor.executemany(
+                f"INSERT INTO step_logs (record_id, step_index, text, created_at) VALUES ({p}, {p}, {p}, {p})",
+                [(record_id, index, text, now) for record_id, index, text in chunks],
+            )
+        if steps:
+            cursor.executemany(
+                f"UPDATE record_steps SET status = {p}, start_at = COALESCE({p}, start_at), "
+                f"finish_at = COALESCE({p}, finish_at) WHERE record_id = {p} AND step_index = {p}",
+                [
+                    (s.status.value, db.bind_time(s.start_at), db.bind_time(s.finish_at), s.record_id, s.step_index)
+                    for s in steps
+                ],
+            )
+        if records:
+            cursor.executemany(
+                f"UPDATE instance_records SET status = COALESCE({p}, status), start_at = COALESCE({p}, start_at), "
+                f"finish_at = COALESCE({p}, finish_at), revision = revision + 1, updated_at = {p} WHERE id = {p}",
+                [
+                    (
+                        None if r.status is None else r.status.value,
+                        db.bind_time(r.start_at),
+                        db.bind_time(r.finish_at),
+                        now,
+                        r.record_id,
+                    )
+                    for r in records
+                ],
+            )
+    finally:
+        cursor.close()
 
 
 def _touch(session: Session, record_ids: Sequence[int]) -> None:
