@@ -39,11 +39,7 @@ async def current_caller(request: Request, params: ParamsDep, services: Services
     """The authenticated caller; raises the ESB error saying what is missing or wrong."""
     args = CommonArgs.gather(params, request.headers.get(AUTH_HEADER))
 
-    def authenticate() -> Caller:
-        with services.db.cursor() as cur:
-            return services.auth.authenticate(cur, args)
-
-    return await services.db.read(authenticate)
+    return await services.db.read(lambda cur: services.auth.authenticate(cur, args))
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]

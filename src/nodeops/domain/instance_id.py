@@ -121,6 +121,7 @@ def parse_instance_id(raw: object) -> InstanceId:
 # Parsing (IP addresses above all) costs more than a lookup, and callers repeat the same few ids; the
 # results are frozen values, so a bounded memo is safe. Errors are not cached, so junk cannot fill it.
 _CACHED_LENGTH = 128
+_HOST_ID_PREFIX = "host|instance|host|"
 
 
 @lru_cache(maxsize=4096)
@@ -130,6 +131,9 @@ def _parse_text_cached(raw: str) -> InstanceId:
 
 def _parse_text(raw: str) -> InstanceId:
     text = raw.strip()
+    # the form nearly every caller sends, without the general parse's splits and patterns
+    if text.startswith(_HOST_ID_PREFIX) and (digits := text[len(_HOST_ID_PREFIX) :]).isascii() and digits.isdigit():
+        return host_instance_id(bk_host_id=_positive_host_id(digits))
     if not text:
         raise InvalidInput.field(FIELD, f"must not be blank; expected {FORMAT}")
     if _SIGNED_INT.fullmatch(text):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
+from typing import Any
 
 from nodeops.domain.answer import AnswerRenderer
 from nodeops.domain.instance_id import InstanceId, parse_instance_id
@@ -81,34 +82,33 @@ class LogService:
     async def instance_log(self, args: CommonArgs, params: Mapping[str, object]) -> bytes:
         """The ``data`` of the log API as JSON: authenticate, validate, authorize, then every step of the
         instance's plan in order as the seed's five fields. Raises NodeopsError."""
-        return await self.db.read(lambda: self._instance_log(args, params))
+        return await self.db.read(lambda cur: self._instance_log(cur, args, params))
 
-    def _instance_log(self, args: CommonArgs, params: Mapping[str, object]) -> bytes:
-        with self.db.cursor() as cur:
-            try:
-                query = parse_log_query(params)
-            except InvalidInput:
-                self.auth.authenticate(cur, args)  # an unauthenticated caller learns nothing about its input
-                raise
-            found = self.reads.look_up(cur, query.job_id, query.instance, query.attempt, self.renderer.zone)
-            caller = self.auth.authenticate(cur, args, epoch=found.epoch)
-            if found.job is None:
-                raise JobNotFound(job_id=query.job_id)
-            caller.require_job_view(found.job)
-            record = found.record
-            if record is None:
-                raise InstanceNotFound(job_id=query.job_id, instance_id=str(query.instance))
-            if record.record_id is None:
-                raise InstanceNotFound(
-                    job_id=query.job_id,
-                    instance_id=str(query.instance),
-                    detail=f"attempt {query.attempt} does not exist; attempts are 1 to {record.attempts}",
-                )
-            if record.answer is not None:  # finished, and sealed at this revision
-                return record.answer
-            key = (record.record_id, record.revision)
-            body = self._bodies.get(key)
-            if body is None:
-                body = self.renderer.render(self.reads.fetch_steps(cur, record.record_id))
-                self._bodies.put(key, body)
-            return body
+    def _instance_log(self, cur: Any, args: CommonArgs, params: Mapping[str, object]) -> bytes:
+        try:
+            query = parse_log_query(params)
+        except InvalidInput:
+            self.auth.authenticate(cur, args)  # an unauthenticated caller learns nothing about its input
+            raise
+        found = self.reads.look_up(cur, query.job_id, query.instance, query.attempt, self.renderer.zone)
+        caller = self.auth.authenticate(cur, args, epoch=found.epoch)
+        if found.job is None:
+            raise JobNotFound(job_id=query.job_id)
+        caller.require_job_view(found.job)
+        record = found.record
+        if record is None:
+            raise InstanceNotFound(job_id=query.job_id, instance_id=str(query.instance))
+        if record.record_id is None:
+            raise InstanceNotFound(
+                job_id=query.job_id,
+                instance_id=str(query.instance),
+                detail=f"attempt {query.attempt} does not exist; attempts are 1 to {record.attempts}",
+            )
+        if record.answer is not None:  # finished, and sealed at this revision
+            return record.answer
+        key = (record.record_id, record.revision)
+        body = self._bodies.get(key)
+        if body is None:
+            body = self.renderer.render(self.reads.fetch_steps(cur, record.record_id))
+            self._bodies.put(key, body)
+        return body

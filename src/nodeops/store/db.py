@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -103,18 +104,41 @@ class Database:
         naive = value.astimezone(UTC).replace(tzinfo=None)
         return naive if self._time_processor is None else self._time_processor(naive)
 
-    async def read(self, fn: Callable[[], T]) -> T:
-        """Run a short read: inline for SQLite (microseconds, WAL), in a reader thread for PostgreSQL.
+    async def read(self, fn: Callable[[Any], T]) -> T:
+        """Run a short read, ``fn(cursor)``: inline for SQLite (microseconds, WAL), in a reader thread for
+        PostgreSQL. ``fn`` must fetch everything it executes; the cursor is not valid after it returns.
 
         Reader threads keep their connection (``cursor``), so there are few of them (``READ_THREADS``),
         well under the pool's size: reads can never take every connection from writers.
         """
         if self.is_sqlite:
-            return fn()
+            return self._read_sqlite(fn)
         with self._raw_lock:
             if self._readers is None:
                 self._readers = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="nodeops-read")
-        return await asyncio.get_running_loop().run_in_executor(self._readers, fn)
+        return await asyncio.get_running_loop().run_in_executor(self._readers, self._read_with_cursor, fn)
+
+    def _read_with_cursor(self, fn: Callable[[Any], T]) -> T:
+        with self.cursor() as cur:
+            return fn(cur)
+
+    def _read_sqlite(self, fn: Callable[[Any], T]) -> T:
+        # The log API's hot path: a cursor of this thread's own driver connection, kept between reads. The
+        # driver opens a transaction only before a write, so each SELECT reads the latest commit and there is
+        # nothing to end afterwards.
+        cur = getattr(self._local, "sqlite_cursor", None)
+        try:
+            if cur is None:
+                with self._raw_lock:
+                    conn = self.engine.raw_connection()
+                    self._raw_connections.add(conn)
+                driver = conn.dbapi_connection
+                assert driver is not None  # a checked-out connection always has its driver connection
+                cur = self._local.sqlite_cursor = driver.cursor()
+                self._local.sqlite_conn = conn  # keeps the pooled connection checked out with its cursor
+            return fn(cur)
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from exc
 
     async def call(self, fn: Callable[[], T]) -> T:
         """Run a store call that may write or wait on locks, off the event loop."""
@@ -123,8 +147,7 @@ class Database:
     def ping(self) -> None:
         """Run a trivial query; raises StoreError when the database does not answer."""
         with self.cursor() as cur:
-            cur.execute("SELECT 1")
-            cur.fetchone()
+            select_one(cur)
 
     def dispose(self) -> None:
         """Close every connection, including those cursor() keeps per thread (else they leak until GC)."""
@@ -139,14 +162,21 @@ class Database:
         self.engine.dispose()
 
 
+def select_one(cur: Any) -> None:
+    """The trivial query of a health check, on a cursor."""
+    cur.execute("SELECT 1")
+    cur.fetchone()
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
-    # reads map the file instead of copying pages through SQLite's cache (about halves an indexed lookup)
-    cursor.execute("PRAGMA mmap_size=268435456")
+    # reads map the file instead of copying pages through SQLite's cache (about halves an indexed lookup); up
+    # to SQLite's default ceiling of 2 GiB, beyond which pages are read with pread
+    cursor.execute("PRAGMA mmap_size=2147418112")
     cursor.execute("PRAGMA cache_size=-16384")
     cursor.close()
 
@@ -157,8 +187,12 @@ def translate_errors(driver_error: type[Exception] = SQLAlchemyError) -> Iterato
     try:
         yield
     except (SQLAlchemyError, driver_error) as exc:
-        text = str(exc).lower()
-        if "no such table" in text or ("relation" in text and "does not exist" in text):
-            raise StoreError("the database has no nodeops schema yet: run `nodeops db upgrade`") from exc
-        log.exception("database error", extra={"action": "store_error"})
-        raise StoreError() from exc
+        raise _store_error(exc) from exc
+
+
+def _store_error(exc: Exception) -> StoreError:
+    text = str(exc).lower()
+    if "no such table" in text or ("relation" in text and "does not exist" in text):
+        return StoreError("the database has no nodeops schema yet: run `nodeops db upgrade`")
+    log.error("database error", exc_info=exc, extra={"action": "store_error"})
+    return StoreError()

@@ -53,7 +53,7 @@ def test_a_sealed_answer_is_the_rendered_answer_byte_for_byte(services):
 
 
 def test_records_still_pending_or_running_are_not_sealed(services):
-    running = make_job(services, runs=FINISHED[:1] + [StepRun(Status.RUNNING, "2024-05-01 10:00:01")])
+    running = make_job(services, runs=[*FINISHED[:1], StepRun(Status.RUNNING, "2024-05-01 10:00:01")])
     pending = make_job(services, runs=[], bk_host_id=2, ip="127.0.0.2")
     assert _seal(services, running.record_id, pending.record_id) == 0
     assert _answer(services, running) is None and _answer(services, pending) is None
@@ -82,7 +82,7 @@ def test_an_answer_sealed_in_another_zone_is_not_served(services):
 
 
 async def test_the_engine_writer_seals_a_record_in_the_batch_that_finishes_it(services):
-    job = make_job(services, runs=FINISHED[:1] + [StepRun(Status.RUNNING, "2024-05-01 10:00:01")])
+    job = make_job(services, runs=[*FINISHED[:1], StepRun(Status.RUNNING, "2024-05-01 10:00:01")])
     writer = LogWriter(services.db, SHANGHAI)
     writer.line(job.record_id, 1, "ERROR", "exit status 3")
     writer.step(job.record_id, 1, Status.FAILED)

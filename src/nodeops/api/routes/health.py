@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 
 from nodeops.api.schemas import HealthResponse
 from nodeops.service.container import Services
+from nodeops.store.db import select_one
 
 router = APIRouter(tags=["service"])
 
@@ -23,5 +24,5 @@ ServicesDep = Annotated[Services, Depends(_services)]
 @router.get("/healthz", response_model=HealthResponse)
 async def healthz(services: ServicesDep) -> dict[str, Any]:
     """Answer once the database answers."""
-    await services.db.read(services.db.ping)
+    await services.db.read(select_one)
     return {"result": True, "code": 0, "message": "success", "data": {"status": "ok"}}
