@@ -257,7 +257,7 @@ async def query_agent_status(ctx: StepContext) -> None:
     deadline = loop.time() + ctx.timeouts.heartbeat_s
     host_id = ctx.work.bk_host_id
     with ctx.heartbeats.watch(host_id) as watch:  # before the read: a heartbeat between the two is not missed
-        version, seen = await ctx.db.read(lambda: pipelines.heartbeat_state(ctx.db, bk_host_id=host_id))
+        version, seen = await ctx.db.read(lambda _cur: pipelines.heartbeat_state(ctx.db, bk_host_id=host_id))
         while not (seen and version == expected):
             remaining_s = deadline - loop.time()
             if remaining_s <= 0:
@@ -266,7 +266,7 @@ async def query_agent_status(ctx: StepContext) -> None:
             if await watch.wait(min(ctx.timeouts.poll_interval_s, remaining_s)):
                 version, seen = (expected if expected in watch.versions else watch.versions[-1]), True
             else:
-                version, seen = await ctx.db.read(lambda: pipelines.heartbeat_state(ctx.db, bk_host_id=host_id))
+                version, seen = await ctx.db.read(lambda _cur: pipelines.heartbeat_state(ctx.db, bk_host_id=host_id))
     ctx.log("INFO", f"Agent 心跳正常, 版本 {version}")
 
 
