@@ -13,14 +13,16 @@ from nodeops.engine.logwriter import LogWriter
 from nodeops.engine.steps import TransportFactory
 from nodeops.engine.transports.base import Transport
 from nodeops.engine.transports.local import LocalTransport
-from nodeops.engine.transports.ssh import HostKeyPolicy, SSHTarget, SSHTransport, UploadLimiter
+from nodeops.engine.transports.ssh import HostKeyPolicy, KnownHostsIndex, SSHTarget, SSHTransport, UploadLimiter
 from nodeops.errors import AuthFailed
 from nodeops.store.pipelines import HostWork
 
 
 def transport_factory(*, known_hosts: Path, policy: str, connect_timeout_s: float) -> TransportFactory:
-    """A factory sharing one upload budget across every SSH transport it makes."""
+    """A factory sharing one upload budget, and one index of the known_hosts file, across every SSH transport it
+    makes."""
     limiter = UploadLimiter()
+    known_hosts_index = KnownHostsIndex()
     key_policy = HostKeyPolicy(policy)
 
     def connect(work: HostWork, box: SecretBox, writer: LogWriter) -> Transport:
@@ -42,6 +44,6 @@ def transport_factory(*, known_hosts: Path, policy: str, connect_timeout_s: floa
             host_key_policy=key_policy,
             known_hosts_path=known_hosts,
         )
-        return SSHTransport(target, upload_limiter=limiter)
+        return SSHTransport(target, upload_limiter=limiter, known_hosts_index=known_hosts_index)
 
     return connect

@@ -22,7 +22,7 @@ import pytest
 
 from nodeops.engine.transports.base import OUTPUT_TAIL_LINES, Transport
 from nodeops.engine.transports.local import LocalTransport
-from nodeops.engine.transports.ssh import HostKeyPolicy, SSHTarget, SSHTransport, UploadLimiter
+from nodeops.engine.transports.ssh import HostKeyPolicy, KnownHostsIndex, SSHTarget, SSHTransport, UploadLimiter
 from nodeops.errors import AuthFailed, CommandFailed, CommandTimeout, HostUnreachable
 from tests.integration.engine.conftest import TEST_USER, UNREACHABLE_IP, SSHTestHost
 
@@ -189,8 +189,10 @@ def ssh_host(ssh_hosts: SSHHosts) -> SSHTestHost:
     return ssh_hosts(1)[0]
 
 
-async def _run_once(target: SSHTarget, command: str = "true") -> tuple[int, tuple[str, ...]]:
-    transport = SSHTransport(target)
+async def _run_once(
+    target: SSHTarget, command: str = "true", *, index: KnownHostsIndex | None = None
+) -> tuple[int, tuple[str, ...]]:
+    transport = SSHTransport(target, known_hosts_index=index)
     try:
         result = await transport.run(command, timeout_s=10)
         return result.exit_status, result.tail
@@ -277,37 +279,48 @@ async def test_put_past_its_timeout_raises_and_leaves_the_budget_whole(ssh_host:
         await transport.aclose()
 
 
-async def test_accept_new_trusts_the_first_key_and_refuses_a_changed_one(ssh_hosts: SSHHosts, tmp_path: Path) -> None:
+@pytest.mark.parametrize("shared_index", [False, True], ids=["fresh-read", "shared-index"])
+async def test_accept_new_trusts_the_first_key_and_refuses_a_changed_one(
+    ssh_hosts: SSHHosts, tmp_path: Path, shared_index: bool
+) -> None:
     host: SSHTestHost = ssh_hosts(3)[2]
     known_hosts = tmp_path / "state" / "known_hosts"  # neither the file nor its folder exists yet
     target = host.target(host_key_policy=HostKeyPolicy.ACCEPT_NEW, known_hosts_path=known_hosts)
+    index = KnownHostsIndex() if shared_index else None  # shared: every connect after a change must see it
 
-    assert await _run_once(target, "echo hi") == (0, ("hi",))
+    assert await _run_once(target, "echo hi", index=index) == (0, ("hi",))
     recorded = known_hosts.read_text()
     assert recorded.startswith(f"[{host.ip}]:{host.port} ssh-ed25519 ")
     assert recorded.split()[2] == host.host_key_path.with_suffix(".pub").read_text().split()[1]
-    assert await _run_once(target) == (0, ())
+    assert await _run_once(target, index=index) == (0, ())
     assert known_hosts.read_text() == recorded, "a known key must not be recorded twice"
 
     host.restart_with_new_host_key()
     with pytest.raises(AuthFailed, match="has changed") as caught:
-        await _run_once(target)
+        await _run_once(target, index=index)
     assert f"{host.ip}:{host.port}" in str(caught.value)
     assert str(known_hosts) in str(caught.value)
     assert known_hosts.read_text() == recorded
 
 
-async def test_strict_policy_accepts_only_listed_keys(ssh_host: SSHTestHost, tmp_path: Path) -> None:
+@pytest.mark.parametrize("shared_index", [False, True], ids=["fresh-read", "shared-index"])
+async def test_strict_policy_accepts_only_listed_keys(
+    ssh_host: SSHTestHost, tmp_path: Path, shared_index: bool
+) -> None:
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text("# fleet\n[127.0.10.99]:22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ0HgYfdVxuxGrk3Zzv7mTk3\n")
     target = ssh_host.target(host_key_policy=HostKeyPolicy.STRICT, known_hosts_path=known_hosts)
+    index = KnownHostsIndex() if shared_index else None
     with pytest.raises(AuthFailed, match="is not in"):
-        await _run_once(target)
+        await _run_once(target, index=index)
 
     algorithm, key = ssh_host.host_key_path.with_suffix(".pub").read_text().split()[:2]
-    with known_hosts.open("a") as file:
+    with known_hosts.open("a") as file:  # an operator adds the key: the index reads the file again
         file.write(f"[{ssh_host.ip}]:{ssh_host.port} {algorithm} {key}\n")
-    assert await _run_once(target) == (0, ())
+    assert await _run_once(target, index=index) == (0, ())
+    if index is not None:  # a key for another host listed on the same line still counts
+        known_hosts.write_text(f"10.0.0.1,[{ssh_host.ip}]:{ssh_host.port} {algorithm} {key}\n")
+        assert await _run_once(target, index=index) == (0, ())
 
 
 async def test_long_lines_are_cut_instead_of_buffered_whole(ssh_host: SSHTestHost) -> None:

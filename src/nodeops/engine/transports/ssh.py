@@ -157,10 +157,17 @@ class UploadLimiter:
 class SSHTransport:
     """A connection to one host over SSH; see the module docstring for host keys, retries and cleanup."""
 
-    def __init__(self, target: SSHTarget, *, upload_limiter: UploadLimiter | None = None) -> None:
+    def __init__(
+        self,
+        target: SSHTarget,
+        *,
+        upload_limiter: UploadLimiter | None = None,
+        known_hosts_index: KnownHostsIndex | None = None,
+    ) -> None:
         self.target = target
         # Without a shared limiter each transport still bounds itself to PUT_PARALLEL_WRITES chunks.
         self.upload_limiter = UploadLimiter() if upload_limiter is None else upload_limiter
+        self.known_hosts_index = known_hosts_index
         self._conn: asyncssh.SSHClientConnection | None = None
         self._connect_lock = asyncio.Lock()
         self.closed = False
@@ -331,7 +338,7 @@ class SSHTransport:
                     "give an unencrypted key in OpenSSH or PEM format",
                     host=target.host,
                 ) from exc
-        checker = _HostKeyChecker(target)
+        checker = _HostKeyChecker(target, self.known_hosts_index)
         try:
             known_hosts = checker.known_hosts()
         except OSError as exc:
@@ -408,11 +415,37 @@ class SSHTransport:
             raise HostUnreachable(f"{what}: {reason}", host=target.host) from exc
 
 
+class KnownHostsIndex:
+    """The lines of known_hosts files grouped by the host they name, read again only when a file has changed.
+
+    Share one between every ``SSHTransport`` of a process, like the ``UploadLimiter``: reading and splitting a
+    fleet-sized file at each connect would cost every host a pass over the whole fleet.
+    """
+
+    def __init__(self) -> None:
+        # path -> (the file's (mtime, size, inode) when read, its lines by host pattern, lines for any host)
+        self._files: dict[Path, tuple[tuple[int, int, int], dict[str, list[str]], list[str]]] = {}
+
+    def lines_for(self, path: Path, target: SSHTarget) -> str:
+        """The lines of ``path`` that may concern ``target``; raises FileNotFoundError if there is no file."""
+        stat = path.stat()
+        version = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        cached = self._files.get(path)
+        if cached is None or cached[0] != version:
+            # read after the stat: a change in between is read now and read again at the next connect
+            cached = (version, *_index_lines(path.read_text()))
+            self._files[path] = cached
+        _version, by_pattern, any_host = cached
+        kept = dict.fromkeys([*any_host, *by_pattern.get(target.host, ()), *by_pattern.get(_host_pattern(target), ())])
+        return "\n".join(kept) + "\n" if kept else ""
+
+
 class _HostKeyChecker:
     """Applies ``SSHTarget.host_key_policy`` to one connection attempt."""
 
-    def __init__(self, target: SSHTarget) -> None:
+    def __init__(self, target: SSHTarget, index: KnownHostsIndex | None = None) -> None:
         self.target = target
+        self.index = KnownHostsIndex() if index is None else index
         self.known = False  # the file lists keys for this host (so an unknown key means a changed one)
         self.record_error: OSError | None = None
 
@@ -421,13 +454,13 @@ class _HostKeyChecker:
         path = self.target.known_hosts_path
         if self.target.host_key_policy is HostKeyPolicy.OFF or path is None:
             return None
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            text = path.read_text()
+            lines = self.index.lines_for(path, self.target)
         except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.touch(mode=0o600)
-            text = ""
-        entries = asyncssh.import_known_hosts(_candidate_lines(text, self.target))
+            lines = ""
+        entries = asyncssh.import_known_hosts(lines)
         port = self.target.port if self.target.port != DEFAULT_PORT else None
         host_keys, ca_keys, *_ = entries.match(self.target.host, self.target.host, port)
         self.known = bool(host_keys or ca_keys)
@@ -492,24 +525,23 @@ def _host_pattern(target: SSHTarget) -> str:
     return target.host if target.port == DEFAULT_PORT else f"[{target.host}]:{target.port}"
 
 
-def _candidate_lines(text: str, target: SSHTarget) -> str:
-    """The known_hosts lines that may concern ``target``: parsing every key of a fleet-sized file on each
-    connect would block the event loop, so plain lines for other hosts are dropped before asyncssh parses."""
-    names = {target.host, _host_pattern(target)}
-    kept: list[str] = []
+def _index_lines(text: str) -> tuple[dict[str, list[str]], list[str]]:
+    """A known_hosts file's lines by the plain host patterns they list, and the lines that may match any host
+    (markers, hashed names, wildcards): parsing every key of a fleet-sized file on each connect would block the
+    event loop, so asyncssh parses only a host's own lines and these."""
+    by_pattern: dict[str, list[str]] = {}
+    any_host: list[str] = []
     for line in text.splitlines():
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
         patterns = fields[1] if fields[0].startswith("@") and len(fields) > 1 else fields[0]
-        if (
-            fields[0].startswith("@")
-            or patterns.startswith("|")
-            or any(c in patterns for c in "*?!")
-            or names.intersection(patterns.split(","))
-        ):
-            kept.append(line)
-    return "\n".join(kept) + "\n" if kept else ""
+        if fields[0].startswith("@") or patterns.startswith("|") or any(c in patterns for c in "*?!"):
+            any_host.append(line)
+            continue
+        for pattern in patterns.split(","):
+            by_pattern.setdefault(pattern, []).append(line)
+    return by_pattern, any_host
 
 
 class _LineSplitter:
