@@ -19,12 +19,11 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote_plus
 
-from nodeops.api.bodies import parse_json_object
+from nodeops.api.bodies import read_json_body
 from nodeops.api.envelope import JSON_HEADERS, error_body, internal_error_body, success_body_encoded
-from nodeops.errors import BodyTooLarge, MethodNotAllowed, NodeopsError
+from nodeops.errors import MethodNotAllowed, NodeopsError
 from nodeops.service.auth import AUTH_HEADER, CommonArgs
 from nodeops.service.container import Services
-from nodeops.settings import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,7 @@ class LogFastPath:
                 raise MethodNotAllowed(method=method, allowed=methods)
             params: dict[str, object] = parse_query(scope["query_string"])
             if method == "POST":
-                params.update(await _json_body(receive))
+                params.update(await read_json_body(receive))
             auth_header = None
             for name, value in scope["headers"]:
                 if name == _AUTH_HEADER:
@@ -100,24 +99,6 @@ class LogFastPath:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-async def _json_body(receive: Receive) -> dict[str, object]:
-    """Read a JSON object body of at most 1 MiB, straight from the ASGI channel."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise BodyTooLarge(limit_bytes=MAX_BODY_BYTES)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return parse_json_object(b"".join(chunks))
 
 
 # callers repeat the same encoded values (secrets, instance_ids) on every request
