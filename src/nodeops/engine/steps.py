@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from nodeops.crypto import SecretBox
 from nodeops.domain.plans import StepCode
@@ -255,9 +256,13 @@ async def query_agent_status(ctx: StepContext) -> None:
     ctx.log("INFO", f"期望的 Agent 状态为 RUNNING, 版本 {expected}; 等待心跳 (最长 {ctx.timeouts.heartbeat_s:g} 秒)")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + ctx.timeouts.heartbeat_s
-    host_id = ctx.work.bk_host_id
+    host_id, paramstyle = ctx.work.bk_host_id, ctx.db.paramstyle
+
+    def read_state(cur: Any) -> tuple[str | None, bool]:
+        return pipelines.heartbeat_state(cur, paramstyle, bk_host_id=host_id)
+
     with ctx.heartbeats.watch(host_id) as watch:  # before the read: a heartbeat between the two is not missed
-        version, seen = await ctx.db.read(lambda _cur: pipelines.heartbeat_state(ctx.db, bk_host_id=host_id))
+        version, seen = await ctx.db.read(read_state)
         while not (seen and version == expected):
             remaining_s = deadline - loop.time()
             if remaining_s <= 0:
@@ -266,7 +271,7 @@ async def query_agent_status(ctx: StepContext) -> None:
             if await watch.wait(min(ctx.timeouts.poll_interval_s, remaining_s)):
                 version, seen = (expected if expected in watch.versions else watch.versions[-1]), True
             else:
-                version, seen = await ctx.db.read(lambda _cur: pipelines.heartbeat_state(ctx.db, bk_host_id=host_id))
+                version, seen = await ctx.db.read(read_state)
     ctx.log("INFO", f"Agent 心跳正常, 版本 {version}")
 
 

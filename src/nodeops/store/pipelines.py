@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -159,14 +160,14 @@ def record_heartbeat(db: Database, *, bk_host_id: int, token_hash: bytes, versio
         return bool(cur.rowcount == 1)
 
 
-def heartbeat_state(db: Database, *, bk_host_id: int) -> tuple[str | None, bool]:
-    """``(agent_version, whether a heartbeat is recorded)`` of a host: one indexed read, for ``Database.read``."""
-    with db.cursor() as cur:
-        cur.execute(
-            "SELECT agent_version, last_heartbeat_at IS NOT NULL FROM hosts WHERE bk_host_id = " + db.paramstyle,
-            (bk_host_id,),
-        )
-        row = cur.fetchone()
+def heartbeat_state(cur: Any, paramstyle: str, *, bk_host_id: int) -> tuple[str | None, bool]:
+    """``(agent_version, whether a heartbeat is recorded)`` of a host: one indexed read on the cursor
+    ``Database.read`` hands over."""
+    cur.execute(
+        "SELECT agent_version, last_heartbeat_at IS NOT NULL FROM hosts WHERE bk_host_id = " + paramstyle,
+        (bk_host_id,),
+    )
+    row = cur.fetchone()
     return (None, False) if row is None else (row[0], bool(row[1]))
 
 
