@@ -8,7 +8,8 @@ httptools, no access log: ``nodeops serve``'s options), so agent heartbeats land
    waiting for the job to end; every host must succeed. Skipped when the plan says ``install: false`` (a repeat:
    the same data dir, the agents installed by a previous run of this script still report to the same port).
 2. Registers the plan's upgrade version (``engine.packages.register``) and measures a quiet period: the agents
-   heartbeat every 2 s, so this is the service's CPU cost of a fleet that only reports.
+   heartbeat at the interval the service configures (``agent_heartbeat_interval_s``), so this is the service's
+   CPU cost of a fleet that only reports.
 3. Timed: UPGRADE_AGENT on every host through ``services.jobs.operate``, from the call to the end of
    ``engine.wait`` (the job's end). This process's CPU seconds (``getrusage``, all threads) and its peak RSS
    (``VmHWM``, reset just before through ``/proc/self/clear_refs``) over that window are the figures.
@@ -202,7 +203,7 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
         ids = await services.db.call(lambda: host_ids(services.db))
         result["hosts"] = [h | {"bk_host_id": ids[h["ip"]]} for h in plan["hosts"]]
 
-        await asyncio.sleep(plan["settle_s"])  # every agent is past its first heartbeat and in its 2 s rhythm
+        await asyncio.sleep(plan["settle_s"])  # every agent is past its first heartbeat and in its rhythm
         profiler = Profiler(plan.get("profile"))
         await profiler.start("idle")
         window.start()

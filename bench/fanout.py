@@ -394,17 +394,18 @@ def report(results: list[SizeResult], args: argparse.Namespace, runtime_s: float
     for r in results:
         for number, rd in enumerate(r.rounds, 1):
             s, f, idle = rd.service, rd.floor, rd.idle
-            per_beat_ms = 1000 * idle["cpu_s"] / idle["heartbeats"] if idle["heartbeats"] else 0.0
-            beats_ms = per_beat_ms * s["heartbeats"] / r.n
+            per_beat_ms = 1000 * idle["cpu_s"] / idle["heartbeats"] if idle["heartbeats"] else None
+            beats_ms = (per_beat_ms or 0.0) * s["heartbeats"] / r.n
             hosts_ms = f"{fmt(s['hosts_cpu_s'], 1000 / r.n, 0)} / {fmt(f['hosts_cpu_s'], 1000 / r.n, 0)}"
             busy = f"{s['machine_busy_cores']:.2f} / {f['machine_busy_cores']:.2f}"
             w(
                 f"{r.n:5d} {number:5d} {s['wall_s']:6.2f} {f['wall_s']:7.2f} {rd.ratio:5.2f}x {s['cpu_user_s']:7.2f} "
-                f"{s['cpu_sys_s']:6.2f} {s['heartbeats']:6d} {per_beat_ms:12.2f} {beats_ms:15.1f} "
+                f"{s['cpu_sys_s']:6.2f} {s['heartbeats']:6d} {fmt(per_beat_ms, 1, 2):>12} {beats_ms:15.1f} "
                 f"{1000 * s['cpu_s'] / r.n - beats_ms:12.1f} {hosts_ms:>13} {busy:>11}"
             )
     w("idle ms/beat: the service's CPU per heartbeat in a quiet window before the upgrade, when the fleet only")
-    w("reports (every agent every 2 s); ≈ beats: that cost times the heartbeats of the upgrade window, per host;")
+    w("reports (at the interval the service configures; n/a: no heartbeat in the window); ≈ beats: that cost")
+    w("times the heartbeats of the upgrade window, per host;")
     w("rest: the upgrade's own CPU per host. hosts: CPU of the host side (sshd sessions, commands, agents) per host,")
     w(f"service / floor. busy cores: the whole machine (of {cpus}), service / floor. other load: cores used by")
     w("processes that are not this bench during the window.")
