@@ -20,6 +20,7 @@ from nodeops.api.routes.log import APIGW_PATH, ESB_PATH, NODEMAN_PATH, LogFastPa
 from nodeops.api.schemas import LogRequest, LogResponse
 from nodeops.service.container import Services
 from nodeops.settings import Settings
+from nodeops.web.viewer import mount_viewer
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(agents.router)
     app.include_router(jobs.router)
+    mount_viewer(app)  # the log viewer at / and /web/static/; registered after the API's routes
     app.add_middleware(BodyLimit)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return LogFastPath(agents.HeartbeatPath(app, services), services)
