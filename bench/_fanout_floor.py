@@ -40,6 +40,15 @@ OK_RESPONSE = (
     b"content-length: " + str(len(OK_BODY)).encode() + b"\r\n\r\n" + OK_BODY
 )
 HEARTBEAT_TIMEOUT_S = 60.0
+# the service's cipher preference (nodeops.engine.transports.ssh.ENCRYPTION_ALGS), copied: the floor imports no nodeops
+ENCRYPTION_ALGS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-ctr",
+)
 COMMAND_TIMEOUT_S = 120.0
 
 
@@ -98,6 +107,7 @@ async def upgrade_host(
                 client_keys=None,
                 known_hosts=known_hosts,
                 connect_timeout=30,
+                encryption_algs=ENCRYPTION_ALGS,
                 agent_path=None,
                 config=[],
                 gss_host=None,
