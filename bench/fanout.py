@@ -122,8 +122,9 @@ def free_port() -> int:
 class Standby:
     """Answers the agents' heartbeats on their port while neither the service nor the floor holds it.
 
-    Without it, agents whose heartbeats fail back off (4, 8, 16 ... 60 s), and the next round's windows would see
-    a quieter fleet than the first. Stopped before a child starts, started again when it has exited.
+    Without it, agents whose heartbeats fail back off (to twice their interval, at most 60 s), and the next
+    round's windows would see a quieter fleet than the first. Stopped before a child starts, started again when
+    it has exited.
     """
 
     def __init__(self, port: int) -> None:

@@ -139,6 +139,22 @@ def test_failures_back_off_doubling_up_to_60_s(interval_s, failures, delay_s):
 
 
 @pytest.mark.parametrize(
+    ("interval_s", "failures", "delay_s"),
+    [
+        (30, 0, 30),
+        (30, 1, 2),
+        (30, 2, 4),
+        (30, 4, 16),
+        (30, 5, 30),  # never slower than the interval
+        (30, 10**6, 30),
+        (0.2, 1, 0.2),  # nor sooner than it
+    ],
+)
+def test_before_the_first_heartbeat_is_delivered_failures_are_retried_soon(interval_s, failures, delay_s):
+    assert agent.next_delay_s(interval_s, failures, delivered=False) == pytest.approx(delay_s)
+
+
+@pytest.mark.parametrize(
     ("body", "rejection"),
     [
         (b'{"result": true, "code": 0, "message": "success", "data": null}', None),

@@ -40,6 +40,9 @@ DEFAULT_INTERVAL_S = 5.0
 MAX_INTERVAL_S = 3600.0
 HTTP_TIMEOUT_S = 5.0
 MAX_BACKOFF_S = 60.0
+# Until its first heartbeat is accepted, an agent retries this soon (doubling, never slower than its interval):
+# the service's 查询Agent状态 is waiting for that heartbeat, and the interval may be long.
+FIRST_RETRY_S = 2.0
 LOG_MAX_BYTES = 1024 * 1024
 START_WAIT_S = 5.0
 STOP_WAIT_S = 10.0
@@ -176,13 +179,16 @@ def build_heartbeat(config: Config, version: str, *, pid: int, hostname: str, se
     }
 
 
-def next_delay_s(interval_s: float, failures: int) -> float:
+def next_delay_s(interval_s: float, failures: int, *, delivered: bool = True) -> float:
     """Seconds until the next heartbeat: the interval, doubled per consecutive failure up to MAX_BACKOFF_S.
 
-    Never sooner than the interval itself, so a host told to report rarely does not report faster while failing.
+    Never sooner than the interval itself, so a host told to report rarely does not report faster while failing;
+    except before the first heartbeat since start is ``delivered``: FIRST_RETRY_S, doubling up to the interval.
     """
     if failures <= 0:
         return interval_s
+    if not delivered:
+        return min(interval_s, FIRST_RETRY_S * 2.0 ** min(failures - 1, 32))
     return max(interval_s, min(MAX_BACKOFF_S, interval_s * 2.0 ** min(failures, 32)))
 
 
@@ -467,11 +473,11 @@ def heartbeat_loop(config: Config, version: str, log: logging.Logger, stop: Stop
             send_heartbeat(opener, url, payload)
         except HeartbeatFailed as exc:
             failures += 1
-            delay_s = next_delay_s(config.interval_s, failures)
+            delay_s = next_delay_s(config.interval_s, failures, delivered=accepted > 0)
             log.warning("heartbeat failed (%d in a row): %s; next try in %.1f s", failures, exc, delay_s)
         except Exception:  # one bad heartbeat must never end the agent
             failures += 1
-            delay_s = next_delay_s(config.interval_s, failures)
+            delay_s = next_delay_s(config.interval_s, failures, delivered=accepted > 0)
             log.exception("heartbeat failed (%d in a row) unexpectedly; next try in %.1f s", failures, delay_s)
         else:
             accepted += 1
