@@ -1,0 +1,333 @@
+"""``nodeops job install|operate|list|show|revoke|retry``: Node Manager's job APIs, from the command line.
+
+A client of a running service over HTTP (see ``nodeops.cli.remote`` for the URL and identity), printing with
+Rich: coloured statuses, a table of instances, and with ``--follow`` a live bar of the job's hosts until it ends.
+Imports nothing from service/engine/store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from nodeops.cli.context import console, err_console, state
+from nodeops.cli.log import remote_failure
+from nodeops.cli.remote import Remote, RemoteError, resolve_identity, resolve_url
+from nodeops.cli.render import ACTIVE, STATUS_STYLE, HostProgress, duration, statistics_summary, status_text
+
+app = typer.Typer(help="Jobs: install, operate, list, show, revoke, retry (a client of a running service).")
+
+ESB_JOB = "/api/c/compapi/v2/nodeman/api/job"
+FOLLOW_POLL_S = 1.0
+INSTALL_TYPES = ("INSTALL_AGENT", "REINSTALL_AGENT")
+OPERATE_TYPES = ("UPGRADE_AGENT", "RESTART_AGENT", "RELOAD_AGENT", "UNINSTALL_AGENT")
+PASSWORD_ENV = "NODEOPS_HOST_PASSWORD"
+
+UrlOption = typer.Option(None, "--url", envvar="NODEOPS_URL", help="The service (default: its own address).")
+FollowOption = typer.Option(False, "--follow", "-f", help="Show the hosts' progress until the job ends.")
+
+
+@contextmanager
+def connected(ctx: typer.Context, url: str | None) -> Iterator[Remote]:
+    """A Remote for this command; a RemoteError anywhere inside is printed and exits 1."""
+    settings = state(ctx).settings
+    try:
+        remote = Remote(resolve_url(url, settings), resolve_identity(settings))
+    except RemoteError as exc:
+        raise remote_failure(exc) from None
+    try:
+        with remote:
+            yield remote
+    except RemoteError as exc:
+        raise remote_failure(exc) from None
+
+
+@app.command()
+def install(
+    ctx: typer.Context,
+    host: list[str] = typer.Option([], "--host", help="Host IP (inner_ip); repeat for several."),
+    biz: int | None = typer.Option(None, "--biz", help="bk_biz_id of the hosts."),
+    cloud: int = typer.Option(0, "--cloud", help="bk_cloud_id of the hosts."),
+    job_type: str = typer.Option("INSTALL_AGENT", "--job-type", help="INSTALL_AGENT or REINSTALL_AGENT."),
+    os_type: str = typer.Option("LINUX", "--os-type", help="os_type of the hosts."),
+    local: bool = typer.Option(False, "--local", help="Run on the service's own machine (transport local)."),
+    setup_path: str | None = typer.Option(None, "--setup-path", help="Where the agent goes on the host."),
+    account: str | None = typer.Option(None, "--account", help="SSH user."),
+    port: int | None = typer.Option(None, "--port", help="SSH port."),
+    key_file: Path | None = typer.Option(None, "--key-file", help="SSH private key file (auth_type KEY)."),
+    hosts_file: Path | None = typer.Option(None, "--hosts-file", help="JSON list of host objects, as install_job."),
+    follow: bool = FollowOption,
+    url: str | None = UrlOption,
+) -> None:
+    """Install (or reinstall) the agent on hosts. An SSH password is read from $NODEOPS_HOST_PASSWORD."""
+    if job_type not in INSTALL_TYPES:
+        raise usage_error(f"--job-type {job_type!r} must be one of {', '.join(INSTALL_TYPES)}")
+    hosts: list[dict[str, Any]] = _hosts_from_file(hosts_file) if hosts_file else []
+    common: dict[str, Any] = {"bk_cloud_id": cloud, "os_type": os_type}
+    if biz is not None:
+        common["bk_biz_id"] = biz
+    if local:
+        common["transport"] = "local"
+    if setup_path:
+        common["setup_path"] = setup_path
+    if account:
+        common["account"] = account
+    if port is not None:
+        common["port"] = port
+    if key_file is not None:
+        try:
+            common.update(auth_type="KEY", key=key_file.read_text())
+        except OSError as exc:
+            raise usage_error(f"--key-file {key_file}: {exc.strerror}") from None
+    elif os.environ.get(PASSWORD_ENV):
+        common.update(auth_type="PASSWORD", password=os.environ[PASSWORD_ENV])
+    hosts.extend({"inner_ip": ip, **common} for ip in host)
+    if not hosts:
+        raise usage_error("no host: give --host IP (repeatable) or --hosts-file FILE")
+    with connected(ctx, url) as remote:
+        data = remote.post("/api/job/install/", {"job_type": job_type, "hosts": hosts})
+        _started(data, job_type, len(hosts))
+        if follow:
+            _follow_and_exit(remote, int(data["job_id"]))
+
+
+@app.command()
+def operate(
+    ctx: typer.Context,
+    job_type: str = typer.Argument(..., help="UPGRADE_AGENT, RESTART_AGENT, RELOAD_AGENT or UNINSTALL_AGENT."),
+    host_id: list[int] = typer.Option(..., "--host-id", help="bk_host_id; repeat for several."),
+    version: str | None = typer.Option(None, "--version", help="Agent version for UPGRADE_AGENT (default newest)."),
+    follow: bool = FollowOption,
+    url: str | None = UrlOption,
+) -> None:
+    """Upgrade, restart, reload or uninstall the agent of hosts already installed."""
+    if job_type not in OPERATE_TYPES:
+        raise usage_error(f"JOB_TYPE {job_type!r} must be one of {', '.join(OPERATE_TYPES)}")
+    body: dict[str, Any] = {"job_type": job_type, "bk_host_id": host_id}
+    if version:
+        body["version"] = version
+    with connected(ctx, url) as remote:
+        data = remote.post("/api/job/operate/", body)
+        _started(data, job_type, len(host_id))
+        if follow:
+            _follow_and_exit(remote, int(data["job_id"]))
+
+
+@app.command("list")
+def list_jobs(
+    ctx: typer.Context,
+    status: list[str] = typer.Option([], "--status", help="Only jobs with this status; repeatable."),
+    job_type: list[str] = typer.Option([], "--job-type", help="Only jobs of this type; repeatable."),
+    created_by: list[str] = typer.Option([], "--created-by", help="Only jobs created by this user; repeatable."),
+    page: int = typer.Option(1, "--page", min=1),
+    pagesize: int = typer.Option(20, "--pagesize", min=1, max=500),
+    url: str | None = UrlOption,
+) -> None:
+    """The newest jobs first (job_list)."""
+    body: dict[str, Any] = {"page": page, "pagesize": pagesize, "sort": {"head": "id", "sort_type": "DEC"}}
+    for key, values in (("status", status), ("job_type", job_type), ("created_by", created_by)):
+        if values:
+            body[key] = values
+    with connected(ctx, url) as remote:
+        data = remote.post("/api/job/job_list/", body)
+    table = Table(title=f"{data.get('total', 0)} jobs (page {page})", title_justify="left", expand=False)
+    for column in ("job", "type", "status", "hosts", "created by", "started", "took"):
+        table.add_column(column, no_wrap=column in ("job", "status"))
+    for job in data.get("list") or []:
+        table.add_row(
+            str(job.get("id")),
+            str(job.get("job_type") or ""),
+            status_text(str(job.get("status"))),
+            statistics_summary(job.get("statistics") or {}),
+            str(job.get("created_by") or ""),
+            str(job.get("start_time") or "-"),
+            duration(job.get("cost_time")),
+        )
+    console.print(table)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    job_id: int = typer.Argument(..., help="The job's id."),
+    status: list[str] = typer.Option([], "--status", help="Only instances with this status; repeatable."),
+    ip: str | None = typer.Option(None, "--ip", help="Only instances whose IP contains this."),
+    page: int = typer.Option(1, "--page", min=1),
+    pagesize: int = typer.Option(50, "--pagesize", min=-1, max=1000, help="-1: every instance."),
+    follow: bool = FollowOption,
+    url: str | None = UrlOption,
+) -> None:
+    """A job: status, times, statistics and its instances (details_job)."""
+    conditions: list[dict[str, Any]] = []
+    if status:
+        conditions.append({"key": "status", "value": status})
+    if ip:
+        conditions.append({"key": "ip", "value": ip})
+    body = {"page": page, "pagesize": pagesize, "conditions": conditions}
+    with connected(ctx, url) as remote:
+        if follow:
+            _follow(remote, job_id)
+        data = remote.post(f"/api/job/{job_id}/details/", body)
+    _print_details(data)
+    if follow and data.get("status") not in ("SUCCESS",):
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def revoke(
+    ctx: typer.Context,
+    job_id: int = typer.Argument(..., help="The job's id."),
+    instance: list[str] = typer.Option([], "--instance", help="Only this instance_id; repeatable (default all)."),
+    url: str | None = UrlOption,
+) -> None:
+    """Stop a job's pending and running instances; the job ends TERMINATED."""
+    body = {"instance_id_list": instance} if instance else {}
+    with connected(ctx, url) as remote:
+        data = remote.post(f"/api/job/{job_id}/revoke/", body)
+    console.print(Text.assemble("job ", (str(job_id), "bold"), " revoked ", _tasks(data)))
+
+
+@app.command()
+def retry(
+    ctx: typer.Context,
+    job_id: int = typer.Argument(..., help="The job's id."),
+    instance: list[str] = typer.Option([], "--instance", help="Only this instance_id; repeatable (default: FAILED)."),
+    follow: bool = FollowOption,
+    url: str | None = UrlOption,
+) -> None:
+    """Run a job's failed instances again, as a new attempt."""
+    body = {"instance_id_list": instance} if instance else {}
+    with connected(ctx, url) as remote:
+        data = remote.post(f"/api/job/{job_id}/retry/", body)
+        console.print(Text.assemble("job ", (str(job_id), "bold"), " retried ", _tasks(data)))
+        if follow:
+            _follow_and_exit(remote, job_id)
+
+
+def usage_error(message: str) -> typer.Exit:
+    err_console.print(Text.assemble(("error: ", "bold red"), message))
+    return typer.Exit(code=2)
+
+
+def _hosts_from_file(path: Path) -> list[dict[str, Any]]:
+    try:
+        hosts = json.loads(path.read_text())
+    except OSError as exc:
+        raise usage_error(f"--hosts-file {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise usage_error(f"--hosts-file {path} is not JSON: {exc}") from None
+    if not isinstance(hosts, list) or not all(isinstance(h, dict) for h in hosts):
+        raise usage_error(f"--hosts-file {path} must hold a JSON list of host objects")
+    return hosts
+
+
+def _tasks(data: Any) -> str:
+    tasks = data.get("task_id_list") if isinstance(data, dict) else data
+    return f"(task {', '.join(map(str, tasks))})" if tasks else ""
+
+
+def _started(data: dict[str, Any], job_type: str, hosts: int) -> None:
+    job_id = data["job_id"]
+    console.print(
+        Text.assemble("job ", (str(job_id), "bold"), f" started: {job_type} on {hosts} host{'' if hosts == 1 else 's'}")
+    )
+    refused = data.get("ip_filter") or []
+    if refused:
+        table = Table(title="refused hosts", title_justify="left")
+        for column in ("ip", "status", "reason"):
+            table.add_column(column)
+        for entry in refused:
+            table.add_row(
+                str(entry.get("ip") or entry.get("inner_ip") or ""),
+                status_text(str(entry.get("status"))),
+                str(entry.get("msg") or entry.get("exception") or ""),
+            )
+        console.print(table)
+    console.print(Text(f"see it with: nodeops job show {job_id}", style="dim"))
+
+
+def _follow(remote: Remote, job_id: int, on_change: Callable[[dict[str, Any]], None] | None = None) -> str:
+    """Redraw the hosts' bar until the job ends; print each instance whose status changed. Returns the status."""
+    seen: dict[str, str] = {}
+    with HostProgress(console, job_id) as bar:
+        while True:
+            data = remote.post(f"/api/job/{job_id}/details/", {"pagesize": -1})
+            for row in data.get("list") or []:
+                key = str(row.get("instance_id") or row.get("ip"))
+                status = str(row.get("status"))
+                if seen.get(key) != status and not row.get("filter_host"):
+                    seen[key] = status
+                    bar.console.print(
+                        Text.assemble(
+                            "  ",
+                            status_text(status),
+                            "  ",
+                            (str(row.get("ip") or ""), "bold"),
+                            "  ",
+                            (key, "dim"),
+                            "  ",
+                            str(row.get("status_display") or row.get("step") or ""),
+                        )
+                    )
+            bar.update(str(data.get("status")), data.get("statistics") or {})
+            if data.get("status") not in ACTIVE:
+                return str(data.get("status"))
+            time.sleep(FOLLOW_POLL_S)
+
+
+def _follow_and_exit(remote: Remote, job_id: int) -> None:
+    status = _follow(remote, job_id)
+    console.print(Text.assemble("job ", (str(job_id), "bold"), " ended ", status_text(status)))
+    if status != "SUCCESS":
+        raise typer.Exit(code=1)
+
+
+def _print_details(data: dict[str, Any]) -> None:
+    status = str(data.get("status"))
+    console.print(
+        Text.assemble(
+            ("job ", "bold"),
+            (str(data.get("job_id")), "bold"),
+            "  ",
+            str(data.get("job_type") or ""),
+            f" ({data.get('job_type_display') or ''})  ",
+            status_text(status),
+        )
+    )
+    console.print(
+        Text(
+            f"created by {data.get('created_by') or '-'} · started {data.get('start_time') or '-'} · "
+            f"ended {data.get('end_time') or '-'} · took {duration(data.get('cost_time'))}",
+            style="dim",
+        )
+    )
+    console.print(statistics_summary(data.get("statistics") or {}), highlight=False)
+    table = Table(title=f"{data.get('total', 0)} instances", title_justify="left")
+    for column in ("instance_id", "ip", "status", "step", "started", "took", "attempt"):
+        table.add_column(column, no_wrap=column in ("status",), overflow="fold")
+    for row in data.get("list") or []:
+        row_status = str(row.get("status"))
+        table.add_row(
+            str(row.get("instance_id") or "-"),
+            str(row.get("ip") or "-"),
+            status_text(row_status),
+            Text(str(row.get("status_display") or row.get("step") or ""), style=STATUS_STYLE.get(row_status, "")),
+            str(row.get("start_time") or "-"),
+            duration(row.get("cost_time")),
+            str(row.get("attempt") or "-"),
+        )
+    console.print(table)
+    first = next((r for r in data.get("list") or [] if not r.get("filter_host")), None)
+    if first is not None:
+        console.print(
+            Text(f"read a log with: nodeops log {data.get('job_id')} '{first.get('instance_id')}'", style="dim")
+        )
