@@ -86,6 +86,19 @@ class Settings(BaseSettings):
     credentials_retention_s: int = Field(
         default=86400, ge=0, description="How long host passwords and keys are kept after a job (0 = forever)."
     )
+    log_step_max_bytes: int = Field(
+        default=1024 * 1024,
+        ge=4096,
+        le=1 << 30,
+        description="Most bytes of one step's log in the log API's seed-form answer; a longer log is cut at a line "
+        "boundary and ends with a line saying how to read the rest.",
+    )
+    retention_days: int = Field(
+        default=0, ge=0, description="Delete jobs that ended more than this many days ago (0 = keep everything)."
+    )
+    cleanup_interval_s: float = Field(
+        default=3600.0, gt=0, description="Seconds between two retention cleanups (when retention_days > 0)."
+    )
 
     @field_validator("time_zone")
     @classmethod

@@ -1,8 +1,9 @@
 """The routes' dependencies: the services, the request's parameters, and the caller they authenticate.
 
 ``CallerDep`` gathers the ESB common args (spec §1.1) from the query string, the JSON body and the
-``X-Bkapi-Authorization`` header, and authenticates them; what it raises is answered by the envelope handlers
-like any other error. Bodies are JSON objects; the seed's trailing comma is tolerated, as on the log API.
+``X-Bkapi-Authorization`` header (else the web session cookie), and authenticates them; what it raises is
+answered by the envelope handlers like any other error. Bodies are JSON objects; the seed's trailing comma is
+tolerated, as on the log API.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from nodeops.api.bodies import parse_json_object
-from nodeops.service.auth import AUTH_HEADER, Caller, CommonArgs
+from nodeops.service.auth import AUTH_HEADER, WEB_HEADER, Caller, CommonArgs
 from nodeops.service.container import Services
 from nodeops.service.job_queries import JobService
 
@@ -37,9 +38,21 @@ ParamsDep = Annotated[dict[str, Any], Depends(request_params)]
 
 async def current_caller(request: Request, params: ParamsDep, services: ServicesDep) -> Caller:
     """The authenticated caller; raises the ESB error saying what is missing or wrong."""
-    args = CommonArgs.gather(params, request.headers.get(AUTH_HEADER))
+    args = gather_args(request, params)
 
     return await services.db.read(lambda cur: services.auth.authenticate(cur, args))
+
+
+def gather_args(request: Request, params: dict[str, Any]) -> CommonArgs:
+    """The request's identity: common args, else the web session cookie (see ``CommonArgs.gather``)."""
+    headers = request.headers
+    return CommonArgs.gather(
+        params,
+        headers.get(AUTH_HEADER),
+        cookie=headers.get("cookie"),
+        method=request.method,
+        web_header=headers.get(WEB_HEADER),
+    )
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]

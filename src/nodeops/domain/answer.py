@@ -1,22 +1,67 @@
 """What the log API answers for one instance record (spec §7.5), built from its steps: pure, no I/O.
 
 The same function renders the answer when a record is read and when a finished record's answer is sealed
-(stored beside it, see ``nodeops.store.answers``), so both are byte for byte the same.
+(stored beside it, see ``nodeops.store.answers``), so both are byte for byte the same. Every JSON answer has
+ANSI colour codes stripped (``strip_ansi``), and each step's log is capped at ``step_max_bytes``
+(``NODEOPS_LOG_STEP_MAX_BYTES``): a longer log is cut at a line boundary and ends with a marker line saying how
+many bytes are left and where to read them (docs/log-reading.md, "Huge logs").
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from functools import lru_cache
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
 from nodeops.domain.status import Status, backtrace_steps
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+DEFAULT_STEP_MAX_BYTES = 1024 * 1024
+# CSI sequences (colours, cursor moves: ESC [ ... final) and OSC sequences (titles, links: ESC ] ... BEL or ST)
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without ANSI escape sequences (a no-op scan when it has no ESC character)."""
+    return _ANSI.sub("", text) if "\x1b" in text else text
+
+
+def utf8_size(text: str) -> int:
+    """Bytes of ``text`` in UTF-8, without encoding it when it is ASCII."""
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def cap_text(text: str, max_bytes: int) -> tuple[str, int]:
+    """``text`` cut to at most ``max_bytes`` of UTF-8 at a line boundary, and how many bytes were left out
+    (not counting the newline at the cut); ``(text, 0)`` when it fits."""
+    if len(text) <= max_bytes // 4 or (len(text) <= max_bytes and utf8_size(text) <= max_bytes):
+        return text, 0
+    encoded = text.encode()
+    if len(encoded) <= max_bytes:
+        return text, 0
+    cut = encoded.rfind(b"\n", 0, max_bytes + 1)
+    if cut < 0:  # a first line longer than the cap: show none of it rather than half a character
+        return "", len(encoded)
+    return encoded[:cut].decode(), len(encoded) - cut - 1
+
+
+def truncation_marker(omitted_bytes: int, *, job_id: int | None, instance_id: str | None, attempt: int | None) -> str:
+    """The line that ends a capped step's log: how much is left and how to read it."""
+    where = "GET /api/job/{job_id}/log/tail/?instance_id=…"
+    if job_id is not None and instance_id is not None:
+        where = f"GET /api/job/{job_id}/log/tail/?instance_id={quote(instance_id, safe='')}"
+        if attempt is not None:
+            where += f"&attempt={attempt}"
+    return (
+        f"[nodeops] … {omitted_bytes} more bytes of this step not shown; read them with {where} "
+        "(follow its cursor) or download the log"
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,6 +74,9 @@ class StepLog:
     start_at: datetime | None
     finish_at: datetime | None
     log: str
+    # bytes of the step's log left out by the reader because they lie past the cap anyway (each counted with
+    # the newline before it); the renderer adds them to what it cuts itself
+    omitted_bytes: int = 0
 
 
 def zone_key(tz: tzinfo) -> str:
@@ -38,19 +86,47 @@ def zone_key(tz: tzinfo) -> str:
 
 
 class AnswerRenderer:
-    """Renders the log API's ``data`` (a JSON list of ``{step, status, log, start_time, finish_time}``)."""
+    """Renders the log API's ``data`` (a JSON list of ``{step, status, log, start_time, finish_time}``).
 
-    def __init__(self, tz: tzinfo) -> None:
+    ``zone`` names what a sealed answer depends on besides the record: the time zone, and the step cap when it
+    is not the default, so an answer sealed under other settings is never served.
+    """
+
+    def __init__(self, tz: tzinfo, *, step_max_bytes: int = DEFAULT_STEP_MAX_BYTES) -> None:
         self.tz = tz
-        self.zone = zone_key(tz)
+        self.step_max_bytes = step_max_bytes
+        key = zone_key(tz)
+        self.zone = key if step_max_bytes == DEFAULT_STEP_MAX_BYTES else f"{key};cap={step_max_bytes}"
         # the same second recurs across steps and records, and strftime is slow
         self._format = lru_cache(maxsize=4096)(self._format_uncached)
 
-    def render(self, steps: Sequence[StepLog]) -> bytes:
-        """Every step in plan order; ``finish_time`` is null until the step has finished."""
+    def render(
+        self,
+        steps: Sequence[StepLog],
+        *,
+        job_id: int | None = None,
+        instance_id: str | None = None,
+        attempt: int | None = None,
+    ) -> bytes:
+        """Every step in plan order; ``finish_time`` is null until the step has finished. Each log is capped
+        (its marker names ``job_id``, ``instance_id`` and ``attempt`` when given) and has ANSI codes stripped."""
+        data = self.step_fields(steps)
+        for step, fields in zip(steps, data, strict=True):
+            text, omitted = cap_text(step.log, self.step_max_bytes)
+            if step.omitted_bytes:
+                omitted += step.omitted_bytes - (1 if omitted == 0 else 0)
+            text = strip_ansi(text)
+            if omitted:
+                marker = truncation_marker(omitted, job_id=job_id, instance_id=instance_id, attempt=attempt)
+                text = f"{text}\n{marker}" if text else marker
+            fields["log"] = text
+        return orjson.dumps(data)
+
+    def step_fields(self, steps: Sequence[StepLog]) -> list[dict[str, Any]]:
+        """The seed's five fields of every step, with ``log`` as given (neither capped nor stripped)."""
         statuses = backtrace_steps([Status(step.status) for step in steps])
         fmt = self._format
-        data: list[dict[str, Any]] = [
+        return [
             {
                 "step": step.name,
                 "status": status.value,
@@ -60,7 +136,10 @@ class AnswerRenderer:
             }
             for step, status in zip(steps, statuses, strict=True)
         ]
-        return orjson.dumps(data)
+
+    def format_time(self, at: datetime | None) -> str | None:
+        """``YYYY-MM-DD HH:MM:SS`` in the renderer's zone (None stays None)."""
+        return self._format(at)
 
     def _format_uncached(self, at: datetime | None) -> str | None:
         return None if at is None else at.astimezone(self.tz).strftime(TIME_FORMAT)

@@ -2,6 +2,10 @@
 
 Precedence as ESB: the ``X-Bkapi-Authorization`` JSON header over request parameters; ``bk_token`` (verified)
 over ``bk_username`` (accepted only from apps registered with ``--allow-username``).
+
+The web viewer's session (docs/log-reading.md, "Sign-in") is a third way in: a request with no common args at
+all and the ``nodeops_session`` cookie (a bk_token) acts as that token's user, for the app ``nodeops-web``. Only
+on GET and HEAD, or on POST with the header ``X-Nodeops-Web: 1``, which a cross-site form cannot send.
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ from nodeops.store.log_reads import JobAccess
 
 COMMON_ARGS = ("bk_app_code", "bk_app_secret", "bk_token", "bk_username")
 AUTH_HEADER = "x-bkapi-authorization"
+WEB_APP_CODE = "nodeops-web"
+SESSION_COOKIE = "nodeops_session"
+WEB_HEADER = "x-nodeops-web"
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,13 +40,23 @@ class CommonArgs:
     bk_app_secret: str = ""
     bk_token: str = ""
     bk_username: str = ""
+    web_session: bool = False  # bk_token came from the web viewer's session cookie; no app secret
 
     def __repr__(self) -> str:  # never print the secret or the token
         return f"CommonArgs(bk_app_code={self.bk_app_code!r}, bk_username={self.bk_username!r})"
 
     @classmethod
-    def gather(cls, params: Mapping[str, object], header: str | None) -> CommonArgs:
-        """Collect the common args: header fields win over parameter fields, one by one."""
+    def gather(
+        cls,
+        params: Mapping[str, object],
+        header: str | None,
+        *,
+        cookie: str | None = None,
+        method: str = "GET",
+        web_header: str | None = None,
+    ) -> CommonArgs:
+        """Collect the common args: header fields win over parameter fields, one by one. Without any, the web
+        session in ``cookie`` (the request's Cookie header) is used, on POST only with ``X-Nodeops-Web: 1``."""
         values = {name: _text(params.get(name)) for name in COMMON_ARGS}
         if header:
             try:
@@ -49,7 +67,30 @@ class CommonArgs:
                 for name in COMMON_ARGS:
                     if _text(fields.get(name)):
                         values[name] = _text(fields.get(name))
-        return cls(**values)
+        if cookie and not any(values.values()) and (session := session_token(cookie)):
+            if method not in _SAFE_METHODS and (web_header or "").strip() != "1":
+                raise UserAuthFailed(
+                    f"User authentication failed: the web session is accepted on {method} only with the header "
+                    "X-Nodeops-Web: 1 (the web viewer sends it); other callers send bk_app_code and bk_app_secret"
+                )
+            return cls(bk_app_code=WEB_APP_CODE, bk_token=session, web_session=True)
+        return cls(
+            bk_app_code=values["bk_app_code"],
+            bk_app_secret=values["bk_app_secret"],
+            bk_token=values["bk_token"],
+            bk_username=values["bk_username"],
+        )
+
+
+def session_token(cookie: str) -> str:
+    """The web session's bk_token in a Cookie header ("" when absent)."""
+    if SESSION_COOKIE not in cookie:
+        return ""
+    for part in cookie.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == SESSION_COOKIE:
+            return value.strip().strip('"')
+    return ""
 
 
 def _text(value: object) -> str:
@@ -119,6 +160,9 @@ class Authenticator:
         return caller
 
     def _authenticate(self, cur: Any, args: CommonArgs) -> tuple[Caller, float]:
+        if args.web_session:  # the viewer's own sign-in: the token is the whole identity
+            claims = verify_token(self.secret_key, args.bk_token)
+            return self._caller(cur, WEB_APP_CODE, claims.username), claims.expires_at
         valid_until = math.inf
         missing = [name for name in ("bk_app_code", "bk_app_secret") if not getattr(args, name)]
         if missing:
@@ -139,9 +183,10 @@ class Authenticator:
             username = args.bk_username
         else:
             raise UserAuthFailed()
+        return self._caller(cur, app.code, username), valid_until
+
+    def _caller(self, cur: Any, app_code: str, username: str) -> Caller:
         user = None if "\x00" in username else self.reads.fetch_user(cur, username)
         if user is None:  # a name ESB vouches for but unknown here: authenticated, with no rights
-            caller = Caller(app_code=app.code, username=username, is_superuser=False, biz_ids=frozenset())
-        else:
-            caller = Caller(app_code=app.code, username=username, is_superuser=user.is_superuser, biz_ids=user.biz_ids)
-        return caller, valid_until
+            return Caller(app_code=app_code, username=username, is_superuser=False, biz_ids=frozenset())
+        return Caller(app_code=app_code, username=username, is_superuser=user.is_superuser, biz_ids=user.biz_ids)

@@ -54,7 +54,7 @@ class Services:
             settings=settings,
             db=db,
             auth=auth,
-            logs=LogService(db, auth, settings.tz),
+            logs=LogService(db, auth, settings.tz, step_max_bytes=settings.log_step_max_bytes),
             engine=engine,
             jobs=JobRunner(db, engine, settings, box),
             heartbeats=heartbeats,

@@ -1,7 +1,8 @@
 """The log use case (查询任务实例日志, spec §7.5): validate the query, check access, read the instance's steps.
 
 Order as the original (spec §10): authentication, then validation, then the job, then permission, then the
-record. Every address of the log API goes through ``parse_log_query`` and ``LogService.instance_log``.
+record. Every address of the log API goes through ``parse_log_query`` and ``LogService.instance_log``; with a
+``cursor`` it answers a tail answer instead (``LogService.instance_tail``, docs/log-reading.md "Cursors").
 """
 
 from __future__ import annotations
@@ -11,15 +12,19 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
-from nodeops.domain.answer import AnswerRenderer
+from nodeops.domain.answer import DEFAULT_STEP_MAX_BYTES, AnswerRenderer, StepLog, strip_ansi
 from nodeops.domain.instance_id import InstanceId, parse_instance_id
+from nodeops.domain.log_cursor import START, LogCursor, Position, Taken, parse_cursor, take
+from nodeops.domain.status import ACTIVE, Status
 from nodeops.errors import InstanceNotFound, InvalidInput, JobNotFound
 from nodeops.service.auth import Authenticator, CommonArgs
 from nodeops.service.cache import ByteBudgetCache
 from nodeops.store.db import Database
-from nodeops.store.log_reads import LogReads
+from nodeops.store.log_reads import LogReads, RecordRef
 
 BODY_CACHE_BYTES = 64 * 1024 * 1024
+TAIL_DEFAULT_BYTES = 1024 * 1024
+TAIL_MAX_BYTES = 8 * 1024 * 1024
 _MAX_ID = 2**63 - 1
 
 
@@ -28,6 +33,36 @@ class LogQuery:
     job_id: int
     instance: InstanceId
     attempt: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TailQuery:
+    log: LogQuery
+    cursor: LogCursor | None
+    max_bytes: int
+
+
+def parse_tail_query(params: Mapping[str, object]) -> TailQuery:
+    """``parse_log_query`` plus ``cursor`` (empty: from the start) and ``max_bytes``; one InvalidInput names
+    every bad field."""
+    problems: dict[str, str] = {}
+    query: LogQuery | None = None
+    try:
+        query = parse_log_query(params)
+    except InvalidInput as exc:
+        problems.update(exc.problems)
+    cursor = None
+    try:
+        cursor = parse_cursor(params.get("cursor"))
+    except InvalidInput as exc:
+        problems.update(exc.problems)
+    max_bytes = _positive_int(params, "max_bytes", problems, required=False) or TAIL_DEFAULT_BYTES
+    if max_bytes > TAIL_MAX_BYTES:
+        problems["max_bytes"] = f"must be at most {TAIL_MAX_BYTES} (8 MiB); follow `cursor` for more"
+    if problems:
+        raise InvalidInput(problems)
+    assert query is not None
+    return TailQuery(log=query, cursor=cursor, max_bytes=max_bytes)
 
 
 def parse_log_query(params: Mapping[str, object]) -> LogQuery:
@@ -70,11 +105,13 @@ def _positive_int(params: Mapping[str, object], name: str, problems: dict[str, s
 class LogService:
     """Reads instance logs for callers; build one per process."""
 
-    def __init__(self, db: Database, auth: Authenticator, tz: tzinfo) -> None:
+    def __init__(
+        self, db: Database, auth: Authenticator, tz: tzinfo, *, step_max_bytes: int = DEFAULT_STEP_MAX_BYTES
+    ) -> None:
         self.db = db
         self.auth = auth
         self.reads = LogReads(db)
-        self.renderer = AnswerRenderer(tz)
+        self.renderer = AnswerRenderer(tz, step_max_bytes=step_max_bytes)
         # what a record without a sealed answer renders to, per (record_id, revision): a revision only grows, so
         # an entry is either current or never asked for again and ages out
         self._bodies = ByteBudgetCache(max_bytes=BODY_CACHE_BYTES)
@@ -90,7 +127,26 @@ class LogService:
         except InvalidInput:
             self.auth.authenticate(cur, args)  # an unauthenticated caller learns nothing about its input
             raise
-        found = self.reads.look_up(cur, query.job_id, query.instance, query.attempt, self.renderer.zone)
+        record = self.find_record(cur, args, query)
+        if record.answer is not None:  # finished, and sealed at this revision
+            return record.answer
+        assert record.record_id is not None
+        key = (record.record_id, record.revision)
+        body = self._bodies.get(key)
+        if body is None:
+            steps = self.reads.fetch_steps(cur, record.record_id, max_bytes=self.renderer.step_max_bytes)
+            body = self.renderer.render(
+                steps, job_id=query.job_id, instance_id=record.instance_id, attempt=record.attempt
+            )
+            self._bodies.put(key, body)
+        return body
+
+    def find_record(self, cur: Any, args: CommonArgs, query: LogQuery, *, record_id: int | None = None) -> RecordRef:
+        """Authenticate, find the job (3801012), check the caller may view it (9900403), find the instance's
+        record (3800007): the newest attempt, the one asked, or ``record_id`` when it is one of its attempts."""
+        found = self.reads.look_up(
+            cur, query.job_id, query.instance, query.attempt, self.renderer.zone, record_id=record_id
+        )
         caller = self.auth.authenticate(cur, args, epoch=found.epoch)
         if found.job is None:
             raise JobNotFound(job_id=query.job_id)
@@ -104,11 +160,55 @@ class LogService:
                 instance_id=str(query.instance),
                 detail=f"attempt {query.attempt} does not exist; attempts are 1 to {record.attempts}",
             )
-        if record.answer is not None:  # finished, and sealed at this revision
-            return record.answer
-        key = (record.record_id, record.revision)
-        body = self._bodies.get(key)
-        if body is None:
-            body = self.renderer.render(self.reads.fetch_steps(cur, record.record_id))
-            self._bodies.put(key, body)
-        return body
+        return record
+
+    async def instance_tail(self, args: CommonArgs, params: Mapping[str, object]) -> dict[str, Any]:
+        """The tail answer (docs/log-reading.md, "Cursors"): every step's status and times, and only the text
+        written after ``cursor``, at most ``max_bytes`` of it, with the cursor to read on from."""
+        return await self.db.read(lambda cur: self._instance_tail(cur, args, params))
+
+    def _instance_tail(self, cur: Any, args: CommonArgs, params: Mapping[str, object]) -> dict[str, Any]:
+        try:
+            query = parse_tail_query(params)
+        except InvalidInput:
+            self.auth.authenticate(cur, args)
+            raise
+        record, status, steps, taken = self.read_after(cur, args, query)
+        return self.tail_answer(record, status, steps, taken)
+
+    def read_after(self, cur: Any, args: CommonArgs, query: TailQuery) -> tuple[RecordRef, str, list[StepLog], Taken]:
+        """The record a tail query names, its status and steps, then the text after its cursor. The status is
+        read before the text, so a record seen finished has all its text in what follows."""
+        record = self.find_record(cur, args, query.log, record_id=query.cursor.record_id if query.cursor else None)
+        assert record.record_id is not None
+        if query.cursor is not None and query.cursor.record_id != record.record_id:
+            raise InvalidInput.field(
+                "cursor",
+                f"belongs to another instance, attempt or job than job {query.log.job_id} instance "
+                f"{query.log.instance}; send an empty cursor to start from the beginning",
+            )
+        status, steps = self.reads.fetch_state(cur, record.record_id)
+        position = query.cursor.position if query.cursor is not None else START
+        chunks = self.reads.chunks_after(cur, record.record_id, position.chunk_id)
+        return record, status, steps, take(chunks, position, query.max_bytes)
+
+    def tail_answer(self, record: RecordRef, status: str, steps: list[StepLog], taken: Taken) -> dict[str, Any]:
+        assert record.record_id is not None
+        texts: dict[int, list[str]] = {}
+        for piece in taken.pieces:
+            texts.setdefault(piece.step_index, []).append(piece.text)
+        fields = self.renderer.step_fields(steps)
+        for step, field in zip(steps, fields, strict=True):
+            field["log"] = strip_ansi("\n".join(texts.get(step.index, ())))
+        return {
+            "instance_id": record.instance_id,
+            "attempt": record.attempt,
+            "status": status,
+            "finished": Status(status) not in ACTIVE and not taken.cut,
+            "cursor": self.cursor_of(record.record_id, taken.position),
+            "steps": fields,
+        }
+
+    @staticmethod
+    def cursor_of(record_id: int, position: Position) -> str:
+        return LogCursor(record_id=record_id, position=position).encode()

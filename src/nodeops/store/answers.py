@@ -29,13 +29,20 @@ def seal(session: Session, reads: LogReads, renderer: AnswerRenderer, record_ids
     cursor = session.connection().connection.cursor()  # the session's own transaction, on the raw driver
     try:
         for start in range(0, len(ids), SEAL_BATCH):
-            finished = reads.fetch_finished(cursor, ids[start : start + SEAL_BATCH])
+            finished = reads.fetch_finished(cursor, ids[start : start + SEAL_BATCH], max_bytes=renderer.step_max_bytes)
             if not finished:
                 continue
             session.execute(delete(RecordAnswer).where(RecordAnswer.record_id.in_(list(finished))))
             rows = [
-                {"record_id": record_id, "revision": revision, "zone": renderer.zone, "body": renderer.render(steps)}
-                for record_id, (revision, steps) in finished.items()
+                {
+                    "record_id": record_id,
+                    "revision": record.revision,
+                    "zone": renderer.zone,
+                    "body": renderer.render(
+                        record.steps, job_id=record.job_id, instance_id=record.instance_id, attempt=record.attempt
+                    ),
+                }
+                for record_id, record in finished.items()
             ]
             session.execute(insert(RecordAnswer), rows)
             sealed += len(finished)

@@ -9,14 +9,15 @@ instance's whole log (every step, every chunk) as a single range scan of ``(reco
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from nodeops.domain.answer import StepLog
+from nodeops.domain.answer import DEFAULT_STEP_MAX_BYTES, StepLog
 from nodeops.domain.instance_id import InstanceId
+from nodeops.domain.log_cursor import Chunk
 from nodeops.domain.status import ACTIVE
 from nodeops.store.db import Database
 
@@ -37,6 +38,8 @@ class RecordRef:
     revision: int  # of the chosen record (see InstanceRecord.revision)
     attempts: int
     answer: bytes | None = None  # its sealed answer, when current for this revision and zone
+    attempt: int = 0  # of the chosen record
+    instance_id: str = ""  # of the chosen record, in the form it was created with
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,24 +55,56 @@ class Lookup:
 # business scope (NULL: no such job), the instance's records, newest attempt first (NULL: no such instance),
 # each with its sealed answer when that is current. Each join is a primary-key or composite-index lookup.
 _LOOKUP_SQL = (
-    "SELECT e.value, j.bk_biz_scope, r.id, r.attempt, r.revision, a.body FROM access_epoch e"
+    "SELECT e.value, j.bk_biz_scope, r.id, r.attempt, r.revision, a.body, r.instance_id FROM access_epoch e"
     " LEFT JOIN jobs j ON j.id = {p}"
     " LEFT JOIN instance_records r ON r.job_id = j.id AND r.{column} = {p}"
     " LEFT JOIN record_answers a ON a.record_id = r.id AND a.revision = r.revision AND a.zone = {p}"
     " WHERE e.id = 1 ORDER BY r.attempt DESC"
 )
+# A step's chunks past its cap are not sent: only their size in bytes, for the marker that says how much is left.
+# The cut is decided in characters (never more than bytes), so every chunk that may hold text below the cap in
+# bytes is sent, and the renderer cuts exactly (``domain.answer.cap_text``).
+_PAST_CAP = "COALESCE(SUM(LENGTH(l.text)) OVER w, 0) - COALESCE(LENGTH(l.text), 0) > {p}"
+_CAPPED_TEXT = "CASE WHEN " + _PAST_CAP + " THEN NULL ELSE l.text END, CASE WHEN " + _PAST_CAP + " THEN {octets} END"
 _STEPS_SQL = (
-    "SELECT s.step_index, s.name, s.status, s.start_at, s.finish_at, l.text"
+    "SELECT s.step_index, s.name, s.status, s.start_at, s.finish_at, " + _CAPPED_TEXT + ""
     " FROM record_steps s LEFT JOIN step_logs l ON l.record_id = s.record_id AND l.step_index = s.step_index"
-    " WHERE s.record_id = {p} ORDER BY s.step_index, l.id"
+    " WHERE s.record_id = {p}"
+    " WINDOW w AS (PARTITION BY s.step_index ORDER BY l.id ROWS UNBOUNDED PRECEDING)"
+    " ORDER BY s.step_index, l.id"
 )
 # The steps of the finished records among some, with each record's revision, for sealing their answers.
 _FINISHED_STEPS_SQL = (
-    "SELECT r.id, r.revision, s.step_index, s.name, s.status, s.start_at, s.finish_at, l.text"
+    "SELECT r.id, r.revision, r.job_id, r.instance_id, r.attempt, s.step_index, s.name, s.status, s.start_at,"
+    " s.finish_at, " + _CAPPED_TEXT + ""
     " FROM instance_records r JOIN record_steps s ON s.record_id = r.id"
     " LEFT JOIN step_logs l ON l.record_id = s.record_id AND l.step_index = s.step_index"
-    " WHERE r.id IN ({ids}) AND r.status NOT IN ({active}) ORDER BY r.id, s.step_index, l.id"
+    " WHERE r.id IN ({ids}) AND r.status NOT IN ({active})"
+    " WINDOW w AS (PARTITION BY r.id, s.step_index ORDER BY l.id ROWS UNBOUNDED PRECEDING)"
+    " ORDER BY r.id, s.step_index, l.id"
 )
+FETCH_ROWS = 64  # rows fetched at once while reading a record's chunks
+CHUNK_PAGE = 8  # chunks read per statement when reading on from a cursor (each at most ~1 MiB)
+# A record's status and its steps without their logs: what a tail answer reports besides the new text.
+_STATE_SQL = (
+    "SELECT r.status, s.step_index, s.name, s.status, s.start_at, s.finish_at"
+    " FROM instance_records r JOIN record_steps s ON s.record_id = r.id WHERE r.id = {p} ORDER BY s.step_index"
+)
+# The chunks of a record from an id on, in the order they were written: a range scan of (record_id, id).
+_CHUNKS_AFTER_SQL = (
+    "SELECT id, step_index, text FROM step_logs WHERE record_id = {p} AND id >= {p} ORDER BY id LIMIT {n}"
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FinishedRecord:
+    """A finished record's steps (capped as ``fetch_steps``), with what its sealed answer is keyed by."""
+
+    revision: int
+    job_id: int | None
+    instance_id: str
+    attempt: int
+    steps: list[StepLog]
 
 
 class LogReads:
@@ -81,13 +116,27 @@ class LogReads:
         self._lookup_sql = {
             column: _LOOKUP_SQL.format(p=p, column=column) for column in ("instance_id", "bk_host_id", "host_key")
         }
-        self._steps_sql = _STEPS_SQL.format(p=p)
+        # bytes of a chunk's text in UTF-8
+        self._octets = "LENGTH(CAST(l.text AS BLOB))" if db.is_sqlite else "OCTET_LENGTH(l.text)"
+        self._steps_sql = _STEPS_SQL.format(p=p, octets=self._octets)
+        self._state_sql = _STATE_SQL.format(p=p)
+        self._chunks_after_sql = _CHUNKS_AFTER_SQL.format(p=p, n=CHUNK_PAGE)
         # SQLite hands back DATETIME columns as text; PostgreSQL as naive datetimes (both UTC, see models).
         self._time = _sqlite_time if db.is_sqlite else _naive_utc
 
-    def look_up(self, cur: Any, job_id: int, instance: InstanceId, attempt: int | None, zone: str) -> Lookup:
-        """The access epoch, the job and the record of ``instance`` in it (newest attempt, or the one asked),
-        with the record's sealed answer when there is one for its current revision rendered in ``zone``.
+    def look_up(
+        self,
+        cur: Any,
+        job_id: int,
+        instance: InstanceId,
+        attempt: int | None,
+        zone: str,
+        *,
+        record_id: int | None = None,
+    ) -> Lookup:
+        """The access epoch, the job and the record of ``instance`` in it (newest attempt, or the one asked, or
+        the record ``record_id`` when it is one of the instance's), with the record's sealed answer when there is
+        one for its current revision rendered in ``zone``.
 
         A host is found by either identity (``bk_host_id`` or host key) whatever form the job was created
         with. One statement, one round trip.
@@ -111,35 +160,90 @@ class LogReads:
         if rows[0][2] is None:
             return Lookup(epoch=epoch, job=job, record=None)
         attempts = int(rows[0][3])
-        chosen = rows[0] if attempt is None else next((r for r in rows if int(r[3]) == attempt), None)
+        if record_id is not None and attempt is None:
+            chosen = next((r for r in rows if int(r[2]) == record_id), rows[0])
+        else:
+            chosen = rows[0] if attempt is None else next((r for r in rows if int(r[3]) == attempt), None)
         if chosen is None:
             record = RecordRef(record_id=None, revision=0, attempts=attempts)
         else:
             answer = chosen[5] if chosen[5] is None or isinstance(chosen[5], bytes) else bytes(chosen[5])
-            record = RecordRef(record_id=int(chosen[2]), revision=int(chosen[4]), attempts=attempts, answer=answer)
+            record = RecordRef(
+                record_id=int(chosen[2]),
+                revision=int(chosen[4]),
+                attempts=attempts,
+                answer=answer,
+                attempt=int(chosen[3]),
+                instance_id=str(chosen[6]),
+            )
         return Lookup(epoch=epoch, job=job, record=record)
 
-    def fetch_steps(self, cur: Any, record_id: int) -> list[StepLog]:
-        """Every step of the record in plan order, each with its log chunks joined by newlines.
+    def fetch_steps(self, cur: Any, record_id: int, *, max_bytes: int = DEFAULT_STEP_MAX_BYTES) -> list[StepLog]:
+        """Every step of the record in plan order, each with its log chunks joined by newlines, up to about
+        ``max_bytes`` of each step (the rest is only counted, in ``StepLog.omitted_bytes``).
 
         Times come back at whole seconds, the precision the API shows.
         """
-        cur.execute(self._steps_sql, (record_id,))
-        return [step for _record, step in _steps_of(cur.fetchall(), 0, self._time)]
+        cur.execute(self._steps_sql, (max_bytes, max_bytes, record_id))
+        return [step for _record, step in _steps_of(_rows(cur), 0, self._time)]
 
-    def fetch_finished(self, cur: Any, record_ids: Sequence[int]) -> dict[int, tuple[int, list[StepLog]]]:
+    def fetch_finished(
+        self, cur: Any, record_ids: Sequence[int], *, max_bytes: int = DEFAULT_STEP_MAX_BYTES
+    ) -> dict[int, FinishedRecord]:
         """The steps of each finished record among ``record_ids`` (as ``fetch_steps``), with its revision, read
         in one statement so each revision matches its steps. Records still PENDING or RUNNING are left out."""
         if not record_ids:
             return {}
         p = self.db.paramstyle
         active = sorted(status.value for status in ACTIVE)
-        sql = _FINISHED_STEPS_SQL.format(ids=", ".join([p] * len(record_ids)), active=", ".join([p] * len(active)))
-        cur.execute(sql, (*record_ids, *active))
-        finished: dict[int, tuple[int, list[StepLog]]] = {}
-        for (record_id, revision), step in _steps_of(cur.fetchall(), 2, self._time):
-            finished.setdefault(int(record_id), (int(revision), []))[1].append(step)
+        sql = _FINISHED_STEPS_SQL.format(
+            p=p, octets=self._octets, ids=", ".join([p] * len(record_ids)), active=", ".join([p] * len(active))
+        )
+        cur.execute(sql, (max_bytes, max_bytes, *record_ids, *active))
+        finished: dict[int, FinishedRecord] = {}
+        for (record_id, revision, job_id, instance_id, attempt), step in _steps_of(_rows(cur), 5, self._time):
+            record = finished.get(int(record_id))
+            if record is None:
+                record = finished[int(record_id)] = FinishedRecord(
+                    revision=int(revision),
+                    job_id=None if job_id is None else int(job_id),
+                    instance_id=str(instance_id),
+                    attempt=int(attempt),
+                    steps=[],
+                )
+            record.steps.append(step)
         return finished
+
+    def fetch_state(self, cur: Any, record_id: int) -> tuple[str, list[StepLog]]:
+        """The record's status and its steps in plan order, with empty logs."""
+        cur.execute(self._state_sql, (record_id,))
+        rows = cur.fetchall()
+        status = str(rows[0][0]) if rows else "PENDING"
+        steps = [
+            StepLog(
+                index=int(r[1]), name=r[2], status=r[3], start_at=self._time(r[4]), finish_at=self._time(r[5]), log=""
+            )
+            for r in rows
+        ]
+        return status, steps
+
+    def chunks_after(self, cur: Any, record_id: int, chunk_id: int) -> Iterator[Chunk]:
+        """The record's chunks with ids from ``chunk_id`` on, in id order, read a page at a time as they are
+        consumed (stop iterating and nothing more is read)."""
+        while True:
+            cur.execute(self._chunks_after_sql, (record_id, chunk_id))
+            rows = cur.fetchall()
+            for row in rows:
+                yield Chunk(int(row[0]), int(row[1]), row[2])
+            if len(rows) < CHUNK_PAGE:
+                return
+            chunk_id = int(rows[-1][0]) + 1
+
+
+def _rows(cur: Any) -> Iterator[tuple[Any, ...]]:
+    """The cursor's rows, fetched a few at a time (a capped step's rows past the cap carry no text)."""
+    while batch := cur.fetchmany(FETCH_ROWS):
+        yield from batch
 
 
 @lru_cache(maxsize=4096)
@@ -147,23 +251,27 @@ def _biz_scope(text: str) -> frozenset[int]:
     return frozenset(int(b) for b in json.loads(text or "[]"))
 
 
-def _steps_of(rows: list[tuple[Any, ...]], lead: int, to_time: Any) -> Iterator[tuple[tuple[Any, ...], StepLog]]:
-    """Rows of ``lead`` leading columns then (step_index, name, status, start_at, finish_at, chunk text), in
-    order, as one StepLog per step with its chunks joined, each with its leading columns."""
+def _steps_of(rows: Iterable[tuple[Any, ...]], lead: int, to_time: Any) -> Iterator[tuple[tuple[Any, ...], StepLog]]:
+    """Rows of ``lead`` leading columns then (step_index, name, status, start_at, finish_at, chunk text, bytes
+    of a chunk left out), in order, as one StepLog per step with its chunks joined, each with its leading
+    columns."""
     current: tuple[Any, ...] | None = None
     texts: list[str] = []
+    omitted = 0
     for row in rows:
         if current is None or row[: lead + 1] != current[: lead + 1]:
             if current is not None:
-                yield current[:lead], _step(current[lead:], texts, to_time)
-            current, texts = row, []
-        if row[-1] is not None:
-            texts.append(row[-1])
+                yield current[:lead], _step(current[lead:], texts, omitted, to_time)
+            current, texts, omitted = row, [], 0
+        if row[-2] is not None:
+            texts.append(row[-2])
+        elif row[-1] is not None:
+            omitted += int(row[-1]) + 1  # with the newline that joins it
     if current is not None:
-        yield current[:lead], _step(current[lead:], texts, to_time)
+        yield current[:lead], _step(current[lead:], texts, omitted, to_time)
 
 
-def _step(row: tuple[Any, ...], texts: list[str], to_time: Any) -> StepLog:
+def _step(row: tuple[Any, ...], texts: list[str], omitted: int, to_time: Any) -> StepLog:
     return StepLog(
         index=int(row[0]),
         name=row[1],
@@ -171,6 +279,7 @@ def _step(row: tuple[Any, ...], texts: list[str], to_time: Any) -> StepLog:
         start_at=to_time(row[3]),
         finish_at=to_time(row[4]),
         log="\n".join(texts),
+        omitted_bytes=omitted,
     )
 
 

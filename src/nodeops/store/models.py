@@ -283,7 +283,8 @@ class StepLog(Base):
     """A chunk of one step's log: one or more whole lines, without a trailing newline."""
 
     __tablename__ = "step_logs"
-    __table_args__ = (Index(None, "record_id", "step_index", "id"),)
+    # one step's chunks in order (the log API); a record's chunks in the order written (reading on from a cursor)
+    __table_args__ = (Index(None, "record_id", "step_index", "id"), Index(None, "record_id", "id"))
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     record_id: Mapped[int] = mapped_column(ForeignKey("instance_records.id", ondelete="CASCADE"))
     step_index: Mapped[int] = mapped_column(Integer)

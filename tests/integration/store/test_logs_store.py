@@ -230,7 +230,7 @@ def test_reading_an_instance_log_searches_the_step_logs_index(services):
     with db.cursor() as cur:
         if db.is_sqlite:
             cur.execute("ANALYZE")
-            cur.execute("EXPLAIN QUERY PLAN " + sql, (ids[7],))
+            cur.execute("EXPLAIN QUERY PLAN " + sql, (1 << 20, 1 << 20, ids[7]))
             plan = [str(row[-1]) for row in cur.fetchall()]
         else:
             cur.execute("ANALYZE step_logs")
@@ -238,7 +238,8 @@ def test_reading_an_instance_log_searches_the_step_logs_index(services):
             cur.execute("EXPLAIN " + sql.replace("%s", str(int(ids[7]))))
             plan = [str(row[0]) for row in cur.fetchall()]
     text = "\n".join(plan)
-    assert STEPS_INDEX in text, text
+    # either index of step_logs reaches the record's chunks by range (PostgreSQL may pick (record_id, id))
+    assert STEPS_INDEX in text or "ix_step_logs_record_id_id" in text, text
     if db.is_sqlite:
         assert not any(re.match(r"SCAN (l|step_logs)\b", line) for line in plan), text
         assert any(

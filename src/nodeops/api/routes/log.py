@@ -4,6 +4,9 @@
 - nodeman:   ``GET /api/job/{job_id}/log/?instance_id=…``
 - API gateway: ``GET /api/bk-nodeman/prod/api/job/{job_id}/log/`` (identity in ``X-Bkapi-Authorization``)
 
+With our ``cursor`` parameter the same addresses answer a tail answer (``LogService.instance_tail``); without
+it nothing else is done. The web viewer's session cookie is accepted as on every API (``CommonArgs.gather``).
+
 This is the hottest path of the service, so it does not go through FastAPI's per-request machinery
 (routing, dependency injection, response models): ``LogFastPath`` is a pure ASGI middleware that answers these
 paths itself and passes every other request on. It still shares its validation (``parse_log_query``) and
@@ -20,9 +23,9 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from nodeops.api.bodies import read_json_body
-from nodeops.api.envelope import JSON_HEADERS, error_body, internal_error_body, success_body_encoded
+from nodeops.api.envelope import JSON_HEADERS, error_body, internal_error_body, success_body, success_body_encoded
 from nodeops.errors import MethodNotAllowed, NodeopsError
-from nodeops.service.auth import AUTH_HEADER, CommonArgs
+from nodeops.service.auth import AUTH_HEADER, WEB_HEADER, CommonArgs
 from nodeops.service.container import Services
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,7 @@ APIGW_PATH = "/api/bk-nodeman/prod/api/job/{job_id}/log/"
 _JOB_PATH = re.compile(r"^(?:/api/bk-nodeman/prod)?/api/job/([^/]+)/log/?$")
 _ESB_PATHS = frozenset({ESB_PATH, ESB_PATH.rstrip("/")})
 _AUTH_HEADER = AUTH_HEADER.encode()
+_WEB_HEADER = WEB_HEADER.encode()
 
 
 class LogFastPath:
@@ -70,13 +74,19 @@ class LogFastPath:
             params: dict[str, object] = parse_query(scope["query_string"])
             if method == "POST":
                 params.update(await read_json_body(receive))
-            auth_header = None
+            auth_header = cookie = web_header = None
             for name, value in scope["headers"]:
                 if name == _AUTH_HEADER:
                     auth_header = value.decode("latin-1")
+                elif name == b"cookie":
+                    cookie = value.decode("latin-1")
+                elif name == _WEB_HEADER:
+                    web_header = value.decode("latin-1")
             if path_job_id is not None:
                 params["job_id"] = path_job_id
-            args = CommonArgs.gather(params, auth_header)
+            args = CommonArgs.gather(params, auth_header, cookie=cookie, method=method, web_header=web_header)
+            if "cursor" in params:  # our extension: a tail answer (docs/log-reading.md, "Cursors")
+                return success_body(await self.services.logs.instance_tail(args, params))
             return success_body_encoded(await self.services.logs.instance_log(args, params))
         except NodeopsError as exc:
             return error_body(exc)
