@@ -313,7 +313,7 @@ def _print_details(data: dict[str, Any]) -> None:
     console.print(statistics_summary(data.get("statistics") or {}), highlight=False)
     table = Table(title=f"{data.get('total', 0)} instances", title_justify="left")
     for column in ("instance_id", "ip", "status", "step", "started", "took", "attempt"):
-        table.add_column(column, no_wrap=column in ("status",), overflow="fold")
+        table.add_column(column, no_wrap=column in ("instance_id", "ip", "status", "took"), overflow="fold")
     for row in data.get("list") or []:
         row_status = str(row.get("status"))
         table.add_row(

@@ -16,7 +16,6 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.rule import Rule
 from rich.text import Text
 
 from nodeops.cli.context import console, err_console, state
@@ -102,7 +101,7 @@ class LogReader:
                 state = self._step(index, answer)
                 text = str(answer.get("log") or "")
                 text_read += len(text)
-                lines = split_lines(text, continuing=state.line_count > 0)
+                lines = split_lines(text)
                 state.line_count += len(lines)
                 if lines:
                     batch.new_lines.setdefault(index, []).extend(lines)
@@ -126,17 +125,9 @@ class LogReader:
         return batch
 
 
-def split_lines(text: str, *, continuing: bool) -> list[str]:
-    """The lines of a piece of tail text: it holds whole lines, may start with the newline joining it to the
-    text before (``continuing``), and may end with one."""
-    if not text:
-        return []
-    if continuing and text.startswith("\n"):
-        text = text[1:]
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return lines
+def split_lines(text: str) -> list[str]:
+    """The lines of a step's text in a tail answer: whole lines joined by newlines, none before or after."""
+    return text.split("\n") if text else []
 
 
 def collect_status(statuses: Iterable[str]) -> str:
@@ -161,15 +152,15 @@ class LogPrinter:
 
     def header(self, state: StepState) -> None:
         title = Text.assemble(
-            (f" {state.index + 1}. ", "bold"),
+            ("━━ ", "dim"),
+            (f"{state.index + 1}. ", "bold"),
             (state.step, "bold"),
             "  ",
             status_text(state.status),
             "  ",
             (self._times(state), "dim"),
-            " ",
         )
-        self.out.print(Rule(title, align="left", style="dim"))
+        self.out.print(title, soft_wrap=True)
         state.shown_status = state.status
 
     @staticmethod

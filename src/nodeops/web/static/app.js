@@ -680,15 +680,9 @@
       step.log.setAttribute("aria-label", `Log of step ${index + 1}, ${step.step}`);
     }
 
-    // A tail answer's text holds whole lines (the log is written line by line): it may start with the newline that
-    // joins it to the text before, and may end with one.
+    // A step's text in a tail answer: whole lines joined by newlines, none before or after.
     appendText(index, text) {
-      const step = this.steps[index];
-      let body = text;
-      if (step.lines.length && body.startsWith("\n")) body = body.slice(1);
-      const lines = body.split("\n");
-      if (lines.length && lines[lines.length - 1] === "") lines.pop();
-      this.appendLines(index, lines);
+      this.appendLines(index, text.split("\n"));
     }
 
     appendLines(index, lines) {
