@@ -15,7 +15,7 @@ from pydantic import BaseModel
 import nodeops
 from nodeops.api.envelope import install_handlers
 from nodeops.api.limits import BodyLimit
-from nodeops.api.routes import agents, health, jobs
+from nodeops.api.routes import agents, health, jobs, log_reading, session
 from nodeops.api.routes.log import APIGW_PATH, ESB_PATH, NODEMAN_PATH, LogFastPath
 from nodeops.api.schemas import LogRequest, LogResponse
 from nodeops.service.container import Services
@@ -60,6 +60,8 @@ def create_app(
     app.include_router(health.router)
     app.include_router(agents.router)
     app.include_router(jobs.router)
+    app.include_router(log_reading.router)
+    app.include_router(session.router)
     mount_viewer(app)  # the log viewer at / and /web/static/; registered after the API's routes
     app.add_middleware(BodyLimit)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

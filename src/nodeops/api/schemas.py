@@ -233,3 +233,48 @@ class RetryNodeData(BaseModel):
 
 class RetryNodeResponse(Envelope):
     data: RetryNodeData | None = None
+
+
+class JobListSort(BaseModel):
+    head: str = Field(default="id", description="id, job_type, status, created_by, start_time or end_time.")
+    sort_type: str = Field(default="DEC", description="ASC or DEC.")
+
+
+class JobListRequest(CommonArgsModel):
+    """job_list (任务历史): the jobs the caller may view, filtered, sorted and paged."""
+
+    model_config = ConfigDict(title="JobListRequest")
+    page: int = Field(default=1, ge=1)
+    pagesize: int = Field(default=10, description="-1: every job; at most 1000.")
+    job_id: list[int] | None = None
+    job_type: list[str] | None = None
+    status: list[str] | None = None
+    created_by: list[str] | None = None
+    bk_biz_id: list[int] | None = None
+    inner_ip_list: list[str] | None = None
+    start_time: str | None = Field(default=None, description="Jobs started at or after (YYYY-MM-DD HH:MM:SS).")
+    end_time: str | None = Field(default=None, description="Jobs started at or before (YYYY-MM-DD HH:MM:SS).")
+    sort: JobListSort | None = None
+    hide_auto_trigger_job: bool = False
+
+
+class JobListRow(BaseModel):
+    id: int
+    job_type: str
+    job_type_display: str
+    status: str
+    statistics: dict[str, int]
+    created_by: str
+    bk_biz_scope: list[int]
+    start_time: str
+    end_time: str | None
+    cost_time: str = Field(description="Whole seconds, as a string.")
+
+
+class JobListData(BaseModel):
+    total: int
+    list: list[JobListRow]
+
+
+class JobListResponse(Envelope):
+    data: JobListData | None = None

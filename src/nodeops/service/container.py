@@ -11,6 +11,7 @@ from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.runner import Engine, FanOut
 from nodeops.service.auth import Authenticator
 from nodeops.service.jobs import JobRunner
+from nodeops.service.log_reading import LogReading
 from nodeops.service.logs import LogService
 from nodeops.settings import Settings
 from nodeops.store import packages as package_rows
@@ -24,6 +25,7 @@ class Services:
     db: Database
     auth: Authenticator
     logs: LogService
+    reading: LogReading  # follow, search, download, batch (docs/log-reading.md)
     engine: Engine
     jobs: JobRunner
     heartbeats: HeartbeatWaiters  # steps waiting for a heartbeat, woken by the heartbeat API
@@ -50,11 +52,13 @@ class Services:
             heartbeats=heartbeats,
             heartbeat_interval_s=settings.agent_heartbeat_interval_s,
         )
+        logs = LogService(db, auth, settings.tz, step_max_bytes=settings.log_step_max_bytes)
         return cls(
             settings=settings,
             db=db,
             auth=auth,
-            logs=LogService(db, auth, settings.tz, step_max_bytes=settings.log_step_max_bytes),
+            logs=logs,
+            reading=LogReading(db, logs),
             engine=engine,
             jobs=JobRunner(db, engine, settings, box),
             heartbeats=heartbeats,

@@ -56,7 +56,7 @@ def parse_tail_query(params: Mapping[str, object]) -> TailQuery:
         cursor = parse_cursor(params.get("cursor"))
     except InvalidInput as exc:
         problems.update(exc.problems)
-    max_bytes = _positive_int(params, "max_bytes", problems, required=False) or TAIL_DEFAULT_BYTES
+    max_bytes = positive_int(params, "max_bytes", problems, required=False) or TAIL_DEFAULT_BYTES
     if max_bytes > TAIL_MAX_BYTES:
         problems["max_bytes"] = f"must be at most {TAIL_MAX_BYTES} (8 MiB); follow `cursor` for more"
     if problems:
@@ -68,8 +68,8 @@ def parse_tail_query(params: Mapping[str, object]) -> TailQuery:
 def parse_log_query(params: Mapping[str, object]) -> LogQuery:
     """Validate ``job_id``, ``instance_id`` and the optional ``attempt``; one InvalidInput names every bad field."""
     problems: dict[str, str] = {}
-    job_id = _positive_int(params, "job_id", problems, required=True)
-    attempt = _positive_int(params, "attempt", problems, required=False)
+    job_id = positive_int(params, "job_id", problems, required=True)
+    attempt = positive_int(params, "attempt", problems, required=False)
     instance: InstanceId | None = None
     raw_instance = params.get("instance_id")
     if raw_instance is None or raw_instance == "":
@@ -85,7 +85,7 @@ def parse_log_query(params: Mapping[str, object]) -> LogQuery:
     return LogQuery(job_id=job_id, instance=instance, attempt=attempt)
 
 
-def _positive_int(params: Mapping[str, object], name: str, problems: dict[str, str], *, required: bool) -> int | None:
+def positive_int(params: Mapping[str, object], name: str, problems: dict[str, str], *, required: bool) -> int | None:
     value = params.get(name)
     if value is None or value == "":
         if required:

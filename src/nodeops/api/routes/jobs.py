@@ -25,6 +25,8 @@ from nodeops.api.schemas import (
     InstallJobRequest,
     JobDetailsResponse,
     JobInstancesRequest,
+    JobListRequest,
+    JobListResponse,
     JobTasksResponse,
     OperateJobRequest,
     RetryNodeRequest,
@@ -32,6 +34,7 @@ from nodeops.api.schemas import (
     StartedJobResponse,
 )
 from nodeops.service.auth import Caller
+from nodeops.service.job_list import list_jobs
 from nodeops.service.job_queries import JobService
 
 router = APIRouter(tags=["job"])
@@ -45,6 +48,7 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     EsbDetailsJobRequest,
     JobInstancesRequest,
     RetryNodeRequest,
+    JobListRequest,
 )
 JobIdPath = Annotated[
     str,
@@ -128,6 +132,10 @@ def _retry_node(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awa
     return jobs.retry_node(caller, params)
 
 
+def _job_list(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
+    return list_jobs(jobs.db, jobs.tz, caller, params)
+
+
 INSTALL = "安装类任务 (install_job): install or reinstall agents"
 OPERATE = "操作类任务 (operate_job): upgrade, restart, reload or uninstall agents"
 DETAILS = "查询任务详情 (details_job): the job, its statistics and a page of its instances"
@@ -175,3 +183,6 @@ _add(
     request=RetryNodeRequest,
     response=RetryNodeResponse,
 )
+JOB_LIST = "任务历史 (job_list): the jobs the caller may view, filtered, sorted and paged"
+for _path, _id in ((f"{ESB_JOB}/job_list/", "esb_job_list"), ("/api/job/job_list/", "job_list_job")):
+    _add(_path, _job_list, operation_id=_id, summary=JOB_LIST, request=JobListRequest, response=JobListResponse)

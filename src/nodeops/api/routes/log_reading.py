@@ -1,0 +1,141 @@
+"""Log reading beyond the log API (docs/log-reading.md): tail, follow (Server-Sent Events), search, download,
+archive and batch, each under ``/api/job/{job_id}/…``.
+
+Routes gather the identity (``ArgsDep``: common args, else the web session cookie) and the parameters, and hand
+them to ``LogReading``, which authenticates and validates before anything is sent: an error, even on a stream or
+a download, is answered in the envelope. A missing trailing slash is accepted, as elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi.responses import Response, StreamingResponse
+
+from nodeops.api.deps import ParamsDep, ServicesDep, gather_args
+from nodeops.api.envelope import json_response, success_body
+from nodeops.service.auth import CommonArgs
+
+router = APIRouter(tags=["log reading"])
+
+JobIdPath = Annotated[str, Path(description="任务ID: the job_id.", json_schema_extra={"type": "integer", "minimum": 1})]
+
+
+async def request_args(request: Request, params: ParamsDep) -> CommonArgs:
+    return gather_args(request, params)
+
+
+ArgsDep = Annotated[CommonArgs, Depends(request_args)]
+LastEventId = Annotated[str | None, Header(alias="Last-Event-ID")]
+ENVELOPE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The envelope; errors too answer HTTP 200 with result false and a code."}
+}
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _route(path: str, methods: list[str], **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``path`` and, hidden from the schema, the same without its trailing slash."""
+
+    def register(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+        router.add_api_route(path, endpoint, methods=methods, response_class=Response, responses=ENVELOPE, **kwargs)
+        router.add_api_route(
+            path.rstrip("/"),
+            endpoint,
+            methods=methods,
+            response_class=Response,
+            include_in_schema=False,
+            operation_id=f"{kwargs['operation_id']}_no_slash",
+        )
+        return endpoint
+
+    return register
+
+
+async def _envelope(answer: Awaitable[Any]) -> Response:
+    return json_response(success_body(await answer))
+
+
+@_route(
+    "/api/job/{job_id}/log/tail/",
+    ["GET", "HEAD"],
+    operation_id="job_log_tail",
+    summary="Tail: each step's status and only the log text after `cursor` (empty: from the start)",
+)
+async def tail(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep) -> Response:
+    return await _envelope(services.reading.tail(args, {**params, "job_id": job_id}))
+
+
+@_route(
+    "/api/job/{job_id}/log/stream/",
+    ["GET"],
+    operation_id="job_log_stream",
+    summary="Follow one instance's log as Server-Sent Events: line, step, end; resumes with Last-Event-ID",
+)
+async def stream(
+    job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep, last_event_id: LastEventId = None
+) -> Response:
+    events = await services.reading.open_log_stream(args, {**params, "job_id": job_id}, last_event_id)
+    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@_route(
+    "/api/job/{job_id}/events/",
+    ["GET"],
+    operation_id="job_events",
+    summary="Follow a job's status changes as Server-Sent Events: instance, job, end",
+)
+async def events(
+    job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep, last_event_id: LastEventId = None
+) -> Response:
+    changes = await services.reading.open_job_events(args, {**params, "job_id": job_id}, last_event_id)
+    return StreamingResponse(changes, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@_route(
+    "/api/job/{job_id}/log/search/",
+    ["GET", "HEAD"],
+    operation_id="job_log_search",
+    summary="Search the log lines of a job (newest attempt of each instance) or of one instance",
+)
+async def search(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep) -> Response:
+    return await _envelope(services.reading.search(args, {**params, "job_id": job_id}))
+
+
+def _attachment(name: str, body: AsyncIterator[bytes], media_type: str) -> Response:
+    disposition = f"attachment; filename=\"{name}\"; filename*=UTF-8''{quote(name)}"
+    return StreamingResponse(body, media_type=media_type, headers={"Content-Disposition": disposition})
+
+
+@_route(
+    "/api/job/{job_id}/log/download/",
+    ["GET"],
+    operation_id="job_log_download",
+    summary="Download one instance's full log as text (ANSI codes kept), a header line per step",
+)
+async def download(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep) -> Response:
+    name, body = await services.reading.open_download(args, {**params, "job_id": job_id})
+    return _attachment(name, body, "text/plain; charset=utf-8")
+
+
+@_route(
+    "/api/job/{job_id}/log/archive/",
+    ["GET"],
+    operation_id="job_log_archive",
+    summary="Download every instance's log of a job as a .tar.gz, one file per instance",
+)
+async def archive(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep) -> Response:
+    name, body = await services.reading.open_archive(args, {**params, "job_id": job_id})
+    return _attachment(name, body, "application/gzip")
+
+
+@_route(
+    "/api/job/{job_id}/log/batch/",
+    ["POST"],
+    operation_id="job_log_batch",
+    summary="Several instances' logs at once (at most 500), or with `tail` their last N lines",
+)
+async def batch(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep) -> Response:
+    return await _envelope(services.reading.batch(args, {**params, "job_id": job_id}))

@@ -1,0 +1,165 @@
+"""job_list (任务历史, spec §8): the jobs a caller may see, filtered, sorted and paged.
+
+As Node Manager, the list is filtered by the caller's businesses instead of failing (spec §10): a job is listed
+when the caller is a superuser or holds every business of its scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any
+
+from nodeops.domain.status import ACTIVE, Status
+from nodeops.errors import InvalidInput
+from nodeops.service.auth import Caller
+from nodeops.service.job_queries import JOB_TYPE_DISPLAY, TIME_FORMAT
+from nodeops.store import job_list
+from nodeops.store.db import Database
+from nodeops.store.models import utcnow
+
+MAX_PAGESIZE = 1000
+MAX_LIST = 500
+_TIME_INPUTS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobListQuery:
+    where: job_list.JobFilter
+    bk_biz_ids: frozenset[int]  # empty: any business
+    offset: int
+    limit: int | None  # None: every job
+
+
+def parse_job_list_query(params: Mapping[str, object], tz: tzinfo) -> JobListQuery:
+    """A job_list request's filters, sort and page; one InvalidInput names every bad field."""
+    problems: dict[str, str] = {}
+    page = _int(params.get("page"), "page", problems, default=1, minimum=1)
+    pagesize = _int(params.get("pagesize"), "pagesize", problems, default=10, minimum=-1)
+    if pagesize is not None and (pagesize == 0 or pagesize > MAX_PAGESIZE):
+        problems["pagesize"] = f"must be -1 (every job) or from 1 to {MAX_PAGESIZE}"
+    job_ids = [
+        value
+        for index, item in enumerate(_list(params, "job_id", problems))
+        if (value := _int(item, f"job_id[{index}]", problems, default=0, minimum=1))
+    ]
+    job_types = [str(t) for t in _list(params, "job_type", problems)]
+    unknown = [t for t in job_types if t not in JOB_TYPE_DISPLAY]
+    if unknown:
+        problems["job_type"] = f"{unknown[0]!r} must be one of {', '.join(sorted(JOB_TYPE_DISPLAY))}"
+    statuses = [str(s) for s in _list(params, "status", problems)]
+    known = {s.value for s in Status}
+    if any(s not in known for s in statuses):
+        problems["status"] = f"must be a list of statuses among {', '.join(s.value for s in Status)}"
+    created_by = [str(u) for u in _list(params, "created_by", problems)]
+    biz_ids = [
+        value
+        for index, item in enumerate(_list(params, "bk_biz_id", problems))
+        if (value := _int(item, f"bk_biz_id[{index}]", problems, default=0, minimum=0)) is not None
+    ]
+    inner_ips = [str(ip).strip() for ip in _list(params, "inner_ip_list", problems) if str(ip).strip()]
+    start_after = _time(params.get("start_time"), "start_time", tz, problems)
+    start_before = _time(params.get("end_time"), "end_time", tz, problems)
+    sort, descending = "id", True
+    raw_sort = params.get("sort")
+    if raw_sort not in (None, "", {}):
+        if not isinstance(raw_sort, dict):
+            problems["sort"] = 'must be an object {"head": ..., "sort_type": "ASC" or "DEC"}'
+        else:
+            sort = str(raw_sort.get("head") or "id")
+            if sort not in job_list.SORT_COLUMNS:
+                problems["sort.head"] = f"{sort!r} must be one of {', '.join(job_list.SORT_COLUMNS)}"
+                sort = "id"
+            sort_type = str(raw_sort.get("sort_type") or "DEC").upper()
+            if sort_type not in ("ASC", "DEC"):
+                problems["sort.sort_type"] = f"{sort_type!r} must be ASC or DEC"
+            descending = sort_type != "ASC"
+    hide = params.get("hide_auto_trigger_job")
+    if hide not in (None, "") and not isinstance(hide, bool) and str(hide).lower() not in ("true", "false", "1", "0"):
+        problems["hide_auto_trigger_job"] = "must be true or false"
+    if problems:
+        raise InvalidInput(problems)
+    where = job_list.JobFilter(
+        job_ids=job_ids,
+        job_types=job_types,
+        statuses=statuses,
+        created_by=created_by,
+        inner_ips=inner_ips,
+        start_after=start_after,
+        start_before=start_before,
+        hide_auto_trigger=hide is True or str(hide).lower() in ("true", "1"),
+        sort=sort,
+        descending=descending,
+    )
+    assert page is not None and pagesize is not None
+    limit = None if pagesize == -1 else pagesize
+    return JobListQuery(where=where, bk_biz_ids=frozenset(biz_ids), offset=(page - 1) * (limit or 0), limit=limit)
+
+
+async def list_jobs(db: Database, tz: tzinfo, caller: Caller, params: Mapping[str, object]) -> dict[str, Any]:
+    """``{total, list}``: the jobs matching the request that ``caller`` may view."""
+    query = parse_job_list_query(params, tz)
+
+    def visible(scope: frozenset[int]) -> bool:
+        if query.bk_biz_ids and not scope & query.bk_biz_ids:
+            return False
+        return caller.is_superuser or scope <= caller.biz_ids
+
+    def read() -> tuple[int, list[job_list.JobRow]]:
+        with db.session() as session:
+            return job_list.list_jobs(session, query.where, keep=visible, offset=query.offset, limit=query.limit)
+
+    total, rows = await db.call(read)
+    now = utcnow()
+    return {"total": total, "list": [_row(row, tz, now) for row in rows]}
+
+
+def _row(job: job_list.JobRow, tz: tzinfo, now: datetime) -> dict[str, Any]:
+    end_at = job.end_at if Status(job.status) not in ACTIVE else None
+    return {
+        "id": job.job_id,
+        "job_type": job.job_type,
+        "job_type_display": JOB_TYPE_DISPLAY.get(job.job_type, job.job_type),
+        "status": job.status,
+        "statistics": job.statistics,
+        "created_by": job.created_by,
+        "bk_biz_scope": job.bk_biz_scope,
+        "start_time": job.start_at.astimezone(tz).strftime(TIME_FORMAT),
+        "end_time": None if end_at is None else end_at.astimezone(tz).strftime(TIME_FORMAT),
+        "cost_time": str(int(((end_at or now) - job.start_at).total_seconds())),
+    }
+
+
+def _list(params: Mapping[str, object], name: str, problems: dict[str, str]) -> list[Any]:
+    value = params.get(name)
+    if value is None or value == "":
+        return []
+    items = value if isinstance(value, list) else [value] if isinstance(value, str | int) else None
+    if items is None or len(items) > MAX_LIST:
+        problems[name] = f"must be a list of at most {MAX_LIST} values"
+        return []
+    return [item for item in items if item not in (None, "")]
+
+
+def _int(value: object, name: str, problems: dict[str, str], *, default: int, minimum: int) -> int | None:
+    if value is None or value == "":
+        return default
+    text = str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else ""
+    body = text[1:] if text.startswith("-") else text
+    if not body.isascii() or not body.isdigit() or len(body) > 18 or int(text) < minimum:
+        problems[name] = f"{str(value)[:40]!r} is not an integer from {minimum}"
+        return None
+    return int(text)
+
+
+def _time(value: object, name: str, tz: tzinfo, problems: dict[str, str]) -> datetime | None:
+    if value is None or value == "":
+        return None
+    for fmt in _TIME_INPUTS:
+        try:
+            return datetime.strptime(str(value).strip(), fmt).replace(tzinfo=tz)
+        except ValueError:
+            continue
+    problems[name] = f"{str(value)[:40]!r} must be YYYY-MM-DD HH:MM:SS (or YYYY-MM-DD)"
+    return None
