@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-APT_TEST_PKGS := postgresql openssh-server wrk chromium
+APT_TEST_PKGS := postgresql openssh-server wrk chromium fonts-wqy-zenhei
 # bench/ may not exist yet; ruff errors on missing paths.
 LINT_PATHS := $(wildcard src tests bench)
 

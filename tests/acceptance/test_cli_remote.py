@@ -20,7 +20,7 @@ from nodeops.settings import Settings
 from tests.conftest import TEST_SECRET_KEY, TEST_TIME_ZONE
 from tests.factories import SEED_STEPS, make_seed_job
 from tests.integration.jobs.support import dead_port, free_socket
-from tests.live_jobs import SLOW_LINE, SLOW_LINES, artifact, publish_doc_image, running_stack
+from tests.live_jobs import CHROMIUM, SLOW_LINE, SLOW_LINES, artifact, publish_doc_image, running_stack
 
 SEED_INSTANCE = "host|instance|host|1"
 TIMEOUT_S = 90
@@ -160,13 +160,37 @@ def test_log_follow_prints_a_running_jobs_lines_as_they_come_and_the_hosts_bar(s
     assert "job " + str(job_id) in text and "1 host: 1 done, 0 failed, 0 running, 0 pending" in text, text
     assert text.rstrip().endswith(f"instance {instance_id} ended ✓ SUCCESS"), text
 
+    save_terminal_picture(raw, f"$ nodeops log {job_id} '{instance_id}' --follow", "cli-follow")
+
+
+TERMINAL_PAGE = """<!doctype html><html><head><meta charset="utf-8"><style>
+body {{ margin: 0; background: #1e1f29; }}
+pre {{ margin: 0; padding: 14px 18px; color: #e0e2ea; background: #1e1f29; font-size: 14px; line-height: 1.35;
+       font-family: 'DejaVu Sans Mono', 'WenQuanYi Zen Hei Mono', monospace; }}
+</style></head><body><pre>{code}</pre></body></html>"""
+
+
+def save_terminal_picture(raw: str, command: str, name: str) -> None:
+    """The CLI's coloured output as test-artifacts/{name}.html and, when Chromium is here, {name}.png (the one
+    the README shows)."""
     with open(os.devnull, "w") as sink:
         recorder = Console(record=True, width=110, force_terminal=True, color_system="truecolor", file=sink)
-        recorder.print(f"$ nodeops log {job_id} '{instance_id}' --follow", style="bold", highlight=False)
+        recorder.print(command, style="bold", highlight=False)
         recorder.print(Text.from_ansi(raw.rstrip("\n")))
-    path = artifact("cli-follow.svg")
-    recorder.save_svg(str(path), title="nodeops log --follow")
-    publish_doc_image(path)
+    html = recorder.export_html(inline_styles=True, code_format=TERMINAL_PAGE)
+    artifact(f"{name}.html").write_text(html, encoding="utf-8")
+    if not Path(CHROMIUM).exists():
+        return
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1040, "height": 600})
+        page.set_content(html)
+        png = artifact(f"{name}.png")
+        page.locator("pre").screenshot(path=png)
+        browser.close()
+    publish_doc_image(png)
 
 
 def test_job_commands_install_list_show_retry_and_revoke(stack, cli_env):

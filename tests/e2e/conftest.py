@@ -12,9 +12,7 @@ import pytest
 from nodeops.settings import Settings
 from tests.conftest import TEST_SECRET_KEY, TEST_TIME_ZONE
 from tests.integration.jobs.support import free_socket
-from tests.live_jobs import running_stack
-
-CHROMIUM = "/usr/bin/chromium"
+from tests.live_jobs import CHROMIUM, running_stack
 
 
 @pytest.fixture

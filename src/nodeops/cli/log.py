@@ -154,7 +154,7 @@ class LogPrinter:
         title = Text.assemble(
             ("━━ ", "dim"),
             (f"{state.index + 1}. ", "bold"),
-            (state.step, "bold"),
+            (state.step, "underline"),
             "  ",
             status_text(state.status),
             "  ",
@@ -174,7 +174,7 @@ class LogPrinter:
     def footer(self, state: StepState) -> None:
         took = seconds_between(state.start_time, state.finish_time)
         self.out.print(
-            Text.assemble("   ", status_text(state.status), (f"  {state.step}", "bold"), (f"  {duration(took)}", "dim"))
+            Text.assemble("   ", status_text(state.status), f"  {state.step}", (f"  {duration(took)}", "dim"))
         )
         state.shown_status = state.status
 
