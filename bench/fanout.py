@@ -60,6 +60,7 @@ TARGET_RATIO, TARGET_RATIO_N = 1.25, 200
 TARGET_CPU_MS = 20.0
 TARGET_RSS_MB, TARGET_RSS_N = 300.0, 500
 NOISY_CORES = 0.2  # other load above this during a window makes its figures suspect
+MIN_IDLE_BEATS = 20  # heartbeats the quiet window needs before its CPU per heartbeat means anything
 
 
 def say(text: str) -> None:
@@ -395,7 +396,8 @@ def report(results: list[SizeResult], args: argparse.Namespace, runtime_s: float
     for r in results:
         for number, rd in enumerate(r.rounds, 1):
             s, f, idle = rd.service, rd.floor, rd.idle
-            per_beat_ms = 1000 * idle["cpu_s"] / idle["heartbeats"] if idle["heartbeats"] else None
+            enough = idle["heartbeats"] >= MIN_IDLE_BEATS  # else the window's background CPU is most of it
+            per_beat_ms = 1000 * idle["cpu_s"] / idle["heartbeats"] if enough else None
             beats_ms = (per_beat_ms or 0.0) * s["heartbeats"] / r.n
             hosts_ms = f"{fmt(s['hosts_cpu_s'], 1000 / r.n, 0)} / {fmt(f['hosts_cpu_s'], 1000 / r.n, 0)}"
             busy = f"{s['machine_busy_cores']:.2f} / {f['machine_busy_cores']:.2f}"
@@ -405,8 +407,8 @@ def report(results: list[SizeResult], args: argparse.Namespace, runtime_s: float
                 f"{1000 * s['cpu_s'] / r.n - beats_ms:12.1f} {hosts_ms:>13} {busy:>11}"
             )
     w("idle ms/beat: the service's CPU per heartbeat in a quiet window before the upgrade, when the fleet only")
-    w("reports (at the interval the service configures; n/a: no heartbeat in the window); ≈ beats: that cost")
-    w("times the heartbeats of the upgrade window, per host;")
+    w(f"reports (at the interval the service configures; n/a: fewer than {MIN_IDLE_BEATS} heartbeats in the window);")
+    w("≈ beats: that cost times the heartbeats of the upgrade window, per host;")
     w("rest: the upgrade's own CPU per host. hosts: CPU of the host side (sshd sessions, commands, agents) per host,")
     w(f"service / floor. busy cores: the whole machine (of {cpus}), service / floor. other load: cores used by")
     w("processes that are not this bench during the window.")
