@@ -13,6 +13,7 @@ from nodeops.service.auth import Authenticator
 from nodeops.service.jobs import JobRunner
 from nodeops.service.log_reading import LogReading
 from nodeops.service.logs import LogService
+from nodeops.service.retention import RetentionJanitor
 from nodeops.settings import Settings
 from nodeops.store import packages as package_rows
 from nodeops.store.access import AccessReads
@@ -29,6 +30,7 @@ class Services:
     engine: Engine
     jobs: JobRunner
     heartbeats: HeartbeatWaiters  # steps waiting for a heartbeat, woken by the heartbeat API
+    retention: RetentionJanitor  # deletes old jobs when NODEOPS_RETENTION_DAYS > 0
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -62,6 +64,7 @@ class Services:
             engine=engine,
             jobs=JobRunner(db, engine, settings, box),
             heartbeats=heartbeats,
+            retention=RetentionJanitor(db, days=settings.retention_days, interval_s=settings.cleanup_interval_s),
         )
 
     async def start(self) -> None:
@@ -75,8 +78,10 @@ class Services:
 
         await self.db.call(prepare)
         await self.engine.start()
+        self.retention.start()
 
     async def aclose(self) -> None:
+        await self.retention.aclose()
         await self.engine.aclose()
         self.close()
 
