@@ -308,7 +308,9 @@ async def _unpack(ctx: StepContext) -> None:
     await ctx.run(
         f"tar -xzf {staged} --strip-components=1 -C {ctx.home} && rm -f {staged}", what="unpacking the package"
     )
-    await _set_agent(ctx, status="INSTALLED", version=ctx.package.version)
+    # the new version is recorded now, before the new agent reports it: a heartbeat the old agent sent before it
+    # stopped must not pass for the new one, so the last heartbeat is cleared again
+    await _set_agent(ctx, status="INSTALLED", version=ctx.package.version, clear_heartbeat=True)
 
 
 async def _write_config(ctx: StepContext) -> None:
