@@ -151,12 +151,9 @@ class LogReading:
             finished = Status(status) not in ACTIVE and not taken.cut
             if finished:
                 out.append(sse("end", {"status": status}))
-            if out:
-                yield b"".join(out)
-                last_sent = time.monotonic()
-            elif time.monotonic() - last_sent >= KEEPALIVE_S:
-                yield KEEPALIVE
-                last_sent = time.monotonic()
+            block, last_sent = _to_send(out, last_sent)
+            if block:
+                yield block
             if finished:
                 return
             if not taken.cut:
@@ -217,12 +214,9 @@ class LogReading:
             ended = Status(job.status) not in ACTIVE
             if ended:
                 out.append(sse("end", {"status": job.status}))
-            if out:
-                yield b"".join(out)
-                last_sent = time.monotonic()
-            elif time.monotonic() - last_sent >= KEEPALIVE_S:
-                yield KEEPALIVE
-                last_sent = time.monotonic()
+            block, last_sent = _to_send(out, last_sent)
+            if block:
+                yield block
             if ended:
                 return
             await asyncio.sleep(POLL_S)
@@ -476,6 +470,17 @@ class LogReading:
 
 
 # --- validation and helpers -----------------------------------------------------------------------------------
+
+
+def _to_send(events: list[bytes], last_sent: float) -> tuple[bytes | None, float]:
+    """What a stream sends now (its new events, else a keep-alive comment when it has been quiet for
+    ``KEEPALIVE_S``, else nothing) and when it last sent something."""
+    now = time.monotonic()
+    if events:
+        return b"".join(events), now
+    if now - last_sent >= KEEPALIVE_S:
+        return KEEPALIVE, now
+    return None, last_sent
 
 
 def _raise(problems: Mapping[str, str]) -> None:

@@ -1,41 +1,13 @@
-"""Fixtures of the log reading tests; each test runs on SQLite and PostgreSQL through ``live_server``."""
+"""Fixtures of the log reading tests; each test runs on SQLite and PostgreSQL through ``live_server``. The
+client, the seed's app and user and the token factory are the log API tests' own."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
-import httpx
 import pytest
 
-from nodeops.service.container import Services
-from nodeops.service.security import issue_token
-from tests.factories import AppCredentials, make_app, make_user
+from tests.integration.api.conftest import admin, client, esb_app, token_for
 
-
-@pytest.fixture
-def client(live_server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_server.url, timeout=30) as http:
-        yield http
-
-
-@pytest.fixture
-def esb_app(services: Services) -> AppCredentials:
-    return make_app(services)
-
-
-@pytest.fixture
-def admin(services: Services) -> str:
-    return make_user(services, "admin", superuser=True)
-
-
-@pytest.fixture
-def token_for(services: Services) -> Callable[..., str]:
-    key = services.settings.resolved_secret_key()
-
-    def issue(username: str, *, ttl_s: int = 3600, now=None) -> str:
-        return issue_token(key, username=username, ttl_s=ttl_s, now=now)
-
-    return issue
+__all__ = ["admin", "client", "esb_app", "token_for"]
 
 
 @pytest.fixture
