@@ -47,8 +47,9 @@ def stack(services, listen_socket, tmp_path):
         yield made
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Closed with its module: Playwright's sync API holds an event loop on this thread while it is open."""
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: make test installs Debian's chromium package")
