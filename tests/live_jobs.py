@@ -28,7 +28,7 @@ from tests.integration.jobs.support import EngineServer, JobApi, local_host, sto
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 DOC_IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
-UPDATE_DOC_IMAGES_ENV = "NODEOPS_UPDATE_DOC_IMAGES"  # =1: the tests also refresh the README's pictures
+UPDATE_DOC_IMAGES_ENV = "UPDATE_DOC_IMAGES"  # =1: the tests also refresh the README's pictures (not NODEOPS_*: cleared)
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; make test installs it, Playwright downloads nothing
 SLOW_LINES = 6  # lines the agent's start prints, one a second
 SLOW_LINE = "warming up {n}/{total}"
