@@ -83,6 +83,11 @@ def test_sign_in_refuses_a_bad_token_then_lists_jobs_with_a_status_filter(stack,
     page.goto(stack.url + "/#/")
     expect(page.get_by_role("heading", name="Sign in to nodeops")).to_be_visible(timeout=UI_TIMEOUT_MS)
 
+    # the sign-in link `make run` prints: the token leaves the address bar at once
+    page.goto(f"{stack.url}/#/signin?bk_token={stack.token}")
+    expect(page.get_by_role("heading", name="Jobs", exact=True)).to_be_visible(timeout=UI_TIMEOUT_MS)
+    assert stack.token not in page.url
+
 
 def test_job_page_follows_a_running_job_then_filters_its_instances(stack, page):
     sign_in(page, stack)

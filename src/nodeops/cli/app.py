@@ -88,6 +88,7 @@ def serve(
 
 async def _print_demo(services: Services) -> None:
     """Run the demo jobs, then print how to read their log through the API."""
+    from nodeops.service.admin import token
     from nodeops.service.demo import ensure_demo_access, run_demo_jobs
 
     settings = services.settings
@@ -99,6 +100,9 @@ async def _print_demo(services: Services) -> None:
         err_console.print(f"[red]demo failed:[/red] {exc.message}", highlight=False)
         return
     base = settings.base_url
+    bk_token = await services.db.call(
+        lambda: token(services.db, settings.resolved_secret_key(), username=access.username, ttl_s=settings.token_ttl_s)
+    )
     query = urlencode(
         {
             "bk_app_code": access.app_code,
@@ -115,6 +119,8 @@ async def _print_demo(services: Services) -> None:
         f"demo jobs:  INSTALL_AGENT job {run.install_job_id} {run.install_status}, "
         f"UPGRADE_AGENT job {run.upgrade_job_id} {run.upgrade_status}"
     )
+    # the token rides in the fragment, which browsers never send; the viewer signs in with it and drops it
+    print(f"viewer:     {base}/#/signin?{urlencode({'bk_token': bk_token})}")
     print("read the upgrade's log:")
     print("curl -s " + shlex.quote(f"{base}/api/c/compapi/v2/nodeman/api/job/log/?{query}"), flush=True)
 

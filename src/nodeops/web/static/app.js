@@ -192,7 +192,7 @@
     document.getElementById("who").hidden = route.view === "signin";
     main.replaceChildren(el("p", { class: "loading", text: "Loading…" }));
     try {
-      if (route.view === "signin") renderSignin();
+      if (route.view === "signin") renderSignin(route);
       else if (route.view === "job") await renderJob(route);
       else if (route.view === "instance") await renderInstance(route);
       else await renderJobs(route);
@@ -205,7 +205,7 @@
 
   // ---- sign in -------------------------------------------------------------------------------------------
 
-  function renderSignin() {
+  function renderSignin(route) {
     setTitle("Sign in");
     const input = el("input", {
       id: "bk-token", name: "bk_token", type: "password", autocomplete: "off", required: true, spellcheck: "false",
@@ -239,6 +239,12 @@
     });
     main.replaceChildren(form);
     input.focus();
+    const given = route.params.get("bk_token"); // the sign-in link `make run` prints
+    if (given) {
+      history.replaceState(null, "", "#/signin"); // out of the address bar and the history
+      input.value = given;
+      form.requestSubmit();
+    }
   }
 
   async function signOut() {
