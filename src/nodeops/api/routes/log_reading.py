@@ -37,18 +37,24 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def _route(path: str, methods: list[str], **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register ``path`` and, hidden from the schema, the same without its trailing slash."""
+    """Register ``path`` for ``methods`` and, hidden from the schema, the same without its trailing slash (HEAD,
+    when asked, is registered hidden too: one operation id per path in the schema)."""
 
     def register(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-        router.add_api_route(path, endpoint, methods=methods, response_class=Response, responses=ENVELOPE, **kwargs)
-        router.add_api_route(
-            path.rstrip("/"),
-            endpoint,
-            methods=methods,
-            response_class=Response,
-            include_in_schema=False,
-            operation_id=f"{kwargs['operation_id']}_no_slash",
-        )
+        listed = [method for method in methods if method != "HEAD"]
+        router.add_api_route(path, endpoint, methods=listed, response_class=Response, responses=ENVELOPE, **kwargs)
+        hidden = [(path.rstrip("/"), listed, "no_slash")]
+        if "HEAD" in methods:
+            hidden += [(path, ["HEAD"], "head"), (path.rstrip("/"), ["HEAD"], "head_no_slash")]
+        for variant, variant_methods, suffix in hidden:
+            router.add_api_route(
+                variant,
+                endpoint,
+                methods=variant_methods,
+                response_class=Response,
+                include_in_schema=False,
+                operation_id=f"{kwargs['operation_id']}_{suffix}",
+            )
         return endpoint
 
     return register
