@@ -1,4 +1,5 @@
-"""A running service for the viewer's and the CLI's tests: uvicorn with its lifespan (so the engine runs jobs
+"""A running service for the viewer's and the CLI's tests (fixtures ``stack`` and what it needs, imported by
+tests/e2e/conftest.py and tests/acceptance/remote/conftest.py): uvicorn with its lifespan (so the engine runs jobs
 in the server's own loop, as in production), the superuser ``admin`` with an app and a bk_token, and a
 local transport whose agent start prints a line a second for a few seconds, so a real job is RUNNING with its
 lines arriving while a test watches.
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from nodeops.crypto import SecretBox
 from nodeops.engine.logwriter import LogWriter
@@ -22,9 +24,11 @@ from nodeops.engine.transports.base import CommandResult, LineSink, Transport
 from nodeops.engine.transports.local import LocalTransport
 from nodeops.service import admin
 from nodeops.service.container import Services
+from nodeops.settings import Settings
 from nodeops.store.pipelines import HostWork
+from tests.conftest import TEST_SECRET_KEY, TEST_TIME_ZONE
 from tests.factories import AppCredentials, make_app, make_user
-from tests.integration.jobs.support import EngineServer, JobApi, local_host, stop_agents
+from tests.integration.jobs.support import EngineServer, JobApi, free_socket, local_host, stop_agents
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 DOC_IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
@@ -108,3 +112,36 @@ def running_stack(services: Services, listen_socket: Any, root: Path) -> Iterato
     finally:
         stop_agents(root)
         server.stop()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """SQLite only: these tests check pages and commands, not the store (which runs on both elsewhere)."""
+    path = tmp_path / "nodeops.sqlite3"
+    shutil.copyfile(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def listen_socket():
+    sock = free_socket()
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def settings(tmp_path, database_url, listen_socket) -> Settings:
+    """Settings on the port the server will listen on (agents report there)."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
+        time_zone=TEST_TIME_ZONE,
+        port=listen_socket.getsockname()[1],
+    )
+
+
+@pytest.fixture
+def stack(services, listen_socket, tmp_path):
+    with running_stack(services, listen_socket, tmp_path) as made:
+        yield made

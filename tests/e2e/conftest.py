@@ -4,47 +4,11 @@ Playwright (``/usr/bin/chromium``; ``make test`` installs it, nothing is downloa
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from nodeops.settings import Settings
-from tests.conftest import TEST_SECRET_KEY, TEST_TIME_ZONE
-from tests.integration.jobs.support import free_socket
-from tests.live_jobs import CHROMIUM, running_stack
-
-
-@pytest.fixture
-def database_url(tmp_path: Path, sqlite_template: Path) -> str:
-    """The browser tests run on SQLite only: what they check is the page, not the store."""
-    path = tmp_path / "nodeops.sqlite3"
-    shutil.copyfile(sqlite_template, path)
-    return f"sqlite:///{path}"
-
-
-@pytest.fixture
-def listen_socket():
-    sock = free_socket()
-    yield sock
-    sock.close()
-
-
-@pytest.fixture
-def settings(tmp_path, database_url, listen_socket) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
-        time_zone=TEST_TIME_ZONE,
-        port=listen_socket.getsockname()[1],
-    )
-
-
-@pytest.fixture
-def stack(services, listen_socket, tmp_path):
-    with running_stack(services, listen_socket, tmp_path) as made:
-        yield made
+from tests.live_jobs import CHROMIUM, database_url, listen_socket, settings, stack  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module")

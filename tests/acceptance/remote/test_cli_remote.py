@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -16,11 +15,9 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 
-from nodeops.settings import Settings
-from tests.conftest import TEST_SECRET_KEY, TEST_TIME_ZONE
 from tests.factories import SEED_STEPS, make_seed_job
-from tests.integration.jobs.support import dead_port, free_socket
-from tests.live_jobs import CHROMIUM, SLOW_LINE, SLOW_LINES, artifact, publish_doc_image, running_stack
+from tests.integration.jobs.support import dead_port
+from tests.live_jobs import CHROMIUM, SLOW_LINE, SLOW_LINES, artifact, publish_doc_image
 
 SEED_INSTANCE = "host|instance|host|1"
 TIMEOUT_S = 90
@@ -28,37 +25,6 @@ TIMEOUT_S = 90
 
 def _nodeops() -> str:
     return str(Path(sys.executable).with_name("nodeops"))
-
-
-@pytest.fixture
-def database_url(tmp_path: Path, sqlite_template: Path) -> str:
-    path = tmp_path / "nodeops.sqlite3"
-    shutil.copyfile(sqlite_template, path)
-    return f"sqlite:///{path}"
-
-
-@pytest.fixture
-def listen_socket():
-    sock = free_socket()
-    yield sock
-    sock.close()
-
-
-@pytest.fixture
-def settings(tmp_path, database_url, listen_socket) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
-        time_zone=TEST_TIME_ZONE,
-        port=listen_socket.getsockname()[1],
-    )
-
-
-@pytest.fixture
-def stack(services, listen_socket, tmp_path):
-    with running_stack(services, listen_socket, tmp_path) as made:
-        yield made
 
 
 @pytest.fixture
