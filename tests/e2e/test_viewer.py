@@ -4,7 +4,9 @@ real job's lines appearing while it runs. Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
+import io
 import re
+import tarfile
 from urllib.parse import quote
 
 import pytest
@@ -232,6 +234,18 @@ def test_download_link_serves_the_whole_log_as_a_file(stack, page):
         assert f"==> {name} [{status}] {start} - {finish}" in text, text
         assert log in text
 
+    # the job page's archive link, with the page's own session
+    page.goto(f"{stack.url}/#/task-list/{seed.job_id}")
+    archive = page.get_by_role("link", name="Download every log (.tar.gz)")
+    expect(archive).to_be_visible(timeout=UI_TIMEOUT_MS)
+    answer = page.request.get(stack.url + archive.get_attribute("href"))
+    assert answer.ok and answer.body()[:2] == b"\x1f\x8b", answer.headers  # gzip
+    with tarfile.open(fileobj=io.BytesIO(answer.body()), mode="r:gz") as archived:
+        names = archived.getnames()
+        assert len(names) == 1 and names[0].startswith(f"job-{seed.job_id}/"), names
+        member = archived.extractfile(names[0])
+        assert member is not None and member.read().decode() == text
+
 
 def test_keyboard_alone_reaches_and_opens_a_job_then_an_instance(stack, page):
     made = make_failed_job(stack)
@@ -279,6 +293,7 @@ def test_a_running_jobs_lines_appear_while_it_runs(stack, page):
 
     third = SLOW_LINE.format(n=3, total=SLOW_LINES)
     expect(page.locator(".line", has_text=third)).to_have_count(1, timeout=30_000)
+    expect(page.locator("#live-status")).not_to_contain_text("polling")  # pushed by the stream
     steps = stack.api.log(job_id, instance_id)
     assert steps[4]["step"] == "安装" and steps[4]["status"] == "RUNNING", steps
     expect(page.locator("details.step").nth(4).locator("summary")).to_contain_text("RUNNING")
