@@ -67,14 +67,16 @@ class LogWriter:
         flush_interval_s: float = 0.2,
         max_pending_bytes: int = 1 << 20,
         secrets: tuple[str, ...] = (),
+        renderer: AnswerRenderer | None = None,
     ) -> None:
+        """``renderer`` seals finished records' answers; pass the log API's, so they are rendered alike."""
         self.db = db
         self.tz = tz
         self.flush_interval_s = flush_interval_s
         self.max_pending_bytes = max_pending_bytes
         self._secrets = secrets
         self._reads = LogReads(db)
-        self._renderer = AnswerRenderer(tz)
+        self._renderer = renderer or AnswerRenderer(tz)
         self._pending: list[_Op] = []
         self._pending_bytes = 0
         self._wake = asyncio.Event()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 
 from nodeops.crypto import SecretBox
+from nodeops.domain.answer import AnswerRenderer
 from nodeops.domain.plans import StepCode
 from nodeops.domain.status import Status
 from nodeops.engine.heartbeats import HeartbeatWaiters
@@ -73,9 +74,11 @@ class Engine:
         timeouts: StepTimeouts | None = None,
         heartbeats: HeartbeatWaiters | None = None,
         heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
+        renderer: AnswerRenderer | None = None,
     ) -> None:
         """``heartbeats`` is shared with the heartbeat API of the process, so it wakes the steps waiting for a
-        heartbeat; ``heartbeat_interval_s`` is the rhythm configured into agents this engine installs."""
+        heartbeat; ``heartbeat_interval_s`` is the rhythm configured into agents this engine installs;
+        ``renderer`` seals the answers of records as they finish (the log API's, so its settings apply)."""
         self.db = db
         self.box = box
         self.connect = connect
@@ -83,7 +86,7 @@ class Engine:
         self.timeouts = timeouts or StepTimeouts()
         self.heartbeats = HeartbeatWaiters() if heartbeats is None else heartbeats
         self.heartbeat_interval_s = heartbeat_interval_s
-        self.writer = LogWriter(db, tz)
+        self.writer = LogWriter(db, tz, renderer=renderer)
         self._limit = asyncio.Semaphore(self.fan_out.limit)
         self._runs: dict[int, _JobRun] = {}
         self._background: set[asyncio.Task[None]] = set()

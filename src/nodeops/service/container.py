@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nodeops.crypto import SecretBox
+from nodeops.domain.answer import AnswerRenderer
 from nodeops.engine import packages
 from nodeops.engine.connect import transport_factory
 from nodeops.engine.heartbeats import HeartbeatWaiters
@@ -53,6 +54,7 @@ class Services:
             fan_out=FanOut(limit=settings.job_limit, step_timeout_s=settings.step_timeout_s),
             heartbeats=heartbeats,
             heartbeat_interval_s=settings.agent_heartbeat_interval_s,
+            renderer=AnswerRenderer(settings.tz, step_max_bytes=settings.log_step_max_bytes),
         )
         logs = LogService(db, auth, settings.tz, step_max_bytes=settings.log_step_max_bytes)
         return cls(

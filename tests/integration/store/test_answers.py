@@ -12,6 +12,7 @@ from nodeops.domain.answer import AnswerRenderer
 from nodeops.domain.instance_id import parse_instance_id
 from nodeops.domain.status import Status
 from nodeops.engine.logwriter import LogWriter
+from nodeops.service.container import Services
 from nodeops.store import answers, jobs
 from nodeops.store.log_reads import LogReads
 from nodeops.store.models import RecordAnswer
@@ -95,3 +96,22 @@ async def test_the_engine_writer_seals_a_record_in_the_batch_that_finishes_it(se
     sealed = _answer(services, job)
     assert sealed == _rendered(services, job)
     assert b"written in the same batch" in sealed
+
+
+async def test_the_engine_seals_with_the_log_api_settings_so_its_answers_are_served(settings):
+    capped = Services.build(settings.model_copy(update={"log_step_max_bytes": 64}))
+    try:
+        job = make_job(capped, runs=[*FINISHED[:1], StepRun(Status.RUNNING, "2024-05-01 10:00:01")])
+        writer = capped.engine.writer
+        writer.line(job.record_id, 1, "ERROR", "x" * 200)
+        writer.step(job.record_id, 1, Status.FAILED)
+        writer.record(job.record_id, Status.FAILED)
+        await writer.flush()
+        with capped.db.cursor() as cur:
+            found = capped.logs.reads.look_up(
+                cur, job.job_id, parse_instance_id(job.instance_id), None, capped.logs.renderer.zone
+            )
+        assert found.record is not None and found.record.answer is not None  # sealed under the same settings
+        assert b"more bytes of this step not shown" in found.record.answer
+    finally:
+        capped.close()
