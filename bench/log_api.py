@@ -63,7 +63,7 @@ STEPS: tuple[PlannedStep, ...] = plan_steps(JOB_TYPE)
 assert len(STEPS) == 6, "the bench's plan has 6 steps"
 HOST_ID_BASE = 100_001
 APP_CODE = "bench"
-FORMAT = 2  # of the filled database; a saved fill of another format is filled again
+FORMAT = 3  # of the filled database; a saved fill of another format is filled again
 USERNAME = "bench-admin"
 MANIFEST = "bench-manifest.json"
 TARGET_RATIO = 0.5
