@@ -59,7 +59,7 @@ JobServiceDep = Annotated[JobService, Depends(job_service)]
 
 
 def subscription_service(services: Services) -> SubscriptionService:
-    return SubscriptionService(job_service(services))
+    return SubscriptionService(job_service(services), services.task_actions)
 
 
 def inventory_service(services: Services) -> InventoryService:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nodeops.crypto import SecretBox
 from nodeops.engine import packages
@@ -25,6 +25,8 @@ class Services:
     logs: LogService
     engine: Engine
     jobs: JobRunner
+    # task id -> the action it runs, for task results; a task's actions never change once it exists
+    task_actions: dict[int, str] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:

@@ -59,7 +59,6 @@ from nodeops.store.subscriptions import InstanceFilter, RecordRow, ResultQuery, 
 MAX_IDS = 1000
 STREAM_BATCH = 500
 _ACTION_CACHE_SIZE = 4096
-_TASK_ACTIONS: dict[int, str] = {}  # task id -> its action: a task's actions never change once it exists
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,8 +182,10 @@ def _access(subscription: SubscriptionInfo) -> JobAccess:
 class SubscriptionService:
     """The subscription APIs' use cases; cheap to build (it holds the process's shared objects)."""
 
-    def __init__(self, jobs: JobService) -> None:
+    def __init__(self, jobs: JobService, task_actions: dict[int, str]) -> None:
+        """``task_actions`` memoises the action of each task (the process's ``Services.task_actions``)."""
         self.jobs = jobs
+        self._actions = task_actions
         self.db = jobs.db
         self.engine = jobs.engine
         self.tz = jobs.tz
@@ -548,15 +549,15 @@ class SubscriptionService:
     def _rows(
         self, session: Any, sub: SubscriptionInfo, records: Sequence[RecordRow], *, need_detail: bool
     ) -> list[dict[str, Any]]:
-        unknown = sorted({r.task_id for r in records} - _TASK_ACTIONS.keys())
+        unknown = sorted({r.task_id for r in records} - self._actions.keys())
         if unknown:
-            if len(_TASK_ACTIONS) > _ACTION_CACHE_SIZE:
-                _TASK_ACTIONS.clear()
-            _TASK_ACTIONS.update(subscriptions.task_actions(session, unknown))
+            if len(self._actions) > _ACTION_CACHE_SIZE:
+                self._actions.clear()
+            self._actions.update(subscriptions.task_actions(session, unknown))
         steps = subscriptions.sub_steps(session, [r.record_id for r in records], with_logs=True) if need_detail else {}
         step_id = sub.steps[0].step_id if sub.steps else "agent"
         return [
-            self._row(r, step_id, _TASK_ACTIONS.get(r.task_id, sub.job_type), steps.get(r.record_id)) for r in records
+            self._row(r, step_id, self._actions.get(r.task_id, sub.job_type), steps.get(r.record_id)) for r in records
         ]
 
     def _row(self, record: RecordRow, step_id: str, action: str, detail: list[SubStep] | None) -> dict[str, Any]:

@@ -7,13 +7,7 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
-import pytest
-
-from nodeops.settings import Settings
-from tests.conftest import TEST_SECRET_KEY, TEST_TIME_ZONE
-from tests.factories import make_app, make_user
-from tests.integration.jobs.support import ESB_JOB, EngineServer, JobApi, free_socket
+from tests.integration.jobs.support import ESB_JOB
 from tests.integration.subscriptions.support import BACKEND, ESB_BACKEND, INVENTORY, topology, wait_result
 
 INSTALL_STEPS = [
@@ -25,39 +19,6 @@ INSTALL_STEPS = [
     "查询Agent状态",
     "更新任务状态",
 ]
-
-
-@pytest.fixture
-def listen_socket():
-    sock = free_socket()
-    yield sock
-    sock.close()
-
-
-@pytest.fixture
-def settings(tmp_path, database_url, listen_socket) -> Settings:
-    """Settings on the port the server listens on (agents on the sshd hosts report there)."""
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
-        time_zone=TEST_TIME_ZONE,
-        port=listen_socket.getsockname()[1],
-        step_timeout_s=60,
-    )
-
-
-@pytest.fixture
-def api(services, listen_socket):
-    app = make_app(services)
-    make_user(services, "admin", superuser=True)
-    server = EngineServer(services, listen_socket)
-    server.start()
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            yield JobApi(client, app)
-    finally:
-        server.stop()
 
 
 def host_entry(host, module: int, run: str) -> dict:
