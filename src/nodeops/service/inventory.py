@@ -460,7 +460,8 @@ class InventoryService:
         """A page of the hosts matching the filters, in the permitted businesses."""
         problems: dict[str, str] = {}
         page = int_value(params.get("page", 1), "page", problems, maximum=MAX_PAGESIZE) or 1
-        pagesize = int_value(params.get("pagesize", 20), "pagesize", problems, minimum=-1, maximum=MAX_PAGESIZE) or 20
+        size = int_value(params.get("pagesize", 20), "pagesize", problems, minimum=-1, maximum=MAX_PAGESIZE)
+        pagesize = 20 if size is None else size
         if pagesize == 0:
             problems["pagesize"] = f"must be -1 (every host) or from 1 to {MAX_PAGESIZE}"
         biz = _optional_int(params.get("bk_biz_id"), "bk_biz_id", problems)

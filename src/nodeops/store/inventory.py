@@ -369,7 +369,8 @@ def topology(session: Session, bk_biz_ids: Iterable[int] | None) -> list[dict[st
         statement = statement.where(TopoNode.bk_biz_id.in_(sorted(bk_biz_ids)))
     nodes = list(session.scalars(statement))
     counts = dict(
-        session.execute(select(HostModule.bk_module_id, func.count()).group_by(HostModule.bk_module_id)).tuples()
+        (int(m), int(c))
+        for m, c in session.execute(select(HostModule.bk_module_id, func.count()).group_by(HostModule.bk_module_id))
     )
     views: dict[int, dict[str, Any]] = {}
     for node in nodes:
