@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import typer
 from pydantic import ValidationError
 
-from nodeops.cli import access, agent, db
+from nodeops.cli import access, agent, db, hosts
 from nodeops.cli.context import CliState, console, err_console, state
 from nodeops.errors import NodeopsError
 from nodeops.logs import configure_logging
@@ -25,6 +25,7 @@ app.add_typer(access.apps, name="app")
 app.add_typer(access.users, name="user")
 app.add_typer(access.tokens, name="token")
 app.add_typer(agent.app, name="agent")
+app.add_typer(hosts.app, name="hosts")
 
 
 @app.callback()
