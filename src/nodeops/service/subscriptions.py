@@ -480,7 +480,7 @@ class SubscriptionService:
                 caller.require_job_view(_access(sub))
                 return sub, self._result_query(session, sub, query)
 
-        sub, result_query = await self.db.call(prepare)
+        sub, result_query = await self.db.read(prepare)
         if query.pagesize == -1 or query.return_all:
             return await self._stream(sub, result_query, query)
         return await self.db.read(lambda: self._page(sub, result_query, query))
@@ -506,7 +506,10 @@ class SubscriptionService:
 
     def _page(self, sub: SubscriptionInfo, result_query: ResultQuery, query: _ResultParams) -> dict[str, Any]:
         with self.db.session() as session:
-            total = subscriptions.count_records(session, result_query)
+            counter = subscriptions.status_counter(session, result_query)
+            total = (
+                counter["total"] if result_query.is_unfiltered else subscriptions.count_records(session, result_query)
+            )
             offset = (query.start - 1) if query.start is not None else (query.page - 1) * query.pagesize
             if offset and offset >= total:
                 pages = max(1, -(-total // query.pagesize))
@@ -518,7 +521,6 @@ class SubscriptionService:
                 )
             records = subscriptions.page_records(session, result_query, offset=offset, limit=query.pagesize)
             rows = self._rows(session, sub, records, need_detail=query.need_detail)
-            counter = subscriptions.status_counter(session, result_query)
         return {"total": total, "list": rows, "status_counter": counter}
 
     async def _stream(self, sub: SubscriptionInfo, result_query: ResultQuery, query: _ResultParams) -> ResultStream:
@@ -527,8 +529,13 @@ class SubscriptionService:
 
             def count() -> dict[str, Any]:
                 with self.db.session() as session:
-                    total = subscriptions.count_records(session, result_query)
-                    return {"total": total, "status_counter": subscriptions.status_counter(session, result_query)}
+                    counter = subscriptions.status_counter(session, result_query)
+                    total = (
+                        counter["total"]
+                        if result_query.is_unfiltered
+                        else subscriptions.count_records(session, result_query)
+                    )
+                    return {"total": total, "status_counter": counter}
 
             head = await self.db.read(count)
         batches = subscriptions.iter_records(self.db.session, result_query, batch=STREAM_BATCH)

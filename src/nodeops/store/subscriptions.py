@@ -77,43 +77,67 @@ class SubscriptionInfo:
 
 
 def find_subscriptions(session: Session, ids: Sequence[int]) -> dict[int, SubscriptionInfo]:
-    """The subscriptions among ``ids`` (deleted ones too), each with its steps and job."""
+    """The subscriptions among ``ids`` (deleted ones too), each with its steps and job (column reads: every
+    subscription API starts here)."""
     if not ids:
         return {}
+    sub = Subscription
     rows = session.execute(
-        select(Subscription, Job.id, Job.job_type, Job.bk_biz_scope)
-        .join(Job, Job.subscription_id == Subscription.id)
-        .where(Subscription.id.in_(list(ids)))
+        select(
+            sub.id,
+            sub.name,
+            sub.object_type,
+            sub.node_type,
+            sub.nodes,
+            sub.bk_biz_id,
+            sub.category,
+            sub.creator,
+            sub.from_system,
+            sub.enable,
+            sub.is_deleted,
+            sub.created_at,
+            Job.id,
+            Job.job_type,
+            Job.bk_biz_scope,
+        )
+        .join(Job, Job.subscription_id == sub.id)
+        .where(sub.id.in_(list(ids)))
     ).all()
     steps: dict[int, list[StepInfo]] = {}
-    for step in session.scalars(
-        select(SubscriptionStep)
+    for subscription_id, step_id, type_, config, params in session.execute(
+        select(
+            SubscriptionStep.subscription_id,
+            SubscriptionStep.step_id,
+            SubscriptionStep.type,
+            SubscriptionStep.config,
+            SubscriptionStep.params,
+        )
         .where(SubscriptionStep.subscription_id.in_(list(ids)))
         .order_by(SubscriptionStep.subscription_id, SubscriptionStep.index)
     ):
-        steps.setdefault(step.subscription_id, []).append(
-            StepInfo(step_id=step.step_id, type=step.type, config=dict(step.config), params=dict(step.params))
+        steps.setdefault(subscription_id, []).append(
+            StepInfo(step_id=step_id, type=type_, config=dict(config or {}), params=dict(params or {}))
         )
     return {
-        sub.id: SubscriptionInfo(
-            id=sub.id,
-            name=sub.name,
-            object_type=sub.object_type,
-            node_type=sub.node_type,
-            nodes=list(sub.nodes or []),
-            bk_biz_id=sub.bk_biz_id,
-            category=sub.category,
-            creator=sub.creator,
-            from_system=sub.from_system,
-            enable=sub.enable,
-            is_deleted=sub.is_deleted,
-            created_at=sub.created_at,
-            steps=steps.get(sub.id, []),
-            job_id=int(job_id),
-            job_type=job_type,
-            bk_biz_scope=frozenset(int(b) for b in biz_scope or ()),
+        row[0]: SubscriptionInfo(
+            id=row[0],
+            name=row[1],
+            object_type=row[2],
+            node_type=row[3],
+            nodes=list(row[4] or []),
+            bk_biz_id=row[5],
+            category=row[6],
+            creator=row[7],
+            from_system=row[8],
+            enable=row[9],
+            is_deleted=row[10],
+            created_at=row[11],
+            steps=steps.get(row[0], []),
+            job_id=int(row[12]),
+            job_type=row[13],
+            bk_biz_scope=frozenset(int(b) for b in row[14] or ()),
         )
-        for sub, job_id, job_type, biz_scope in rows
+        for row in rows
     }
 
 
@@ -358,6 +382,11 @@ class ResultQuery:
     exclude: InstanceFilter | None = None
     without_removed: bool = False
 
+    @property
+    def is_unfiltered(self) -> bool:
+        """True when the view is every latest record (its count is the status counter's total)."""
+        return not self.statuses and self.include is None and self.exclude is None
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RecordRow:
@@ -497,20 +526,28 @@ def sub_steps(session: Session, record_ids: Sequence[int], *, with_logs: bool) -
             .order_by(StepLog.record_id, StepLog.step_index, StepLog.id)
         ):
             logs.setdefault((record_id, index), []).append(text)
-    for step in session.scalars(
-        select(RecordStep)
+    for record_id, index, code, name, status, start_at, finish_at in session.execute(
+        select(
+            RecordStep.record_id,
+            RecordStep.step_index,
+            RecordStep.code,
+            RecordStep.name,
+            RecordStep.status,
+            RecordStep.start_at,
+            RecordStep.finish_at,
+        )
         .where(RecordStep.record_id.in_(list(record_ids)))
         .order_by(RecordStep.record_id, RecordStep.step_index)
     ):
-        result[step.record_id].append(
+        result[record_id].append(
             SubStep(
-                index=step.step_index,
-                code=step.code,
-                name=step.name,
-                status=step.status,
-                start_at=step.start_at,
-                finish_at=step.finish_at,
-                log="\n".join(logs.get((step.record_id, step.step_index), ())),
+                index=index,
+                code=code,
+                name=name,
+                status=status,
+                start_at=start_at,
+                finish_at=finish_at,
+                log="\n".join(logs.get((record_id, index), ())),
             )
         )
     return result
