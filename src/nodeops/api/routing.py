@@ -15,6 +15,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
+from nodeops.api.bodies import refuse_nul
 from nodeops.api.deps import CallerDep, ParamsDep, ServicesDep
 from nodeops.api.envelope import json_response, success_body
 from nodeops.service.auth import Caller
@@ -68,12 +69,14 @@ def add_post(
         async def endpoint_with_job(
             job_id: JobIdPath, caller: CallerDep, params: ParamsDep, services: ServicesDep
         ) -> Response:
+            refuse_nul(params)
             return respond(await use_case(services, caller, {**params, "job_id": job_id}))
 
         endpoint: Callable[..., Awaitable[Response]] = endpoint_with_job
     else:
 
         async def endpoint_without_job(caller: CallerDep, params: ParamsDep, services: ServicesDep) -> Response:
+            refuse_nul(params)
             return respond(await use_case(services, caller, params))
 
         endpoint = endpoint_without_job

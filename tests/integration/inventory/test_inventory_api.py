@@ -145,6 +145,10 @@ def test_host_search_filters_and_pages(api):
         ),
         ({"csv": "bk_biz_id,colour\n2,red\n"}, "csv: unknown column 'colour'"),
         (
+            {"inventory": {"hosts": [{"bk_biz_id": 2, "inner_ip": "10.0.0.1", "account": "ro\x00ot"}]}},
+            "inventory.hosts[0].account: must not contain a NUL byte",
+        ),
+        (
             {"csv": "bk_biz_id,inner_ip\n2,10.0.0.1\nx,10.0.0.2\n"},
             "line 3.bk_biz_id: 'x' is not a non-negative integer",
         ),
