@@ -8,7 +8,7 @@ whatever its size. Imports only ``domain`` and the models.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from nodeops.domain.instance_id import HostKey, InstanceId, NodeType, ObjectType, host_instance_id
 from nodeops.domain.scope import Scope, ScopeNode, ScopeNodeType, ScopeObject, TopoObject
 from nodeops.errors import InvalidInput
-from nodeops.store.hosts import find_host_id
+from nodeops.store.hosts import find_host_id, leave_business
 from nodeops.store.models import Host, HostModule, ServiceInstance, TopoNode
 
 TEMPLATE_OBJECTS = {"service_template": TopoObject.MODULE.value, "set_template": TopoObject.SET.value}
@@ -184,8 +184,8 @@ def _save_host(session: Session, row: HostRow, module_biz: Mapping[int, int], pr
     if host is None:
         host = Host(bk_host_id=row.bk_host_id) if row.bk_host_id else Host()
         session.add(host)
-    elif host.bk_biz_id != row.bk_biz_id and row.modules is None:
-        row = _with_modules(row, ())  # a host moved to another business leaves its modules behind
+    elif host.bk_biz_id != row.bk_biz_id:
+        leave_business(session, host.bk_host_id)
     host.bk_biz_id = row.bk_biz_id
     host.bk_cloud_id = row.bk_cloud_id
     host.bk_supplier_account = row.bk_supplier_account
@@ -210,10 +210,6 @@ def _save_host(session: Session, row: HostRow, module_biz: Mapping[int, int], pr
         session.add_all(HostModule(bk_host_id=host.bk_host_id, bk_module_id=m) for m in dict.fromkeys(row.modules))
         session.flush()
     return -host.bk_host_id if is_new else host.bk_host_id
-
-
-def _with_modules(row: HostRow, modules: tuple[int, ...]) -> HostRow:
-    return replace(row, modules=modules)
 
 
 def _save_service(

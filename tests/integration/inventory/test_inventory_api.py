@@ -190,3 +190,16 @@ def test_an_import_needs_the_right_on_every_business_it_touches(api):
     assert viewer.ok(f"{INVENTORY}/export/", {"bk_biz_id": 3})["hosts"] == []
     local = {"bk_biz_id": 2, "inner_ip": "10.2.0.2", "transport": "local"}
     viewer.error(f"{INVENTORY}/import/", {"inventory": {"hosts": [local]}}, 3800001)
+
+
+def test_a_host_moved_to_another_business_leaves_its_modules_and_service_instances(api):
+    inventory = {
+        "topology": topology(2) + topology(3),
+        "hosts": [{"bk_biz_id": 2, "inner_ip": "10.0.0.1", "modules": [100]}],
+        "service_instances": [{"id": 4, "name": "nginx", "bk_module_id": 100, "ip": "10.0.0.1"}],
+    }
+    api.ok(f"{INVENTORY}/import/", {"inventory": inventory})
+    api.ok(f"{INVENTORY}/import/", {"inventory": {"hosts": [{"bk_biz_id": 3, "inner_ip": "10.0.0.1"}]}})
+    (host,) = api.ok(f"{INVENTORY}/hosts/", {})["list"]
+    assert (host["bk_biz_id"], host["topo"]) == (3, [])
+    assert api.ok(f"{INVENTORY}/service_instances/", {}) == []
