@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from nodeops.errors import InvalidInput
 from nodeops.service.auth import Caller
 from nodeops.service.job_queries import MAX_PAGESIZE, require_biz
 from nodeops.service.jobs import HostRequest, parse_hosts
+from nodeops.service.paging import out_of_range
 from nodeops.settings import Settings
 from nodeops.store import inventory, job_reads
 from nodeops.store.db import Database
@@ -502,35 +503,33 @@ class InventoryService:
                     session, query, offset=offset, limit=None if pagesize == -1 else pagesize
                 )
             if pagesize != -1 and page > 1 and offset >= total:
-                pages = max(1, -(-total // pagesize))
-                raise InvalidInput.field(
-                    "page", f"page {page} is out of range: {total} hosts make {pages} page(s) of {pagesize}"
-                )
+                raise out_of_range("page", page, total=total, pagesize=pagesize, noun="hosts")
             return {"total": total, "list": rows}
 
         return await self.db.call(read)
 
     async def topology(self, caller: Caller | None, params: Mapping[str, object]) -> list[dict[str, Any]]:
         """The business → set → module tree of the permitted businesses, with each module's host count."""
-        problems: dict[str, str] = {}
-        biz = _optional_int(params.get("bk_biz_id"), "bk_biz_id", problems)
-        if problems:
-            raise InvalidInput(problems)
-
-        def read() -> list[dict[str, Any]]:
-            with self.db.session() as session:
-                return inventory.topology(session, self._visible(caller, biz))
-
-        return await self.db.call(read)
+        return await self._biz_read(caller, params, inventory.topology)
 
     async def service_instances(self, caller: Caller | None, params: Mapping[str, object]) -> list[dict[str, Any]]:
+        """The service instances of the permitted businesses."""
+        return await self._biz_read(caller, params, inventory.service_instances)
+
+    async def _biz_read(
+        self,
+        caller: Caller | None,
+        params: Mapping[str, object],
+        read: Callable[[Any, frozenset[int] | None], list[dict[str, Any]]],
+    ) -> list[dict[str, Any]]:
+        """``read`` of the businesses the caller may see (``bk_biz_id``: only that one)."""
         problems: dict[str, str] = {}
         biz = _optional_int(params.get("bk_biz_id"), "bk_biz_id", problems)
         if problems:
             raise InvalidInput(problems)
 
-        def read() -> list[dict[str, Any]]:
+        def call() -> list[dict[str, Any]]:
             with self.db.session() as session:
-                return inventory.service_instances(session, bk_biz_ids=self._visible(caller, biz))
+                return read(session, self._visible(caller, biz))
 
-        return await self.db.call(read)
+        return await self.db.call(call)

@@ -44,6 +44,7 @@ from nodeops.service.jobs import (
     StartedJob,
     parse_hosts,
 )
+from nodeops.service.paging import out_of_range
 from nodeops.settings import Settings
 from nodeops.store import job_reads, pipelines
 from nodeops.store.db import Database
@@ -393,13 +394,8 @@ class JobService:
             if query.pagesize == -1:
                 page = chosen
             else:
-                pages = max(1, -(-total // query.pagesize))
-                if query.page > pages:
-                    raise InvalidInput.field(
-                        "page",
-                        f"page {query.page} is out of range: {total} instances make {pages} page(s) of "
-                        f"{query.pagesize}",
-                    )
+                if query.page > max(1, -(-total // query.pagesize)):
+                    raise out_of_range("page", query.page, total=total, pagesize=query.pagesize, noun="instances")
                 start = (query.page - 1) * query.pagesize
                 page = chosen[start : start + query.pagesize]
             steps = job_reads.steps_of(session, [instance.record_id for instance in page])

@@ -51,6 +51,7 @@ from nodeops.service.job_queries import (
     require_biz,
 )
 from nodeops.service.jobs import AGENT_VERSION_PARAM
+from nodeops.service.paging import out_of_range
 from nodeops.store import inventory, subscriptions
 from nodeops.store import jobs as job_rows
 from nodeops.store.log_reads import JobAccess
@@ -512,13 +513,8 @@ class SubscriptionService:
             )
             offset = (query.start - 1) if query.start is not None else (query.page - 1) * query.pagesize
             if offset and offset >= total:
-                pages = max(1, -(-total // query.pagesize))
-                field = "start" if query.start is not None else "page"
-                raise InvalidInput.field(
-                    field,
-                    f"{field} {query.start if query.start is not None else query.page} is out of range: "
-                    f"{total} instances make {pages} page(s) of {query.pagesize}",
-                )
+                field, value = ("start", query.start) if query.start is not None else ("page", query.page)
+                raise out_of_range(field, value, total=total, pagesize=query.pagesize, noun="instances")
             records = subscriptions.page_records(session, result_query, offset=offset, limit=query.pagesize)
             rows = self._rows(session, sub, records, need_detail=query.need_detail)
         return {"total": total, "list": rows, "status_counter": counter}

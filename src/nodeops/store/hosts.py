@@ -55,17 +55,28 @@ def upsert_host(session: Session, login: HostLogin) -> int:
     host.inner_ip = login.inner_ip
     host.inner_ipv6 = login.inner_ipv6
     host.os_type = login.os_type
-    host.transport = login.transport
-    host.ssh_port = login.ssh_port
-    host.account = login.account
-    host.auth_type = login.auth_type
-    host.password_enc = login.password_enc
-    host.key_enc = login.key_enc
-    host.credentials_expire_at = login.credentials_expire_at
-    host.ap_id = login.ap_id
-    host.setup_path = login.setup_path
+    copy_login(host, login)
     session.flush()
     return host.bk_host_id
+
+
+LOGIN_FIELDS = (
+    "transport",
+    "ssh_port",
+    "account",
+    "auth_type",
+    "password_enc",
+    "key_enc",
+    "credentials_expire_at",
+    "ap_id",
+    "setup_path",
+)
+
+
+def copy_login(host: Host, source: object) -> None:
+    """Set the host's way in (``LOGIN_FIELDS``, credentials sealed) from any value that has those fields."""
+    for name in LOGIN_FIELDS:
+        setattr(host, name, getattr(source, name))
 
 
 def leave_business(session: Session, bk_host_id: int) -> None:

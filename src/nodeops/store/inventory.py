@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from nodeops.domain.instance_id import HostKey, InstanceId, NodeType, ObjectType, host_instance_id
 from nodeops.domain.scope import Scope, ScopeNode, ScopeNodeType, ScopeObject, TopoObject
 from nodeops.errors import InvalidInput
-from nodeops.store.hosts import find_host_id, leave_business
+from nodeops.store.hosts import copy_login, find_host_id, leave_business
 from nodeops.store.models import Host, HostModule, ServiceInstance, TopoNode
 
 TEMPLATE_OBJECTS = {"service_template": TopoObject.MODULE.value, "set_template": TopoObject.SET.value}
@@ -195,15 +195,7 @@ def _save_host(session: Session, row: HostRow, module_biz: Mapping[int, int], pr
     host.outer_ip = row.outer_ip
     host.os_type = row.os_type
     if row.has_login:
-        host.transport = row.transport
-        host.ssh_port = row.ssh_port
-        host.account = row.account
-        host.auth_type = row.auth_type
-        host.password_enc = row.password_enc
-        host.key_enc = row.key_enc
-        host.credentials_expire_at = row.credentials_expire_at
-        host.ap_id = row.ap_id
-        host.setup_path = row.setup_path
+        copy_login(host, row)
     session.flush()
     if row.modules is not None:
         session.execute(delete(HostModule).where(HostModule.bk_host_id == host.bk_host_id))
@@ -392,7 +384,7 @@ def topology(session: Session, bk_biz_ids: Iterable[int] | None) -> list[dict[st
     return roots
 
 
-def service_instances(session: Session, *, bk_biz_ids: frozenset[int] | None) -> list[dict[str, Any]]:
+def service_instances(session: Session, bk_biz_ids: frozenset[int] | None) -> list[dict[str, Any]]:
     statement = select(ServiceInstance).order_by(ServiceInstance.id)
     if bk_biz_ids is not None:
         statement = statement.where(ServiceInstance.bk_biz_id.in_(sorted(bk_biz_ids)))

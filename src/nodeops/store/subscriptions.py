@@ -25,6 +25,7 @@ from nodeops.domain.plans import PlannedStep
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.store import jobs
 from nodeops.store.inventory import ScopeTarget
+from nodeops.store.job_reads import StepState
 from nodeops.store.models import (
     InstanceRecord,
     Job,
@@ -402,13 +403,9 @@ class RecordRow:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SubStep:
-    index: int
-    code: str
-    name: str
-    status: str
-    start_at: datetime | None
-    finish_at: datetime | None
+class SubStep(StepState):
+    """A step of a record with its whole log."""
+
     log: str
 
 

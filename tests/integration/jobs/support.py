@@ -16,6 +16,8 @@ import uvicorn
 
 from nodeops.api.app import create_app
 from nodeops.service.container import Services
+from nodeops.settings import Settings
+from tests.conftest import TEST_SECRET_KEY, TEST_TIME_ZONE
 from tests.factories import AppCredentials
 
 ESB_JOB = "/api/c/compapi/v2/nodeman/api/job"
@@ -29,6 +31,18 @@ def free_socket() -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     return sock
+
+
+def settings_on(sock: socket.socket, tmp_path: Path, database_url: str, **extra: Any) -> Settings:
+    """Test settings for a server listening on ``sock`` (agents report to its port)."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
+        time_zone=TEST_TIME_ZONE,
+        port=sock.getsockname()[1],
+        **extra,
+    )
 
 
 def dead_port() -> int:

@@ -13,7 +13,6 @@ import pytest
 from nodeops.engine import packages
 from nodeops.settings import Settings
 from nodeops.store.models import AccessPoint, Host
-from tests.conftest import TEST_SECRET_KEY, TEST_TIME_ZONE
 from tests.factories import make_app, make_user
 from tests.integration.jobs.support import (
     ESB_JOB,
@@ -22,6 +21,7 @@ from tests.integration.jobs.support import (
     dead_port,
     free_socket,
     local_host,
+    settings_on,
     stop_agents,
 )
 
@@ -48,13 +48,7 @@ def listen_socket():
 @pytest.fixture
 def settings(tmp_path, database_url, listen_socket) -> Settings:
     """The shared settings, on the port the server will listen on (agents report there)."""
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
-        time_zone=TEST_TIME_ZONE,
-        port=listen_socket.getsockname()[1],
-    )
+    return settings_on(listen_socket, tmp_path, database_url)
 
 
 @pytest.fixture

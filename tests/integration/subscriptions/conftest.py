@@ -7,9 +7,8 @@ import httpx
 import pytest
 
 from nodeops.settings import Settings
-from tests.conftest import TEST_SECRET_KEY, TEST_TIME_ZONE
 from tests.factories import make_app, make_user
-from tests.integration.jobs.support import EngineServer, JobApi, free_socket, stop_agents
+from tests.integration.jobs.support import EngineServer, JobApi, free_socket, settings_on, stop_agents
 
 
 @pytest.fixture
@@ -22,14 +21,7 @@ def listen_socket():
 @pytest.fixture
 def settings(tmp_path, database_url, listen_socket) -> Settings:
     """Settings on the port the server listens on (agents report there)."""
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
-        time_zone=TEST_TIME_ZONE,
-        port=listen_socket.getsockname()[1],
-        step_timeout_s=60,
-    )
+    return settings_on(listen_socket, tmp_path, database_url, step_timeout_s=60)
 
 
 @pytest.fixture
