@@ -7,7 +7,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from nodeops.api.app import create_app
 from nodeops.service.container import Services
 from nodeops.settings import Settings
 from tests.conftest import TEST_SECRET_KEY, TEST_TIME_ZONE
-from tests.factories import AppCredentials
+from tests.factories import AppCredentials, make_app, make_user
 
 ESB_JOB = "/api/c/compapi/v2/nodeman/api/job"
 AGENT = "nodeops_agent.py"
@@ -106,6 +107,24 @@ def local_host(root: Path, n: int, **extra: object) -> dict[str, object]:
         "setup_path": str(root / f"host{n}" / "nodeops-agent"),
         **extra,
     }
+
+
+@contextmanager
+def serving(services: Services, sock: socket.socket, root: Path) -> Iterator[JobApi]:
+    """A JobApi of the superuser ``admin`` on a server running the engine; users ``viewer`` (business 2) and
+    ``outsider`` (business 3) exist too. Agents installed under ``root`` are stopped at the end."""
+    app = make_app(services)
+    make_user(services, "admin", superuser=True)
+    make_user(services, "viewer", biz=[2])
+    make_user(services, "outsider", biz=[3])
+    server = EngineServer(services, sock)
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            yield JobApi(client, app)
+    finally:
+        stop_agents(root)
+        server.stop()
 
 
 class JobApi:

@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from nodeops.settings import Settings
-from tests.factories import make_app, make_user
-from tests.integration.jobs.support import EngineServer, JobApi, free_socket, settings_on, stop_agents
+from tests.integration.jobs.support import free_socket, serving, settings_on
 
 
 @pytest.fixture
@@ -26,15 +24,6 @@ def settings(tmp_path, database_url, listen_socket) -> Settings:
 
 @pytest.fixture
 def api(services, listen_socket, tmp_path):
-    app = make_app(services)
-    make_user(services, "admin", superuser=True)
-    make_user(services, "viewer", biz=[2])
-    make_user(services, "outsider", biz=[3])
-    server = EngineServer(services, listen_socket)
-    server.start()
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            yield JobApi(client, app)
-    finally:
-        stop_agents(tmp_path)
-        server.stop()
+    """A JobApi of ``admin`` on a running server (see ``serving``)."""
+    with serving(services, listen_socket, tmp_path) as api:
+        yield api

@@ -7,18 +7,11 @@ from __future__ import annotations
 
 import uuid
 
+from nodeops.domain.plans import JobType, plan_steps
 from tests.integration.jobs.support import ESB_JOB
 from tests.integration.subscriptions.support import BACKEND, ESB_BACKEND, INVENTORY, topology, wait_result
 
-INSTALL_STEPS = [
-    "更新任务状态",
-    "注册主机到配置平台",
-    "查询主机密码",
-    "选择接入点",
-    "安装",
-    "查询Agent状态",
-    "更新任务状态",
-]
+INSTALL_STEPS = [step.name for step in plan_steps(JobType.INSTALL_AGENT)]
 
 
 def host_entry(host, module: int, run: str) -> dict:
