@@ -69,6 +69,14 @@ def test_a_scope_parses_into_its_nodes(raw, nodes):
         ({"object_type": "HOST", "node_type": "INSTANCE", "nodes": [{"ip": "fe80::1%eth0"}]}, "scope.nodes[0].ip"),
         ({"object_type": "SERVICE", "node_type": "INSTANCE", "nodes": [{"id": True}]}, "scope.nodes[0].id"),
         ({"object_type": "HOST", "node_type": "TOPO", "nodes": [], "bk_biz_id": -2}, "scope.bk_biz_id"),
+        (
+            {"object_type": "HOST", "node_type": "TOPO", "nodes": [{"bk_obj_id": "biz", "bk_inst_id": 2**31}]},
+            "scope.nodes[0].bk_inst_id",
+        ),
+        (
+            {"object_type": "HOST", "node_type": "INSTANCE", "nodes": [{"ip": "10.0.0.1", "bk_cloud_id": 2**31}]},
+            "scope.nodes[0].bk_cloud_id",
+        ),
     ],
 )
 def test_a_bad_scope_names_the_field(raw, field):

@@ -29,6 +29,7 @@ AGENT_ACTIONS = (
     JobType.UNINSTALL_AGENT,
 )
 MAX_NODES = 10_000
+MAX_INT32 = 2**31 - 1  # bk_biz_id and bk_cloud_id are 32-bit columns
 
 
 class ScopeObject(StrEnum):
@@ -128,7 +129,7 @@ def parse_scope(
     node_type = _choice(raw.get("node_type"), ScopeNodeType, f"{where}.node_type", problems)
     biz = None
     if raw.get("bk_biz_id") not in (None, ""):
-        biz = int_value(raw.get("bk_biz_id"), f"{where}.bk_biz_id", problems, maximum=2**31 - 1)
+        biz = int_value(raw.get("bk_biz_id"), f"{where}.bk_biz_id", problems, maximum=MAX_INT32)
     nodes_raw = raw.get("nodes")
     nodes: list[ScopeNode] = []
     if not isinstance(nodes_raw, list):
@@ -159,7 +160,7 @@ def _node(
         if not isinstance(ip, str) or not ip:
             problems[where] = "a host node needs bk_host_id, or ip and bk_cloud_id"
             return None
-        cloud = int_value(item.get("bk_cloud_id", 0), f"{where}.bk_cloud_id", problems, minimum=0)
+        cloud = int_value(item.get("bk_cloud_id", 0), f"{where}.bk_cloud_id", problems, minimum=0, maximum=MAX_INT32)
         try:
             key = HostKey.of(ip, cloud or 0)
         except InvalidInput as exc:
@@ -174,7 +175,8 @@ def _node(
     if obj not in allowed:
         problems[f"{where}.bk_obj_id"] = f"{_shown(obj)} must be {' or '.join(allowed)} for node_type {node_type}"
         return None
-    inst = int_value(item.get("bk_inst_id"), f"{where}.bk_inst_id", problems)
+    maximum = MAX_INT32 if obj == TopoObject.BIZ.value else MAX_HOST_ID
+    inst = int_value(item.get("bk_inst_id"), f"{where}.bk_inst_id", problems, maximum=maximum)
     return None if inst is None else ScopeNode(bk_obj_id=str(obj), bk_inst_id=inst)
 
 

@@ -18,8 +18,8 @@ from datetime import timedelta
 from typing import Any
 
 from nodeops.crypto import SecretBox
-from nodeops.domain.instance_id import HostKey
-from nodeops.domain.scope import TopoObject, int_value
+from nodeops.domain.instance_id import MAX_HOST_ID, HostKey
+from nodeops.domain.scope import MAX_INT32, TopoObject, int_value
 from nodeops.errors import InvalidInput
 from nodeops.service.auth import Caller
 from nodeops.service.job_queries import MAX_PAGESIZE, require_biz
@@ -106,7 +106,7 @@ def _topology(raw: object, problems: dict[str, str]) -> list[TopoRow]:
         if not isinstance(biz, Mapping):
             problems[at] = "must be an object {bk_biz_id, bk_biz_name, sets}"
             continue
-        biz_id = int_value(biz.get("bk_biz_id"), f"{at}.bk_biz_id", problems, maximum=2**31 - 1)
+        biz_id = int_value(biz.get("bk_biz_id"), f"{at}.bk_biz_id", problems, maximum=MAX_INT32)
         if biz_id is None:
             continue
         rows.append(_topo_row(at, TopoObject.BIZ, biz_id, biz.get("bk_biz_name"), biz_id, None, None, problems))
@@ -170,8 +170,8 @@ def _topo_row(
     )
 
 
-def _optional_int(value: object, name: str, problems: dict[str, str]) -> int | None:
-    return None if value in (None, "") else int_value(value, name, problems)
+def _optional_int(value: object, name: str, problems: dict[str, str], *, maximum: int = MAX_HOST_ID) -> int | None:
+    return None if value in (None, "") else int_value(value, name, problems, maximum=maximum)
 
 
 def _text(item: Mapping[str, Any], name: str, where: str, problems: dict[str, str], limit: int) -> str | None:
@@ -224,7 +224,9 @@ def _services(raw: object, problems: dict[str, str]) -> list[ServiceRow]:
         key = None
         if host_id is None:
             ip = item.get("ip") or item.get("inner_ip")
-            cloud = int_value(item.get("bk_cloud_id", 0), f"{where}.bk_cloud_id", problems, minimum=0)
+            cloud = int_value(
+                item.get("bk_cloud_id", 0), f"{where}.bk_cloud_id", problems, minimum=0, maximum=MAX_INT32
+            )
             try:
                 key = HostKey.of(str(ip or ""), cloud or 0)
             except InvalidInput:
@@ -443,7 +445,7 @@ class InventoryService:
     async def export(self, caller: Caller | None, params: Mapping[str, object]) -> dict[str, Any]:
         """The inventory of the permitted businesses (``bk_biz_id``: one of them) as ``format`` json or csv."""
         problems: dict[str, str] = {}
-        biz = _optional_int(params.get("bk_biz_id"), "bk_biz_id", problems)
+        biz = _optional_int(params.get("bk_biz_id"), "bk_biz_id", problems, maximum=MAX_INT32)
         fmt = params.get("format") or "json"
         if fmt not in ("json", "csv"):
             problems["format"] = f"{fmt!r} must be json or csv"
@@ -465,10 +467,10 @@ class InventoryService:
         pagesize = 20 if size is None else size
         if pagesize == 0:
             problems["pagesize"] = f"must be -1 (every host) or from 1 to {MAX_PAGESIZE}"
-        biz = _optional_int(params.get("bk_biz_id"), "bk_biz_id", problems)
+        biz = _optional_int(params.get("bk_biz_id"), "bk_biz_id", problems, maximum=MAX_INT32)
         cloud = None
         if params.get("bk_cloud_id") not in (None, ""):
-            cloud = int_value(params.get("bk_cloud_id"), "bk_cloud_id", problems, minimum=0)
+            cloud = int_value(params.get("bk_cloud_id"), "bk_cloud_id", problems, minimum=0, maximum=MAX_INT32)
         ip = params.get("ip")
         if ip is not None and (not isinstance(ip, str) or len(ip) > 64):
             problems["ip"] = "must be (part of) an IP address"
@@ -524,7 +526,7 @@ class InventoryService:
     ) -> list[dict[str, Any]]:
         """``read`` of the businesses the caller may see (``bk_biz_id``: only that one)."""
         problems: dict[str, str] = {}
-        biz = _optional_int(params.get("bk_biz_id"), "bk_biz_id", problems)
+        biz = _optional_int(params.get("bk_biz_id"), "bk_biz_id", problems, maximum=MAX_INT32)
         if problems:
             raise InvalidInput(problems)
 

@@ -678,7 +678,7 @@ class SubscriptionService:
                     records = subscriptions.page_records(session, query, offset=0, limit=max(total, 1))
                     running = subscriptions.running_task(session, sub.id)
                     agents = inventory.agent_states(session, [self._host_id(r) for r in records])
-                    rows = self._rows(session, sub, records, need_detail=show_task_detail)
+                    rows = self._rows(session, sub, records, need_detail=False)  # no logs for every instance
                     instances = []
                     for record, row in zip(records, rows, strict=True):
                         info = record.instance_info
