@@ -292,6 +292,9 @@ def run(backend: str, url: str | None, args: argparse.Namespace, procs: Processe
         migrate.upgrade(services.db)
         started = time.perf_counter()
         filled = fill(services, args.instances)
+        if services.db.is_sqlite:  # as a server that has run a while: the fill's WAL folded into the file
+            with services.db.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         print(f"\n## {backend}: {args.instances} instances filled in {time.perf_counter() - started:.1f} s", flush=True)
         local_rows, local_memory = in_process(services, filled, args.requests)
         services.close()
