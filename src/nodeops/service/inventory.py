@@ -253,19 +253,20 @@ def _services(raw: object, problems: dict[str, str]) -> list[ServiceRow]:
 def parse_inventory_csv(text: str) -> ParsedInventory:
     """The CSV form: a header of ``CSV_COLUMNS`` names (any order, unknown ones refused), one row per host and
     module; a host on several rows is placed in each row's module. Problems name ``line N.field``."""
-    reader = csv.DictReader(io.StringIO(text))
-    unknown = [name for name in reader.fieldnames or () if name not in CSV_COLUMNS]
-    if not reader.fieldnames or unknown:
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    try:
+        fieldnames = reader.fieldnames
+        rows = list(reader)
+    except csv.Error as exc:
+        raise InvalidInput.field("csv", f"is not valid CSV: {exc}") from None
+    unknown = [name for name in fieldnames or () if name not in CSV_COLUMNS]
+    if not fieldnames or unknown:
         raise InvalidInput.field(
             "csv", f"unknown column {unknown[0]!r}" if unknown else f"needs a header row of {', '.join(CSV_COLUMNS)}"
         )
     bizs: dict[int, dict[str, Any]] = {}
     hosts: dict[tuple[str, str], dict[str, Any]] = {}
     lines: dict[int, int] = {}
-    try:
-        rows = list(reader)
-    except csv.Error as exc:
-        raise InvalidInput.field("csv", f"is not valid CSV: {exc}") from None
     for number, row in enumerate(rows, start=2):
         values = {k: (v or "").strip() for k, v in row.items() if k is not None}
         biz = bizs.setdefault(_digits(values.get("bk_biz_id")), {"bk_biz_id": values.get("bk_biz_id"), "sets": {}})

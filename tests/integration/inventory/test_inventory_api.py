@@ -144,6 +144,8 @@ def test_host_search_filters_and_pages(api):
             "service_instances[0]: its host is not in the inventory",
         ),
         ({"csv": "bk_biz_id,colour\n2,red\n"}, "csv: unknown column 'colour'"),
+        ({"csv": "\r0"}, "csv: "),
+        ({"csv": 'bk_biz_id,inner_ip\n2,"10.0.0.1'}, "csv: "),
         (
             {"inventory": {"hosts": [{"bk_biz_id": 2, "inner_ip": "10.0.0.1", "account": "ro\x00ot"}]}},
             "inventory.hosts[0].account: must not contain a NUL byte",
