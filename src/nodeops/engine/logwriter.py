@@ -72,6 +72,9 @@ class LogWriter:
         self._pending: list[_Op] = []
         self._pending_bytes = 0
         self._wake = asyncio.Event()
+        # one flush at a time: a flush that returned must find everything queued before it written, even when
+        # the background flush had taken that batch and was still writing it
+        self._flushing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -109,10 +112,12 @@ class LogWriter:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="nodeops-log-writer")
 
     async def flush(self) -> None:
-        """Write everything queued so far, in one transaction."""
-        batch, self._pending, self._pending_bytes = self._pending, [], 0
-        if batch:
-            await self.db.call(lambda: self._write(batch))
+        """Write everything queued so far, in one transaction; returns once it (and any flush under way) is
+        written."""
+        async with self._flushing:
+            batch, self._pending, self._pending_bytes = self._pending, [], 0
+            if batch:
+                await self.db.call(lambda: self._write(batch))
 
     async def aclose(self) -> None:
         """Flush what is left and stop the background task."""
