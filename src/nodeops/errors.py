@@ -4,7 +4,10 @@
     ├── InvalidInput                  3800001 validation, naming each bad field
     ├── NotFound
     │   ├── JobNotFound               3801012
+    │   ├── SubscriptionNotFound      3800001 (Node Manager's SubscriptionNotExist shares the validation code)
+    │   ├── TaskNotFound              3800003 (SubscriptionTaskNotExist)
     │   ├── InstanceNotFound          3800007
+    │   ├── RecordNotFound            3800007 (SubscriptionInstanceRecordNotExist)
     │   ├── NoFailedStep              3800007 (retry_node: 无法获取失败任务节点)
     │   └── RouteNotFound             3800404
     ├── MethodNotAllowed              3800405
@@ -17,6 +20,7 @@
     │   └── LocalTransportDenied      9900403 (transport local, superusers only)
     ├── AgentTokenRejected            3800403
     ├── Conflict                      3800003
+    │   ├── InstanceTaskIsRunning     3800003 (run while the last run is unfinished)
     │   └── NothingRunning            3800016 (revoke)
     ├── StoreError                    3800500
     └── TransportError                (a step's failure on a host; becomes the step's log, not an answer)
@@ -99,6 +103,45 @@ class JobNotFound(NotFound):
     def __init__(self, *, job_id: int) -> None:
         self.job_id = job_id
         super().__init__(f"job {job_id} does not exist")
+
+
+class SubscriptionNotFound(NotFound):
+    """订阅不存在: no subscription with this id (Node Manager's SubscriptionNotExist, code 3800001)."""
+
+    code = ErrorCode.VALIDATION
+
+    def __init__(self, *, subscription_ids: list[int]) -> None:
+        self.subscription_ids = subscription_ids
+        ids = ", ".join(str(i) for i in subscription_ids)
+        super().__init__(
+            f"订阅({ids})不存在: no subscription with subscription_id {ids} (deleted ones are gone too); "
+            "create one with /backend/api/subscription/create/"
+        )
+
+
+class TaskNotFound(NotFound):
+    """订阅任务不存在: the subscription has no such task (SubscriptionTaskNotExist)."""
+
+    code = ErrorCode.CONFLICT
+
+    def __init__(self, *, subscription_id: int, task_ids: list[int]) -> None:
+        self.task_ids = task_ids
+        if task_ids:
+            detail = f"task {', '.join(str(t) for t in task_ids)} is not a task of subscription {subscription_id}"
+        else:
+            detail = f"subscription {subscription_id} has not run yet; run it with /backend/api/subscription/run/"
+        super().__init__(f"订阅任务不存在: {detail}")
+
+
+class RecordNotFound(NotFound):
+    """订阅任务实例不存在: no record of this instance in these tasks (SubscriptionInstanceRecordNotExist)."""
+
+    code = ErrorCode.INSTANCE_NOT_FOUND
+
+    def __init__(self, *, subscription_id: int, instance_id: str) -> None:
+        super().__init__(
+            f"订阅任务实例不存在: subscription {subscription_id} has no instance {instance_id!r} in these tasks"
+        )
 
 
 class InstanceNotFound(NotFound):
@@ -240,6 +283,16 @@ class Conflict(NodeopsError):
     """The object is in a state that does not allow this operation."""
 
     code = ErrorCode.CONFLICT
+
+
+class InstanceTaskIsRunning(Conflict):
+    """实例存在运行中任务: the subscription's last run has not finished."""
+
+    def __init__(self, *, subscription_id: int, task_id: int) -> None:
+        super().__init__(
+            f"实例存在运行中任务: task {task_id} of subscription {subscription_id} still has PENDING or RUNNING "
+            "instances; wait for it to end, or revoke it first"
+        )
 
 
 class NothingRunning(Conflict):

@@ -3,6 +3,7 @@ a fresh PostgreSQL database, and a real ``nodeops serve`` answering the curl lin
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -347,3 +348,41 @@ def test_a_bad_database_url_is_refused_with_a_message_not_a_traceback(tmp_path):
     assert "Traceback" not in result.stderr + result.stdout
     assert "database_url" in result.err
     assert "postgresql+psycopg://" in result.err
+
+
+# --- hosts ---------------------------------------------------------------------------------------------------
+
+
+def test_hosts_import_export_and_list(cli, tmp_path):
+    inventory = {
+        "topology": [
+            {
+                "bk_biz_id": 7,
+                "bk_biz_name": "shop",
+                "sets": [
+                    {
+                        "bk_set_id": 70,
+                        "bk_set_name": "web",
+                        "modules": [{"bk_module_id": 700, "bk_module_name": "nginx"}],
+                    }
+                ],
+            }
+        ],
+        "hosts": [
+            {"bk_biz_id": 7, "inner_ip": "10.7.0.1", "modules": [700], "account": "root", "password": "cli-import-pw-1"}
+        ],
+    }
+    path = tmp_path / "inventory.json"
+    path.write_text(json.dumps(inventory))
+    result = cli.ok("hosts", "import", str(path))
+    assert "1 hosts created" in result.out
+    listed = cli.ok("hosts", "list", "--biz", "7").out
+    assert "10.7.0.1" in listed and "web/nginx" in listed and "1 hosts" in listed
+    exported = cli.ok("hosts", "export", "--format", "csv", "--biz", "7").stdout
+    assert "10.7.0.1" in exported and "cli-import-pw-1" not in exported
+    csv_path = tmp_path / "inventory.csv"
+    csv_path.write_text(exported)
+    assert "1 updated" in cli.ok("hosts", "import", str(csv_path)).out
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"hosts": [{"bk_biz_id": 7, "inner_ip": "10.7.0.2", "modules": [999]}]}))
+    assert "hosts[0].modules: module 999 is not in the inventory" in cli.refused("hosts", "import", str(bad)).err

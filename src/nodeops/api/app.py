@@ -15,7 +15,7 @@ from pydantic import BaseModel
 import nodeops
 from nodeops.api.envelope import install_handlers
 from nodeops.api.limits import BodyLimit
-from nodeops.api.routes import agents, health, jobs, log_reading, session
+from nodeops.api.routes import agents, health, inventory, jobs, log_reading, session, subscriptions
 from nodeops.api.routes.log import APIGW_PATH, ESB_PATH, NODEMAN_PATH, LogFastPath
 from nodeops.api.schemas import LogRequest, LogResponse
 from nodeops.service.container import Services
@@ -62,6 +62,8 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(log_reading.router)
     app.include_router(session.router)
+    app.include_router(subscriptions.router)
+    app.include_router(inventory.router)
     mount_viewer(app)  # the log viewer at / and /web/static/; registered after the API's routes
     app.add_middleware(BodyLimit)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -74,7 +76,13 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    models: list[type[BaseModel]] = [LogRequest, LogResponse, *jobs.REQUEST_MODELS]
+    models: list[type[BaseModel]] = [
+        LogRequest,
+        LogResponse,
+        *jobs.REQUEST_MODELS,
+        *subscriptions.REQUEST_MODELS,
+        *inventory.REQUEST_MODELS,
+    ]
     for model in models:
         definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(definition.pop("$defs", {}))

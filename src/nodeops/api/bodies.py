@@ -71,3 +71,31 @@ def strip_trailing_commas(text: str) -> str:
             in_string = True
         out.append(char)
     return "".join(out)
+
+
+COMMON_ARGS = frozenset({"bk_app_code", "bk_app_secret", "bk_token", "bk_username"})  # authentication reads them
+
+
+def refuse_nul(params: dict[str, Any]) -> None:
+    """Raise InvalidInput naming every text (key or value, at any depth) holding a NUL byte: no stored text may
+    contain one (PostgreSQL refuses it), so it is refused before it can reach a lookup or a write."""
+    problems: dict[str, str] = {}
+
+    def walk(value: object, where: str) -> None:
+        if isinstance(value, str):
+            if "\x00" in value:
+                problems[where] = "must not contain a NUL byte (\\x00)"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = f"{where}.{key}" if where else str(key)
+                if "\x00" in str(key):
+                    problems[name.replace("\x00", "\\x00")] = "a key must not contain a NUL byte (\\x00)"
+                else:
+                    walk(item, name)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{where}[{index}]")
+
+    walk({k: v for k, v in params.items() if k not in COMMON_ARGS}, "")
+    if problems:
+        raise InvalidInput(problems)

@@ -15,7 +15,9 @@ from fastapi import Depends, Request
 from nodeops.api.bodies import parse_json_object
 from nodeops.service.auth import AUTH_HEADER, WEB_HEADER, Caller, CommonArgs
 from nodeops.service.container import Services
+from nodeops.service.inventory import InventoryService
 from nodeops.service.job_queries import JobService
+from nodeops.service.subscriptions import SubscriptionService
 
 
 def get_services(request: Request) -> Services:
@@ -63,3 +65,11 @@ def job_service(services: ServicesDep) -> JobService:
 
 
 JobServiceDep = Annotated[JobService, Depends(job_service)]
+
+
+def subscription_service(services: Services) -> SubscriptionService:
+    return SubscriptionService(job_service(services), services.task_actions)
+
+
+def inventory_service(services: Services) -> InventoryService:
+    return InventoryService(services.db, services.settings, services.jobs.box)

@@ -278,3 +278,142 @@ class JobListData(BaseModel):
 
 class JobListResponse(Envelope):
     data: JobListData | None = None
+
+
+# --- subscriptions (api/routes/subscriptions.py): Node Manager's backend API, read by the use cases ---
+
+
+class ScopeModel(BaseModel):
+    """What a subscription covers; nodes are hosts, service instances, or topology / template nodes."""
+
+    bk_biz_id: int | None = Field(default=None, description="The business the scope is in.")
+    object_type: str = Field(description="HOST or SERVICE.")
+    node_type: str = Field(description="INSTANCE, TOPO, SERVICE_TEMPLATE or SET_TEMPLATE.")
+    nodes: list[dict[str, Any]] = Field(
+        description="INSTANCE HOST: {bk_host_id} or {ip, bk_cloud_id}; INSTANCE SERVICE: {id}; TOPO: {bk_obj_id: "
+        "biz|set|module, bk_inst_id}; SERVICE_TEMPLATE / SET_TEMPLATE: {bk_obj_id: service_template|set_template, "
+        "bk_inst_id}."
+    )
+
+
+class StepModel(BaseModel):
+    id: str = Field(description="Step name, e.g. agent.")
+    type: str = Field(default="AGENT", description="AGENT (the only type run here).")
+    config: dict[str, Any] = Field(description='{"job_type": "INSTALL_AGENT" | "UPGRADE_AGENT" | ...}.')
+    params: dict[str, Any] = Field(default_factory=dict, description="nodeops reads agent_version (a version).")
+
+
+class CreateSubscriptionRequest(CommonArgsModel):
+    """create: a subscription of a scope, with one agent step; run_immediately also runs it."""
+
+    model_config = ConfigDict(title="CreateSubscriptionRequest")
+    name: str | None = None
+    scope: ScopeModel
+    steps: list[StepModel] = Field(min_length=1, max_length=1)
+    run_immediately: bool = False
+
+
+class SubscriptionIdRequest(CommonArgsModel):
+    """delete: the subscription."""
+
+    model_config = ConfigDict(title="SubscriptionIdRequest")
+    subscription_id: int = Field(gt=0)
+
+
+class SwitchSubscriptionRequest(SubscriptionIdRequest):
+    model_config = ConfigDict(title="SwitchSubscriptionRequest")
+    action: str = Field(description="enable or disable.")
+
+
+class SubscriptionInfoRequest(CommonArgsModel):
+    model_config = ConfigDict(title="SubscriptionInfoRequest")
+    subscription_id_list: list[int] = Field(min_length=1)
+    show_deleted: bool = False
+
+
+class UpdateSubscriptionRequest(SubscriptionIdRequest):
+    model_config = ConfigDict(title="UpdateSubscriptionRequest")
+    name: str | None = None
+    scope: ScopeModel
+    steps: list[dict[str, Any]] = Field(default_factory=list, description="[{id, params[, config]}].")
+    run_immediately: bool = False
+
+
+class RunSubscriptionRequest(SubscriptionIdRequest):
+    model_config = ConfigDict(title="RunSubscriptionRequest")
+    scope: dict[str, Any] | None = Field(default=None, description="{node_type, nodes}: run only these.")
+    actions: dict[str, str] | None = Field(default=None, description='{"agent": "RESTART_AGENT"}: this run only.')
+
+
+class SubscriptionInstancesRequest(SubscriptionIdRequest):
+    """revoke / retry: the instances to act on (default every running / failed one)."""
+
+    model_config = ConfigDict(title="SubscriptionInstancesRequest")
+    instance_id_list: list[str | int] | None = None
+    task_id_list: list[int] | None = Field(default=None, description="retry: only instances of these tasks.")
+
+
+class TaskResultRequest(SubscriptionIdRequest):
+    """task_result: the latest record of each instance over the tasks (default the newest task)."""
+
+    model_config = ConfigDict(title="TaskResultRequest")
+    task_id_list: list[int] | None = None
+    page: int = Field(default=1, ge=1)
+    pagesize: int = Field(default=-1, ge=-1, description="-1: every instance, as a bare list unless return_all.")
+    start: int | None = Field(default=None, ge=1, description="Position of the first row; wins over page.")
+    statuses: list[str] | None = None
+    instance_id_list: list[str | int] | None = None
+    exclude_instance_ids: list[str | int] | None = None
+    return_all: bool = False
+    need_detail: bool = False
+    need_aggregate_all_tasks: bool = False
+    need_out_of_scope_snapshots: bool = True
+
+
+class TaskResultDetailRequest(SubscriptionIdRequest):
+    model_config = ConfigDict(title="TaskResultDetailRequest")
+    instance_id: str | int
+    task_id: int | None = None
+    task_id_list: list[int] | None = None
+
+
+class InstanceStatusRequest(CommonArgsModel):
+    model_config = ConfigDict(title="InstanceStatusRequest")
+    subscription_id_list: list[int] = Field(min_length=1)
+    show_task_detail: bool = False
+    need_detail: bool = False
+
+
+# --- inventory (api/routes/inventory.py): nodeops' own ---
+
+
+class InventoryImportRequest(CommonArgsModel):
+    """Import an inventory: ``inventory`` (JSON form) or ``csv`` (CSV text); see docs/compatibility.md."""
+
+    model_config = ConfigDict(title="InventoryImportRequest")
+    inventory: dict[str, Any] | None = Field(default=None, description="{topology, hosts, service_instances}.")
+    csv: str | None = Field(default=None, description="CSV text, header row first, one row per host and module.")
+
+
+class InventoryExportRequest(CommonArgsModel):
+    model_config = ConfigDict(title="InventoryExportRequest")
+    format: str = Field(default="json", description="json or csv.")
+    bk_biz_id: int | None = None
+
+
+class HostSearchRequest(CommonArgsModel):
+    model_config = ConfigDict(title="HostSearchRequest")
+    page: int = Field(default=1, ge=1)
+    pagesize: int = Field(default=20, ge=-1)
+    bk_biz_id: int | None = None
+    bk_cloud_id: int | None = None
+    ip: str | None = Field(default=None, description="Part of an inner or outer IP.")
+    os_type: str | None = None
+    bk_set_id: int | None = None
+    bk_module_id: int | None = None
+    bk_host_id: list[int] | None = None
+
+
+class BizRequest(CommonArgsModel):
+    model_config = ConfigDict(title="BizRequest")
+    bk_biz_id: int | None = None

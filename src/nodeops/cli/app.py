@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import typer
 from pydantic import ValidationError
 
-from nodeops.cli import access, agent, cleanup, db, job, log
+from nodeops.cli import access, agent, cleanup, db, hosts, job, log
 from nodeops.cli.context import CliState, console, err_console, state
 from nodeops.errors import NodeopsError
 from nodeops.logs import configure_logging
@@ -28,6 +28,7 @@ app.add_typer(agent.app, name="agent")
 app.command(name="cleanup")(cleanup.cleanup)
 app.add_typer(job.app, name="job")
 app.command("log")(log.log_command)
+app.add_typer(hosts.app, name="hosts")
 
 
 @app.callback()

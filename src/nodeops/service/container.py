@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nodeops.crypto import SecretBox
 from nodeops.domain.answer import AnswerRenderer
@@ -32,6 +32,8 @@ class Services:
     jobs: JobRunner
     heartbeats: HeartbeatWaiters  # steps waiting for a heartbeat, woken by the heartbeat API
     retention: RetentionJanitor  # deletes old jobs when NODEOPS_RETENTION_DAYS > 0
+    # task id -> the action it runs, for task results; a task's actions never change once it exists
+    task_actions: dict[int, str] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:

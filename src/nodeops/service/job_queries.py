@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from nodeops.domain.instance_id import MAX_HOST_ID, InstanceId, parse_instance_id
 from nodeops.domain.plans import JobType
+from nodeops.domain.scope import int_value
 from nodeops.domain.status import ACTIVE, JobStatistics, Status, aggregate_job_status
 from nodeops.engine import packages
 from nodeops.engine.runner import Engine
@@ -43,6 +44,7 @@ from nodeops.service.jobs import (
     StartedJob,
     parse_hosts,
 )
+from nodeops.service.paging import out_of_range
 from nodeops.settings import Settings
 from nodeops.store import job_reads, pipelines
 from nodeops.store.db import Database
@@ -109,24 +111,7 @@ def _int_field(
     value: object, name: str, problems: dict[str, str], *, minimum: int = 1, maximum: int = MAX_ID
 ) -> int | None:
     """An integer (or digit string) in ``minimum..maximum``; a problem named ``name`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        problems[name] = f"must be an integer from {minimum}"
-        return None
-    text = str(value).strip() if isinstance(value, str) else None
-    if text is not None:
-        body = text[1:] if text[:1] in "+-" else text
-        if not body.isascii() or not body.isdigit() or len(body) > 20:
-            shown = text if len(text) <= 40 else text[:37] + "..."
-            problems[name] = f"{shown!r} is not an integer"
-            return None
-        number = int(text)
-    else:
-        assert isinstance(value, int)
-        number = value
-    if not minimum <= number <= maximum:
-        problems[name] = f"must be an integer from {minimum} to {maximum}"
-        return None
-    return number
+    return int_value(value, name, problems, minimum=minimum, maximum=maximum)
 
 
 def _job_id(params: Mapping[str, object], problems: dict[str, str]) -> int:
@@ -247,7 +232,8 @@ class InstanceIndex:
     """A job's instances by each identity, to resolve what callers name them by."""
 
     def __init__(self, instances: Sequence[Instance]) -> None:
-        self.by_host_id = {i.bk_host_id: i for i in instances if i.bk_host_id is not None}
+        # a service instance keeps its host's id but no host key: only host instances answer the host forms
+        self.by_host_id = {i.bk_host_id: i for i in instances if i.bk_host_id is not None and i.host_key is not None}
         self.by_host_key = {i.host_key: i for i in instances if i.host_key is not None}
         self.by_instance_id = {i.instance_id: i for i in instances}
 
@@ -408,13 +394,8 @@ class JobService:
             if query.pagesize == -1:
                 page = chosen
             else:
-                pages = max(1, -(-total // query.pagesize))
-                if query.page > pages:
-                    raise InvalidInput.field(
-                        "page",
-                        f"page {query.page} is out of range: {total} instances make {pages} page(s) of "
-                        f"{query.pagesize}",
-                    )
+                if query.page > max(1, -(-total // query.pagesize)):
+                    raise out_of_range("page", query.page, total=total, pagesize=query.pagesize, noun="instances")
                 start = (query.page - 1) * query.pagesize
                 page = chosen[start : start + query.pagesize]
             steps = job_reads.steps_of(session, [instance.record_id for instance in page])

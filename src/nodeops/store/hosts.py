@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from nodeops.domain.status import Status
-from nodeops.store.models import Host, InstanceRecord
+from nodeops.store.models import Host, HostModule, InstanceRecord, ServiceInstance
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,22 +48,42 @@ def upsert_host(session: Session, login: HostLogin) -> int:
     if host is None:
         host = Host(bk_host_id=login.bk_host_id) if login.bk_host_id else Host()
         session.add(host)
+    elif host.bk_biz_id != login.bk_biz_id:
+        leave_business(session, host.bk_host_id)
     host.bk_biz_id = login.bk_biz_id
     host.bk_cloud_id = login.bk_cloud_id
     host.inner_ip = login.inner_ip
     host.inner_ipv6 = login.inner_ipv6
     host.os_type = login.os_type
-    host.transport = login.transport
-    host.ssh_port = login.ssh_port
-    host.account = login.account
-    host.auth_type = login.auth_type
-    host.password_enc = login.password_enc
-    host.key_enc = login.key_enc
-    host.credentials_expire_at = login.credentials_expire_at
-    host.ap_id = login.ap_id
-    host.setup_path = login.setup_path
+    copy_login(host, login)
     session.flush()
     return host.bk_host_id
+
+
+LOGIN_FIELDS = (
+    "transport",
+    "ssh_port",
+    "account",
+    "auth_type",
+    "password_enc",
+    "key_enc",
+    "credentials_expire_at",
+    "ap_id",
+    "setup_path",
+)
+
+
+def copy_login(host: Host, source: object) -> None:
+    """Set the host's way in (``LOGIN_FIELDS``, credentials sealed) from any value that has those fields."""
+    for name in LOGIN_FIELDS:
+        setattr(host, name, getattr(source, name))
+
+
+def leave_business(session: Session, bk_host_id: int) -> None:
+    """A host moving to another business leaves its modules and service instances behind (as CMDB's transfer
+    to another business does)."""
+    session.execute(delete(HostModule).where(HostModule.bk_host_id == bk_host_id))
+    session.execute(delete(ServiceInstance).where(ServiceInstance.bk_host_id == bk_host_id))
 
 
 def hosts_by_id(session: Session, host_ids: list[int]) -> dict[int, Host]:

@@ -231,7 +231,7 @@ def add_attempts(
         subscription_id=job.subscription_id,
         job_id=job.job_id,
         scope={
-            "object_type": "host",
+            "object_type": "HOST",
             "node_type": "INSTANCE",
             "nodes": [_node_of(instance) for instance in instances],
         },

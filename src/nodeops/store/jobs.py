@@ -61,55 +61,107 @@ def create_job(
 ) -> CreatedJob:
     """Create a job, its subscription (one ``agent`` step, with ``step_params``), its first task and a PENDING
     record per instance."""
-    subscription = Subscription(
-        object_type="host",
-        node_type="instance",
-        nodes=[_node_of(instance) for instance in instances],
+    nodes = [_node_of(instance) for instance in instances]
+    subscription_id = add_subscription(
+        session,
+        object_type="HOST",
+        node_type="INSTANCE",
+        nodes=nodes,
         bk_biz_id=bk_biz_scope[0] if len(bk_biz_scope) == 1 else None,
+        steps=[{"id": "agent", "type": "AGENT", "config": {"job_type": job_type}, "params": dict(step_params or {})}],
         creator=created_by,
         from_system=from_system,
     )
-    session.add(subscription)
-    session.flush()
-    session.add(
-        SubscriptionStep(
-            subscription_id=subscription.id,
-            index=0,
-            step_id="agent",
-            type="AGENT",
-            config={"job_type": job_type},
-            params=dict(step_params or {}),
-        )
-    )
-    job = Job(
+    job_id = add_job(
+        session,
         job_type=job_type,
         created_by=created_by,
         from_system=from_system,
-        bk_biz_scope=sorted(set(bk_biz_scope)),
-        error_hosts=list(error_hosts),
-        subscription_id=subscription.id,
-        statistics={},
+        bk_biz_scope=bk_biz_scope,
+        error_hosts=error_hosts,
+        subscription_id=subscription_id,
     )
-    session.add(job)
-    session.flush()
     task = SubscriptionTask(
-        subscription_id=subscription.id,
-        job_id=job.id,
-        scope={"object_type": "host", "node_type": "INSTANCE", "nodes": subscription.nodes},
+        subscription_id=subscription_id,
+        job_id=job_id,
+        scope={"object_type": "HOST", "node_type": "INSTANCE", "nodes": nodes},
         actions={instance.instance_id: {"agent": job_type} for instance in instances},
     )
     session.add(task)
     session.flush()
     record_ids = add_records(
         session,
-        job_id=job.id,
-        subscription_id=subscription.id,
+        job_id=job_id,
+        subscription_id=subscription_id,
         task_id=task.id,
         instances=instances,
         steps=steps,
         attempt=1,
     )
-    return CreatedJob(job_id=job.id, subscription_id=subscription.id, task_id=task.id, record_ids=record_ids)
+    return CreatedJob(job_id=job_id, subscription_id=subscription_id, task_id=task.id, record_ids=record_ids)
+
+
+def add_subscription(
+    session: Session,
+    *,
+    object_type: str,
+    node_type: str,
+    nodes: list[dict[str, Any]],
+    bk_biz_id: int | None,
+    steps: Sequence[dict[str, Any]],
+    creator: str,
+    from_system: str,
+    name: str | None = None,
+) -> int:
+    """Insert a subscription and its steps (``{id, type, config, params}`` each); returns its id."""
+    subscription = Subscription(
+        name=name,
+        object_type=object_type,
+        node_type=node_type,
+        nodes=nodes,
+        bk_biz_id=bk_biz_id,
+        creator=creator,
+        from_system=from_system,
+    )
+    session.add(subscription)
+    session.flush()
+    session.add_all(
+        SubscriptionStep(
+            subscription_id=subscription.id,
+            index=index,
+            step_id=step["id"],
+            type=step["type"],
+            config=dict(step.get("config") or {}),
+            params=dict(step.get("params") or {}),
+        )
+        for index, step in enumerate(steps)
+    )
+    return subscription.id
+
+
+def add_job(
+    session: Session,
+    *,
+    job_type: str,
+    created_by: str,
+    from_system: str,
+    bk_biz_scope: Sequence[int],
+    subscription_id: int,
+    error_hosts: Sequence[dict[str, Any]] = (),
+) -> int:
+    """Insert the job a subscription runs for (PENDING, no statistics yet); returns its id."""
+    job = Job(
+        job_type=job_type,
+        created_by=created_by,
+        from_system=from_system,
+        bk_biz_scope=sorted(set(bk_biz_scope)),
+        error_hosts=list(error_hosts),
+        subscription_id=subscription_id,
+        statistics={},
+    )
+    session.add(job)
+    session.flush()
+    return job.id
 
 
 def add_records(

@@ -57,7 +57,7 @@ class Lookup:
 _LOOKUP_SQL = (
     "SELECT e.value, j.bk_biz_scope, r.id, r.attempt, r.revision, a.body, r.instance_id FROM access_epoch e"
     " LEFT JOIN jobs j ON j.id = {p}"
-    " LEFT JOIN instance_records r ON r.job_id = j.id AND r.{column} = {p}"
+    " LEFT JOIN instance_records r ON r.job_id = j.id AND r.{column} = {p}{extra}"
     " LEFT JOIN record_answers a ON a.record_id = r.id AND a.revision = r.revision AND a.zone = {p}"
     " WHERE e.id = 1 ORDER BY r.attempt DESC"
 )
@@ -113,8 +113,12 @@ class LogReads:
     def __init__(self, db: Database) -> None:
         self.db = db
         p = db.paramstyle
+        # a service instance's record keeps its host's id (the engine runs on that host) but no host key: the
+        # host forms name the host's own instance only
+        extra = {"bk_host_id": " AND r.host_key IS NOT NULL"}
         self._lookup_sql = {
-            column: _LOOKUP_SQL.format(p=p, column=column) for column in ("instance_id", "bk_host_id", "host_key")
+            column: _LOOKUP_SQL.format(p=p, column=column, extra=extra.get(column, ""))
+            for column in ("instance_id", "bk_host_id", "host_key")
         }
         # bytes of a chunk's text in UTF-8
         self._octets = "LENGTH(CAST(l.text AS BLOB))" if db.is_sqlite else "OCTET_LENGTH(l.text)"

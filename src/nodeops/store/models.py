@@ -111,8 +111,11 @@ class Host(Base):
     bk_biz_id: Mapped[int] = mapped_column(Integer)
     bk_cloud_id: Mapped[int] = mapped_column(Integer, default=0)
     bk_supplier_id: Mapped[int] = mapped_column(Integer, default=0)
+    bk_supplier_account: Mapped[str] = mapped_column(String(64), default="0", server_default="0")
+    bk_host_name: Mapped[str | None] = mapped_column(String(128))
     inner_ip: Mapped[str | None] = mapped_column(String(64))
     inner_ipv6: Mapped[str | None] = mapped_column(String(64))
+    outer_ip: Mapped[str | None] = mapped_column(String(64))
     os_type: Mapped[str] = mapped_column(String(16), default="LINUX")
     login_ip: Mapped[str | None] = mapped_column(String(64))
     ssh_port: Mapped[int] = mapped_column(Integer, default=22)
@@ -130,6 +133,43 @@ class Host(Base):
     last_heartbeat_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TopoNode(Base):
+    """A node of the topology: a business (``biz``), a set or a module, with its parent (spec §4 ``bk_obj_id``).
+
+    ``template_id`` is the set template of a set, the service template of a module (null: none).
+    """
+
+    __tablename__ = "topo_nodes"
+    __table_args__ = (UniqueConstraint("bk_obj_id", "bk_inst_id"), Index(None, "bk_biz_id", "bk_obj_id"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    bk_obj_id: Mapped[str] = mapped_column(String(32))
+    bk_inst_id: Mapped[int] = mapped_column(BigInteger)
+    bk_inst_name: Mapped[str] = mapped_column(String(128), default="")
+    bk_biz_id: Mapped[int] = mapped_column(Integer)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("topo_nodes.id", ondelete="CASCADE"), index=True)
+    template_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class HostModule(Base):
+    """A host placed in a module (a host may sit in several modules of its business)."""
+
+    __tablename__ = "host_modules"
+    bk_host_id: Mapped[int] = mapped_column(ForeignKey("hosts.bk_host_id", ondelete="CASCADE"), primary_key=True)
+    bk_module_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, index=True)
+
+
+class ServiceInstance(Base):
+    """A service instance: processes bound to one host in one module (``service|instance|service|{id}``)."""
+
+    __tablename__ = "service_instances"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+    bk_biz_id: Mapped[int] = mapped_column(Integer, index=True)
+    bk_host_id: Mapped[int] = mapped_column(ForeignKey("hosts.bk_host_id", ondelete="CASCADE"), index=True)
+    bk_module_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    processes: Mapped[list[Any]] = mapped_column(default=list)
 
 
 class AccessPoint(Base):
@@ -159,6 +199,7 @@ class Subscription(Base):
 
     __tablename__ = "subscriptions"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str | None] = mapped_column(String(128))
     object_type: Mapped[str] = mapped_column(String(16))
     node_type: Mapped[str] = mapped_column(String(32))
     nodes: Mapped[list[Any]] = mapped_column(default=list)
@@ -228,6 +269,8 @@ class InstanceRecord(Base):
 
     __tablename__ = "instance_records"
     __table_args__ = (
+        Index(None, "task_id", "status"),
+        Index(None, "subscription_id", "instance_id"),
         Index(None, "job_id", "instance_id", "attempt"),
         Index(None, "job_id", "bk_host_id", "attempt"),
         Index(None, "job_id", "host_key", "attempt"),

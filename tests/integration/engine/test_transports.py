@@ -24,7 +24,7 @@ from nodeops.engine.transports.base import OUTPUT_TAIL_LINES, Transport
 from nodeops.engine.transports.local import LocalTransport
 from nodeops.engine.transports.ssh import HostKeyPolicy, KnownHostsIndex, SSHTarget, SSHTransport, UploadLimiter
 from nodeops.errors import AuthFailed, CommandFailed, CommandTimeout, HostUnreachable
-from tests.integration.engine.conftest import TEST_USER, UNREACHABLE_IP, SSHTestHost
+from tests.integration.sshd import TEST_USER, UNREACHABLE_IP, SSHTestHost
 
 RESETTING_IP = "127.0.10.251"  # a fake server that resets every connection
 

@@ -7,7 +7,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ import uvicorn
 
 from nodeops.api.app import create_app
 from nodeops.service.container import Services
-from tests.factories import AppCredentials
+from nodeops.settings import Settings
+from tests.conftest import TEST_SECRET_KEY, TEST_TIME_ZONE
+from tests.factories import AppCredentials, make_app, make_user
 
 ESB_JOB = "/api/c/compapi/v2/nodeman/api/job"
 AGENT = "nodeops_agent.py"
@@ -29,6 +32,18 @@ def free_socket() -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     return sock
+
+
+def settings_on(sock: socket.socket, tmp_path: Path, database_url: str, **extra: Any) -> Settings:
+    """Test settings for a server listening on ``sock`` (agents report to its port)."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
+        time_zone=TEST_TIME_ZONE,
+        port=sock.getsockname()[1],
+        **extra,
+    )
 
 
 def dead_port() -> int:
@@ -92,6 +107,24 @@ def local_host(root: Path, n: int, **extra: object) -> dict[str, object]:
         "setup_path": str(root / f"host{n}" / "nodeops-agent"),
         **extra,
     }
+
+
+@contextmanager
+def serving(services: Services, sock: socket.socket, root: Path) -> Iterator[JobApi]:
+    """A JobApi of the superuser ``admin`` on a server running the engine; users ``viewer`` (business 2) and
+    ``outsider`` (business 3) exist too. Agents installed under ``root`` are stopped at the end."""
+    app = make_app(services)
+    make_user(services, "admin", superuser=True)
+    make_user(services, "viewer", biz=[2])
+    make_user(services, "outsider", biz=[3])
+    server = EngineServer(services, sock)
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            yield JobApi(client, app)
+    finally:
+        stop_agents(root)
+        server.stop()
 
 
 class JobApi:

@@ -7,22 +7,18 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 
 from nodeops.engine import packages
 from nodeops.settings import Settings
 from nodeops.store.models import AccessPoint, Host
-from tests.conftest import TEST_SECRET_KEY, TEST_TIME_ZONE
-from tests.factories import make_app, make_user
 from tests.integration.jobs.support import (
     ESB_JOB,
-    EngineServer,
-    JobApi,
     dead_port,
     free_socket,
     local_host,
-    stop_agents,
+    serving,
+    settings_on,
 )
 
 INSTALL_STEPS = [
@@ -48,31 +44,14 @@ def listen_socket():
 @pytest.fixture
 def settings(tmp_path, database_url, listen_socket) -> Settings:
     """The shared settings, on the port the server will listen on (agents report there)."""
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
-        time_zone=TEST_TIME_ZONE,
-        port=listen_socket.getsockname()[1],
-    )
+    return settings_on(listen_socket, tmp_path, database_url)
 
 
 @pytest.fixture
 def api(services, listen_socket, tmp_path):
-    """A JobApi of the superuser ``admin`` on a running server; users ``viewer`` (business 2) and
-    ``outsider`` (business 3) exist too. Agents installed under tmp_path are stopped at the end."""
-    app = make_app(services)
-    make_user(services, "admin", superuser=True)
-    make_user(services, "viewer", biz=[2])
-    make_user(services, "outsider", biz=[3])
-    server = EngineServer(services, listen_socket)
-    server.start()
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            yield JobApi(client, app)
-    finally:
-        stop_agents(tmp_path)
-        server.stop()
+    """A JobApi of ``admin`` on a running server (see ``serving``)."""
+    with serving(services, listen_socket, tmp_path) as api:
+        yield api
 
 
 def test_install_details_and_upgrade(api, services, tmp_path):

@@ -11,14 +11,13 @@ A missing trailing slash is accepted, as on the log API.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path
-from fastapi.responses import Response
+from fastapi import APIRouter
 from pydantic import BaseModel
 
-from nodeops.api.deps import CallerDep, JobServiceDep, ParamsDep
-from nodeops.api.envelope import json_response, success_body
+from nodeops.api.deps import job_service
+from nodeops.api.routing import add_post
 from nodeops.api.schemas import (
     DetailsJobRequest,
     EsbDetailsJobRequest,
@@ -34,6 +33,7 @@ from nodeops.api.schemas import (
     StartedJobResponse,
 )
 from nodeops.service.auth import Caller
+from nodeops.service.container import Services
 from nodeops.service.job_list import list_jobs
 from nodeops.service.job_queries import JobService
 
@@ -50,62 +50,15 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     RetryNodeRequest,
     JobListRequest,
 )
-JobIdPath = Annotated[
-    str,
-    Path(description="任务ID: the job_id.", json_schema_extra={"type": "integer", "minimum": 1}),
-]
-UseCase = Callable[[JobService, Caller, dict[str, Any]], Awaitable[Any]]
 
 
-def _add(
-    path: str,
-    use_case: UseCase,
-    *,
-    operation_id: str,
-    summary: str,
-    request: type[BaseModel],
-    response: type[BaseModel],
-) -> None:
-    """Route POST ``path`` (and the same without its trailing slash) to ``use_case``."""
-    with_job_id = "{job_id}" in path
-    if with_job_id:
+def _add(path: str, use_case: Callable[[JobService, Caller, dict[str, Any]], Awaitable[Any]], **route: Any) -> None:
+    """Route POST ``path`` to a job use case (see ``api.routing.add_post``)."""
 
-        async def endpoint_with_job(
-            job_id: JobIdPath, caller: CallerDep, params: ParamsDep, jobs: JobServiceDep
-        ) -> Response:
-            return json_response(success_body(await use_case(jobs, caller, {**params, "job_id": job_id})))
+    def call(services: Services, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
+        return use_case(job_service(services), caller, params)
 
-        endpoint: Callable[..., Awaitable[Response]] = endpoint_with_job
-    else:
-
-        async def endpoint_without_job(caller: CallerDep, params: ParamsDep, jobs: JobServiceDep) -> Response:
-            return json_response(success_body(await use_case(jobs, caller, params)))
-
-        endpoint = endpoint_without_job
-    body = {
-        "requestBody": {
-            "required": False,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{request.__name__}"}}},
-        }
-    }
-    ok = {
-        200: {
-            "model": response,
-            "description": "The envelope; errors too answer HTTP 200 with result false and a code.",
-        }
-    }
-    for variant, listed in ((path, True), (path.rstrip("/"), False)):
-        router.add_api_route(
-            variant,
-            endpoint,
-            methods=["POST"],
-            operation_id=operation_id if listed else f"{operation_id}_no_slash",
-            summary=summary,
-            responses=ok,  # type: ignore[arg-type]
-            response_class=Response,
-            openapi_extra=body,
-            include_in_schema=listed,
-        )
+    add_post(router, path, call, **route)
 
 
 def _install(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
