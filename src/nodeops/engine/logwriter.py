@@ -98,10 +98,10 @@ class LogWriter:
             self._stamp_second = second
             self._stamp = datetime.fromtimestamp(second, self.tz).strftime("%Y-%m-%d %H:%M:%S")
         stamp = self._stamp
-        text = self._mask(message)
-        if len(text) > MAX_LINE_CHARS:
-            text = text[:MAX_LINE_CHARS] + " …(line cut)"
-        self._queue(_Line(record_id, step_index, f"[{stamp} {level}] {text}"))
+        for text in self._mask(message).splitlines() or [""]:
+            if len(text) > MAX_LINE_CHARS:
+                text = text[:MAX_LINE_CHARS] + " …(line cut)"
+            self._queue(_Line(record_id, step_index, f"[{stamp} {level}] {text}"))
 
     def step(
         self,

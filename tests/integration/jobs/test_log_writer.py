@@ -98,3 +98,18 @@ async def test_flush_waits_for_the_batch_an_earlier_flush_is_still_writing(servi
         services, "SELECT status FROM record_steps WHERE record_id = :r AND step_index = 0", r=job.record_id
     ) == [("RUNNING",)]
     await earlier
+
+
+async def test_each_physical_line_of_a_message_gets_its_own_stamp_and_level(services):
+    job = make_job(services, runs=[], bk_host_id=1, ip="127.0.0.1")
+    writer = LogWriter(services.db, UTC)
+    writer.line(job.record_id, 0, "ERROR", "连接失败: Traceback\n  line two\r\nline three")
+    writer.line(job.record_id, 0, "INFO", "")
+    await writer.flush()
+
+    rows = _rows(services, "SELECT text FROM step_logs WHERE record_id = :r ORDER BY id", r=job.record_id)
+    logged = "\n".join(str(row[0]) for row in rows)
+    lines = logged.split("\n")
+    stamp = r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (ERROR|INFO)\] "
+    assert [re.sub(stamp, "", line) for line in lines] == ["连接失败: Traceback", "  line two", "line three", ""]
+    assert all(re.match(stamp, line) for line in lines)
