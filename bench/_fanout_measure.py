@@ -10,12 +10,11 @@ most of it, so the two figures are left out rather than guessed.
 
 from __future__ import annotations
 
-import os
 import resource
 import time
 from pathlib import Path
 
-TICK = os.sysconf("SC_CLK_TCK")
+from _machine import machine_busy_s
 
 
 def rss_mb(field: str) -> float:
@@ -24,12 +23,6 @@ def rss_mb(field: str) -> float:
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def machine_busy_s() -> float:
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return (user + nice + system + irq + softirq + steal) / TICK
 
 
 def cgroup_cpu_s(usage_path: str | None) -> float | None:

@@ -46,7 +46,7 @@ from typing import Any
 import asyncssh
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _fanout_measure import machine_busy_s
+from _machine import wait_quiet
 from _sshd_hosts import Host, LabError, LabUser, SSHDFleet, ensure_user
 
 from nodeops.agent.package import build_package
@@ -242,30 +242,12 @@ def check(result: dict[str, Any], n: int, phase: str) -> None:
         raise BenchError(f"{phase}: not every host succeeded: {phase_result.get('records')}\n  {failures}")
 
 
-def wait_quiet(max_wait: float, threshold: float = 0.3) -> None:
-    """Wait (at most ``max_wait`` s) for a second in which the machine is less than ``threshold`` cores busy."""
-    deadline = time.monotonic() + max_wait
-    told = False
-    while max_wait > 0:
-        before = machine_busy_s()
-        time.sleep(1.0)
-        busy = machine_busy_s() - before
-        if busy < threshold:
-            return
-        if time.monotonic() >= deadline:
-            say(f"  machine still {busy:.2f} cores busy after {max_wait:.0f}s; measuring anyway")
-            return
-        if not told:
-            say(f"  machine {busy:.2f} cores busy with other work; waiting up to {max_wait:.0f}s for it to quiet down")
-            told = True
-
-
 def run_size(
     n: int, hosts: list[Host], fleet: SSHDFleet, user: LabUser, children: Children, temp: Path, args: argparse.Namespace
 ) -> SizeResult:
     """Install on ``n`` hosts, then ``args.repeat`` rounds of (service upgrade, floor upgrade)."""
     fleet.reset(hosts)
-    wait_quiet(args.wait_quiet)  # before the install: no agent runs yet, so what is busy is other work
+    wait_quiet(args.wait_quiet, say)  # before the install: no agent runs yet, so what is busy is other work
     run_dir = temp / f"n{n}"
     run_dir.mkdir(mode=0o700)
     port = free_port()  # the agents' server_url: the service, the floor and the standby take turns on it

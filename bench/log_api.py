@@ -40,6 +40,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import orjson
+from _machine import wait_quiet
 from sqlalchemy import update
 
 from nodeops.domain.answer import AnswerRenderer
@@ -144,33 +145,6 @@ def tail(path: Path, lines: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no output)"
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores spent on anything but idle and iowait since boot, from /proc/stat."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_quiet(max_wait: float, threshold: float = 0.3) -> None:
-    """Wait (at most ``max_wait`` s) for a second in which the machine is less than ``threshold`` cores busy."""
-    if max_wait <= 0:
-        return
-    deadline = time.monotonic() + max_wait
-    told = False
-    while True:
-        before = machine_busy_seconds()
-        time.sleep(1.0)
-        busy = machine_busy_seconds() - before
-        if busy < threshold:
-            return
-        if time.monotonic() >= deadline:
-            say(f"  machine still {busy:.2f} cores busy after {max_wait:.0f}s; measuring anyway")
-            return
-        if not told:
-            say(f"  machine {busy:.2f} cores busy with other work; waiting up to {max_wait:.0f}s for it to quiet down")
-            told = True
 
 
 def cpu_seconds(pid: int) -> float:
@@ -859,7 +833,7 @@ def _run(args: argparse.Namespace, procs: Processes, temp: Path, began: float) -
         name: str, url: str, script: Path, threads: int, pid: int, *, duration: float, warmup: float = 0
     ) -> None:
         """Wait for a quiet machine if asked, warm up on unmeasured random load if asked, then one wrk run."""
-        wait_quiet(args.wait_quiet)
+        wait_quiet(args.wait_quiet, say)
         if warmup > 0:
             run_wrk("warm-up", url, random_lua, duration=warmup, connections=args.connections, threads=threads)
         say(f"{name}: wrk -t{threads} -c{args.connections} -d{duration:.0f}s ...")
@@ -896,7 +870,7 @@ def _run(args: argparse.Namespace, procs: Processes, temp: Path, began: float) -
         if args.also_t2 and args.threads != 2:
             measure("HTTP floor (wrk -t2)", floor_base, random_lua, 2, floor.pid, duration=args.duration)
 
-    wait_quiet(args.wait_quiet)
+    wait_quiet(args.wait_quiet, say)
     say(f"data floor: {args.duration:.0f}s of in-process reads ...")
     data_run, data_bytes = data_floor(dataset, args.duration, args.seed)
     runs.append(data_run)
