@@ -39,18 +39,26 @@ def find_host_id(session: Session, *, bk_cloud_id: int, inner_ip: str | None, in
     return session.scalar(query)
 
 
+def claim_host(session: Session, host_id: int | None, *, bk_host_id: int | None, bk_biz_id: int) -> tuple[Host, bool]:
+    """The host ``host_id``, or a new one (with ``bk_host_id`` when given), in business ``bk_biz_id``: a host that
+    changes business leaves its old one's modules. Returns the host and whether it is new."""
+    host = session.get(Host, host_id) if host_id is not None else None
+    created = host is None
+    if host is None:
+        host = Host(bk_host_id=bk_host_id) if bk_host_id else Host()
+        session.add(host)
+    elif host.bk_biz_id != bk_biz_id:
+        leave_business(session, host.bk_host_id)
+    host.bk_biz_id = bk_biz_id
+    return host, created
+
+
 def upsert_host(session: Session, login: HostLogin) -> int:
     """Register the host (or update the one with this bk_host_id / cloud + IP); returns its bk_host_id."""
     host_id = login.bk_host_id or find_host_id(
         session, bk_cloud_id=login.bk_cloud_id, inner_ip=login.inner_ip, inner_ipv6=login.inner_ipv6
     )
-    host = session.get(Host, host_id) if host_id is not None else None
-    if host is None:
-        host = Host(bk_host_id=login.bk_host_id) if login.bk_host_id else Host()
-        session.add(host)
-    elif host.bk_biz_id != login.bk_biz_id:
-        leave_business(session, host.bk_host_id)
-    host.bk_biz_id = login.bk_biz_id
+    host, _created = claim_host(session, host_id, bk_host_id=login.bk_host_id, bk_biz_id=login.bk_biz_id)
     host.bk_cloud_id = login.bk_cloud_id
     host.inner_ip = login.inner_ip
     host.inner_ipv6 = login.inner_ipv6

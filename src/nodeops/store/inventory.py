@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from nodeops.domain.instance_id import HostKey, InstanceId, NodeType, ObjectType, host_instance_id
 from nodeops.domain.scope import Scope, ScopeNode, ScopeNodeType, ScopeObject, TopoObject
 from nodeops.errors import InvalidInput
-from nodeops.store.hosts import copy_login, find_host_id, leave_business
+from nodeops.store.hosts import claim_host, copy_login, find_host_id
 from nodeops.store.models import Host, HostModule, ServiceInstance, TopoNode
 
 TEMPLATE_OBJECTS = {"service_template": TopoObject.MODULE.value, "set_template": TopoObject.SET.value}
@@ -178,15 +178,7 @@ def _save_host(session: Session, row: HostRow, module_biz: Mapping[int, int], pr
         if biz != row.bk_biz_id:
             problems[f"{row.where}.modules"] = f"module {module} is in business {biz}, not {row.bk_biz_id}"
             return None
-    host_id = row.bk_host_id or at_address
-    host = session.get(Host, host_id) if host_id is not None else None
-    is_new = host is None
-    if host is None:
-        host = Host(bk_host_id=row.bk_host_id) if row.bk_host_id else Host()
-        session.add(host)
-    elif host.bk_biz_id != row.bk_biz_id:
-        leave_business(session, host.bk_host_id)
-    host.bk_biz_id = row.bk_biz_id
+    host, is_new = claim_host(session, row.bk_host_id or at_address, bk_host_id=row.bk_host_id, bk_biz_id=row.bk_biz_id)
     host.bk_cloud_id = row.bk_cloud_id
     host.bk_supplier_account = row.bk_supplier_account
     host.bk_host_name = row.bk_host_name
