@@ -150,14 +150,15 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
 
     configure_logging()  # as `nodeops serve`: INFO, through the redacting filter, to stderr (the bench's log file)
     services = Services.build(settings)
-    counter = HeartbeatCounter(create_app(settings, services))
+    app = create_app(settings, services)
+    counter = HeartbeatCounter(app)
     config = uvicorn.Config(
         counter,
         host=settings.host,
         port=settings.port,
         log_config=None,
         loop="none",
-        http="httptools",
+        http=app.http_protocol,  # as `nodeops serve`
         access_log=False,
         proxy_headers=False,
         lifespan="on",

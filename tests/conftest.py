@@ -137,14 +137,15 @@ class LiveServer:
 
     def __init__(self, services: Services) -> None:
         self.services = services
+        app = create_app(services.settings, services)
         config = uvicorn.Config(
-            create_app(services.settings, services),
+            app,
             host="127.0.0.1",
             port=0,
             log_config=None,
             access_log=False,
             loop="asyncio",
-            http="httptools",
+            http=app.http_protocol,  # as `nodeops serve`: the log lane on SQLite
             lifespan="off",
         )
         self.server = uvicorn.Server(config)

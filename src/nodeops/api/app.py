@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 import nodeops
 from nodeops.api.envelope import install_handlers
+from nodeops.api.lane import LogLane
 from nodeops.api.limits import BodyLimit
 from nodeops.api.routes import agents, health, inventory, jobs, log_reading, session, subscriptions
 from nodeops.api.routes.log import APIGW_PATH, ESB_PATH, NODEMAN_PATH, LogFastPath
@@ -34,8 +35,10 @@ def create_app(
     """Build the ASGI application; ``services`` defaults to ones built from ``settings``.
 
     The result is the log fast path wrapped around the heartbeat fast path, wrapped around the FastAPI app:
-    log requests and agent heartbeats never enter FastAPI, everything else does. ``on_started`` runs in the
-    background once the services have started (``nodeops serve --demo`` runs its demo jobs there).
+    log requests and agent heartbeats never enter FastAPI, everything else does. Serve it with
+    ``http=app.http_protocol``: on SQLite, that protocol answers the log API's GETs before ASGI (``api.lane``).
+    ``on_started`` runs in the background once the services have started (``nodeops serve --demo`` runs its
+    demo jobs there).
     """
     services = services or Services.build(settings)
 
@@ -67,7 +70,9 @@ def create_app(
     mount_viewer(app)  # the log viewer at / and /web/static/; registered after the API's routes
     app.add_middleware(BodyLimit)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    return LogFastPath(agents.HeartbeatPath(app, services), services)
+    served = LogFastPath(agents.HeartbeatPath(app, services), services)
+    served.http_protocol = LogLane(services.logs, enabled=services.db.reads_inline).protocol()
+    return served
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -81,7 +81,7 @@ def serve(
         port=settings.port,
         log_config=None,
         loop="uvloop",
-        http="httptools",
+        http=app.http_protocol,  # httptools, with the log lane on SQLite (nodeops.api.lane)
         access_log=False,
         proxy_headers=False,
     )

@@ -7,10 +7,12 @@ record. Every address of the log API goes through ``parse_log_query`` and ``LogS
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
+
+import orjson
 
 from nodeops.domain.answer import DEFAULT_STEP_MAX_BYTES, AnswerRenderer, StepLog, strip_ansi
 from nodeops.domain.instance_id import InstanceId, parse_instance_id
@@ -26,6 +28,10 @@ BODY_CACHE_BYTES = 64 * 1024 * 1024
 TAIL_DEFAULT_BYTES = 1024 * 1024
 TAIL_MAX_BYTES = 8 * 1024 * 1024
 _MAX_ID = 2**63 - 1
+
+# one request of a batch (``LogService.answer_batch``): the caller's common args and parameters, or the error
+# reading them raised
+Prepared = tuple[CommonArgs, Mapping[str, object]] | Exception
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,6 +121,35 @@ class LogService:
         # what a record without a sealed answer renders to, per (record_id, revision): a revision only grows, so
         # an entry is either current or never asked for again and ages out
         self._bodies = ByteBudgetCache(max_bytes=BODY_CACHE_BYTES)
+
+    async def answer(self, args: CommonArgs, params: Mapping[str, object]) -> bytes:
+        """What the log API's addresses answer, as the ``data`` JSON: the tail answer when ``params`` has a
+        ``cursor``, else the instance's log (``instance_log``). Raises NodeopsError."""
+        return await self.db.read(lambda cur: self._answer(cur, args, params))
+
+    def answer_batch(self, requests: Sequence[Prepared]) -> list[bytes | Exception]:
+        """``answer`` for several requests at once, in one read snapshot of the store (``Database.read_batch``),
+        in order: each item is the requests's ``(args, params)`` or the error its preparation already raised,
+        and each result its ``data`` JSON or its error. Only for a store that reads inline (SQLite).
+        """
+
+        def one(prepared: Prepared) -> Callable[[Any], bytes]:
+            if isinstance(prepared, Exception):
+                failure = prepared
+
+                def fail(_cur: Any) -> bytes:
+                    raise failure
+
+                return fail
+            args, params = prepared
+            return lambda cur: self._answer(cur, args, params)
+
+        return self.db.read_batch([one(prepared) for prepared in requests])
+
+    def _answer(self, cur: Any, args: CommonArgs, params: Mapping[str, object]) -> bytes:
+        if "cursor" in params:  # our extension: a tail answer (docs/log-reading.md, "Cursors")
+            return orjson.dumps(self._instance_tail(cur, args, params))
+        return self._instance_log(cur, args, params)
 
     async def instance_log(self, args: CommonArgs, params: Mapping[str, object]) -> bytes:
         """The ``data`` of the log API as JSON: authenticate, validate, authorize, then every step of the

@@ -12,7 +12,7 @@ import logging
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -139,6 +139,45 @@ class Database:
             return fn(cur)
         except sqlite3.Error as exc:
             raise _store_error(exc) from exc
+
+    @property
+    def reads_inline(self) -> bool:
+        """Whether ``read`` runs on the caller's thread (SQLite), so ``read_batch`` can be used."""
+        return self.is_sqlite
+
+    def read_batch(self, fns: Sequence[Callable[[Any], T]]) -> list[T | Exception]:
+        """Run several short reads in one read transaction, in order, on the caller's thread (SQLite only): each
+        ``fn(cursor)`` as ``read`` runs it, so all of them see the same snapshot, and the transaction's locks are
+        taken once rather than once per statement. A read that raises does not stop the others: its result is the
+        exception (a driver error becomes a StoreError, as in ``read``).
+
+        The snapshot is taken when the first read runs: a caller batching requests answers each with the store as
+        it was at some moment between the request's arrival and its answer, as unbatched reads do.
+        """
+        if not self.reads_inline:
+            raise RuntimeError("read_batch needs a store that reads inline (SQLite)")
+        results: list[T | Exception] = []
+
+        def run_all(cur: Any) -> None:
+            if cur.connection.in_transaction:  # never read inside a transaction an earlier failure left open
+                cur.execute("ROLLBACK")
+            cur.execute("BEGIN")
+            try:
+                for fn in fns:
+                    try:
+                        results.append(fn(cur))
+                    except sqlite3.Error as exc:
+                        results.append(_store_error(exc))
+                    except Exception as exc:  # the caller answers it; the other reads go on
+                        results.append(exc)
+            finally:
+                cur.execute("ROLLBACK")  # nothing was written: ending the read is all there is to do
+
+        try:
+            self._read_sqlite(run_all)
+        except StoreError as exc:  # the transaction itself failed: every read not yet run gets its error
+            results.extend(exc for _ in range(len(fns) - len(results)))
+        return results
 
     async def call(self, fn: Callable[[], T]) -> T:
         """Run a store call that may write or wait on locks, off the event loop."""

@@ -58,12 +58,13 @@ class EngineServer:
     the server's own event loop, as in production; listens on ``sock``."""
 
     def __init__(self, services: Services, sock: socket.socket) -> None:
+        app = create_app(services.settings, services)
         config = uvicorn.Config(
-            create_app(services.settings, services),
+            app,
             log_config=None,
             access_log=False,
             loop="asyncio",
-            http="httptools",
+            http=app.http_protocol,  # as `nodeops serve`: the log lane on SQLite
             lifespan="on",
         )
         self.server = uvicorn.Server(config)

@@ -15,15 +15,16 @@ use case (``LogService``) with everything else, and ``describe_log_api`` puts it
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote_plus
 
 from nodeops.api.bodies import read_json_body
-from nodeops.api.envelope import JSON_HEADERS, error_body, internal_error_body, success_body, success_body_encoded
+from nodeops.api.envelope import JSON_HEADERS, error_body, internal_error_body, success_body_encoded
 from nodeops.errors import MethodNotAllowed, NodeopsError
 from nodeops.service.auth import AUTH_HEADER, WEB_HEADER, CommonArgs
 from nodeops.service.container import Services
@@ -49,21 +50,21 @@ class LogFastPath:
     """ASGI app answering the log API's addresses itself; every other request (and lifespan) goes to ``app``.
 
     It catches its own errors and always answers in the envelope, so it sits outside the framework entirely.
+    ``nodeops serve`` on SQLite answers most log requests even before ASGI, in ``nodeops.api.lane``; this is the
+    path of everything the lane leaves (POST, HEAD, PostgreSQL, any other server).
     """
 
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
         self.services = services
+        # the uvicorn ``http`` protocol to serve this application with (``create_app`` sets the lane's)
+        self.http_protocol: type[asyncio.Protocol] | str = "httptools"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path: str = scope["path"]
-            if path in _ESB_PATHS:
-                await self._respond(send, await self._answer(scope, receive, ("GET", "POST"), None))
-                return
-            if path.startswith(("/api/job/", "/api/bk-nodeman/")) and (match := _JOB_PATH.match(path)):
-                await self._respond(send, await self._answer(scope, receive, ("GET",), match.group(1)))
-                return
+        if scope["type"] == "http" and (address := log_address(scope["path"])) is not None:
+            methods, path_job_id = address
+            await self._respond(send, await self._answer(scope, receive, methods, path_job_id))
+            return
         await self.app(scope, receive, send)
 
     async def _answer(self, scope: Scope, receive: Receive, methods: tuple[str, ...], path_job_id: str | None) -> bytes:
@@ -71,33 +72,12 @@ class LogFastPath:
             method = scope["method"]
             if method not in methods and not (method == "HEAD" and "GET" in methods):
                 raise MethodNotAllowed(method=method, allowed=methods)
-            params: dict[str, object] = parse_query(scope["query_string"])
-            if method == "POST":
-                params.update(await read_json_body(receive))
-            auth_header = cookie = web_header = None
-            for name, value in scope["headers"]:
-                if name == _AUTH_HEADER:
-                    auth_header = value.decode("latin-1")
-                elif name == b"cookie":
-                    cookie = value.decode("latin-1")
-                elif name == _WEB_HEADER:
-                    web_header = value.decode("latin-1")
-            if path_job_id is not None:
-                params["job_id"] = path_job_id
-            args = CommonArgs.gather(params, auth_header, cookie=cookie, method=method, web_header=web_header)
-            if "cursor" in params:  # our extension: a tail answer (docs/log-reading.md, "Cursors")
-                return success_body(await self.services.logs.instance_tail(args, params))
-            return success_body_encoded(await self.services.logs.instance_log(args, params))
-        except NodeopsError as exc:
-            return error_body(exc)
-        except Exception:
-            log.exception(
-                "unhandled error on %s %s",
-                scope.get("method"),
-                scope.get("path"),
-                extra={"action": "unhandled_error"},
-            )
-            return internal_error_body()
+            body = await read_json_body(receive) if method == "POST" else None
+            args, params = prepare(method, scope["query_string"], scope["headers"], path_job_id, body)
+            outcome: bytes | Exception = await self.services.logs.answer(args, params)
+        except Exception as exc:
+            outcome = exc
+        return envelope(outcome, scope.get("method"), scope.get("path"))
 
     @staticmethod
     async def _respond(send: Send, body: bytes) -> None:
@@ -109,6 +89,51 @@ class LogFastPath:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def log_address(path: str) -> tuple[tuple[str, ...], str | None] | None:
+    """The methods ``path`` takes and the job id it carries, when it is one of the log API's addresses."""
+    if path in _ESB_PATHS:
+        return ("GET", "POST"), None
+    if path.startswith(("/api/job/", "/api/bk-nodeman/")) and (match := _JOB_PATH.match(path)):
+        return ("GET",), match.group(1)
+    return None
+
+
+def prepare(
+    method: str,
+    query_string: bytes,
+    headers: Iterable[tuple[bytes, bytes]],
+    path_job_id: str | None,
+    body: Mapping[str, object] | None,
+) -> tuple[CommonArgs, dict[str, object]]:
+    """The caller's common args and the request's parameters: the query, then the JSON body's fields, then the
+    job id of the path. Raises NodeopsError (a bad ``X-Bkapi-Authorization`` header)."""
+    params: dict[str, object] = parse_query(query_string)
+    if body is not None:
+        params.update(body)
+    auth_header = cookie = web_header = None
+    for name, value in headers:
+        if name == _AUTH_HEADER:
+            auth_header = value.decode("latin-1")
+        elif name == b"cookie":
+            cookie = value.decode("latin-1")
+        elif name == _WEB_HEADER:
+            web_header = value.decode("latin-1")
+    if path_job_id is not None:
+        params["job_id"] = path_job_id
+    return CommonArgs.gather(params, auth_header, cookie=cookie, method=method, web_header=web_header), params
+
+
+def envelope(outcome: bytes | Exception, method: object, path: object) -> bytes:
+    """The envelope of one answer: its ``data`` JSON, or its error; anything unforeseen is logged with its
+    traceback and answered 3800500."""
+    if isinstance(outcome, bytes):
+        return success_body_encoded(outcome)
+    if isinstance(outcome, NodeopsError):
+        return error_body(outcome)
+    log.error("unhandled error on %s %s", method, path, exc_info=outcome, extra={"action": "unhandled_error"})
+    return internal_error_body()
 
 
 # callers repeat the same encoded values (secrets, instance_ids) on every request

@@ -1,0 +1,192 @@
+"""The log lane: the log API's GETs answered by the HTTP protocol itself, below ASGI, in batches.
+
+``nodeops serve`` runs uvicorn with httptools. Through ASGI, each request costs a scope, a task, two sends and
+two writes before our code runs at all; with SQLite, whose reads run inline, the log API needs none of that. So
+``LogLane.protocol()`` is uvicorn's httptools protocol with one change: a GET (without an upgrade) to one of the
+log API's addresses (``routes.log.log_address``), on a connection with nothing else in flight, is answered by
+the lane instead of becoming an ASGI request. Everything else goes on to ASGI unchanged, the log API's POST and
+HEAD too (``routes.log.LogFastPath``), and PostgreSQL, whose reads run in threads, never uses the lane.
+
+The lane collects the log requests that arrive in one turn of the event loop and answers them together, at the
+start of the next turn (``loop.call_soon``):
+
+- one read transaction of the store for all of them (``LogService.answer_batch``): its locks are taken once,
+  not once per request, and every request is answered with the store as it was at a moment between its
+  arrival and its answer, as when each reads alone;
+- each answer is one write (status line, headers and body together), and the writes of a batch follow each
+  other, so a client waiting on several connections is woken once rather than once per response.
+
+Requests are read, validated and answered by the same functions as on the ASGI path (``routes.log.prepare``,
+``LogService``, ``routes.log.envelope``), so both answer byte for byte alike; the tests run the log API through
+the lane on SQLite and through ASGI on PostgreSQL. A connection's answers keep its requests' order: a request
+the lane does not take, on a connection with answers still in the batch, first has the batch answered.
+
+The protocol relies on uvicorn's httptools protocol (parser callbacks, ``cycle``, ``pipeline``, the keep-alive
+timer, ``on_response_complete``); ``pyproject.toml`` pins uvicorn to the versions it was written for, and
+``LogLane.protocol`` falls back to the plain protocol if those attributes are missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from nodeops.api.routes.log import envelope, log_address, prepare
+from nodeops.service.logs import LogService, Prepared
+
+log = logging.getLogger(__name__)
+
+# what the protocol uses of uvicorn's: without any of these, the lane is off
+_NEEDS = (
+    "on_message_begin",
+    "on_headers_complete",
+    "on_body",
+    "on_message_complete",
+    "on_response_complete",
+    "_unset_keepalive_if_required",
+    "shutdown",
+)
+_JSON = b"content-type: application/json\r\ncontent-length: "
+
+
+@dataclass(slots=True)
+class _Request:
+    """One log request waiting in the batch."""
+
+    protocol: LaneProtocol
+    prepared: Prepared
+    method: str
+    path: str
+    keep_alive: bool
+
+
+class LogLane:
+    """Batches of log API GETs answered below ASGI; one per served application (``create_app``)."""
+
+    def __init__(self, logs: LogService, *, enabled: bool) -> None:
+        self.logs = logs
+        self.enabled = enabled
+        self._waiting: list[_Request] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.batches = 0  # answered so far, and the requests in them: the lane's own figures
+        self.requests = 0
+
+    def protocol(self) -> type[HttpToolsProtocol]:
+        """The uvicorn ``http`` protocol class to serve with: with the lane when it is on, else uvicorn's own."""
+        if not self.enabled:
+            return HttpToolsProtocol
+        missing = [name for name in _NEEDS if not hasattr(HttpToolsProtocol, name)]
+        if missing:
+            log.warning("the log lane is off: this uvicorn's httptools protocol has no %s", ", ".join(missing))
+            return HttpToolsProtocol
+        lane = self
+        return type("LaneProtocol", (LaneProtocol,), {"lane": lane})
+
+    def add(self, request: _Request, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._waiting:
+            loop.call_soon(self.answer_waiting)
+        self._waiting.append(request)
+
+    def answer_waiting(self) -> None:
+        """Answer every waiting request, in arrival order; it never raises."""
+        waiting, self._waiting = self._waiting, []
+        if not waiting:
+            return  # answered early, for a connection's order (LaneProtocol.on_headers_complete)
+        try:
+            outcomes: list[bytes | Exception] = self.logs.answer_batch([request.prepared for request in waiting])
+        except Exception as exc:  # the batch itself failed: every request gets the error
+            outcomes = [exc] * len(waiting)
+        self.batches += 1
+        self.requests += len(waiting)
+        for request, outcome in zip(waiting, outcomes, strict=True):
+            try:
+                request.protocol.lane_respond(envelope(outcome, request.method, request.path), request.keep_alive)
+            except Exception:  # one connection's failure is not the others'
+                log.exception("could not answer a log request", extra={"action": "unhandled_error"})
+                request.protocol.transport.close()
+
+
+class LaneProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with the log API's GETs handed to ``lane``."""
+
+    lane: LogLane
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lane_request: _Request | None = None  # the request being parsed, when the lane takes it
+        self._lane_waiting = 0  # this connection's requests in the lane's batch
+
+    def on_headers_complete(self) -> None:
+        self._lane_request = self._lane_take()
+        if self._lane_request is not None:
+            return
+        if self._lane_waiting:  # answers of this connection come first, in the order asked
+            self.lane.answer_waiting()
+            self._unset_keepalive_if_required()  # the connection is busy again: no idle timeout
+        super().on_headers_complete()
+
+    def _lane_take(self) -> _Request | None:
+        """The lane's request for what was just parsed, or None when it goes to ASGI."""
+        parser = self.parser
+        if parser.get_method() != b"GET" or parser.should_upgrade() or self.limit_concurrency is not None:
+            return None
+        if not (self.cycle is None or self.cycle.response_complete) or self.pipeline or self.flow.write_paused:
+            return None  # an ASGI request in flight, or a client not reading: ASGI keeps the order and the pace
+        url = httptools.parse_url(self.url)
+        path = url.path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        address = log_address(self.root_path + path)
+        if address is None:
+            return None
+        prepared: Prepared
+        try:
+            prepared = prepare("GET", url.query or b"", self.headers, address[1], None)
+        except Exception as exc:  # answered in its turn, as its error (``routes.log.envelope``)
+            prepared = exc
+        keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
+        return _Request(protocol=self, prepared=prepared, method="GET", path=path, keep_alive=keep_alive)
+
+    def on_body(self, body: bytes) -> None:
+        if self._lane_request is None:
+            super().on_body(body)
+        # else: the body of a GET, which the log API does not read (as on the ASGI path)
+
+    def on_message_complete(self) -> None:
+        request, self._lane_request = self._lane_request, None
+        if request is None:
+            super().on_message_complete()
+            return
+        self._lane_waiting += 1
+        self.lane.add(request, self.loop)
+
+    def lane_respond(self, body: bytes, keep_alive: bool) -> None:
+        """Write one answer of the lane: the status line, uvicorn's default headers (server, date), ours, body."""
+        self._lane_waiting -= 1
+        if self.transport.is_closing():
+            return  # the client went away while its answer was being read
+        head = [STATUS_LINE[200]]
+        for name, value in self.server_state.default_headers:
+            head += (name, b": ", value, b"\r\n")
+        head += (_JSON, str(len(body)).encode(), b"\r\n" if keep_alive else b"\r\nconnection: close\r\n", b"\r\n")
+        head.append(body)
+        self.transport.write(b"".join(head))
+        if not keep_alive:
+            self.server_state.total_requests += 1
+            self.transport.close()
+        elif self._lane_waiting:
+            self.server_state.total_requests += 1
+        else:  # the last answer this connection waits for: the idle timeout starts, as after any response
+            self._unset_keepalive_if_required()
+            self.on_response_complete()
+
+    def shutdown(self) -> None:
+        if self._lane_waiting:  # answer what was asked before the connection closes
+            self.lane.answer_waiting()
+        super().shutdown()
