@@ -137,7 +137,7 @@ class LiveServer:
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        app = create_app(services.settings, services)
+        self.app = app = create_app(services.settings, services)
         config = uvicorn.Config(
             app,
             host="127.0.0.1",
