@@ -113,6 +113,8 @@ def parse_instance_id(raw: object) -> InstanceId:
         raise InvalidInput.field(FIELD, f"must be a string {FORMAT} or an integer bk_host_id")
     if isinstance(raw, int):
         return host_instance_id(bk_host_id=_positive_host_id(raw))
+    if raw.startswith(_HOST_ID_PREFIX) and (digits := raw[len(_HOST_ID_PREFIX) :]).isascii() and digits.isdigit():
+        return host_instance_id(bk_host_id=_positive_host_id(digits))  # the form nearly every caller sends
     if len(raw) <= _CACHED_LENGTH:
         return _parse_text_cached(raw)
     return _parse_text(raw)
