@@ -2,9 +2,13 @@
 
 It runs on the same stack as ``nodeops serve`` (uvicorn, one process, uvloop, httptools, access log off,
 proxy headers off) and sends the same headers as the log fast path (content-type, content-length), so what
-it costs per request is what HTTP alone costs on this machine: the ceiling the log API can approach.
+it costs per request is what HTTP through ASGI costs on this machine.
 
-Usage: ``.venv/bin/python bench/_floor.py --port 8123 --size 4096`` (binds 127.0.0.1 only).
+With ``--lane``, the log API's addresses are answered instead by the log lane (``nodeops.api.lane``, the
+protocol ``nodeops serve`` uses on SQLite) with the same fixed body and no store: what the lane costs without
+reading anything, below ASGI.
+
+Usage: ``.venv/bin/python bench/_floor.py --port 8123 --size 4096 [--lane]`` (binds 127.0.0.1 only).
 """
 
 from __future__ import annotations
@@ -57,13 +61,30 @@ def make_app(size: int) -> ASGIApp:
     return app
 
 
+class FixedAnswers:
+    """In place of ``LogService`` for the lane floor: every request's ``data`` is the same JSON."""
+
+    def __init__(self, size: int) -> None:
+        self.data = fixed_body(size)[len(_HEAD) - 1 : -1]  # the quoted string that fills the envelope to size
+
+    def answer_batch(self, requests: list[Any]) -> list[bytes]:
+        return [self.data] * len(requests)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--size", type=int, required=True, help="body size in bytes")
+    parser.add_argument("--lane", action="store_true", help="answer the log API's addresses through the log lane")
     args = parser.parse_args()
 
     import uvicorn
+
+    http: Any = "httptools"
+    if args.lane:
+        from nodeops.api.lane import LogLane
+
+        http = LogLane(FixedAnswers(args.size), enabled=True).protocol()  # type: ignore[arg-type]
 
     # the same options as `nodeops serve` (src/nodeops/cli/app.py)
     uvicorn.run(
@@ -72,7 +93,7 @@ def main() -> None:
         port=args.port,
         log_config=None,
         loop="uvloop",
-        http="httptools",
+        http=http,
         access_log=False,
         proxy_headers=False,
     )

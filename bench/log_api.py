@@ -71,6 +71,7 @@ TARGET_RATIO = 0.5
 TARGET_P99_MS = 20.0
 RANDOM_ROW = "log API (random instance)"
 COLD_ROW = "log API (random, first {s:.0f}s)"
+LANE_ROW = "lane floor (fixed body)"
 NOISY_CORES = 0.2  # CPU of other processes above this during a run makes its figures suspect
 T0 = datetime(2025, 3, 1, 2, 0, 0, tzinfo=UTC)
 
@@ -870,6 +871,13 @@ def _run(args: argparse.Namespace, procs: Processes, temp: Path, began: float) -
         if args.also_t2 and args.threads != 2:
             measure("HTTP floor (wrk -t2)", floor_base, random_lua, 2, floor.pid, duration=args.duration)
 
+    lane_port = free_port()
+    lane_base = f"http://{HOST}:{lane_port}"
+    say(f"lane floor: bench/_floor.py --lane with a {typical} B body on {lane_base} ...")
+    lane_cmd = [*floor_cmd[:3], str(lane_port), *floor_cmd[4:], "--lane"]
+    with server(procs, lane_cmd, dict(os.environ), lane_base + "/", temp / "lane-floor.log") as lane:
+        measure(LANE_ROW, lane_base, random_lua, args.threads, lane.pid, duration=args.duration, warmup=2.0)
+
     wait_quiet(args.wait_quiet, say)
     say(f"data floor: {args.duration:.0f}s of in-process reads ...")
     data_run, data_bytes = data_floor(dataset, args.duration, args.seed)
@@ -920,6 +928,12 @@ def report(
         f"  p99 ≤ {TARGET_P99_MS:.0f} ms                    {random_run.p99_ms:5.2f} ms  "
         f"{'PASS' if random_run.p99_ms <= TARGET_P99_MS else 'MISS'}"
     )
+    lane = by_name.get(LANE_ROW)
+    if lane is not None:
+        w(
+            f"  (not a target: the lane floor, the log lane answering a fixed body without the store, did "
+            f"{lane.rps / floor.rps:.2f}x; the log API did {random_run.rps / lane.rps:.2f}x of it)"
+        )
     cold = by_name.get(COLD_ROW.format(s=args.warmup))
     if cold is not None:
         w(
