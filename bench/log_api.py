@@ -5,7 +5,8 @@
 2. Start the server as ``make run`` does (``.venv/bin/nodeops serve``) on a free 127.0.0.1 port.
 3. Drive the ESB GET form with wrk: a random (job, instance) per request, then one instance over and over.
 4. Floors: the HTTP floor (``bench/_floor.py``: a fixed body of a typical response's size on the same server
-   stack) and the data floor (the same rows read with the sqlite3 module and JSON-encoded, in process).
+   stack, through ASGI), the lane floor (the same body from the log lane, below ASGI; reported, not judged) and
+   the data floor (the same rows read with the sqlite3 module and JSON-encoded, in process).
 5. Print the table, the targets, and the server's CPU time per request.
 
 Run: ``.venv/bin/python bench/log_api.py [--jobs 1000 --instances 100 --duration 10 --connections 16]``,

@@ -53,6 +53,7 @@ _NEEDS = (
     "shutdown",
 )
 _JSON = b"content-type: application/json\r\ncontent-length: "
+PIPELINE_PAUSE = 64  # a connection's requests waiting in the batch at which the lane stops reading it
 
 
 @dataclass(slots=True)
@@ -61,19 +62,18 @@ class _Request:
 
     protocol: LaneProtocol
     prepared: Prepared
-    method: str
     path: str
     keep_alive: bool
 
 
 class LogLane:
-    """Batches of log API GETs answered below ASGI; one per served application (``create_app``)."""
+    """Batches of log API GETs answered below ASGI; one per served application (``create_app``), served by one
+    uvicorn server (one event loop, the thread whose SQLite cursor the reads use)."""
 
     def __init__(self, logs: LogService, *, enabled: bool) -> None:
         self.logs = logs
         self.enabled = enabled
         self._waiting: list[_Request] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0  # answered so far, and the requests in them: the lane's own figures
         self.requests = 0
 
@@ -106,7 +106,7 @@ class LogLane:
         self.requests += len(waiting)
         for request, outcome in zip(waiting, outcomes, strict=True):
             try:
-                request.protocol.lane_respond(envelope(outcome, request.method, request.path), request.keep_alive)
+                request.protocol.lane_respond(envelope(outcome, "GET", request.path), request.keep_alive)
             except Exception:  # one connection's failure is not the others'
                 log.exception("could not answer a log request", extra={"action": "unhandled_error"})
                 request.protocol.transport.close()
@@ -151,7 +151,7 @@ class LaneProtocol(HttpToolsProtocol):
         except Exception as exc:  # answered in its turn, as its error (``routes.log.envelope``)
             prepared = exc
         keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
-        return _Request(protocol=self, prepared=prepared, method="GET", path=path, keep_alive=keep_alive)
+        return _Request(protocol=self, prepared=prepared, path=path, keep_alive=keep_alive)
 
     def on_body(self, body: bytes) -> None:
         if self._lane_request is None:
@@ -164,6 +164,8 @@ class LaneProtocol(HttpToolsProtocol):
             super().on_message_complete()
             return
         self._lane_waiting += 1
+        if self._lane_waiting == PIPELINE_PAUSE:  # a client pipelining without reading: read on once answered
+            self.flow.pause_reading()
         self.lane.add(request, self.loop)
 
     def lane_respond(self, body: bytes, keep_alive: bool) -> None:

@@ -179,3 +179,18 @@ def test_a_client_gone_before_its_answer_leaves_the_others_served(services, live
     answers, sock = exchange(live_server.url, get(target) * 2, responses=2)
     sock.close()
     assert [json.loads(body)["result"] for _head, body in answers] == [True, True]
+
+
+def test_a_long_pipeline_is_answered_whole_and_in_order(services, live_server, seeded):
+    # more requests in one packet than the lane keeps waiting before it stops reading the connection
+    targets = [log_target(seeded, job_id=1, instance_id=1 if i % 10 == 0 else 5000 + i) for i in range(200)]
+    answers, sock = exchange(live_server.url, b"".join(get(target) for target in targets), responses=200)
+    sock.close()
+    for i, (_head, body) in enumerate(answers):
+        answer = json.loads(body)
+        if i % 10 == 0:
+            assert answer["result"] is True, i
+        else:
+            assert answer["code"] == 3800007 and f"host|instance|host|{5000 + i}" in answer["message"], i
+    follow_up = httpx.get(live_server.url + targets[0])  # the server goes on serving
+    assert follow_up.json()["result"] is True
