@@ -13,22 +13,29 @@ from tests.factories import StepRun, make_job
 COUNT_CHUNKS = "SELECT COUNT(*) FROM step_logs WHERE record_id = ?"
 
 
-def _job(services):
-    return make_job(
+@pytest.fixture
+def record_id(services) -> int:
+    """A running record with one chunk of log, on SQLite (``read_batch`` is SQLite's)."""
+    if not services.db.reads_inline:
+        pytest.skip("read_batch is SQLite's (PostgreSQL reads in threads)")
+    job = make_job(
         services,
         runs=[StepRun(Status.RUNNING, "2024-05-01 10:00:00", log="line 1")],
         job_type=JobType.UPGRADE_AGENT,
     )
+    return job.record_id
 
 
-def test_every_read_of_a_batch_sees_the_same_snapshot(services):
-    if not services.db.reads_inline:
-        pytest.skip("read_batch is SQLite's (PostgreSQL reads in threads)")
-    record_id = _job(services).record_id
-
+def chunks_of(record_id: int):
     def count(cur) -> int:
         cur.execute(COUNT_CHUNKS, (record_id,))
         return int(cur.fetchone()[0])
+
+    return count
+
+
+def test_every_read_of_a_batch_sees_the_same_snapshot(services, record_id):
+    count = chunks_of(record_id)
 
     def append_then_count(cur) -> int:
         with services.db.session() as session:  # another connection commits in the middle of the batch
@@ -39,14 +46,8 @@ def test_every_read_of_a_batch_sees_the_same_snapshot(services):
     assert services.db.read_batch([count]) == [2]  # the next batch, a new snapshot
 
 
-def test_a_failing_read_fails_alone(services):
-    if not services.db.reads_inline:
-        pytest.skip("read_batch is SQLite's (PostgreSQL reads in threads)")
-    record_id = _job(services).record_id
-
-    def count(cur) -> int:
-        cur.execute(COUNT_CHUNKS, (record_id,))
-        return int(cur.fetchone()[0])
+def test_a_failing_read_fails_alone(services, record_id):
+    count = chunks_of(record_id)
 
     def not_found(_cur) -> int:
         raise JobNotFound(job_id=9)
