@@ -201,6 +201,21 @@ class Database:
         self.engine.dispose()
 
 
+def lock_for_update(session: Session) -> None:
+    """Hold the database's write lock from now until ``session`` ends, on SQLite: what the session reads next
+    cannot be changed by another writer before it commits. SQLite's driver begins a transaction only at a
+    session's first write, so a session that reads, decides, then writes would otherwise decide on rows another
+    session may have changed meanwhile (a lost update, or a duplicate that fails a unique index). Waits for
+    another writer up to the busy timeout. On PostgreSQL it does nothing: lock the rows with ``FOR UPDATE``.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    driver = connection.connection.dbapi_connection
+    if driver is not None and not driver.in_transaction:  # in one already: a write took the lock
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def select_one(cur: Any) -> None:
     """The trivial query of a health check, on a cursor."""
     cur.execute("SELECT 1")

@@ -2,7 +2,8 @@
 
 A job's instances are its records grouped by ``instance_id``; an instance's *latest* record is its highest
 ``attempt`` (the first run is 1, each retry adds one). These are ORM reads on a session: the job APIs are not
-the hot path (the log API has its own raw reads in ``log_reads``). Imports only ``domain`` and the models.
+the hot path (the log API has its own raw reads in ``log_reads``). Imports only ``domain``, the models and the
+store's own modules.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 from nodeops.domain.plans import PlannedStep, StepCode
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.store import jobs
+from nodeops.store.db import lock_for_update
 from nodeops.store.models import (
     Host,
     InstanceRecord,
@@ -84,10 +86,11 @@ class StepState:
 
 
 def find_job(session: Session, job_id: int, *, for_update: bool = False) -> JobInfo | None:
-    """The job, or None. ``for_update`` locks its row until the session ends (PostgreSQL; SQLite has one
-    writer anyway), so two retries of one job cannot both add an attempt."""
+    """The job, or None. ``for_update`` locks its row until the session ends (SQLite: the database's write
+    lock), so two retries of one job cannot both add an attempt."""
     query = select(Job).where(Job.id == job_id)
     if for_update:
+        lock_for_update(session)
         query = query.with_for_update()
     job = session.scalar(query)
     if job is None:

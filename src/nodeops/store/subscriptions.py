@@ -24,6 +24,7 @@ from nodeops.domain.instance_id import InstanceId
 from nodeops.domain.plans import PlannedStep
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.store import jobs
+from nodeops.store.db import lock_for_update
 from nodeops.store.inventory import ScopeTarget
 from nodeops.store.job_reads import StepState
 from nodeops.store.models import (
@@ -143,7 +144,9 @@ def find_subscriptions(session: Session, ids: Sequence[int]) -> dict[int, Subscr
 
 
 def lock_subscription(session: Session, subscription_id: int) -> None:
-    """Hold the subscription's row until the session ends (PostgreSQL), so two runs cannot interleave."""
+    """Hold the subscription's row until the session ends (SQLite: the database's write lock), so two runs
+    cannot interleave."""
+    lock_for_update(session)
     session.execute(select(Subscription.id).where(Subscription.id == subscription_id).with_for_update())
 
 

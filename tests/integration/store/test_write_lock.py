@@ -1,0 +1,82 @@
+"""A session that reads, decides, then writes (retry's new attempts, a subscription's run) holds its lock from its
+first read: a second such session waits, then reads what the first wrote. On SQLite this is the database's write
+lock (``store.db.lock_for_update``), on PostgreSQL the row's ``FOR UPDATE``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from nodeops.domain.status import Status
+from nodeops.store import job_reads, subscriptions
+from nodeops.store.models import Job
+from tests.factories import StepRun, make_job
+
+WAIT_S = 10
+B_READ_GRACE_S = 0.5  # how long A, holding its lock, gives B to read (B must not manage it)
+
+
+def interleave(services, lock: Callable[[Session], None], job_id: int) -> tuple[str, str]:
+    """Sessions A then B each lock, read the job's status and write it back with their name appended; A holds
+    its lock while giving B time to read. Returns the status each read."""
+    a_locked, b_read = threading.Event(), threading.Event()
+    seen: dict[str, str] = {}
+    failures: list[BaseException] = []
+
+    def session_of(name: str) -> None:
+        try:
+            with services.db.session() as session:
+                lock(session)
+                if name == "A":
+                    a_locked.set()
+                job = session.scalars(select(Job).where(Job.id == job_id)).one()
+                seen[name] = job.status
+                if name == "A":
+                    b_read.wait(B_READ_GRACE_S)  # set only when B read while A held its lock: the bug
+                else:
+                    b_read.set()
+                job.status = job.status + name
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+
+    first = threading.Thread(target=session_of, args=("A",))
+    second = threading.Thread(target=session_of, args=("B",))
+    first.start()
+    assert a_locked.wait(WAIT_S)
+    second.start()
+    first.join(WAIT_S)
+    second.join(WAIT_S)
+    assert not failures, failures
+    return seen["A"], seen["B"]
+
+
+def final_status(services, job_id: int) -> str:
+    with services.db.session() as session:
+        return session.scalars(select(Job.status).where(Job.id == job_id)).one()
+
+
+def test_find_job_for_update_makes_a_second_session_wait_and_see_the_first_write(services):
+    job = make_job(services, runs=[StepRun(Status.FAILED, "2024-05-01 10:00:00")], record_status=Status.FAILED)
+    before = final_status(services, job.job_id)
+
+    def lock(session: Session) -> None:
+        assert job_reads.find_job(session, job.job_id, for_update=True) is not None
+
+    assert interleave(services, lock, job.job_id) == (before, before + "A")
+    assert final_status(services, job.job_id) == before + "AB"  # no update lost
+
+
+def test_lock_subscription_makes_a_second_session_wait_and_see_the_first_write(services):
+    job = make_job(services, runs=[StepRun(Status.SUCCESS, "2024-05-01 10:00:00")], record_status=Status.SUCCESS)
+    with services.db.session() as session:
+        subscription_id = session.scalars(select(Job.subscription_id).where(Job.id == job.job_id)).one()
+    before = final_status(services, job.job_id)
+
+    def lock(session: Session) -> None:
+        subscriptions.lock_subscription(session, subscription_id)
+
+    assert interleave(services, lock, job.job_id) == (before, before + "A")
+    assert final_status(services, job.job_id) == before + "AB"
