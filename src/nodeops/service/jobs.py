@@ -277,6 +277,7 @@ class JobRunner:
     ) -> StartedJob:
         refused: list[Refused] = []
         with self.db.session() as session:
+            host_rows.lock_hosts(session)
             known = host_rows.hosts_by_id(session, list(bk_host_ids))
             busy = host_rows.busy_host_ids(session, list(known))
             instances: list[jobs.NewInstance] = []
@@ -371,6 +372,7 @@ class JobRunner:
             else None
         )
         with self.db.session() as session:
+            host_rows.lock_hosts(session)
             registered: list[tuple[HostRequest, int]] = []
             for host in accepted:
                 host_id = host_rows.upsert_host(

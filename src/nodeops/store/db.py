@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -201,19 +201,24 @@ class Database:
         self.engine.dispose()
 
 
-def lock_for_update(session: Session) -> None:
-    """Hold the database's write lock from now until ``session`` ends, on SQLite: what the session reads next
-    cannot be changed by another writer before it commits. SQLite's driver begins a transaction only at a
-    session's first write, so a session that reads, decides, then writes would otherwise decide on rows another
-    session may have changed meanwhile (a lost update, or a duplicate that fails a unique index). Waits for
-    another writer up to the busy timeout. On PostgreSQL it does nothing: lock the rows with ``FOR UPDATE``.
+def lock_for_update(session: Session, name: str | None = None) -> None:
+    """Serialize ``session`` with other writers from now until it ends, so that what it reads next cannot change
+    before it commits.
+
+    On SQLite this takes the database's write lock: its driver begins a transaction only at a session's first
+    write, so a session that reads, decides, then writes would otherwise decide on rows another session may have
+    changed meanwhile (a lost update, or a duplicate that fails a unique index). On PostgreSQL, rows are locked
+    with ``FOR UPDATE``; ``name`` adds a transaction advisory lock of that name, for decisions no row lock can
+    guard: "no running job has this host", "no host has this address yet". Waits for the other writer (SQLite:
+    up to the busy timeout).
     """
     connection = session.connection()
-    if connection.dialect.name != "sqlite":
-        return
-    driver = connection.connection.dbapi_connection
-    if driver is not None and not driver.in_transaction:  # in one already: a write took the lock
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    if connection.dialect.name == "sqlite":
+        driver = connection.connection.dbapi_connection
+        if driver is not None and not driver.in_transaction:  # in one already: a write took the lock
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+    elif name is not None:
+        connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"nodeops.{name}"})
 
 
 def select_one(cur: Any) -> None:

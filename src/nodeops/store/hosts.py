@@ -9,6 +9,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from nodeops.domain.status import Status
+from nodeops.store.db import lock_for_update
 from nodeops.store.models import Host, HostModule, InstanceRecord, ServiceInstance
 
 
@@ -96,6 +97,13 @@ def leave_business(session: Session, bk_host_id: int) -> None:
 
 def hosts_by_id(session: Session, host_ids: list[int]) -> dict[int, Host]:
     return {h.bk_host_id: h for h in session.scalars(select(Host).where(Host.bk_host_id.in_(host_ids)))}
+
+
+def lock_hosts(session: Session) -> None:
+    """Until ``session`` ends, be the only session registering hosts or starting jobs on them: what it then
+    reads of hosts (is this address known? is this host busy?) stays true until it commits. Two installs of one
+    new address would otherwise both create it, and two jobs on one host both find it idle."""
+    lock_for_update(session, "hosts")
 
 
 def busy_host_ids(session: Session, host_ids: list[int]) -> set[int]:

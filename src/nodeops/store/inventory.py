@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from nodeops.domain.instance_id import HostKey, InstanceId, NodeType, ObjectType, host_instance_id
 from nodeops.domain.scope import Scope, ScopeNode, ScopeNodeType, ScopeObject, TopoObject
 from nodeops.errors import InvalidInput
-from nodeops.store.hosts import claim_host, copy_login, find_host_id
+from nodeops.store.hosts import claim_host, copy_login, find_host_id, lock_hosts
 from nodeops.store.models import Host, HostModule, ServiceInstance, TopoNode
 
 TEMPLATE_OBJECTS = {"service_template": TopoObject.MODULE.value, "set_template": TopoObject.SET.value}
@@ -95,6 +95,7 @@ def apply_inventory(
     a module of another business, an address taken by another host); the caller's transaction then rolls back.
     """
     problems: dict[str, str] = {}
+    lock_hosts(session)  # an install registering the same address waits, and the other way round
     nodes = {(n.bk_obj_id, n.bk_inst_id): n for n in _topo_nodes(session, topology)}
     for row in topology:
         parent_id: int | None = None

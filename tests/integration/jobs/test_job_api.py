@@ -6,7 +6,10 @@ retried from its failed step, revoke in the middle of a step, and every validati
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
 from nodeops.engine import packages
@@ -14,6 +17,7 @@ from nodeops.settings import Settings
 from nodeops.store.models import AccessPoint, Host
 from tests.integration.jobs.support import (
     ESB_JOB,
+    JobApi,
     dead_port,
     free_socket,
     local_host,
@@ -258,6 +262,47 @@ def test_revoke_stops_running_steps_and_the_job_stays_terminated(api, services, 
     api.ok(f"/api/job/{job_id}/revoke/", {})
     data = api.details(job_id, pagesize=-1)
     assert data["status"] == "TERMINATED" and [r["attempt"] for r in data["list"]] == [1, 2]
+
+
+def test_concurrent_installs_and_retries_of_one_host_start_it_once(api, services, tmp_path):
+    # the agent reports to a port nobody listens on, so the job keeps running at 查询Agent状态
+    with services.db.session() as session:
+        session.add(AccessPoint(id=2, name="dead", server_url=f"http://127.0.0.1:{dead_port()}"))
+    host = local_host(tmp_path, 3, ap_id=2)
+    host3 = "host|instance|host|127.0.20.3-0-0"
+
+    installs = at_once(api, 4, "/api/job/install/", {"job_type": "INSTALL_AGENT", "hosts": [host]})
+    started = [answer["data"]["job_id"] for answer in installs if answer["result"]]
+    refused = [answer for answer in installs if not answer["result"]]
+    assert len(started) == 1, installs
+    for answer in refused:  # the host is new in each request: registered once, then busy in the first job
+        assert answer["code"] == 3801018, answer
+        assert [h["exception"] for h in answer["data"]["ip_filter"]] == ["running"], answer
+    job_id = started[0]
+    with services.db.session() as session:
+        assert session.query(Host).filter(Host.inner_ip == "127.0.20.3").count() == 1
+    api.wait_step(job_id, host3, "查询Agent状态", "RUNNING")
+    api.ok(f"/api/job/{job_id}/revoke/", {})
+
+    retries = at_once(api, 4, f"/api/job/{job_id}/retry/", {})
+    assert sorted(answer["code"] for answer in retries) == [0, 3800003, 3800003, 3800003], retries
+    data = api.details(job_id, pagesize=-1)
+    assert [r["attempt"] for r in data["list"]] == [2] and len(data["task_id_list"]) == 2, data
+    api.wait_step(job_id, host3, "查询Agent状态", "RUNNING")
+    api.ok(f"/api/job/{job_id}/revoke/", {})
+
+
+def at_once(api, count: int, path: str, body: dict[str, object]) -> list[dict[str, object]]:
+    """``count`` calls of ``path`` started together, each on its own connection; their answers."""
+    barrier = threading.Barrier(count)
+
+    def call(_n: int) -> dict[str, object]:
+        with httpx.Client(base_url=api.client.base_url, timeout=30) as client:
+            barrier.wait(timeout=10)
+            return JobApi(client, api.app).call(path, body)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(call, range(count)))
 
 
 def test_validation_and_lookup_errors_name_what_is_wrong(api, tmp_path):

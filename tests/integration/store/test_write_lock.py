@@ -1,6 +1,7 @@
-"""A session that reads, decides, then writes (retry's new attempts, a subscription's run) holds its lock from its
-first read: a second such session waits, then reads what the first wrote. On SQLite this is the database's write
-lock (``store.db.lock_for_update``), on PostgreSQL the row's ``FOR UPDATE``."""
+"""A session that reads, decides, then writes (retry's new attempts, a subscription's run, a job on hosts) holds
+its lock from its first read: a second such session waits, then reads what the first wrote. On SQLite this is
+the database's write lock (``store.db.lock_for_update``); on PostgreSQL the row's ``FOR UPDATE``, or for hosts
+an advisory lock."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nodeops.domain.status import Status
-from nodeops.store import job_reads, subscriptions
+from nodeops.store import hosts, job_reads, subscriptions
 from nodeops.store.models import Job
 from tests.factories import StepRun, make_job
 
@@ -79,4 +80,12 @@ def test_lock_subscription_makes_a_second_session_wait_and_see_the_first_write(s
         subscriptions.lock_subscription(session, subscription_id)
 
     assert interleave(services, lock, job.job_id) == (before, before + "A")
+    assert final_status(services, job.job_id) == before + "AB"
+
+
+def test_lock_hosts_makes_a_second_session_wait_and_see_the_first_write(services):
+    job = make_job(services, runs=[StepRun(Status.SUCCESS, "2024-05-01 10:00:00")], record_status=Status.SUCCESS)
+    before = final_status(services, job.job_id)
+
+    assert interleave(services, hosts.lock_hosts, job.job_id) == (before, before + "A")
     assert final_status(services, job.job_id) == before + "AB"
