@@ -38,6 +38,7 @@ KEEPALIVE_S = 15.0  # a comment line at least this often keeps proxies from clos
 STREAM_PAGE_BYTES = 1024 * 1024
 MAX_PAGESIZE = 500
 MAX_BATCH = 500
+BATCH_MAX_BYTES = 64 * 1024 * 1024  # of the steps' JSON in one batch answer (without tail)
 MAX_TAIL_LINES = 10_000
 ARCHIVE_FLUSH_BYTES = 64 * 1024
 _TRUE = frozenset({"true", "1", "yes"})
@@ -85,6 +86,7 @@ class LogReading:
         self.db = db
         self.logs = logs
         self.scans = LogScans(db)
+        self.batch_max_bytes = BATCH_MAX_BYTES
 
     # --- access ----------------------------------------------------------------------------------------------
 
@@ -430,6 +432,7 @@ class LogReading:
                     records.append(found.record)
             if missing:
                 raise InstanceNotFound(job_id=job_id, instance_id=", ".join(missing))
+            size = 0
             for record in records:
                 assert record.record_id is not None
                 status, steps = self.logs.reads.fetch_state(cur, record.record_id)
@@ -448,6 +451,14 @@ class LogReading:
                         )
                         body = self.logs.renderer.render(
                             capped, job_id=job_id, instance_id=record.instance_id, attempt=record.attempt
+                        )
+                    size += len(body)
+                    if size > self.batch_max_bytes:
+                        raise InvalidInput.field(
+                            "instance_id_list",
+                            f"the steps of these {len(records)} instances come to more than "
+                            f"{self.batch_max_bytes:,} bytes (the first {len(answers)} fit); ask for fewer "
+                            "instance_ids at once, or add `tail` for their last lines",
                         )
                     answer["steps"] = orjson.loads(body)
                 answers.append(answer)

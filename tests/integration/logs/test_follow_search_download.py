@@ -204,6 +204,17 @@ def test_batch_answers_steps_or_last_lines_in_the_order_asked(client, services, 
         "host|instance|host|8",
     )
     error(client.post(url, json={**auth, "instance_id_list": list(range(1, 502))}), 3800001, "500")
+    budget = len(orjson.dumps(data[0]["steps"])) * 5 // 2
+    services.reading.batch_max_bytes = budget  # two instances' steps fit, not three
+    assert len(ok(client.post(url, json={**auth, "instance_id_list": [1, 1]}))) == 2
+    error(
+        client.post(url, json={**auth, "instance_id_list": [1, 1, 1]}),
+        3800001,
+        "instance_id_list",
+        f"the steps of these 3 instances come to more than {budget:,} bytes (the first 2 fit)",
+        "add `tail`",
+    )
+    assert len(ok(client.post(url, json={**auth, "instance_id_list": [1, 1, 1], "tail": 3}))) == 3
     error(client.post(url, json={**auth, "instance_id_list": [], "tail": 0}), 3800001, "instance_id_list", "tail")
 
 
