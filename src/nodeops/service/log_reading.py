@@ -38,6 +38,7 @@ KEEPALIVE_S = 15.0  # a comment line at least this often keeps proxies from clos
 STREAM_PAGE_BYTES = 1024 * 1024
 MAX_PAGESIZE = 500
 MAX_BATCH = 500
+SEARCH_BUDGET_S = 10.0  # of scanning for one search; then it answers what it found, marked incomplete
 BATCH_MAX_BYTES = 64 * 1024 * 1024  # of the steps' JSON in one batch answer (without tail)
 MAX_TAIL_LINES = 10_000
 ARCHIVE_FLUSH_BYTES = 64 * 1024
@@ -87,6 +88,7 @@ class LogReading:
         self.logs = logs
         self.scans = LogScans(db)
         self.batch_max_bytes = BATCH_MAX_BYTES
+        self.search_budget_s = SEARCH_BUDGET_S
 
     # --- access ----------------------------------------------------------------------------------------------
 
@@ -247,13 +249,18 @@ class LogReading:
         matcher = compile_query(query.q, regex=query.regex, case=query.case)
         first = (query.page - 1) * query.pagesize
         found: list[dict[str, Any]] = []
-        total = 0
+        total = searched = 0
+        complete = True
+        deadline = time.monotonic() + self.search_budget_s
         with self.db.cursor() as cur:
             for record in self._records(cur, args, query.job_id, query.instance, query.attempt):
+                if not complete:
+                    break
                 _status, steps = self.logs.reads.fetch_state(cur, record.record_id)
                 names = {step.index: step.name for step in steps}
                 wanted = _step_index(query.step, steps)
                 if query.step is not None and wanted is None:
+                    searched += 1  # it has no such step: nothing to scan
                     continue
                 line_no = 0
                 current = -1
@@ -263,6 +270,9 @@ class LogReading:
                     else self.scans.record_chunks(cur, record.record_id)
                 )
                 for chunk in chunks:
+                    if time.monotonic() >= deadline:
+                        complete = False
+                        break
                     if chunk.step_index != current:
                         current, line_no = chunk.step_index, 0
                     for raw in chunk.text.split("\n"):
@@ -290,7 +300,9 @@ class LogReading:
                                 }
                             )
                         total += 1
-        return {"total": total, "list": found}
+                if complete:
+                    searched += 1
+        return {"total": total, "list": found, "complete": complete, "instances_searched": searched}
 
     def _records(
         self, cur: Any, args: CommonArgs, job_id: int, instance: InstanceId | None, attempt: int | None

@@ -127,7 +127,7 @@ def test_search_across_a_job_finds_lines_with_spans_levels_and_pages(client, ser
     append(services, job.record_id, 2, ["[2021-09-16 15:06:06 INFO] \x1b[31mdisk\x1b[0m ok", "plain disk line"])
     url = f"/api/job/{job.job_id}/log/search/"
     found = ok(client.get(url, params={**auth, "q": "DISK"}))
-    assert found["total"] == 3
+    assert found["total"] == 3 and found["complete"] is True and found["instances_searched"] == 1
     first = found["list"][0]
     assert first == {
         "instance_id": job.instance_id,
@@ -153,6 +153,10 @@ def test_search_across_a_job_finds_lines_with_spans_levels_and_pages(client, ser
     assert page["total"] == 3 and len(page["list"]) == 1 and page["list"][0]["text"] == "plain disk line"
     one = ok(client.get(url, params={**auth, "q": "disk", "instance_id": job.instance_id}))
     assert one["total"] == 3
+    services.reading.search_budget_s = 0  # out of time before the first chunk: what was found, marked so
+    stopped = ok(client.get(url, params={**auth, "q": "disk"}))
+    assert stopped == {"total": 0, "list": [], "complete": False, "instances_searched": 0}
+    services.reading.search_budget_s = 10
     error(client.get(url, params={**auth, "q": "(", "regex": "true"}), 3800001, "q", "regular expression")
     error(client.get(url, params={**auth, "q": "(a+)+$", "regex": "true"}), 3800001, "q")
     error(client.get(url, params={**auth, "q": "x" * 257}), 3800001, "256")
