@@ -175,16 +175,17 @@ def _parse_text(raw: str) -> InstanceId:
 
 def _positive_host_id(raw: int | str) -> int:
     """A bk_host_id in 1..MAX_HOST_ID, from an int or a (signed) digit string."""
+    if isinstance(raw, int):
+        value = raw
+    else:
+        value = int(raw) if len(raw) <= 20 else MAX_HOST_ID + 1  # never int() a huge string
+    if 0 < value <= MAX_HOST_ID:
+        return value
     if isinstance(raw, str):
         shown = _shown(raw)
-        value = int(raw) if len(raw) <= 20 else MAX_HOST_ID + 1  # never int() a huge string
-    else:
-        # str() of an int with more than 4300 digits raises ValueError, so do not show a huge one
+    else:  # str() of an int with more than 4300 digits raises ValueError, so do not show a huge one
         shown = _shown(str(raw)) if raw.bit_length() <= 256 else "(a huge integer)"
-        value = raw
-    if not 0 < value <= MAX_HOST_ID:
-        raise InvalidInput.field(FIELD, f"bk_host_id {shown} must be a positive integer of at most 18 digits")
-    return value
+    raise InvalidInput.field(FIELD, f"bk_host_id {shown} must be a positive integer of at most 18 digits")
 
 
 def _parse_host_key(ident: str) -> HostKey:

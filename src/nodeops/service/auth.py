@@ -57,6 +57,13 @@ class CommonArgs:
     ) -> CommonArgs:
         """Collect the common args: header fields win over parameter fields, one by one. Without any, the web
         session in ``cookie`` (the request's Cookie header) is used, on POST only with ``X-Nodeops-Web: 1``."""
+        if not header and not cookie:  # the common case: all in the parameters
+            return cls(
+                bk_app_code=_text(params.get("bk_app_code")),
+                bk_app_secret=_text(params.get("bk_app_secret")),
+                bk_token=_text(params.get("bk_token")),
+                bk_username=_text(params.get("bk_username")),
+            )
         values = {name: _text(params.get(name)) for name in COMMON_ARGS}
         if header:
             try:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from nodeops.domain.answer import DEFAULT_STEP_MAX_BYTES, StepLog
 from nodeops.domain.instance_id import InstanceId
@@ -21,17 +21,18 @@ from nodeops.domain.log_cursor import Chunk
 from nodeops.domain.status import ACTIVE
 from nodeops.store.db import Database
 
+# The three values below are built on every log request: NamedTuples are immutable like frozen dataclasses and
+# build faster (RecordRef in half the time: a frozen dataclass sets each field through object.__setattr__).
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class JobAccess:
+
+class JobAccess(NamedTuple):
     """What the log API needs to know about a job before reading: it exists, and its businesses."""
 
     job_id: int
     bk_biz_scope: frozenset[int]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RecordRef:
+class RecordRef(NamedTuple):
     """The record chosen for an instance, and how many attempts the instance has in this job."""
 
     record_id: int | None  # None when the asked attempt does not exist
@@ -42,8 +43,7 @@ class RecordRef:
     instance_id: str = ""  # of the chosen record, in the form it was created with
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Lookup:
+class Lookup(NamedTuple):
     """What one ``look_up`` found: the access epoch, and the job and record when they exist."""
 
     epoch: int
