@@ -93,8 +93,8 @@ def parse_log_query(params: Mapping[str, object]) -> LogQuery:
 
 def positive_int(params: Mapping[str, object], name: str, problems: dict[str, str], *, required: bool) -> int | None:
     value = params.get(name)
-    if type(value) is str and value.isdigit() and value.isascii() and len(value) <= 18 and value != "0" * len(value):
-        return int(value)  # what nearly every query string holds: plain digits, in range
+    if type(value) is str and value.isascii() and value.isdigit() and len(value) <= 18 and (number := int(value)):
+        return number  # what nearly every query string holds: plain digits, in range
     if value is None or value == "":
         if required:
             problems[name] = "this field is required (a positive integer)"

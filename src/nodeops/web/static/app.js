@@ -881,7 +881,8 @@
           el("button", { type: "button", class: "link-button", onclick: () => this.jumpTo(hit.step_index, hit.line_no), text: `${hit.step} · line ${hit.line_no}` }),
           " ", el("code", { class: `hit${hit.level ? ` lvl-${hit.level}` : ""}` }, text));
       });
-      const counted = data.complete === false ? `at least ${data.total} matching line${data.total === 1 ? "" : "s"} (the search stopped at its time limit)` : `${data.total} matching line${data.total === 1 ? "" : "s"}`;
+      const lines = `${data.total} matching line${data.total === 1 ? "" : "s"}`;
+      const counted = data.complete === false ? `at least ${lines} (the search stopped at its time limit)` : lines;
       summary.textContent = `${counted} in this instance's log; ${shown} match${shown === 1 ? "" : "es"} highlighted below.`;
       if (items.length) this.results.append(el("ol", { class: "hits", "aria-label": "Matching lines" }, items));
     }
