@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from rich.text import Text
 
 from nodeops.cli.context import console, err_console, state
 from nodeops.cli.log import remote_failure
-from nodeops.cli.remote import Remote, RemoteError, resolve_identity, resolve_url
+from nodeops.cli.remote import NotServed, Remote, RemoteError, resolve_identity, resolve_url
 from nodeops.cli.render import ACTIVE, STATUS_STYLE, HostProgress, duration, statistics_summary, status_text
 
 app = typer.Typer(help="Jobs: install, operate, list, show, revoke, retry (a client of a running service).")
@@ -255,33 +255,54 @@ def _started(data: dict[str, Any], job_type: str, hosts: int) -> None:
     console.print(Text(f"see it with: nodeops job show {job_id}", style="dim"))
 
 
-def _follow(remote: Remote, job_id: int, on_change: Callable[[dict[str, Any]], None] | None = None) -> str:
-    """Redraw the hosts' bar until the job ends; print each instance whose status changed. Returns the status."""
-    seen: dict[str, str] = {}
+def _follow(remote: Remote, job_id: int) -> str:
+    """Redraw the hosts' bar until the job ends, printing each instance whose status changed, from the job's event
+    stream (a service without it, Node Manager itself say, is polled). Returns the job's status."""
     with HostProgress(console, job_id) as bar:
-        while True:
-            data = remote.post(f"/api/job/{job_id}/details/", {"pagesize": -1})
-            for row in data.get("list") or []:
-                key = str(row.get("instance_id") or row.get("ip"))
-                status = str(row.get("status"))
-                if seen.get(key) != status and not row.get("filter_host"):
-                    seen[key] = status
-                    bar.console.print(
-                        Text.assemble(
-                            "  ",
-                            status_text(status),
-                            "  ",
-                            (str(row.get("ip") or ""), "bold"),
-                            "  ",
-                            (key, "dim"),
-                            "  ",
-                            str(row.get("status_display") or row.get("step") or ""),
-                        )
-                    )
-            bar.update(str(data.get("status")), data.get("statistics") or {})
-            if data.get("status") not in ACTIVE:
-                return str(data.get("status"))
-            time.sleep(FOLLOW_POLL_S)
+        try:
+            for event, data in remote.events(f"/api/job/{job_id}/events/"):
+                if event == "instance":
+                    _print_change(bar, data, str(data.get("step") or ""))
+                elif event == "job":
+                    bar.update(str(data.get("status")), data.get("statistics") or {})
+                elif event == "end":
+                    return str(data.get("status"))
+        except NotServed:
+            pass
+        return _poll_details(remote, job_id, bar)
+
+
+def _poll_details(remote: Remote, job_id: int, bar: HostProgress) -> str:
+    """``_follow`` by reading the job's details every FOLLOW_POLL_S."""
+    seen: dict[str, str] = {}
+    while True:
+        data = remote.post(f"/api/job/{job_id}/details/", {"pagesize": -1})
+        for row in data.get("list") or []:
+            key = str(row.get("instance_id") or row.get("ip"))
+            if seen.get(key) != row.get("status") and not row.get("filter_host"):
+                seen[key] = str(row.get("status"))
+                _print_change(bar, row, str(row.get("status_display") or row.get("step") or ""))
+        bar.update(str(data.get("status")), data.get("statistics") or {})
+        if data.get("status") not in ACTIVE:
+            return str(data.get("status"))
+        time.sleep(FOLLOW_POLL_S)
+
+
+def _print_change(bar: HostProgress, instance: dict[str, Any], where: str) -> None:
+    """One line for an instance whose status changed: status, IP, instance_id, and where it is."""
+    key = str(instance.get("instance_id") or instance.get("ip"))
+    bar.console.print(
+        Text.assemble(
+            "  ",
+            status_text(str(instance.get("status"))),
+            "  ",
+            (str(instance.get("ip") or ""), "bold"),
+            "  ",
+            (key, "dim"),
+            "  ",
+            where,
+        )
+    )
 
 
 def _follow_and_exit(remote: Remote, job_id: int) -> None:

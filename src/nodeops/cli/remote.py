@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from nodeops.settings import Settings
 
 AUTH_HEADER = "X-Bkapi-Authorization"
 DEMO_FILE = "demo.json"
-TIMEOUT_S = 30.0
+TIMEOUT_S = 30.0  # also the longest silence of an event stream (the service sends a comment every 15 s)
+RECONNECTS = 5  # an event stream's reconnections in a row without an event, before giving up
 
 
 class RemoteError(Exception):
@@ -139,6 +141,31 @@ class Remote:
     def post(self, path: str, body: Mapping[str, Any] | None = None) -> Any:
         return self._call("POST", path, body=body)
 
+    def events(self, path: str) -> Iterator[tuple[str, Any]]:
+        """The Server-Sent Events of ``path``, as ``(event, data)``, for as long as the caller reads them: a stream
+        that ends or drops is opened again, resuming after the last event id it sent (``Last-Event-ID``). Raises
+        Unreachable after RECONNECTS failures in a row, and what ``get`` raises when the answer is an envelope
+        rather than a stream (NotServed from a service without this stream)."""
+        last_id: str | None = None
+        failures = 0
+        while True:
+            headers = {"Last-Event-ID": last_id} if last_id else {}
+            try:
+                with self.client.stream("GET", path, headers=headers) as response:
+                    if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                        response.read()
+                        self._data(path, response)
+                        raise RemoteError(f"{self.url}{path} answered HTTP {response.status_code}, not an event stream")
+                    for event, data, event_id in parse_events(response.iter_lines()):
+                        failures = 0
+                        last_id = event_id or last_id
+                        yield event, data
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures > RECONNECTS:
+                    raise self.unreachable(exc) from None
+            time.sleep(0.2 * (1 + failures))  # the stream ended or dropped: open it again, later after each failure
+
     def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None) -> Any:
         query = {k: v for k, v in (params or {}).items() if v is not None}
         try:
@@ -174,3 +201,24 @@ class Remote:
             f"cannot reach the nodeops service at {self.url} ({reason}). Start it with `nodeops serve` "
             "(or `make run`), or point to it with --url or NODEOPS_URL."
         )
+
+
+def parse_events(lines: Iterable[str]) -> Iterator[tuple[str, Any, str | None]]:
+    """Server-Sent Events from the lines of a stream: ``(event, data as JSON, id)``, one per blank-line-ended
+    block with data; comment lines (``:``) are skipped."""
+    event, event_id = "message", None
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield event, json.loads("\n".join(data)), event_id
+            event, data, event_id = "message", [], None
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "event":
+                event = value
+            elif name == "data":
+                data.append(value)
+            elif name == "id":
+                event_id = value
