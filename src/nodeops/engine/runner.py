@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 from datetime import tzinfo
 
@@ -49,6 +49,12 @@ class FanOut:
 
     limit: int = DEFAULT_LIMIT
     step_timeout_s: float = 600.0
+
+
+@dataclass
+class _HostTurn:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0  # pipelines running on the host or waiting for it
 
 
 @dataclass
@@ -88,6 +94,7 @@ class Engine:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.writer = LogWriter(db, tz, renderer=renderer)
         self._limit = asyncio.Semaphore(self.fan_out.limit)
+        self._hosts: dict[int, _HostTurn] = {}  # the hosts some pipeline runs on or waits for
         self._runs: dict[int, _JobRun] = {}
         self._background: set[asyncio.Task[None]] = set()
 
@@ -212,51 +219,74 @@ class Engine:
             if run.submitted <= 0:
                 run.done.set()
 
+    @contextlib.asynccontextmanager
+    async def _host_turn(self, bk_host_id: int) -> AsyncIterator[None]:
+        """Wait until no other pipeline of this engine runs on the host, then hold it: two service instances of
+        one host, or a job and another job's retry, would otherwise stop and start its agent at once."""
+        turn = self._hosts.setdefault(bk_host_id, _HostTurn())
+        turn.users += 1
+        try:
+            async with turn.lock:
+                yield
+        finally:
+            turn.users -= 1
+            if not turn.users:
+                del self._hosts[bk_host_id]
+
     async def _run_host(self, work: HostWork, run: _JobRun, package: AgentPackage) -> None:
         writer = self.writer
-        try:
-            if run.revoked or work.record_id in run.revoked_records:
-                raise asyncio.CancelledError
-            await self._limit.acquire()
-        except asyncio.CancelledError:  # revoked before its turn: the instance ends without running
-            writer.line(
-                work.record_id,
-                work.steps[0].index if work.steps else 0,
-                "WARNING",
-                "已终止 (revoked by a user before this host started)",
-            )
-            writer.record(work.record_id, Status.FAILED, finish_at=utcnow())
-            raise
-        try:
-            writer.record(work.record_id, Status.RUNNING, start_at=utcnow())
-            context = StepContext(
-                work=work,
-                db=self.db,
-                writer=writer,
-                box=self.box,
-                package=package,
-                timeouts=self.timeouts,
-                connect=self.connect,
-                heartbeats=self.heartbeats,
-                heartbeat_interval_s=self.heartbeat_interval_s,
-            )
-            outcome = Status.SUCCESS
+        async with contextlib.AsyncExitStack() as held:
             try:
-                for step in work.steps:
-                    if step.status == Status.SUCCESS.value:  # retry_node resumes after the steps that passed
-                        continue
-                    if not await self._run_step(context, step):
-                        outcome = Status.FAILED
-                        break
-            except asyncio.CancelledError:
-                outcome = Status.FAILED
+                if run.revoked or work.record_id in run.revoked_records:
+                    raise asyncio.CancelledError
+                # the host first, then a slot: a pipeline waiting for its host holds no slot
+                await held.enter_async_context(self._host_turn(work.bk_host_id))
+                await self._limit.acquire()
+            except asyncio.CancelledError:  # revoked before its turn: the instance ends without running
+                writer.line(
+                    work.record_id,
+                    work.steps[0].index if work.steps else 0,
+                    "WARNING",
+                    "已终止 (revoked by a user before this host started)",
+                )
+                writer.record(work.record_id, Status.FAILED, finish_at=utcnow())
                 raise
+            try:
+                await self._run_steps(work, package)
             finally:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(context.aclose())
-                writer.record(work.record_id, outcome, finish_at=utcnow())
+                self._limit.release()
+
+    async def _run_steps(self, work: HostWork, package: AgentPackage) -> None:
+        """The pipeline of one host, once it has its turn and a slot: the record RUNNING, then each step until
+        one fails; the record ends SUCCESS or FAILED, also when cancelled."""
+        writer = self.writer
+        writer.record(work.record_id, Status.RUNNING, start_at=utcnow())
+        context = StepContext(
+            work=work,
+            db=self.db,
+            writer=writer,
+            box=self.box,
+            package=package,
+            timeouts=self.timeouts,
+            connect=self.connect,
+            heartbeats=self.heartbeats,
+            heartbeat_interval_s=self.heartbeat_interval_s,
+        )
+        outcome = Status.SUCCESS
+        try:
+            for step in work.steps:
+                if step.status == Status.SUCCESS.value:  # retry_node resumes after the steps that passed
+                    continue
+                if not await self._run_step(context, step):
+                    outcome = Status.FAILED
+                    break
+        except asyncio.CancelledError:
+            outcome = Status.FAILED
+            raise
         finally:
-            self._limit.release()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(context.aclose())
+            writer.record(work.record_id, outcome, finish_at=utcnow())
 
     async def _run_step(self, context: StepContext, step: PlannedRun) -> bool:
         writer, record_id = self.writer, context.work.record_id

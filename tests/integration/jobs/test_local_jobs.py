@@ -6,10 +6,13 @@ import subprocess
 import sys
 
 import httpx
+from sqlalchemy import select
 
-from nodeops.domain.plans import JobType
+from nodeops.domain.plans import JobType, plan_steps
 from nodeops.engine import packages
 from nodeops.service.jobs import parse_hosts
+from nodeops.store import hosts, jobs
+from nodeops.store.models import InstanceRecord
 from tests.factories import make_app, make_user
 from tests.integration.jobs.conftest import local_host
 
@@ -178,3 +181,52 @@ async def test_a_heartbeat_with_a_wrong_token_is_refused_and_changes_nothing(
         assert version == "0.1.0"
     finally:
         stop_agents(tmp_path)
+
+
+async def test_two_instances_on_one_host_run_one_after_the_other(services, engine, tmp_path):
+    # two service instances of one host, as a subscription over service instances creates them; the host has no
+    # agent, so each fails at 重启 after a few commands on the host
+    with services.db.session() as session:
+        host_id = hosts.upsert_host(
+            session,
+            hosts.HostLogin(
+                bk_biz_id=2,
+                bk_cloud_id=0,
+                inner_ip="127.0.20.1",
+                inner_ipv6=None,
+                os_type="LINUX",
+                transport="local",
+                ssh_port=22,
+                account=None,
+                auth_type="PASSWORD",
+                password_enc=None,
+                key_enc=None,
+                credentials_expire_at=None,
+                ap_id=1,
+                setup_path=str(tmp_path / "host1" / "nodeops-agent"),
+            ),
+        )
+        created = jobs.create_job(
+            session,
+            job_type=JobType.RESTART_AGENT,
+            created_by="admin",
+            from_system="test",
+            bk_biz_scope=[2],
+            instances=[
+                jobs.NewInstance(instance_id=f"service|instance|service|{n}", bk_host_id=host_id) for n in (501, 502)
+            ],
+            steps=plan_steps(JobType.RESTART_AGENT),
+        )
+    engine.submit(created.job_id, created.task_id, packages.choose(services.db))
+    await engine.wait(created.job_id)
+
+    with services.db.session() as session:
+        runs = session.execute(
+            select(InstanceRecord.status, InstanceRecord.start_at, InstanceRecord.finish_at)
+            .where(InstanceRecord.job_id == created.job_id)
+            .order_by(InstanceRecord.start_at)
+        ).all()
+    assert [status for status, _start, _finish in runs] == ["FAILED", "FAILED"], runs
+    (_s, first_start, first_finish), (_t, second_start, _second_finish) = runs
+    assert first_start < first_finish <= second_start, runs  # the second began once the first had ended
+    assert engine._hosts == {}  # nothing left waiting on the host
