@@ -308,9 +308,12 @@ def fail_unfinished(session: Session, record_ids: Sequence[int], *, line: str) -
     """End the records among ``record_ids`` still PENDING or RUNNING as FAILED, a running step with them
     (with ``line`` appended to its log). For records no pipeline of this process runs; returns how many."""
     active = [status.value for status in ACTIVE]
+    lock_for_update(session)  # a second revoke at once waits, then finds them ended: one 已终止 line each
     left = list(
         session.scalars(
-            select(InstanceRecord.id).where(InstanceRecord.id.in_(list(record_ids)), InstanceRecord.status.in_(active))
+            select(InstanceRecord.id)
+            .where(InstanceRecord.id.in_(list(record_ids)), InstanceRecord.status.in_(active))
+            .with_for_update()
         )
     )
     if not left:

@@ -1,7 +1,7 @@
-"""A session that reads, decides, then writes (retry's new attempts, a subscription's run, a job on hosts) holds
-its lock from its first read: a second such session waits, then reads what the first wrote. On SQLite this is
-the database's write lock (``store.db.lock_for_update``); on PostgreSQL the row's ``FOR UPDATE``, or for hosts
-an advisory lock."""
+"""A session that reads, decides, then writes (retry's new attempts, a subscription's run, a job on hosts, a
+revoke ending records) holds its lock from its first read: a second such session waits, then reads what the
+first wrote. On SQLite this is the database's write lock (``store.db.lock_for_update``); on PostgreSQL the rows'
+``FOR UPDATE``, or for hosts an advisory lock."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from nodeops.domain.status import Status
 from nodeops.store import hosts, job_reads, subscriptions
-from nodeops.store.models import Job
+from nodeops.store.models import InstanceRecord, Job, StepLog
 from tests.factories import StepRun, make_job
 
 WAIT_S = 10
@@ -89,3 +89,17 @@ def test_lock_hosts_makes_a_second_session_wait_and_see_the_first_write(services
 
     assert interleave(services, hosts.lock_hosts, job.job_id) == (before, before + "A")
     assert final_status(services, job.job_id) == before + "AB"
+
+
+def test_fail_unfinished_twice_at_once_ends_a_record_once(services):
+    job = make_job(services, runs=[StepRun(Status.RUNNING, "2024-05-01 10:00:00")], record_status=Status.RUNNING)
+    line = "[2024-05-01 10:00:05 WARNING] 已终止 (revoked by a user)"
+
+    def revoke(session: Session) -> None:
+        job_reads.fail_unfinished(session, [job.record_id], line=line)
+
+    interleave(services, revoke, job.job_id)
+    with services.db.session() as session:
+        status = session.scalars(select(InstanceRecord.status).where(InstanceRecord.id == job.record_id)).one()
+        logs = session.scalars(select(StepLog.text).where(StepLog.record_id == job.record_id)).all()
+    assert status == "FAILED" and "\n".join(logs).count("已终止") == 1, logs
