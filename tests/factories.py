@@ -13,7 +13,7 @@ from nodeops.domain.plans import JobType, PlannedStep, StepCode, plan_steps
 from nodeops.domain.status import Status
 from nodeops.service import admin
 from nodeops.service.container import Services
-from nodeops.store import answers, jobs
+from nodeops.store import answers, hosts, jobs
 from nodeops.store.log_reads import LogReads
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -54,6 +54,26 @@ class MadeJob:
     record_id: int
     bk_host_id: int | None
     host_key: str | None
+
+
+def local_login(ip: str, setup_path: str, *, ap_id: int = 1) -> hosts.HostLogin:
+    """A host of business 2 reached with the local transport (no credentials), installed at ``setup_path``."""
+    return hosts.HostLogin(
+        bk_biz_id=2,
+        bk_cloud_id=0,
+        inner_ip=ip,
+        inner_ipv6=None,
+        os_type="LINUX",
+        transport="local",
+        ssh_port=22,
+        account=None,
+        auth_type="PASSWORD",
+        password_enc=None,
+        key_enc=None,
+        credentials_expire_at=None,
+        ap_id=ap_id,
+        setup_path=setup_path,
+    )
 
 
 def _at(local: str | None) -> datetime | None:

@@ -23,6 +23,7 @@ from nodeops.store import hosts, pipelines
 from nodeops.store import packages as package_rows
 from nodeops.store.models import AccessPoint
 from nodeops.store.pipelines import HostWork, PlannedRun
+from tests.factories import local_login
 
 TOKEN = "token-of-host-under-test"
 EXPECTED = "0.3.0"
@@ -35,25 +36,7 @@ def host_id(services) -> int:
         package_rows.ensure_default_access_point(session, server_url="http://127.0.0.1:9")
         ap_id = session.scalar(select(AccessPoint.id))
         assert ap_id is not None
-        bk_host_id = hosts.upsert_host(
-            session,
-            hosts.HostLogin(
-                bk_biz_id=2,
-                bk_cloud_id=0,
-                inner_ip="127.0.20.7",
-                inner_ipv6=None,
-                os_type="LINUX",
-                transport="local",
-                ssh_port=22,
-                account=None,
-                auth_type="PASSWORD",
-                password_enc=None,
-                key_enc=None,
-                credentials_expire_at=None,
-                ap_id=ap_id,
-                setup_path="/tmp/nodeops-test/agent",
-            ),
-        )
+        bk_host_id = hosts.upsert_host(session, local_login("127.0.20.7", "/tmp/nodeops-test/agent", ap_id=ap_id))
     pipelines.set_agent(
         services.db,
         bk_host_id=bk_host_id,

@@ -13,7 +13,7 @@ from nodeops.engine import packages
 from nodeops.service.jobs import parse_hosts
 from nodeops.store import hosts, jobs
 from nodeops.store.models import InstanceRecord
-from tests.factories import make_app, make_user
+from tests.factories import local_login, make_app, make_user
 from tests.integration.jobs.conftest import local_host
 
 AGENT = "nodeops_agent.py"
@@ -187,25 +187,7 @@ async def test_two_instances_on_one_host_run_one_after_the_other(services, engin
     # two service instances of one host, as a subscription over service instances creates them; the host has no
     # agent, so each fails at 重启 after a few commands on the host
     with services.db.session() as session:
-        host_id = hosts.upsert_host(
-            session,
-            hosts.HostLogin(
-                bk_biz_id=2,
-                bk_cloud_id=0,
-                inner_ip="127.0.20.1",
-                inner_ipv6=None,
-                os_type="LINUX",
-                transport="local",
-                ssh_port=22,
-                account=None,
-                auth_type="PASSWORD",
-                password_enc=None,
-                key_enc=None,
-                credentials_expire_at=None,
-                ap_id=1,
-                setup_path=str(tmp_path / "host1" / "nodeops-agent"),
-            ),
-        )
+        host_id = hosts.upsert_host(session, local_login("127.0.20.1", str(tmp_path / "host1" / "nodeops-agent")))
         created = jobs.create_job(
             session,
             job_type=JobType.RESTART_AGENT,
