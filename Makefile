@@ -6,33 +6,59 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+SERVICE_STAMP := $(VENV)/.installed-service
+DEV_STAMP     := $(VENV)/.installed-dev
+UV_PIN    := uv==0.13.9
+LOCK_OPTS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes --no-header
 APT_TEST_PKGS := postgresql openssh-server wrk chromium fonts-wqy-zenhei
 # bench/ may not exist yet; ruff errors on missing paths.
 LINT_PATHS := $(wildcard src tests bench)
 
-.PHONY: help venv run test lint bench clean apt-deps test-pg-stop
+.PHONY: help venv venv-service run test lint lock bench clean apt-deps test-pg-stop
 
 help:
-	@echo "make venv   create/refresh .venv (pip install -e '.[dev]')"
-	@echo "make run    migrate the DB, print demo credentials, serve (NODEOPS_* env vars apply)"
+	@echo "make venv   create/refresh .venv from requirements/dev.lock"
+	@echo "make run    install from requirements/service.lock, migrate the DB, print demo credentials, serve"
 	@echo "make test   apt deps + throwaway PostgreSQL + ruff + mypy + pytest"
 	@echo "make lint   ruff + mypy"
+	@echo "make lock   re-resolve requirements/*.lock from pyproject.toml (a deliberate upgrade)"
 	@echo "make bench  log API benchmark"
 	@echo "make clean  stop/delete the test PostgreSQL, remove var/ and caches (keeps .venv)"
 
-venv: $(STAMP)
+venv: $(DEV_STAMP)
+venv-service: $(SERVICE_STAMP)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Re-install only when pyproject.toml changed since the last successful install.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --disable-pip-version-check -q --upgrade pip
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'
+# Installs take exactly the locked versions and hashes, from the package index only: the machine's own pip
+# configuration (extra indexes, local wheel folders, constraints) is ignored so every machine installs the same
+# files. `--no-deps` because the lock already lists every transitive dependency.
+PIP_LOCKED := env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_INDEX_URL -u PIP_CONSTRAINT PIP_CONFIG_FILE=/dev/null \
+	$(BIN)/python -m pip install --disable-pip-version-check -q --require-hashes --no-deps
+PIP_SELF := env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null \
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation --no-index -e .
+
+$(SERVICE_STAMP): requirements/service.lock pyproject.toml | $(BIN)/python
+	$(PIP_LOCKED) -r requirements/service.lock
+	$(PIP_SELF)
 	touch $@
 
-run: venv
+$(DEV_STAMP): requirements/dev.lock pyproject.toml | $(BIN)/python
+	$(PIP_LOCKED) -r requirements/dev.lock
+	$(PIP_SELF)
+	touch $@ $(SERVICE_STAMP)
+
+# A deliberate upgrade: re-resolve both locks (the dev lock constrained to the service lock's versions), then
+# `make test` before committing them.
+lock:
+	$(PYTHON) -m venv var/lock-venv
+	var/lock-venv/bin/python -m pip install --disable-pip-version-check -q $(UV_PIN)
+	var/lock-venv/bin/uv pip compile -q --upgrade pyproject.toml requirements/build.in $(LOCK_OPTS) -o requirements/service.lock
+	var/lock-venv/bin/uv pip compile -q --upgrade pyproject.toml requirements/build.in --extra dev \
+		-c requirements/service.lock $(LOCK_OPTS) -o requirements/dev.lock
+
+run: venv-service
 	$(BIN)/nodeops db upgrade
 	exec $(BIN)/nodeops serve --demo
 
