@@ -9,6 +9,8 @@ from sqlalchemy.orm import Session
 
 from nodeops.store.models import AccessPoint, AgentPackage
 
+DEFAULT_AP_ID = 1  # the access point the service keeps: hosts given no ap_id, or Node Manager's -1, use it
+
 
 def upsert(session: Session, *, version: str, path: str, sha256: str, size_bytes: int) -> None:
     row = session.get(AgentPackage, version)
@@ -20,9 +22,6 @@ def upsert(session: Session, *, version: str, path: str, sha256: str, size_bytes
 
 def all_packages(session: Session) -> list[AgentPackage]:
     return list(session.scalars(select(AgentPackage)))
-
-
-DEFAULT_AP_ID = 1  # the access point the service keeps: hosts given no ap_id, or Node Manager's -1, use it
 
 
 def ensure_default_access_point(session: Session, *, server_url: str) -> None:
