@@ -84,7 +84,13 @@ class InstallHost(BaseModel):
     inner_ipv6: str | None = Field(default=None, description="Inner IPv6.")
     bk_host_id: int | None = Field(default=None, description="The host's id when known (reinstall).", ge=1)
     os_type: str = Field(default="LINUX", description="Only LINUX hosts are installed; others are FILTERED.")
-    ap_id: int = Field(default=1, description="Access point the agent reports to.", ge=0, le=2**31 - 1)
+    ap_id: int = Field(
+        default=1,
+        description="Access point the agent reports to; -1 (自动选择接入点) is the default one, 1. A host whose "
+        "access point does not exist is refused in ip_filter (unknown_ap).",
+        ge=-1,
+        le=2**31 - 1,
+    )
     account: str | None = Field(default=None, description="SSH login account.")
     auth_type: str = Field(default="PASSWORD", description="PASSWORD or KEY.")
     password: str | None = Field(default=None, description="SSH password (stored encrypted, never shown).")

@@ -6,6 +6,8 @@ leaves the later steps PENDING, as Node Manager does. Revoking a job (or some of
 pipelines: running steps end FAILED with "已终止", pending hosts never start, and the job is TERMINATED. A retry
 submits another task of the same job, which may run beside the first. On start, records a previous
 process left RUNNING are marked FAILED with a line saying why (crash recovery); lines already written stay.
+A record that cannot run (its host or access point no longer exists) ends FAILED at once, with a line saying
+why, so every record of a task reaches a final state and its job does too.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from nodeops.errors import NodeopsError
 from nodeops.store import hosts, jobs, pipelines
 from nodeops.store.db import Database
 from nodeops.store.models import utcnow
-from nodeops.store.pipelines import HostWork, PlannedRun
+from nodeops.store.pipelines import BlockedWork, HostWork, PlannedRun, TaskWork
 
 log = logging.getLogger(__name__)
 JANITOR_INTERVAL_S = 300.0
@@ -202,11 +204,13 @@ class Engine:
         try:
             work = await self.db.call(lambda: self._pending(task_id))
             await self.db.call(lambda: self._mark_running(job_id))
+            for blocked in work.blocked:
+                self._fail_blocked(blocked)
             tasks = {
                 item.record_id: asyncio.get_running_loop().create_task(
                     self._run_host(item, run, package), name=f"host-{item.ip}"
                 )
-                for item in work
+                for item in work.runnable
             }
             run.tasks.update(tasks)
             await asyncio.gather(*tasks.values(), return_exceptions=True)
@@ -218,6 +222,30 @@ class Engine:
             run.submitted -= 1
             if run.submitted <= 0:
                 run.done.set()
+
+    def _fail_blocked(self, work: BlockedWork) -> None:
+        """End a record that cannot run FAILED, its first step not yet passed with it, saying why in its log."""
+        if work.ap_id is None:
+            reason = (
+                f"主机不存在 (host {work.bk_host_id} is no longer in the inventory); "
+                "marked FAILED without running, install the host again to run it"
+            )
+        else:
+            reason = (
+                f"接入点(id:{work.ap_id})不存在 (the host's access point {work.ap_id} does not exist); marked "
+                "FAILED without running, give the host an existing ap_id (install_job or inventory import), then retry"
+            )
+        now = utcnow()
+        self.writer.step(work.record_id, work.step_index, Status.FAILED, start_at=now, finish_at=now)
+        self.writer.line(work.record_id, work.step_index, "ERROR", reason)
+        self.writer.record(work.record_id, Status.FAILED, start_at=now, finish_at=now)
+        log.warning(
+            "instance %s of job %d cannot run: %s",
+            work.instance_id,
+            work.job_id,
+            "its host is gone" if work.ap_id is None else f"access point {work.ap_id} does not exist",
+            extra={"action": "instance_blocked", "job_id": work.job_id, "instance_id": work.instance_id},
+        )
 
     @contextlib.asynccontextmanager
     async def _host_turn(self, bk_host_id: int) -> AsyncIterator[None]:
@@ -342,7 +370,7 @@ class Engine:
             )
         return outcome == Status.SUCCESS
 
-    def _pending(self, task_id: int) -> list[HostWork]:
+    def _pending(self, task_id: int) -> TaskWork:
         with self.db.session() as session:
             return pipelines.pending_work(session, task_id=task_id)
 

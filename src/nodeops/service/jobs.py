@@ -2,7 +2,9 @@
 
 Hosts are validated one by one; a host refused up front does not stop the others, it comes back in
 ``ip_filter`` with a reason (IGNORED: unknown, duplicated, missing credentials, busy in another running job;
-FILTERED: the job type cannot handle its OS), as Node Manager's ``install_validate`` does (spec §6.3). A job
+FILTERED: the job type cannot handle its OS), as Node Manager's ``install_validate`` does (spec §6.3). A host
+whose access point does not exist is refused the same way (IGNORED, ``unknown_ap``), so no record is created
+that the engine could not run; ``ap_id`` -1 (Node Manager's 自动选择接入点) is the default access point. A job
 whose every host is refused is not created: 3801018 with ``data.ip_filter``.
 """
 
@@ -24,6 +26,7 @@ from nodeops.errors import ErrorCode, InvalidInput, NodeopsError
 from nodeops.settings import Settings
 from nodeops.store import hosts as host_rows
 from nodeops.store import jobs
+from nodeops.store import packages as package_rows
 from nodeops.store.db import Database
 from nodeops.store.models import Host, utcnow
 
@@ -34,6 +37,7 @@ TRANSPORTS = frozenset({"ssh", "local"})
 AUTH_TYPES = frozenset({"PASSWORD", "KEY"})
 MAX_INT32 = 2**31 - 1  # bk_biz_id, bk_cloud_id, ap_id and port are 32-bit columns
 AGENT_VERSION_PARAM = "agent_version"  # in the subscription step's params: the package the job pushes
+AUTO_AP_ID = -1  # Node Manager's 自动选择接入点 (network spec §15.3); nodeops has one default to choose
 
 
 class AllHostsFiltered(NodeopsError):
@@ -93,7 +97,7 @@ def parse_hosts(raw: object) -> list[HostRequest]:
         biz = _int(item, "bk_biz_id", where, problems, required=True)
         cloud = _int(item, "bk_cloud_id", where, problems, default=0)
         port = _int(item, "port", where, problems, default=22)
-        ap_id = _int(item, "ap_id", where, problems, default=1)
+        ap_id = _ap_id(item, where, problems)
         host_id = _int(item, "bk_host_id", where, problems, default=None, maximum=MAX_HOST_ID)
         inner_ip = _ip(item, "inner_ip", 4, where, problems)
         inner_ipv6 = _ip(item, "inner_ipv6", 6, where, problems)
@@ -135,6 +139,23 @@ def parse_hosts(raw: object) -> list[HostRequest]:
     if problems:
         raise InvalidInput(problems)
     return parsed
+
+
+def _ap_id(item: Mapping[str, object], where: str, problems: dict[str, str]) -> int | None:
+    """The host's access point id: none given, or -1, is the default access point. Whether it exists is
+    checked when the job is created, where an unknown one refuses the host (``unknown_ap``)."""
+    value = item.get("ap_id")
+    if (isinstance(value, int) and not isinstance(value, bool) and value == AUTO_AP_ID) or value == str(AUTO_AP_ID):
+        return package_rows.DEFAULT_AP_ID
+    ap_id = _int(item, "ap_id", where, problems, default=package_rows.DEFAULT_AP_ID)
+    if f"{where}.ap_id" in problems:
+        problems[f"{where}.ap_id"] += "; give an access point id, or -1 for the default access point"
+    return ap_id
+
+
+def _unknown_access_point(ap_id: int, hint: str) -> tuple[Status, str, str]:
+    """The refusal of a host whose access point does not exist (Node Manager: 接入点(id:{ap_id})不存在)."""
+    return Status.IGNORED, "unknown_ap", f"access point {ap_id} does not exist; {hint}"
 
 
 def _setup_path_problem(value: object) -> str | None:
@@ -213,7 +234,7 @@ class StartedJob:
 
 
 def _operate_refusal(
-    job_type: JobType, host_id: int, host: Host | None, *, seen: set[int], busy: set[int]
+    job_type: JobType, host_id: int, host: Host | None, *, seen: set[int], busy: set[int], access_points: set[int]
 ) -> tuple[Status, str, str] | None:
     """Why operate_job refuses this host up front (status, exception, msg), or None to run it."""
     if host_id in seen:
@@ -226,6 +247,10 @@ def _operate_refusal(
         return Status.IGNORED, "not_installed", "no agent is installed on this host"
     if host.os_type not in SUPPORTED_OS:
         return Status.FILTERED, "os_not_supported", f"{job_type} does not support {host.os_type}"
+    if host.ap_id not in access_points:  # deleted since the host was installed, or imported with it
+        return _unknown_access_point(
+            host.ap_id, "reinstall the host with an existing ap_id, or -1 for the default access point"
+        )
     return None
 
 
@@ -280,12 +305,13 @@ class JobRunner:
             host_rows.lock_hosts(session)
             known = host_rows.hosts_by_id(session, list(bk_host_ids))
             busy = host_rows.busy_host_ids(session, list(known))
+            access_points = package_rows.existing_access_points(session, {host.ap_id for host in known.values()})
             instances: list[jobs.NewInstance] = []
             seen: set[int] = set()
             for host_id in bk_host_ids:
                 host = known.get(host_id)
                 summary: dict[str, Any] = {"bk_host_id": host_id, "ip": host.inner_ip if host else ""}
-                refusal = _operate_refusal(job_type, host_id, host, seen=seen, busy=busy)
+                refusal = _operate_refusal(job_type, host_id, host, seen=seen, busy=busy, access_points=access_points)
                 if refusal is not None:
                     refused.append(Refused(host=summary, status=refusal[0], exception=refusal[1], msg=refusal[2]))
                 else:
@@ -373,8 +399,15 @@ class JobRunner:
         )
         with self.db.session() as session:
             host_rows.lock_hosts(session)
+            access_points = package_rows.existing_access_points(session, {host.ap_id for host in accepted})
             registered: list[tuple[HostRequest, int]] = []
             for host in accepted:
+                if host.ap_id not in access_points:  # not registered: the engine could not run it
+                    status, exception, msg = _unknown_access_point(
+                        host.ap_id, "give an existing ap_id, or -1 for the default access point"
+                    )
+                    refused.append(Refused(host=_summary(host), status=status, exception=exception, msg=msg))
+                    continue
                 host_id = host_rows.upsert_host(
                     session,
                     host_rows.HostLogin(

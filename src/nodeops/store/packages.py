@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nodeops.store.models import AccessPoint, AgentPackage
+
+DEFAULT_AP_ID = 1  # the access point the service keeps: hosts given no ap_id, or Node Manager's -1, use it
 
 
 def upsert(session: Session, *, version: str, path: str, sha256: str, size_bytes: int) -> None:
@@ -21,9 +25,16 @@ def all_packages(session: Session) -> list[AgentPackage]:
 
 
 def ensure_default_access_point(session: Session, *, server_url: str) -> None:
-    """Access point 1 exists and reports to ``server_url`` (the service's public URL)."""
-    ap = session.get(AccessPoint, 1)
+    """The default access point exists and reports to ``server_url`` (the service's public URL)."""
+    ap = session.get(AccessPoint, DEFAULT_AP_ID)
     if ap is None:
-        session.add(AccessPoint(id=1, name="default", server_url=server_url))
+        session.add(AccessPoint(id=DEFAULT_AP_ID, name="default", server_url=server_url))
     else:
         ap.server_url = server_url
+
+
+def existing_access_points(session: Session, ap_ids: Collection[int]) -> set[int]:
+    """The ids among ``ap_ids`` of access points that exist."""
+    if not ap_ids:
+        return set()
+    return set(session.scalars(select(AccessPoint.id).where(AccessPoint.id.in_(list(ap_ids)))))

@@ -48,12 +48,33 @@ class HostWork:
     steps: tuple[PlannedRun, ...]
 
 
-def pending_work(session: Session, *, task_id: int) -> list[HostWork]:
-    """The PENDING records of a task with their hosts and steps, in record order."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlockedWork:
+    """A PENDING record of a task that cannot run: its host, or the host's access point, no longer exists."""
+
+    record_id: int
+    job_id: int
+    instance_id: str
+    bk_host_id: int | None
+    ap_id: int | None  # the access point that does not exist; None when the host itself is gone
+    step_index: int  # the first step not yet SUCCESS: where the engine says why the record did not run
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskWork:
+    """Every PENDING record of a task, in record order: the ones to run, and the ones that cannot run."""
+
+    runnable: list[HostWork]
+    blocked: list[BlockedWork]
+
+
+def pending_work(session: Session, *, task_id: int) -> TaskWork:
+    """The PENDING records of a task with their hosts and steps. A record whose host or access point is
+    missing is in ``blocked``, never left out: it must still be ended, or its job would never finish."""
     rows = session.execute(
         select(InstanceRecord, Host, AccessPoint)
-        .join(Host, Host.bk_host_id == InstanceRecord.bk_host_id)
-        .join(AccessPoint, AccessPoint.id == Host.ap_id)
+        .outerjoin(Host, Host.bk_host_id == InstanceRecord.bk_host_id)
+        .outerjoin(AccessPoint, AccessPoint.id == Host.ap_id)
         .where(InstanceRecord.task_id == task_id, InstanceRecord.status == Status.PENDING.value)
         .order_by(InstanceRecord.id)
     ).all()
@@ -67,29 +88,46 @@ def pending_work(session: Session, *, task_id: int) -> list[HostWork]:
         steps.setdefault(step.record_id, []).append(
             PlannedRun(index=step.step_index, code=step.code, name=step.name, status=step.status)
         )
-    return [
-        HostWork(
-            record_id=record.id,
-            job_id=record.job_id or 0,
-            instance_id=record.instance_id,
-            bk_host_id=host.bk_host_id,
-            ip=host.inner_ip or host.inner_ipv6 or "",
-            bk_cloud_id=host.bk_cloud_id,
-            os_type=host.os_type,
-            transport=host.transport,
-            ssh_port=host.ssh_port,
-            account=host.account,
-            auth_type=host.auth_type,
-            password_enc=host.password_enc,
-            key_enc=host.key_enc,
-            credentials_expire_at=host.credentials_expire_at,
-            setup_path=host.setup_path or ap.linux_setup_path,
-            server_url=ap.server_url,
-            agent_version=host.agent_version,
-            steps=tuple(steps.get(record.id, ())),
+    runnable: list[HostWork] = []
+    blocked: list[BlockedWork] = []
+    for record, host, ap in rows:
+        planned = tuple(steps.get(record.id, ()))
+        if host is None or ap is None:
+            first = next((step for step in planned if step.status != Status.SUCCESS.value), None)
+            blocked.append(
+                BlockedWork(
+                    record_id=record.id,
+                    job_id=record.job_id or 0,
+                    instance_id=record.instance_id,
+                    bk_host_id=record.bk_host_id,
+                    ap_id=None if host is None else host.ap_id,
+                    step_index=first.index if first else (planned[0].index if planned else 0),
+                )
+            )
+            continue
+        runnable.append(
+            HostWork(
+                record_id=record.id,
+                job_id=record.job_id or 0,
+                instance_id=record.instance_id,
+                bk_host_id=host.bk_host_id,
+                ip=host.inner_ip or host.inner_ipv6 or "",
+                bk_cloud_id=host.bk_cloud_id,
+                os_type=host.os_type,
+                transport=host.transport,
+                ssh_port=host.ssh_port,
+                account=host.account,
+                auth_type=host.auth_type,
+                password_enc=host.password_enc,
+                key_enc=host.key_enc,
+                credentials_expire_at=host.credentials_expire_at,
+                setup_path=host.setup_path or ap.linux_setup_path,
+                server_url=ap.server_url,
+                agent_version=host.agent_version,
+                steps=planned,
+            )
         )
-        for record, host, ap in rows
-    ]
+    return TaskWork(runnable=runnable, blocked=blocked)
 
 
 def refresh_job(session: Session, *, job_id: int) -> Status:
