@@ -207,13 +207,20 @@ class RequestTimeout(NodeopsError):
 
     code = ErrorCode.REQUEST_TIMEOUT
 
-    def __init__(self, *, part: str, timeout_s: float, setting: str) -> None:
+    def __init__(self, *, part: str, timeout_s: float) -> None:
         self.part = part
         self.timeout_s = timeout_s
-        super().__init__(
-            f"the request's {part} did not all arrive within {timeout_s:g} s ({setting}); send the whole request "
-            "(as many body bytes as Content-Length says) without pausing"
-        )
+        if part == "body":
+            detail = (
+                f"the request's body did not all arrive within {timeout_s:g} s of its headers "
+                "(NODEOPS_BODY_TIMEOUT_S); send as many bytes as Content-Length says, without pausing"
+            )
+        else:
+            detail = (
+                f"the request's line and headers did not all arrive within {timeout_s:g} s "
+                "(NODEOPS_HEADER_TIMEOUT_S); send them at once, ending with an empty line"
+            )
+        super().__init__(detail)
 
 
 class TooManyConnections(NodeopsError):

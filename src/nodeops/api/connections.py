@@ -99,7 +99,7 @@ class ConnectionWatch:
         self.open.discard(connection)
         if self.refused and len(self.open) < self.limits.max_connections:
             log.info(
-                "below the connection limit again; %d connections were refused meanwhile",
+                "below the connection limit again; %d connection(s) were refused meanwhile",
                 self.refused,
                 extra={"action": "connection_cap_left", "refused": self.refused},
             )
@@ -195,8 +195,7 @@ class ConnectionGuard(HttpToolsProtocol):
                 cycle.disconnected = True
                 cycle.message_event.set()
         if answer:
-            setting = "NODEOPS_BODY_TIMEOUT_S" if phase == _BODY else "NODEOPS_HEADER_TIMEOUT_S"
-            error = RequestTimeout(part=part, timeout_s=timeout_s, setting=setting)
+            error = RequestTimeout(part=part, timeout_s=timeout_s)
             self.transport.write(_closing_answer(408, error, self.server_state.default_headers))
         self.transport.close()
 
