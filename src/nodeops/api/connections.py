@@ -166,15 +166,16 @@ class ConnectionGuard(HttpToolsProtocol):
         if now - self._since < timeout_s + self.watch.tick_s:  # the stamp may be up to one tick old
             return
         cycle = self.cycle
-        if cycle is not None and (cycle.waiting_for_100_continue if phase == _BODY else not cycle.response_complete):
-            waiting_for_us = True  # the client waits for our "100 Continue", or for the answer to its last request
-        else:
-            waiting_for_us = self.flow.read_paused  # we stopped reading it (flow control, pipelining)
-        if waiting_for_us:
+        if phase == _BODY:  # is the client waiting for our "100 Continue"?
+            waiting_for_us = cycle is not None and cycle.waiting_for_100_continue
+        else:  # or for the answer to its previous request?
+            waiting_for_us = cycle is not None and not cycle.response_complete
+        if waiting_for_us or self.flow.read_paused:  # (or we stopped reading it: flow control, pipelining)
             self._since = now  # the client's time has not begun
             return
         self._phase = _IDLE
-        self._time_out(phase, timeout_s)
+        if not self.transport.is_closing():
+            self._time_out(phase, timeout_s)
 
     def _time_out(self, phase: int, timeout_s: float) -> None:
         part = "body" if phase == _BODY else "headers"
