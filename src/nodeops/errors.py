@@ -12,6 +12,8 @@
     │   └── RouteNotFound             3800404
     ├── MethodNotAllowed              3800405
     ├── BodyTooLarge                  3800413
+    ├── RequestTimeout                3800408 (headers or body too slow; HTTP 408, then the connection closes)
+    ├── TooManyConnections            3800503 (past NODEOPS_MAX_CONNECTIONS; HTTP 503, then the connection closes)
     ├── AuthError                     ESB layer (spec §1.1)
     │   ├── MissingAppCredentials     1306406
     │   ├── AppAuthFailed             1306403
@@ -49,8 +51,10 @@ class ErrorCode(IntEnum):
     NOTHING_RUNNING = 3800016
     ROUTE_NOT_FOUND = 3800404
     METHOD_NOT_ALLOWED = 3800405
+    REQUEST_TIMEOUT = 3800408
     BODY_TOO_LARGE = 3800413
     INTERNAL = 3800500
+    TOO_MANY_CONNECTIONS = 3800503
     JOB_NOT_FOUND = 3801012
     ALL_FILTERED = 3801018
     PERMISSION_DENIED = 9900403
@@ -196,6 +200,40 @@ class BodyTooLarge(NodeopsError):
 
     def __init__(self, *, limit_bytes: int) -> None:
         super().__init__(f"request body exceeds {limit_bytes} bytes")
+
+
+class RequestTimeout(NodeopsError):
+    """The request did not arrive in time."""
+
+    code = ErrorCode.REQUEST_TIMEOUT
+
+    def __init__(self, *, part: str, timeout_s: float) -> None:
+        self.part = part
+        self.timeout_s = timeout_s
+        if part == "body":
+            detail = (
+                f"the request's body did not all arrive within {timeout_s:g} s of its headers "
+                "(NODEOPS_BODY_TIMEOUT_S); send as many bytes as Content-Length says, without pausing"
+            )
+        else:
+            detail = (
+                f"the request's line and headers did not all arrive within {timeout_s:g} s "
+                "(NODEOPS_HEADER_TIMEOUT_S); send them at once, ending with an empty line"
+            )
+        super().__init__(detail)
+
+
+class TooManyConnections(NodeopsError):
+    """The server has as many connections open as it accepts."""
+
+    code = ErrorCode.TOO_MANY_CONNECTIONS
+
+    def __init__(self, *, limit: int) -> None:
+        self.limit = limit
+        super().__init__(
+            f"the server already has {limit} connections open, its limit (NODEOPS_MAX_CONNECTIONS); retry in a "
+            "moment, and keep one connection alive for many requests"
+        )
 
 
 class AuthError(NodeopsError):

@@ -93,6 +93,27 @@ class Settings(BaseSettings):
         description="Most bytes of one step's log in the log API's seed-form answer; a longer log is cut at a line "
         "boundary and ends with a line saying how to read the rest.",
     )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Longest a client may take to send a request's line and headers, from its first byte (or from "
+        "the connection's opening); past it the server answers 408 and closes the connection.",
+    )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Longest a client may take to send a request's whole body, from the end of its headers; past it "
+        "the server answers 408 and closes the connection.",
+    )
+    max_connections: int = Field(
+        default=1024,
+        ge=1,
+        le=100_000,
+        description="Open HTTP connections the server accepts at once; past it a new connection is answered 503 "
+        "(code 3800503) and closed.",
+    )
     retention_days: int = Field(
         default=0, ge=0, description="Delete jobs that ended more than this many days ago (0 = keep everything)."
     )

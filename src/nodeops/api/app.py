@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 import nodeops
+from nodeops.api.connections import ConnectionLimits, guard_protocol
 from nodeops.api.envelope import install_handlers
 from nodeops.api.lane import LogLane
 from nodeops.api.limits import BodyLimit
@@ -36,7 +37,8 @@ def create_app(
 
     The result is the log fast path wrapped around the heartbeat fast path, wrapped around the FastAPI app:
     log requests and agent heartbeats never enter FastAPI, everything else does. Serve it with
-    ``http=app.http_protocol``: on SQLite, that protocol answers the log API's GETs before ASGI (``api.lane``).
+    ``http=app.http_protocol``: on SQLite, that protocol answers the log API's GETs before ASGI (``api.lane``),
+    and on every database it holds clients to the read timeouts and the connection cap (``api.connections``).
     ``on_started`` runs in the background once the services have started (``nodeops serve --demo`` runs its
     demo jobs there).
     """
@@ -71,7 +73,8 @@ def create_app(
     app.add_middleware(BodyLimit)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     served = LogFastPath(agents.HeartbeatPath(app, services), services)
-    served.http_protocol = LogLane(services.logs, enabled=services.db.reads_inline).protocol()
+    lane = LogLane(services.logs, enabled=services.db.reads_inline)
+    served.http_protocol = guard_protocol(lane.protocol(), ConnectionLimits.from_settings(settings))
     return served
 
 

@@ -1,25 +1,42 @@
-"""Request bodies: a JSON object, tolerating the trailing comma of the log API documentation's example."""
+"""Request bodies: their size limit, and a JSON object, tolerating the trailing comma of the log API
+documentation's example."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 import orjson
+from starlette.requests import ClientDisconnect
 
 from nodeops.errors import BodyTooLarge, InvalidInput
 from nodeops.settings import MAX_BODY_BYTES
 
+log = logging.getLogger(__name__)
 
-async def read_json_body(receive: Callable[[], Awaitable[MutableMapping[str, Any]]]) -> dict[str, Any]:
+
+def check_content_length(headers: Iterable[tuple[bytes, bytes]], max_bytes: int = MAX_BODY_BYTES) -> None:
+    """Raise BodyTooLarge when the request's Content-Length says more than ``max_bytes``: it is refused before a
+    byte of its body is read (a body without one is counted as it arrives)."""
+    for name, value in headers:
+        if name == b"content-length" and value.isdigit() and int(value) > max_bytes:
+            raise BodyTooLarge(limit_bytes=max_bytes)
+
+
+async def read_json_body(
+    receive: Callable[[], Awaitable[MutableMapping[str, Any]]], headers: Iterable[tuple[bytes, bytes]]
+) -> dict[str, Any]:
     """Read a JSON object body of at most ``MAX_BODY_BYTES`` straight from an ASGI ``receive`` channel; raises
-    BodyTooLarge past the limit and InvalidInput as ``parse_json_object``."""
+    BodyTooLarge past the limit (at once when ``headers`` declare more), InvalidInput as ``parse_json_object``,
+    and ClientDisconnect (as Starlette's ``Request.body``) when the client goes away before the end of its body."""
+    check_content_length(headers)
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientDisconnect
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY_BYTES:
@@ -28,6 +45,17 @@ async def read_json_body(receive: Callable[[], Awaitable[MutableMapping[str, Any
         if not message.get("more_body", False):
             break
     return parse_json_object(b"".join(chunks))
+
+
+def log_client_gone(method: object, path: object) -> None:
+    """Log, in one line, a request whose client went away before sending its whole body: the client's doing,
+    not an error of ours (no traceback), and nobody is left to answer."""
+    log.info(
+        "%s %s: the client closed the connection before sending its whole body",
+        method,
+        path,
+        extra={"action": "client_disconnected"},
+    )
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 HTTP status is 200 for business errors, as the original. Node Manager appends its code to every error message
 in full-width parentheses (``"…（3801012）"``); ESB's own 1306xxx errors do not. Anything unforeseen is logged
-with its traceback and answered with 3800500, never a 500 page.
+with its traceback and answered with 3800500, never a 500 page. A client that goes away before its body has
+arrived is no error of ours: it is logged in one line, without a traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
+from nodeops.api.bodies import log_client_gone
 from nodeops.errors import (
     ESB_CODES,
     ErrorCode,
@@ -117,7 +120,12 @@ def install_handlers(app: FastAPI) -> None:
         )
         return json_response(internal_error_body())
 
+    async def on_client_gone(request: Request, _exc: Exception) -> Response:
+        log_client_gone(request.method, request.url.path)
+        return Response(status_code=204)  # sent nowhere: uvicorn drops what is sent to a closed connection
+
     app.add_exception_handler(NodeopsError, on_nodeops_error)
+    app.add_exception_handler(ClientDisconnect, on_client_gone)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)

@@ -1,12 +1,14 @@
 """``BodyLimit``: refuse request bodies over ``MAX_BODY_BYTES`` on every framework route (3800413).
 
-The log fast path reads its own bodies under the same limit (``routes.log._json_body``).
+The log API's and the heartbeat's fast paths read their own bodies under the same limit and the same
+Content-Length check (``bodies.read_json_body``).
 """
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nodeops.api.bodies import check_content_length
 from nodeops.api.envelope import JSON_HEADERS, error_body
 from nodeops.errors import BodyTooLarge
 from nodeops.settings import MAX_BODY_BYTES
@@ -24,18 +26,19 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                body = error_body(BodyTooLarge(limit_bytes=self.max_bytes))
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 200,
-                        "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
-                return
+        try:
+            check_content_length(scope["headers"], self.max_bytes)
+        except BodyTooLarge as exc:
+            body = error_body(exc)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
         received = 0
 
         async def counted() -> Message:

@@ -69,6 +69,7 @@ def serve(
     cli = state(ctx)
     settings = cli.settings.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     configure_logging()
+    _allow_open_files(settings)
     app = create_app(settings, on_started=_print_demo if demo else None)
     # Everything built so far lives as long as the process: move it out of the collector's sight, so a full
     # collection scans only what requests allocate (it otherwise pauses the loop for ~50-150 ms: p99).
@@ -85,6 +86,39 @@ def serve(
         access_log=False,
         proxy_headers=False,
     )
+
+
+# open files the service needs besides its HTTP connections: per running host (an SSH connection, or a local
+# command's three pipes), and for the rest (database, listening socket, logs, uploads)
+FILES_PER_HOST = 4
+FILES_BESIDES = 256
+
+
+def _allow_open_files(settings: Settings) -> None:
+    """Raise the process's soft limit on open files to what ``NODEOPS_MAX_CONNECTIONS`` connections and
+    ``NODEOPS_JOB_LIMIT`` running hosts need (up to the hard limit): below it, accepting a connection would fail
+    before the connection cap is reached. Warns when the hard limit is too low."""
+    import resource
+
+    needed = settings.max_connections + FILES_PER_HOST * settings.job_limit + FILES_BESIDES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = open_files_limit(soft, hard, needed, unlimited=resource.RLIM_INFINITY)
+    if target != soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target != resource.RLIM_INFINITY and target < needed:
+        err_console.print(
+            f"[yellow]warning:[/yellow] this process may open {target} files, and NODEOPS_MAX_CONNECTIONS="
+            f"{settings.max_connections} with NODEOPS_JOB_LIMIT={settings.job_limit} needs about {needed}: "
+            "raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower the settings",
+            highlight=False,
+        )
+
+
+def open_files_limit(soft: int, hard: int, needed: int, *, unlimited: int) -> int:
+    """The soft limit on open files to run with: ``soft`` if it is enough, else ``needed`` up to ``hard``."""
+    if soft == unlimited or soft >= needed:
+        return soft
+    return needed if hard == unlimited else max(soft, min(needed, hard))
 
 
 async def _print_demo(services: Services) -> None:

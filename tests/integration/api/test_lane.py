@@ -14,6 +14,7 @@ import httpx
 import pytest
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from nodeops.api.connections import ConnectionGuard
 from nodeops.api.lane import LaneProtocol, LogLane
 from tests.factories import make_app, make_seed_job, make_user
 from tests.integration.api.support import ESB_PATH, apigw_path, nodeman_path
@@ -87,7 +88,7 @@ def test_lane_is_on_for_sqlite_only(services, live_server, seeded):
     if services.db.is_sqlite:
         assert lane is not None and (lane.requests, lane.batches) == (1, 1)
     else:
-        assert lane is None and live_server.app.http_protocol is HttpToolsProtocol
+        assert lane is None and live_server.app.http_protocol.__bases__ == (ConnectionGuard, HttpToolsProtocol)
 
 
 def test_lane_answers_byte_for_byte_as_the_asgi_path(services, live_server, seeded):

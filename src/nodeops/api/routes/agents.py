@@ -12,9 +12,10 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from nodeops.api.bodies import read_json_body
+from nodeops.api.bodies import log_client_gone, read_json_body
 from nodeops.api.envelope import JSON_HEADERS, error_body, internal_error_body, success_body
 from nodeops.api.schemas import Envelope
 from nodeops.errors import NodeopsError
@@ -48,8 +49,12 @@ class HeartbeatPath:
             await self.app(scope, receive, send)
             return
         try:
-            await receive_heartbeat(self.services.db, self.services.heartbeats, await read_json_body(receive))
+            body_fields = await read_json_body(receive, scope["headers"])
+            await receive_heartbeat(self.services.db, self.services.heartbeats, body_fields)
             body = _ACCEPTED
+        except ClientDisconnect:
+            log_client_gone("POST", HEARTBEAT_PATH)
+            return
         except NodeopsError as exc:
             body = error_body(exc)
         except Exception:

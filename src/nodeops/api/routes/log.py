@@ -23,7 +23,9 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
-from nodeops.api.bodies import read_json_body
+from starlette.requests import ClientDisconnect
+
+from nodeops.api.bodies import log_client_gone, read_json_body
 from nodeops.api.envelope import JSON_HEADERS, error_body, internal_error_body, success_body_encoded
 from nodeops.errors import MethodNotAllowed, NodeopsError
 from nodeops.service.auth import AUTH_HEADER, WEB_HEADER, CommonArgs
@@ -63,18 +65,26 @@ class LogFastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and (address := log_address(scope["path"])) is not None:
             methods, path_job_id = address
-            await self._respond(send, await self._answer(scope, receive, methods, path_job_id))
+            body = await self._answer(scope, receive, methods, path_job_id)
+            if body is not None:
+                await self._respond(send, body)
             return
         await self.app(scope, receive, send)
 
-    async def _answer(self, scope: Scope, receive: Receive, methods: tuple[str, ...], path_job_id: str | None) -> bytes:
+    async def _answer(
+        self, scope: Scope, receive: Receive, methods: tuple[str, ...], path_job_id: str | None
+    ) -> bytes | None:
+        """The envelope to answer, or None when the client went away before sending its whole body."""
         try:
             method = scope["method"]
             if method not in methods and not (method == "HEAD" and "GET" in methods):
                 raise MethodNotAllowed(method=method, allowed=methods)
-            body = await read_json_body(receive) if method == "POST" else None
+            body = await read_json_body(receive, scope["headers"]) if method == "POST" else None
             args, params = prepare(method, scope["query_string"], scope["headers"], path_job_id, body)
             outcome: bytes | Exception = await self.services.logs.answer(args, params)
+        except ClientDisconnect:
+            log_client_gone(scope["method"], scope["path"])
+            return None
         except Exception as exc:
             outcome = exc
         return envelope(outcome, scope.get("method"), scope.get("path"))
