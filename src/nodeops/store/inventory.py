@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from nodeops.domain.instance_id import HostKey, InstanceId, NodeType, ObjectType, host_instance_id
 from nodeops.domain.scope import Scope, ScopeNode, ScopeNodeType, ScopeObject, TopoObject
 from nodeops.errors import InvalidInput
+from nodeops.store.db import follow_explicit_id
 from nodeops.store.hosts import claim_host, copy_login, find_host_id, lock_hosts
 from nodeops.store.models import Host, HostModule, ServiceInstance, TopoNode
 
@@ -216,16 +217,21 @@ def _save_service(
     if not placed:
         problems[f"{row.where}.bk_module_id"] = f"host {host_id} is not in module {row.bk_module_id}"
         return None
+    # every read before the new instance joins the session: a query would flush it half-filled
+    biz = module_biz.get(row.bk_module_id) or _biz_of_module(session, row.bk_module_id)
     instance = session.get(ServiceInstance, row.id) if row.id is not None else None
+    created = instance is None
     if instance is None:
         instance = ServiceInstance(id=row.id) if row.id is not None else ServiceInstance()
         session.add(instance)
     instance.name = row.name
     instance.bk_host_id = host_id
     instance.bk_module_id = row.bk_module_id
-    instance.bk_biz_id = module_biz.get(row.bk_module_id) or _biz_of_module(session, row.bk_module_id)
+    instance.bk_biz_id = biz
     instance.processes = list(row.processes)
     session.flush()
+    if created and row.id is not None:
+        follow_explicit_id(session, ServiceInstance.__tablename__, "id", row.id)
     return instance.id
 
 
