@@ -38,7 +38,7 @@ and never carry a secret. This module imports nothing from nodeops.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import IntEnum
 from typing import Any, ClassVar
 
@@ -269,6 +269,9 @@ class UserAuthFailed(AuthError):
     code = ErrorCode.ESB_USER_AUTH_FAILED
 
 
+MAX_NAMED_ROWS = 5  # rows a PermissionDenied names; it counts the rest
+
+
 class PermissionDenied(NodeopsError):
     """You do not have permission to view this task's history."""
 
@@ -281,10 +284,15 @@ class PermissionDenied(NodeopsError):
         job_id: int | None,
         missing_biz_ids: list[int],
         action: str = "task_history_view",
+        rows: Sequence[str] = (),
     ) -> None:
         self.missing_biz_ids = missing_biz_ids
         bizs = ", ".join(str(b) for b in missing_biz_ids)
         where = f" of job {job_id}" if job_id is not None else ""
+        if rows:  # the rows of a request that touch those businesses, the first few of them
+            named = ", ".join(rows[:MAX_NAMED_ROWS])
+            more = f" and {len(rows) - MAX_NAMED_ROWS} more" if len(rows) > MAX_NAMED_ROWS else ""
+            where += f" (rows: {named}{more})"
         super().__init__(
             f"user {username!r} has no [{action}] permission on business {bizs}{where}; "
             f"ask an administrator for `nodeops user grant {username} --biz <id>`",

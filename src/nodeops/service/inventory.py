@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -26,7 +26,7 @@ from nodeops.service.job_queries import MAX_PAGESIZE, require_biz
 from nodeops.service.jobs import HostRequest, parse_hosts
 from nodeops.service.paging import out_of_range
 from nodeops.settings import Settings
-from nodeops.store import inventory, job_reads
+from nodeops.store import inventory
 from nodeops.store.db import Database
 from nodeops.store.inventory import HostQuery, HostRow, ServiceRow, TopoRow
 from nodeops.store.models import utcnow
@@ -64,10 +64,11 @@ class ParsedInventory:
     topology: list[TopoRow]
     hosts: list[tuple[HostRequest, dict[str, Any], bool]]  # the request, its inventory fields, has a login
     services: list[ServiceRow]
+    csv_lines: Mapping[str, int] = field(default_factory=dict)  # of the CSV form: row name -> its first line
 
-    @property
-    def biz_ids(self) -> set[int]:
-        return {row.bk_biz_id for row in self.topology} | {host.bk_biz_id for host, _e, _l in self.hosts}
+    def row_name(self, where: str) -> str:
+        """How the caller names this row (``topology[0].sets[1]``, or ``line 3`` in the CSV form)."""
+        return _csv_name(where, self.csv_lines) if self.csv_lines else where
 
 
 def parse_inventory(raw: object) -> ParsedInventory:
@@ -266,13 +267,16 @@ def parse_inventory_csv(text: str) -> ParsedInventory:
         )
     bizs: dict[int, dict[str, Any]] = {}
     hosts: dict[tuple[str, str], dict[str, Any]] = {}
-    lines: dict[int, int] = {}
+    first_line: dict[tuple[Any, ...], int] = {}  # the line each business, set, module and host first appears on
     for number, row in enumerate(rows, start=2):
         values = {k: (v or "").strip() for k, v in row.items() if k is not None}
-        biz = bizs.setdefault(_digits(values.get("bk_biz_id")), {"bk_biz_id": values.get("bk_biz_id"), "sets": {}})
+        biz_key = _digits(values.get("bk_biz_id"))
+        first_line.setdefault(("biz", biz_key), number)
+        biz = bizs.setdefault(biz_key, {"bk_biz_id": values.get("bk_biz_id"), "sets": {}})
         if values.get("bk_biz_name"):
             biz["bk_biz_name"] = values["bk_biz_name"]
         if values.get("bk_set_id"):
+            first_line.setdefault(("set", biz_key, values["bk_set_id"]), number)
             sets = biz["sets"].setdefault(
                 values["bk_set_id"],
                 {
@@ -283,6 +287,7 @@ def parse_inventory_csv(text: str) -> ParsedInventory:
                 },
             )
             if values.get("bk_module_id"):
+                first_line.setdefault(("module", biz_key, values["bk_set_id"], values["bk_module_id"]), number)
                 sets["modules"][values["bk_module_id"]] = {
                     "bk_module_id": values["bk_module_id"],
                     "bk_module_name": values.get("bk_module_name"),
@@ -293,19 +298,27 @@ def parse_inventory_csv(text: str) -> ParsedInventory:
         if host is None:
             host = {k: values[k] for k in CSV_COLUMNS if values.get(k) and k not in _PLACEMENT_COLUMNS}
             host["modules"] = []
-            lines[len(hosts)] = number
+            first_line[("host", len(hosts))] = number
             hosts[identity] = host
         if values.get("bk_module_id"):
             host["modules"].append(values["bk_module_id"])
-    topology = [
-        {**biz, "sets": [{**s, "modules": list(s["modules"].values())} for s in biz["sets"].values()]}
-        for biz in bizs.values()
-        if biz["sets"] or biz.get("bk_biz_name")
-    ]
+    lines = {f"hosts[{index}]": first_line[("host", index)] for index in range(len(hosts))}
+    topology: list[dict[str, Any]] = []
+    for biz_key, biz in bizs.items():
+        if not biz["sets"] and not biz.get("bk_biz_name"):
+            continue
+        at = f"topology[{len(topology)}]"
+        lines[at] = first_line[("biz", biz_key)]
+        for s, (set_id, item) in enumerate(biz["sets"].items()):
+            lines[f"{at}.sets[{s}]"] = first_line[("set", biz_key, set_id)]
+            for m, module_id in enumerate(item["modules"]):
+                lines[f"{at}.sets[{s}].modules[{m}]"] = first_line[("module", biz_key, set_id, module_id)]
+        topology.append({**biz, "sets": [{**s, "modules": list(s["modules"].values())} for s in biz["sets"].values()]})
     try:
-        return parse_inventory({"topology": topology, "hosts": list(hosts.values())})
+        parsed = parse_inventory({"topology": topology, "hosts": list(hosts.values())})
     except InvalidInput as exc:
-        raise InvalidInput({_csv_name(field, lines): problem for field, problem in exc.problems.items()}) from None
+        raise InvalidInput({_csv_name(name, lines): problem for name, problem in exc.problems.items()}) from None
+    return replace(parsed, csv_lines=lines)
 
 
 _PLACEMENT_COLUMNS = frozenset(
@@ -325,12 +338,15 @@ def _digits(value: str | None) -> int:
     return int(value) if value and value.isdigit() and len(value) < 12 else -1
 
 
-def _csv_name(field: str, lines: Mapping[int, int]) -> str:
-    if field.startswith("hosts["):
-        index, _, rest = field[len("hosts[") :].partition("]")
-        if index.isdigit() and int(index) in lines:
-            return f"line {lines[int(index)]}{rest}"
-    return field
+def _csv_name(name: str, lines: Mapping[str, int]) -> str:
+    """A row's or field's name in the JSON form (``hosts[3].inner_ip``) as the CSV's (``line 5.inner_ip``)."""
+    row, rest = name, ""
+    while row:  # the longest leading row name it has: hosts[3].modules[1] is line 5.modules[1]
+        if row in lines:
+            return f"line {lines[row]}{rest}"
+        row, dot, tail = row.rpartition(".")
+        rest = f"{dot}{tail}{rest}"
+    return name
 
 
 def inventory_csv(exported: Mapping[str, Any]) -> str:
@@ -385,7 +401,9 @@ class InventoryService:
         return await self.db.call(lambda: self.apply(caller, parsed))
 
     def apply(self, caller: Caller | None, parsed: ParsedInventory) -> dict[str, Any]:
-        """Store a parsed inventory in one transaction, after checking the caller's right on every business."""
+        """Store a parsed inventory in one transaction, after checking the caller's right on every business each
+        row is in now or would be in (``caller`` None: the CLI, no check). Raises PermissionDenied naming those
+        businesses and rows, or InvalidInput; either way nothing is written."""
         expire = (
             utcnow() + timedelta(seconds=self.settings.credentials_retention_s)
             if self.settings.credentials_retention_s
@@ -396,12 +414,12 @@ class InventoryService:
             if caller is not None and not caller.is_superuser:
                 if any(row.has_login and row.transport == "local" for row in rows):
                     raise InvalidInput.field("hosts", "transport 'local' is for superusers only")
-                current = job_reads.registered_biz_ids(
-                    session,
-                    host_ids=[row.bk_host_id for row in rows if row.bk_host_id is not None],
-                    addresses=[(row.bk_cloud_id, row.inner_ip, row.inner_ipv6) for row in rows],
+                # every row, of every kind, for the business it is in now and the one it would be in
+                touched = inventory.businesses_touched(
+                    session, topology=parsed.topology, hosts=rows, services=parsed.services
                 )
-                require_biz(caller, parsed.biz_ids | current)
+                named = {biz: [parsed.row_name(where) for where in wheres] for biz, wheres in touched.items()}
+                require_biz(caller, touched, rows=named)
             result = inventory.apply_inventory(session, topology=parsed.topology, hosts=rows, services=parsed.services)
         return {
             "created_host_ids": result.created_host_ids,

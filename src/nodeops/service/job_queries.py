@@ -266,13 +266,18 @@ def _access(job: JobInfo) -> JobAccess:
     return JobAccess(job_id=job.job_id, bk_biz_scope=job.bk_biz_scope)
 
 
-def require_biz(caller: Caller, biz_ids: Collection[int]) -> None:
-    """Raise PermissionDenied unless the caller may operate agents on every one of ``biz_ids`` (spec §10)."""
+def require_biz(caller: Caller, biz_ids: Collection[int], *, rows: Mapping[int, Sequence[str]] | None = None) -> None:
+    """Raise PermissionDenied unless the caller may operate agents on every one of ``biz_ids`` (spec §10).
+
+    ``rows`` (``bk_biz_id -> [row names]``) lets the refusal name the rows of the request in those businesses."""
     if caller.is_superuser:
         return
     missing = sorted(set(biz_ids) - caller.biz_ids)
     if missing:
-        raise PermissionDenied(username=caller.username, job_id=None, missing_biz_ids=missing, action=OPERATE_ACTION)
+        named = list(dict.fromkeys(row for biz in missing for row in (rows or {}).get(biz, ())))
+        raise PermissionDenied(
+            username=caller.username, job_id=None, missing_biz_ids=missing, action=OPERATE_ACTION, rows=named
+        )
 
 
 # --- use cases ----------------------------------------------------------------------------------------------

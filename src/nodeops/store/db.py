@@ -221,6 +221,26 @@ def lock_for_update(session: Session, name: str | None = None) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"nodeops.{name}"})
 
 
+def follow_explicit_id(session: Session, table: str, column: str, value: int) -> None:
+    """After a row of ``table`` is given the explicit id ``value``, keep the ids ``column`` generates above it.
+
+    SQLite's rowid already goes on from the highest id. A PostgreSQL sequence does not look at the table, so it
+    would later hand out ``value`` again and the insert would fail; this moves it past ``value`` (never back).
+    Call it holding the lock that serializes the writers of ``table`` (``lock_for_update``): reading the
+    sequence and setting it are two steps.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return
+    connection.execute(
+        text(
+            "SELECT setval(CAST(seq AS regclass), :value) FROM pg_get_serial_sequence(:table, :column) AS seq "
+            "WHERE :value > COALESCE(pg_sequence_last_value(CAST(seq AS regclass)), 0)"
+        ),
+        {"table": table, "column": column, "value": value},
+    )
+
+
 def select_one(cur: Any) -> None:
     """The trivial query of a health check, on a cursor."""
     cur.execute("SELECT 1")

@@ -9,7 +9,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from nodeops.domain.status import Status
-from nodeops.store.db import lock_for_update
+from nodeops.store.db import follow_explicit_id, lock_for_update
 from nodeops.store.models import Host, HostModule, InstanceRecord, ServiceInstance
 
 
@@ -48,6 +48,8 @@ def claim_host(session: Session, host_id: int | None, *, bk_host_id: int | None,
     if host is None:
         host = Host(bk_host_id=bk_host_id) if bk_host_id else Host()
         session.add(host)
+        if bk_host_id:
+            follow_explicit_id(session, Host.__tablename__, "bk_host_id", bk_host_id)
     elif host.bk_biz_id != bk_biz_id:
         leave_business(session, host.bk_host_id)
     host.bk_biz_id = bk_biz_id

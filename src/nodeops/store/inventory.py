@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from nodeops.domain.instance_id import HostKey, InstanceId, NodeType, ObjectType, host_instance_id
 from nodeops.domain.scope import Scope, ScopeNode, ScopeNodeType, ScopeObject, TopoObject
 from nodeops.errors import InvalidInput
+from nodeops.store.db import follow_explicit_id
 from nodeops.store.hosts import claim_host, copy_login, find_host_id, lock_hosts
 from nodeops.store.models import Host, HostModule, ServiceInstance, TopoNode
 
@@ -140,6 +141,67 @@ def apply_inventory(
     )
 
 
+def businesses_touched(
+    session: Session, *, topology: Sequence[TopoRow], hosts: Sequence[HostRow], services: Sequence[ServiceRow]
+) -> dict[int, list[str]]:
+    """``bk_biz_id -> [row where]``: each business an import would write to, with the rows that write to it.
+
+    A row touches the business it names and every business its rows are in now: a topology node's own and its
+    parent's; a host's (found by bk_host_id and by address) and those of the modules it is placed in; a service
+    instance's own (by id), its host's and its module's (from the database, or from the import's topology for a
+    new module). Call it before ``apply_inventory`` in the same session: it takes the hosts lock first, so the
+    answer stays true until the session ends.
+    """
+    lock_hosts(session)
+    touched: dict[int, list[str]] = {}
+
+    def touch(biz: int | None, where: str) -> None:
+        if biz is not None and where not in (rows := touched.setdefault(int(biz), [])):
+            rows.append(where)
+
+    nodes = {(n.bk_obj_id, n.bk_inst_id): n.bk_biz_id for n in _topo_nodes(session, topology)}
+    for row in topology:
+        touch(row.bk_biz_id, row.where)
+        touch(nodes.get((row.bk_obj_id, row.bk_inst_id)), row.where)
+        if row.parent is not None:
+            touch(nodes.get(row.parent), row.where)
+    module_biz = _module_biz(session, {m for h in hosts for m in h.modules or ()} | {s.bk_module_id for s in services})
+    for host in hosts:
+        touch(host.bk_biz_id, host.where)
+        for biz in _host_biz_ids(session, host.bk_host_id, host.bk_cloud_id, host.inner_ip, host.inner_ipv6):
+            touch(biz, host.where)
+        for module in host.modules or ():
+            touch(module_biz.get(module), f"{host.where}.modules")
+    new_modules = {r.bk_inst_id: r.bk_biz_id for r in topology if r.bk_obj_id == TopoObject.MODULE.value}
+    for service in services:
+        touch(module_biz.get(service.bk_module_id, new_modules.get(service.bk_module_id)), service.where)
+        key = service.host_key
+        ipv4 = key.ip if key is not None and ":" not in key.ip else None
+        ipv6 = key.ip if key is not None and ipv4 is None else None
+        cloud = key.bk_cloud_id if key is not None else 0
+        address = (ipv4, ipv6) if service.bk_host_id is None else (None, None)
+        for biz in _host_biz_ids(session, service.bk_host_id, cloud, *address):
+            touch(biz, service.where)
+        if service.id is not None:
+            now = session.scalar(select(ServiceInstance.bk_biz_id).where(ServiceInstance.id == service.id))
+            touch(now, service.where)
+    return touched
+
+
+def _host_biz_ids(
+    session: Session, bk_host_id: int | None, bk_cloud_id: int, inner_ip: str | None, inner_ipv6: str | None
+) -> set[int]:
+    """The businesses of the host with this id and of the one at this address (either may be absent)."""
+    found: set[int] = set()
+    if bk_host_id is not None:
+        found.update(session.scalars(select(Host.bk_biz_id).where(Host.bk_host_id == bk_host_id)))
+    if inner_ip or inner_ipv6:
+        at_address = find_host_id(session, bk_cloud_id=bk_cloud_id, inner_ip=inner_ip, inner_ipv6=inner_ipv6)
+        if at_address is not None and at_address != bk_host_id:
+            found.update(session.scalars(select(Host.bk_biz_id).where(Host.bk_host_id == at_address)))
+    return {int(biz) for biz in found}
+
+
 def _topo_nodes(session: Session, rows: Sequence[TopoRow]) -> list[TopoNode]:
     wanted = {(r.bk_obj_id, r.bk_inst_id) for r in rows} | {r.parent for r in rows if r.parent is not None}
     if not wanted:
@@ -216,16 +278,21 @@ def _save_service(
     if not placed:
         problems[f"{row.where}.bk_module_id"] = f"host {host_id} is not in module {row.bk_module_id}"
         return None
+    # every read before the new instance joins the session: a query would flush it half-filled
+    biz = module_biz.get(row.bk_module_id) or _biz_of_module(session, row.bk_module_id)
     instance = session.get(ServiceInstance, row.id) if row.id is not None else None
+    created = instance is None
     if instance is None:
         instance = ServiceInstance(id=row.id) if row.id is not None else ServiceInstance()
         session.add(instance)
     instance.name = row.name
     instance.bk_host_id = host_id
     instance.bk_module_id = row.bk_module_id
-    instance.bk_biz_id = module_biz.get(row.bk_module_id) or _biz_of_module(session, row.bk_module_id)
+    instance.bk_biz_id = biz
     instance.processes = list(row.processes)
     session.flush()
+    if created and row.id is not None:
+        follow_explicit_id(session, ServiceInstance.__tablename__, "id", row.id)
     return instance.id
 
 

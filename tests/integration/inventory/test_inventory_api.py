@@ -154,6 +154,11 @@ def test_host_search_filters_and_pages(api):
             {"csv": "bk_biz_id,inner_ip\n2,10.0.0.1\nx,10.0.0.2\n"},
             "line 3.bk_biz_id: 'x' is not a non-negative integer",
         ),
+        (
+            {"csv": "bk_biz_id,inner_ip,bk_set_id,bk_module_id\n2,10.0.0.1,10,100\n2,10.0.0.2,10,y\n"},
+            "line 3.bk_module_id: 'y' is not an integer; line 3.modules[0]: 'y'",
+        ),
+        ({"csv": "bk_biz_id,inner_ip,bk_set_id\n2,10.0.0.1,x\n"}, "line 2.bk_set_id: 'x'"),
     ],
 )
 def test_a_bad_import_answers_3800001_naming_the_row_and_field(api, body, says):
