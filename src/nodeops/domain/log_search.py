@@ -94,6 +94,10 @@ def compile_query(q: object, *, regex: bool, case: bool) -> Matcher:
         q.encode()
     except UnicodeEncodeError:
         raise InvalidInput.field("q", "is not valid Unicode text (it holds a lone surrogate)") from None
+    if regex and _has_byte_escape(q):
+        raise InvalidInput.field(
+            "q", "is not a regular expression this search accepts: RE2's \\C (one byte) can split a character; use ."
+        )
     options = re2.Options()
     options.max_mem = PATTERN_MAX_MEM_BYTES
     options.log_errors = False  # a client's bad pattern is its answer, not a line in the service's log
@@ -104,6 +108,19 @@ def compile_query(q: object, *, regex: bool, case: bool) -> Matcher:
         return Matcher(re2.compile(q, options))
     except re2.error as exc:
         raise InvalidInput.field("q", _refusal(exc)) from None
+
+
+def _has_byte_escape(q: str) -> bool:
+    """Whether ``q`` has RE2's ``\\C`` (any one byte): its matches would end inside a character."""
+    index = 0
+    while index < len(q):
+        if q[index] == "\\":
+            if q[index + 1 : index + 2] == "C":
+                return True
+            index += 2
+        else:
+            index += 1
+    return False
 
 
 def _refusal(exc: Exception) -> str:
