@@ -198,6 +198,18 @@ def test_error_lines_are_marked_and_search_highlights_matches(stack, page):
     page.get_by_role("button", name="Search", exact=True).click()
     expect(marks).to_have_count(1, timeout=UI_TIMEOUT_MS)
     expect(marks.first).to_have_text("pid 4242")
+    # the service's dialect (RE2), highlighted with its spans: an inline flag the browser's engine refuses works,
+    # and lookaround, which RE2 has not, is refused with the service's reason
+    page.get_by_label("Match case").check()
+    page.get_by_label("Search", exact=True).fill(r"(?i)PID \d+")
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(marks).to_have_count(1, timeout=UI_TIMEOUT_MS)
+    expect(marks.first).to_have_text("pid 4242")
+    page.get_by_label("Search", exact=True).fill(r"pid(?= \d)")
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(page.get_by_role("alert")).to_contain_text("lookahead", timeout=UI_TIMEOUT_MS)
+    expect(marks).to_have_count(0)
+    page.get_by_label("Match case").uncheck()
     page.get_by_role("button", name="Clear", exact=True).click()
     expect(marks).to_have_count(0)
 

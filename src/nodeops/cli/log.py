@@ -3,7 +3,8 @@
 It reads through the tail answer (``GET /api/job/{job_id}/log/tail/`` with a cursor), so ``--follow`` prints
 each line once, in order, while the steps run, and shows a live bar of the job's hosts below; against a service
 without the tail answer it reads the seed answer instead and prints only what is new. HTTP only: imports the
-CLI's remote and render helpers, nothing from service/engine/store.
+CLI's remote and render helpers, nothing from service/engine/store; ``--grep`` is matched as the service's
+search matches (``domain.log_search``: a substring, or with ``--regex`` an RE2 pattern).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from nodeops.cli.render import (
     seconds_between,
     status_text,
 )
+from nodeops.domain.log_search import Matcher, compile_query
+from nodeops.errors import InvalidInput
 
 POLL_S = 0.5
 PROGRESS_EVERY_S = 1.0
@@ -144,7 +147,7 @@ def collect_status(statuses: Iterable[str]) -> str:
 class LogPrinter:
     """Prints steps and lines: a header when a step is first shown, a footer when a followed step ends."""
 
-    def __init__(self, out: Console, *, grep: re.Pattern[str] | None, steps: Callable[[StepState], bool]) -> None:
+    def __init__(self, out: Console, *, grep: Matcher | None, steps: Callable[[StepState], bool]) -> None:
         self.out = out
         self.grep = grep
         self.wanted = steps
@@ -182,7 +185,9 @@ class LogPrinter:
         level = _LEVEL.match(text)
         rendered = Text(text, style=LEVEL_STYLE.get(level.group(1), "") if level else "")
         if self.grep is not None:
-            self.matches += rendered.highlight_regex(self.grep, style="bold black on yellow")
+            for start, end in self.grep.spans(text):
+                rendered.stylize("bold black on yellow", start, end)
+                self.matches += 1
         self.out.print(rendered, soft_wrap=True, highlight=False, markup=False)
 
     def show(self, steps: list[StepState], batch: Batch, *, following: bool) -> None:
@@ -192,7 +197,7 @@ class LogPrinter:
                 continue
             lines = batch.new_lines.get(step.index, [])
             if self.grep is not None:
-                lines = [line for line in lines if self.grep.search(line)]
+                lines = [line for line in lines if self.grep.finds(line)]
             started = step.status != "PENDING" or bool(lines)
             if step.shown_status is None:
                 if (following and started) or (not following and (self.grep is None or lines)):
@@ -210,16 +215,17 @@ def log_command(
     instance_id: str = typer.Argument(..., help="host|instance|host|<bk_host_id or ip-cloud-0>, or a bk_host_id."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until the instance ends."),
     grep: str | None = typer.Option(None, "--grep", "-g", help="Only lines containing this text (case-insensitive)."),
-    regex: bool = typer.Option(False, "--regex", help="--grep is a regular expression."),
+    regex: bool = typer.Option(False, "--regex", help="--grep is a regular expression (RE2 syntax)."),
     step: list[str] = typer.Option([], "--step", "-s", help="Only this step: its number (1 = first) or its name."),
     attempt: int | None = typer.Option(None, "--attempt", min=1, help="An earlier run of a retried instance."),
     url: str | None = typer.Option(None, "--url", envvar="NODEOPS_URL", help="The service (default: its own address)."),
 ) -> None:
     """Print an instance's log, a header per step; with --follow, until it ends (exit 1 if it FAILED)."""
     try:
-        pattern = re.compile(grep if regex else re.escape(grep), re.IGNORECASE) if grep else None
-    except re.error as exc:
-        err_console.print(f"[red]error:[/red] --grep is not a valid regular expression: {exc}", highlight=False)
+        pattern = compile_query(grep, regex=regex, case=False) if grep else None
+    except InvalidInput as exc:
+        problem = "; ".join(exc.problems.values())
+        err_console.print(f"[red]error:[/red] --grep {problem}", highlight=False, markup=False)
         raise typer.Exit(code=2) from None
     settings = state(ctx).settings
     try:
@@ -249,7 +255,7 @@ def read_log(
     instance_id: str,
     *,
     follow: bool,
-    pattern: re.Pattern[str] | None,
+    pattern: Matcher | None,
     steps: list[str],
     attempt: int | None,
 ) -> str:

@@ -90,4 +90,5 @@ class Services:
         self.close()
 
     def close(self) -> None:
+        self.reading.close()
         self.db.dispose()

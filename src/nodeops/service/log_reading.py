@@ -4,16 +4,19 @@ Every use case authenticates, validates, finds the job (3801012) and checks the 
 before anything is sent, as the log API does; streams and downloads raise those errors before their first
 byte. Long work reads the store a page of chunks at a time (``store.log_scans``), in worker threads, so neither
 memory nor the event loop depends on the size of a log. Streams poll the store (short indexed reads), so they
-follow jobs run by any process.
+follow jobs run by any process. A search's pattern is matched only in the search threads (``SEARCH_THREADS``),
+never on the event loop, by RE2 (``domain.log_search``), which takes time linear in each line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import tarfile
+import threading
 import time
 import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -24,7 +27,7 @@ import orjson
 from nodeops.domain.answer import StepLog, strip_ansi
 from nodeops.domain.instance_id import InstanceId, parse_instance_id
 from nodeops.domain.log_cursor import Chunk, LogCursor
-from nodeops.domain.log_search import LEVELS, compile_query, line_level
+from nodeops.domain.log_search import LEVELS, Matcher, compile_query, line_level
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.errors import InstanceNotFound, InvalidInput, JobNotFound
 from nodeops.service.auth import Caller, CommonArgs
@@ -38,7 +41,8 @@ KEEPALIVE_S = 15.0  # a comment line at least this often keeps proxies from clos
 STREAM_PAGE_BYTES = 1024 * 1024
 MAX_PAGESIZE = 500
 MAX_BATCH = 500
-SEARCH_BUDGET_S = 10.0  # of scanning for one search; then it answers what it found, marked incomplete
+SEARCH_BUDGET_S = 10.0  # from a search's arrival; then it answers what it found, marked incomplete
+SEARCH_THREADS = 2  # searches scanning at once; more wait their turn within their own budget, and no other work waits
 BATCH_MAX_BYTES = 64 * 1024 * 1024  # of the steps' JSON in one batch answer (without tail)
 MAX_TAIL_LINES = 10_000
 ARCHIVE_FLUSH_BYTES = 64 * 1024
@@ -72,8 +76,7 @@ class SearchQuery:
     instance: InstanceId | None
     attempt: int | None
     q: str
-    regex: bool
-    case: bool
+    matcher: Matcher
     level: str | None
     step: int | str | None
     page: int
@@ -89,6 +92,15 @@ class LogReading:
         self.scans = LogScans(db)
         self.batch_max_bytes = BATCH_MAX_BYTES
         self.search_budget_s = SEARCH_BUDGET_S
+        self._searchers: ThreadPoolExecutor | None = None
+        self._searchers_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Shut the search threads down (a search under way ends by its deadline; a later one starts new ones)."""
+        with self._searchers_lock:
+            searchers, self._searchers = self._searchers, None
+        if searchers is not None:
+            searchers.shutdown(wait=False, cancel_futures=True)
 
     # --- access ----------------------------------------------------------------------------------------------
 
@@ -241,17 +253,22 @@ class LogReading:
 
     async def search(self, args: CommonArgs, params: Mapping[str, object]) -> dict[str, Any]:
         """Lines matching ``q`` across the job's instances (newest attempt of each) or one instance, a page of
-        them with the total; scanned a page of chunks at a time in a worker thread."""
+        them with the total; scanned a page of chunks at a time in a search thread, for at most
+        ``search_budget_s`` from now (waiting for a thread included)."""
         query = await self._validated(args, lambda: parse_search_query(params))
-        return await self.db.call(lambda: self._search(args, query))
+        deadline = time.monotonic() + self.search_budget_s
+        with self._searchers_lock:
+            if self._searchers is None:
+                self._searchers = ThreadPoolExecutor(max_workers=SEARCH_THREADS, thread_name_prefix="nodeops-search")
+            searchers = self._searchers
+        return await asyncio.get_running_loop().run_in_executor(searchers, self._search, args, query, deadline)
 
-    def _search(self, args: CommonArgs, query: SearchQuery) -> dict[str, Any]:
-        matcher = compile_query(query.q, regex=query.regex, case=query.case)
+    def _search(self, args: CommonArgs, query: SearchQuery, deadline: float) -> dict[str, Any]:
+        matcher = query.matcher
         first = (query.page - 1) * query.pagesize
         found: list[dict[str, Any]] = []
         total = searched = 0
         complete = True
-        deadline = time.monotonic() + self.search_budget_s
         with self.db.cursor() as cur:
             for record in self._records(cur, args, query.job_id, query.instance, query.attempt):
                 if not complete:
@@ -270,19 +287,20 @@ class LogReading:
                     else self.scans.record_chunks(cur, record.record_id)
                 )
                 for chunk in chunks:
-                    if time.monotonic() >= deadline:
-                        complete = False
-                        break
                     if chunk.step_index != current:
                         current, line_no = chunk.step_index, 0
                     for raw in chunk.text.split("\n"):
+                        # checked per line: one line's match is bounded (linear in its length), a chunk's
+                        # thousands of them are not
+                        if time.monotonic() >= deadline:
+                            complete = False
+                            break
                         line_no += 1
                         line = strip_ansi(raw)
                         level = line_level(line)
                         if query.level is not None and level != query.level:
                             continue
-                        spans = matcher.spans(line)
-                        if not spans:
+                        if not matcher.finds(line):
                             continue
                         if first <= total < first + query.pagesize:
                             found.append(
@@ -296,10 +314,12 @@ class LogReading:
                                     "line_no": line_no,
                                     "text": line,
                                     "level": level,
-                                    "spans": spans,
+                                    "spans": matcher.spans(line),
                                 }
                             )
                         total += 1
+                    if not complete:
+                        break
                 if complete:
                     searched += 1
         return {"total": total, "list": found, "complete": complete, "instances_searched": searched}
@@ -533,8 +553,9 @@ def parse_search_query(params: Mapping[str, object]) -> SearchQuery:
     regex = _flag(params, "regex", problems)
     case = _flag(params, "case", problems)
     q = params.get("q")
+    matcher: Matcher | None = None
     try:
-        compile_query(q, regex=regex, case=case)
+        matcher = compile_query(q, regex=regex, case=case)  # bounded: RE2 compiles within PATTERN_MAX_MEM_BYTES
     except InvalidInput as exc:
         problems.update(exc.problems)
     level = params.get("level") or None
@@ -553,14 +574,13 @@ def parse_search_query(params: Mapping[str, object]) -> SearchQuery:
         problems["pagesize"] = f"must be from 1 to {MAX_PAGESIZE}"
     if problems:
         raise InvalidInput(problems)
-    assert job_id is not None and isinstance(q, str)
+    assert job_id is not None and isinstance(q, str) and matcher is not None
     return SearchQuery(
         job_id=job_id,
         instance=instance,
         attempt=attempt,
         q=q,
-        regex=regex,
-        case=case,
+        matcher=matcher,
         level=level,
         step=step,
         page=page,

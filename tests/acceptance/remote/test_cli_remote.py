@@ -83,6 +83,13 @@ def test_log_grep_prints_only_matching_lines(stack, cli_env):
     assert body == ["[2021-09-16 15:07:20 INFO]开始更新任务状态"], done.stdout
     done = run(cli_env, "log", str(seed.job_id), SEED_INSTANCE, "--grep", "(", "--regex")
     assert done.returncode == 2 and "not a valid regular expression" in done.stderr
+    # the service's dialect (RE2): inline flags work, lookaround is refused with the reason
+    done = run(cli_env, "log", str(seed.job_id), SEED_INSTANCE, "--grep", r"(?i)开始执行\p{Han}+", "--regex")
+    assert [line for line in done.stdout.splitlines() if line.startswith("[")] == [
+        "[2021-09-16 15:06:39 INFO] 开始执行升级脚本"
+    ], done.stdout
+    done = run(cli_env, "log", str(seed.job_id), SEED_INSTANCE, "--grep", "开始(?=执行)", "--regex")
+    assert done.returncode == 2 and "lookahead" in done.stderr, done.stderr
 
 
 def test_log_follow_prints_a_running_jobs_lines_as_they_come_and_the_hosts_bar(stack, cli_env, tmp_path):

@@ -90,6 +90,29 @@
     return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   }
 
+  // The service counts characters (code points); JavaScript strings count UTF-16 units.
+  function unitOffset(text, codePoints) {
+    if (!/[\uD800-\uDFFF]/.test(text)) return codePoints;
+    let units = 0;
+    for (const char of text) {
+      if (codePoints-- <= 0) break;
+      units += char.length;
+    }
+    return units;
+  }
+
+  // Text with each [start, end) range (UTF-16 units, in order) in a <mark>.
+  function marked(text, spans) {
+    const out = [];
+    let last = 0;
+    for (const [start, end] of spans) {
+      out.push(text.slice(last, start), el("mark", { text: text.slice(start, end) }));
+      last = end;
+    }
+    out.push(text.slice(last));
+    return out.filter((part) => part !== "");
+  }
+
   function levelOf(line) {
     const match = /^\[[^\]]*?\b(DEBUG|INFO|WARNING|ERROR)\]/.exec(line);
     return match ? match[1] : "";
@@ -504,7 +527,8 @@
       this.status = "";
       this.stopped = false;
       this.mode = "tail"; // tail: cursors + stream; seed: the seed answer, read again while running
-      this.pattern = null;
+      this.pattern = null; // plain-text search: highlighted in every line, live ones too
+      this.hitSpans = new Map(); // regular-expression search: "step-line" -> the service's spans for that line
       this.follow = true;
       this.wrap = localStorage.getItem("nodeops.wrap") !== "off";
     }
@@ -713,22 +737,21 @@
     fillLine(node, line) {
       const level = levelOf(line);
       node.className = `line${level ? ` lvl-${level}` : ""}${node.classList.contains("target") ? " target" : ""}`;
-      node.replaceChildren(...this.highlighted(line));
+      node.replaceChildren(...this.highlighted(line, node.id.slice(2)));
     }
 
-    highlighted(line) {
+    highlighted(line, key) {
+      const served = this.hitSpans.get(key);
+      if (served) return marked(line, served.map(([start, end]) => [unitOffset(line, start), unitOffset(line, end)]));
       if (!this.pattern) return [line];
-      const out = [];
-      let last = 0;
+      const spans = [];
       this.pattern.lastIndex = 0;
       let match;
       while ((match = this.pattern.exec(line)) !== null) {
         if (match[0] === "") { this.pattern.lastIndex += 1; continue; }
-        out.push(line.slice(last, match.index), el("mark", { text: match[0] }));
-        last = match.index + match[0].length;
+        spans.push([match.index, match.index + match[0].length]);
       }
-      out.push(line.slice(last));
-      return out.filter((part) => part !== "");
+      return marked(line, spans);
     }
 
     rehighlight() {
@@ -739,7 +762,7 @@
           this.fillLine(node, step.lines[no - 1]);
           count += node.querySelectorAll("mark").length;
         });
-        if (this.pattern && step.log.querySelector("mark")) step.details.open = true;
+        if ((this.pattern || this.hitSpans.size) && step.log.querySelector("mark")) step.details.open = true;
       });
       return count;
     }
@@ -844,20 +867,19 @@
 
     clearSearch() {
       this.pattern = null;
+      this.hitSpans = new Map();
       this.rehighlight();
       this.results.replaceChildren();
     }
 
     async search(q, regex, cased) {
       if (!q) { this.clearSearch(); return; }
-      try {
-        this.pattern = new RegExp(regex ? q : escapeRegExp(q), cased ? "g" : "gi");
-      } catch (exc) {
-        this.pattern = null;
-        this.results.replaceChildren(el("p", { class: "error", role: "alert", text: `Invalid regular expression: ${exc.message}` }));
-        return;
-      }
-      const shown = this.rehighlight();
+      // A regular expression is the service's (RE2 syntax, linear time) and runs only there: the browser's
+      // engine has another syntax and can backtrack without end, so a regular expression highlights the lines
+      // the service found, with its spans. Plain text is highlighted here, in every line, live ones too.
+      this.pattern = regex ? null : new RegExp(escapeRegExp(q), cased ? "g" : "gi");
+      this.hitSpans = new Map();
+      let shown = this.rehighlight();
       const summary = el("p", { id: "search-summary", text: `${shown} match${shown === 1 ? "" : "es"} highlighted in the log below.` });
       this.results.replaceChildren(summary);
       let data;
@@ -865,18 +887,17 @@
         data = await api(`${this.base()}/search/?${query({ q, instance_id: this.instanceId, regex: regex ? "true" : "", case: cased ? "true" : "", pagesize: 100 })}`);
       } catch (exc) {
         if (exc instanceof ApiError && exc.code === 3800001) {
+          this.clearSearch();
           this.results.append(el("p", { class: "error", role: "alert", text: exc.message }));
         }
         return;
       }
+      if (regex) {
+        for (const hit of data.list || []) this.hitSpans.set(`${hit.step_index}-${hit.line_no}`, hit.spans || []);
+        shown = this.rehighlight();
+      }
       const items = (data.list || []).map((hit) => {
-        const text = [];
-        let last = 0;
-        for (const [start, end] of hit.spans || []) {
-          text.push(hit.text.slice(last, start), el("mark", { text: hit.text.slice(start, end) }));
-          last = end;
-        }
-        text.push(hit.text.slice(last));
+        const text = marked(hit.text, (hit.spans || []).map(([start, end]) => [unitOffset(hit.text, start), unitOffset(hit.text, end)]));
         return el("li", {},
           el("button", { type: "button", class: "link-button", onclick: () => this.jumpTo(hit.step_index, hit.line_no), text: `${hit.step} · line ${hit.line_no}` }),
           " ", el("code", { class: `hit${hit.level ? ` lvl-${hit.level}` : ""}` }, text));
