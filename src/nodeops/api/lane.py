@@ -147,7 +147,8 @@ class LaneProtocol(HttpToolsProtocol):
             return None
         prepared: Prepared
         try:
-            prepared = prepare("GET", url.query or b"", self.headers, address[1], None)
+            client = self.client[0] if self.client else ""
+            prepared = prepare("GET", url.query or b"", self.headers, address[1], None, client=client)
         except Exception as exc:  # answered in its turn, as its error (``routes.log.envelope``)
             prepared = exc
         keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
