@@ -140,7 +140,7 @@ def _existing_app(session: Session, code: str) -> App:
 def revoke_token(session: Session, *, digest: str, username: str, expires_at: datetime, now: datetime) -> bool:
     """Put a token on the revocation list until it expires; returns False when it already was. Entries of
     tokens that have expired meanwhile are dropped: an expired token is refused anyway."""
-    session.execute(delete(RevokedToken).where(RevokedToken.expires_at < now))
+    session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= now))
     if session.get(RevokedToken, digest) is not None:
         return False
     session.add(RevokedToken(token_digest=digest, username=username, expires_at=expires_at, revoked_at=now))
