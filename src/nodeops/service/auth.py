@@ -4,8 +4,9 @@ Precedence as ESB: the ``X-Bkapi-Authorization`` JSON header over request parame
 over ``bk_username`` (accepted only from apps registered with ``--allow-username``).
 
 The web viewer's session (docs/log-reading.md, "Sign-in") is a third way in: a request with no common args at
-all and the ``nodeops_session`` cookie (a bk_token) acts as that token's user, for the app ``nodeops-web``. Only
-on GET and HEAD, or on POST with the header ``X-Nodeops-Web: 1``, which a cross-site form cannot send.
+all and the ``nodeops_session`` cookie (a session token minted at sign-in, ``service.web_session``) acts as
+that token's user, for the app ``nodeops-web``. Only on GET and HEAD, or on POST with the header
+``X-Nodeops-Web: 1``, which a cross-site form cannot send.
 
 What an operator takes back (a disabled app or user, a revoked token, a closed session, a rotated secret) is
 refused from the next request on, on every process (``Authenticator``). Failed authentications are counted
