@@ -17,7 +17,8 @@
     ├── AuthError                     ESB layer (spec §1.1)
     │   ├── MissingAppCredentials     1306406
     │   ├── AppAuthFailed             1306403
-    │   └── UserAuthFailed            1306000
+    │   ├── UserAuthFailed            1306000
+    │   └── AuthThrottled             1306429 (too many failed authentications: refused until a time)
     ├── PermissionDenied              9900403
     │   └── LocalTransportDenied      9900403 (transport local, superusers only)
     ├── AgentTokenRejected            3800403
@@ -62,11 +63,19 @@ class ErrorCode(IntEnum):
     ESB_USER_AUTH_FAILED = 1306000
     ESB_APP_PERMISSION = 1306403
     ESB_ARGUMENT = 1306406
+    ESB_RATE_LIMITED = 1306429
 
 
 # Which error codes Node Manager itself emits (and so gets the "（code）" suffix on its message, spec §1.2);
 # the 1306xxx codes come from ESB, which never appends it.
-ESB_CODES = frozenset({ErrorCode.ESB_USER_AUTH_FAILED, ErrorCode.ESB_APP_PERMISSION, ErrorCode.ESB_ARGUMENT})
+ESB_CODES = frozenset(
+    {
+        ErrorCode.ESB_USER_AUTH_FAILED,
+        ErrorCode.ESB_APP_PERMISSION,
+        ErrorCode.ESB_ARGUMENT,
+        ErrorCode.ESB_RATE_LIMITED,
+    }
+)
 
 
 class NodeopsError(Exception):
@@ -257,16 +266,34 @@ class AppAuthFailed(AuthError):
 
     code = ErrorCode.ESB_APP_PERMISSION
 
-    def __init__(self, *, app_code: str) -> None:
-        super().__init__(
-            f"App authentication failed: bk_app_code {app_code!r} with this bk_app_secret is not a registered app"
-        )
+    def __init__(self, *, app_code: str, disabled: bool = False) -> None:
+        if disabled:
+            super().__init__(
+                f"App authentication failed: app {app_code!r} is disabled (`nodeops app enable` restores it)"
+            )
+        else:
+            super().__init__(
+                f"App authentication failed: bk_app_code {app_code!r} with this bk_app_secret is not a registered app"
+            )
 
 
 class UserAuthFailed(AuthError):
     """User authentication failed, please provide a valid user identity, such as bk_token, bk_username."""
 
     code = ErrorCode.ESB_USER_AUTH_FAILED
+
+
+class AuthThrottled(AuthError):
+    """Too many failed authentications: try again later."""
+
+    code = ErrorCode.ESB_RATE_LIMITED
+
+    def __init__(self, *, app_code: str, client: str, until: str, retry_after_s: int) -> None:
+        super().__init__(
+            f"Too many failed authentications of bk_app_code {app_code!r} from {client}: refused until {until}; "
+            f"retry in {retry_after_s} s"
+        )
+        self.retry_after_s = retry_after_s
 
 
 MAX_NAMED_ROWS = 5  # rows a PermissionDenied names; it counts the rest

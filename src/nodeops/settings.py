@@ -121,6 +121,23 @@ class Settings(BaseSettings):
         default=3600.0, gt=0, description="Seconds between two retention cleanups (when retention_days > 0)."
     )
 
+    auth_max_failures: int = Field(
+        default=10,
+        ge=1,
+        le=100000,
+        description="Failed authentications of one app from one client address, within auth_failure_window_s, "
+        "after which that app is refused from that address for auth_block_s (1306429).",
+    )
+    auth_failure_window_s: float = Field(
+        default=60.0, gt=0, le=86400, description="Seconds over which failed authentications are counted."
+    )
+    auth_block_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=86400,
+        description="Seconds an app is refused from a client address once its failures reach auth_max_failures.",
+    )
+
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str) -> str:

@@ -41,7 +41,6 @@ ParamsDep = Annotated[dict[str, Any], Depends(request_params)]
 async def current_caller(request: Request, params: ParamsDep, services: ServicesDep) -> Caller:
     """The authenticated caller; raises the ESB error saying what is missing or wrong."""
     args = gather_args(request, params)
-
     return await services.db.read(lambda cur: services.auth.authenticate(cur, args))
 
 
@@ -54,7 +53,13 @@ def gather_args(request: Request, params: dict[str, Any]) -> CommonArgs:
         cookie=headers.get("cookie"),
         method=request.method,
         web_header=headers.get(WEB_HEADER),
+        client=client_address(request),
     )
+
+
+def client_address(request: Request) -> str:
+    """The address the request came from: the connection's peer (``nodeops serve`` trusts no proxy header)."""
+    return request.client.host if request.client else ""
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]

@@ -16,6 +16,10 @@ start of the next turn (``loop.call_soon``):
 - each answer is one write (status line, headers and body together), and the writes of a batch follow each
   other, so a client waiting on several connections is woken once rather than once per response.
 
+A request that fails to authenticate is counted in the store before it is answered (``Authenticator.refused``,
+docs/security.md "Throttling"): a short write on the loop, made by failures only, so a block holds from the
+next request on, even within the same batch.
+
 Requests are read, validated and answered by the same functions as on the ASGI path (``routes.log.prepare``,
 ``LogService``, ``routes.log.envelope``), so both answer byte for byte alike; the tests run the log API through
 the lane on SQLite and through ASGI on PostgreSQL. A connection's answers keep its requests' order: a request
@@ -147,7 +151,8 @@ class LaneProtocol(HttpToolsProtocol):
             return None
         prepared: Prepared
         try:
-            prepared = prepare("GET", url.query or b"", self.headers, address[1], None)
+            client = self.client[0] if self.client else ""
+            prepared = prepare("GET", url.query or b"", self.headers, address[1], None, client=client)
         except Exception as exc:  # answered in its turn, as its error (``routes.log.envelope``)
             prepared = exc
         keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()

@@ -1,6 +1,12 @@
-"""``nodeops app``, ``nodeops user`` and ``nodeops token``: who may call the API."""
+"""``nodeops app``, ``nodeops user`` and ``nodeops token``: who may call the API, and taking that back.
+
+Every change holds from the next request on, on every running ``nodeops serve`` (no restart), and writes one
+audit line (logger ``nodeops.audit``, on stderr here).
+"""
 
 from __future__ import annotations
+
+import sys
 
 import typer
 
@@ -27,6 +33,42 @@ def app_add(
         raise fail(exc) from None
     console.print(f"app [bold]{new.code}[/bold] added; its secret (shown only now):", highlight=False)
     print(new.secret)
+
+
+@apps.command("rotate")
+def app_rotate(
+    ctx: typer.Context,
+    code: str = typer.Argument(..., help="bk_app_code of the app."),
+    secret: str | None = typer.Option(None, help="New bk_app_secret (>= 16 chars); default: a random one."),
+) -> None:
+    """Give an app a new secret and print it once; the old secret is refused from the next request on."""
+    try:
+        new = admin.rotate_app(state(ctx).services.db, code=code, secret=secret)
+    except NodeopsError as exc:
+        raise fail(exc) from None
+    console.print(f"app [bold]{new.code}[/bold] has a new secret (shown only now):", highlight=False)
+    print(new.secret)
+
+
+@apps.command("disable")
+def app_disable(ctx: typer.Context, code: str = typer.Argument(..., help="bk_app_code of the app.")) -> None:
+    """Refuse every request of an app (1306403), from the next one on, until `app enable`."""
+    _set_app(ctx, code, disabled=True)
+
+
+@apps.command("enable")
+def app_enable(ctx: typer.Context, code: str = typer.Argument(..., help="bk_app_code of the app.")) -> None:
+    """Accept a disabled app again, with the secret it had."""
+    _set_app(ctx, code, disabled=False)
+
+
+def _set_app(ctx: typer.Context, code: str, *, disabled: bool) -> None:
+    try:
+        changed = admin.set_app_disabled(state(ctx).services.db, code=code, disabled=disabled)
+    except NodeopsError as exc:
+        raise fail(exc) from None
+    now = "disabled" if disabled else "enabled"
+    console.print(f"app [bold]{code}[/bold] {'is now' if changed else 'was already'} {now}", highlight=False)
 
 
 @users.command("add")
@@ -57,6 +99,45 @@ def user_grant(
     console.print(f"user [bold]{name}[/bold] may view business {', '.join(map(str, biz))}", highlight=False)
 
 
+@users.command("revoke")
+def user_revoke(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Username."),
+    biz: list[int] = typer.Option(..., "--biz", help="Business id (bk_biz_id); repeat for several."),
+) -> None:
+    """Stop a user viewing the jobs of these businesses, from the next request on."""
+    try:
+        had = admin.revoke_grant(state(ctx).services.db, username=name, bk_biz_ids=biz)
+    except NodeopsError as exc:
+        raise fail(exc) from None
+    kept = sorted(set(biz) - set(had))
+    message = f"user [bold]{name}[/bold] may no longer view business {', '.join(map(str, sorted(set(biz))))}"
+    if kept:
+        message += f" (had no grant on {', '.join(map(str, kept))})"
+    console.print(message, highlight=False)
+
+
+@users.command("disable")
+def user_disable(ctx: typer.Context, name: str = typer.Argument(..., help="Username.")) -> None:
+    """Refuse every request on behalf of a user (1306000), whatever the app or token, until `user enable`."""
+    _set_user(ctx, name, disabled=True)
+
+
+@users.command("enable")
+def user_enable(ctx: typer.Context, name: str = typer.Argument(..., help="Username.")) -> None:
+    """Accept a disabled user again (its unexpired, unrevoked tokens work again too)."""
+    _set_user(ctx, name, disabled=False)
+
+
+def _set_user(ctx: typer.Context, name: str, *, disabled: bool) -> None:
+    try:
+        changed = admin.set_user_disabled(state(ctx).services.db, username=name, disabled=disabled)
+    except NodeopsError as exc:
+        raise fail(exc) from None
+    now = "disabled" if disabled else "enabled"
+    console.print(f"user [bold]{name}[/bold] {'is now' if changed else 'was already'} {now}", highlight=False)
+
+
 @tokens.command("issue")
 def token_issue(
     ctx: typer.Context,
@@ -75,3 +156,19 @@ def token_issue(
     except NodeopsError as exc:
         raise fail(exc) from None
     print(token)
+
+
+@tokens.command("revoke")
+def token_revoke(
+    ctx: typer.Context,
+    token: str = typer.Argument(..., help="The bk_token to revoke; - reads it from standard input."),
+) -> None:
+    """Refuse a bk_token, and every web session opened with it, from the next request on."""
+    cli = state(ctx)
+    if token == "-":
+        token = sys.stdin.readline()
+    try:
+        claims = admin.revoke_token(cli.services.db, cli.settings.resolved_secret_key(), token=token)
+    except NodeopsError as exc:
+        raise fail(exc) from None
+    console.print(f"bk_token of user [bold]{claims.username}[/bold] revoked", highlight=False)

@@ -10,7 +10,7 @@ from nodeops.engine import packages
 from nodeops.engine.connect import transport_factory
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.runner import Engine, FanOut
-from nodeops.service.auth import Authenticator
+from nodeops.service.auth import Authenticator, Throttle
 from nodeops.service.jobs import JobRunner
 from nodeops.service.log_reading import LogReading
 from nodeops.service.logs import LogService
@@ -43,7 +43,12 @@ class Services:
         """
         db = Database.connect(settings.database_url)
         secret_key = settings.resolved_secret_key()
-        auth = Authenticator(AccessReads(db), secret_key)
+        throttle = Throttle(
+            max_failures=settings.auth_max_failures,
+            window_s=settings.auth_failure_window_s,
+            block_s=settings.auth_block_s,
+        )
+        auth = Authenticator(AccessReads(db), secret_key, throttle=throttle)
         box = SecretBox(secret_key)
         heartbeats = HeartbeatWaiters()
         engine = Engine(

@@ -4,7 +4,10 @@ App secrets are stored as salted SHA-256 and compared in constant time; they are
 generate (or at least 16 characters chosen by an operator), so a slow password hash would add nothing but
 latency on every request. A ``bk_token`` is ``v1.<payload>.<mac>``: base64url JSON ``{"u": user, "iat", "exp"}``
 signed with HMAC-SHA256 under a key derived from the service's secret key, so tokens are verifiable and
-expirable without a lookup, and all of them die when the secret key changes.
+expirable without a lookup, and all of them die when the secret key changes. One can be taken back before it
+expires: its ``token_digest`` goes on the revocation list (``nodeops token revoke``), which the authenticator
+checks. A web session is a token of its own, minted at sign-in, whose payload also names the digest of the
+bk_token it was opened with (``"s"``), so revoking that bk_token ends its sessions too.
 """
 
 from __future__ import annotations
@@ -61,10 +64,27 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def issue_token(secret_key: bytes, *, username: str, ttl_s: int, now: datetime | None = None) -> str:
-    """A bk_token for ``username`` valid for ``ttl_s`` seconds."""
+def token_digest(token: str) -> str:
+    """The name a token goes by on the revocation list (SHA-256 hex); the token itself is never stored."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(
+    secret_key: bytes,
+    *,
+    username: str,
+    ttl_s: int,
+    now: datetime | None = None,
+    session_of: str | None = None,
+) -> str:
+    """A bk_token for ``username`` valid for ``ttl_s`` seconds; ``session_of`` is the digest of the bk_token a
+    web session is opened with (``web_session.open_session``)."""
     issued = int((now or datetime.now(UTC)).timestamp())
-    payload = _b64(json.dumps({"u": username, "iat": issued, "exp": issued + ttl_s}, separators=(",", ":")).encode())
+    claims: dict[str, object] = {"u": username, "iat": issued, "exp": issued + ttl_s}
+    if session_of is not None:
+        claims["s"] = session_of
+        claims["n"] = secrets.token_urlsafe(8)  # two sign-ins in one second are two sessions
+    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
     signed = f"{TOKEN_PREFIX}.{payload}"
     mac = _b64(hmac.new(_token_key(secret_key), signed.encode(), hashlib.sha256).digest())
     return f"{signed}.{mac}"
@@ -74,6 +94,8 @@ def issue_token(secret_key: bytes, *, username: str, ttl_s: int, now: datetime |
 class TokenClaims:
     username: str
     expires_at: float  # POSIX seconds
+    digest: str  # the token's ``token_digest``
+    session_of: str | None = None  # a web session: the digest of the bk_token it was opened with
 
 
 def verify_token(secret_key: bytes, token: str, *, now: datetime | None = None) -> TokenClaims:
@@ -87,10 +109,16 @@ def verify_token(secret_key: bytes, token: str, *, now: datetime | None = None) 
     try:
         claims = json.loads(_unb64(parts[1]))
         username, expires = str(claims["u"]), int(claims["exp"])
-    except (ValueError, KeyError, TypeError):
+        parent = claims.get("s")
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise UserAuthFailed("User authentication failed: bk_token payload is unreadable") from None
     current = now or datetime.now(UTC)
     if current.timestamp() >= expires:
         at = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         raise UserAuthFailed(f"User authentication failed: bk_token expired at {at}; issue a new one")
-    return TokenClaims(username=username, expires_at=float(expires))
+    return TokenClaims(
+        username=username,
+        expires_at=float(expires),
+        digest=token_digest(token),
+        session_of=parent if isinstance(parent, str) else None,
+    )

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -67,7 +68,8 @@ class Base(DeclarativeBase):
 
 
 class AccessEpoch(Base):
-    """One row whose ``value`` grows on every change to apps, users or grants, so readers may cache them."""
+    """One row whose ``value`` grows on every change to apps, users, grants, revoked tokens or blocks, so
+    readers may cache what they read of them."""
 
     __tablename__ = "access_epoch"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -82,6 +84,7 @@ class App(Base):
     secret_salt: Mapped[bytes] = mapped_column(LargeBinary(32))
     secret_hash: Mapped[bytes] = mapped_column(LargeBinary(64))
     allow_username: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # `app disable`
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -91,6 +94,7 @@ class User(Base):
     __tablename__ = "users"
     username: Mapped[str] = mapped_column(String(64), primary_key=True)
     is_superuser: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # `user disable`
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -100,6 +104,28 @@ class BizGrant(Base):
     __tablename__ = "biz_grants"
     username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"), primary_key=True)
     bk_biz_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class RevokedToken(Base):
+    """A bk_token or web session taken back before it expires (``token revoke``, signing out); kept until then."""
+
+    __tablename__ = "revoked_tokens"
+    token_digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 hex of the token
+    username: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    revoked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuthFailure(Base):
+    """Failed authentications of one app from one client address in the current window, and the block they
+    led to; shared by every process (docs/security.md, "Revocation, throttling and the audit log")."""
+
+    __tablename__ = "auth_failures"
+    app_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_started_at: Mapped[datetime] = mapped_column(index=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    blocked_until: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class Host(Base):

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from nodeops.domain.status import Status
+from nodeops.service.security import verify_token
 from nodeops.store import jobs
 from tests.factories import StepRun, make_job, make_seed_job, make_user
 from tests.integration.logs.support import error, ok
@@ -29,7 +30,11 @@ def test_sign_in_sets_an_httponly_samesite_strict_cookie_and_sign_out_clears_it(
     data = ok(response)
     assert data["username"] == "admin" and data["expires_at"] > 0
     cookie = response.headers["set-cookie"]
-    assert cookie.startswith(f"nodeops_session={token};")
+    # a session token of its own: the same user and expiry, never the bk_token itself (signing out ends it alone)
+    session_token = response.cookies["nodeops_session"]
+    assert session_token != token and cookie.startswith(f"nodeops_session={session_token};")
+    claims = verify_token(services.settings.resolved_secret_key(), session_token)
+    assert claims.username == "admin" and claims.expires_at == data["expires_at"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
     cleared = client.delete("/web/session/")
     ok(cleared)

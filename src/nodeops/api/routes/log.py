@@ -80,7 +80,10 @@ class LogFastPath:
             if method not in methods and not (method == "HEAD" and "GET" in methods):
                 raise MethodNotAllowed(method=method, allowed=methods)
             body = await read_json_body(receive, scope["headers"]) if method == "POST" else None
-            args, params = prepare(method, scope["query_string"], scope["headers"], path_job_id, body)
+            client = scope.get("client")
+            args, params = prepare(
+                method, scope["query_string"], scope["headers"], path_job_id, body, client=client[0] if client else ""
+            )
             outcome: bytes | Exception = await self.services.logs.answer(args, params)
         except ClientDisconnect:
             log_client_gone(scope["method"], scope["path"])
@@ -116,9 +119,12 @@ def prepare(
     headers: Iterable[tuple[bytes, bytes]],
     path_job_id: str | None,
     body: Mapping[str, object] | None,
+    *,
+    client: str,
 ) -> tuple[CommonArgs, dict[str, object]]:
     """The caller's common args and the request's parameters: the query, then the JSON body's fields, then the
-    job id of the path. Raises NodeopsError (a bad ``X-Bkapi-Authorization`` header)."""
+    job id of the path; ``client`` is the peer's address. Raises NodeopsError (a bad ``X-Bkapi-Authorization``
+    header)."""
     params: dict[str, object] = parse_query(query_string)
     if body is not None:
         params.update(body)
@@ -132,7 +138,8 @@ def prepare(
             web_header = value.decode("latin-1")
     if path_job_id is not None:
         params["job_id"] = path_job_id
-    return CommonArgs.gather(params, auth_header, cookie=cookie, method=method, web_header=web_header), params
+    args = CommonArgs.gather(params, auth_header, cookie=cookie, method=method, web_header=web_header, client=client)
+    return args, params
 
 
 def envelope(outcome: bytes | Exception, method: object, path: object) -> bytes:
