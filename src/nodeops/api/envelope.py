@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from nodeops.api.headers import NOSNIFF
 from nodeops.errors import (
     ESB_CODES,
     ErrorCode,
@@ -26,7 +27,8 @@ from nodeops.errors import (
 )
 
 log = logging.getLogger(__name__)
-JSON_HEADERS = [(b"content-type", b"application/json")]
+# the headers of the answers written outside the framework, whose own answers get NOSNIFF from ``NoSniff``
+JSON_HEADERS = [(b"content-type", b"application/json"), NOSNIFF]
 INTERNAL_MESSAGE = "系统错误，请联系管理员 (internal error; the server log has the details)"
 
 
