@@ -13,7 +13,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from nodeops.domain.status import Status
-from tests.factories import SEED_STEPS, StepRun, make_job, make_seed_job
+from nodeops.service import admin
+from tests.factories import SEED_STEPS, StepRun, make_job, make_seed_job, make_user
 from tests.integration.jobs.support import local_host
 from tests.live_jobs import SLOW_LINE, SLOW_LINES, Stack, artifact, publish_doc_image
 
@@ -89,6 +90,51 @@ def test_sign_in_refuses_a_bad_token_then_lists_jobs_with_a_status_filter(stack,
     page.goto(f"{stack.url}/#/signin?bk_token={stack.token}")
     expect(page.get_by_role("heading", name="Jobs", exact=True)).to_be_visible(timeout=UI_TIMEOUT_MS)
     assert stack.token not in page.url
+
+
+def test_a_sign_in_link_asks_before_replacing_an_open_session(stack, page):
+    make_user(stack.services, "mallory", superuser=True)
+    key = stack.services.settings.resolved_secret_key()
+    other = admin.token(stack.services.db, key, username="mallory", ttl_s=3600)
+    sign_in(page, stack)
+    expect(page.locator("#who-name")).to_have_text("Signed in as admin")
+
+    # someone else's link: nothing is sent until the operator chooses, and keeping the session keeps it
+    page.goto(f"{stack.url}/#/signin?bk_token={other}")
+    expect(page.get_by_role("heading", name="Switch user?")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(page.locator("#signin-switch")).to_contain_text("You are already signed in as admin")
+    assert other not in page.url
+    page.screenshot(path=artifact("viewer-signin-switch.png"), full_page=True)
+    page.get_by_role("button", name="Stay signed in as admin").click()
+    expect(page.get_by_role("heading", name="Jobs", exact=True)).to_be_visible(timeout=UI_TIMEOUT_MS)
+    page.reload()
+    expect(page.locator("#who-name")).to_have_text("Signed in as admin", timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_role("heading", name="Jobs", exact=True)).to_be_visible(timeout=UI_TIMEOUT_MS)
+
+    # the operator asked for it: the link's token signs in
+    page.goto(f"{stack.url}/#/signin?bk_token={other}")
+    page.get_by_role("button", name="Sign in with the link's token").click()
+    expect(page.get_by_role("heading", name="Jobs", exact=True)).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(page.locator("#who-name")).to_have_text("Signed in as mallory")
+
+    # no session (signed out): the link signs in at once, as `make run` prints it
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in to nodeops")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    page.goto(f"{stack.url}/#/signin?bk_token={stack.token}")
+    expect(page.get_by_role("heading", name="Jobs", exact=True)).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(page.locator("#who-name")).to_have_text("Signed in as admin")
+
+
+def test_api_docs_render_from_the_package_under_the_pages_policy(stack, page):
+    refused: list[str] = []
+    elsewhere: list[str] = []
+    page.on("console", lambda message: refused.append(message.text) if message.type == "error" else None)
+    page.on("request", lambda request: None if request.url.startswith(stack.url) else elsewhere.append(request.url))
+    page.goto(stack.url + "/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("nodeops", timeout=UI_TIMEOUT_MS)
+    expect(page.locator(".opblock-summary-path", has_text="/api/job/{job_id}/log/download/").first).to_be_visible()
+    page.screenshot(path=artifact("docs.png"))
+    assert elsewhere == [] and refused == [], (elsewhere, refused)
 
 
 def test_job_page_follows_a_running_job_then_filters_its_instances(stack, page):

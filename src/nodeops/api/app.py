@@ -15,6 +15,7 @@ from pydantic import BaseModel
 import nodeops
 from nodeops.api.connections import ConnectionLimits, guard_protocol
 from nodeops.api.envelope import install_handlers
+from nodeops.api.headers import NoSniff
 from nodeops.api.lane import LogLane
 from nodeops.api.limits import BodyLimit
 from nodeops.api.routes import agents, health, inventory, jobs, log_reading, session, subscriptions
@@ -58,6 +59,8 @@ def create_app(
         version=nodeops.__version__,
         description="Operational jobs on fleets of hosts, with the BlueKing Node Manager API.",
         lifespan=lifespan,
+        docs_url=None,  # served by the viewer's module, from this package (``mount_viewer``)
+        redoc_url=None,
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
@@ -69,8 +72,9 @@ def create_app(
     app.include_router(session.router)
     app.include_router(subscriptions.router)
     app.include_router(inventory.router)
-    mount_viewer(app)  # the log viewer at / and /web/static/; registered after the API's routes
+    mount_viewer(app)  # the log viewer at /, the API's docs at /docs, /web/static/; after the API's routes
     app.add_middleware(BodyLimit)
+    app.add_middleware(NoSniff)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     served = LogFastPath(agents.HeartbeatPath(app, services), services)
     lane = LogLane(services.logs, enabled=services.db.reads_inline)

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from nodeops.api.envelope import error_body
+from nodeops.api.envelope import JSON_HEADERS, error_body
 from nodeops.errors import NodeopsError, RequestTimeout, TooManyConnections
 from nodeops.settings import Settings
 
@@ -213,7 +213,9 @@ def _closing_answer(status: int, error: NodeopsError, default_headers: list[tupl
     head = [STATUS_LINE[status]]
     for name, value in default_headers:
         head += (name, b": ", value, b"\r\n")
-    head += (b"content-type: application/json\r\ncontent-length: ", str(len(body)).encode(), b"\r\n")
+    for name, value in JSON_HEADERS:
+        head += (name, b": ", value, b"\r\n")
+    head += (b"content-length: ", str(len(body)).encode(), b"\r\n")
     if status == 503:
         head.append(b"retry-after: 1\r\n")
     head += (b"connection: close\r\n\r\n", body)

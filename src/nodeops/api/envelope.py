@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from nodeops.api.bodies import log_client_gone
+from nodeops.api.headers import NOSNIFF
 from nodeops.errors import (
     ESB_CODES,
     ErrorCode,
@@ -29,7 +30,8 @@ from nodeops.errors import (
 )
 
 log = logging.getLogger(__name__)
-JSON_HEADERS = [(b"content-type", b"application/json")]
+# the headers of the answers written outside the framework, whose own answers get NOSNIFF from ``NoSniff``
+JSON_HEADERS = [(b"content-type", b"application/json"), NOSNIFF]
 INTERNAL_MESSAGE = "系统错误，请联系管理员 (internal error; the server log has the details)"
 
 

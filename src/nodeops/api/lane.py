@@ -41,6 +41,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from nodeops.api.envelope import JSON_HEADERS
 from nodeops.api.routes.log import envelope, log_address, prepare
 from nodeops.service.logs import LogService, Prepared
 
@@ -56,7 +57,8 @@ _NEEDS = (
     "_unset_keepalive_if_required",
     "shutdown",
 )
-_JSON = b"content-type: application/json\r\ncontent-length: "
+# the headers of the ASGI path's answer (``LogFastPath._respond``), in its order
+_JSON = b"".join(name + b": " + value + b"\r\n" for name, value in JSON_HEADERS) + b"content-length: "
 PIPELINE_PAUSE = 64  # a connection's requests waiting in the batch at which the lane stops reading it
 
 

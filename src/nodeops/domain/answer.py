@@ -2,14 +2,13 @@
 
 The same function renders the answer when a record is read and when a finished record's answer is sealed
 (stored beside it, see ``nodeops.store.answers``), so both are byte for byte the same. Every JSON answer has
-ANSI colour codes stripped (``strip_ansi``), and each step's log is capped at ``step_max_bytes``
+escape sequences stripped (``terminal.strip_ansi``), and each step's log is capped at ``step_max_bytes``
 (``NODEOPS_LOG_STEP_MAX_BYTES``): a longer log is cut at a line boundary and ends with a marker line saying how
 many bytes are left and where to read them (docs/log-reading.md, "Huge logs").
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -20,16 +19,10 @@ from urllib.parse import quote
 import orjson
 
 from nodeops.domain.status import Status, backtrace_steps
+from nodeops.domain.terminal import strip_ansi
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 DEFAULT_STEP_MAX_BYTES = 1024 * 1024
-# CSI sequences (colours, cursor moves: ESC [ ... final) and OSC sequences (titles, links: ESC ] ... BEL or ST)
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
-
-
-def strip_ansi(text: str) -> str:
-    """``text`` without ANSI escape sequences (a no-op scan when it has no ESC character)."""
-    return _ANSI.sub("", text) if "\x1b" in text else text
 
 
 def utf8_size(text: str) -> int:

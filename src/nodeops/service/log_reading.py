@@ -24,11 +24,12 @@ from typing import Any
 
 import orjson
 
-from nodeops.domain.answer import StepLog, strip_ansi
+from nodeops.domain.answer import StepLog
 from nodeops.domain.instance_id import InstanceId, parse_instance_id
 from nodeops.domain.log_cursor import Chunk, LogCursor
 from nodeops.domain.log_search import LEVELS, Matcher, compile_query, line_level
 from nodeops.domain.status import ACTIVE, Status
+from nodeops.domain.terminal import strip_ansi, strip_controls
 from nodeops.errors import InstanceNotFound, InvalidInput, JobNotFound
 from nodeops.service.auth import Caller, CommonArgs
 from nodeops.service.logs import LogService, TailQuery, parse_log_query, parse_tail_query, positive_int
@@ -340,7 +341,8 @@ class LogReading:
 
     async def open_download(self, args: CommonArgs, params: Mapping[str, object]) -> tuple[str, AsyncIterator[bytes]]:
         """Check the request, then return the file name and the stream of one instance's full log as text
-        (ANSI codes kept), each step under a header line, read a page of chunks at a time."""
+        (colours kept, every other control dropped: ``_served``), each step under a header line, read a page of
+        chunks at a time."""
         query = await self._validated(args, lambda: parse_log_query(params))
         record = await self.db.read(lambda cur: self.logs.find_record(cur, args, query))
         record_id = record.record_id
@@ -357,7 +359,7 @@ class LogReading:
             while True:
                 page = await self.db.call(lambda a=after, s=step.index: self._page(record_id, s, a))  # type: ignore[misc]
                 if page:
-                    yield "".join(chunk.text + "\n" for chunk in page).encode()
+                    yield _served(page)
                 if len(page) < PAGE:
                     break
                 after = page[-1].id
@@ -375,7 +377,8 @@ class LogReading:
 
     async def open_archive(self, args: CommonArgs, params: Mapping[str, object]) -> tuple[str, AsyncIterator[bytes]]:
         """Check the request, then return the file name and a .tar.gz stream of every instance's log (newest
-        attempt), one file each; sizes are read first so each member streams without being held."""
+        attempt), one file each, their text as the download serves it; each member's size is counted first (a read
+        of its text) so that it then streams without being held."""
         problems: dict[str, str] = {}
         job_id = await self._validated(args, lambda: _required_job_id(params, problems))
         records = await self.db.read(lambda cur: self._archive_records(cur, args, job_id))
@@ -400,7 +403,7 @@ class LogReading:
 
         for record in records:
             headers, last, sizes = await self.db.call(lambda r=record: self._member_plan(r))  # type: ignore[misc]
-            length = sum(len(h) for h in headers) + sum(count + octets for count, octets in sizes.values())
+            length = sum(len(h) for h in headers) + sum(sizes.values())
             info = tarfile.TarInfo(f"job-{job_id}/{_host_name(record)}-{record.attempt}.log")
             info.size, info.mtime, info.mode = length, now, 0o644
             if out := add(info.tobuf(format=tarfile.PAX_FORMAT)):
@@ -418,14 +421,27 @@ class LogReading:
         pending.append(gzip.flush())
         yield b"".join(pending)
 
-    def _member_plan(self, record: RecordRow) -> tuple[list[bytes], int, dict[int, tuple[int, int]]]:
+    def _member_plan(self, record: RecordRow) -> tuple[list[bytes], int, dict[int, int]]:
+        """A member's step headers, the newest chunk it holds, and the bytes of each step's text as served.
+        Those bytes are counted by reading the text a first time (a page at a time): what ``_served`` drops is
+        known only from the text, and a tar header states its member's size before the member."""
         with self.db.cursor() as cur:
             _status, steps = self.logs.reads.fetch_state(cur, record.record_id)
-            last, sizes = self.scans.log_sizes(cur, record.record_id)
+            last, stored = self.scans.log_sizes(cur, record.record_id)
+        sizes: dict[int, int] = {}
+        for index in stored:
+            size = after = 0
+            while True:
+                page = self._page(record.record_id, index, after, last)
+                size += len(_served(page))
+                if len(page) < PAGE:
+                    break
+                after = page[-1].id
+            sizes[index] = size
         return self._headers(steps), last, sizes
 
     async def _member_blocks(
-        self, record_id: int, headers: list[bytes], last: int, sizes: Mapping[int, tuple[int, int]]
+        self, record_id: int, headers: list[bytes], last: int, sizes: Mapping[int, int]
     ) -> AsyncIterator[bytes]:
         for index, header in enumerate(headers):
             yield header
@@ -435,7 +451,7 @@ class LogReading:
             while True:
                 page = await self.db.call(lambda a=after, i=index: self._page(record_id, i, a, last))  # type: ignore[misc]
                 if page:
-                    yield "".join(chunk.text + "\n" for chunk in page).encode()
+                    yield _served(page)
                 if len(page) < PAGE:
                     break
                 after = page[-1].id
@@ -513,6 +529,12 @@ class LogReading:
 
 
 # --- validation and helpers -----------------------------------------------------------------------------------
+
+
+def _served(page: Sequence[Chunk]) -> bytes:
+    """A page of chunks as the download and the archive serve it: each chunk's lines with their colours (SGR)
+    and without any other escape sequence or control character (``domain.terminal``)."""
+    return "".join(strip_controls(chunk.text, keep_sgr=True) + "\n" for chunk in page).encode()
 
 
 def _to_send(events: list[bytes], last_sent: float) -> tuple[bytes | None, float]:

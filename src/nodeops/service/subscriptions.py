@@ -30,6 +30,7 @@ from nodeops.domain.scope import (
     parse_steps,
 )
 from nodeops.domain.status import Status, backtrace_steps, collect_status
+from nodeops.domain.terminal import strip_controls
 from nodeops.engine import packages
 from nodeops.engine.steps import AgentPackage
 from nodeops.errors import (
@@ -586,7 +587,7 @@ class SubscriptionService:
                     "node_name": s.name,
                     "step_code": s.code,
                     "pipeline_id": f"{record.record_id}-{s.index}",
-                    "log": s.log,
+                    "log": strip_controls(s.log),
                     "ex_data": None,
                     "status": status.value,
                     "start_time": self._time(s.start_at),

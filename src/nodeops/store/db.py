@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import threading
 import weakref
@@ -49,11 +50,14 @@ class Database:
 
     @classmethod
     def connect(cls, url: str, *, pool_size: int = 10) -> Database:
-        """Open (lazily) the database at ``url``; a SQLite file's folder is created if missing."""
+        """Open (lazily) the database at ``url``; a SQLite file is created if missing (``create_private``), and
+        its folder too."""
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite":
-            if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            if parsed.database and parsed.database != ":memory:" and not parsed.query.get("uri"):
+                path = Path(parsed.database)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                create_private(path)
             engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
@@ -199,6 +203,18 @@ class Database:
         for conn in raw:
             conn.close()
         self.engine.dispose()
+
+
+def create_private(path: Path) -> None:
+    """Create ``path`` empty (an empty file is an empty SQLite database), readable and writable by its owner
+    only (0600), unless it exists. SQLite would create it with the umask's mode, often readable by every user,
+    and it holds the hosts' logs and their sealed credentials; created with its mode, it is never readable by
+    others, not even for a moment. SQLite gives the ``-wal`` and ``-shm`` files it adds the database's mode."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def lock_for_update(session: Session, name: str | None = None) -> None:

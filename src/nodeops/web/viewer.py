@@ -1,8 +1,10 @@
-"""Mounts the log viewer on the FastAPI app: ``GET /`` answers ``static/index.html``, ``/web/static/`` its assets.
+"""Mounts the log viewer on the FastAPI app: ``GET /`` answers ``static/index.html``, ``/web/static/`` its assets;
+and the API's documentation, ``GET /docs``: ``static/docs.html``, Swagger UI from ``static/swagger-ui/``.
 
 The pages route on the URL's hash (``#/``, ``#/task-list/{job_id}``, ``#/task-list/{job_id}/log/{instance_id}``,
 Node Manager's deep link), so the server has a single page to serve and every API path stays the API's.
-Imports nothing from nodeops.
+Both pages load only files of this package, under the same headers (``PAGE_HEADERS``). Imports nothing from
+nodeops.
 """
 
 from __future__ import annotations
@@ -32,7 +34,14 @@ async def index() -> Response:
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
 
+async def docs() -> Response:
+    """The API's documentation: Swagger UI on ``/openapi.json``."""
+    return FileResponse(STATIC_DIR / "docs.html", media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+
 def mount_viewer(app: FastAPI) -> None:
-    """Serve the viewer at ``/`` and its assets under ``/web/static/``; other paths are left to the API."""
+    """Serve the viewer at ``/``, the API's documentation at ``/docs`` (build the app with ``docs_url=None``,
+    ``redoc_url=None``) and their assets under ``/web/static/``; other paths are left to the API."""
     app.mount(ASSETS_PATH, StaticFiles(directory=STATIC_DIR), name="web-static")
     app.add_api_route("/", index, methods=["GET", "HEAD"], include_in_schema=False)
+    app.add_api_route("/docs", docs, methods=["GET", "HEAD"], include_in_schema=False)

@@ -126,6 +126,7 @@ def test_partial_headers_are_answered_408_and_closed_after_the_header_timeout(co
     status, headers, body, rest = read_answer(sock)
     elapsed = time.monotonic() - started
     assert status == 408 and headers["connection"] == "close" and rest == b""
+    assert headers["x-content-type-options"] == "nosniff"
     assert_envelope(body, 3800408, "headers did not all arrive within 0.5 s (NODEOPS_HEADER_TIMEOUT_S)")
     assert 0.5 <= elapsed < WAIT_S
     assert any(getattr(r, "action", "") == "request_timeout" for r in server_logs.records)
@@ -202,6 +203,7 @@ def test_connections_past_the_cap_are_refused_with_503_while_the_others_work(con
     refused.sendall(request_head("GET", "/healthz"))
     status, headers, body, rest = read_answer(refused)
     assert status == 503 and headers["connection"] == "close" and headers["retry-after"] == "1" and rest == b""
+    assert headers["x-content-type-options"] == "nosniff"
     assert_envelope(body, 3800503, "already has 4 connections open", "NODEOPS_MAX_CONNECTIONS")
     for sock in admitted:  # the connections below the cap are served as before
         assert healthz_works(sock)

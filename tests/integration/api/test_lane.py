@@ -115,6 +115,22 @@ def test_lane_answers_byte_for_byte_as_the_asgi_path(services, live_server, seed
     assert lane is None or lane.requests == len(cases)
 
 
+def test_lane_answers_with_the_asgi_paths_headers_nosniff_included(services, live_server, seeded):
+    target = log_target(seeded, job_id=1, instance_id=1)
+    over_http = httpx.get(live_server.url + target)
+    lane = lane_of(live_server)
+    assert lane is None or lane.requests == 1
+
+    async def asgi_headers() -> list[tuple[bytes, bytes]]:
+        transport = httpx.ASGITransport(app=live_server.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            return (await client.get(target)).headers.raw
+
+    own = [(name, value) for name, value in over_http.headers.raw if name not in (b"date", b"server")]
+    assert own == asyncio.run(asgi_headers())
+    assert (b"x-content-type-options", b"nosniff") in own
+
+
 def test_a_connection_gets_its_answers_in_the_order_it_asked(services, live_server, seeded):
     ok = log_target(seeded, job_id=1, instance_id=1)
     missing = log_target(seeded, job_id=1, instance_id=7)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 import threading
 import time
@@ -184,6 +185,44 @@ def test_download_keeps_ansi_and_archive_holds_one_file_per_instance(client, ser
         assert member.read().decode() == text
     assert names == [f"job-{job.job_id}/127.0.0.1-1.log"]
     error(client.get(f"/api/job/{job.job_id}/log/download/", params={**auth, "instance_id": 9}), 3800007)
+
+
+def test_download_and_archive_keep_colours_and_drop_every_other_terminal_control(client, services, auth):
+    job = running_job(services)
+    append(
+        services,
+        job.record_id,
+        0,
+        [
+            "\x1b]0;owned title\x07\x1b[31mred\x1b[0m",  # a window title (OSC ended by BEL), then a colour
+            "\x1b]8;;http://127.0.0.1/x\x1b\\link\x1b]8;;\x1b\\ \x1b[2J\x1b[1;1Hcleared\x1bc",  # link, erase, reset
+            "bell\x07 back\x08space hidden\rshown \x9b2J",  # lone controls and an 8-bit CSI
+        ],
+    )
+    append(services, job.record_id, 1, ["\x1b[1mbold\x1b[0m\x1b[5A up"])
+    response = client.get(f"/api/job/{job.job_id}/log/download/", params={**auth, "instance_id": job.instance_id})
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    text = response.text
+    lines = text.split("\n")
+    assert lines[1:4] == [
+        "\x1b[31mred\x1b[0m",
+        "link cleared",
+        "bell backspace hiddenshown ",
+    ]
+    assert lines[5] == "\x1b[1mbold\x1b[0m up"
+    without_colours = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", without_colours), without_colours
+
+    archive = client.get(f"/api/job/{job.job_id}/log/archive/", params=auth)
+    assert archive.headers["cache-control"] == "no-store"
+    assert archive.headers["x-content-type-options"] == "nosniff"
+    with tarfile.open(fileobj=io.BytesIO(archive.content), mode="r:gz") as tar:
+        member = tar.getmember(f"job-{job.job_id}/127.0.0.1-1.log")
+        extracted = tar.extractfile(member)
+        assert extracted is not None
+        # the same text, its size announced exactly: nothing padded where controls were dropped
+        assert extracted.read().decode() == text and member.size == len(text.encode())
 
 
 def test_batch_answers_steps_or_last_lines_in_the_order_asked(client, services, auth):

@@ -4,10 +4,13 @@ each API's validation, lookup and permission errors with their codes and message
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from nodeops.store.models import AccessPoint
 from tests.integration.jobs.support import dead_port
+from tests.integration.logs.support import append
 from tests.integration.subscriptions.support import BACKEND, ESB_BACKEND, INVENTORY, topology, wait_result
 
 RESTART = [{"id": "agent", "type": "AGENT", "config": {"job_type": "RESTART_AGENT"}, "params": {}}]
@@ -119,6 +122,20 @@ def test_a_service_instance_is_read_by_its_own_id_and_never_by_its_hosts_forms(a
         f"{BACKEND}/task_result_detail/", {"subscription_id": subscription_id, "instance_id": row["instance_id"]}
     )
     assert detail["steps"][0]["target_hosts"][0]["sub_steps"][1]["log"] == steps[1]["log"]
+
+
+def test_task_result_detail_serves_logs_without_any_terminal_control(api, inventory, services):
+    subscription_id = subscribe(api, "SERVICE", "INSTANCE", [{"id": 501}])
+    api.ok(f"{BACKEND}/run/", {"subscription_id": subscription_id})
+    (row,) = wait_result(api, subscription_id)["list"]
+    query = {"subscription_id": subscription_id, "instance_id": row["instance_id"]}
+    record_id = api.ok(f"{BACKEND}/task_result_detail/", query)["record_id"]
+    host_output = "\x1b]0;owned\x07\x1b[31mred\x1b[0m \x1b[2J\x1b[Hcleared\x1bc bell\x07 hidden\rshown"
+    append(services, record_id, 1, [host_output])
+    sub_steps = api.ok(f"{BACKEND}/task_result_detail/", query)["steps"][0]["target_hosts"][0]["sub_steps"]
+    assert sub_steps[1]["log"].endswith("\nred cleared bell hiddenshown")
+    for sub_step in sub_steps:
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", sub_step["log"]), sub_step
 
 
 def test_task_result_pages_filters_retry_and_revoke(api, inventory):

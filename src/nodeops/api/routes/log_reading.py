@@ -111,15 +111,17 @@ async def search(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: 
 
 
 def _attachment(name: str, body: AsyncIterator[bytes], media_type: str) -> Response:
+    """A download: never kept by a browser's or a proxy's cache (logs may hold what a host should not show)."""
     disposition = f"attachment; filename=\"{name}\"; filename*=UTF-8''{quote(name)}"
-    return StreamingResponse(body, media_type=media_type, headers={"Content-Disposition": disposition})
+    headers = {"Content-Disposition": disposition, "Cache-Control": "no-store"}
+    return StreamingResponse(body, media_type=media_type, headers=headers)
 
 
 @_route(
     "/api/job/{job_id}/log/download/",
     ["GET"],
     operation_id="job_log_download",
-    summary="Download one instance's full log as text (ANSI codes kept), a header line per step",
+    summary="Download one instance's full log as text (colours kept, other controls dropped), a header line per step",
 )
 async def download(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep) -> Response:
     name, body = await services.reading.open_download(args, {**params, "job_id": job_id})

@@ -215,7 +215,7 @@
     document.getElementById("who").hidden = route.view === "signin";
     main.replaceChildren(el("p", { class: "loading", text: "Loading…" }));
     try {
-      if (route.view === "signin") renderSignin(route);
+      if (route.view === "signin") await renderSignin(route);
       else if (route.view === "job") await renderJob(route);
       else if (route.view === "instance") await renderInstance(route);
       else await renderJobs(route);
@@ -228,7 +228,7 @@
 
   // ---- sign in -------------------------------------------------------------------------------------------
 
-  function renderSignin(route) {
+  async function renderSignin(route) {
     setTitle("Sign in");
     const input = el("input", {
       id: "bk-token", name: "bk_token", type: "password", autocomplete: "off", required: true, spellcheck: "false",
@@ -251,6 +251,7 @@
         const name = data && typeof data === "object" ? data.username || data.bk_username || "" : "";
         if (name) localStorage.setItem("nodeops.username", name);
         else localStorage.removeItem("nodeops.username");
+        document.getElementById("who-name").textContent = name ? `Signed in as ${name}` : "";
         input.value = "";
         const next = sessionStorage.getItem("nodeops.after-signin") || "#/";
         sessionStorage.removeItem("nodeops.after-signin");
@@ -263,11 +264,41 @@
     main.replaceChildren(form);
     input.focus();
     const given = route.params.get("bk_token"); // the sign-in link `make run` prints
-    if (given) {
-      history.replaceState(null, "", "#/signin"); // out of the address bar and the history
-      input.value = given;
+    if (!given) return;
+    history.replaceState(null, "", "#/signin"); // out of the address bar and the history
+    input.value = given;
+    const current = await currentSession();
+    if (current === null) {
       form.requestSubmit();
+      return;
     }
+    // A link can carry anyone's token: followed unseen, it would swap the operator's session for its user's,
+    // and what they do next would be done, and shown, as that user. So it asks.
+    setTitle("Switch user?");
+    const keep = el("button", {
+      type: "button", text: current ? `Stay signed in as ${current}` : "Stay signed in",
+      onclick: () => { input.value = ""; location.hash = "#/"; },
+    });
+    form.querySelector("button[type=submit]").textContent = "Sign in with the link's token";
+    const heading = form.querySelector("h1");
+    heading.textContent = "Switch user?";
+    heading.after(el("p", { class: "error", id: "signin-switch", role: "alert" },
+      `You are already signed in${current ? ` as ${current}` : ""}. This link signs in with the bk_token it carries, `,
+      "which may be someone else's: what you do next would be done as its user. Sign in with it only if you ",
+      "asked for this link."));
+    form.append(keep);
+    keep.focus();
+  }
+
+  // Whether the session cookie (HttpOnly, so unreadable here) still signs in: null when the service says it does
+  // not, else the name it was opened for ("" when unknown). Any other answer counts as a session: better to ask.
+  async function currentSession() {
+    try {
+      await api("/api/job/job_list/", { method: "POST", body: { page: 1, pagesize: 1 } });
+    } catch (exc) {
+      if (exc instanceof ApiError && AUTH_CODES.has(exc.code)) return null;
+    }
+    return localStorage.getItem("nodeops.username") || "";
   }
 
   async function signOut() {
