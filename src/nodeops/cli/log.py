@@ -28,6 +28,7 @@ from nodeops.cli.render import (
     seconds_between,
     status_text,
 )
+from nodeops.domain.params import is_ascii_digits
 
 POLL_S = 0.5
 PROGRESS_EVERY_S = 1.0
@@ -238,8 +239,8 @@ def log_command(
 def step_filter(wanted: list[str]) -> Callable[[StepState], bool]:
     if not wanted:
         return lambda _state: True
-    numbers = {int(w) - 1 for w in wanted if w.isdigit()}
-    names = {w for w in wanted if not w.isdigit()}
+    numbers = {int(w) - 1 for w in wanted if is_ascii_digits(w)}
+    names = {w for w in wanted if not is_ascii_digits(w)}
     return lambda state: state.index in numbers or state.step in names
 
 

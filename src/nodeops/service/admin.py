@@ -69,7 +69,7 @@ def token(db: Database, secret_key: bytes, *, username: str, ttl_s: int) -> str:
     return issue_token(secret_key, username=username, ttl_s=ttl_s)
 
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
+_DURATION = re.compile(r"^\s*(\d{1,9})\s*([smhdw]?)\s*$", re.ASCII)  # re.ASCII: \d alone matches any Unicode digit
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 

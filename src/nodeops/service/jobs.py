@@ -16,6 +16,7 @@ from typing import Any
 
 from nodeops.crypto import SecretBox
 from nodeops.domain.instance_id import MAX_HOST_ID, HostKey, host_instance_id
+from nodeops.domain.params import int_value
 from nodeops.domain.plans import JobType, plan_steps
 from nodeops.domain.status import Status
 from nodeops.engine import packages
@@ -169,13 +170,8 @@ def _int(
         if required:
             problems[f"{where}.{name}"] = "is required (an integer)"
         return default
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
-        problems[f"{where}.{name}"] = f"{value!r} is not a non-negative integer"
-        return default
-    if len(str(value)) > 20 or int(value) > maximum:  # the store's columns hold no more
-        problems[f"{where}.{name}"] = f"must be at most {maximum}"
-        return default
-    return int(value)
+    number = int_value(value, f"{where}.{name}", problems, minimum=0, maximum=maximum)  # what the columns hold
+    return default if number is None else number
 
 
 def _ip(item: Mapping[str, object], name: str, family: int, where: str, problems: dict[str, str]) -> str | None:

@@ -25,6 +25,7 @@ from nodeops.domain.answer import StepLog, strip_ansi
 from nodeops.domain.instance_id import InstanceId, parse_instance_id
 from nodeops.domain.log_cursor import Chunk, LogCursor
 from nodeops.domain.log_search import LEVELS, compile_query, line_level
+from nodeops.domain.params import is_ascii_digits, parse_int
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.errors import InstanceNotFound, InvalidInput, JobNotFound
 from nodeops.service.auth import Caller, CommonArgs
@@ -37,6 +38,7 @@ POLL_S = 0.5  # how often a stream reads the store
 KEEPALIVE_S = 15.0  # a comment line at least this often keeps proxies from closing an idle stream
 STREAM_PAGE_BYTES = 1024 * 1024
 MAX_PAGESIZE = 500
+_LAST_EVENT_ID_MAX = 253_402_300_799 * 1_000_000  # 9999-12-31 23:59:59 UTC in µs, the last a datetime holds
 MAX_BATCH = 500
 SEARCH_BUDGET_S = 10.0  # of scanning for one search; then it answers what it found, marked incomplete
 BATCH_MAX_BYTES = 64 * 1024 * 1024  # of the steps' JSON in one batch answer (without tail)
@@ -177,9 +179,10 @@ class LogReading:
         job_id = positive_int(params, "job_id", problems, required=True)
         if last_event_id:
             text = last_event_id.strip()
-            if text.isascii() and text.isdigit() and len(text) <= 20:
-                since = datetime.fromtimestamp(int(text) / 1_000_000, UTC)
-            else:
+            try:
+                moment = parse_int(text, "Last-Event-ID", minimum=0, maximum=_LAST_EVENT_ID_MAX)
+                since = datetime.fromtimestamp(moment / 1_000_000, UTC)
+            except InvalidInput:
                 problems["Last-Event-ID"] = f"{text[:40]!r} is not an id this stream sent; reconnect without it"
         if problems:
             await self._validated(args, lambda: _raise(problems))
@@ -546,7 +549,7 @@ def parse_search_query(params: Mapping[str, object]) -> SearchQuery:
     raw_step = params.get("step")
     if raw_step not in (None, ""):
         text = str(raw_step).strip()
-        step = int(text) if text.isascii() and text.isdigit() and len(text) < 6 else text
+        step = int(text) if is_ascii_digits(text) and len(text) < 6 else text
     page = positive_int(params, "page", problems, required=False) or 1
     pagesize = positive_int(params, "pagesize", problems, required=False) or 50
     if pagesize > MAX_PAGESIZE:
