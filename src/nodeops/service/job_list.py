@@ -22,6 +22,7 @@ from nodeops.store.models import utcnow
 
 MAX_PAGESIZE = 1000
 MAX_LIST = 500
+MAX_IP_CHARS = 64  # an IPv6 address is at most 45 characters
 _TIME_INPUTS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
 
 
@@ -59,7 +60,7 @@ def parse_job_list_query(params: Mapping[str, object], tz: tzinfo) -> JobListQue
         for index, item in enumerate(_list(params, "bk_biz_id", problems))
         if (value := _int(item, f"bk_biz_id[{index}]", problems, default=0, minimum=0, maximum=MAX_INT32)) is not None
     ]
-    inner_ips = [str(ip).strip() for ip in _list(params, "inner_ip_list", problems) if str(ip).strip()]
+    inner_ips = _ips(params, problems)
     start_after = _time(params.get("start_time"), "start_time", tz, problems)
     start_before = _time(params.get("end_time"), "end_time", tz, problems)
     sort, descending = "id", True
@@ -141,6 +142,19 @@ def _list(params: Mapping[str, object], name: str, problems: dict[str, str]) -> 
         problems[name] = f"must be a list of at most {MAX_LIST} values"
         return []
     return [item for item in items if item not in (None, "")]
+
+
+def _ips(params: Mapping[str, object], problems: dict[str, str]) -> list[str]:
+    """inner_ip_list: IP addresses as text, blank ones skipped; each is matched in a LIKE pattern, which SQLite
+    refuses past 50,000 bytes, so anything longer than an address is refused here."""
+    ips: list[str] = []
+    for index, item in enumerate(_list(params, "inner_ip_list", problems)):
+        ip = item.strip() if isinstance(item, str) else None
+        if ip is None or len(ip) > MAX_IP_CHARS:
+            problems[f"inner_ip_list[{index}]"] = f"must be an IP address: text of at most {MAX_IP_CHARS} characters"
+        elif ip:
+            ips.append(ip)
+    return ips
 
 
 def _int(

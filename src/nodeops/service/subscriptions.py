@@ -631,6 +631,8 @@ class SubscriptionService:
             problems["instance_id"] = "this field is required (object_type|node_type|type|id, or a bk_host_id)"
         else:
             wanted = _instance_ids(params.get("instance_id"), "instance_id", problems, allow_single=True)
+            if not wanted and "instance_id" not in problems:
+                problems["instance_id"] = "must be one instance_id (object_type|node_type|type|id, or a bk_host_id)"
         if problems:
             raise InvalidInput(problems)
 
