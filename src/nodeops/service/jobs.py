@@ -21,6 +21,7 @@ from nodeops.domain.plans import JobType, plan_steps
 from nodeops.domain.status import Status
 from nodeops.engine import packages
 from nodeops.engine.runner import Engine
+from nodeops.engine.transports.ssh import login_name_problem
 from nodeops.errors import ErrorCode, InvalidInput, NodeopsError
 from nodeops.settings import Settings
 from nodeops.store import hosts as host_rows
@@ -33,6 +34,7 @@ OPERATE_TYPES = frozenset({JobType.UPGRADE_AGENT, JobType.RESTART_AGENT, JobType
 SUPPORTED_OS = frozenset({"LINUX"})
 TRANSPORTS = frozenset({"ssh", "local"})
 AUTH_TYPES = frozenset({"PASSWORD", "KEY"})
+MAX_ACCOUNT_CHARS = 64  # the hosts.account column
 MAX_INT32 = 2**31 - 1  # bk_biz_id, bk_cloud_id, ap_id and port are 32-bit columns
 AGENT_VERSION_PARAM = "agent_version"  # in the subscription step's params: the package the job pushes
 
@@ -112,6 +114,9 @@ def parse_hosts(raw: object) -> list[HostRequest]:
             problems[f"{where}.setup_path"] = problem
         if port is not None and not 0 < port < 65536:
             problems[f"{where}.port"] = "must be 1-65535"
+        account = _text(item.get("account"))
+        if account is not None and (problem := _account_problem(account)):
+            problems[f"{where}.account"] = f"the account of host {inner_ip or inner_ipv6 or '?'} {problem}"
         if len(problems) > bad or biz is None or cloud is None or port is None or ap_id is None:
             continue
         parsed.append(
@@ -124,7 +129,7 @@ def parse_hosts(raw: object) -> list[HostRequest]:
                 os_type=os_type,
                 transport=transport,
                 port=port,
-                account=_text(item.get("account")),
+                account=account,
                 auth_type=auth_type,
                 password=_text(item.get("password")),
                 key=_text(item.get("key")),
@@ -136,6 +141,13 @@ def parse_hosts(raw: object) -> list[HostRequest]:
     if problems:
         raise InvalidInput(problems)
     return parsed
+
+
+def _account_problem(account: str) -> str | None:
+    """Why ``account`` cannot be a host's login: longer than its column, or refused by SSH's SASLprep."""
+    if len(account) > MAX_ACCOUNT_CHARS:
+        return f"must be at most {MAX_ACCOUNT_CHARS} characters"
+    return login_name_problem(account)
 
 
 def _setup_path_problem(value: object) -> str | None:
