@@ -10,6 +10,11 @@ import orjson
 from nodeops.errors import BodyTooLarge, InvalidInput
 from nodeops.settings import MAX_BODY_BYTES
 
+# No request of the API nests more than a few levels. Past a few hundred, what reads a body recursively (Python's
+# recursion limit is 1000, orjson.dumps stops at 255 when a value is stored) would fail as an internal error.
+MAX_BODY_DEPTH = 32
+_TOO_DEEP = f"is nested too deep: at most {MAX_BODY_DEPTH} levels of objects and arrays"
+
 
 async def read_json_body(receive: Callable[[], Awaitable[MutableMapping[str, Any]]]) -> dict[str, Any]:
     """Read a JSON object body of at most ``MAX_BODY_BYTES`` straight from an ASGI ``receive`` channel; raises
@@ -31,7 +36,8 @@ async def read_json_body(receive: Callable[[], Awaitable[MutableMapping[str, Any
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """A JSON object body (``{}`` when empty); raises InvalidInput naming ``body`` otherwise."""
+    """A JSON object body (``{}`` when empty) of at most ``MAX_BODY_DEPTH`` levels of objects and arrays;
+    raises InvalidInput naming ``body`` otherwise."""
     if not raw.strip():
         return {}
     try:
@@ -40,10 +46,29 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         try:
             value = orjson.loads(strip_trailing_commas(raw.decode("utf-8", errors="replace")))
         except orjson.JSONDecodeError as exc:
+            if "depth" in exc.msg:  # orjson's own limit, 1024 levels
+                raise InvalidInput.field("body", _TOO_DEEP) from None
             raise InvalidInput.field("body", f"is not valid JSON ({exc.msg} at position {exc.pos})") from None
     if not isinstance(value, dict):
         raise InvalidInput.field("body", 'must be a JSON object such as {"job_id": 1, "instance_id": "..."}')
+    # a body cannot nest deeper than it has brackets: most bodies are settled by counting them
+    if raw.count(b"{") + raw.count(b"[") > MAX_BODY_DEPTH and _is_deeper(value, MAX_BODY_DEPTH):
+        raise InvalidInput.field("body", _TOO_DEEP)
     return value
+
+
+def _is_deeper(value: object, limit: int) -> bool:
+    """Whether ``value`` nests objects and arrays more than ``limit`` levels deep (walked without recursion)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth == limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def strip_trailing_commas(text: str) -> str:
