@@ -10,8 +10,8 @@ import orjson
 from nodeops.errors import BodyTooLarge, InvalidInput
 from nodeops.settings import MAX_BODY_BYTES
 
-# No request of the API nests more than a few levels. Past a few hundred, what reads a body recursively (Python's
-# recursion limit is 1000, orjson.dumps stops at 255 when a value is stored) would fail as an internal error.
+# No request of the API nests more than 8 levels (an inventory import). Past a few hundred, what reads a body
+# recursively (Python's recursion limit is 1000; orjson.dumps stops at 255 when a value is stored) fails.
 MAX_BODY_DEPTH = 32
 _TOO_DEEP = f"is nested too deep: at most {MAX_BODY_DEPTH} levels of objects and arrays"
 
