@@ -14,6 +14,11 @@ from nodeops.errors import BodyTooLarge, InvalidInput
 from nodeops.settings import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
+# No request of the API nests more than 8 levels (an inventory import). Past a few hundred, what reads a body
+# recursively (Python's recursion limit is 1000; orjson.dumps stops at 255 when a value is stored) fails.
+MAX_BODY_DEPTH = 32
+_TOO_DEEP = f"is nested too deep: at most {MAX_BODY_DEPTH} levels of objects and arrays"
+
 
 
 def check_content_length(headers: Iterable[tuple[bytes, bytes]], max_bytes: int = MAX_BODY_BYTES) -> None:
@@ -59,7 +64,8 @@ def log_client_gone(method: object, path: object) -> None:
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """A JSON object body (``{}`` when empty); raises InvalidInput naming ``body`` otherwise."""
+    """A JSON object body (``{}`` when empty) of at most ``MAX_BODY_DEPTH`` levels of objects and arrays;
+    raises InvalidInput naming ``body`` otherwise."""
     if not raw.strip():
         return {}
     try:
@@ -68,10 +74,29 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         try:
             value = orjson.loads(strip_trailing_commas(raw.decode("utf-8", errors="replace")))
         except orjson.JSONDecodeError as exc:
+            if "depth" in exc.msg:  # orjson's own limit, 1024 levels
+                raise InvalidInput.field("body", _TOO_DEEP) from None
             raise InvalidInput.field("body", f"is not valid JSON ({exc.msg} at position {exc.pos})") from None
     if not isinstance(value, dict):
         raise InvalidInput.field("body", 'must be a JSON object such as {"job_id": 1, "instance_id": "..."}')
+    # a body cannot nest deeper than it has brackets: most bodies are settled by counting them
+    if raw.count(b"{") + raw.count(b"[") > MAX_BODY_DEPTH and _is_deeper(value, MAX_BODY_DEPTH):
+        raise InvalidInput.field("body", _TOO_DEEP)
     return value
+
+
+def _is_deeper(value: object, limit: int) -> bool:
+    """Whether ``value`` nests objects and arrays more than ``limit`` levels deep (walked without recursion)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth == limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def strip_trailing_commas(text: str) -> str:

@@ -30,6 +30,7 @@ from nodeops.cli.render import (
     status_text,
 )
 from nodeops.domain.log_search import Matcher, compile_query
+from nodeops.domain.params import is_ascii_digits
 from nodeops.errors import InvalidInput
 
 POLL_S = 0.5
@@ -244,8 +245,8 @@ def log_command(
 def step_filter(wanted: list[str]) -> Callable[[StepState], bool]:
     if not wanted:
         return lambda _state: True
-    numbers = {int(w) - 1 for w in wanted if w.isdigit()}
-    names = {w for w in wanted if not w.isdigit()}
+    numbers = {int(w) - 1 for w in wanted if is_ascii_digits(w)}
+    names = {w for w in wanted if not is_ascii_digits(w)}
     return lambda state: state.index in numbers or state.step in names
 
 

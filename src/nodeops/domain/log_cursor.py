@@ -13,9 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from nodeops.domain.answer import utf8_size
+from nodeops.domain.params import MAX_BIGINT, is_ascii_digits
 from nodeops.errors import InvalidInput
-
-_MAX_ID = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,14 +47,14 @@ def parse_cursor(value: object) -> LogCursor | None:
         return None
     text = value.strip() if isinstance(value, str) else ""
     parts = text.split("-")
-    if len(parts) != 3 or not all(part.isascii() and part.isdigit() and len(part) <= 19 for part in parts):
+    if len(parts) != 3 or not all(is_ascii_digits(part) and len(part) <= 19 for part in parts):
         shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
         raise InvalidInput.field(
             "cursor",
             f"{shown} is not a cursor of this service; send the `cursor` of the previous answer, or an empty one",
         )
     record_id, chunk_id, offset = (int(part) for part in parts)
-    if not 0 < record_id <= _MAX_ID or chunk_id > _MAX_ID:
+    if not 0 < record_id <= MAX_BIGINT or chunk_id > MAX_BIGINT:
         raise InvalidInput.field("cursor", f"{text!r} is out of range; send the `cursor` of the previous answer")
     return LogCursor(record_id=record_id, position=Position(chunk_id=chunk_id, offset=offset))
 

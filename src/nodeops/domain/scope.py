@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from nodeops.domain import params
 from nodeops.domain.instance_id import MAX_HOST_ID, HostKey
 from nodeops.domain.plans import JobType
 from nodeops.errors import InvalidInput
@@ -29,7 +30,7 @@ AGENT_ACTIONS = (
     JobType.UNINSTALL_AGENT,
 )
 MAX_NODES = 10_000
-MAX_INT32 = 2**31 - 1  # bk_biz_id and bk_cloud_id are 32-bit columns
+MAX_INT32 = params.MAX_INT32  # bk_biz_id and bk_cloud_id are 32-bit columns
 
 
 class ScopeObject(StrEnum):
@@ -232,20 +233,9 @@ def parse_actions(raw: object, step_ids: Sequence[str], problems: dict[str, str]
 def int_value(
     value: object, name: str, problems: dict[str, str], *, minimum: int = 1, maximum: int = MAX_HOST_ID
 ) -> int | None:
-    """An integer (or digit string) in ``minimum..maximum``; a problem named ``name`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        problems[name] = f"must be an integer from {minimum} to {maximum}"
-        return None
-    text = str(value).strip()
-    body = text[1:] if text[:1] in "+-" else text
-    if not body.isascii() or not body.isdigit() or len(body) > 19:
-        problems[name] = f"{_shown(value)} is not an integer"
-        return None
-    number = int(text)
-    if not minimum <= number <= maximum:
-        problems[name] = f"must be an integer from {minimum} to {maximum}"
-        return None
-    return number
+    """An integer (or digit string) in ``minimum..maximum`` (``params.int_value``); by default an id of the
+    inventory, which an instance_id carries, so at most ``MAX_HOST_ID``."""
+    return params.int_value(value, name, problems, minimum=minimum, maximum=maximum)
 
 
 def bool_value(value: object, name: str, problems: dict[str, str], *, default: bool) -> bool:

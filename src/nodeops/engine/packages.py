@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from nodeops.agent.package import BUNDLED_VERSION, build_package
+from nodeops.domain.params import is_ascii_digits
 from nodeops.engine.steps import AgentPackage
 from nodeops.errors import InvalidInput
 from nodeops.store import packages as package_rows
@@ -46,4 +47,4 @@ def choose(db: Database, version: str | None = None) -> AgentPackage:
 
 
 def _order(version: str) -> tuple[int | str, ...]:
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"[.-]", version))
+    return tuple(int(p) if is_ascii_digits(p) else p for p in re.split(r"[.-]", version))

@@ -167,7 +167,7 @@ def end_token(db: Database, claims: TokenClaims, *, event: str, actor: Actor) ->
     audit(event, actor, **token_facts(claims))
 
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
+_DURATION = re.compile(r"^\s*(\d{1,9})\s*([smhdw]?)\s*$", re.ASCII)  # re.ASCII: \d alone matches any Unicode digit
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
+from nodeops.domain.params import int_value
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.errors import AgentTokenRejected, InvalidInput
 from nodeops.store import pipelines
@@ -16,9 +17,7 @@ _VERSION_MAX = 64
 def parse_heartbeat(body: Mapping[str, object]) -> tuple[int, str, str]:
     """``(bk_host_id, token, version)`` of a heartbeat body; InvalidInput names each bad field."""
     problems: dict[str, str] = {}
-    host_id = body.get("bk_host_id")
-    if isinstance(host_id, bool) or not isinstance(host_id, int) or host_id <= 0:
-        problems["bk_host_id"] = "must be a positive integer"
+    host_id = int_value(body.get("bk_host_id"), "bk_host_id", problems)  # never past the store's BIGINT
     token, version = body.get("token"), body.get("version")
     if not isinstance(token, str) or not token:
         problems["token"] = "is required"

@@ -19,6 +19,7 @@ from typing import Any
 
 from nodeops.crypto import SecretBox
 from nodeops.domain.instance_id import MAX_HOST_ID, HostKey
+from nodeops.domain.params import is_ascii_digits
 from nodeops.domain.scope import MAX_INT32, TopoObject, int_value
 from nodeops.errors import InvalidInput
 from nodeops.service.auth import Caller
@@ -335,7 +336,7 @@ _PLACEMENT_COLUMNS = frozenset(
 
 
 def _digits(value: str | None) -> int:
-    return int(value) if value and value.isdigit() and len(value) < 12 else -1
+    return int(value) if value and is_ascii_digits(value) and len(value) < 12 else -1
 
 
 def _csv_name(name: str, lines: Mapping[str, int]) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
+from nodeops.domain.params import MAX_BIGINT, MAX_INT32, int_value
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.errors import InvalidInput
 from nodeops.service.auth import Caller
@@ -21,6 +22,7 @@ from nodeops.store.models import utcnow
 
 MAX_PAGESIZE = 1000
 MAX_LIST = 500
+MAX_IP_CHARS = 64  # an IPv6 address is at most 45 characters
 _TIME_INPUTS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
 
 
@@ -56,9 +58,9 @@ def parse_job_list_query(params: Mapping[str, object], tz: tzinfo) -> JobListQue
     biz_ids = [
         value
         for index, item in enumerate(_list(params, "bk_biz_id", problems))
-        if (value := _int(item, f"bk_biz_id[{index}]", problems, default=0, minimum=0)) is not None
+        if (value := _int(item, f"bk_biz_id[{index}]", problems, default=0, minimum=0, maximum=MAX_INT32)) is not None
     ]
-    inner_ips = [str(ip).strip() for ip in _list(params, "inner_ip_list", problems) if str(ip).strip()]
+    inner_ips = _ips(params, problems)
     start_after = _time(params.get("start_time"), "start_time", tz, problems)
     start_before = _time(params.get("end_time"), "end_time", tz, problems)
     sort, descending = "id", True
@@ -142,15 +144,25 @@ def _list(params: Mapping[str, object], name: str, problems: dict[str, str]) -> 
     return [item for item in items if item not in (None, "")]
 
 
-def _int(value: object, name: str, problems: dict[str, str], *, default: int, minimum: int) -> int | None:
+def _ips(params: Mapping[str, object], problems: dict[str, str]) -> list[str]:
+    """inner_ip_list: IP addresses as text, blank ones skipped; each is matched in a LIKE pattern, which SQLite
+    refuses past 50,000 bytes, so anything longer than an address is refused here."""
+    ips: list[str] = []
+    for index, item in enumerate(_list(params, "inner_ip_list", problems)):
+        ip = item.strip() if isinstance(item, str) else None
+        if ip is None or len(ip) > MAX_IP_CHARS:
+            problems[f"inner_ip_list[{index}]"] = f"must be an IP address: text of at most {MAX_IP_CHARS} characters"
+        elif ip:
+            ips.append(ip)
+    return ips
+
+
+def _int(
+    value: object, name: str, problems: dict[str, str], *, default: int, minimum: int, maximum: int = MAX_BIGINT
+) -> int | None:
     if value is None or value == "":
         return default
-    text = str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else ""
-    body = text[1:] if text.startswith("-") else text
-    if not body.isascii() or not body.isdigit() or len(body) > 18 or int(text) < minimum:
-        problems[name] = f"{str(value)[:40]!r} is not an integer from {minimum}"
-        return None
-    return int(text)
+    return int_value(value, name, problems, minimum=minimum, maximum=maximum)
 
 
 def _time(value: object, name: str, tz: tzinfo, problems: dict[str, str]) -> datetime | None:

@@ -18,8 +18,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from nodeops.domain.instance_id import MAX_HOST_ID, InstanceId, parse_instance_id
+from nodeops.domain.params import int_value
 from nodeops.domain.plans import JobType
-from nodeops.domain.scope import int_value
 from nodeops.domain.status import ACTIVE, JobStatistics, Status, aggregate_job_status
 from nodeops.engine import packages
 from nodeops.engine.runner import Engine
@@ -53,7 +53,6 @@ from nodeops.store.log_reads import JobAccess
 from nodeops.store.models import utcnow
 
 T = TypeVar("T")
-MAX_ID = 2**63 - 1
 MAX_PAGESIZE = 2**31 - 1
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S%z"  # how Node Manager's JSON renders datetimes (spec §1.2)
 LINE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -107,19 +106,12 @@ def job_meta(job_type: str) -> dict[str, str]:
 # --- validation ---------------------------------------------------------------------------------------------
 
 
-def _int_field(
-    value: object, name: str, problems: dict[str, str], *, minimum: int = 1, maximum: int = MAX_ID
-) -> int | None:
-    """An integer (or digit string) in ``minimum..maximum``; a problem named ``name`` otherwise."""
-    return int_value(value, name, problems, minimum=minimum, maximum=maximum)
-
-
 def _job_id(params: Mapping[str, object], problems: dict[str, str]) -> int:
     value = params.get("job_id")
     if value is None or value == "":
         problems["job_id"] = "this field is required (a positive integer)"
         return 0
-    return _int_field(value, "job_id", problems) or 0
+    return int_value(value, "job_id", problems) or 0
 
 
 def _job_type(value: object, allowed: Collection[JobType], problems: dict[str, str]) -> JobType | None:
@@ -174,13 +166,13 @@ def parse_details_query(params: Mapping[str, object]) -> DetailsQuery:
     job_id = _job_id(params, problems)
     page = 1
     if params.get("page") not in (None, ""):
-        page = _int_field(params["page"], "page", problems, maximum=MAX_PAGESIZE) or 1
+        page = int_value(params["page"], "page", problems, maximum=MAX_PAGESIZE) or 1
     pagesize = 10
     if params.get("pagesize") not in (None, ""):
-        size = _int_field(params["pagesize"], "pagesize", problems, minimum=-1, maximum=MAX_PAGESIZE)
+        size = int_value(params["pagesize"], "pagesize", problems, minimum=-1, maximum=MAX_PAGESIZE)
         if size is not None and size != 0:
             pagesize = size
-        elif size == 0 or "from" in problems.get("pagesize", ""):
+        elif size == 0 or "pagesize" in problems:
             problems["pagesize"] = f"must be -1 (every instance) or from 1 to {MAX_PAGESIZE}"
     ips: list[str] = []
     instances: list[InstanceId] = []
@@ -343,7 +335,7 @@ class JobService:
             problems["bk_host_id"] = "this field is required: a non-empty list of bk_host_ids"
         else:
             for index, raw in enumerate(raw_ids):
-                host_id = _int_field(raw, f"bk_host_id[{index}]", problems, maximum=MAX_HOST_ID)
+                host_id = int_value(raw, f"bk_host_id[{index}]", problems, maximum=MAX_HOST_ID)
                 if host_id is not None:
                     host_ids.append(host_id)
         version = params.get("version")

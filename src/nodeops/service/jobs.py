@@ -18,10 +18,12 @@ from typing import Any
 
 from nodeops.crypto import SecretBox
 from nodeops.domain.instance_id import MAX_HOST_ID, HostKey, host_instance_id
+from nodeops.domain.params import int_value
 from nodeops.domain.plans import JobType, plan_steps
 from nodeops.domain.status import Status
 from nodeops.engine import packages
 from nodeops.engine.runner import Engine
+from nodeops.engine.transports.ssh import login_name_problem
 from nodeops.errors import ErrorCode, InvalidInput, NodeopsError
 from nodeops.settings import Settings
 from nodeops.store import hosts as host_rows
@@ -35,6 +37,7 @@ OPERATE_TYPES = frozenset({JobType.UPGRADE_AGENT, JobType.RESTART_AGENT, JobType
 SUPPORTED_OS = frozenset({"LINUX"})
 TRANSPORTS = frozenset({"ssh", "local"})
 AUTH_TYPES = frozenset({"PASSWORD", "KEY"})
+MAX_ACCOUNT_CHARS = 64  # the hosts.account column
 MAX_INT32 = 2**31 - 1  # bk_biz_id, bk_cloud_id, ap_id and port are 32-bit columns
 AGENT_VERSION_PARAM = "agent_version"  # in the subscription step's params: the package the job pushes
 AUTO_AP_ID = -1  # Node Manager's 自动选择接入点 (network spec §15.3); nodeops has one default to choose
@@ -115,6 +118,9 @@ def parse_hosts(raw: object) -> list[HostRequest]:
             problems[f"{where}.setup_path"] = problem
         if port is not None and not 0 < port < 65536:
             problems[f"{where}.port"] = "must be 1-65535"
+        account = _text(item.get("account"))
+        if account is not None and (problem := _account_problem(account)):
+            problems[f"{where}.account"] = f"the account of host {inner_ip or inner_ipv6 or '?'} {problem}"
         if len(problems) > bad or biz is None or cloud is None or port is None or ap_id is None:
             continue
         parsed.append(
@@ -127,7 +133,7 @@ def parse_hosts(raw: object) -> list[HostRequest]:
                 os_type=os_type,
                 transport=transport,
                 port=port,
-                account=_text(item.get("account")),
+                account=account,
                 auth_type=auth_type,
                 password=_text(item.get("password")),
                 key=_text(item.get("key")),
@@ -156,6 +162,13 @@ def _ap_id(item: Mapping[str, object], where: str, problems: dict[str, str]) -> 
 def _unknown_access_point(ap_id: int, hint: str) -> tuple[Status, str, str]:
     """The refusal of a host whose access point does not exist (Node Manager: 接入点(id:{ap_id})不存在)."""
     return Status.IGNORED, "unknown_ap", f"access point {ap_id} does not exist; {hint}"
+
+
+def _account_problem(account: str) -> str | None:
+    """Why ``account`` cannot be a host's login: longer than its column, or refused by SSH's SASLprep."""
+    if len(account) > MAX_ACCOUNT_CHARS:
+        return f"must be at most {MAX_ACCOUNT_CHARS} characters"
+    return login_name_problem(account)
 
 
 def _setup_path_problem(value: object) -> str | None:
@@ -190,13 +203,8 @@ def _int(
         if required:
             problems[f"{where}.{name}"] = "is required (an integer)"
         return default
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
-        problems[f"{where}.{name}"] = f"{value!r} is not a non-negative integer"
-        return default
-    if len(str(value)) > 20 or int(value) > maximum:  # the store's columns hold no more
-        problems[f"{where}.{name}"] = f"must be at most {maximum}"
-        return default
-    return int(value)
+    number = int_value(value, f"{where}.{name}", problems, minimum=0, maximum=maximum)  # what the columns hold
+    return default if number is None else number
 
 
 def _ip(item: Mapping[str, object], name: str, family: int, where: str, problems: dict[str, str]) -> str | None:

@@ -28,6 +28,7 @@ from nodeops.domain.answer import StepLog
 from nodeops.domain.instance_id import InstanceId, parse_instance_id
 from nodeops.domain.log_cursor import Chunk, LogCursor
 from nodeops.domain.log_search import LEVELS, Matcher, compile_query, line_level
+from nodeops.domain.params import is_ascii_digits, parse_int
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.domain.terminal import strip_ansi, strip_controls
 from nodeops.errors import InstanceNotFound, InvalidInput, JobNotFound
@@ -41,6 +42,7 @@ POLL_S = 0.5  # how often a stream reads the store
 KEEPALIVE_S = 15.0  # a comment line at least this often keeps proxies from closing an idle stream
 STREAM_PAGE_BYTES = 1024 * 1024
 MAX_PAGESIZE = 500
+_LAST_EVENT_ID_MAX = 253_402_300_799 * 1_000_000  # 9999-12-31 23:59:59 UTC in µs, the last a datetime holds
 MAX_BATCH = 500
 SEARCH_BUDGET_S = 10.0  # from a search's arrival; then it answers what it found, marked incomplete
 SEARCH_THREADS = 2  # searches scanning at once; more wait their turn within their own budget, and no other work waits
@@ -190,9 +192,10 @@ class LogReading:
         job_id = positive_int(params, "job_id", problems, required=True)
         if last_event_id:
             text = last_event_id.strip()
-            if text.isascii() and text.isdigit() and len(text) <= 20:
-                since = datetime.fromtimestamp(int(text) / 1_000_000, UTC)
-            else:
+            try:
+                moment = parse_int(text, "Last-Event-ID", minimum=0, maximum=_LAST_EVENT_ID_MAX)
+                since = datetime.fromtimestamp(moment / 1_000_000, UTC)
+            except InvalidInput:
                 problems["Last-Event-ID"] = f"{text[:40]!r} is not an id this stream sent; reconnect without it"
         if problems:
             await self._validated(args, lambda: _raise(problems))
@@ -589,7 +592,7 @@ def parse_search_query(params: Mapping[str, object]) -> SearchQuery:
     raw_step = params.get("step")
     if raw_step not in (None, ""):
         text = str(raw_step).strip()
-        step = int(text) if text.isascii() and text.isdigit() and len(text) < 6 else text
+        step = int(text) if is_ascii_digits(text) and len(text) < 6 else text
     page = positive_int(params, "page", problems, required=False) or 1
     pagesize = positive_int(params, "pagesize", problems, required=False) or 50
     if pagesize > MAX_PAGESIZE:

@@ -17,6 +17,7 @@ import orjson
 from nodeops.domain.answer import DEFAULT_STEP_MAX_BYTES, AnswerRenderer, StepLog
 from nodeops.domain.instance_id import InstanceId, parse_instance_id
 from nodeops.domain.log_cursor import START, LogCursor, Position, Taken, parse_cursor, take
+from nodeops.domain.params import parse_int
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.domain.terminal import strip_ansi
 from nodeops.errors import InstanceNotFound, InvalidInput, JobNotFound
@@ -28,7 +29,6 @@ from nodeops.store.log_reads import LogReads, RecordRef
 BODY_CACHE_BYTES = 64 * 1024 * 1024
 TAIL_DEFAULT_BYTES = 1024 * 1024
 TAIL_MAX_BYTES = 8 * 1024 * 1024
-_MAX_ID = 2**63 - 1
 
 # one request of a batch (``LogService.answer_batch``): the caller's common args and parameters, or the error
 # reading them raised
@@ -93,22 +93,20 @@ def parse_log_query(params: Mapping[str, object]) -> LogQuery:
 
 
 def positive_int(params: Mapping[str, object], name: str, problems: dict[str, str], *, required: bool) -> int | None:
+    """The positive integer parameter ``name`` (``params.parse_int``), None when it is absent; a problem named
+    ``name`` otherwise."""
     value = params.get(name)
     if type(value) is str and value.isascii() and value.isdigit() and len(value) <= 18 and (number := int(value)):
-        return number  # what nearly every query string holds: plain digits, in range
-    if value is None or value == "":
-        if required:
-            problems[name] = "this field is required (a positive integer)"
+        return number  # parse_int's fast path, inlined for what nearly every query string holds (the log API)
+    try:
+        return parse_int(value, name)
+    except InvalidInput as exc:
+        if value is None or value == "":
+            if required:
+                problems[name] = "this field is required (a positive integer)"
+        else:
+            problems.update(exc.problems)
         return None
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        problems[name] = "must be a positive integer"
-        return None
-    text = str(value).strip()
-    if not text.isascii() or not text.isdigit() or not 0 < int(text) <= _MAX_ID:
-        shown = text if len(text) <= 40 else text[:37] + "..."
-        problems[name] = f"{shown!r} is not a positive integer"
-        return None
-    return int(text)
 
 
 class LogService:

@@ -20,7 +20,7 @@ from nodeops.store.models import utcnow
 
 log = logging.getLogger(__name__)
 DEFAULT_BATCH = 500
-_AGE = re.compile(r"^\s*(\d{1,6})\s*([dhm]?)\s*$")
+_AGE = re.compile(r"^\s*(\d{1,6})\s*([dhm]?)\s*$", re.ASCII)  # re.ASCII: \d alone matches any Unicode digit
 _UNITS = {"d": "days", "": "days", "h": "hours", "m": "minutes"}
 
 

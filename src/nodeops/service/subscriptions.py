@@ -18,13 +18,13 @@ from datetime import datetime
 from typing import Any
 
 from nodeops.domain.instance_id import InstanceId
+from nodeops.domain.params import int_value
 from nodeops.domain.plans import JobType, plan_steps
 from nodeops.domain.scope import (
     AgentStep,
     Scope,
     ScopeObject,
     bool_value,
-    int_value,
     parse_actions,
     parse_scope,
     parse_steps,
@@ -93,7 +93,7 @@ def _subscription_id(params: Mapping[str, object], problems: dict[str, str]) -> 
     if value is None or value == "":
         problems["subscription_id"] = "this field is required (a positive integer)"
         return 0
-    return int_value(value, "subscription_id", problems, maximum=2**63 - 1) or 0
+    return int_value(value, "subscription_id", problems) or 0
 
 
 def _id_list(value: object, name: str, problems: dict[str, str], *, required: bool = False) -> list[int]:
@@ -106,7 +106,7 @@ def _id_list(value: object, name: str, problems: dict[str, str], *, required: bo
     if not isinstance(value, list) or len(value) > MAX_IDS:
         problems[name] = f"must be a list of at most {MAX_IDS} positive integers"
         return []
-    ids = [int_value(item, f"{name}[{index}]", problems, maximum=2**63 - 1) for index, item in enumerate(value)]
+    ids = [int_value(item, f"{name}[{index}]", problems) for index, item in enumerate(value)]
     return list(dict.fromkeys(i for i in ids if i is not None))
 
 
@@ -625,13 +625,15 @@ class SubscriptionService:
         subscription_id = _subscription_id(params, problems)
         task_ids = _id_list(params.get("task_id_list"), "task_id_list", problems)
         if params.get("task_id") not in (None, ""):
-            task_id = int_value(params.get("task_id"), "task_id", problems, maximum=2**63 - 1)
+            task_id = int_value(params.get("task_id"), "task_id", problems)
             task_ids += [task_id] if task_id is not None else []
         wanted: list[InstanceId] = []
         if params.get("instance_id") in (None, ""):
             problems["instance_id"] = "this field is required (object_type|node_type|type|id, or a bk_host_id)"
         else:
             wanted = _instance_ids(params.get("instance_id"), "instance_id", problems, allow_single=True)
+            if not wanted and "instance_id" not in problems:
+                problems["instance_id"] = "must be one instance_id (object_type|node_type|type|id, or a bk_host_id)"
         if problems:
             raise InvalidInput(problems)
 

@@ -198,11 +198,14 @@ def test_missing_or_empty_instance_id_is_3800001(client, admin_auth, seed_job, s
 
 
 def test_non_numeric_or_non_positive_job_id_is_3800001_naming_job_id(client, admin_auth, seed_job, subtests):
-    for job_id in ["abc", "0", "-1", "1.5", "\uff11", "99999999999999999999"]:
+    huge = "99999999999999999999"
+    cases = [(job_id, f"{job_id!r} is not a positive integer") for job_id in ["abc", "0", "-1", "1.5", "\uff11", "²"]]
+    cases.append((huge, f"{huge!r} is too large: at most {2**63 - 1}"))
+    for job_id, problem in cases:
         for address in ADDRESSES:
             with subtests.test(job_id=job_id, address=address):
                 response = request_log(client, address, job_id=job_id, instance_id=1, auth=admin_auth)
-                assert_error(response, 3800001, f"job_id: {job_id!r} is not a positive integer")
+                assert_error(response, 3800001, f"job_id: {problem}")
 
 
 def test_job_id_of_a_non_integer_json_type_is_3800001(client, admin_auth, seed_job, subtests):

@@ -156,7 +156,7 @@ def test_host_search_filters_and_pages(api):
         ),
         (
             {"csv": "bk_biz_id,inner_ip,bk_set_id,bk_module_id\n2,10.0.0.1,10,100\n2,10.0.0.2,10,y\n"},
-            "line 3.bk_module_id: 'y' is not an integer; line 3.modules[0]: 'y'",
+            "line 3.bk_module_id: 'y' is not a positive integer of at most 999999999999999999; line 3.modules[0]: 'y'",
         ),
         ({"csv": "bk_biz_id,inner_ip,bk_set_id\n2,10.0.0.1,x\n"}, "line 2.bk_set_id: 'x'"),
     ],

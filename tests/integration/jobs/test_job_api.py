@@ -315,7 +315,7 @@ def test_validation_and_lookup_errors_name_what_is_wrong(api, tmp_path):
     )
     assert "hosts[0].bk_biz_id" in answer["message"] and "hosts[0].inner_ip" in answer["message"]
     answer = api.error("/api/job/operate/", {"job_type": "RESTART_AGENT", "bk_host_id": ["x"], "version": "1"}, 3800001)
-    assert "bk_host_id[0]: 'x' is not an integer" in answer["message"]
+    assert "bk_host_id[0]: 'x' is not a positive integer" in answer["message"]
     assert "version: only UPGRADE_AGENT takes a version" in answer["message"]
     answer = api.error("/api/job/operate/", {"job_type": "UPGRADE_AGENT", "bk_host_id": [1], "version": "9.9"}, 3800001)
     assert "version: agent version '9.9' is not registered" in answer["message"]
@@ -331,7 +331,7 @@ def test_validation_and_lookup_errors_name_what_is_wrong(api, tmp_path):
     answer = api.error(f"{ESB_JOB}/details/", {}, 3800001)
     assert "job_id: this field is required" in answer["message"]
     answer = api.error("/api/job/abc/retry/", {"instance_id_list": "x"}, 3800001)
-    assert "job_id: 'abc' is not an integer" in answer["message"] and "instance_id_list:" in answer["message"]
+    assert "job_id: 'abc' is not a positive integer" in answer["message"] and "instance_id_list:" in answer["message"]
     answer = api.error("/api/job/1/retry_node/", {}, 3800001)
     assert "instance_id: this field is required" in answer["message"]
     answer = api.error("/api/job/1/revoke/", {"instance_id_list": ["host|instance|host|-1"]}, 3800001)

@@ -285,7 +285,7 @@ def test_an_unknown_subscription_answers_3800001_subscription_not_exist(api, act
         (
             {"object_type": "HOST", "node_type": "TOPO", "nodes": [{"bk_obj_id": "module", "bk_inst_id": "x"}]},
             "scope.nodes[0].bk_inst_id",
-            "is not an integer",
+            "'x' is not a positive integer",
         ),
         (
             {"object_type": "HOST", "node_type": "TOPO", "nodes": [{"bk_obj_id": "module", "bk_inst_id": 999}]},
@@ -347,13 +347,13 @@ def test_task_result_validation_and_lookups(api, inventory):
     cases = [
         ({"page": 3, "pagesize": 1}, "page: page 3 is out of range: 2 instances make 2 page(s) of 1"),
         ({"start": 5, "pagesize": 1}, "start: start 5 is out of range"),
-        ({"page": 0, "pagesize": 1}, "page: must be an integer from 1"),
+        ({"page": 0, "pagesize": 1}, "page: 0 is not a positive integer"),
         ({"pagesize": 0}, "pagesize: must be -1 (every instance) or from 1"),
         ({"statuses": ["DONE"]}, "statuses: 'DONE' is not a status"),
         ({"instance_id_list": ["host|x"]}, "instance_id_list[0]: 'host|x' must be object_type|node_type|type|id"),
         ({"return_all": "maybe"}, "return_all: 'maybe' must be true or false"),
-        ({"task_id_list": ["a"]}, "task_id_list[0]: 'a' is not an integer"),
-        ({"subscription_id": "x"}, "subscription_id: 'x' is not an integer"),
+        ({"task_id_list": ["a"]}, "task_id_list[0]: 'a' is not a positive integer"),
+        ({"subscription_id": "x"}, "subscription_id: 'x' is not a positive integer"),
     ]
     for extra, message in cases:
         answer = api.error(f"{BACKEND}/task_result/", {"subscription_id": subscription_id, **extra}, 3800001)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import asyncssh
+from asyncssh.saslprep import SASLPrepError, saslprep
 
 from nodeops.engine.transports.base import OUTPUT_TAIL_LINES, CommandResult, LineSink
 from nodeops.errors import AuthFailed, CommandFailed, CommandTimeout, HostUnreachable, TransportError
@@ -71,6 +72,20 @@ _WRAPPER = (
     "(read -r _ <&3; kill -KILL 0) & watch=$!; "
     'wait "$cmd"; status=$?; kill "$watch" 2>/dev/null; exit "$status"'
 )
+
+
+def login_name_problem(username: str) -> str | None:
+    """Why ``username`` cannot be the login of an SSH connection, or None when it can. asyncssh prepares every
+    login name with SASLprep (RFC 4013) when it connects, which refuses control characters, unassigned code
+    points and mixed-direction text; checking it here lets a job refuse such a name when it is created."""
+    if not username.isprintable():
+        control = next(char for char in username if not char.isprintable())
+        return f"must not contain control or non-printing characters (it holds {control!r})"
+    try:
+        prepared = saslprep(username)
+    except SASLPrepError as exc:
+        return f"is not a valid SSH login name ({exc})"
+    return None if prepared else "is empty once SASLprep (RFC 4013) maps it"
 
 
 class HostKeyPolicy(StrEnum):
