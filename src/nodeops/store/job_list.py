@@ -74,7 +74,7 @@ def list_jobs(
         query = query.where(Job.is_auto_trigger.is_(False))
     if where.inner_ips:
         hosts = select(InstanceRecord.job_id).where(
-            or_(*(InstanceRecord.host_key.like(f"{ip}-%") for ip in where.inner_ips))
+            or_(*(InstanceRecord.host_key.startswith(f"{ip}-", autoescape=True) for ip in where.inner_ips))
         )
         query = query.where(Job.id.in_(hosts))
     column = SORT_COLUMNS[where.sort]

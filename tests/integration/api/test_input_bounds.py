@@ -101,6 +101,11 @@ def test_job_list_refuses_an_inner_ip_list_entry_longer_than_an_address(api):
     assert api.ok("/api/job/job_list/", {"inner_ip_list": ["127.0.0.1"]})["total"] == 1
 
 
+@pytest.mark.parametrize("pattern", ["%", "_", "127.0.0.%", "127_0_0_1"])
+def test_job_list_inner_ip_list_matches_addresses_not_like_patterns(api, pattern):
+    assert api.ok("/api/job/job_list/", {"inner_ip_list": [pattern]})["total"] == 0
+
+
 # --- nesting ---------------------------------------------------------------------------------------------------
 
 
