@@ -229,12 +229,12 @@ class LogWriter:
                 )
         elif code is StepCode.CHOOSE_AP:
             ap = host.ap
-            body.append(("INFO", f"候选接入点: ap-{ap} (10.200.{ap}.10), ap-{ap + 1} (10.200.{ap + 1}.10)"))
+            body.append(("INFO", f"候选接入点: ap-{ap} (127.200.{ap}.10), ap-{ap + 1} (127.200.{ap + 1}.10)"))
             for attempt in range(1 + int(r() * 3)):
                 body.append(
-                    ("DEBUG", f"测试 {host.ip} -> 10.200.{ap}.10:{17980 + attempt} 连通, 延迟 {r() * 40:.2f} ms")
+                    ("DEBUG", f"测试 {host.ip} -> 127.200.{ap}.10:{17980 + attempt} 连通, 延迟 {r() * 40:.2f} ms")
                 )
-            body.append(("INFO", f"选用接入点 ap-{ap}, 下载源 http://10.200.{ap}.10:17980/download"))
+            body.append(("INFO", f"选用接入点 ap-{ap}, 下载源 http://127.200.{ap}.10:17980/download"))
         elif code is StepCode.INSTALL:
             body.extend(self._install(host))
         elif code is StepCode.QUERY_AGENT_STATUS:
@@ -264,8 +264,8 @@ class LogWriter:
             ("INFO", f"下发 setup_agent.sh (sha256 {sha}...) 到 /tmp/nodeops/{host.bk_host_id}/"),
             (
                 "INFO",
-                f"执行: bash /tmp/nodeops/{host.bk_host_id}/setup_agent.sh -i 0 -l http://10.200.{host.ap}.10:17980"
-                f"/download -r http://10.200.{host.ap}.10:10300 -c {self.rng.getrandbits(40):010x}",
+                f"执行: bash /tmp/nodeops/{host.bk_host_id}/setup_agent.sh -i 0 -l http://127.200.{host.ap}.10:17980"
+                f"/download -r http://127.200.{host.ap}.10:10300 -c {self.rng.getrandbits(40):010x}",
             ),
             ("INFO", f"[setup] 检查磁盘空间: /usr/local 剩余 {r() * 80 + 2:.1f} GB, 需要 0.3 GB"),
             ("INFO", f"[setup] 检查端口 {48668 + int(r() * 4)}, 58625, 10020 未被占用"),
@@ -283,12 +283,12 @@ class LogWriter:
         out.append(("INFO", f"[setup] 下载完成, 用时 {r() * 9 + 0.5:.2f}s, md5 {self.rng.getrandbits(64):016x}"))
         out.append(("INFO", f"[setup] 解压到 /usr/local/nodeops-agent, {300 + int(r() * 60)} 个文件"))
         for conf in ("agent.conf", "plugin.conf", "transit.conf")[: 1 + int(r() * 3)]:
-            out.append(("INFO", f"[setup] 写入 /usr/local/nodeops-agent/etc/{conf} (server=10.200.{host.ap}.10)"))
+            out.append(("INFO", f"[setup] 写入 /usr/local/nodeops-agent/etc/{conf} (server=127.200.{host.ap}.10)"))
         if r() < 0.2:
             out.append(("WARNING", f"[setup] 发现旧进程 pid={host.pid - 17}, 已停止"))
         out.append(("INFO", f"[setup] 启动 agent, pid={host.pid}"))
         for wait in range(1 + int(r() * 5)):
-            out.append(("DEBUG", f"[setup] 等待 agent 注册心跳 ({wait + 1}/12), 连接 10.200.{host.ap}.10:10300 ..."))
+            out.append(("DEBUG", f"[setup] 等待 agent 注册心跳 ({wait + 1}/12), 连接 127.200.{host.ap}.10:10300 ..."))
         out.append(("INFO", f"[setup] agent 心跳正常, 版本 {host.version}, 用时 {r() * 20 + 2:.1f}s"))
         return out
 

@@ -70,11 +70,11 @@ def fill(services: Services, count: int) -> Filled:
         jobs.NewInstance(
             instance_id=f"host|instance|host|{n}",
             bk_host_id=n,
-            host_key=f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}-0-0",
+            host_key=f"127.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}-0-0",
             instance_info={
                 "host": {
                     "bk_host_id": n,
-                    "bk_host_innerip": f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}",
+                    "bk_host_innerip": f"127.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}",
                     "bk_cloud_id": 0,
                     "bk_biz_id": 2,
                 }
@@ -134,7 +134,7 @@ def cases(count: int) -> list[tuple[str, dict[str, Any]]]:
     """The requests timed, for a task of ``count`` instances."""
     pages = -(-count // 50)
     n = count // 2
-    middle_ip = f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+    middle_ip = f"127.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
     return [
         ("page 1 of 50", {"page": 1, "pagesize": 50}),
         (f"page {pages // 2} of 50 (middle)", {"page": pages // 2, "pagesize": 50}),

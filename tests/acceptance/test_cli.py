@@ -369,7 +369,13 @@ def test_hosts_import_export_and_list(cli, tmp_path):
             }
         ],
         "hosts": [
-            {"bk_biz_id": 7, "inner_ip": "10.7.0.1", "modules": [700], "account": "root", "password": "cli-import-pw-1"}
+            {
+                "bk_biz_id": 7,
+                "inner_ip": "127.10.7.1",
+                "modules": [700],
+                "account": "root",
+                "password": "cli-import-pw-1",
+            }
         ],
     }
     path = tmp_path / "inventory.json"
@@ -377,12 +383,12 @@ def test_hosts_import_export_and_list(cli, tmp_path):
     result = cli.ok("hosts", "import", str(path))
     assert "1 hosts created" in result.out
     listed = cli.ok("hosts", "list", "--biz", "7").out
-    assert "10.7.0.1" in listed and "web/nginx" in listed and "1 hosts" in listed
+    assert "127.10.7.1" in listed and "web/nginx" in listed and "1 hosts" in listed
     exported = cli.ok("hosts", "export", "--format", "csv", "--biz", "7").stdout
-    assert "10.7.0.1" in exported and "cli-import-pw-1" not in exported
+    assert "127.10.7.1" in exported and "cli-import-pw-1" not in exported
     csv_path = tmp_path / "inventory.csv"
     csv_path.write_text(exported)
     assert "1 updated" in cli.ok("hosts", "import", str(csv_path)).out
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"hosts": [{"bk_biz_id": 7, "inner_ip": "10.7.0.2", "modules": [999]}]}))
+    bad.write_text(json.dumps({"hosts": [{"bk_biz_id": 7, "inner_ip": "127.10.7.2", "modules": [999]}]}))
     assert "hosts[0].modules: module 999 is not in the inventory" in cli.refused("hosts", "import", str(bad)).err

@@ -17,7 +17,7 @@ from nodeops.agent.package import AGENT_SCRIPT_PATH
 
 TOKEN = "tok-unit-5c1d"
 GOOD = {
-    "server_url": "http://10.0.0.1:10300/",
+    "server_url": "http://127.10.0.1:10300/",
     "bk_host_id": 7,
     "instance_id": "host|instance|host|7",
     "token": TOKEN,
@@ -39,13 +39,13 @@ def test_config_defaults_the_interval_and_trims_the_url():
     parsed = agent.parse_config(config())
 
     assert (parsed.server_url, parsed.bk_host_id, parsed.instance_id, parsed.token, parsed.interval_s) == (
-        "http://10.0.0.1:10300",
+        "http://127.10.0.1:10300",
         7,
         "host|instance|host|7",
         TOKEN,
         5.0,
     )
-    assert agent.heartbeat_url(parsed) == "http://10.0.0.1:10300/api/agent/heartbeat/"
+    assert agent.heartbeat_url(parsed) == "http://127.10.0.1:10300/api/agent/heartbeat/"
 
 
 def test_config_repr_hides_the_token():

@@ -66,7 +66,7 @@ def test_a_scope_parses_into_its_nodes(raw, nodes):
             "scope.nodes[0].bk_inst_id",
         ),
         ({"object_type": "HOST", "node_type": "INSTANCE", "nodes": [{"bk_cloud_id": 0}]}, "scope.nodes[0]"),
-        ({"object_type": "HOST", "node_type": "INSTANCE", "nodes": [{"ip": "fe80::1%eth0"}]}, "scope.nodes[0].ip"),
+        ({"object_type": "HOST", "node_type": "INSTANCE", "nodes": [{"ip": "::1%lo"}]}, "scope.nodes[0].ip"),
         ({"object_type": "SERVICE", "node_type": "INSTANCE", "nodes": [{"id": True}]}, "scope.nodes[0].id"),
         ({"object_type": "HOST", "node_type": "TOPO", "nodes": [], "bk_biz_id": -2}, "scope.bk_biz_id"),
         (
@@ -74,7 +74,7 @@ def test_a_scope_parses_into_its_nodes(raw, nodes):
             "scope.nodes[0].bk_inst_id",
         ),
         (
-            {"object_type": "HOST", "node_type": "INSTANCE", "nodes": [{"ip": "10.0.0.1", "bk_cloud_id": 2**31}]},
+            {"object_type": "HOST", "node_type": "INSTANCE", "nodes": [{"ip": "127.10.0.1", "bk_cloud_id": 2**31}]},
             "scope.nodes[0].bk_cloud_id",
         ),
     ],

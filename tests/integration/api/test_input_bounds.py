@@ -158,7 +158,7 @@ def test_non_ascii_digits_are_3800001_where_an_integer_is_expected(api, register
         ("/api/job/1/details/", {"page": digit}, f"page: {digit!r} is not a positive integer"),
         (f"/api/job/{digit}/details/", {}, f"job_id: {digit!r} is not a positive integer"),
         (f"{BACKEND}/task_result/", {"subscription_id": digit}, f"subscription_id: {digit!r} is not"),
-        (f"{INVENTORY}/import/", {"csv": f"bk_biz_id,inner_ip\n{digit},10.0.0.1\n"}, "line 2.bk_biz_id: "),
+        (f"{INVENTORY}/import/", {"csv": f"bk_biz_id,inner_ip\n{digit},127.10.0.1\n"}, "line 2.bk_biz_id: "),
     ]
     for path, body, says in cases:
         with subtests.test(path=path, body=body):
@@ -209,9 +209,12 @@ def test_an_account_ssh_would_refuse_is_3800001_at_job_creation_naming_the_host(
 
 def test_the_inventory_import_refuses_such_an_account_too(api):
     api.ok(f"{INVENTORY}/import/", {"inventory": {"topology": topology(2)}})
-    host = {"bk_biz_id": 2, "inner_ip": "10.0.0.1", "account": "ad\tmin"}
+    host = {"bk_biz_id": 2, "inner_ip": "127.10.0.1", "account": "ad\tmin"}
     invalid(
-        api, f"{INVENTORY}/import/", {"inventory": {"hosts": [host]}}, "hosts[0].account: the account of host 10.0.0.1"
+        api,
+        f"{INVENTORY}/import/",
+        {"inventory": {"hosts": [host]}},
+        "hosts[0].account: the account of host 127.10.0.1",
     )
 
 

@@ -216,21 +216,21 @@ def test_both_host_forms_find_the_same_record_whatever_form_the_job_was_created_
         services,
         runs=[StepRun(Status.SUCCESS, "2024-05-01 10:00:00", "2024-05-01 10:00:01", f"keyed by {keyed_by}")],
         bk_host_id=35,
-        ip="10.0.0.5",
+        ip="127.10.0.5",
         bk_cloud_id=2,
         keyed_by=keyed_by,
     )
     assert job.instance_id == (
-        "host|instance|host|35" if keyed_by == "bk_host_id" else "host|instance|host|10.0.0.5-2-0"
+        "host|instance|host|35" if keyed_by == "bk_host_id" else "host|instance|host|127.10.0.5-2-0"
     )
     forms = [
         job.instance_id,
         35,
         "35",
         "host|instance|host|35",
-        "host|instance|host|10.0.0.5-2-0",
-        "host|instance|host|10.0.0.5-002-000",
-        "HOST|Instance|host|10.0.0.5-2-0",
+        "host|instance|host|127.10.0.5-2-0",
+        "host|instance|host|127.10.0.5-002-000",
+        "HOST|Instance|host|127.10.0.5-2-0",
     ]
     expected = read(client, auth, job, job.instance_id)
     assert expected[0]["log"] == f"keyed by {keyed_by}"
@@ -238,7 +238,7 @@ def test_both_host_forms_find_the_same_record_whatever_form_the_job_was_created_
         for address in ADDRESSES:
             with subtests.test(instance_id=instance_id, address=address):
                 assert read(client, auth, job, instance_id, address=address) == expected
-    for other in (36, "host|instance|host|10.0.0.5-3-0", "host|instance|host|10.0.0.6-2-0"):
+    for other in (36, "host|instance|host|127.10.0.5-3-0", "host|instance|host|127.10.0.6-2-0"):
         with subtests.test(instance_id=other):
             response = request_log(client, "esb_get", job_id=job.job_id, instance_id=other, auth=auth)
             assert_error(response, 3800007)
@@ -249,14 +249,14 @@ def test_ipv6_host_key_finds_the_record_in_any_textual_form(client, services, au
         services,
         runs=[StepRun(Status.SUCCESS, "2024-05-01 10:00:00", "2024-05-01 10:00:01", "v6")],
         bk_host_id=77,
-        ip="2001:db8::5",
+        ip="::1",
         keyed_by="host_key",
     )
-    assert job.instance_id == "host|instance|host|2001:db8::5-0-0"
+    assert job.instance_id == "host|instance|host|::1-0-0"
     forms = [
-        "host|instance|host|2001:db8::5-0-0",
-        "host|instance|host|2001:DB8::5-0-0",
-        "host|instance|host|2001:0db8:0000:0000:0000:0000:0000:0005-0-0",
+        "host|instance|host|::1-0-0",
+        "HOST|Instance|host|0:0::1-0-0",
+        "host|instance|host|0000:0000:0000:0000:0000:0000:0000:0001-0-0",
         "host|instance|host|77",
         77,
     ]

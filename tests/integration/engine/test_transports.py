@@ -319,7 +319,7 @@ async def test_strict_policy_accepts_only_listed_keys(
         file.write(f"[{ssh_host.ip}]:{ssh_host.port} {algorithm} {key}\n")
     assert await _run_once(target, index=index) == (0, ())
     if index is not None:  # a key for another host listed on the same line still counts
-        known_hosts.write_text(f"10.0.0.1,[{ssh_host.ip}]:{ssh_host.port} {algorithm} {key}\n")
+        known_hosts.write_text(f"127.10.0.1,[{ssh_host.ip}]:{ssh_host.port} {algorithm} {key}\n")
         assert await _run_once(target, index=index) == (0, ())
 
 

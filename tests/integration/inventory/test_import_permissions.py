@@ -31,7 +31,7 @@ def api(services, live_server):
 
 @pytest.fixture
 def seeded(api):
-    """Business 2 (host 10.2.0.1 in module 100) and business 3 (host 10.3.0.1 in modules 1100 and 1101, with
+    """Business 2 (host 127.10.2.1 in module 100) and business 3 (host 127.10.3.1 in modules 1100 and 1101, with
     service instance 30 in module 1100); returns ``{ip: bk_host_id}``."""
     api.ok(
         IMPORT,
@@ -39,11 +39,11 @@ def seeded(api):
             "inventory": {
                 "topology": topology(2) + topology(3),
                 "hosts": [
-                    {"bk_biz_id": 2, "inner_ip": "10.2.0.1", "modules": [100]},
-                    {"bk_biz_id": 3, "inner_ip": "10.3.0.1", "modules": [1100, 1101]},
+                    {"bk_biz_id": 2, "inner_ip": "127.10.2.1", "modules": [100]},
+                    {"bk_biz_id": 3, "inner_ip": "127.10.3.1", "modules": [1100, 1101]},
                 ],
                 "service_instances": [
-                    {"id": 30, "name": "redis", "bk_module_id": 1100, "ip": "10.3.0.1", "processes": [{"p": 1}]}
+                    {"id": 30, "name": "redis", "bk_module_id": 1100, "ip": "127.10.3.1", "processes": [{"p": 1}]}
                 ],
             }
         },
@@ -58,7 +58,7 @@ def snapshot(services) -> dict[str, list[tuple]]:
 
 
 def service_30(h: dict[str, int], **change) -> dict:
-    return {"id": 30, "name": "redis", "bk_module_id": 1100, "bk_host_id": h["10.3.0.1"], **change}
+    return {"id": 30, "name": "redis", "bk_module_id": 1100, "bk_host_id": h["127.10.3.1"], **change}
 
 
 CROSS_BUSINESS = {
@@ -67,19 +67,19 @@ CROSS_BUSINESS = {
         "service_instances": [service_30(h, processes=[{"cmd": "rm -rf /"}])]
     },
     "move a business-3 service instance into business 2": lambda h: {
-        "service_instances": [service_30(h, bk_module_id=100, bk_host_id=h["10.2.0.1"])]
+        "service_instances": [service_30(h, bk_module_id=100, bk_host_id=h["127.10.2.1"])]
     },
     "move a business-3 service instance by its host's address": lambda h: {
-        "service_instances": [{"id": 30, "name": "redis", "bk_module_id": 100, "ip": "10.2.0.1"}]
+        "service_instances": [{"id": 30, "name": "redis", "bk_module_id": 100, "ip": "127.10.2.1"}]
     },
     "create a service instance on a business-3 host": lambda h: {
-        "service_instances": [{"name": "new", "bk_module_id": 1100, "bk_host_id": h["10.3.0.1"]}]
+        "service_instances": [{"name": "new", "bk_module_id": 1100, "bk_host_id": h["127.10.3.1"]}]
     },
     "move a business-3 host into business 2 by id": lambda h: {
-        "hosts": [{"bk_host_id": h["10.3.0.1"], "bk_biz_id": 2, "inner_ip": "10.3.0.1", "modules": [100]}]
+        "hosts": [{"bk_host_id": h["127.10.3.1"], "bk_biz_id": 2, "inner_ip": "127.10.3.1", "modules": [100]}]
     },
     "place a business-2 host in a business-3 module": lambda h: {
-        "hosts": [{"bk_biz_id": 2, "inner_ip": "10.2.0.1", "modules": [1100]}]
+        "hosts": [{"bk_biz_id": 2, "inner_ip": "127.10.2.1", "modules": [1100]}]
     },
     "rename a business-3 set under business 2": lambda h: {
         "topology": [{"bk_biz_id": 2, "bk_biz_name": "biz-2", "sets": [{"bk_set_id": 110, "bk_set_name": "pwned"}]}]
@@ -96,9 +96,9 @@ CROSS_BUSINESS = {
     "rename business 3": lambda h: {"topology": [{"bk_biz_id": 3, "bk_biz_name": "pwned"}]},
     "good business-2 rows with one business-3 service instance": lambda h: {
         "topology": topology(2),
-        "hosts": [{"bk_biz_id": 2, "inner_ip": "10.2.0.7", "modules": [101]}],
+        "hosts": [{"bk_biz_id": 2, "inner_ip": "127.10.2.7", "modules": [101]}],
         "service_instances": [
-            {"name": "api", "bk_module_id": 100, "bk_host_id": h["10.2.0.1"]},
+            {"name": "api", "bk_module_id": 100, "bk_host_id": h["127.10.2.1"]},
             service_30(h, name="pwned"),
         ],
     },
@@ -132,12 +132,12 @@ def test_a_refusal_lists_a_few_rows_and_counts_the_rest(api, seeded):
     [
         # business 3's host moved into business 2
         "bk_biz_id,bk_cloud_id,inner_ip,bk_set_id,bk_set_name,bk_module_id,bk_module_name\n"
-        "2,0,10.3.0.1,10,web,100,nginx\n",
+        "2,0,127.10.3.1,10,web,100,nginx\n",
         # business 3's set renamed under business 2
-        "bk_biz_id,bk_biz_name,bk_cloud_id,inner_ip,bk_set_id,bk_set_name\n2,biz-2,0,10.2.0.1,110,pwned\n",
+        "bk_biz_id,bk_biz_name,bk_cloud_id,inner_ip,bk_set_id,bk_set_name\n2,biz-2,0,127.10.2.1,110,pwned\n",
         # a business-2 host placed in business 3's module
         "bk_biz_id,bk_cloud_id,inner_ip,bk_set_id,bk_set_name,bk_module_id,bk_module_name\n"
-        "2,0,10.2.0.1,10,web,1100,nginx\n",
+        "2,0,127.10.2.1,10,web,1100,nginx\n",
     ],
     ids=["host", "set", "module"],
 )
@@ -171,9 +171,9 @@ def test_a_user_granted_both_businesses_moves_a_service_instance_and_a_host(api,
     moved = CROSS_BUSINESS["move a business-3 service instance into business 2"](seeded)
     assert both.ok(IMPORT, {"inventory": moved})["service_instance_ids"] == [30]
     (service,) = both.ok(f"{INVENTORY}/service_instances/", {"bk_biz_id": 2})
-    assert (service["id"], service["bk_host_id"], service["bk_module_id"]) == (30, seeded["10.2.0.1"], 100)
+    assert (service["id"], service["bk_host_id"], service["bk_module_id"]) == (30, seeded["127.10.2.1"], 100)
     both.ok(IMPORT, {"inventory": CROSS_BUSINESS["move a business-3 host into business 2 by id"](seeded)})
-    (host,) = both.ok(f"{INVENTORY}/hosts/", {"bk_biz_id": 2, "ip": "10.3.0.1"})["list"]
+    (host,) = both.ok(f"{INVENTORY}/hosts/", {"bk_biz_id": 2, "ip": "127.10.3.1"})["list"]
     assert [t["bk_module_id"] for t in host["topo"]] == [100]
 
 
@@ -189,8 +189,8 @@ def test_a_user_granted_only_business_2_still_imports_business_2(api, services, 
     viewer = api.as_user("viewer")
     inventory = {
         "topology": topology(2),
-        "hosts": [{"bk_biz_id": 2, "inner_ip": "10.2.0.1", "modules": [100, 101]}],
-        "service_instances": [{"name": "api", "bk_module_id": 101, "ip": "10.2.0.1"}],
+        "hosts": [{"bk_biz_id": 2, "inner_ip": "127.10.2.1", "modules": [100, 101]}],
+        "service_instances": [{"name": "api", "bk_module_id": 101, "ip": "127.10.2.1"}],
     }
     (service_id,) = viewer.ok(IMPORT, {"inventory": inventory})["service_instance_ids"]
     assert [s["id"] for s in viewer.ok(f"{INVENTORY}/service_instances/", {})] == [service_id]
@@ -199,7 +199,7 @@ def test_a_user_granted_only_business_2_still_imports_business_2(api, services, 
 
 @pytest.mark.parametrize("given_id", [None, 77], ids=["new-id", "given-id"])
 def test_a_brand_new_service_instance_imports_on_its_own(api, seeded, given_id):
-    row = {"name": "api", "bk_module_id": 100, "bk_host_id": seeded["10.2.0.1"], "processes": [{"port": 80}]}
+    row = {"name": "api", "bk_module_id": 100, "bk_host_id": seeded["127.10.2.1"], "processes": [{"port": 80}]}
     if given_id is not None:
         row["id"] = given_id
     (service_id,) = api.as_user("viewer").ok(IMPORT, {"inventory": {"service_instances": [row]}})[
@@ -211,14 +211,14 @@ def test_a_brand_new_service_instance_imports_on_its_own(api, seeded, given_id):
         "id": service_id,
         "name": "api",
         "bk_biz_id": 2,
-        "bk_host_id": seeded["10.2.0.1"],
+        "bk_host_id": seeded["127.10.2.1"],
         "bk_module_id": 100,
         "processes": [{"port": 80}],
     }
 
 
 def test_new_service_instances_without_an_id_follow_those_imported_with_one(api, seeded):
-    host = seeded["10.2.0.1"]
+    host = seeded["127.10.2.1"]
     rows = [{"name": f"s{i}", "bk_module_id": 100, "bk_host_id": host} for i in range(3)]
     ids = api.ok(IMPORT, {"inventory": {"service_instances": [{**rows[0], "id": 1}, *rows[1:]]}})
     assert len(set(ids["service_instance_ids"])) == 3 and 1 in ids["service_instance_ids"]
@@ -228,7 +228,7 @@ def test_new_service_instances_without_an_id_follow_those_imported_with_one(api,
 
 def test_the_cli_import_creates_a_brand_new_service_instance(services, api, seeded):
     inventory = InventoryService(services.db, services.settings, services.jobs.box)
-    row = {"name": "cli", "bk_module_id": 1101, "ip": "10.3.0.1"}
+    row = {"name": "cli", "bk_module_id": 1101, "ip": "127.10.3.1"}
     result = asyncio.run(inventory.import_inventory(None, {"inventory": {"service_instances": [row]}}))
     (service_id,) = result["service_instance_ids"]
     names = {s["id"]: s["name"] for s in api.ok(f"{INVENTORY}/service_instances/", {"bk_biz_id": 3})}
@@ -237,7 +237,9 @@ def test_the_cli_import_creates_a_brand_new_service_instance(services, api, seed
 
 def test_new_hosts_without_an_id_follow_those_imported_with_one(api, seeded):
     next_id = max(seeded.values()) + 1  # the id the database would generate next
-    given = api.ok(IMPORT, {"inventory": {"hosts": [{"bk_host_id": next_id, "bk_biz_id": 2, "inner_ip": "10.2.0.8"}]}})
+    given = api.ok(
+        IMPORT, {"inventory": {"hosts": [{"bk_host_id": next_id, "bk_biz_id": 2, "inner_ip": "127.10.2.8"}]}}
+    )
     assert given["created_host_ids"] == [next_id]
-    new = api.ok(IMPORT, {"inventory": {"hosts": [{"bk_biz_id": 2, "inner_ip": f"10.2.0.{i}"} for i in (20, 21)]}})
+    new = api.ok(IMPORT, {"inventory": {"hosts": [{"bk_biz_id": 2, "inner_ip": f"127.10.2.{i}"} for i in (20, 21)]}})
     assert len(new["created_host_ids"]) == 2 and next_id not in new["created_host_ids"]

@@ -311,7 +311,7 @@ def test_validation_and_lookup_errors_name_what_is_wrong(api, tmp_path):
     assert "job_type: 'INSTALL_PROXY' must be one of INSTALL_AGENT, REINSTALL_AGENT" in answer["message"]
     assert "hosts: must be a non-empty list" in answer["message"]
     answer = api.error(
-        install, {"job_type": "INSTALL_AGENT", "hosts": [{"bk_biz_id": 2**40, "inner_ip": "300.1.1.1"}]}, 3800001
+        install, {"job_type": "INSTALL_AGENT", "hosts": [{"bk_biz_id": 2**40, "inner_ip": "127.300.1.1"}]}, 3800001
     )
     assert "hosts[0].bk_biz_id" in answer["message"] and "hosts[0].inner_ip" in answer["message"]
     answer = api.error("/api/job/operate/", {"job_type": "RESTART_AGENT", "bk_host_id": ["x"], "version": "1"}, 3800001)

@@ -48,13 +48,13 @@ def test_failures_count_in_a_window_and_the_threshold_blocks_the_pair(services):
 
 
 def test_stale_rows_are_dropped_as_failures_come(services):
-    _fail(services, T0, client="10.0.0.1")
+    _fail(services, T0, client="127.10.0.1")
     for second in (0, 1, 2):
-        _fail(services, T0 + timedelta(seconds=second), client="10.0.0.2")  # blocked until T0+32
-    _fail(services, T0 + timedelta(seconds=61), client="10.0.0.3")
+        _fail(services, T0 + timedelta(seconds=second), client="127.10.0.2")  # blocked until T0+32
+    _fail(services, T0 + timedelta(seconds=61), client="127.10.0.3")
     with services.db.session() as session:
         clients = sorted(row.client for row in session.query(AuthFailure))
-    assert clients == ["10.0.0.2", "10.0.0.3"]  # 10.0.0.1's window closed; 10.0.0.2's block may still hold
+    assert clients == ["127.10.0.2", "127.10.0.3"]  # 127.10.0.1's window closed; 127.10.0.2's block may still hold
 
 
 def test_a_revoked_token_is_listed_until_it_expires(services):

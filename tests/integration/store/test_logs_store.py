@@ -88,8 +88,8 @@ def test_chunks_appended_while_step_runs_are_visible_in_order(services):
 
 
 def test_chunks_of_different_steps_and_records_do_not_mix(services):
-    first = _running_job(services, bk_host_id=11, ip="10.0.0.11")
-    second = _running_job(services, bk_host_id=12, ip="10.0.0.12")
+    first = _running_job(services, bk_host_id=11, ip="127.10.0.11")
+    second = _running_job(services, bk_host_id=12, ip="127.10.0.12")
     a, b = first.record_id, second.record_id
     # interleaved, and several in one batch, as a fan-out of hosts writes them
     _append(services, (a, 1, "a1-1"), (b, 1, "b1-1"), (a, 2, "a2-1"))
@@ -150,7 +150,7 @@ def test_each_append_inserts_a_row_and_leaves_earlier_chunks_untouched(services)
 
 def test_set_step_and_append_logs_bump_the_record_revision(services):
     job = _running_job(services)
-    other = _running_job(services, bk_host_id=2, ip="10.0.0.2")
+    other = _running_job(services, bk_host_id=2, ip="127.10.0.2")
     start = _revision(services, job.record_id)
     other_start = _revision(services, other.record_id)
 
@@ -203,7 +203,7 @@ def _many_records(services, *, records=40, chunks_per_step=20):
     """``records`` jobs of 5 steps with ``chunks_per_step`` chunks each; returns their record ids."""
     ids = []
     for n in range(records):
-        job = make_job(services, runs=[], bk_host_id=1000 + n, ip=f"10.1.{n // 250}.{n % 250}")
+        job = make_job(services, runs=[], bk_host_id=1000 + n, ip=f"127.11.{n // 250}.{n % 250}")
         ids.append(job.record_id)
     with services.db.session() as session:
         jobs.append_logs(
@@ -290,7 +290,7 @@ def _find(services, job_id, raw, attempt=None):
     return _look_up(services, job_id, raw, attempt).record
 
 
-KEY = HostKey.of("2001:db8::7", 3)
+KEY = HostKey.of("::ffff:127.10.0.7", 3)  # IPv4-mapped: an IPv6 key with letters to fold
 CREATED_AS = {
     "bk_host_id": str(host_instance_id(bk_host_id=7)),
     "host_key": str(host_instance_id(host_key=KEY)),
@@ -299,8 +299,8 @@ ASKED_AS = [
     pytest.param("host|instance|host|7", id="bk_host_id-form"),
     pytest.param(7, id="bare-int"),
     pytest.param("007", id="padded-digits"),
-    pytest.param("host|instance|host|2001:db8::7-3-0", id="host-key-form"),
-    pytest.param("HOST|Instance|host|2001:DB8:0:0::0:7-3-0", id="host-key-unnormalised"),
+    pytest.param("host|instance|host|::ffff:127.10.0.7-3-0", id="host-key-form"),
+    pytest.param("HOST|Instance|host|0:0:0:0:0:FFFF:7F0A:7-3-0", id="host-key-unnormalised"),
 ]
 
 
@@ -327,7 +327,7 @@ def test_record_lookup_keeps_jobs_and_hosts_apart(services):
     )
     assert _find(services, job_id, 7).record_id == ids[0]
     assert _find(services, job_id, 8) is None
-    assert _find(services, job_id, "host|instance|host|2001:db8::7-4-0") is None
+    assert _find(services, job_id, "host|instance|host|::ffff:127.10.0.7-4-0") is None
     unknown_job = _look_up(services, other_job + 1000, 7)
     assert (unknown_job.job, unknown_job.record) == (None, None)
     known_job = _look_up(services, job_id, 8)
@@ -335,11 +335,11 @@ def test_record_lookup_keeps_jobs_and_hosts_apart(services):
 
 
 def test_record_lookup_of_a_host_known_only_by_its_key(services):
-    key = HostKey.of("10.9.9.9", 0)
+    key = HostKey.of("127.10.9.9", 0)
     job_id, ids = _job_with_attempts(
         services, instance_id=str(host_instance_id(host_key=key)), bk_host_id=None, host_key=str(key), attempts=1
     )
-    assert _find(services, job_id, "host|instance|host|10.9.9.9-0-0").record_id == ids[0]
+    assert _find(services, job_id, "host|instance|host|127.10.9.9-0-0").record_id == ids[0]
     assert _find(services, job_id, 9) is None
 
 

@@ -298,7 +298,7 @@ def test_an_unknown_subscription_answers_3800001_subscription_not_exist(api, act
             "no host 424242 in the inventory",
         ),
         (
-            {"object_type": "HOST", "node_type": "INSTANCE", "nodes": [{"ip": "10.0.0.300"}]},
+            {"object_type": "HOST", "node_type": "INSTANCE", "nodes": [{"ip": "127.0.0.300"}]},
             "scope.nodes[0].ip",
             "is not an IPv4 or IPv6 address",
         ),
