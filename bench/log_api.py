@@ -46,10 +46,10 @@ from sqlalchemy import update
 
 from nodeops.domain.answer import AnswerRenderer
 from nodeops.domain.plans import JobType, PlannedStep, StepCode, plan_steps
-from nodeops.domain.status import JobStatistics, Status, aggregate_job_status
+from nodeops.domain.status import Status
 from nodeops.service import admin
 from nodeops.settings import SQLITE_FILE_NAME, Settings
-from nodeops.store import answers, migrate
+from nodeops.store import answers, migrate, pipelines
 from nodeops.store import jobs as store_jobs
 from nodeops.store.db import Database
 from nodeops.store.log_reads import LogReads
@@ -382,7 +382,6 @@ def fill(data_dir: Path, jobs_n: int, inst_n: int, seed: int, batch_jobs: int = 
                     )
                     job_ids.append(created.job_id)
                     chunks: list[tuple[int, int, str]] = []
-                    host_statuses: list[Status] = []
                     for i, instance in enumerate(instances):
                         record_id = created.record_ids[instance.instance_id]
                         facts = HostFacts(
@@ -422,7 +421,6 @@ def fill(data_dir: Path, jobs_n: int, inst_n: int, seed: int, batch_jobs: int = 
                             status = Status.FAILED
                         elif Status.RUNNING in outcomes:
                             status = Status.RUNNING
-                        host_statuses.append(status)
                         record_rows.append(
                             {
                                 "id": record_id,
@@ -433,18 +431,13 @@ def fill(data_dir: Path, jobs_n: int, inst_n: int, seed: int, batch_jobs: int = 
                         )
                     store_jobs.append_logs(session, chunks)
                     chunk_rows += len(chunks)
-                    stats = JobStatistics.count(host_statuses)
-                    store_jobs.set_job(
-                        session,
-                        job_id=created.job_id,
-                        status=aggregate_job_status(stats, Status.RUNNING),
-                        statistics=stats.as_dict(),
-                        end_at=writer.at(job_start + 600) if stats.running_count == 0 else None,
-                    )
                 # set_step / set_record are one UPDATE per row; this is the same change as ORM bulk UPDATEs by
                 # primary key (one executemany each)
                 session.execute(update(RecordStep), step_rows)
                 session.execute(update(InstanceRecord), record_rows)
+                # this batch's jobs get their status and statistics as the engine stores them
+                for job_id in job_ids[first:]:
+                    pipelines.refresh_job(session, job_id=job_id)
                 # the engine's LogWriter seals a record's answer in the transaction that finishes it
                 answers.seal(session, reads, renderer, [row["id"] for row in record_rows])
             done = min(first + batch_jobs, jobs_n)

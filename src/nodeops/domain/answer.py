@@ -130,9 +130,5 @@ class AnswerRenderer:
             for step, status in zip(steps, statuses, strict=True)
         ]
 
-    def format_time(self, at: datetime | None) -> str | None:
-        """``YYYY-MM-DD HH:MM:SS`` in the renderer's zone (None stays None)."""
-        return self._format(at)
-
     def _format_uncached(self, at: datetime | None) -> str | None:
         return None if at is None else at.astimezone(self.tz).strftime(TIME_FORMAT)

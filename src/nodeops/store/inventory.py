@@ -475,12 +475,6 @@ def agent_states(session: Session, host_ids: Sequence[int]) -> dict[int, dict[st
     }
 
 
-def biz_of_hosts(session: Session, host_ids: Sequence[int]) -> set[int]:
-    if not host_ids:
-        return set()
-    return {int(b) for b in session.scalars(select(Host.bk_biz_id).where(Host.bk_host_id.in_(list(host_ids))))}
-
-
 # --- scopes ---------------------------------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from nodeops.domain.plans import PlannedStep
@@ -347,21 +347,6 @@ def _touch(session: Session, record_ids: Sequence[int]) -> None:
     )
 
 
-def set_job(
-    session: Session,
-    *,
-    job_id: int,
-    status: Status,
-    statistics: dict[str, int],
-    end_at: datetime | None = None,
-) -> None:
-    """Store a job's aggregate status and statistics."""
-    values: dict[str, Any] = {"status": status.value, "statistics": statistics}
-    if end_at is not None:
-        values["end_at"] = end_at
-    session.execute(update(Job).where(Job.id == job_id).values(**values))
-
-
 def set_job_status(session: Session, *, job_id: int, status: Status, end_at: datetime | None = None) -> None:
     """Set only the job's status (and end time); statistics are recomputed by ``pipelines.refresh_job``."""
     values: dict[str, Any] = {"status": status.value}
@@ -373,10 +358,6 @@ def set_job_status(session: Session, *, job_id: int, status: Status, end_at: dat
 def job_status(session: Session, job_id: int) -> str:
     """The job's stored status ("" for an unknown job)."""
     return session.scalar(select(Job.status).where(Job.id == job_id)) or ""
-
-
-def count_jobs(session: Session) -> int:
-    return int(session.scalar(select(func.count()).select_from(Job)) or 0)
 
 
 def _node_of(instance: NewInstance) -> dict[str, Any]:

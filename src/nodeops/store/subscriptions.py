@@ -205,22 +205,6 @@ def task_ids(session: Session, subscription_id: int) -> list[int]:
     )
 
 
-def active_count(session: Session, subscription_id: int) -> int:
-    """How many instances of the subscription have their latest record PENDING or RUNNING."""
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(InstanceRecord)
-            .where(
-                InstanceRecord.subscription_id == subscription_id,
-                InstanceRecord.is_latest.is_(True),
-                InstanceRecord.status.in_([s.value for s in ACTIVE]),
-            )
-        )
-        or 0
-    )
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Latest:
     record_id: int

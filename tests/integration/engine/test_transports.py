@@ -380,8 +380,9 @@ async def test_upload_limiter_serves_waiters_first_come_and_takes_back_cancelled
         await small
     limiter.release(80)
     assert limiter.in_flight_bytes == 0
-    async with limiter.reserve(100):
-        assert limiter.in_flight_bytes == 100
+    await limiter.acquire(100)
+    assert limiter.in_flight_bytes == 100
+    limiter.release(100)
     assert limiter.peak_in_flight_bytes == 100
     with pytest.raises(ValueError):
         await limiter.acquire(101)

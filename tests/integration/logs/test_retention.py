@@ -25,7 +25,7 @@ OLD = datetime.now(UTC) - timedelta(days=40)
 def old_job(services, n: int):
     job = make_seed_job(services)  # finished and sealed, with its log
     with services.db.session() as session:
-        jobs.set_job(session, job_id=job.job_id, status=Status.SUCCESS, statistics={}, end_at=OLD)
+        jobs.set_job_status(session, job_id=job.job_id, status=Status.SUCCESS, end_at=OLD)
     return job
 
 
@@ -42,7 +42,7 @@ def test_cleanup_deletes_old_finished_jobs_and_all_they_own_but_never_running_on
         old_job(services, n)
     recent = make_seed_job(services)
     with services.db.session() as session:
-        jobs.set_job(session, job_id=recent.job_id, status=Status.SUCCESS, statistics={}, end_at=datetime.now(UTC))
+        jobs.set_job_status(session, job_id=recent.job_id, status=Status.SUCCESS, end_at=datetime.now(UTC))
     running = running_job(services, bk_host_id=9, ip="127.0.0.9")
     with services.db.session() as session:  # started long ago and still running
         jobs.set_job_status(session, job_id=running.job_id, status=Status.RUNNING)

@@ -28,7 +28,7 @@ import contextlib
 import logging
 import shlex
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -158,15 +158,6 @@ class UploadLimiter:
     def release(self, size_bytes: int) -> None:
         self._available += size_bytes
         self._wake()
-
-    @contextlib.asynccontextmanager
-    async def reserve(self, size_bytes: int) -> AsyncIterator[None]:
-        """``acquire`` and ``release`` around a block."""
-        await self.acquire(size_bytes)
-        try:
-            yield
-        finally:
-            self.release(size_bytes)
 
     def _take(self, size_bytes: int) -> None:
         self._available -= size_bytes
