@@ -1,5 +1,5 @@
 """Shared fixtures: a clean environment, a migrated database per test on SQLite and PostgreSQL, services,
-and a real uvicorn server on 127.0.0.1.
+a real uvicorn server on 127.0.0.1, and the services' engine started in the test's event loop.
 
 PostgreSQL comes from ``NODEOPS_TEST_PG_URL`` (``make test`` starts a throwaway cluster and sets it): the
 schema is migrated once into a template database, and each test gets ``CREATE DATABASE ... TEMPLATE``.
@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,8 @@ import sqlalchemy as sa
 import uvicorn
 
 from nodeops.api.app import create_app
+from nodeops.engine.runner import Engine
+from nodeops.engine.steps import StepTimeouts
 from nodeops.service.container import Services
 from nodeops.settings import Settings
 from nodeops.store import migrate
@@ -116,12 +118,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
+def settings(tmp_path: Path, database_url: str, listen_socket: socket.socket) -> Settings:
+    """Test settings on the port ``live_server`` listens on (agents report there)."""
     return Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,
         secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
         time_zone=TEST_TIME_ZONE,
+        port=listen_socket.getsockname()[1],
     )
 
 
@@ -132,45 +136,81 @@ def services(settings: Settings) -> Iterator[Services]:
     built.close()
 
 
-class LiveServer:
-    """A real uvicorn serving ``create_app`` on 127.0.0.1 and a free port, in a thread."""
+def free_socket() -> socket.socket:
+    """A socket bound to 127.0.0.1 and a free port, for a test server to listen on."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
-    def __init__(self, services: Services) -> None:
+
+class LiveServer:
+    """A real uvicorn serving ``create_app`` on ``sock`` (default: 127.0.0.1 and a free port), in a thread.
+
+    With ``lifespan=True`` the services (and the engine) start and stop in the server's own event loop, as in
+    ``nodeops serve``; without, a test drives them from its own loop.
+    """
+
+    def __init__(self, services: Services, sock: socket.socket | None = None, *, lifespan: bool = False) -> None:
         self.services = services
         self.app = app = create_app(services.settings, services)
         config = uvicorn.Config(
             app,
-            host="127.0.0.1",
-            port=0,
             log_config=None,
             access_log=False,
             loop="asyncio",
             http=app.http_protocol,  # as `nodeops serve`: the log lane on SQLite
-            lifespan="off",
+            lifespan="on" if lifespan else "off",
         )
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="uvicorn-test", daemon=True)
-        self.url = ""
+        self.sock = free_socket() if sock is None else sock
+        self.thread = threading.Thread(
+            target=lambda: self.server.run(sockets=[self.sock]), name="uvicorn-test", daemon=True
+        )
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
 
     def start(self) -> None:
         self.thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 20
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError("test server did not start")
             time.sleep(0.01)
-        sock: socket.socket = self.server.servers[0].sockets[0]
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
 
     def stop(self) -> None:
         self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=20)
+        self.sock.close()
 
 
 @pytest.fixture
-def live_server(services: Services) -> Iterator[LiveServer]:
-    """The service over real HTTP; ``live_server.url`` is its base URL."""
-    server = LiveServer(services)
+def listen_socket() -> Iterator[socket.socket]:
+    """The socket ``live_server`` listens on; settings that name its port make agents report there."""
+    sock = free_socket()
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def live_server(services: Services, listen_socket: socket.socket) -> Iterator[LiveServer]:
+    """The service over real HTTP on ``listen_socket`` (lifespan off); ``live_server.url`` is its base URL."""
+    server = LiveServer(services, listen_socket)
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def step_timeouts() -> StepTimeouts:
+    """The ``engine`` fixture's step timeouts: a step that cannot succeed fails in seconds, not minutes."""
+    return StepTimeouts(heartbeat_s=20, command_s=30)
+
+
+@pytest.fixture
+async def engine(services: Services, live_server: LiveServer, step_timeouts: StepTimeouts) -> AsyncIterator[Engine]:
+    """The engine ``Services.build`` wired, started by ``Services.start`` in the test's event loop: agents report
+    to ``live_server``, whose heartbeat API wakes the engine's steps, as in one process."""
+    services.engine.timeouts = step_timeouts
+    await services.start()
+    yield services.engine
+    await services.aclose()

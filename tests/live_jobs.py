@@ -24,11 +24,10 @@ from nodeops.engine.transports.base import CommandResult, LineSink, Transport
 from nodeops.engine.transports.local import LocalTransport
 from nodeops.service import admin
 from nodeops.service.container import Services
-from nodeops.settings import Settings
 from nodeops.store.pipelines import HostWork
-from tests.conftest import TEST_SECRET_KEY, TEST_TIME_ZONE
+from tests.conftest import LiveServer
 from tests.factories import AppCredentials, make_app, make_user
-from tests.integration.jobs.support import EngineServer, JobApi, free_socket, local_host, stop_agents
+from tests.integration.jobs.support import JobApi, local_host, stop_agents
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 DOC_IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
@@ -104,7 +103,7 @@ def running_stack(services: Services, listen_socket: Any, root: Path) -> Iterato
     make_user(services, "admin", superuser=True)
     token = admin.token(services.db, services.settings.resolved_secret_key(), username="admin", ttl_s=3600)
     services.engine.connect = slow_local
-    server = EngineServer(services, listen_socket)
+    server = LiveServer(services, listen_socket, lifespan=True)
     server.start()
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:
@@ -120,25 +119,6 @@ def database_url(tmp_path: Path, sqlite_template: Path) -> str:
     path = tmp_path / "nodeops.sqlite3"
     shutil.copyfile(sqlite_template, path)
     return f"sqlite:///{path}"
-
-
-@pytest.fixture
-def listen_socket():
-    sock = free_socket()
-    yield sock
-    sock.close()
-
-
-@pytest.fixture
-def settings(tmp_path, database_url, listen_socket) -> Settings:
-    """Settings on the port the server will listen on (agents report there)."""
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
-        time_zone=TEST_TIME_ZONE,
-        port=listen_socket.getsockname()[1],
-    )
 
 
 @pytest.fixture

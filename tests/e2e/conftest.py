@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live_jobs import CHROMIUM, database_url, listen_socket, settings, stack  # noqa: F401 (fixtures)
+from tests.live_jobs import CHROMIUM, database_url, stack  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,7 @@ from nodeops.domain.plans import StepCode
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.logwriter import LogWriter
 from nodeops.engine.transports.base import CommandResult, Transport
-from nodeops.engine.transports.local import LocalTransport
-from nodeops.errors import AuthFailed, CommandFailed, NodeopsError, TransportError
+from nodeops.errors import AuthFailed, CommandFailed, TransportError
 from nodeops.store import pipelines
 from nodeops.store.db import Database
 from nodeops.store.models import utcnow
@@ -348,16 +347,3 @@ async def _set_agent(
             clear_heartbeat=clear_heartbeat,
         )
     )
-
-
-def local_or_ssh(make_ssh: TransportFactory | None) -> TransportFactory:
-    """The transport factory: ``local`` hosts get a LocalTransport, others ``make_ssh`` (if configured)."""
-
-    def connect(work: HostWork, box: SecretBox, writer: LogWriter) -> Transport:
-        if work.transport == "local":
-            return LocalTransport()
-        if make_ssh is None:
-            raise NodeopsError("the ssh transport is not available in this process")
-        return make_ssh(work, box, writer)
-
-    return connect

@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from tests.live_jobs import database_url, listen_socket, settings, stack  # noqa: F401 (fixtures)
+from tests.live_jobs import database_url, stack  # noqa: F401 (fixtures)

@@ -11,14 +11,10 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from nodeops.crypto import SecretBox
 from nodeops.domain.plans import JobType
 from nodeops.engine import packages
-from nodeops.engine.connect import transport_factory
-from nodeops.engine.runner import Engine, FanOut
 from nodeops.engine.steps import StepTimeouts
-from nodeops.service.jobs import JobRunner, parse_hosts
-from nodeops.store import packages as package_rows
+from nodeops.service.jobs import parse_hosts
 from nodeops.store.models import Base
 from tests.factories import make_app, make_user
 
@@ -26,23 +22,15 @@ UNREACHABLE = "127.0.10.250"
 
 
 @pytest.fixture
-async def ssh_engine(services, live_server, tmp_path):
-    db = services.db
-    with db.session() as session:
-        package_rows.ensure_default_access_point(session, server_url=live_server.url)
-    packages.register(db, services.settings.packages_dir)
-    box = SecretBox(services.settings.resolved_secret_key())
-    engine = Engine(
-        db,
-        services.settings.tz,
-        box,
-        transport_factory(known_hosts=tmp_path / "known_hosts", policy="accept-new", connect_timeout_s=5),
-        fan_out=FanOut(limit=20, step_timeout_s=60),
-        timeouts=StepTimeouts(heartbeat_s=20, command_s=20, upload_s=4),
-    )
-    await engine.start()
-    yield engine, JobRunner(db, engine, services.settings, box)
-    await engine.aclose()
+def settings(settings):
+    """The shared settings, with a bound on each step."""
+    return settings.model_copy(update={"step_timeout_s": 60})
+
+
+@pytest.fixture
+def step_timeouts():
+    """Short enough that the upload into a FIFO nobody reads times out in seconds."""
+    return StepTimeouts(heartbeat_s=20, command_s=20, upload_s=4)
 
 
 def read_log(server, app, job_id, instance_id):
@@ -66,9 +54,8 @@ def job_row(services, job_id):
 
 
 async def test_install_on_sshd_hosts_fails_each_bad_host_with_its_reason_and_the_rest_succeed(
-    services, live_server, ssh_engine, ssh_hosts, caplog
+    services, live_server, engine, ssh_hosts, caplog
 ):
-    engine, runner = ssh_engine
     app = make_app(services)
     make_user(services, "admin", superuser=True)
     good, wrong_password, failing, slow = ssh_hosts(6)[:3], *ssh_hosts(6)[3:]
@@ -101,7 +88,7 @@ async def test_install_on_sshd_hosts_fails_each_bad_host_with_its_reason_and_the
         {"bk_biz_id": 2, "inner_ip": UNREACHABLE, "port": 22, "account": "x", "password": "unreachable-pw-3"},
     ]
     try:
-        started = await runner.install(
+        started = await services.jobs.install(
             job_type=JobType.INSTALL_AGENT, hosts=parse_hosts(hosts), created_by="admin", from_system="test"
         )
         await engine.wait(started.job_id)
@@ -143,7 +130,9 @@ async def test_install_on_sshd_hosts_fails_each_bad_host_with_its_reason_and_the
             (JobType.RESTART_AGENT, "0.3.0"),
             (JobType.UNINSTALL_AGENT, None),
         ):
-            job = await runner.operate(job_type=job_type, bk_host_ids=host_ids, created_by="admin", from_system="test")
+            job = await services.jobs.operate(
+                job_type=job_type, bk_host_ids=host_ids, created_by="admin", from_system="test"
+            )
             await engine.wait(job.job_id)
             for host_id in host_ids:
                 steps = read_log(live_server, app, job.job_id, host_id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,12 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
-from nodeops.api.app import create_app
 from nodeops.service.container import Services
-from nodeops.settings import Settings
-from tests.conftest import TEST_SECRET_KEY, TEST_TIME_ZONE
+from tests.conftest import LiveServer
 from tests.factories import AppCredentials, make_app, make_user
 
 ESB_JOB = "/api/c/compapi/v2/nodeman/api/job"
@@ -26,64 +22,11 @@ AGENT = "nodeops_agent.py"
 ACTIVE = ("PENDING", "RUNNING")
 
 
-def free_socket() -> socket.socket:
-    """A socket bound to 127.0.0.1 and a free port, for the server to listen on."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-def settings_on(sock: socket.socket, tmp_path: Path, database_url: str, **extra: Any) -> Settings:
-    """Test settings for a server listening on ``sock`` (agents report to its port)."""
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
-        time_zone=TEST_TIME_ZONE,
-        port=sock.getsockname()[1],
-        **extra,
-    )
-
-
 def dead_port() -> int:
     """A port nothing listens on (bound, then released)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-class EngineServer:
-    """uvicorn serving ``create_app`` with its lifespan on, so the services (and the engine) start and stop in
-    the server's own event loop, as in production; listens on ``sock``."""
-
-    def __init__(self, services: Services, sock: socket.socket) -> None:
-        app = create_app(services.settings, services)
-        config = uvicorn.Config(
-            app,
-            log_config=None,
-            access_log=False,
-            loop="asyncio",
-            http=app.http_protocol,  # as `nodeops serve`: the log lane on SQLite
-            lifespan="on",
-        )
-        self.server = uvicorn.Server(config)
-        self.sock = sock
-        self.thread = threading.Thread(target=lambda: self.server.run(sockets=[sock]), name="uvicorn-jobs", daemon=True)
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-    def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("test server did not start")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
-        self.sock.close()
 
 
 def stop_agents(root: Path) -> None:
@@ -118,7 +61,7 @@ def serving(services: Services, sock: socket.socket, root: Path) -> Iterator[Job
     make_user(services, "admin", superuser=True)
     make_user(services, "viewer", biz=[2])
     make_user(services, "outsider", biz=[3])
-    server = EngineServer(services, sock)
+    server = LiveServer(services, sock, lifespan=True)
     server.start()
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:

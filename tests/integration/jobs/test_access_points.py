@@ -11,33 +11,13 @@ from sqlalchemy import delete, select
 
 from nodeops.domain.plans import JobType
 from nodeops.service.jobs import parse_hosts
-from nodeops.settings import Settings
 from nodeops.store.models import AccessPoint, Host, InstanceRecord, Job, RecordStep, StepLog
 from nodeops.store.packages import DEFAULT_AP_ID
-from tests.integration.jobs.conftest import local_host as engine_host
-from tests.integration.jobs.support import ESB_JOB, dead_port, free_socket, local_host, serving, settings_on
+from tests.integration.jobs.support import ESB_JOB, dead_port, local_host
 
 HOST1 = "host|instance|host|127.0.20.1-0-0"
 HOST2 = "host|instance|host|127.0.20.2-0-0"
 FINAL = ("SUCCESS", "FAILED", "PART_FAILED", "TERMINATED")
-
-
-@pytest.fixture
-def listen_socket():
-    sock = free_socket()
-    yield sock
-    sock.close()
-
-
-@pytest.fixture
-def settings(tmp_path, database_url, listen_socket) -> Settings:
-    return settings_on(listen_socket, tmp_path, database_url)
-
-
-@pytest.fixture
-def api(services, listen_socket, tmp_path):
-    with serving(services, listen_socket, tmp_path) as api:
-        yield api
 
 
 def add_dead_access_point(services, ap_id: int = 2) -> None:
@@ -142,12 +122,12 @@ def test_operate_refuses_a_host_whose_access_point_is_gone(api, services, tmp_pa
     ids=["access_point", "host"],
 )
 async def test_a_record_whose_host_or_access_point_is_deleted_before_it_runs_ends_failed(
-    services, engine, runner, tmp_path, gone, reason
+    services, engine, tmp_path, gone, reason
 ):
     add_dead_access_point(services)
-    started = await runner.install(
+    started = await services.jobs.install(
         job_type=JobType.INSTALL_AGENT,
-        hosts=parse_hosts([engine_host(tmp_path, 1, ap_id=2)]),
+        hosts=parse_hosts([local_host(tmp_path, 1, ap_id=2)]),
         created_by="admin",
         from_system="test",
     )

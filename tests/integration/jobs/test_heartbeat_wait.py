@@ -16,7 +16,7 @@ from nodeops.crypto import SecretBox
 from nodeops.domain.plans import StepCode
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.logwriter import LogWriter
-from nodeops.engine.steps import AgentPackage, StepContext, StepTimeouts, local_or_ssh, query_agent_status
+from nodeops.engine.steps import AgentPackage, StepContext, StepTimeouts, query_agent_status
 from nodeops.errors import TransportError
 from nodeops.service.agents import accept_heartbeat
 from nodeops.store import hosts, pipelines
@@ -76,7 +76,7 @@ def waiting_step(services, bk_host_id: int, heartbeats: HeartbeatWaiters, **time
         box=SecretBox(services.settings.resolved_secret_key()),
         package=AgentPackage(version=EXPECTED, path=services.settings.packages_dir, sha256="0" * 64),
         timeouts=StepTimeouts(**timeouts),
-        connect=local_or_ssh(None),
+        connect=services.engine.connect,  # the transport factory Services.build wires
         heartbeats=heartbeats,
     )
     context.step = PlannedRun(index=4, code=StepCode.QUERY_AGENT_STATUS.value, name="查询Agent状态", status="PENDING")

@@ -10,19 +10,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import pytest
 
 from nodeops.engine import packages
-from nodeops.settings import Settings
 from nodeops.store.models import AccessPoint, Host
 from tests.integration.jobs.support import (
     ESB_JOB,
     JobApi,
     dead_port,
-    free_socket,
     local_host,
-    serving,
-    settings_on,
 )
 
 INSTALL_STEPS = [
@@ -36,26 +31,6 @@ INSTALL_STEPS = [
 ]
 HOST1 = "host|instance|host|127.0.20.1-0-0"
 HOST2 = "host|instance|host|127.0.20.2-0-0"
-
-
-@pytest.fixture
-def listen_socket():
-    sock = free_socket()
-    yield sock
-    sock.close()
-
-
-@pytest.fixture
-def settings(tmp_path, database_url, listen_socket) -> Settings:
-    """The shared settings, on the port the server will listen on (agents report there)."""
-    return settings_on(listen_socket, tmp_path, database_url)
-
-
-@pytest.fixture
-def api(services, listen_socket, tmp_path):
-    """A JobApi of ``admin`` on a running server (see ``serving``)."""
-    with serving(services, listen_socket, tmp_path) as api:
-        yield api
 
 
 def test_install_details_and_upgrade(api, services, tmp_path):

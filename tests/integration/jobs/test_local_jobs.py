@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import httpx
 from sqlalchemy import select
 
@@ -14,9 +11,7 @@ from nodeops.service.jobs import parse_hosts
 from nodeops.store import hosts, jobs
 from nodeops.store.models import InstanceRecord
 from tests.factories import local_login, make_app, make_user
-from tests.integration.jobs.conftest import local_host
-
-AGENT = "nodeops_agent.py"
+from tests.integration.jobs.support import local_host, stop_agents
 
 
 def read_log(live_server, app, job_id, instance_id):
@@ -34,22 +29,11 @@ def read_log(live_server, app, job_id, instance_id):
     return body["data"]
 
 
-def stop_agents(tmp_path):
-    for home in tmp_path.glob("host*/nodeops-agent"):
-        if (home / AGENT).exists():
-            subprocess.run(
-                [sys.executable, str(home / AGENT), "stop", "--home", str(home)],
-                check=False,
-                capture_output=True,
-                timeout=20,
-            )
-
-
-async def test_install_then_upgrade_on_local_hosts_writes_every_step(services, live_server, engine, runner, tmp_path):
+async def test_install_then_upgrade_on_local_hosts_writes_every_step(services, live_server, engine, tmp_path):
     app = make_app(services)
     make_user(services, "admin", superuser=True)
     try:
-        started = await runner.install(
+        started = await services.jobs.install(
             job_type=JobType.INSTALL_AGENT,
             hosts=parse_hosts([local_host(tmp_path, 1), local_host(tmp_path, 2)]),
             created_by="admin",
@@ -73,7 +57,7 @@ async def test_install_then_upgrade_on_local_hosts_writes_every_step(services, l
 
         host_ids = [1, 2]
         packages.register(services.db, services.settings.packages_dir, "0.2.0")
-        upgraded = await runner.operate(
+        upgraded = await services.jobs.operate(
             job_type=JobType.UPGRADE_AGENT, bk_host_ids=host_ids, created_by="admin", from_system="test"
         )
         await engine.wait(upgraded.job_id)
@@ -90,7 +74,7 @@ async def test_install_then_upgrade_on_local_hosts_writes_every_step(services, l
         assert (tmp_path / "host2" / "nodeops-agent" / "VERSION").read_text().strip() == "0.2.0"
 
         for job_type in (JobType.RESTART_AGENT, JobType.RELOAD_AGENT, JobType.UNINSTALL_AGENT):
-            started = await runner.operate(
+            started = await services.jobs.operate(
                 job_type=job_type, bk_host_ids=host_ids, created_by="admin", from_system="test"
             )
             await engine.wait(started.job_id)
@@ -105,14 +89,12 @@ SECRET_PASSWORD = "hunter2-Correct-Horse-9"
 
 
 async def test_an_unreachable_ssh_host_fails_with_the_reason_and_its_password_is_stored_nowhere_in_clear(
-    services, live_server, engine, runner, tmp_path, caplog
+    services, live_server, engine, tmp_path, caplog
 ):
     from sqlalchemy import text
 
-    from nodeops.engine.connect import transport_factory
     from nodeops.store.models import Base
 
-    engine.connect = transport_factory(known_hosts=tmp_path / "known_hosts", policy="accept-new", connect_timeout_s=5)
     app = make_app(services)
     make_user(services, "admin", superuser=True)
     host = {
@@ -123,7 +105,7 @@ async def test_an_unreachable_ssh_host_fails_with_the_reason_and_its_password_is
         "port": 2,
         "setup_path": str(tmp_path / "x"),
     }
-    started = await runner.install(
+    started = await services.jobs.install(
         job_type=JobType.INSTALL_AGENT, hosts=parse_hosts([host]), created_by="admin", from_system="test"
     )
     await engine.wait(started.job_id)
@@ -151,11 +133,9 @@ async def test_an_unreachable_ssh_host_fails_with_the_reason_and_its_password_is
         assert session.get(Host, 1).password_enc is None
 
 
-async def test_a_heartbeat_with_a_wrong_token_is_refused_and_changes_nothing(
-    services, live_server, engine, runner, tmp_path
-):
+async def test_a_heartbeat_with_a_wrong_token_is_refused_and_changes_nothing(services, live_server, engine, tmp_path):
     try:
-        started = await runner.install(
+        started = await services.jobs.install(
             job_type=JobType.INSTALL_AGENT,
             hosts=parse_hosts([local_host(tmp_path, 1)]),
             created_by="admin",
