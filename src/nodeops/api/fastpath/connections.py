@@ -19,8 +19,8 @@ at most two sweep intervals (``ConnectionWatch.tick_s``, at most 1 s) after its 
 to a deadline while the server is not reading it (flow control, a pipelined request waiting its turn) or is
 still answering its previous request.
 
-It builds on uvicorn's httptools protocol, as ``api.lane`` does, and answers in the envelope (``api.envelope``);
-only ``api.app`` uses it.
+It builds on uvicorn's httptools protocol, as ``fastpath.lane`` does, and answers in the envelope (``api.envelope``);
+only ``fastpath.wrap_app`` uses it.
 """
 
 from __future__ import annotations
