@@ -39,10 +39,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from nodeops.api.envelope import JSON_HEADERS
 from nodeops.api.fastpath.log import envelope, log_address, prepare
+from nodeops.api.fastpath.respond import encode_answer
 from nodeops.service.logs import LogService, Prepared
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,6 @@ _NEEDS = (
     "_unset_keepalive_if_required",
     "shutdown",
 )
-# the headers of the ASGI path's answer (``LogFastPath._respond``), in its order
-_JSON = b"".join(name + b": " + value + b"\r\n" for name, value in JSON_HEADERS) + b"content-length: "
 PIPELINE_PAUSE = 64  # a connection's requests waiting in the batch at which the lane stops reading it
 
 
@@ -180,12 +178,7 @@ class LaneProtocol(HttpToolsProtocol):
         self._lane_waiting -= 1
         if self.transport.is_closing():
             return  # the client went away while its answer was being read
-        head = [STATUS_LINE[200]]
-        for name, value in self.server_state.default_headers:
-            head += (name, b": ", value, b"\r\n")
-        head += (_JSON, str(len(body)).encode(), b"\r\n" if keep_alive else b"\r\nconnection: close\r\n", b"\r\n")
-        head.append(body)
-        self.transport.write(b"".join(head))
+        self.transport.write(encode_answer(200, self.server_state.default_headers, body, close=not keep_alive))
         if not keep_alive:
             self.server_state.total_requests += 1
             self.transport.close()
