@@ -4,7 +4,7 @@ It runs on the same stack as ``nodeops serve`` (uvicorn, one process, uvloop, ht
 proxy headers off) and sends the same headers as the log fast path (content-type, content-length), so what
 it costs per request is what HTTP through ASGI costs on this machine.
 
-With ``--lane``, the log API's addresses are answered instead by the log lane (``nodeops.api.lane``, the
+With ``--lane``, the log API's addresses are answered instead by the log lane (``nodeops.api.fastpath.lane``, the
 protocol ``nodeops serve`` uses on SQLite) with the same fixed body and no store: what the lane costs without
 reading anything, below ASGI.
 
@@ -82,7 +82,7 @@ def main() -> None:
 
     http: Any = "httptools"
     if args.lane:
-        from nodeops.api.lane import LogLane
+        from nodeops.api.fastpath.lane import LogLane
 
         http = LogLane(FixedAnswers(args.size), enabled=True).protocol()  # type: ignore[arg-type]
 

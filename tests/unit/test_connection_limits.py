@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from nodeops.api.connections import ConnectionLimits
+from nodeops.api.fastpath.connections import ConnectionLimits
 from nodeops.cli.app import open_files_limit
 from nodeops.settings import Settings
 

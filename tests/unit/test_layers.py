@@ -38,6 +38,14 @@ THIRD_PARTY = {
     "starlette": ("nodeops.api", "nodeops.web"),
     "asyncssh": ("nodeops.engine.transports.ssh",),
     "re2": ("nodeops.domain.log_search",),  # every user's pattern is compiled and matched in one place
+    # the HTTP protocol the service runs (the log lane, the connection guard) is built in one package
+    "uvicorn": ("nodeops.api.fastpath",),
+    "httptools": ("nodeops.api.fastpath",),
+}
+
+# Modules that may also import a package of THIRD_PARTY itself (its public API), never its submodules.
+TOP_LEVEL_ONLY = {
+    "uvicorn": ("nodeops.cli.app",),  # `nodeops serve` starts the server (uvicorn.run)
 }
 
 
@@ -114,9 +122,13 @@ def violation(imp: Import) -> str | None:
     source_layer = layer_of(imp.module)
     top = imp.target.split(".")[0]
     if top in THIRD_PARTY:
-        if not any(_within(imp.module, allowed) for allowed in THIRD_PARTY[top]):
-            return f"only {', '.join(THIRD_PARTY[top])} may import {top}"
-        return None
+        if any(_within(imp.module, allowed) for allowed in THIRD_PARTY[top]):
+            return None
+        top_level_only = TOP_LEVEL_ONLY.get(top, ())
+        if imp.target == top and any(_within(imp.module, allowed) for allowed in top_level_only):
+            return None
+        also = f" ({', '.join(top_level_only)}: only {top} itself)" if top_level_only else ""
+        return f"only {', '.join(THIRD_PARTY[top])} may import {top}{also}"
     if top != "nodeops":
         return None
     target_layer = layer_of(imp.target)
@@ -246,6 +258,16 @@ def _check(module: str, source: str, *, is_package: bool = False) -> list[str]:
         ("nodeops.service.logs", "from fastapi import Request", "fastapi"),
         ("nodeops.cli.app", "from starlette.responses import Response", "starlette.responses"),
         ("nodeops.engine.transports.local", "import asyncssh", "asyncssh"),
+        (
+            "nodeops.api.app",
+            "from uvicorn.protocols.http.httptools_impl import STATUS_LINE",
+            "uvicorn.protocols.http.httptools_impl",
+        ),
+        ("nodeops.api.routes.log_reading", "import httptools", "httptools"),
+        ("nodeops.service.logs", "import uvicorn", "uvicorn"),
+        ("nodeops.cli.app", "from uvicorn.protocols.http import httptools_impl", "uvicorn.protocols.http"),
+        ("nodeops.cli.app", "import uvicorn.server", "uvicorn.server"),
+        ("nodeops.cli.app", "import httptools", "httptools"),
         ("nodeops.store.db", "importlib.import_module('nodeops.service.admin')", "nodeops.service.admin"),
     ],
 )
@@ -268,6 +290,11 @@ def test_checker_flags_a_wrong_way_import(module, source, bad_target):
         ("nodeops.settings", "from pydantic import Field"),
         ("nodeops.api.envelope", "from starlette.exceptions import HTTPException\nimport fastapi"),
         ("nodeops.engine.transports.ssh", "import asyncssh"),
+        (
+            "nodeops.api.fastpath.lane",
+            "import httptools\nfrom uvicorn.protocols.http.httptools_impl import STATUS_LINE",
+        ),
+        ("nodeops.cli.app", "import uvicorn\nfrom uvicorn import Config, Server"),
         ("nodeops.agent.main", "import json\nimport subprocess"),
         ("nodeops.service.demo", "from nodeops.settings import Settings\nfrom nodeops.logs import redact"),
     ],

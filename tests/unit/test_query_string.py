@@ -1,4 +1,4 @@
-"""The log API's query string parser (``routes.log.parse_query``) decodes exactly as ``urllib.parse`` does."""
+"""The log API's query string parser (``api.fastpath.log.parse_query``) decodes exactly as ``urllib.parse`` does."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl, quote, unquote_plus, urlencode
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nodeops.api.routes.log import parse_query
+from nodeops.api.fastpath.log import parse_query
 
 # the characters whose escapes matter: the separators, the escape itself, '+', '|' in either case of its escape
 _PIECES = st.sampled_from(["%", "%7C", "%7c", "%7", "%2B", "+", "|", "%E4%B8%AD", "%ZZ", "=", "a", "7C", "%25"])

@@ -13,14 +13,14 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 import nodeops
-from nodeops.api.connections import ConnectionLimits, guard_protocol
 from nodeops.api.envelope import install_handlers
+from nodeops.api.fastpath import wrap_app
+from nodeops.api.fastpath.log import LogFastPath
+from nodeops.api.fastpath.openapi import MODELS as LOG_MODELS
+from nodeops.api.fastpath.openapi import describe_log_api
 from nodeops.api.headers import NoSniff
-from nodeops.api.lane import LogLane
 from nodeops.api.limits import BodyLimit
 from nodeops.api.routes import agents, health, inventory, jobs, log_reading, session, subscriptions
-from nodeops.api.routes.log import APIGW_PATH, ESB_PATH, NODEMAN_PATH, LogFastPath
-from nodeops.api.schemas import LogRequest, LogResponse
 from nodeops.service.container import Services
 from nodeops.settings import Settings
 from nodeops.web.viewer import mount_viewer
@@ -38,8 +38,8 @@ def create_app(
 
     The result is the log fast path wrapped around the heartbeat fast path, wrapped around the FastAPI app:
     log requests and agent heartbeats never enter FastAPI, everything else does. Serve it with
-    ``http=app.http_protocol``: on SQLite, that protocol answers the log API's GETs before ASGI (``api.lane``),
-    and on every database it holds clients to the read timeouts and the connection cap (``api.connections``).
+    ``http=app.http_protocol``: on SQLite, that protocol answers the log API's GETs before ASGI (``api.fastpath``),
+    and on every database it holds clients to the read timeouts and the connection cap.
     ``on_started`` runs in the background once the services have started (``nodeops serve --demo`` runs its
     demo jobs there).
     """
@@ -76,10 +76,7 @@ def create_app(
     app.add_middleware(BodyLimit)
     app.add_middleware(NoSniff)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    served = LogFastPath(agents.HeartbeatPath(app, services), services)
-    lane = LogLane(services.logs, enabled=services.db.reads_inline)
-    served.http_protocol = guard_protocol(lane.protocol(), ConnectionLimits.from_settings(settings))
-    return served
+    return wrap_app(app, services, settings)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -89,8 +86,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     models: list[type[BaseModel]] = [
-        LogRequest,
-        LogResponse,
+        *LOG_MODELS,
         *jobs.REQUEST_MODELS,
         *subscriptions.REQUEST_MODELS,
         *inventory.REQUEST_MODELS,
@@ -102,73 +98,3 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schema["paths"].update(describe_log_api())
     app.openapi_schema = schema
     return schema
-
-
-def describe_log_api() -> dict[str, Any]:
-    """OpenAPI path items of the log API (see ``nodeops.api.routes.log``)."""
-    ok = {
-        "200": {
-            "description": "The envelope; errors too answer HTTP 200 with result false.",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LogResponse"}}},
-        }
-    }
-    common = [
-        _param("bk_app_code", {"type": "string"}),
-        _param("bk_app_secret", {"type": "string"}),
-        _param("bk_token", {"type": "string"}),
-        _param("bk_username", {"type": "string"}),
-        {
-            "name": "X-Bkapi-Authorization",
-            "in": "header",
-            "required": False,
-            "description": "JSON object with the common args; wins over parameters.",
-            "schema": {"type": "string"},
-        },
-    ]
-    instance = _param("instance_id", {"anyOf": [{"type": "string"}, {"type": "integer"}]}, required=True)
-    attempt = _param("attempt", {"type": "integer", "minimum": 1})
-    job_in_path = {
-        "name": "job_id",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "integer", "minimum": 1},
-    }
-    summary = "查询任务实例日志 (query the log of one host instance of a job)"
-    by_path = {
-        "summary": summary,
-        "tags": ["job"],
-        "parameters": [job_in_path, instance, attempt, *common],
-        "responses": ok,
-    }
-    return {
-        ESB_PATH: {
-            "get": {
-                "summary": summary + " — ESB form",
-                "tags": ["job"],
-                "operationId": "esb_log_job_get",
-                "parameters": [
-                    _param("job_id", {"type": "integer", "minimum": 1}, required=True),
-                    instance,
-                    attempt,
-                    *common,
-                ],
-                "responses": ok,
-            },
-            "post": {
-                "summary": summary + " — ESB form",
-                "tags": ["job"],
-                "operationId": "esb_log_job_post",
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LogRequest"}}},
-                },
-                "responses": ok,
-            },
-        },
-        NODEMAN_PATH: {"get": {**by_path, "operationId": "job_get_job_log"}},
-        APIGW_PATH: {"get": {**by_path, "operationId": "apigw_job_get_job_log"}},
-    }
-
-
-def _param(name: str, schema: dict[str, Any], *, required: bool = False) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": required, "schema": schema}

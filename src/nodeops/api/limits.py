@@ -9,7 +9,8 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nodeops.api.bodies import check_content_length
-from nodeops.api.envelope import JSON_HEADERS, error_body
+from nodeops.api.envelope import error_body
+from nodeops.api.fastpath.respond import send_answer
 from nodeops.errors import BodyTooLarge
 from nodeops.settings import MAX_BODY_BYTES
 
@@ -29,15 +30,7 @@ class BodyLimit:
         try:
             check_content_length(scope["headers"], self.max_bytes)
         except BodyTooLarge as exc:
-            body = error_body(exc)
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await send_answer(send, error_body(exc))
             return
         received = 0
 

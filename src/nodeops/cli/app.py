@@ -82,7 +82,7 @@ def serve(
         port=settings.port,
         log_config=None,
         loop="uvloop",
-        http=app.http_protocol,  # httptools, with the log lane on SQLite (nodeops.api.lane)
+        http=app.http_protocol,  # httptools, with the log lane on SQLite (nodeops.api.fastpath.lane)
         access_log=False,
         proxy_headers=False,
     )

@@ -1,6 +1,6 @@
-"""Slow and lying clients (``nodeops.api.connections``): the header and body read timeouts, the Content-Length
-check of the fast paths, the cap on open connections, and a client leaving mid-body. Real uvicorn, raw sockets,
-on SQLite (log lane on) and PostgreSQL (lane off)."""
+"""Slow and lying clients (``nodeops.api.fastpath.connections``): the header and body read timeouts, the
+Content-Length check of the fast paths, the cap on open connections, and a client leaving mid-body. Real uvicorn,
+raw sockets, on SQLite (log lane on) and PostgreSQL (lane off)."""
 
 from __future__ import annotations
 

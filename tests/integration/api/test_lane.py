@@ -1,5 +1,5 @@
-"""The log lane (``nodeops.api.lane``): on SQLite, the log API's GETs are answered by the HTTP protocol below
-ASGI, a loop turn's requests at once; on PostgreSQL the lane is off. Real uvicorn, real sockets."""
+"""The log lane (``nodeops.api.fastpath.lane``): on SQLite, the log API's GETs are answered by the HTTP protocol
+below ASGI, a loop turn's requests at once; on PostgreSQL the lane is off. Real uvicorn, real sockets."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import httpx
 import pytest
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from nodeops.api.connections import ConnectionGuard
-from nodeops.api.lane import LaneProtocol, LogLane
+from nodeops.api.fastpath.connections import ConnectionGuard
+from nodeops.api.fastpath.lane import LaneProtocol, LogLane
 from tests.factories import make_app, make_seed_job, make_user
 from tests.integration.api.support import ESB_PATH, apigw_path, nodeman_path
 

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from nodeops.api.lane import LaneProtocol
+from nodeops.api.fastpath.lane import LaneProtocol
 from nodeops.service.audit import AUDIT_LOGGER
 from tests.conftest import TEST_SECRET_KEY, LiveServer
 from tests.factories import make_app, make_seed_job, make_user

@@ -1,30 +1,20 @@
 """``POST /api/agent/heartbeat/``: what installed agents call (token in the body, no ESB app).
 
-Every agent of the fleet calls it on a rhythm, so ``HeartbeatPath`` answers it as a bare ASGI path, outside
-FastAPI's per-request machinery (routing, dependency injection, response models), like the log API's fast path.
-The FastAPI route below is the same endpoint for the OpenAPI schema (and for an app mounted without the fast
-path); both call ``service.agents.receive_heartbeat``.
+The fast path answers it outside FastAPI (``api.fastpath.heartbeat.HeartbeatPath``); the route below is the
+same endpoint for the OpenAPI schema (and for an app mounted without the fast path); both call
+``service.agents.receive_heartbeat``.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
-from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from nodeops.api.bodies import log_client_gone, read_json_body
-from nodeops.api.envelope import JSON_HEADERS, error_body, internal_error_body, success_body
+from nodeops.api.fastpath.heartbeat import HEARTBEAT_PATH
 from nodeops.api.schemas import Envelope
-from nodeops.errors import NodeopsError
 from nodeops.service.agents import receive_heartbeat
 from nodeops.service.container import Services
-
-log = logging.getLogger(__name__)
-HEARTBEAT_PATH = "/api/agent/heartbeat/"
-_ACCEPTED = success_body(None)
 
 router = APIRouter(tags=["agent"])
 
@@ -35,36 +25,3 @@ async def heartbeat(request: Request, body: Annotated[dict[str, Any], Body()]) -
     services: Services = request.app.state.services
     await receive_heartbeat(services.db, services.heartbeats, body)
     return {"result": True, "code": 0, "message": "success", "data": None}
-
-
-class HeartbeatPath:
-    """ASGI app answering ``POST /api/agent/heartbeat/`` itself, in the envelope; everything else goes to ``app``."""
-
-    def __init__(self, app: ASGIApp, services: Services) -> None:
-        self.app = app
-        self.services = services
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != HEARTBEAT_PATH or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        try:
-            body_fields = await read_json_body(receive, scope["headers"])
-            await receive_heartbeat(self.services.db, self.services.heartbeats, body_fields)
-            body = _ACCEPTED
-        except ClientDisconnect:
-            log_client_gone("POST", HEARTBEAT_PATH)
-            return
-        except NodeopsError as exc:
-            body = error_body(exc)
-        except Exception:
-            log.exception("unhandled error on POST %s", HEARTBEAT_PATH, extra={"action": "unhandled_error"})
-            body = internal_error_body()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})

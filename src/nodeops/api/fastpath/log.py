@@ -10,7 +10,8 @@ it nothing else is done. The web viewer's session cookie is accepted as on every
 This is the hottest path of the service, so it does not go through FastAPI's per-request machinery
 (routing, dependency injection, response models): ``LogFastPath`` is a pure ASGI middleware that answers these
 paths itself and passes every other request on. It still shares its validation (``parse_log_query``) and
-use case (``LogService``) with everything else, and ``describe_log_api`` puts it in the OpenAPI schema.
+use case (``LogService``) with everything else, and ``fastpath.openapi.describe_log_api`` puts it in the OpenAPI
+schema.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from urllib.parse import unquote
 from starlette.requests import ClientDisconnect
 
 from nodeops.api.bodies import log_client_gone, read_json_body
-from nodeops.api.envelope import JSON_HEADERS, error_body, internal_error_body, success_body_encoded
+from nodeops.api.envelope import error_body, internal_error_body, success_body_encoded
+from nodeops.api.fastpath.respond import send_answer
 from nodeops.errors import MethodNotAllowed, NodeopsError
 from nodeops.service.auth import AUTH_HEADER, WEB_HEADER, CommonArgs
 from nodeops.service.container import Services
@@ -52,7 +54,7 @@ class LogFastPath:
     """ASGI app answering the log API's addresses itself; every other request (and lifespan) goes to ``app``.
 
     It catches its own errors and always answers in the envelope, so it sits outside the framework entirely.
-    ``nodeops serve`` on SQLite answers most log requests even before ASGI, in ``nodeops.api.lane``; this is the
+    ``nodeops serve`` on SQLite answers most log requests even before ASGI, in ``api.fastpath.lane``; this is the
     path of everything the lane leaves (POST, HEAD, PostgreSQL, any other server).
     """
 
@@ -67,7 +69,7 @@ class LogFastPath:
             methods, path_job_id = address
             body = await self._answer(scope, receive, methods, path_job_id)
             if body is not None:
-                await self._respond(send, body)
+                await send_answer(send, body)
             return
         await self.app(scope, receive, send)
 
@@ -91,17 +93,6 @@ class LogFastPath:
         except Exception as exc:
             outcome = exc
         return envelope(outcome, scope.get("method"), scope.get("path"))
-
-    @staticmethod
-    async def _respond(send: Send, body: bytes) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [*JSON_HEADERS, (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
 
 
 def log_address(path: str) -> tuple[tuple[str, ...], str | None] | None:

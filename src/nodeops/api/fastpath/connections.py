@@ -19,8 +19,8 @@ at most two sweep intervals (``ConnectionWatch.tick_s``, at most 1 s) after its 
 to a deadline while the server is not reading it (flow control, a pipelined request waiting its turn) or is
 still answering its previous request.
 
-It builds on uvicorn's httptools protocol, as ``api.lane`` does, and answers in the envelope (``api.envelope``);
-only ``api.app`` uses it.
+It builds on uvicorn's httptools protocol, as ``fastpath.lane`` does, and answers in the envelope (``api.envelope``);
+only ``fastpath.wrap_app`` uses it.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from nodeops.api.envelope import JSON_HEADERS, error_body
+from nodeops.api.envelope import error_body
+from nodeops.api.fastpath.respond import encode_answer
 from nodeops.errors import NodeopsError, RequestTimeout, TooManyConnections
 from nodeops.settings import Settings
 
@@ -209,17 +210,8 @@ def guard_protocol(base: type[HttpToolsProtocol], limits: ConnectionLimits) -> t
 
 def _closing_answer(status: int, error: NodeopsError, default_headers: list[tuple[bytes, bytes]]) -> bytes:
     """A whole HTTP answer carrying ``error`` in the envelope, announcing that the connection closes."""
-    body = error_body(error)
-    head = [STATUS_LINE[status]]
-    for name, value in default_headers:
-        head += (name, b": ", value, b"\r\n")
-    for name, value in JSON_HEADERS:
-        head += (name, b": ", value, b"\r\n")
-    head += (b"content-length: ", str(len(body)).encode(), b"\r\n")
-    if status == 503:
-        head.append(b"retry-after: 1\r\n")
-    head += (b"connection: close\r\n\r\n", body)
-    return b"".join(head)
+    extra = b"retry-after: 1\r\n" if status == 503 else b""
+    return encode_answer(status, default_headers, error_body(error), close=True, extra=extra)
 
 
 def _refuse(

@@ -3,9 +3,9 @@
 ``nodeops serve`` runs uvicorn with httptools. Through ASGI, each request costs a scope, a task, two sends and
 two writes before our code runs at all; with SQLite, whose reads run inline, the log API needs none of that. So
 ``LogLane.protocol()`` is uvicorn's httptools protocol with one change: a GET (without an upgrade) to one of the
-log API's addresses (``routes.log.log_address``), on a connection with nothing else in flight, is answered by
+log API's addresses (``fastpath.log.log_address``), on a connection with nothing else in flight, is answered by
 the lane instead of becoming an ASGI request. Everything else goes on to ASGI unchanged, the log API's POST and
-HEAD too (``routes.log.LogFastPath``), and PostgreSQL, whose reads run in threads, never uses the lane.
+HEAD too (``fastpath.log.LogFastPath``), and PostgreSQL, whose reads run in threads, never uses the lane.
 
 The lane collects the log requests that arrive in one turn of the event loop and answers them together, at the
 start of the next turn (``loop.call_soon``):
@@ -20,8 +20,8 @@ A request that fails to authenticate is counted in the store before it is answer
 docs/security.md "Throttling"): a short write on the loop, made by failures only, so a block holds from the
 next request on, even within the same batch.
 
-Requests are read, validated and answered by the same functions as on the ASGI path (``routes.log.prepare``,
-``LogService``, ``routes.log.envelope``), so both answer byte for byte alike; the tests run the log API through
+Requests are read, validated and answered by the same functions as on the ASGI path (``fastpath.log.prepare``,
+``LogService``, ``fastpath.log.envelope``), so both answer byte for byte alike; the tests run the log API through
 the lane on SQLite and through ASGI on PostgreSQL. A connection's answers keep its requests' order: a request
 the lane does not take, on a connection with answers still in the batch, first has the batch answered.
 
@@ -39,10 +39,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from nodeops.api.envelope import JSON_HEADERS
-from nodeops.api.routes.log import envelope, log_address, prepare
+from nodeops.api.fastpath.log import envelope, log_address, prepare
+from nodeops.api.fastpath.respond import encode_answer
 from nodeops.service.logs import LogService, Prepared
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,6 @@ _NEEDS = (
     "_unset_keepalive_if_required",
     "shutdown",
 )
-# the headers of the ASGI path's answer (``LogFastPath._respond``), in its order
-_JSON = b"".join(name + b": " + value + b"\r\n" for name, value in JSON_HEADERS) + b"content-length: "
 PIPELINE_PAUSE = 64  # a connection's requests waiting in the batch at which the lane stops reading it
 
 
@@ -155,7 +153,7 @@ class LaneProtocol(HttpToolsProtocol):
         try:
             client = self.client[0] if self.client else ""
             prepared = prepare("GET", url.query or b"", self.headers, address[1], None, client=client)
-        except Exception as exc:  # answered in its turn, as its error (``routes.log.envelope``)
+        except Exception as exc:  # answered in its turn, as its error (``fastpath.log.envelope``)
             prepared = exc
         keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
         return _Request(protocol=self, prepared=prepared, path=path, keep_alive=keep_alive)
@@ -180,12 +178,7 @@ class LaneProtocol(HttpToolsProtocol):
         self._lane_waiting -= 1
         if self.transport.is_closing():
             return  # the client went away while its answer was being read
-        head = [STATUS_LINE[200]]
-        for name, value in self.server_state.default_headers:
-            head += (name, b": ", value, b"\r\n")
-        head += (_JSON, str(len(body)).encode(), b"\r\n" if keep_alive else b"\r\nconnection: close\r\n", b"\r\n")
-        head.append(body)
-        self.transport.write(b"".join(head))
+        self.transport.write(encode_answer(200, self.server_state.default_headers, body, close=not keep_alive))
         if not keep_alive:
             self.server_state.total_requests += 1
             self.transport.close()

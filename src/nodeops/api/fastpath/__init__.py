@@ -1,0 +1,33 @@
+"""The fast path: the hottest requests answered outside FastAPI, and the HTTP protocol ``nodeops serve`` runs.
+
+- ``log``: ``LogFastPath``, the log API's three addresses as a bare ASGI path (and the request reading and
+  envelope it shares with the lane: ``log_address``, ``prepare``, ``envelope``);
+- ``heartbeat``: ``HeartbeatPath``, the agents' ``POST /api/agent/heartbeat/`` as a bare ASGI path;
+- ``lane``: ``LogLane``, on SQLite the log API's GETs answered by the HTTP protocol itself, below ASGI;
+- ``connections``: ``ConnectionGuard``, the read timeouts and the connection cap of every connection;
+- ``openapi``: the OpenAPI description of the log API's addresses, which no FastAPI route declares;
+- ``respond``: the one writer of the answers made outside the framework.
+
+Only this package imports uvicorn's and httptools' internals (``tests/unit/test_layers.py``). The rest of ``api``
+uses ``wrap_app`` (``create_app``), ``openapi`` (its schema), ``respond.send_answer`` (``BodyLimit``) and
+``heartbeat.HEARTBEAT_PATH`` (the heartbeat's FastAPI route); ``nodeops serve`` runs uvicorn with the wrapped
+application's ``http_protocol``.
+"""
+
+from __future__ import annotations
+
+from nodeops.api.fastpath.connections import ConnectionLimits, guard_protocol
+from nodeops.api.fastpath.heartbeat import HeartbeatPath
+from nodeops.api.fastpath.lane import LogLane
+from nodeops.api.fastpath.log import ASGIApp, LogFastPath
+from nodeops.service.container import Services
+from nodeops.settings import Settings
+
+
+def wrap_app(app: ASGIApp, services: Services, settings: Settings) -> LogFastPath:
+    """``app`` behind the log and heartbeat paths, with the uvicorn ``http`` protocol to serve it with: on SQLite
+    with the log lane, and on every database with the read timeouts and the connection cap of ``settings``."""
+    served = LogFastPath(HeartbeatPath(app, services), services)
+    lane = LogLane(services.logs, enabled=services.db.reads_inline)
+    served.http_protocol = guard_protocol(lane.protocol(), ConnectionLimits.from_settings(settings))
+    return served
