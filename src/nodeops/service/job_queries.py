@@ -46,7 +46,7 @@ from nodeops.service.jobs import (
 )
 from nodeops.service.paging import out_of_range
 from nodeops.settings import Settings
-from nodeops.store import job_reads, pipelines
+from nodeops.store import attempts, job_reads, pipelines
 from nodeops.store.db import Database
 from nodeops.store.job_reads import Instance, JobInfo, StepState
 from nodeops.store.log_reads import JobAccess
@@ -596,7 +596,7 @@ class JobService:
                 )
                 version = job.step_params.get(AGENT_VERSION_PARAM)
                 package = packages.choose(self.db, version if isinstance(version, str) else None)
-                task_id, created = job_reads.add_attempts(
+                task_id, created = attempts.add_attempts(
                     session, job=job, instances=targets, steps=steps, keep_before=keep_before
                 )
             return job, task_id, created, package
@@ -637,7 +637,7 @@ class JobService:
         def finish() -> None:
             with self.db.session() as session:
                 # instances no pipeline of this process was running (e.g. queued when it restarted)
-                job_reads.fail_unfinished(session, record_ids, line=line)
+                attempts.fail_unfinished(session, record_ids, line=line)
                 pipelines.refresh_job(session, job_id=job_id)
 
         await self.db.call(finish)
