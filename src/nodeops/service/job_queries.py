@@ -35,14 +35,13 @@ from nodeops.errors import (
     PermissionDenied,
 )
 from nodeops.service.auth import Caller
-from nodeops.service.jobs import (
+from nodeops.service.host_requests import HostRequest, parse_hosts
+from nodeops.service.job_launch import (
     AGENT_VERSION_PARAM,
     INSTALL_TYPES,
     OPERATE_TYPES,
-    HostRequest,
     JobRunner,
     StartedJob,
-    parse_hosts,
 )
 from nodeops.service.paging import out_of_range
 from nodeops.settings import Settings

@@ -31,8 +31,6 @@ from nodeops.domain.scope import (
 )
 from nodeops.domain.status import Status, backtrace_steps, collect_status
 from nodeops.domain.terminal import strip_controls
-from nodeops.engine import packages
-from nodeops.engine.steps import AgentPackage
 from nodeops.errors import (
     Conflict,
     InstanceTaskIsRunning,
@@ -42,6 +40,7 @@ from nodeops.errors import (
     TaskNotFound,
 )
 from nodeops.service.auth import Caller
+from nodeops.service.job_launch import AGENT_VERSION_PARAM, ChoosePackage, LaunchedTask, launch
 from nodeops.service.job_queries import (
     JOB_TYPE_DISPLAY,
     LINE_TIME_FORMAT,
@@ -51,7 +50,6 @@ from nodeops.service.job_queries import (
     _instance_ids,
     require_biz,
 )
-from nodeops.service.jobs import AGENT_VERSION_PARAM
 from nodeops.service.paging import out_of_range
 from nodeops.store import inventory, subscriptions
 from nodeops.store import jobs as job_rows
@@ -392,7 +390,7 @@ class SubscriptionService:
     async def _run(
         self, caller: Caller, subscription_id: int, raw_scope: object, raw_actions: object
     ) -> dict[str, Any]:
-        def prepare() -> tuple[int, int, AgentPackage]:
+        def create(choose: ChoosePackage) -> LaunchedTask:
             problems: dict[str, str] = {}
             with self.db.session() as session:
                 subscriptions.lock_subscription(session, subscription_id)
@@ -415,7 +413,7 @@ class SubscriptionService:
                 targets = self._resolve(session, partial or scope)
                 require_biz(caller, self._biz_ids(partial or scope, targets) | set(sub.bk_biz_scope))
                 version = step.params.get(AGENT_VERSION_PARAM)
-                package = packages.choose(self.db, version if isinstance(version, str) else None)
+                choose(version if isinstance(version, str) else None)
                 task_id, _removed = subscriptions.add_run(
                     session,
                     subscription=sub,
@@ -426,11 +424,10 @@ class SubscriptionService:
                     remove_missing=partial is None,
                 )
                 subscriptions.widen_job_scope(session, sub.job_id, {t.bk_biz_id for t in targets})
-                return sub.job_id, task_id, package
+                return LaunchedTask(job_id=sub.job_id, task_id=task_id)
 
-        job_id, task_id, package = await self.db.call(prepare)
-        self.engine.submit(job_id, task_id, package)
-        return {"task_id": task_id, "job_id": job_id}
+        launched = await launch(self.db, self.engine, create)
+        return {"task_id": launched.task_id, "job_id": launched.job_id}
 
     async def revoke(self, caller: Caller, params: Mapping[str, object]) -> None:
         """Stop the subscription's PENDING and RUNNING instances (of ``instance_id_list``, default all)."""

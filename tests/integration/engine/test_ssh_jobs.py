@@ -17,7 +17,8 @@ from nodeops.engine import packages
 from nodeops.engine.connect import transport_factory
 from nodeops.engine.runner import Engine, FanOut
 from nodeops.engine.steps import StepTimeouts
-from nodeops.service.jobs import JobRunner, parse_hosts
+from nodeops.service.host_requests import parse_hosts
+from nodeops.service.job_launch import JobRunner
 from nodeops.store import packages as package_rows
 from nodeops.store.models import Base
 from tests.factories import make_app, make_user

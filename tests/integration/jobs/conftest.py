@@ -10,7 +10,7 @@ from nodeops.crypto import SecretBox
 from nodeops.engine import packages
 from nodeops.engine.runner import Engine, FanOut
 from nodeops.engine.steps import StepTimeouts, local_or_ssh
-from nodeops.service.jobs import JobRunner
+from nodeops.service.job_launch import JobRunner
 from nodeops.store import packages as package_rows
 
 
