@@ -40,16 +40,15 @@ from nodeops.errors import (
     TaskNotFound,
 )
 from nodeops.service.auth import Caller
-from nodeops.service.job_launch import AGENT_VERSION_PARAM, ChoosePackage, LaunchedTask, launch
-from nodeops.service.job_queries import (
+from nodeops.service.job_commands import JobService, require_biz
+from nodeops.service.job_details import (
     JOB_TYPE_DISPLAY,
     LINE_TIME_FORMAT,
     MAX_PAGESIZE,
     TIME_FORMAT,
-    JobService,
-    _instance_ids,
-    require_biz,
+    parse_instance_ids,
 )
+from nodeops.service.job_launch import AGENT_VERSION_PARAM, ChoosePackage, LaunchedTask, launch
 from nodeops.service.paging import out_of_range
 from nodeops.store import inventory, subscriptions
 from nodeops.store import jobs as job_rows
@@ -146,8 +145,12 @@ def parse_result_query(params: Mapping[str, object]) -> _ResultParams:
     statuses = _statuses(params.get("statuses"), problems)
     include = None
     if params.get("instance_id_list") is not None:
-        include = tuple(_instance_ids(params.get("instance_id_list"), "instance_id_list", problems, allow_single=False))
-    exclude = _instance_ids(params.get("exclude_instance_ids"), "exclude_instance_ids", problems, allow_single=False)
+        include = tuple(
+            parse_instance_ids(params.get("instance_id_list"), "instance_id_list", problems, allow_single=False)
+        )
+    exclude = parse_instance_ids(
+        params.get("exclude_instance_ids"), "exclude_instance_ids", problems, allow_single=False
+    )
     flags = {
         name: bool_value(params.get(name), name, problems, default=default)
         for name, default in (
@@ -447,7 +450,7 @@ class SubscriptionService:
     ) -> int:
         problems = problems if problems is not None else {}
         subscription_id = _subscription_id(params, problems)
-        _instance_ids(params.get("instance_id_list"), "instance_id_list", problems, allow_single=False)
+        parse_instance_ids(params.get("instance_id_list"), "instance_id_list", problems, allow_single=False)
         if problems:
             raise InvalidInput(problems)
 
@@ -628,7 +631,7 @@ class SubscriptionService:
         if params.get("instance_id") in (None, ""):
             problems["instance_id"] = "this field is required (object_type|node_type|type|id, or a bk_host_id)"
         else:
-            wanted = _instance_ids(params.get("instance_id"), "instance_id", problems, allow_single=True)
+            wanted = parse_instance_ids(params.get("instance_id"), "instance_id", problems, allow_single=True)
             if not wanted and "instance_id" not in problems:
                 problems["instance_id"] = "must be one instance_id (object_type|node_type|type|id, or a bk_host_id)"
         if problems:

@@ -1,0 +1,395 @@
+"""The job details use case (details_job, spec §8): one page of a job's instances with their current step, the
+job's statistics and status; and what the job APIs share to read a request: ``parse_job_id``,
+``parse_instance_ids``, the display tables and formats.
+
+Order inside a request as Node Manager (spec §10): the caller is authenticated first (``api.deps``), then the
+parameters are validated (every bad field named at once), then the job is looked up (3801012), then the
+caller's right to view it is checked (9900403). ``instance_id`` values take every form the log API takes
+(``parse_instance_id``), and both host forms find the same instance (``InstanceIndex``). The commands on a job
+(install, operate, retry, revoke, retry_node) are in ``job_commands``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any
+
+from nodeops.domain.instance_id import InstanceId, parse_instance_id
+from nodeops.domain.params import int_value
+from nodeops.domain.plans import JobType
+from nodeops.domain.status import ACTIVE, JobStatistics, Status, aggregate_job_status
+from nodeops.errors import InvalidInput, JobNotFound
+from nodeops.service.auth import Caller
+from nodeops.service.paging import out_of_range
+from nodeops.store import job_reads
+from nodeops.store.db import Database
+from nodeops.store.job_reads import Instance, JobInfo, StepState
+from nodeops.store.log_reads import JobAccess
+from nodeops.store.models import utcnow
+
+MAX_PAGESIZE = 2**31 - 1
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S%z"  # how Node Manager's JSON renders datetimes (spec §1.2)
+LINE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+JOB_TYPE_DISPLAY: dict[str, str] = {
+    JobType.INSTALL_AGENT: "安装 Agent",
+    JobType.REINSTALL_AGENT: "重装 Agent",
+    JobType.UPGRADE_AGENT: "升级 Agent",
+    JobType.RESTART_AGENT: "重启 Agent",
+    JobType.RELOAD_AGENT: "重载配置",
+    JobType.UNINSTALL_AGENT: "卸载 Agent",
+}
+OP_TYPE_DISPLAY = {
+    "INSTALL": "安装",
+    "REINSTALL": "重装",
+    "UPGRADE": "升级",
+    "RESTART": "重启",
+    "RELOAD": "重载",
+    "UNINSTALL": "卸载",
+}
+STEP_TYPE_DISPLAY = {"AGENT": "Agent", "PLUGIN": "插件", "PROXY": "Proxy"}
+STATUS_DISPLAY = {
+    Status.PENDING: "等待执行",
+    Status.RUNNING: "正在执行",
+    Status.SUCCESS: "执行成功",
+    Status.FAILED: "执行失败",
+    Status.PART_FAILED: "部分失败",
+    Status.TERMINATED: "已终止",
+    Status.REMOVED: "已移除",
+    Status.FILTERED: "被过滤的",
+    Status.IGNORED: "已忽略",
+}
+CONDITION_KEYS = ("ip", "instance_id", "status", "exclude_instance_ids")
+
+
+def job_meta(job_type: str) -> dict[str, str]:
+    """``{type, step_type, op_type, op_type_display, step_type_display}`` of a job type, as Node Manager's
+    ``unzip_job_type`` splits ``{OP}_{STEP}`` (spec §5.1)."""
+    op_type, _, step_type = job_type.rpartition("_")
+    op_type = op_type.replace("MAIN_", "")
+    return {
+        "type": step_type,
+        "step_type": step_type,
+        "op_type": op_type,
+        "op_type_display": OP_TYPE_DISPLAY.get(op_type, op_type),
+        "step_type_display": STEP_TYPE_DISPLAY.get(step_type, step_type),
+    }
+
+
+# --- validation ---------------------------------------------------------------------------------------------
+
+
+def parse_job_id(params: Mapping[str, object], problems: dict[str, str]) -> int:
+    """The required ``job_id`` (a positive integer); 0 with the problem named when it is missing or bad."""
+    value = params.get("job_id")
+    if value is None or value == "":
+        problems["job_id"] = "this field is required (a positive integer)"
+        return 0
+    return int_value(value, "job_id", problems) or 0
+
+
+def parse_instance_ids(value: object, name: str, problems: dict[str, str], *, allow_single: bool) -> list[InstanceId]:
+    """A list of instance ids (``allow_single``: or one id); each bad one named ``name[i]``."""
+    if value is None:
+        return []
+    items: list[object]
+    if isinstance(value, list):
+        items = value
+    elif allow_single and isinstance(value, str | int) and not isinstance(value, bool):
+        items = [value]
+    else:
+        problems[name] = "must be a list of instance_ids (object_type|node_type|type|id, or bk_host_ids)"
+        return []
+    parsed: list[InstanceId] = []
+    for index, item in enumerate(items):
+        where = f"{name}[{index}]" if isinstance(value, list) else name
+        try:
+            parsed.append(parse_instance_id(item))
+        except InvalidInput as exc:
+            problems[where] = "; ".join(exc.problems.values())
+    return parsed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DetailsQuery:
+    job_id: int
+    page: int
+    pagesize: int  # -1: everything
+    ips: tuple[str, ...]
+    instances: tuple[InstanceId, ...]
+    statuses: frozenset[Status]
+    excluded: tuple[InstanceId, ...]
+
+
+def parse_details_query(params: Mapping[str, object]) -> DetailsQuery:
+    """Validate details_job's ``job_id``, ``page``, ``pagesize`` and ``conditions``; one InvalidInput names
+    every bad field."""
+    problems: dict[str, str] = {}
+    job_id = parse_job_id(params, problems)
+    page = 1
+    if params.get("page") not in (None, ""):
+        page = int_value(params["page"], "page", problems, maximum=MAX_PAGESIZE) or 1
+    pagesize = 10
+    if params.get("pagesize") not in (None, ""):
+        size = int_value(params["pagesize"], "pagesize", problems, minimum=-1, maximum=MAX_PAGESIZE)
+        if size is not None and size != 0:
+            pagesize = size
+        elif size == 0 or "pagesize" in problems:
+            problems["pagesize"] = f"must be -1 (every instance) or from 1 to {MAX_PAGESIZE}"
+    ips: list[str] = []
+    instances: list[InstanceId] = []
+    statuses: set[Status] = set()
+    excluded = parse_instance_ids(
+        params.get("exclude_instance_ids"), "exclude_instance_ids", problems, allow_single=False
+    )
+    conditions = params.get("conditions")
+    if conditions is not None and not isinstance(conditions, list):
+        problems["conditions"] = 'must be a list of {"key": ..., "value": ...} objects'
+        conditions = []
+    for index, condition in enumerate(conditions or []):
+        where = f"conditions[{index}]"
+        if not isinstance(condition, dict):
+            problems[where] = 'must be an object {"key": ..., "value": ...}'
+            continue
+        key, value = condition.get("key"), condition.get("value")
+        if key not in CONDITION_KEYS:
+            problems[f"{where}.key"] = f"{key!r} must be one of {', '.join(CONDITION_KEYS)}"
+        elif key == "ip":
+            values = value if isinstance(value, list) else [value]
+            if not values or not all(isinstance(v, str) and v.strip() for v in values):
+                problems[f"{where}.value"] = "must be an IP (or part of one), or a list of them"
+            else:
+                ips.extend(v.strip() for v in values if isinstance(v, str))
+        elif key == "status":
+            values = value if isinstance(value, list) else [value]
+            known = {s.value for s in Status}
+            if not all(isinstance(v, str) and v in known for v in values):
+                problems[f"{where}.value"] = f"must be a list of statuses among {', '.join(s.value for s in Status)}"
+            else:
+                statuses.update(Status(v) for v in values if isinstance(v, str))
+        elif key == "instance_id":
+            instances.extend(parse_instance_ids(value, f"{where}.value", problems, allow_single=True))
+        else:
+            excluded.extend(parse_instance_ids(value, f"{where}.value", problems, allow_single=True))
+    if problems:
+        raise InvalidInput(problems)
+    return DetailsQuery(
+        job_id=job_id,
+        page=page,
+        pagesize=pagesize,
+        ips=tuple(ips),
+        instances=tuple(instances),
+        statuses=frozenset(statuses),
+        excluded=tuple(excluded),
+    )
+
+
+class InstanceIndex:
+    """A job's instances by each identity, to resolve what callers name them by."""
+
+    def __init__(self, instances: Sequence[Instance]) -> None:
+        # a service instance keeps its host's id but no host key: only host instances answer the host forms
+        self.by_host_id = {i.bk_host_id: i for i in instances if i.bk_host_id is not None and i.host_key is not None}
+        self.by_host_key = {i.host_key: i for i in instances if i.host_key is not None}
+        self.by_instance_id = {i.instance_id: i for i in instances}
+
+    def find(self, wanted: InstanceId) -> Instance | None:
+        """The instance ``wanted`` names: a host by either identity, anything else by its full id."""
+        if (host_id := wanted.bk_host_id) is not None:
+            return self.by_host_id.get(host_id)
+        if wanted.is_host_instance:  # a parsed host instance's id is its normalised host key
+            return self.by_host_key.get(wanted.id)
+        return self.by_instance_id.get(str(wanted))
+
+    def record_ids(self, wanted: Sequence[InstanceId]) -> set[int]:
+        """The records of the instances among ``wanted`` that the job has."""
+        return {found.record_id for item in wanted if (found := self.find(item)) is not None}
+
+
+def job_access(job: JobInfo) -> JobAccess:
+    """What a caller's right to view ``job`` is checked against."""
+    return JobAccess(job_id=job.job_id, bk_biz_scope=job.bk_biz_scope)
+
+
+# --- use case -----------------------------------------------------------------------------------------------
+
+
+class JobDetails:
+    """details_job; cheap to build (it holds the process's shared objects)."""
+
+    def __init__(self, db: Database, tz: tzinfo) -> None:
+        self.db = db
+        self.tz = tz
+
+    async def details(self, caller: Caller, params: Mapping[str, object]) -> dict[str, Any]:
+        """details_job: the job, its statistics and one page of its instances, filtered by ``conditions``;
+        the hosts refused up front follow the page with ``filter_host: true`` (spec §8)."""
+        query = parse_details_query(params)
+        return await self.db.call(lambda: self._details(caller, query))
+
+    def _details(self, caller: Caller, query: DetailsQuery) -> dict[str, Any]:
+        with self.db.session() as session:
+            job = job_reads.find_job(session, query.job_id)
+            if job is None:
+                raise JobNotFound(job_id=query.job_id)
+            caller.require_job_view(job_access(job))
+            instances = job_reads.latest_instances(session, job.job_id)
+            chosen = self._filter(instances, query)
+            total = len(chosen)
+            if query.pagesize == -1:
+                page = chosen
+            else:
+                if query.page > max(1, -(-total // query.pagesize)):
+                    raise out_of_range("page", query.page, total=total, pagesize=query.pagesize, noun="instances")
+                start = (query.page - 1) * query.pagesize
+                page = chosen[start : start + query.pagesize]
+            steps = job_reads.steps_of(session, [instance.record_id for instance in page])
+            ap_ids = job_reads.host_ap_ids(
+                session, [instance.bk_host_id for instance in page if instance.bk_host_id is not None]
+            )
+        now = utcnow()
+        meta = job_meta(job.job_type)
+        rows = [self._row(instance, steps[instance.record_id], meta, ap_ids, now) for instance in page]
+        rows.extend(self._filtered_rows(job, query))
+        statuses = [Status(instance.status) for instance in instances]
+        statuses += [_error_host_status(host, Status.IGNORED) for host in job.error_hosts]
+        statistics = JobStatistics.count(statuses)
+        status = aggregate_job_status(statistics, Status(job.status))
+        end_at = job.end_at
+        if end_at is None and status not in ACTIVE:  # finished, and the engine has not stored it yet
+            end_at = max((i.finish_at for i in instances if i.finish_at is not None), default=now)
+        return {
+            "job_id": job.job_id,
+            "created_by": job.created_by,
+            "job_type": job.job_type,
+            "job_type_display": JOB_TYPE_DISPLAY.get(job.job_type, job.job_type),
+            "ip_filter_list": [host.get("ip", "") for host in job.error_hosts],
+            "total": total,
+            "list": rows,
+            "statistics": {**job.statistics, **statistics.as_dict()},
+            "status": status.value,
+            "start_time": self._time(job.start_at),
+            "end_time": self._time(end_at),
+            # whole seconds over the whole run (Node Manager's ``timedelta.seconds`` wraps after a day, §11.14)
+            "cost_time": str(int(((end_at or now) - job.start_at).total_seconds())),
+            "meta": meta,
+            "subscription_id": job.subscription_id,
+            "task_id_list": job.task_ids,
+        }
+
+    @staticmethod
+    def _filter(instances: Sequence[Instance], query: DetailsQuery) -> list[Instance]:
+        """The instances meeting every condition of ``query`` (each condition: any of its values)."""
+        index = InstanceIndex(instances)
+        named = index.record_ids(query.instances) if query.instances else None
+        excluded = index.record_ids(query.excluded)
+        chosen = []
+        for instance in instances:
+            if query.statuses and Status(instance.status) not in query.statuses:
+                continue
+            if (named is not None and instance.record_id not in named) or instance.record_id in excluded:
+                continue
+            if query.ips:
+                host = instance.host
+                ips = [str(host.get("bk_host_innerip") or ""), str(host.get("bk_host_innerip_v6") or "")]
+                if not any(part in ip for part in query.ips for ip in ips if ip):  # fuzzy, as Node Manager
+                    continue
+            chosen.append(instance)
+        return chosen
+
+    def _row(
+        self,
+        instance: Instance,
+        steps: Sequence[StepState],
+        meta: Mapping[str, str],
+        ap_ids: Mapping[int, int],
+        now: datetime,
+    ) -> dict[str, Any]:
+        host = instance.host
+        inner_ip = host.get("bk_host_innerip") or None
+        inner_ipv6 = host.get("bk_host_innerip_v6") or None
+        node_id, status_display, step = _current_step(steps, Status(instance.status))
+        cost = None
+        if instance.start_at is not None:
+            cost = ((instance.finish_at or now) - instance.start_at).total_seconds()
+        return {
+            "instance_id": instance.instance_id,
+            "ip": inner_ip or inner_ipv6,
+            "inner_ip": inner_ip,
+            "inner_ipv6": inner_ipv6,
+            "bk_host_id": instance.bk_host_id,
+            "bk_cloud_id": host.get("bk_cloud_id"),
+            "bk_cloud_name": None,
+            "bk_biz_id": host.get("bk_biz_id"),
+            "bk_biz_name": None,
+            "status": instance.status,
+            "status_display": status_display,
+            "step": step,
+            "node_id": node_id,
+            "op_type": meta["op_type"],
+            "op_type_display": meta["op_type_display"],
+            "start_time": self._time(instance.start_at),
+            "end_time": self._time(instance.finish_at),
+            "cost_time": cost,
+            "is_manual": False,
+            "ap_id": ap_ids.get(instance.bk_host_id) if instance.bk_host_id is not None else None,
+            "attempt": instance.attempt,
+        }
+
+    @staticmethod
+    def _filtered_rows(job: JobInfo, query: DetailsQuery) -> list[dict[str, Any]]:
+        # Node Manager appends them to every page and filters them by the status condition only (spec §8)
+        rows = []
+        for host in job.error_hosts:
+            status = _error_host_status(host, Status.FAILED)
+            if query.statuses and status not in query.statuses:
+                continue
+            rows.append(
+                {
+                    "filter_host": True,
+                    "bk_host_id": host.get("bk_host_id"),
+                    "ip": host.get("ip", ""),
+                    "inner_ip": host.get("inner_ip"),
+                    "inner_ipv6": host.get("inner_ipv6"),
+                    "bk_cloud_id": host.get("bk_cloud_id"),
+                    "bk_cloud_name": None,
+                    "bk_biz_id": host.get("bk_biz_id"),
+                    "bk_biz_name": None,
+                    "job_id": job.job_id,
+                    "status": status.value,
+                    "status_display": host.get("msg", ""),
+                    "exception": host.get("exception", ""),
+                    "step": "",
+                }
+            )
+        return rows
+
+    def _time(self, at: datetime | None) -> str | None:
+        return None if at is None else at.astimezone(self.tz).strftime(TIME_FORMAT)
+
+
+def _current_step(steps: Sequence[StepState], status: Status) -> tuple[int, str, str]:
+    """``(node_id, status_display, step)`` as Node Manager's ``get_current_step_display``: the first RUNNING
+    or FAILED step, else the last step (执行成功 when it succeeded, else 等待执行)."""
+    for step in steps:
+        if step.status == Status.RUNNING.value:
+            return step.index, f"正在 {step.name}", step.name
+        if step.status == Status.FAILED.value:
+            return step.index, f"{step.name} 失败", step.name
+    if not steps:
+        return -1, STATUS_DISPLAY.get(status, status.value), ""
+    last = steps[-1]
+    if last.status == Status.SUCCESS.value:
+        return last.index, STATUS_DISPLAY[Status.SUCCESS], last.name
+    if status == Status.FAILED:  # ended before any step ran (revoked while queued, or the service restarted)
+        return -1, STATUS_DISPLAY[Status.FAILED], last.name
+    return -1, STATUS_DISPLAY[Status.PENDING], last.name
+
+
+def _error_host_status(host: Mapping[str, Any], default: Status) -> Status:
+    try:
+        return Status(host.get("status") or default)
+    except ValueError:
+        return default
