@@ -40,7 +40,7 @@ from sqlalchemy import text
 from nodeops.api.app import create_app
 from nodeops.domain.plans import JobType
 from nodeops.engine import packages
-from nodeops.logs import configure_logging
+from nodeops.process_logging import configure_logging
 from nodeops.service.container import Services
 from nodeops.service.host_requests import parse_hosts
 from nodeops.settings import Settings

@@ -43,7 +43,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from nodeops.api.envelope import JSON_HEADERS
 from nodeops.api.routes.log import envelope, log_address, prepare
-from nodeops.service.logs import LogService, Prepared
+from nodeops.service.instance_log import LogService, Prepared
 
 log = logging.getLogger(__name__)
 
