@@ -144,7 +144,7 @@ async def launch(db: Database, engine: Engine, create: Callable[[ChoosePackage],
 
 
 class JobRunner:
-    """Creates jobs in the store and hands them to the engine."""
+    """Creates install and operate jobs (hosts decided, the job and its first attempt written) and launches them."""
 
     def __init__(self, db: Database, engine: Engine, settings: Settings, box: SecretBox) -> None:
         self.db = db
