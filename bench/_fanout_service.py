@@ -40,9 +40,9 @@ from sqlalchemy import text
 from nodeops.api.app import create_app
 from nodeops.domain.plans import JobType
 from nodeops.engine import packages
-from nodeops.logs import configure_logging
+from nodeops.process_logging import configure_logging
 from nodeops.service.container import Services
-from nodeops.service.jobs import parse_hosts
+from nodeops.service.host_requests import parse_hosts
 from nodeops.settings import Settings
 from nodeops.store import migrate
 from nodeops.store.db import Database

@@ -19,7 +19,7 @@ SRC = Path(nodeops.__file__).resolve().parent.parent
 PACKAGE = SRC / "nodeops"
 
 # Shared leaves: anyone may import them; they import nothing from nodeops but nodeops.errors.
-LEAVES = frozenset({"nodeops", "nodeops.errors", "nodeops.settings", "nodeops.logs", "nodeops.crypto"})
+LEAVES = frozenset({"nodeops", "nodeops.errors", "nodeops.settings", "nodeops.process_logging", "nodeops.crypto"})
 
 # The layers, lowest first. A layer may import itself, the leaves and any layer below it.
 RANK = {"domain": 0, "store": 1, "engine": 2, "service": 3, "web": 4, "api": 5, "cli": 6}
@@ -247,15 +247,15 @@ def _check(module: str, source: str, *, is_package: bool = False) -> list[str]:
         ("nodeops.engine.runner", "from nodeops.service import admin", "nodeops.service.admin"),
         ("nodeops.domain.status", "from nodeops.store import models", "nodeops.store.models"),
         ("nodeops.domain.status", "from nodeops.settings import Settings", "nodeops.settings"),
-        ("nodeops.domain.status", "from nodeops import logs", "nodeops.logs"),
+        ("nodeops.domain.status", "from nodeops import process_logging", "nodeops.process_logging"),
         ("nodeops.agent.main", "from nodeops.errors import NodeopsError", "nodeops.errors"),
         ("nodeops.errors", "from nodeops.domain import status", "nodeops.domain.status"),
         ("nodeops.web.views", "from nodeops.api import envelope", "nodeops.api.envelope"),
         ("nodeops.api.app", "from nodeops.cli import app", "nodeops.cli.app"),
-        ("nodeops.service.logs", "import sqlalchemy", "sqlalchemy"),
-        ("nodeops.service.logs", "from sqlalchemy.orm import Session", "sqlalchemy.orm"),
+        ("nodeops.service.instance_log", "import sqlalchemy", "sqlalchemy"),
+        ("nodeops.service.instance_log", "from sqlalchemy.orm import Session", "sqlalchemy.orm"),
         ("nodeops.cli.db", "from alembic import command", "alembic"),
-        ("nodeops.service.logs", "from fastapi import Request", "fastapi"),
+        ("nodeops.service.instance_log", "from fastapi import Request", "fastapi"),
         ("nodeops.cli.app", "from starlette.responses import Response", "starlette.responses"),
         ("nodeops.engine.transports.local", "import asyncssh", "asyncssh"),
         (
@@ -264,7 +264,7 @@ def _check(module: str, source: str, *, is_package: bool = False) -> list[str]:
             "uvicorn.protocols.http.httptools_impl",
         ),
         ("nodeops.api.routes.log_reading", "import httptools", "httptools"),
-        ("nodeops.service.logs", "import uvicorn", "uvicorn"),
+        ("nodeops.service.instance_log", "import uvicorn", "uvicorn"),
         ("nodeops.cli.app", "from uvicorn.protocols.http import httptools_impl", "uvicorn.protocols.http"),
         ("nodeops.cli.app", "import uvicorn.server", "uvicorn.server"),
         ("nodeops.cli.app", "import httptools", "httptools"),
@@ -296,7 +296,7 @@ def test_checker_flags_a_wrong_way_import(module, source, bad_target):
         ),
         ("nodeops.cli.app", "import uvicorn\nfrom uvicorn import Config, Server"),
         ("nodeops.agent.main", "import json\nimport subprocess"),
-        ("nodeops.service.demo", "from nodeops.settings import Settings\nfrom nodeops.logs import redact"),
+        ("nodeops.service.demo", "from nodeops.settings import Settings\nfrom nodeops.process_logging import redact"),
     ],
 )
 def test_checker_allows_a_downward_import(module, source):

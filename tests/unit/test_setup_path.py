@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nodeops.errors import InvalidInput
-from nodeops.service.jobs import parse_hosts
+from nodeops.service.host_requests import parse_hosts
 
 
 @pytest.mark.parametrize(

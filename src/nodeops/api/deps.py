@@ -16,7 +16,7 @@ from nodeops.api.bodies import parse_json_object
 from nodeops.service.auth import AUTH_HEADER, WEB_HEADER, Caller, CommonArgs
 from nodeops.service.container import Services
 from nodeops.service.inventory import InventoryService
-from nodeops.service.job_queries import JobService
+from nodeops.service.job_commands import JobService
 from nodeops.service.subscriptions import SubscriptionService
 
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from nodeops.cli import access, agent, cleanup, db, hosts, job, log
 from nodeops.cli.context import CliState, console, err_console, state
 from nodeops.errors import NodeopsError
-from nodeops.logs import configure_logging
+from nodeops.process_logging import configure_logging
 from nodeops.service.container import Services
 from nodeops.settings import Settings
 

@@ -5,7 +5,7 @@ task flushes everything pending in one transaction every ``flush_interval_s``, o
 ``max_pending_bytes`` of text waits. The lines of one step that arrive together become one chunk, and each step's
 and record's changes are merged, so a flush is three statements whatever the number of hosts and lines, never
 one transaction per line. Text is masked by
-``nodeops.logs.redact`` before it is queued: a password never reaches the table. A record that finishes in a
+``nodeops.process_logging.redact`` before it is queued: a password never reaches the table. A record that finishes in a
 batch has its log API answer sealed in the same transaction (``nodeops.store.answers``).
 """
 
@@ -20,7 +20,7 @@ from datetime import datetime, tzinfo
 
 from nodeops.domain.answer import AnswerRenderer
 from nodeops.domain.status import ACTIVE, Status
-from nodeops.logs import redact
+from nodeops.process_logging import redact
 from nodeops.store import answers, jobs
 from nodeops.store.db import Database
 from nodeops.store.log_reads import LogReads

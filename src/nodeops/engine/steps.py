@@ -26,7 +26,7 @@ from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.logwriter import LogWriter
 from nodeops.engine.transports.base import CommandResult, Transport
 from nodeops.errors import AuthFailed, CommandFailed, TransportError
-from nodeops.store import pipelines
+from nodeops.store import agents as agent_rows
 from nodeops.store.db import Database
 from nodeops.store.models import utcnow
 from nodeops.store.pipelines import HostWork, PlannedRun
@@ -258,7 +258,7 @@ async def query_agent_status(ctx: StepContext) -> None:
     host_id, paramstyle = ctx.work.bk_host_id, ctx.db.paramstyle
 
     def read_state(cur: Any) -> tuple[str | None, bool]:
-        return pipelines.heartbeat_state(cur, paramstyle, bk_host_id=host_id)
+        return agent_rows.heartbeat_state(cur, paramstyle, bk_host_id=host_id)
 
     with ctx.heartbeats.watch(host_id) as watch:  # before the read: a heartbeat between the two is not missed
         version, seen = await ctx.db.read(read_state)
@@ -338,7 +338,7 @@ async def _set_agent(
     clear_heartbeat: bool = False,
 ) -> None:
     await ctx.db.call(
-        lambda: pipelines.set_agent(
+        lambda: agent_rows.set_agent(
             ctx.db,
             bk_host_id=ctx.work.bk_host_id,
             status=status,

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from nodeops.domain.params import int_value
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.errors import AgentTokenRejected, InvalidInput
-from nodeops.store import pipelines
+from nodeops.store import agents as agent_rows
 from nodeops.store.db import Database
 
 _VERSION_MAX = 64
@@ -34,7 +34,7 @@ def accept_heartbeat(db: Database, body: Mapping[str, object]) -> tuple[int, str
     AgentTokenRejected for a wrong token (or an unknown host)."""
     host_id, token, version = parse_heartbeat(body)
     token_hash = hashlib.sha256(token.encode()).digest()
-    if not pipelines.record_heartbeat(db, bk_host_id=host_id, token_hash=token_hash, version=version):
+    if not agent_rows.record_heartbeat(db, bk_host_id=host_id, token_hash=token_hash, version=version):
         raise AgentTokenRejected(bk_host_id=host_id)
     return host_id, version
 

@@ -11,9 +11,9 @@ from nodeops.engine.connect import transport_factory
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.runner import Engine, FanOut
 from nodeops.service.auth import Authenticator, Throttle
-from nodeops.service.jobs import JobRunner
+from nodeops.service.instance_log import LogService
+from nodeops.service.job_launch import JobRunner
 from nodeops.service.log_reading import LogReading
-from nodeops.service.logs import LogService
 from nodeops.service.retention import RetentionJanitor
 from nodeops.settings import Settings
 from nodeops.store import packages as package_rows

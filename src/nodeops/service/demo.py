@@ -17,7 +17,7 @@ from nodeops.domain.plans import JobType
 from nodeops.engine import packages
 from nodeops.service import admin
 from nodeops.service.container import Services
-from nodeops.service.jobs import parse_hosts
+from nodeops.service.host_requests import parse_hosts
 from nodeops.settings import Settings
 from nodeops.store import hosts as host_rows
 from nodeops.store import jobs

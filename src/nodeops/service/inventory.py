@@ -23,8 +23,9 @@ from nodeops.domain.params import is_ascii_digits
 from nodeops.domain.scope import MAX_INT32, TopoObject, int_value
 from nodeops.errors import InvalidInput
 from nodeops.service.auth import Caller
-from nodeops.service.job_queries import MAX_PAGESIZE, require_biz
-from nodeops.service.jobs import HostRequest, parse_hosts
+from nodeops.service.host_requests import HostRequest, parse_hosts
+from nodeops.service.job_commands import require_biz
+from nodeops.service.job_details import MAX_PAGESIZE
 from nodeops.service.paging import out_of_range
 from nodeops.settings import Settings
 from nodeops.store import inventory

@@ -15,7 +15,7 @@ from nodeops.domain.params import MAX_BIGINT, MAX_INT32, int_value
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.errors import InvalidInput
 from nodeops.service.auth import Caller
-from nodeops.service.job_queries import JOB_TYPE_DISPLAY, TIME_FORMAT
+from nodeops.service.job_details import JOB_TYPE_DISPLAY, TIME_FORMAT
 from nodeops.store import job_list
 from nodeops.store.db import Database
 from nodeops.store.models import utcnow

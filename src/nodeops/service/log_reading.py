@@ -1,4 +1,5 @@
-"""Reading logs the way operators do (docs/log-reading.md): follow (Server-Sent Events), search, download, batch.
+"""Reading logs the way operators do (docs/log-reading.md): follow (Server-Sent Events), search, download, batch;
+the log API itself (one instance's log, its tail) is ``instance_log``.
 
 Every use case authenticates, validates, finds the job (3801012) and checks the caller may view it (9900403)
 before anything is sent, as the log API does; streams and downloads raise those errors before their first
@@ -33,7 +34,7 @@ from nodeops.domain.status import ACTIVE, Status
 from nodeops.domain.terminal import strip_ansi, strip_controls
 from nodeops.errors import InstanceNotFound, InvalidInput, JobNotFound
 from nodeops.service.auth import Caller, CommonArgs
-from nodeops.service.logs import LogService, TailQuery, parse_log_query, parse_tail_query, positive_int
+from nodeops.service.instance_log import LogService, TailQuery, parse_log_query, parse_tail_query, positive_int
 from nodeops.store.db import Database
 from nodeops.store.log_reads import JobAccess, RecordRef
 from nodeops.store.log_scans import PAGE, JobRow, LogScans, RecordRow

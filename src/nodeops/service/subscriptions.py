@@ -31,8 +31,6 @@ from nodeops.domain.scope import (
 )
 from nodeops.domain.status import Status, backtrace_steps, collect_status
 from nodeops.domain.terminal import strip_controls
-from nodeops.engine import packages
-from nodeops.engine.steps import AgentPackage
 from nodeops.errors import (
     Conflict,
     InstanceTaskIsRunning,
@@ -42,16 +40,15 @@ from nodeops.errors import (
     TaskNotFound,
 )
 from nodeops.service.auth import Caller
-from nodeops.service.job_queries import (
+from nodeops.service.job_commands import JobService, require_biz
+from nodeops.service.job_details import (
     JOB_TYPE_DISPLAY,
     LINE_TIME_FORMAT,
     MAX_PAGESIZE,
     TIME_FORMAT,
-    JobService,
-    _instance_ids,
-    require_biz,
+    parse_instance_ids,
 )
-from nodeops.service.jobs import AGENT_VERSION_PARAM
+from nodeops.service.job_launch import AGENT_VERSION_PARAM, ChoosePackage, LaunchedTask, launch
 from nodeops.service.paging import out_of_range
 from nodeops.store import inventory, subscriptions
 from nodeops.store import jobs as job_rows
@@ -148,8 +145,12 @@ def parse_result_query(params: Mapping[str, object]) -> _ResultParams:
     statuses = _statuses(params.get("statuses"), problems)
     include = None
     if params.get("instance_id_list") is not None:
-        include = tuple(_instance_ids(params.get("instance_id_list"), "instance_id_list", problems, allow_single=False))
-    exclude = _instance_ids(params.get("exclude_instance_ids"), "exclude_instance_ids", problems, allow_single=False)
+        include = tuple(
+            parse_instance_ids(params.get("instance_id_list"), "instance_id_list", problems, allow_single=False)
+        )
+    exclude = parse_instance_ids(
+        params.get("exclude_instance_ids"), "exclude_instance_ids", problems, allow_single=False
+    )
     flags = {
         name: bool_value(params.get(name), name, problems, default=default)
         for name, default in (
@@ -392,7 +393,7 @@ class SubscriptionService:
     async def _run(
         self, caller: Caller, subscription_id: int, raw_scope: object, raw_actions: object
     ) -> dict[str, Any]:
-        def prepare() -> tuple[int, int, AgentPackage]:
+        def create(choose: ChoosePackage) -> LaunchedTask:
             problems: dict[str, str] = {}
             with self.db.session() as session:
                 subscriptions.lock_subscription(session, subscription_id)
@@ -415,7 +416,7 @@ class SubscriptionService:
                 targets = self._resolve(session, partial or scope)
                 require_biz(caller, self._biz_ids(partial or scope, targets) | set(sub.bk_biz_scope))
                 version = step.params.get(AGENT_VERSION_PARAM)
-                package = packages.choose(self.db, version if isinstance(version, str) else None)
+                choose(version if isinstance(version, str) else None)
                 task_id, _removed = subscriptions.add_run(
                     session,
                     subscription=sub,
@@ -426,11 +427,10 @@ class SubscriptionService:
                     remove_missing=partial is None,
                 )
                 subscriptions.widen_job_scope(session, sub.job_id, {t.bk_biz_id for t in targets})
-                return sub.job_id, task_id, package
+                return LaunchedTask(job_id=sub.job_id, task_id=task_id)
 
-        job_id, task_id, package = await self.db.call(prepare)
-        self.engine.submit(job_id, task_id, package)
-        return {"task_id": task_id, "job_id": job_id}
+        launched = await launch(self.db, self.engine, create)
+        return {"task_id": launched.task_id, "job_id": launched.job_id}
 
     async def revoke(self, caller: Caller, params: Mapping[str, object]) -> None:
         """Stop the subscription's PENDING and RUNNING instances (of ``instance_id_list``, default all)."""
@@ -450,7 +450,7 @@ class SubscriptionService:
     ) -> int:
         problems = problems if problems is not None else {}
         subscription_id = _subscription_id(params, problems)
-        _instance_ids(params.get("instance_id_list"), "instance_id_list", problems, allow_single=False)
+        parse_instance_ids(params.get("instance_id_list"), "instance_id_list", problems, allow_single=False)
         if problems:
             raise InvalidInput(problems)
 
@@ -631,7 +631,7 @@ class SubscriptionService:
         if params.get("instance_id") in (None, ""):
             problems["instance_id"] = "this field is required (object_type|node_type|type|id, or a bk_host_id)"
         else:
-            wanted = _instance_ids(params.get("instance_id"), "instance_id", problems, allow_single=True)
+            wanted = parse_instance_ids(params.get("instance_id"), "instance_id", problems, allow_single=True)
             if not wanted and "instance_id" not in problems:
                 problems["instance_id"] = "must be one instance_id (object_type|node_type|type|id, or a bk_host_id)"
         if problems:

@@ -1,16 +1,17 @@
-"""What the engine reads and writes around a run: the work of a task, job aggregation, agent state, recovery."""
+"""What the engine reads and writes around a run: the work of a task, job aggregation, recovery.
+
+A host's agent state (heartbeats, status, version, token) is written in ``store.agents``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nodeops.domain.status import ACTIVE, JobStatistics, Status, aggregate_job_status
-from nodeops.store.db import Database
 from nodeops.store.models import AccessPoint, Host, InstanceRecord, Job, RecordStep, utcnow
 
 
@@ -179,57 +180,3 @@ def interrupted_records(session: Session) -> list[tuple[int, int, int]]:
         )
         result.append((record_id, job_id or 0, -1 if step is None else step))
     return result
-
-
-def record_heartbeat(db: Database, *, bk_host_id: int, token_hash: bytes, version: str) -> bool:
-    """Record a heartbeat if ``token_hash`` is the host's; False (nothing written) for a wrong token or host.
-
-    One raw statement in its own transaction: every agent calls this on a rhythm. The stored value is a SHA-256,
-    so comparing it in SQL tells a caller nothing about a token.
-    """
-    now = db.bind_time(utcnow())
-    p = db.paramstyle
-    with db.transaction() as cur:
-        cur.execute(
-            f"UPDATE hosts SET agent_status = {p}, agent_version = {p}, last_heartbeat_at = {p}, updated_at = {p} "
-            f"WHERE bk_host_id = {p} AND agent_token_hash = {p}",
-            ("RUNNING", version, now, now, bk_host_id, token_hash),
-        )
-        return bool(cur.rowcount == 1)
-
-
-def heartbeat_state(cur: Any, paramstyle: str, *, bk_host_id: int) -> tuple[str | None, bool]:
-    """``(agent_version, whether a heartbeat is recorded)`` of a host: one indexed read on the cursor
-    ``Database.read`` hands over."""
-    cur.execute(
-        "SELECT agent_version, last_heartbeat_at IS NOT NULL FROM hosts WHERE bk_host_id = " + paramstyle,
-        (bk_host_id,),
-    )
-    row = cur.fetchone()
-    return (None, False) if row is None else (row[0], bool(row[1]))
-
-
-def set_agent(
-    db: Database,
-    *,
-    bk_host_id: int,
-    status: str,
-    version: str | None = None,
-    token_hash: bytes | None = None,
-    clear_heartbeat: bool = False,
-) -> None:
-    """Set a host's agent status, and its version, token hash or last heartbeat (cleared) when asked: one raw
-    statement in its own transaction, as the steps of every host of a job call it."""
-    p = db.paramstyle
-    columns, values = ["agent_status", "updated_at"], [status, db.bind_time(utcnow())]
-    if version is not None:
-        columns.append("agent_version")
-        values.append(version)
-    if token_hash is not None:
-        columns.append("agent_token_hash")
-        values.append(token_hash)
-    assignments = ", ".join(f"{column} = {p}" for column in columns)
-    if clear_heartbeat:
-        assignments += ", last_heartbeat_at = NULL"
-    with db.transaction() as cur:
-        cur.execute(f"UPDATE hosts SET {assignments} WHERE bk_host_id = {p}", (*values, bk_host_id))

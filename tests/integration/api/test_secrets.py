@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from nodeops.errors import NodeopsError
-from nodeops.logs import RedactingFilter
+from nodeops.process_logging import RedactingFilter
 from nodeops.service.auth import CommonArgs
 from nodeops.service.security import verify_token
 from nodeops.settings import MAX_BODY_BYTES
@@ -25,7 +25,7 @@ from tests.integration.api.support import AUTH_HEADER, ESB_PATH, apigw_path, nod
 CLIENT_LOGGERS = ("httpx", "httpcore")  # the test's own HTTP client logs the URLs it sends, query string included
 # uvicorn's request lines hold the query string. The service runs uvicorn with access_log=False, which makes this
 # logger non-propagating and handler-less; pytest's caplog attaches its handler to such loggers anyway. Had it
-# been on, every handler of nodeops.logs.configure_logging passes records through RedactingFilter first, so
+# been on, every handler of nodeops.process_logging.configure_logging passes records through RedactingFilter first, so
 # these records are checked as that filter leaves them.
 ACCESS_LOGGER = "uvicorn.access"
 

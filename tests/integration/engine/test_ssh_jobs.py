@@ -14,7 +14,7 @@ from sqlalchemy import text
 from nodeops.domain.plans import JobType
 from nodeops.engine import packages
 from nodeops.engine.steps import StepTimeouts
-from nodeops.service.jobs import parse_hosts
+from nodeops.service.host_requests import parse_hosts
 from nodeops.store.models import Base
 from tests.factories import make_app, make_user
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import delete, select
 
 from nodeops.domain.plans import JobType
-from nodeops.service.jobs import parse_hosts
+from nodeops.service.host_requests import parse_hosts
 from nodeops.store.models import AccessPoint, Host, InstanceRecord, Job, RecordStep, StepLog
 from nodeops.store.packages import DEFAULT_AP_ID
 from tests.integration.jobs.support import ESB_JOB, dead_port, local_host

@@ -19,7 +19,8 @@ from nodeops.engine.logwriter import LogWriter
 from nodeops.engine.steps import AgentPackage, StepContext, StepTimeouts, query_agent_status
 from nodeops.errors import TransportError
 from nodeops.service.agents import accept_heartbeat
-from nodeops.store import hosts, pipelines
+from nodeops.store import agents as agent_rows
+from nodeops.store import hosts
 from nodeops.store import packages as package_rows
 from nodeops.store.models import AccessPoint
 from nodeops.store.pipelines import HostWork, PlannedRun
@@ -37,7 +38,7 @@ def host_id(services) -> int:
         ap_id = session.scalar(select(AccessPoint.id))
         assert ap_id is not None
         bk_host_id = hosts.upsert_host(session, local_login("127.0.20.7", "/tmp/nodeops-test/agent", ap_id=ap_id))
-    pipelines.set_agent(
+    agent_rows.set_agent(
         services.db,
         bk_host_id=bk_host_id,
         status="UPGRADING",

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from nodeops.domain.plans import JobType, plan_steps
 from nodeops.engine import packages
-from nodeops.service.jobs import parse_hosts
+from nodeops.service.host_requests import parse_hosts
 from nodeops.store import hosts, jobs
 from nodeops.store.models import InstanceRecord
 from tests.factories import local_login, make_app, make_user

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nodeops.domain.status import Status
-from nodeops.store import hosts, job_reads, subscriptions
+from nodeops.store import attempts, hosts, job_reads, subscriptions
 from nodeops.store.models import InstanceRecord, Job, StepLog
 from tests.factories import StepRun, make_job
 
@@ -96,7 +96,7 @@ def test_fail_unfinished_twice_at_once_ends_a_record_once(services):
     line = "[2024-05-01 10:00:05 WARNING] 已终止 (revoked by a user)"
 
     def revoke(session: Session) -> None:
-        job_reads.fail_unfinished(session, [job.record_id], line=line)
+        attempts.fail_unfinished(session, [job.record_id], line=line)
 
     interleave(services, revoke, job.job_id)
     with services.db.session() as session:

@@ -43,7 +43,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from nodeops.api.fastpath.log import envelope, log_address, prepare
 from nodeops.api.fastpath.respond import encode_answer
-from nodeops.service.logs import LogService, Prepared
+from nodeops.service.instance_log import LogService, Prepared
 
 log = logging.getLogger(__name__)
 

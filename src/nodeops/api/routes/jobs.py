@@ -3,8 +3,9 @@
 - ESB: ``/api/c/compapi/v2/nodeman/api/job/{install,operate,details}/`` (details: job_id in the body)
 - nodeman: ``/api/job/install/``, ``/api/job/operate/``, ``/api/job/{job_id}/{details,retry,revoke,retry_node}/``
 
-Routes only pass the request's parameters to ``JobService`` and wrap its answer; the body is read by the use
-case (so validation names fields the way the rest of the API does), and its models here only document it.
+Routes only pass the request's parameters to ``JobService`` (the commands) or ``JobDetails`` and wrap its
+answer; the body is read by the use case (so validation names fields the way the rest of the API does), and its
+models here only document it.
 A missing trailing slash is accepted, as on the log API.
 """
 
@@ -34,8 +35,9 @@ from nodeops.api.schemas import (
 )
 from nodeops.service.auth import Caller
 from nodeops.service.container import Services
+from nodeops.service.job_commands import JobService
+from nodeops.service.job_details import JobDetails
 from nodeops.service.job_list import list_jobs
-from nodeops.service.job_queries import JobService
 
 router = APIRouter(tags=["job"])
 
@@ -70,7 +72,7 @@ def _operate(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awaita
 
 
 def _details(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
-    return jobs.details(caller, params)
+    return JobDetails(jobs.db, jobs.tz).details(caller, params)
 
 
 def _retry(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:

@@ -1,8 +1,11 @@
-"""The log use case (查询任务实例日志, spec §7.5): validate the query, check access, read the instance's steps.
+"""The log API's use case, one instance's log (查询任务实例日志, spec §7.5): validate the query, check access, read
+the instance's steps.
 
 Order as the original (spec §10): authentication, then validation, then the job, then permission, then the
 record. Every address of the log API goes through ``parse_log_query`` and ``LogService.instance_log``; with a
 ``cursor`` it answers a tail answer instead (``LogService.instance_tail``, docs/log-reading.md "Cursors").
+Following, searching and downloading logs are in ``log_reading``; the process's own logging is
+``nodeops.process_logging``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Process logging: one format, and the one filter that redacts secrets from every record.
+"""The process's own logging (stderr): one format, and the one filter that redacts secrets from every record.
+``redact`` also masks the lines the engine writes to job logs (``engine.logwriter``).
 
 Request lines carry ``bk_app_secret`` and ``bk_token`` in their query strings, and JSON bodies or headers may
 echo them; ``RedactingFilter`` masks their values before any handler formats the record. Imports nothing
