@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from nodeops.crypto import SecretBox
 from nodeops.domain.plans import StepCode
@@ -27,7 +26,7 @@ from nodeops.engine.logwriter import LogWriter
 from nodeops.engine.transports.base import CommandResult, Transport
 from nodeops.errors import AuthFailed, CommandFailed, TransportError
 from nodeops.store import agents as agent_rows
-from nodeops.store.db import Database
+from nodeops.store.db import Database, ReadHandle
 from nodeops.store.models import utcnow
 from nodeops.store.pipelines import HostWork, PlannedRun
 
@@ -257,7 +256,7 @@ async def query_agent_status(ctx: StepContext) -> None:
     deadline = loop.time() + ctx.timeouts.heartbeat_s
     host_id, paramstyle = ctx.work.bk_host_id, ctx.db.paramstyle
 
-    def read_state(cur: Any) -> tuple[str | None, bool]:
+    def read_state(cur: ReadHandle) -> tuple[str | None, bool]:
         return agent_rows.heartbeat_state(cur, paramstyle, bk_host_id=host_id)
 
     with ctx.heartbeats.watch(host_id) as watch:  # before the read: a heartbeat between the two is not missed

@@ -22,7 +22,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import orjson
 
@@ -39,6 +38,7 @@ from nodeops.service.audit import Actor, audit
 from nodeops.service.security import TokenClaims, secret_matches, verify_token
 from nodeops.store import access
 from nodeops.store.access import AccessReads
+from nodeops.store.db import ReadHandle
 from nodeops.store.log_reads import JobAccess
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ class Authenticator:
         self._memo: tuple[int, dict[CommonArgs, tuple[Caller, float]]] = (-1, {})
         self._blocks: dict[tuple[str, str], float] = {}  # blocks this process started: (app, client) -> until
 
-    def authenticate(self, cur: Any, args: CommonArgs, *, epoch: int | None = None) -> Caller:
+    def authenticate(self, cur: ReadHandle, args: CommonArgs, *, epoch: int | None = None) -> Caller:
         """Check the app and find the user, on a cursor from ``Database.cursor``; raises AuthError.
 
         ``epoch`` is the access epoch when the caller has just read it along with other rows. An answer is
@@ -219,7 +219,7 @@ class Authenticator:
                 memo[args] = (caller, valid_until)
         return caller
 
-    def check_sign_in(self, cur: Any, token: str, client: str) -> TokenClaims:
+    def check_sign_in(self, cur: ReadHandle, token: str, client: str) -> TokenClaims:
         """The claims of a bk_token offered to open a web session (``web_session.open_session``): refused as an
         API call with it would be (blocked, revoked, expired, disabled user), counted and audited likewise."""
         args = CommonArgs(bk_app_code=WEB_APP_CODE, bk_token=token, client=client)
@@ -232,7 +232,7 @@ class Authenticator:
             raise
         return claims
 
-    def _authenticate(self, cur: Any, args: CommonArgs) -> tuple[Caller, float]:
+    def _authenticate(self, cur: ReadHandle, args: CommonArgs) -> tuple[Caller, float]:
         if args.web_session:  # the viewer's own sign-in: the token is the whole identity
             claims = self._verify(cur, args.bk_token, session=True)
             return self._caller(cur, WEB_APP_CODE, claims.username), claims.expires_at
@@ -263,7 +263,7 @@ class Authenticator:
             raise UserAuthFailed()
         return self._caller(cur, app.code, username), valid_until
 
-    def _verify(self, cur: Any, token: str, *, session: bool) -> TokenClaims:
+    def _verify(self, cur: ReadHandle, token: str, *, session: bool) -> TokenClaims:
         """A token's claims, unless it is forged, expired or revoked (UserAuthFailed)."""
         claims = verify_token(self.secret_key, token)
         if self.reads.is_revoked(cur, claims.digest, claims.session_of):
@@ -277,7 +277,7 @@ class Authenticator:
             )
         return claims
 
-    def _caller(self, cur: Any, app_code: str, username: str) -> Caller:
+    def _caller(self, cur: ReadHandle, app_code: str, username: str) -> Caller:
         user = None if "\x00" in username else self.reads.fetch_user(cur, username)
         if user is None:  # a name ESB vouches for but unknown here: authenticated, with no rights
             return Caller(app_code=app_code, username=username, is_superuser=False, biz_ids=frozenset())
@@ -293,7 +293,7 @@ class Authenticator:
     def _key(app_code: str, client: str) -> tuple[str, str]:
         return app_code[:_KEY_LENGTH], (client or UNKNOWN_CLIENT)[:_KEY_LENGTH]
 
-    def _check_block(self, cur: Any, app_code: str, client: str) -> None:
+    def _check_block(self, cur: ReadHandle, app_code: str, client: str) -> None:
         """Raise AuthThrottled while failures block ``app_code`` from ``client``, whatever the credentials."""
         key = self._key(app_code, client)
         now = time.time()

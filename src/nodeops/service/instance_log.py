@@ -26,7 +26,7 @@ from nodeops.domain.terminal import strip_ansi
 from nodeops.errors import InstanceNotFound, InvalidInput, JobNotFound
 from nodeops.service.auth import Authenticator, CommonArgs
 from nodeops.service.cache import ByteBudgetCache
-from nodeops.store.db import Database
+from nodeops.store.db import Database, ReadHandle
 from nodeops.store.log_reads import LogReads, RecordRef
 
 BODY_CACHE_BYTES = 64 * 1024 * 1024
@@ -137,11 +137,11 @@ class LogService:
         and each result its ``data`` JSON or its error. Only for a store that reads inline (SQLite).
         """
 
-        def one(prepared: Prepared) -> Callable[[Any], bytes]:
+        def one(prepared: Prepared) -> Callable[[ReadHandle], bytes]:
             if isinstance(prepared, Exception):
                 failure = prepared
 
-                def fail(_cur: Any) -> bytes:
+                def fail(_cur: ReadHandle) -> bytes:
                     raise failure
 
                 return fail
@@ -150,7 +150,7 @@ class LogService:
 
         return self.db.read_batch([one(prepared) for prepared in requests])
 
-    def _answer(self, cur: Any, args: CommonArgs, params: Mapping[str, object]) -> bytes:
+    def _answer(self, cur: ReadHandle, args: CommonArgs, params: Mapping[str, object]) -> bytes:
         if "cursor" in params:  # our extension: a tail answer (docs/log-reading.md, "Cursors")
             return orjson.dumps(self._instance_tail(cur, args, params))
         return self._instance_log(cur, args, params)
@@ -160,7 +160,7 @@ class LogService:
         instance's plan in order as the seed's five fields. Raises NodeopsError."""
         return await self.db.read(lambda cur: self._instance_log(cur, args, params))
 
-    def _instance_log(self, cur: Any, args: CommonArgs, params: Mapping[str, object]) -> bytes:
+    def _instance_log(self, cur: ReadHandle, args: CommonArgs, params: Mapping[str, object]) -> bytes:
         try:
             query = parse_log_query(params)
         except InvalidInput:
@@ -180,7 +180,9 @@ class LogService:
             self._bodies.put(key, body)
         return body
 
-    def find_record(self, cur: Any, args: CommonArgs, query: LogQuery, *, record_id: int | None = None) -> RecordRef:
+    def find_record(
+        self, cur: ReadHandle, args: CommonArgs, query: LogQuery, *, record_id: int | None = None
+    ) -> RecordRef:
         """Authenticate, find the job (3801012), check the caller may view it (9900403), find the instance's
         record (3800007): the newest attempt, the one asked, or ``record_id`` when it is one of its attempts."""
         found = self.reads.look_up(
@@ -206,7 +208,7 @@ class LogService:
         written after ``cursor``, at most ``max_bytes`` of it, with the cursor to read on from."""
         return await self.db.read(lambda cur: self._instance_tail(cur, args, params))
 
-    def _instance_tail(self, cur: Any, args: CommonArgs, params: Mapping[str, object]) -> dict[str, Any]:
+    def _instance_tail(self, cur: ReadHandle, args: CommonArgs, params: Mapping[str, object]) -> dict[str, Any]:
         try:
             query = parse_tail_query(params)
         except InvalidInput:
@@ -215,7 +217,9 @@ class LogService:
         record, status, steps, taken = self.read_after(cur, args, query)
         return self.tail_answer(record, status, steps, taken)
 
-    def read_after(self, cur: Any, args: CommonArgs, query: TailQuery) -> tuple[RecordRef, str, list[StepLog], Taken]:
+    def read_after(
+        self, cur: ReadHandle, args: CommonArgs, query: TailQuery
+    ) -> tuple[RecordRef, str, list[StepLog], Taken]:
         """The record a tail query names, its status and steps, then the text after its cursor. The status is
         read before the text, so a record seen finished has all its text in what follows."""
         record = self.find_record(cur, args, query.log, record_id=query.cursor.record_id if query.cursor else None)

@@ -36,7 +36,6 @@ from nodeops.service.auth import Caller
 from nodeops.service.host_requests import HostRequest, parse_hosts
 from nodeops.service.job_details import (
     LINE_TIME_FORMAT,
-    InstanceIndex,
     job_access,
     parse_instance_ids,
     parse_job_id,
@@ -52,6 +51,7 @@ from nodeops.service.job_launch import (
 )
 from nodeops.settings import Settings
 from nodeops.store import attempts, job_reads, pipelines
+from nodeops.store import instances as store_instances
 from nodeops.store.db import Database
 from nodeops.store.job_reads import Instance, JobInfo, StepState
 from nodeops.store.models import utcnow
@@ -86,10 +86,8 @@ def _job_type(value: object, allowed: Collection[JobType], problems: dict[str, s
 
 def _pick(job_id: int, instances: Sequence[Instance], wanted: Sequence[InstanceId]) -> list[Instance]:
     """The instances named by ``wanted`` in job order; one the job does not have raises InstanceNotFound."""
-    index = InstanceIndex(instances)
     chosen: set[int] = set()
-    for item in wanted:
-        found = index.find(item)
+    for item, found in zip(wanted, store_instances.pick(instances, wanted), strict=True):
         if found is None:
             raise InstanceNotFound(job_id=job_id, instance_id=str(item))
         chosen.add(found.record_id)

@@ -5,7 +5,7 @@ job's statistics and status; and what the job APIs share to read a request: ``pa
 Order inside a request as Node Manager (spec §10): the caller is authenticated first (``api.deps``), then the
 parameters are validated (every bad field named at once), then the job is looked up (3801012), then the
 caller's right to view it is checked (9900403). ``instance_id`` values take every form the log API takes
-(``parse_instance_id``), and both host forms find the same instance (``InstanceIndex``). The commands on a job
+(``parse_instance_id``), and both host forms find the same instance (``store.instances``). The commands on a job
 (install, operate, retry, revoke, retry_node) are in ``job_commands``.
 """
 
@@ -23,6 +23,7 @@ from nodeops.domain.status import ACTIVE, JobStatistics, Status, aggregate_job_s
 from nodeops.errors import InvalidInput, JobNotFound
 from nodeops.service.auth import Caller
 from nodeops.service.paging import out_of_range
+from nodeops.store import instances as store_instances
 from nodeops.store import job_reads
 from nodeops.store.db import Database
 from nodeops.store.job_reads import Instance, JobInfo, StepState
@@ -186,28 +187,6 @@ def parse_details_query(params: Mapping[str, object]) -> DetailsQuery:
     )
 
 
-class InstanceIndex:
-    """A job's instances by each identity, to resolve what callers name them by."""
-
-    def __init__(self, instances: Sequence[Instance]) -> None:
-        # a service instance keeps its host's id but no host key: only host instances answer the host forms
-        self.by_host_id = {i.bk_host_id: i for i in instances if i.bk_host_id is not None and i.host_key is not None}
-        self.by_host_key = {i.host_key: i for i in instances if i.host_key is not None}
-        self.by_instance_id = {i.instance_id: i for i in instances}
-
-    def find(self, wanted: InstanceId) -> Instance | None:
-        """The instance ``wanted`` names: a host by either identity, anything else by its full id."""
-        if (host_id := wanted.bk_host_id) is not None:
-            return self.by_host_id.get(host_id)
-        if wanted.is_host_instance:  # a parsed host instance's id is its normalised host key
-            return self.by_host_key.get(wanted.id)
-        return self.by_instance_id.get(str(wanted))
-
-    def record_ids(self, wanted: Sequence[InstanceId]) -> set[int]:
-        """The records of the instances among ``wanted`` that the job has."""
-        return {found.record_id for item in wanted if (found := self.find(item)) is not None}
-
-
 def job_access(job: JobInfo) -> JobAccess:
     """What a caller's right to view ``job`` is checked against."""
     return JobAccess(job_id=job.job_id, bk_biz_scope=job.bk_biz_scope)
@@ -282,9 +261,8 @@ class JobDetails:
     @staticmethod
     def _filter(instances: Sequence[Instance], query: DetailsQuery) -> list[Instance]:
         """The instances meeting every condition of ``query`` (each condition: any of its values)."""
-        index = InstanceIndex(instances)
-        named = index.record_ids(query.instances) if query.instances else None
-        excluded = index.record_ids(query.excluded)
+        named = _record_ids(instances, query.instances) if query.instances else None
+        excluded = _record_ids(instances, query.excluded)
         chosen = []
         for instance in instances:
             if query.statuses and Status(instance.status) not in query.statuses:
@@ -368,6 +346,11 @@ class JobDetails:
 
     def _time(self, at: datetime | None) -> str | None:
         return None if at is None else at.astimezone(self.tz).strftime(TIME_FORMAT)
+
+
+def _record_ids(instances: Sequence[Instance], wanted: Sequence[InstanceId]) -> set[int]:
+    """The records of the instances among ``wanted`` that the job has."""
+    return {found.record_id for found in store_instances.pick(instances, wanted) if found is not None}
 
 
 def _current_step(steps: Sequence[StepState], status: Status) -> tuple[int, str, str]:

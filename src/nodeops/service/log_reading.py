@@ -35,7 +35,7 @@ from nodeops.domain.terminal import strip_ansi, strip_controls
 from nodeops.errors import InstanceNotFound, InvalidInput, JobNotFound
 from nodeops.service.auth import Caller, CommonArgs
 from nodeops.service.instance_log import LogService, TailQuery, parse_log_query, parse_tail_query, positive_int
-from nodeops.store.db import Database
+from nodeops.store.db import Database, ReadHandle
 from nodeops.store.log_reads import JobAccess, RecordRef
 from nodeops.store.log_scans import PAGE, JobRow, LogScans, RecordRow
 
@@ -108,7 +108,7 @@ class LogReading:
 
     # --- access ----------------------------------------------------------------------------------------------
 
-    def authorize_job(self, cur: Any, args: CommonArgs, job_id: int) -> tuple[Caller, JobRow]:
+    def authorize_job(self, cur: ReadHandle, args: CommonArgs, job_id: int) -> tuple[Caller, JobRow]:
         """Authenticate, find the job (3801012) and check the caller may view it (9900403)."""
         epoch, job = self.scans.job(cur, job_id)
         caller = self.logs.auth.authenticate(cur, args, epoch=epoch)
@@ -243,7 +243,7 @@ class LogReading:
             await asyncio.sleep(POLL_S)
 
     def _job_changes(
-        self, cur: Any, args: CommonArgs, job_id: int, since: datetime
+        self, cur: ReadHandle, args: CommonArgs, job_id: int, since: datetime
     ) -> tuple[JobRow, list[tuple[Any, str]]]:
         # the job first: a job seen ended has every instance change in what follows
         _caller, job = self.authorize_job(cur, args, job_id)
@@ -330,7 +330,7 @@ class LogReading:
         return {"total": total, "list": found, "complete": complete, "instances_searched": searched}
 
     def _records(
-        self, cur: Any, args: CommonArgs, job_id: int, instance: InstanceId | None, attempt: int | None
+        self, cur: ReadHandle, args: CommonArgs, job_id: int, instance: InstanceId | None, attempt: int | None
     ) -> list[RecordRow]:
         """The records a job-wide or one-instance request reads, after checking access."""
         if instance is None:
@@ -388,7 +388,7 @@ class LogReading:
         records = await self.db.read(lambda cur: self._archive_records(cur, args, job_id))
         return f"job-{job_id}-logs.tar.gz", self._archive(job_id, records)
 
-    def _archive_records(self, cur: Any, args: CommonArgs, job_id: int) -> list[RecordRow]:
+    def _archive_records(self, cur: ReadHandle, args: CommonArgs, job_id: int) -> list[RecordRow]:
         self.authorize_job(cur, args, job_id)
         return self.scans.latest_records(cur, job_id)
 
@@ -516,7 +516,9 @@ class LogReading:
                 answers.append(answer)
         return answers
 
-    def _last_lines(self, cur: Any, record_id: int, steps: Sequence[StepLog], count: int) -> list[dict[str, Any]]:
+    def _last_lines(
+        self, cur: ReadHandle, record_id: int, steps: Sequence[StepLog], count: int
+    ) -> list[dict[str, Any]]:
         names = {step.index: step.name for step in steps}
         lines: list[dict[str, Any]] = []
         for chunk in self.scans.chunks_backwards(cur, record_id):

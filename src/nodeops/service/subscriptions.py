@@ -52,8 +52,9 @@ from nodeops.service.job_launch import AGENT_VERSION_PARAM, ChoosePackage, Launc
 from nodeops.service.paging import out_of_range
 from nodeops.store import inventory, subscriptions
 from nodeops.store import jobs as job_rows
+from nodeops.store.db import ReadHandle
 from nodeops.store.log_reads import JobAccess
-from nodeops.store.subscriptions import InstanceFilter, RecordRow, ResultQuery, SubscriptionInfo, SubStep
+from nodeops.store.subscriptions import RecordRow, ResultQuery, SubscriptionInfo, SubStep
 
 MAX_IDS = 1000
 STREAM_BATCH = 500
@@ -476,7 +477,7 @@ class SubscriptionService:
         and ``status_counter``; ``pagesize=-1`` or ``return_all`` stream every row (see ResultStream)."""
         query = parse_result_query(params)
 
-        def prepare(_cur: Any) -> tuple[SubscriptionInfo, ResultQuery]:
+        def prepare(_cur: ReadHandle) -> tuple[SubscriptionInfo, ResultQuery]:
             with self.db.session() as session:
                 sub = self._find(session, query.subscription_id, deleted_ok=True)
                 caller.require_job_view(_access(sub))
@@ -501,8 +502,8 @@ class SubscriptionService:
             task_ids=task_ids,
             all_tasks=query.all_tasks,
             statuses=query.statuses,
-            include=None if query.include is None else InstanceFilter.of(query.include),
-            exclude=InstanceFilter.of(query.exclude) if query.exclude else None,
+            include=query.include,
+            exclude=query.exclude,
             without_removed=not query.out_of_scope,
         )
 
@@ -524,7 +525,7 @@ class SubscriptionService:
         head = None
         if query.return_all:
 
-            def count(_cur: Any) -> dict[str, Any]:
+            def count(_cur: ReadHandle) -> dict[str, Any]:
                 with self.db.session() as session:
                     counter = subscriptions.status_counter(session, result_query)
                     total = (
@@ -537,7 +538,7 @@ class SubscriptionService:
             head = await self.db.read(count)
         batches = subscriptions.iter_records(self.db.session, result_query, batch=STREAM_BATCH)
 
-        def next_batch(_cur: Any) -> list[dict[str, Any]] | None:
+        def next_batch(_cur: ReadHandle) -> list[dict[str, Any]] | None:
             records = next(batches, None)
             if records is None:
                 return None
@@ -646,7 +647,7 @@ class SubscriptionService:
                     subscription_id=subscription_id,
                     task_ids=tuple(task_ids),
                     all_tasks=not task_ids,
-                    include=InstanceFilter.of(wanted),
+                    include=tuple(wanted),
                 )
                 records = subscriptions.page_records(session, query, offset=0, limit=1)
                 if not records:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from nodeops.errors import Conflict, InvalidInput
-from nodeops.store.db import Database, lock_for_update
+from nodeops.store.db import Database, ReadHandle, lock_for_update
 from nodeops.store.log_scans import _utc
 from nodeops.store.models import AccessEpoch, App, AuthFailure, BizGrant, RevokedToken, User
 
@@ -208,13 +207,13 @@ class AccessReads:
         self._revoked_sql = _REVOKED_SQL.format(p=p)
         self._block_sql = _BLOCK_SQL.format(p=p)
 
-    def fetch_epoch(self, cur: Any) -> int:
+    def fetch_epoch(self, cur: ReadHandle) -> int:
         """The current access epoch; anything cached of apps, users and grants under another one is stale."""
         cur.execute(_EPOCH_SQL)
         row = cur.fetchone()
         return 0 if row is None else int(row[0])
 
-    def fetch_app(self, cur: Any, code: str) -> AppRow | None:
+    def fetch_app(self, cur: ReadHandle, code: str) -> AppRow | None:
         cur.execute(self._app_sql, (code,))
         row = cur.fetchone()
         if row is None:
@@ -227,7 +226,7 @@ class AccessReads:
             disabled=bool(row[3]),
         )
 
-    def fetch_user(self, cur: Any, username: str) -> UserRow | None:
+    def fetch_user(self, cur: ReadHandle, username: str) -> UserRow | None:
         cur.execute(self._user_sql, (username,))
         rows = cur.fetchall()
         if not rows:
@@ -235,12 +234,12 @@ class AccessReads:
         biz_ids = frozenset(int(r[1]) for r in rows if r[1] is not None)
         return UserRow(username=username, is_superuser=bool(rows[0][0]), biz_ids=biz_ids, disabled=bool(rows[0][2]))
 
-    def is_revoked(self, cur: Any, digest: str, session_of: str | None) -> bool:
+    def is_revoked(self, cur: ReadHandle, digest: str, session_of: str | None) -> bool:
         """Whether the token of ``digest``, or the bk_token a web session was opened with, has been revoked."""
         cur.execute(self._revoked_sql, (digest, session_of or digest))
         return cur.fetchone() is not None
 
-    def fetch_block(self, cur: Any, app_code: str, client: str, now: datetime) -> datetime | None:
+    def fetch_block(self, cur: ReadHandle, app_code: str, client: str, now: datetime) -> datetime | None:
         """Until when ``app_code`` is refused from ``client`` (``record_auth_failure``), or None."""
         cur.execute(self._block_sql, (app_code, client, self.db.bind_time(now)))
         row = cur.fetchone()

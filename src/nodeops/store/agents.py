@@ -6,9 +6,7 @@ state, so these stay one indexed statement each.
 
 from __future__ import annotations
 
-from typing import Any
-
-from nodeops.store.db import Database
+from nodeops.store.db import Database, ReadHandle
 from nodeops.store.models import utcnow
 
 
@@ -29,7 +27,7 @@ def record_heartbeat(db: Database, *, bk_host_id: int, token_hash: bytes, versio
         return bool(cur.rowcount == 1)
 
 
-def heartbeat_state(cur: Any, paramstyle: str, *, bk_host_id: int) -> tuple[str | None, bool]:
+def heartbeat_state(cur: ReadHandle, paramstyle: str, *, bk_host_id: int) -> tuple[str | None, bool]:
     """``(agent_version, whether a heartbeat is recorded)`` of a host: one indexed read on the cursor
     ``Database.read`` hands over."""
     cur.execute(

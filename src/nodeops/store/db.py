@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import DateTime, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -30,6 +30,25 @@ from nodeops.errors import StoreError
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 READ_THREADS = 4  # PostgreSQL reader threads; each holds one pooled connection
+
+
+class ReadHandle(Protocol):
+    """What the store's raw reads use of the driver's cursor that ``Database.read`` and ``Database.cursor`` hand
+    out: a type only, so the hot paths pass the driver's own cursor, unwrapped. Callers outside the store only
+    pass it on to the store's read functions (``store.log_reads``, ``store.log_scans``, ``store.access``...)."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> object: ...
+    def fetchone(self) -> Any: ...
+    def fetchmany(self, size: int = ..., /) -> Sequence[Any]: ...
+    def fetchall(self) -> Sequence[Any]: ...
+
+
+class WriteHandle(ReadHandle, Protocol):
+    """The driver's cursor in a transaction of ``Database.transaction``: a read handle that also tells how many
+    rows a statement changed."""
+
+    @property
+    def rowcount(self) -> int: ...
 
 
 class Database:
@@ -71,7 +90,7 @@ class Database:
             yield session
 
     @contextmanager
-    def cursor(self) -> Iterator[Any]:
+    def cursor(self) -> Iterator[ReadHandle]:
         """A DBAPI cursor on this thread's connection, for the few hot read paths that skip the ORM.
 
         The read transaction ends on exit, so the next use sees everything committed meanwhile.
@@ -89,7 +108,7 @@ class Database:
                 conn.rollback()
 
     @contextmanager
-    def transaction(self) -> Iterator[Any]:
+    def transaction(self) -> Iterator[WriteHandle]:
         """A DBAPI cursor in a transaction of a pooled connection, for the few hot writes that skip SQLAlchemy's
         statement machinery (a heartbeat, an agent's state). Commits on success, rolls back on error; times are
         bound with ``bind_time``."""
@@ -108,7 +127,7 @@ class Database:
         naive = value.astimezone(UTC).replace(tzinfo=None)
         return naive if self._time_processor is None else self._time_processor(naive)
 
-    async def read(self, fn: Callable[[Any], T]) -> T:
+    async def read(self, fn: Callable[[ReadHandle], T]) -> T:
         """Run a short read, ``fn(cursor)``: inline for SQLite (microseconds, WAL), in a reader thread for
         PostgreSQL. ``fn`` must fetch everything it executes; the cursor is not valid after it returns.
 
@@ -122,21 +141,21 @@ class Database:
                 self._readers = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="nodeops-read")
         return await asyncio.get_running_loop().run_in_executor(self._readers, self._read_with_cursor, fn)
 
-    def _read_with_cursor(self, fn: Callable[[Any], T]) -> T:
+    def _read_with_cursor(self, fn: Callable[[ReadHandle], T]) -> T:
         with self.cursor() as cur:
             return fn(cur)
 
-    def _read_sqlite(self, fn: Callable[[Any], T]) -> T:
+    def _read_sqlite(self, fn: Callable[[sqlite3.Cursor], T]) -> T:
         # The log API's hot path: a cursor of this thread's own driver connection, kept between reads. The
         # driver opens a transaction only before a write, so each SELECT reads the latest commit and there is
         # nothing to end afterwards.
-        cur = getattr(self._local, "sqlite_cursor", None)
+        cur: sqlite3.Cursor | None = getattr(self._local, "sqlite_cursor", None)
         try:
             if cur is None:
                 with self._raw_lock:
                     conn = self.engine.raw_connection()
                     self._raw_connections.add(conn)
-                driver = conn.dbapi_connection
+                driver: sqlite3.Connection | None = conn.driver_connection
                 assert driver is not None  # a checked-out connection always has its driver connection
                 cur = self._local.sqlite_cursor = driver.cursor()
                 self._local.sqlite_conn = conn  # keeps the pooled connection checked out with its cursor
@@ -149,7 +168,7 @@ class Database:
         """Whether ``read`` runs on the caller's thread (SQLite), so ``read_batch`` can be used."""
         return self.is_sqlite
 
-    def read_batch(self, fns: Sequence[Callable[[Any], T]]) -> list[T | Exception]:
+    def read_batch(self, fns: Sequence[Callable[[ReadHandle], T]]) -> list[T | Exception]:
         """Run several short reads in one read transaction, in order, on the caller's thread (SQLite only): each
         ``fn(cursor)`` as ``read`` runs it, so all of them see the same snapshot, and the transaction's locks are
         taken once rather than once per statement. A read that raises does not stop the others: its result is the
@@ -162,7 +181,7 @@ class Database:
             raise RuntimeError("read_batch needs a store that reads inline (SQLite)")
         results: list[T | Exception] = []
 
-        def run_all(cur: Any) -> None:
+        def run_all(cur: sqlite3.Cursor) -> None:
             if cur.connection.in_transaction:  # never read inside a transaction an earlier failure left open
                 cur.execute("ROLLBACK")
             cur.execute("BEGIN")
@@ -257,7 +276,7 @@ def follow_explicit_id(session: Session, table: str, column: str, value: int) ->
     )
 
 
-def select_one(cur: Any) -> None:
+def select_one(cur: ReadHandle) -> None:
     """The trivial query of a health check, on a cursor."""
     cur.execute("SELECT 1")
     cur.fetchone()

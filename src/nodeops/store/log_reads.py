@@ -19,7 +19,9 @@ from nodeops.domain.answer import DEFAULT_STEP_MAX_BYTES, StepLog
 from nodeops.domain.instance_id import InstanceId
 from nodeops.domain.log_cursor import Chunk
 from nodeops.domain.status import ACTIVE
-from nodeops.store.db import Database
+from nodeops.store import instances
+from nodeops.store.db import Database, ReadHandle
+from nodeops.store.instances import key_of
 
 # The three values below are built on every log request: NamedTuples are immutable like frozen dataclasses and
 # build faster (RecordRef in half the time: a frozen dataclass sets each field through object.__setattr__).
@@ -57,7 +59,7 @@ class Lookup(NamedTuple):
 _LOOKUP_SQL = (
     "SELECT e.value, j.bk_biz_scope, r.id, r.attempt, r.revision, a.body, r.instance_id FROM access_epoch e"
     " LEFT JOIN jobs j ON j.id = {p}"
-    " LEFT JOIN instance_records r ON r.job_id = j.id AND r.{column} = {p}{extra}"
+    " LEFT JOIN instance_records r ON r.job_id = j.id AND {match}"
     " LEFT JOIN record_answers a ON a.record_id = r.id AND a.revision = r.revision AND a.zone = {p}"
     " WHERE e.id = 1 ORDER BY r.attempt DESC"
 )
@@ -113,12 +115,9 @@ class LogReads:
     def __init__(self, db: Database) -> None:
         self.db = db
         p = db.paramstyle
-        # a service instance's record keeps its host's id (the engine runs on that host) but no host key: the
-        # host forms name the host's own instance only
-        extra = {"bk_host_id": " AND r.host_key IS NOT NULL"}
         self._lookup_sql = {
-            column: _LOOKUP_SQL.format(p=p, column=column, extra=extra.get(column, ""))
-            for column in ("instance_id", "bk_host_id", "host_key")
+            column: _LOOKUP_SQL.format(p=p, match=instances.sql_condition(column, table="r", param=p))
+            for column in instances.COLUMNS
         }
         # bytes of a chunk's text in UTF-8
         self._octets = "LENGTH(CAST(l.text AS BLOB))" if db.is_sqlite else "OCTET_LENGTH(l.text)"
@@ -130,7 +129,7 @@ class LogReads:
 
     def look_up(
         self,
-        cur: Any,
+        cur: ReadHandle,
         job_id: int,
         instance: InstanceId,
         attempt: int | None,
@@ -142,17 +141,10 @@ class LogReads:
         the record ``record_id`` when it is one of the instance's), with the record's sealed answer when there is
         one for its current revision rendered in ``zone``.
 
-        A host is found by either identity (``bk_host_id`` or host key) whatever form the job was created
-        with. One statement, one round trip.
+        The instance's records are those ``store.instances`` finds (a host by either identity, whatever form
+        the job was created with). One statement, one round trip.
         """
-        column: str
-        value: Any
-        if (host_id := instance.bk_host_id) is not None:
-            column, value = "bk_host_id", host_id
-        elif instance.is_host_instance:  # a parsed host instance's id is its normalised host key
-            column, value = "host_key", instance.id
-        else:
-            column, value = "instance_id", str(instance)
+        column, value = key_of(instance)
         cur.execute(self._lookup_sql[column], (job_id, value, zone))
         rows = cur.fetchall()
         epoch, scope = int(rows[0][0]), rows[0][1]
@@ -182,7 +174,7 @@ class LogReads:
             )
         return Lookup(epoch=epoch, job=job, record=record)
 
-    def fetch_steps(self, cur: Any, record_id: int, *, max_bytes: int = DEFAULT_STEP_MAX_BYTES) -> list[StepLog]:
+    def fetch_steps(self, cur: ReadHandle, record_id: int, *, max_bytes: int = DEFAULT_STEP_MAX_BYTES) -> list[StepLog]:
         """Every step of the record in plan order, each with its log chunks joined by newlines, up to about
         ``max_bytes`` of each step (the rest is only counted, in ``StepLog.omitted_bytes``).
 
@@ -192,7 +184,7 @@ class LogReads:
         return [step for _record, step in _steps_of(_rows(cur), 0, self._time)]
 
     def fetch_finished(
-        self, cur: Any, record_ids: Sequence[int], *, max_bytes: int = DEFAULT_STEP_MAX_BYTES
+        self, cur: ReadHandle, record_ids: Sequence[int], *, max_bytes: int = DEFAULT_STEP_MAX_BYTES
     ) -> dict[int, FinishedRecord]:
         """The steps of each finished record among ``record_ids`` (as ``fetch_steps``), with its revision, read
         in one statement so each revision matches its steps. Records still PENDING or RUNNING are left out."""
@@ -218,7 +210,7 @@ class LogReads:
             record.steps.append(step)
         return finished
 
-    def fetch_state(self, cur: Any, record_id: int) -> tuple[str, list[StepLog]]:
+    def fetch_state(self, cur: ReadHandle, record_id: int) -> tuple[str, list[StepLog]]:
         """The record's status and its steps in plan order, with empty logs."""
         cur.execute(self._state_sql, (record_id,))
         rows = cur.fetchall()
@@ -231,7 +223,7 @@ class LogReads:
         ]
         return status, steps
 
-    def chunks_after(self, cur: Any, record_id: int, chunk_id: int) -> Iterator[Chunk]:
+    def chunks_after(self, cur: ReadHandle, record_id: int, chunk_id: int) -> Iterator[Chunk]:
         """The record's chunks with ids from ``chunk_id`` on, in id order, read a page at a time as they are
         consumed (stop iterating and nothing more is read)."""
         while True:
@@ -244,7 +236,7 @@ class LogReads:
             chunk_id = int(rows[-1][0]) + 1
 
 
-def _rows(cur: Any) -> Iterator[tuple[Any, ...]]:
+def _rows(cur: ReadHandle) -> Iterator[tuple[Any, ...]]:
     """The cursor's rows, fetched a few at a time (a capped step's rows past the cap carry no text)."""
     while batch := cur.fetchmany(FETCH_ROWS):
         yield from batch

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nodeops.domain.log_cursor import Chunk
-from nodeops.store.db import Database
+from nodeops.store.db import Database, ReadHandle
 
 PAGE = 8  # chunks per statement (each at most ~1 MiB)
 
@@ -99,7 +99,7 @@ class LogScans:
         self._step_sizes = _STEP_SIZES_SQL.format(p=p, octets=octets)
         self._changed = _CHANGED_SQL.format(p=p)
 
-    def job(self, cur: Any, job_id: int) -> tuple[int, JobRow | None]:
+    def job(self, cur: ReadHandle, job_id: int) -> tuple[int, JobRow | None]:
         """The access epoch, and the job (None when there is no such job)."""
         cur.execute(self._job, (job_id,))
         epoch, scope, status, statistics = cur.fetchone()
@@ -114,22 +114,24 @@ class LogScans:
             statistics=dict(statistics or {}),
         )
 
-    def latest_records(self, cur: Any, job_id: int) -> list[RecordRow]:
+    def latest_records(self, cur: ReadHandle, job_id: int) -> list[RecordRow]:
         """The newest attempt of every instance of the job, in the order the instances were created."""
         cur.execute(self._latest, (job_id,))
         return [_record(row) for row in cur.fetchall()]
 
-    def record_row(self, cur: Any, record_id: int) -> RecordRow:
+    def record_row(self, cur: ReadHandle, record_id: int) -> RecordRow:
         cur.execute(self._record, (record_id,))
         return _record(cur.fetchone())
 
-    def step_page(self, cur: Any, record_id: int, step_index: int, after: int, up_to: int | None = None) -> list[Chunk]:
+    def step_page(
+        self, cur: ReadHandle, record_id: int, step_index: int, after: int, up_to: int | None = None
+    ) -> list[Chunk]:
         """Up to ``PAGE`` chunks of one step after chunk ``after`` (and up to ``up_to``), in order."""
         last = up_to if up_to is not None else 2**63 - 1
         cur.execute(self._step_chunks, (record_id, step_index, after, last))
         return [Chunk(int(r[0]), int(r[1]), r[2]) for r in cur.fetchall()]
 
-    def step_chunks(self, cur: Any, record_id: int, step_index: int) -> Iterator[Chunk]:
+    def step_chunks(self, cur: ReadHandle, record_id: int, step_index: int) -> Iterator[Chunk]:
         """One step's chunks in order, a page per statement."""
         after = 0
         while True:
@@ -139,7 +141,7 @@ class LogScans:
                 return
             after = page[-1].id
 
-    def record_chunks(self, cur: Any, record_id: int) -> Iterator[Chunk]:
+    def record_chunks(self, cur: ReadHandle, record_id: int) -> Iterator[Chunk]:
         """Every chunk of the record, step by step and in order within a step, a page per statement."""
         step, after = -1, 0
         while True:
@@ -150,7 +152,7 @@ class LogScans:
                 return
             step, after = int(rows[-1][1]), int(rows[-1][0])
 
-    def chunks_backwards(self, cur: Any, record_id: int) -> Iterator[Chunk]:
+    def chunks_backwards(self, cur: ReadHandle, record_id: int) -> Iterator[Chunk]:
         """The record's chunks newest first, a page per statement."""
         before = 2**63 - 1
         while True:
@@ -161,7 +163,7 @@ class LogScans:
                 return
             before = int(rows[-1][0])
 
-    def log_sizes(self, cur: Any, record_id: int) -> tuple[int, dict[int, tuple[int, int]]]:
+    def log_sizes(self, cur: ReadHandle, record_id: int) -> tuple[int, dict[int, tuple[int, int]]]:
         """The record's newest chunk id, and per step the number of chunks and their bytes up to it."""
         cur.execute(self._max_chunk, (record_id,))
         last = cur.fetchone()[0]
@@ -170,7 +172,7 @@ class LogScans:
         cur.execute(self._step_sizes, (record_id, int(last)))
         return int(last), {int(r[0]): (int(r[1]), int(r[2] or 0)) for r in cur.fetchall()}
 
-    def changed_records(self, cur: Any, job_id: int, since: datetime) -> list[ChangedRecord]:
+    def changed_records(self, cur: ReadHandle, job_id: int, since: datetime) -> list[ChangedRecord]:
         """The job's records written after ``since`` (their ``updated_at``), oldest attempt first."""
         cur.execute(self._changed, (job_id, self.db.bind_time(since)))
         return [

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, insert, not_, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, insert, not_, select, update
 from sqlalchemy.orm import Session
 
 from nodeops.domain.instance_id import InstanceId
 from nodeops.domain.plans import PlannedStep
 from nodeops.domain.status import ACTIVE, Status
-from nodeops.store import jobs
+from nodeops.store import instances, jobs
 from nodeops.store.db import lock_for_update
 from nodeops.store.inventory import ScopeTarget
 from nodeops.store.job_reads import StepState
@@ -284,13 +284,13 @@ def add_run(
                 instance_info=target.instance_info,
             )
         )
-    for attempt, instances in sorted(by_attempt.items()):
+    for attempt, new_instances in sorted(by_attempt.items()):
         jobs.add_records(
             session,
             job_id=subscription.job_id,
             subscription_id=subscription.id,
             task_id=task.id,
-            instances=instances,
+            instances=new_instances,
             steps=plan,
             attempt=attempt,
         )
@@ -331,33 +331,6 @@ def add_run(
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class InstanceFilter:
-    """Instances named by callers: full ids (service instances), host ids and host keys (either host form)."""
-
-    instance_ids: tuple[str, ...] = ()
-    bk_host_ids: tuple[int, ...] = ()
-    host_keys: tuple[str, ...] = ()
-
-    @classmethod
-    def of(cls, wanted: Sequence[InstanceId]) -> InstanceFilter:
-        host_ids = tuple(i.bk_host_id for i in wanted if i.bk_host_id is not None)
-        keys = tuple(i.id for i in wanted if i.is_host_instance and i.bk_host_id is None)
-        others = tuple(str(i) for i in wanted if not i.is_host_instance)
-        return cls(instance_ids=others, bk_host_ids=host_ids, host_keys=keys)
-
-    def condition(self) -> ColumnElement[bool]:
-        parts: list[ColumnElement[bool]] = []
-        if self.instance_ids:
-            parts.append(InstanceRecord.instance_id.in_(self.instance_ids))
-        if self.bk_host_ids:
-            # a service instance's record keeps its host's id for the engine, but no host key: not a host form
-            parts.append(and_(InstanceRecord.bk_host_id.in_(self.bk_host_ids), InstanceRecord.host_key.is_not(None)))
-        if self.host_keys:
-            parts.append(InstanceRecord.host_key.in_(self.host_keys))
-        return or_(*parts) if parts else InstanceRecord.id.is_(None)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ResultQuery:
     """Which records a task result shows: the latest of each instance over ``task_ids`` (all tasks when
     ``all_tasks``), narrowed by statuses and instances."""
@@ -366,14 +339,14 @@ class ResultQuery:
     task_ids: tuple[int, ...]
     all_tasks: bool = False
     statuses: tuple[str, ...] = ()
-    include: InstanceFilter | None = None
-    exclude: InstanceFilter | None = None
+    include: tuple[InstanceId, ...] | None = None  # only these instances (``store.instances`` finds them)
+    exclude: tuple[InstanceId, ...] = ()  # not these
     without_removed: bool = False
 
     @property
     def is_unfiltered(self) -> bool:
         """True when the view is every latest record (its count is the status counter's total)."""
-        return not self.statuses and self.include is None and self.exclude is None
+        return not self.statuses and self.include is None and not self.exclude
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -429,9 +402,9 @@ def _filtered(query: ResultQuery) -> ColumnElement[bool]:
     if query.statuses:
         conditions.append(InstanceRecord.status.in_(query.statuses))
     if query.include is not None:
-        conditions.append(query.include.condition())
-    if query.exclude is not None:
-        conditions.append(not_(query.exclude.condition()))
+        conditions.append(instances.condition(query.include))
+    if query.exclude:
+        conditions.append(not_(instances.condition(query.exclude)))
     return and_(*conditions)
 
 
