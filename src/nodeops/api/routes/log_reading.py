@@ -17,7 +17,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from nodeops.api.deps import ParamsDep, ServicesDep, gather_args
 from nodeops.api.envelope import json_response, success_body
-from nodeops.api.routing import JobIdPath, add_route
+from nodeops.api.routing import Endpoint, JobIdPath, add_route
 from nodeops.service.auth import CommonArgs
 
 router = APIRouter(tags=["log reading"])
@@ -40,31 +40,11 @@ async def tail(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: Se
     return await _envelope(services.reading.tail(args, {**params, "job_id": job_id}))
 
 
-add_route(
-    router,
-    "/api/job/{job_id}/log/tail/",
-    tail,
-    methods=["GET", "HEAD"],
-    operation_id="job_log_tail",
-    summary="Tail: each step's status and only the log text after `cursor` (empty: from the start)",
-)
-
-
 async def stream(
     job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep, last_event_id: LastEventId = None
 ) -> Response:
     events = await services.reading.open_log_stream(args, {**params, "job_id": job_id}, last_event_id)
     return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
-
-
-add_route(
-    router,
-    "/api/job/{job_id}/log/stream/",
-    stream,
-    methods=["GET"],
-    operation_id="job_log_stream",
-    summary="Follow one instance's log as Server-Sent Events: line, step, end; resumes with Last-Event-ID",
-)
 
 
 async def events(
@@ -74,28 +54,8 @@ async def events(
     return StreamingResponse(changes, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-add_route(
-    router,
-    "/api/job/{job_id}/events/",
-    events,
-    methods=["GET"],
-    operation_id="job_events",
-    summary="Follow a job's status changes as Server-Sent Events: instance, job, end",
-)
-
-
 async def search(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep) -> Response:
     return await _envelope(services.reading.search(args, {**params, "job_id": job_id}))
-
-
-add_route(
-    router,
-    "/api/job/{job_id}/log/search/",
-    search,
-    methods=["GET", "HEAD"],
-    operation_id="job_log_search",
-    summary="Search the log lines of a job (newest attempt of each instance) or of one instance",
-)
 
 
 def _attachment(name: str, body: AsyncIterator[bytes], media_type: str) -> Response:
@@ -110,40 +70,65 @@ async def download(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services
     return _attachment(name, body, "text/plain; charset=utf-8")
 
 
-add_route(
-    router,
-    "/api/job/{job_id}/log/download/",
-    download,
-    methods=["GET"],
-    operation_id="job_log_download",
-    summary="Download one instance's full log as text (colours kept, other controls dropped), a header line per step",
-)
-
-
 async def archive(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep) -> Response:
     name, body = await services.reading.open_archive(args, {**params, "job_id": job_id})
     return _attachment(name, body, "application/gzip")
-
-
-add_route(
-    router,
-    "/api/job/{job_id}/log/archive/",
-    archive,
-    methods=["GET"],
-    operation_id="job_log_archive",
-    summary="Download every instance's log of a job as a .tar.gz, one file per instance",
-)
 
 
 async def batch(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep) -> Response:
     return await _envelope(services.reading.batch(args, {**params, "job_id": job_id}))
 
 
-add_route(
-    router,
-    "/api/job/{job_id}/log/batch/",
-    batch,
-    methods=["POST"],
-    operation_id="job_log_batch",
-    summary="Several instances' logs at once (at most 500), or with `tail` their last N lines",
+ROUTES: tuple[tuple[str, Endpoint, list[str], str, str], ...] = (
+    (
+        "/api/job/{job_id}/log/tail/",
+        tail,
+        ["GET", "HEAD"],
+        "job_log_tail",
+        "Tail: each step's status and only the log text after `cursor` (empty: from the start)",
+    ),
+    (
+        "/api/job/{job_id}/log/stream/",
+        stream,
+        ["GET"],
+        "job_log_stream",
+        "Follow one instance's log as Server-Sent Events: line, step, end; resumes with Last-Event-ID",
+    ),
+    (
+        "/api/job/{job_id}/events/",
+        events,
+        ["GET"],
+        "job_events",
+        "Follow a job's status changes as Server-Sent Events: instance, job, end",
+    ),
+    (
+        "/api/job/{job_id}/log/search/",
+        search,
+        ["GET", "HEAD"],
+        "job_log_search",
+        "Search the log lines of a job (newest attempt of each instance) or of one instance",
+    ),
+    (
+        "/api/job/{job_id}/log/download/",
+        download,
+        ["GET"],
+        "job_log_download",
+        "Download one instance's full log as text (colours kept, other controls dropped), a header line per step",
+    ),
+    (
+        "/api/job/{job_id}/log/archive/",
+        archive,
+        ["GET"],
+        "job_log_archive",
+        "Download every instance's log of a job as a .tar.gz, one file per instance",
+    ),
+    (
+        "/api/job/{job_id}/log/batch/",
+        batch,
+        ["POST"],
+        "job_log_batch",
+        "Several instances' logs at once (at most 500), or with `tail` their last N lines",
+    ),
 )
+for _path, _endpoint, _methods, _id, _summary in ROUTES:
+    add_route(router, _path, _endpoint, methods=_methods, operation_id=_id, summary=_summary)
