@@ -1,5 +1,5 @@
-"""The one integer parser (``domain.params``): a table of what it accepts and of what it refuses with which
-problem, plus the property that it agrees with ``int()`` on every text of ASCII digits."""
+"""The one integer parser (``domain.params``) and its list form: tables of what they accept and of what they
+refuse with which problem, plus the property that it agrees with ``int()`` on every text of ASCII digits."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ from nodeops.domain.params import (
     MAX_BIGINT,
     MAX_INT32,
     accepted_ints,
+    int_list,
+    int_param,
     int_value,
     is_ascii_digits,
+    list_items,
     parse_int,
 )
 from nodeops.errors import ErrorCode, InvalidInput
@@ -147,3 +150,61 @@ def test_any_text_is_an_int_in_range_or_a_validation_error(text):
     else:
         stripped = text.strip(" \t\r\n")
         assert stripped.lstrip("+-").isascii() and -5 <= number <= MAX_BIGINT and int(stripped) == number
+
+
+@pytest.mark.parametrize(
+    "value, options, expected, problems",
+    [
+        ("12", {}, 12, {}),
+        (None, {"default": 5}, 5, {}),
+        ("", {}, None, {}),
+        (None, {"required": True}, None, {"n": "this field is required (a positive integer)"}),
+        (
+            "",
+            {"required": True, "minimum": 0, "maximum": 9}, None,
+            {"n": "this field is required (a non-negative integer of at most 9)"},
+        ),
+        ("x", {"default": 5}, None, {"n": "'x' is not a positive integer"}),
+        ("99", {"maximum": 10}, None, {"n": "'99' is too large: at most 10"}),
+    ],
+)
+def test_int_param_reads_an_integer_that_may_be_left_out(value, options, expected, problems):
+    found: dict[str, str] = {}
+    assert int_param(value, "n", found, **options) == expected
+    assert found == problems
+
+
+@pytest.mark.parametrize(
+    "value, options, expected, problems",
+    [
+        (None, {}, [], {}),
+        ([], {"required": True}, [], {"ids": "this field is required: a non-empty list of positive integers"}),
+        ("7", {}, [7], {}),
+        ("x", {}, [], {"ids": "'x' is not a positive integer"}),
+        ([1, "2", 1], {}, [1, 2, 1], {}),
+        ([1, "2", 1], {"unique": True}, [1, 2], {}),
+        ([1, None, "", 3], {"skip_blank": True}, [1, 3], {}),
+        ([1, "x", 0], {}, [1], {"ids[1]": "'x' is not a positive integer", "ids[2]": "0 is not a positive integer"}),
+        ([1, 2, 3], {"max_items": 2}, [], {"ids": "must be a list of at most 2 positive integers"}),
+        ({"a": 1}, {"noun": "bk_host_ids"}, [], {"ids": "must be a list of bk_host_ids"}),
+    ],
+)
+def test_int_list_reads_each_integer_and_names_each_bad_one(value, options, expected, problems):
+    found: dict[str, str] = {}
+    assert int_list(value, "ids", found, **options) == expected
+    assert found == problems
+
+
+@pytest.mark.parametrize(
+    "value, options, expected, problems",
+    [
+        ("", {"noun": "ids"}, [], {}),
+        ("", {"noun": "ids", "blank_is_absent": False}, [("l", "")], {}),
+        ("a", {"noun": "ids", "single": False}, [], {"l": "must be a list of ids"}),
+        (["a", "b"], {"noun": "ids"}, [("l[0]", "a"), ("l[1]", "b")], {}),
+    ],
+)
+def test_list_items_names_each_item(value, options, expected, problems):
+    found: dict[str, str] = {}
+    assert list_items(value, "l", found, **options) == expected
+    assert found == problems

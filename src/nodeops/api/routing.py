@@ -1,5 +1,6 @@
-"""How the JSON APIs are routed: POST (and the same path without its trailing slash) to a use case that gets the
-services, the authenticated caller and the request's parameters, answering the envelope.
+"""How the JSON APIs are routed: ``add_route``, the one way a route is declared (the path, and the same without its
+trailing slash); a POST to a use case that gets the services, the authenticated caller and the request's
+parameters, answering the envelope (``use_case_endpoint``).
 
 A use case returns the ``data`` of the answer, or a ``ResultStream`` (task_result with every row), which is sent
 as a chunked body built batch by batch: the envelope's head, then the rows, then its tail.
@@ -7,7 +8,7 @@ as a chunked body built batch by batch: the envelope's head, then the rows, then
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
 import orjson
@@ -23,6 +24,7 @@ from nodeops.service.container import Services
 from nodeops.service.subscriptions import ResultStream
 
 UseCase = Callable[[Services, Caller, dict[str, Any]], Awaitable[Any]]
+Endpoint = Callable[..., Awaitable[Response]]
 JobIdPath = Annotated[
     str,
     Path(description="任务ID: the job_id.", json_schema_extra={"type": "integer", "minimum": 1}),
@@ -51,19 +53,9 @@ async def _stream(result: ResultStream) -> AsyncIterator[bytes]:
     yield b"]}}" if result.head is not None else b"]}"
 
 
-def add_post(
-    router: APIRouter,
-    path: str,
-    use_case: UseCase,
-    *,
-    operation_id: str,
-    summary: str,
-    request: type[BaseModel],
-    response: type[BaseModel],
-    tags: list[str] | None = None,
-) -> None:
-    """Route POST ``path`` (and the same without its trailing slash) to ``use_case``; ``{job_id}`` in the path
-    becomes the parameter ``job_id``."""
+def use_case_endpoint(use_case: UseCase, path: str) -> Endpoint:
+    """The endpoint of ``path`` that authenticates the caller and hands the request's parameters to ``use_case``
+    (``{job_id}`` in the path becomes the parameter ``job_id``), answering the envelope."""
     if "{job_id}" in path:
 
         async def endpoint_with_job(
@@ -72,36 +64,61 @@ def add_post(
             refuse_nul(params)
             return respond(await use_case(services, caller, {**params, "job_id": job_id}))
 
-        endpoint: Callable[..., Awaitable[Response]] = endpoint_with_job
-    else:
+        return endpoint_with_job
 
-        async def endpoint_without_job(caller: CallerDep, params: ParamsDep, services: ServicesDep) -> Response:
-            refuse_nul(params)
-            return respond(await use_case(services, caller, params))
+    async def endpoint_without_job(caller: CallerDep, params: ParamsDep, services: ServicesDep) -> Response:
+        refuse_nul(params)
+        return respond(await use_case(services, caller, params))
 
-        endpoint = endpoint_without_job
-    body = {
-        "requestBody": {
-            "required": False,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{request.__name__}"}}},
-        }
-    }
-    ok = {
-        200: {
-            "model": response,
-            "description": "The envelope; errors too answer HTTP 200 with result false and a code.",
-        }
-    }
-    for variant, listed in ((path, True), (path.rstrip("/"), False)):
+    return endpoint_without_job
+
+
+def add_route(
+    router: APIRouter,
+    path: str,
+    endpoint: Endpoint,
+    *,
+    operation_id: str,
+    summary: str,
+    methods: Sequence[str] = ("POST",),
+    request: type[BaseModel] | None = None,
+    response: type[BaseModel] | None = None,
+    tags: list[str] | None = None,
+) -> None:
+    """Route ``methods`` on ``path``, and hidden from the schema the same without its trailing slash (HEAD, when
+    asked, is hidden too: one operation id per path in the schema). Every route answers the envelope, with
+    ``response`` the model of its success; ``request`` is the model of its JSON body, if any."""
+    ok: dict[str, Any] = {"description": "The envelope; errors too answer HTTP 200 with result false and a code."}
+    if response is not None:
+        ok["model"] = response
+    body = None
+    if request is not None:
+        schema = {"$ref": f"#/components/schemas/{request.__name__}"}
+        body = {"requestBody": {"required": False, "content": {"application/json": {"schema": schema}}}}
+    listed = [method for method in methods if method != "HEAD"]
+    router.add_api_route(
+        path,
+        endpoint,
+        methods=listed,
+        operation_id=operation_id,
+        summary=summary,
+        responses={200: ok},
+        response_class=Response,
+        openapi_extra=body,
+        tags=tags,  # type: ignore[arg-type]
+    )
+    bare = path.rstrip("/")
+    hidden = [(bare, listed, "no_slash")] if bare != path else []
+    if "HEAD" in methods:
+        hidden.append((path, ["HEAD"], "head"))
+        if bare != path:
+            hidden.append((bare, ["HEAD"], "head_no_slash"))
+    for variant, variant_methods, suffix in hidden:
         router.add_api_route(
             variant,
             endpoint,
-            methods=["POST"],
-            operation_id=operation_id if listed else f"{operation_id}_no_slash",
-            summary=summary,
-            responses=ok,  # type: ignore[arg-type]
+            methods=variant_methods,
+            operation_id=f"{operation_id}_{suffix}",
             response_class=Response,
-            openapi_extra=body,
-            include_in_schema=listed,
-            tags=tags,  # type: ignore[arg-type]
+            include_in_schema=False,
         )

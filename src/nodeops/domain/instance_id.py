@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
-from nodeops.domain.params import is_ascii_digits, parse_int
+from nodeops.domain.params import is_ascii_digits, list_items, parse_int
 from nodeops.errors import InvalidInput
 
 FIELD = "instance_id"
 FORMAT = "object_type|node_type|type|id"
+_IDS = f"instance_ids ({FORMAT}, or bk_host_ids)"  # what a list of them holds, in words
 _OBJ_ID = re.compile(r"[A-Za-z0-9_]{1,64}")  # used with fullmatch: "$" would let a trailing "\n" through
 _INT = re.compile(r"[0-9]{1,18}")
 _SIGNED_INT = re.compile(r"[+-]?[0-9]+")
@@ -213,3 +214,33 @@ def _shown(text: str) -> str:
     """Quote a caller's text for an error message, cut so a huge input cannot flood the answer."""
     shown = repr(text)
     return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
+def parse_instance_ids(
+    value: object,
+    name: str,
+    problems: dict[str, str],
+    *,
+    allow_single: bool,
+    required: bool = False,
+    max_items: int | None = None,
+) -> list[InstanceId]:
+    """A list of instance ids (``allow_single``: or one id), each read by ``parse_instance_id``; a bad one is put
+    in ``problems`` as ``name[i]`` and left out. The list's own rules are ``params.list_items``'."""
+    items = list_items(
+        value,
+        name,
+        problems,
+        noun=_IDS,
+        required=required,
+        max_items=max_items,
+        single=allow_single,
+        blank_is_absent=False,
+    )
+    parsed: list[InstanceId] = []
+    for where, item in items:
+        try:
+            parsed.append(parse_instance_id(item))
+        except InvalidInput as exc:
+            problems[where] = "; ".join(exc.problems.values())
+    return parsed

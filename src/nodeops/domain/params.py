@@ -1,5 +1,6 @@
 """Integer parameters: the one parser of an integer a caller sent, as a JSON number or as text (a query string,
-a path segment, a CSV cell, a header).
+a path segment, a CSV cell, a header), and of a list of them (``int_list``; ``list_items`` splits any list
+parameter, instance_ids too, the same way).
 
 Only a JSON integer (never ``true``/``false`` or ``1.0``) or optional ASCII whitespace, an optional sign and ASCII
 digits are integers: ``str.isdigit`` alone also accepts ``"²"`` and ``"٣"``, which ``int()`` refuses or reads as
@@ -49,6 +50,86 @@ def int_value(
     except InvalidInput as exc:
         problems.update(exc.problems)
         return None
+
+
+def int_param(
+    value: object,
+    name: str,
+    problems: dict[str, str],
+    *,
+    required: bool = False,
+    default: int | None = None,
+    minimum: int = 1,
+    maximum: int = MAX_BIGINT,
+) -> int | None:
+    """An integer parameter a caller may leave out: absent (None or ``""``), ``default``, or with ``required`` the
+    problem "this field is required (a positive integer)"; else ``int_value``. None when there is a problem."""
+    # parse_int's fast path first: what nearly every query string holds (the log API)
+    if type(value) is str and len(value) <= _FAST_DIGITS and value.isascii() and value.isdigit():
+        number = int(value)
+        if minimum <= number <= maximum:
+            return number
+    if value is None or value == "":
+        if required:
+            problems[name] = f"this field is required ({accepted_ints(minimum, maximum)})"
+        return default
+    return int_value(value, name, problems, minimum=minimum, maximum=maximum)
+
+
+def list_items(
+    value: object,
+    name: str,
+    problems: dict[str, str],
+    *,
+    noun: str,
+    required: bool = False,
+    max_items: int | None = None,
+    single: bool = True,
+    blank_is_absent: bool = True,
+    skip_blank: bool = False,
+) -> list[tuple[str, object]]:
+    """The items of a list parameter, each with the name a problem with it is given: ``name[i]``, or ``name``
+    for a single value sent instead of a list (with ``single``, it stands for a list of itself). Absent (None,
+    ``[]``, and ``""`` when ``blank_is_absent``): no items, or with ``required`` the problem "this field is
+    required: a non-empty list of {noun}". Anything else but a list, or more than ``max_items``: the problem
+    "must be a list of [at most max_items] {noun}". ``skip_blank`` drops items that are None or ``""``."""
+    if value is None or value == [] or (blank_is_absent and value == ""):
+        if required:
+            problems[name] = f"this field is required: a non-empty list of {noun}"
+        return []
+    if single and isinstance(value, int | str) and not isinstance(value, bool):
+        return [(name, value)]
+    if not isinstance(value, list) or (max_items is not None and len(value) > max_items):
+        problems[name] = f"must be a list of {_at_most(max_items)}{noun}"
+        return []
+    return [(f"{name}[{index}]", item) for index, item in enumerate(value) if not (skip_blank and item in (None, ""))]
+
+
+def _at_most(count: int | None) -> str:
+    return "" if count is None else f"at most {count} "
+
+
+def int_list(
+    value: object,
+    name: str,
+    problems: dict[str, str],
+    *,
+    noun: str = "positive integers",
+    required: bool = False,
+    max_items: int | None = None,
+    skip_blank: bool = False,
+    unique: bool = False,
+    minimum: int = 1,
+    maximum: int = MAX_BIGINT,
+) -> list[int]:
+    """The integers of a list parameter (``list_items``), each read by ``int_value``; with ``unique`` the first
+    of each, in order. The bad ones are put in ``problems`` and left out."""
+    items = list_items(
+        value, name, problems, noun=noun, required=required, max_items=max_items, skip_blank=skip_blank
+    )
+    numbers = [int_value(item, where, problems, minimum=minimum, maximum=maximum) for where, item in items]
+    found = [number for number in numbers if number is not None]
+    return list(dict.fromkeys(found)) if unique else found
 
 
 def accepted_ints(minimum: int, maximum: int = MAX_BIGINT) -> str:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from nodeops.domain import params
 from nodeops.domain.instance_id import MAX_HOST_ID, HostKey
+from nodeops.domain.params import MAX_INT32, int_value
 from nodeops.domain.plans import JobType
 from nodeops.errors import InvalidInput
 
@@ -30,7 +30,6 @@ AGENT_ACTIONS = (
     JobType.UNINSTALL_AGENT,
 )
 MAX_NODES = 10_000
-MAX_INT32 = params.MAX_INT32  # bk_biz_id and bk_cloud_id are 32-bit columns
 
 
 class ScopeObject(StrEnum):
@@ -169,7 +168,7 @@ def _node(
             return None
         return ScopeNode(host_key=key) if cloud is not None else None
     if node_type == ScopeNodeType.INSTANCE:
-        instance = int_value(item.get("id"), f"{where}.id", problems)
+        instance = int_value(item.get("id"), f"{where}.id", problems, maximum=MAX_HOST_ID)
         return None if instance is None else ScopeNode(service_instance_id=instance)
     allowed = NODE_OBJECTS[node_type]
     obj = item.get("bk_obj_id")
@@ -228,14 +227,6 @@ def parse_actions(raw: object, step_ids: Sequence[str], problems: dict[str, str]
         else:
             actions[str(key)] = JobType(str(value))
     return actions
-
-
-def int_value(
-    value: object, name: str, problems: dict[str, str], *, minimum: int = 1, maximum: int = MAX_HOST_ID
-) -> int | None:
-    """An integer (or digit string) in ``minimum..maximum`` (``params.int_value``); by default an id of the
-    inventory, which an instance_id carries, so at most ``MAX_HOST_ID``."""
-    return params.int_value(value, name, problems, minimum=minimum, maximum=maximum)
 
 
 def bool_value(value: object, name: str, problems: dict[str, str], *, default: bool) -> bool:

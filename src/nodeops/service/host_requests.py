@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from nodeops.domain.instance_id import MAX_HOST_ID
-from nodeops.domain.params import int_value
+from nodeops.domain.params import int_param
 from nodeops.engine.transports.ssh import login_name_problem
 from nodeops.errors import InvalidInput
 from nodeops.store import packages as package_rows
@@ -159,13 +159,9 @@ def _int(
     default: int | None = None,
     maximum: int = MAX_INT32,
 ) -> int | None:
-    value = item.get(name)
-    if value is None or value == "":
-        if required:
-            problems[f"{where}.{name}"] = "is required (an integer)"
-        return default
-    number = int_value(value, f"{where}.{name}", problems, minimum=0, maximum=maximum)  # what the columns hold
-    return default if number is None else number
+    """The field ``name`` of a host, in what its column holds; a problem is named ``hosts[i].name``."""
+    field = f"{where}.{name}"
+    return int_param(item.get(name), field, problems, required=required, default=default, minimum=0, maximum=maximum)
 
 
 def _ip(item: Mapping[str, object], name: str, family: int, where: str, problems: dict[str, str]) -> str | None:

@@ -20,7 +20,7 @@ import orjson
 from nodeops.domain.answer import DEFAULT_STEP_MAX_BYTES, AnswerRenderer, StepLog
 from nodeops.domain.instance_id import InstanceId, parse_instance_id
 from nodeops.domain.log_cursor import START, LogCursor, Position, Taken, parse_cursor, take
-from nodeops.domain.params import parse_int
+from nodeops.domain.params import int_param
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.domain.terminal import strip_ansi
 from nodeops.errors import InstanceNotFound, InvalidInput, JobNotFound
@@ -66,7 +66,7 @@ def parse_tail_query(params: Mapping[str, object]) -> TailQuery:
         cursor = parse_cursor(params.get("cursor"))
     except InvalidInput as exc:
         problems.update(exc.problems)
-    max_bytes = positive_int(params, "max_bytes", problems, required=False) or TAIL_DEFAULT_BYTES
+    max_bytes = int_param(params.get("max_bytes"), "max_bytes", problems) or TAIL_DEFAULT_BYTES
     if max_bytes > TAIL_MAX_BYTES:
         problems["max_bytes"] = f"must be at most {TAIL_MAX_BYTES} (8 MiB); follow `cursor` for more"
     if problems:
@@ -78,8 +78,8 @@ def parse_tail_query(params: Mapping[str, object]) -> TailQuery:
 def parse_log_query(params: Mapping[str, object]) -> LogQuery:
     """Validate ``job_id``, ``instance_id`` and the optional ``attempt``; one InvalidInput names every bad field."""
     problems: dict[str, str] = {}
-    job_id = positive_int(params, "job_id", problems, required=True)
-    attempt = positive_int(params, "attempt", problems, required=False)
+    job_id = int_param(params.get("job_id"), "job_id", problems, required=True)
+    attempt = int_param(params.get("attempt"), "attempt", problems)
     instance: InstanceId | None = None
     raw_instance = params.get("instance_id")
     if raw_instance is None or raw_instance == "":
@@ -93,23 +93,6 @@ def parse_log_query(params: Mapping[str, object]) -> LogQuery:
         raise InvalidInput(problems)
     assert job_id is not None and instance is not None
     return LogQuery(job_id=job_id, instance=instance, attempt=attempt)
-
-
-def positive_int(params: Mapping[str, object], name: str, problems: dict[str, str], *, required: bool) -> int | None:
-    """The positive integer parameter ``name`` (``params.parse_int``), None when it is absent; a problem named
-    ``name`` otherwise."""
-    value = params.get(name)
-    if type(value) is str and value.isascii() and value.isdigit() and len(value) <= 18 and (number := int(value)):
-        return number  # parse_int's fast path, inlined for what nearly every query string holds (the log API)
-    try:
-        return parse_int(value, name)
-    except InvalidInput as exc:
-        if value is None or value == "":
-            if required:
-                problems[name] = "this field is required (a positive integer)"
-        else:
-            problems.update(exc.problems)
-        return None
 
 
 class LogService:

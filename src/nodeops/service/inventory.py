@@ -19,8 +19,8 @@ from typing import Any
 
 from nodeops.crypto import SecretBox
 from nodeops.domain.instance_id import MAX_HOST_ID, HostKey
-from nodeops.domain.params import is_ascii_digits
-from nodeops.domain.scope import MAX_INT32, TopoObject, int_value
+from nodeops.domain.params import MAX_INT32, int_list, int_param, int_value, is_ascii_digits
+from nodeops.domain.scope import TopoObject
 from nodeops.errors import InvalidInput
 from nodeops.service.auth import Caller
 from nodeops.service.host_requests import HostRequest, parse_hosts
@@ -118,7 +118,7 @@ def _topology(raw: object, problems: dict[str, str]) -> list[TopoRow]:
             if not isinstance(item, Mapping):
                 problems[where] = "must be an object {bk_set_id, bk_set_name, modules}"
                 continue
-            set_id = int_value(item.get("bk_set_id"), f"{where}.bk_set_id", problems)
+            set_id = int_value(item.get("bk_set_id"), f"{where}.bk_set_id", problems, maximum=MAX_HOST_ID)
             template = _optional_int(item.get("set_template_id"), f"{where}.set_template_id", problems)
             if set_id is None:
                 continue
@@ -131,7 +131,9 @@ def _topology(raw: object, problems: dict[str, str]) -> list[TopoRow]:
                 if not isinstance(module, Mapping):
                     problems[mwhere] = "must be an object {bk_module_id, bk_module_name}"
                     continue
-                module_id = int_value(module.get("bk_module_id"), f"{mwhere}.bk_module_id", problems)
+                module_id = int_value(
+                    module.get("bk_module_id"), f"{mwhere}.bk_module_id", problems, maximum=MAX_HOST_ID
+                )
                 mtemplate = _optional_int(module.get("service_template_id"), f"{mwhere}.service_template_id", problems)
                 if module_id is not None:
                     rows.append(
@@ -174,7 +176,8 @@ def _topo_row(
 
 
 def _optional_int(value: object, name: str, problems: dict[str, str], *, maximum: int = MAX_HOST_ID) -> int | None:
-    return None if value in (None, "") else int_value(value, name, problems, maximum=maximum)
+    """An id of the inventory that may be left out (``params.int_param``): at most MAX_HOST_ID unless told."""
+    return int_param(value, name, problems, maximum=maximum)
 
 
 def _text(item: Mapping[str, Any], name: str, where: str, problems: dict[str, str], limit: int) -> str | None:
@@ -194,8 +197,8 @@ def _host_extra(item: Mapping[str, Any], where: str, problems: dict[str, str]) -
         if not isinstance(raw_modules, list):
             problems[f"{where}.modules"] = "must be a list of bk_module_ids"
         else:
-            found = [int_value(m, f"{where}.modules[{i}]", problems) for i, m in enumerate(raw_modules)]
-            modules = tuple(m for m in found if m is not None)
+            found = int_list(raw_modules, f"{where}.modules", problems, noun="bk_module_ids", maximum=MAX_HOST_ID)
+            modules = tuple(found)
     outer = _text(item, "outer_ip", where, problems, 64)
     if outer is not None:
         try:
@@ -222,7 +225,7 @@ def _services(raw: object, problems: dict[str, str]) -> list[ServiceRow]:
             continue
         bad = len(problems)
         instance_id = _optional_int(item.get("id"), f"{where}.id", problems)
-        module_id = int_value(item.get("bk_module_id"), f"{where}.bk_module_id", problems)
+        module_id = int_value(item.get("bk_module_id"), f"{where}.bk_module_id", problems, maximum=MAX_HOST_ID)
         host_id = _optional_int(item.get("bk_host_id"), f"{where}.bk_host_id", problems)
         key = None
         if host_id is None:
@@ -483,15 +486,13 @@ class InventoryService:
     async def search_hosts(self, caller: Caller | None, params: Mapping[str, object]) -> dict[str, Any]:
         """A page of the hosts matching the filters, in the permitted businesses."""
         problems: dict[str, str] = {}
-        page = int_value(params.get("page", 1), "page", problems, maximum=MAX_PAGESIZE) or 1
-        size = int_value(params.get("pagesize", 20), "pagesize", problems, minimum=-1, maximum=MAX_PAGESIZE)
+        page = int_param(params.get("page"), "page", problems, default=1, maximum=MAX_PAGESIZE) or 1
+        size = int_param(params.get("pagesize"), "pagesize", problems, default=20, minimum=-1, maximum=MAX_PAGESIZE)
         pagesize = 20 if size is None else size
         if pagesize == 0:
             problems["pagesize"] = f"must be -1 (every host) or from 1 to {MAX_PAGESIZE}"
         biz = _optional_int(params.get("bk_biz_id"), "bk_biz_id", problems, maximum=MAX_INT32)
-        cloud = None
-        if params.get("bk_cloud_id") not in (None, ""):
-            cloud = int_value(params.get("bk_cloud_id"), "bk_cloud_id", problems, minimum=0, maximum=MAX_INT32)
+        cloud = int_param(params.get("bk_cloud_id"), "bk_cloud_id", problems, minimum=0, maximum=MAX_INT32)
         ip = params.get("ip")
         if ip is not None and (not isinstance(ip, str) or len(ip) > 64):
             problems["ip"] = "must be (part of) an IP address"
@@ -500,13 +501,7 @@ class InventoryService:
             problems["os_type"] = "must be an OS type such as LINUX"
         set_id = _optional_int(params.get("bk_set_id"), "bk_set_id", problems)
         module_id = _optional_int(params.get("bk_module_id"), "bk_module_id", problems)
-        raw_ids = params.get("bk_host_id") or []
-        host_ids = []
-        if not isinstance(raw_ids, list):
-            raw_ids = [raw_ids]
-        for index, value in enumerate(raw_ids):
-            if (found := int_value(value, f"bk_host_id[{index}]", problems)) is not None:
-                host_ids.append(found)
+        host_ids = int_list(params.get("bk_host_id"), "bk_host_id", problems, noun="bk_host_ids", maximum=MAX_HOST_ID)
         if problems:
             raise InvalidInput(problems)
         query = HostQuery(

@@ -17,8 +17,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nodeops.domain.instance_id import MAX_HOST_ID, InstanceId
-from nodeops.domain.params import int_value
+from nodeops.domain.instance_id import MAX_HOST_ID, InstanceId, parse_instance_ids
+from nodeops.domain.params import int_list
 from nodeops.domain.plans import JobType
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.engine.runner import Engine
@@ -37,7 +37,6 @@ from nodeops.service.host_requests import HostRequest, parse_hosts
 from nodeops.service.job_details import (
     LINE_TIME_FORMAT,
     job_access,
-    parse_instance_ids,
     parse_job_id,
 )
 from nodeops.service.job_launch import (
@@ -164,16 +163,7 @@ class JobService:
         problems: dict[str, str] = {}
         job_type = _job_type(params.get("job_type"), OPERATE_TYPES, problems)
         raw_ids = params.get("bk_host_id")
-        host_ids: list[int] = []
-        if isinstance(raw_ids, int | str) and not isinstance(raw_ids, bool):
-            raw_ids = [raw_ids]
-        if not isinstance(raw_ids, list) or not raw_ids:
-            problems["bk_host_id"] = "this field is required: a non-empty list of bk_host_ids"
-        else:
-            for index, raw in enumerate(raw_ids):
-                host_id = int_value(raw, f"bk_host_id[{index}]", problems, maximum=MAX_HOST_ID)
-                if host_id is not None:
-                    host_ids.append(host_id)
+        host_ids = int_list(raw_ids, "bk_host_id", problems, noun="bk_host_ids", required=True, maximum=MAX_HOST_ID)
         version = params.get("version")
         if version is not None and version != "":
             if not isinstance(version, str):

@@ -1,6 +1,6 @@
 """The job details use case (details_job, spec §8): one page of a job's instances with their current step, the
-job's statistics and status; and what the job APIs share to read a request: ``parse_job_id``,
-``parse_instance_ids``, the display tables and formats.
+job's statistics and status; and what the job APIs share to read a request: ``parse_job_id``, the display
+tables and formats.
 
 Order inside a request as Node Manager (spec §10): the caller is authenticated first (``api.deps``), then the
 parameters are validated (every bad field named at once), then the job is looked up (3801012), then the
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
-from nodeops.domain.instance_id import InstanceId, parse_instance_id
-from nodeops.domain.params import int_value
+from nodeops.domain.instance_id import InstanceId, parse_instance_ids
+from nodeops.domain.params import int_param, int_value
 from nodeops.domain.plans import JobType
 from nodeops.domain.status import ACTIVE, JobStatistics, Status, aggregate_job_status
 from nodeops.errors import InvalidInput, JobNotFound
@@ -84,33 +84,7 @@ def job_meta(job_type: str) -> dict[str, str]:
 
 def parse_job_id(params: Mapping[str, object], problems: dict[str, str]) -> int:
     """The required ``job_id`` (a positive integer); 0 with the problem named when it is missing or bad."""
-    value = params.get("job_id")
-    if value is None or value == "":
-        problems["job_id"] = "this field is required (a positive integer)"
-        return 0
-    return int_value(value, "job_id", problems) or 0
-
-
-def parse_instance_ids(value: object, name: str, problems: dict[str, str], *, allow_single: bool) -> list[InstanceId]:
-    """A list of instance ids (``allow_single``: or one id); each bad one named ``name[i]``."""
-    if value is None:
-        return []
-    items: list[object]
-    if isinstance(value, list):
-        items = value
-    elif allow_single and isinstance(value, str | int) and not isinstance(value, bool):
-        items = [value]
-    else:
-        problems[name] = "must be a list of instance_ids (object_type|node_type|type|id, or bk_host_ids)"
-        return []
-    parsed: list[InstanceId] = []
-    for index, item in enumerate(items):
-        where = f"{name}[{index}]" if isinstance(value, list) else name
-        try:
-            parsed.append(parse_instance_id(item))
-        except InvalidInput as exc:
-            problems[where] = "; ".join(exc.problems.values())
-    return parsed
+    return int_param(params.get("job_id"), "job_id", problems, required=True) or 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,9 +103,7 @@ def parse_details_query(params: Mapping[str, object]) -> DetailsQuery:
     every bad field."""
     problems: dict[str, str] = {}
     job_id = parse_job_id(params, problems)
-    page = 1
-    if params.get("page") not in (None, ""):
-        page = int_value(params["page"], "page", problems, maximum=MAX_PAGESIZE) or 1
+    page = int_param(params.get("page"), "page", problems, default=1, maximum=MAX_PAGESIZE) or 1
     pagesize = 10
     if params.get("pagesize") not in (None, ""):
         size = int_value(params["pagesize"], "pagesize", problems, minimum=-1, maximum=MAX_PAGESIZE)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
-from nodeops.domain.params import MAX_BIGINT, MAX_INT32, int_value
+from nodeops.domain.params import MAX_BIGINT, MAX_INT32, int_list, int_param, list_items
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.errors import InvalidInput
 from nodeops.service.auth import Caller
@@ -37,29 +37,21 @@ class JobListQuery:
 def parse_job_list_query(params: Mapping[str, object], tz: tzinfo) -> JobListQuery:
     """A job_list request's filters, sort and page; one InvalidInput names every bad field."""
     problems: dict[str, str] = {}
-    page = _int(params.get("page"), "page", problems, default=1, minimum=1)
-    pagesize = _int(params.get("pagesize"), "pagesize", problems, default=10, minimum=-1)
+    page = int_param(params.get("page"), "page", problems, default=1)
+    pagesize = int_param(params.get("pagesize"), "pagesize", problems, default=10, minimum=-1)
     if pagesize is not None and (pagesize == 0 or pagesize > MAX_PAGESIZE):
         problems["pagesize"] = f"must be -1 (every job) or from 1 to {MAX_PAGESIZE}"
-    job_ids = [
-        value
-        for index, item in enumerate(_list(params, "job_id", problems))
-        if (value := _int(item, f"job_id[{index}]", problems, default=0, minimum=1))
-    ]
-    job_types = [str(t) for t in _list(params, "job_type", problems)]
+    job_ids = _ints(params, "job_id", problems)
+    job_types = [str(t) for _where, t in _list(params, "job_type", problems)]
     unknown = [t for t in job_types if t not in JOB_TYPE_DISPLAY]
     if unknown:
         problems["job_type"] = f"{unknown[0]!r} must be one of {', '.join(sorted(JOB_TYPE_DISPLAY))}"
-    statuses = [str(s) for s in _list(params, "status", problems)]
+    statuses = [str(s) for _where, s in _list(params, "status", problems)]
     known = {s.value for s in Status}
     if any(s not in known for s in statuses):
         problems["status"] = f"must be a list of statuses among {', '.join(s.value for s in Status)}"
-    created_by = [str(u) for u in _list(params, "created_by", problems)]
-    biz_ids = [
-        value
-        for index, item in enumerate(_list(params, "bk_biz_id", problems))
-        if (value := _int(item, f"bk_biz_id[{index}]", problems, default=0, minimum=0, maximum=MAX_INT32)) is not None
-    ]
+    created_by = [str(u) for _where, u in _list(params, "created_by", problems)]
+    biz_ids = _ints(params, "bk_biz_id", problems, minimum=0, maximum=MAX_INT32)
     inner_ips = _ips(params, problems)
     start_after = _time(params.get("start_time"), "start_time", tz, problems)
     start_before = _time(params.get("end_time"), "end_time", tz, problems)
@@ -133,36 +125,38 @@ def _row(job: job_list.JobRow, tz: tzinfo, now: datetime) -> dict[str, Any]:
     }
 
 
-def _list(params: Mapping[str, object], name: str, problems: dict[str, str]) -> list[Any]:
-    value = params.get(name)
-    if value is None or value == "":
-        return []
-    items = value if isinstance(value, list) else [value] if isinstance(value, str | int) else None
-    if items is None or len(items) > MAX_LIST:
-        problems[name] = f"must be a list of at most {MAX_LIST} values"
-        return []
-    return [item for item in items if item not in (None, "")]
+def _list(params: Mapping[str, object], name: str, problems: dict[str, str]) -> list[tuple[str, object]]:
+    """A list filter: at most MAX_LIST values, blank ones skipped (a single value is a list of itself)."""
+    return list_items(params.get(name), name, problems, noun="values", max_items=MAX_LIST, skip_blank=True)
+
+
+def _ints(
+    params: Mapping[str, object], name: str, problems: dict[str, str], *, minimum: int = 1, maximum: int = MAX_BIGINT
+) -> list[int]:
+    """A list filter of integers (``_list``'s rule)."""
+    return int_list(
+        params.get(name),
+        name,
+        problems,
+        noun="values",
+        max_items=MAX_LIST,
+        skip_blank=True,
+        minimum=minimum,
+        maximum=maximum,
+    )
 
 
 def _ips(params: Mapping[str, object], problems: dict[str, str]) -> list[str]:
     """inner_ip_list: IP addresses as text, blank ones skipped; each is matched in a LIKE pattern, which SQLite
     refuses past 50,000 bytes, so anything longer than an address is refused here."""
     ips: list[str] = []
-    for index, item in enumerate(_list(params, "inner_ip_list", problems)):
+    for where, item in _list(params, "inner_ip_list", problems):
         ip = item.strip() if isinstance(item, str) else None
         if ip is None or len(ip) > MAX_IP_CHARS:
-            problems[f"inner_ip_list[{index}]"] = f"must be an IP address: text of at most {MAX_IP_CHARS} characters"
+            problems[where] = f"must be an IP address: text of at most {MAX_IP_CHARS} characters"
         elif ip:
             ips.append(ip)
     return ips
-
-
-def _int(
-    value: object, name: str, problems: dict[str, str], *, default: int, minimum: int, maximum: int = MAX_BIGINT
-) -> int | None:
-    if value is None or value == "":
-        return default
-    return int_value(value, name, problems, minimum=minimum, maximum=maximum)
 
 
 def _time(value: object, name: str, tz: tzinfo, problems: dict[str, str]) -> datetime | None:

@@ -26,15 +26,15 @@ from typing import Any
 import orjson
 
 from nodeops.domain.answer import StepLog
-from nodeops.domain.instance_id import InstanceId, parse_instance_id
+from nodeops.domain.instance_id import InstanceId, parse_instance_id, parse_instance_ids
 from nodeops.domain.log_cursor import Chunk, LogCursor
 from nodeops.domain.log_search import LEVELS, Matcher, compile_query, line_level
-from nodeops.domain.params import is_ascii_digits, parse_int
+from nodeops.domain.params import int_param, is_ascii_digits, parse_int
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.domain.terminal import strip_ansi, strip_controls
 from nodeops.errors import InstanceNotFound, InvalidInput, JobNotFound
 from nodeops.service.auth import Caller, CommonArgs
-from nodeops.service.instance_log import LogService, TailQuery, parse_log_query, parse_tail_query, positive_int
+from nodeops.service.instance_log import LogService, TailQuery, parse_log_query, parse_tail_query
 from nodeops.store.db import Database, ReadHandle
 from nodeops.store.log_reads import JobAccess, RecordRef
 from nodeops.store.log_scans import PAGE, JobRow, LogScans, RecordRow
@@ -190,7 +190,7 @@ class LogReading:
         instances changed since."""
         problems: dict[str, str] = {}
         since = datetime.fromtimestamp(0, UTC)
-        job_id = positive_int(params, "job_id", problems, required=True)
+        job_id = int_param(params.get("job_id"), "job_id", problems, required=True)
         if last_event_id:
             text = last_event_id.strip()
             try:
@@ -559,7 +559,7 @@ def _raise(problems: Mapping[str, str]) -> None:
 
 
 def _required_job_id(params: Mapping[str, object], problems: dict[str, str]) -> int:
-    job_id = positive_int(params, "job_id", problems, required=True)
+    job_id = int_param(params.get("job_id"), "job_id", problems, required=True)
     if problems:
         raise InvalidInput(problems)
     assert job_id is not None
@@ -570,8 +570,8 @@ def parse_search_query(params: Mapping[str, object]) -> SearchQuery:
     """Validate a search: ``job_id``, optional ``instance_id`` and ``attempt``, ``q`` (with ``regex`` and
     ``case``), ``level``, ``step``, ``page``, ``pagesize``; one InvalidInput names every bad field."""
     problems: dict[str, str] = {}
-    job_id = positive_int(params, "job_id", problems, required=True)
-    attempt = positive_int(params, "attempt", problems, required=False)
+    job_id = int_param(params.get("job_id"), "job_id", problems, required=True)
+    attempt = int_param(params.get("attempt"), "attempt", problems)
     instance: InstanceId | None = None
     if params.get("instance_id") not in (None, ""):
         try:
@@ -596,8 +596,8 @@ def parse_search_query(params: Mapping[str, object]) -> SearchQuery:
     if raw_step not in (None, ""):
         text = str(raw_step).strip()
         step = int(text) if is_ascii_digits(text) and len(text) < 6 else text
-    page = positive_int(params, "page", problems, required=False) or 1
-    pagesize = positive_int(params, "pagesize", problems, required=False) or 50
+    page = int_param(params.get("page"), "page", problems) or 1
+    pagesize = int_param(params.get("pagesize"), "pagesize", problems) or 50
     if pagesize > MAX_PAGESIZE:
         problems["pagesize"] = f"must be from 1 to {MAX_PAGESIZE}"
     if problems:
@@ -619,20 +619,16 @@ def parse_search_query(params: Mapping[str, object]) -> SearchQuery:
 def parse_batch_query(params: Mapping[str, object]) -> tuple[int, list[InstanceId], int | None]:
     """Validate a batch: ``job_id``, ``instance_id_list`` (1 to 500) and the optional ``tail``."""
     problems: dict[str, str] = {}
-    job_id = positive_int(params, "job_id", problems, required=True)
-    raw = params.get("instance_id_list")
-    instances: list[InstanceId] = []
-    if not isinstance(raw, list) or not raw:
-        problems["instance_id_list"] = f"this field is required: a list of 1 to {MAX_BATCH} instance_ids"
-    elif len(raw) > MAX_BATCH:
-        problems["instance_id_list"] = f"has {len(raw)} instance_ids; at most {MAX_BATCH} per request"
-    else:
-        for index, item in enumerate(raw):
-            try:
-                instances.append(parse_instance_id(item))
-            except InvalidInput as exc:
-                problems[f"instance_id_list[{index}]"] = "; ".join(exc.problems.values())
-    tail = positive_int(params, "tail", problems, required=False)
+    job_id = int_param(params.get("job_id"), "job_id", problems, required=True)
+    instances = parse_instance_ids(
+        params.get("instance_id_list"),
+        "instance_id_list",
+        problems,
+        allow_single=False,
+        required=True,
+        max_items=MAX_BATCH,
+    )
+    tail = int_param(params.get("tail"), "tail", problems)
     if tail is not None and tail > MAX_TAIL_LINES:
         problems["tail"] = f"must be from 1 to {MAX_TAIL_LINES} lines"
     if problems:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from nodeops.domain.instance_id import InstanceId
-from nodeops.domain.params import int_value
+from nodeops.domain.instance_id import InstanceId, parse_instance_ids
+from nodeops.domain.params import int_list, int_param, int_value
 from nodeops.domain.plans import JobType, plan_steps
 from nodeops.domain.scope import (
     AgentStep,
@@ -46,7 +46,6 @@ from nodeops.service.job_details import (
     LINE_TIME_FORMAT,
     MAX_PAGESIZE,
     TIME_FORMAT,
-    parse_instance_ids,
 )
 from nodeops.service.job_launch import AGENT_VERSION_PARAM, ChoosePackage, LaunchedTask, launch
 from nodeops.service.paging import out_of_range
@@ -87,25 +86,7 @@ class _ResultParams:
 
 
 def _subscription_id(params: Mapping[str, object], problems: dict[str, str]) -> int:
-    value = params.get("subscription_id")
-    if value is None or value == "":
-        problems["subscription_id"] = "this field is required (a positive integer)"
-        return 0
-    return int_value(value, "subscription_id", problems) or 0
-
-
-def _id_list(value: object, name: str, problems: dict[str, str], *, required: bool = False) -> list[int]:
-    if value is None or value == "" or value == []:
-        if required:
-            problems[name] = "this field is required: a non-empty list of positive integers"
-        return []
-    if isinstance(value, int | str) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, list) or len(value) > MAX_IDS:
-        problems[name] = f"must be a list of at most {MAX_IDS} positive integers"
-        return []
-    ids = [int_value(item, f"{name}[{index}]", problems) for index, item in enumerate(value)]
-    return list(dict.fromkeys(i for i in ids if i is not None))
+    return int_param(params.get("subscription_id"), "subscription_id", problems, required=True) or 0
 
 
 def _statuses(value: object, problems: dict[str, str]) -> tuple[str, ...]:
@@ -121,9 +102,7 @@ def _statuses(value: object, problems: dict[str, str]) -> tuple[str, ...]:
 
 
 def _page_fields(params: Mapping[str, object], problems: dict[str, str]) -> tuple[int, int, int | None]:
-    page = 1
-    if params.get("page") not in (None, ""):
-        page = int_value(params["page"], "page", problems, maximum=MAX_PAGESIZE) or 1
+    page = int_param(params.get("page"), "page", problems, default=1, maximum=MAX_PAGESIZE) or 1
     pagesize = -1
     if params.get("pagesize") not in (None, ""):
         size = int_value(params["pagesize"], "pagesize", problems, minimum=-1, maximum=MAX_PAGESIZE)
@@ -131,9 +110,7 @@ def _page_fields(params: Mapping[str, object], problems: dict[str, str]) -> tupl
             problems["pagesize"] = f"must be -1 (every instance) or from 1 to {MAX_PAGESIZE}"
         elif size is not None:
             pagesize = size
-    start = None
-    if params.get("start") not in (None, ""):
-        start = int_value(params["start"], "start", problems, maximum=MAX_PAGESIZE)
+    start = int_param(params.get("start"), "start", problems, maximum=MAX_PAGESIZE)
     return page, pagesize, start
 
 
@@ -141,7 +118,7 @@ def parse_result_query(params: Mapping[str, object]) -> _ResultParams:
     """Validate task_result's parameters; one InvalidInput names every bad field."""
     problems: dict[str, str] = {}
     subscription_id = _subscription_id(params, problems)
-    task_ids = _id_list(params.get("task_id_list"), "task_id_list", problems)
+    task_ids = int_list(params.get("task_id_list"), "task_id_list", problems, max_items=MAX_IDS, unique=True)
     page, pagesize, start = _page_fields(params, problems)
     statuses = _statuses(params.get("statuses"), problems)
     include = None
@@ -260,7 +237,8 @@ class SubscriptionService:
     async def info(self, caller: Caller, params: Mapping[str, object]) -> list[dict[str, Any]]:
         """The subscriptions of ``subscription_id_list``: scope, steps, state; unknown ids answer 3800001."""
         problems: dict[str, str] = {}
-        ids = _id_list(params.get("subscription_id_list"), "subscription_id_list", problems, required=True)
+        raw = params.get("subscription_id_list")
+        ids = int_list(raw, "subscription_id_list", problems, required=True, max_items=MAX_IDS, unique=True)
         show_deleted = bool_value(params.get("show_deleted"), "show_deleted", problems, default=False)
         if problems:
             raise InvalidInput(problems)
@@ -441,7 +419,7 @@ class SubscriptionService:
     async def retry(self, caller: Caller, params: Mapping[str, object]) -> dict[str, Any]:
         """Run the FAILED instances again (of ``instance_id_list``, default all) as a new task."""
         problems: dict[str, str] = {}
-        task_ids = _id_list(params.get("task_id_list"), "task_id_list", problems)
+        task_ids = int_list(params.get("task_id_list"), "task_id_list", problems, max_items=MAX_IDS, unique=True)
         job_id = await self._job_of(params, problems, task_ids=task_ids)
         answer = await self.jobs.retry(caller, {"job_id": job_id, "instance_id_list": params.get("instance_id_list")})
         return {"task_id": answer["task_id_list"][-1], "job_id": job_id}
@@ -624,10 +602,9 @@ class SubscriptionService:
         """One instance's latest record over the tasks (default all), with its steps, sub-steps and logs."""
         problems: dict[str, str] = {}
         subscription_id = _subscription_id(params, problems)
-        task_ids = _id_list(params.get("task_id_list"), "task_id_list", problems)
-        if params.get("task_id") not in (None, ""):
-            task_id = int_value(params.get("task_id"), "task_id", problems)
-            task_ids += [task_id] if task_id is not None else []
+        task_ids = int_list(params.get("task_id_list"), "task_id_list", problems, max_items=MAX_IDS, unique=True)
+        if (task_id := int_param(params.get("task_id"), "task_id", problems)) is not None:
+            task_ids.append(task_id)
         wanted: list[InstanceId] = []
         if params.get("instance_id") in (None, ""):
             problems["instance_id"] = "this field is required (object_type|node_type|type|id, or a bk_host_id)"
@@ -662,7 +639,7 @@ class SubscriptionService:
         raw = params.get("subscription_id_list")
         if raw is None and params.get("subscription_id") not in (None, ""):
             raw = [params.get("subscription_id")]  # the documented parameter name (spec §11.18)
-        ids = _id_list(raw, "subscription_id_list", problems, required=True)
+        ids = int_list(raw, "subscription_id_list", problems, required=True, max_items=MAX_IDS, unique=True)
         show_task_detail = bool_value(params.get("show_task_detail"), "show_task_detail", problems, default=False)
         need_detail = bool_value(params.get("need_detail"), "need_detail", problems, default=False)
         if problems:

@@ -134,7 +134,7 @@ def test_host_search_filters_and_pages(api):
             {"inventory": {"hosts": [{"bk_biz_id": 2, "inner_ip": "127.10.0.x"}]}},
             "hosts[0].inner_ip: '127.10.0.x' is not an IPv4 address",
         ),
-        ({"inventory": {"hosts": [{"inner_ip": "127.10.0.1"}]}}, "hosts[0].bk_biz_id: is required"),
+        ({"inventory": {"hosts": [{"inner_ip": "127.10.0.1"}]}}, "hosts[0].bk_biz_id: this field is required"),
         (
             {"inventory": {"topology": [{"bk_biz_id": 2, "sets": [{"bk_set_name": "x"}]}]}},
             "topology[0].sets[0].bk_set_id:",

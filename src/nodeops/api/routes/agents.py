@@ -10,8 +10,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
+from fastapi.responses import Response
 
+from nodeops.api.envelope import json_response, success_body
 from nodeops.api.fastpath.heartbeat import HEARTBEAT_PATH
+from nodeops.api.routing import add_route
 from nodeops.api.schemas import Envelope
 from nodeops.service.agents import receive_heartbeat
 from nodeops.service.container import Services
@@ -19,9 +22,18 @@ from nodeops.service.container import Services
 router = APIRouter(tags=["agent"])
 
 
-@router.post(HEARTBEAT_PATH, response_model=Envelope)
-async def heartbeat(request: Request, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+async def heartbeat(request: Request, body: Annotated[dict[str, Any], Body()]) -> Response:
     """An agent reports it is running, with its version; a wrong token answers 3800403."""
     services: Services = request.app.state.services
     await receive_heartbeat(services.db, services.heartbeats, body)
-    return {"result": True, "code": 0, "message": "success", "data": None}
+    return json_response(success_body(None))
+
+
+add_route(
+    router,
+    HEARTBEAT_PATH,
+    heartbeat,
+    operation_id="heartbeat_api_agent_heartbeat__post",
+    summary="Heartbeat",
+    response=Envelope,
+)

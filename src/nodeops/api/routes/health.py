@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 
+from nodeops.api.envelope import json_response, success_body
+from nodeops.api.routing import add_route
 from nodeops.api.schemas import HealthResponse
 from nodeops.service.container import Services
 from nodeops.store.db import select_one
@@ -21,8 +24,18 @@ def _services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(_services)]
 
 
-@router.get("/healthz", response_model=HealthResponse)
-async def healthz(services: ServicesDep) -> dict[str, Any]:
+async def healthz(services: ServicesDep) -> Response:
     """Answer once the database answers."""
     await services.db.read(select_one)
-    return {"result": True, "code": 0, "message": "success", "data": {"status": "ok"}}
+    return json_response(success_body({"status": "ok"}))
+
+
+add_route(
+    router,
+    "/healthz",
+    healthz,
+    methods=["GET"],
+    operation_id="healthz_healthz_get",
+    summary="Healthz",
+    response=HealthResponse,
+)

@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from nodeops.api.deps import inventory_service
-from nodeops.api.routing import add_post
+from nodeops.api.routing import add_route, use_case_endpoint
 from nodeops.api.schemas import (
     BizRequest,
     Envelope,
@@ -44,10 +44,10 @@ def _call(action: Action) -> Callable[[Services, Caller, dict[str, Any]], Awaita
 
 
 for _name, _action, _request, _summary in ACTIONS:
-    add_post(
+    add_route(
         router,
         f"{PREFIX}/{_name}/",
-        _call(_action),
+        use_case_endpoint(_call(_action), f"{PREFIX}/{_name}/"),
         operation_id=f"inventory_{_name}",
         summary=_summary,
         request=_request,

@@ -18,7 +18,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from nodeops.api.deps import job_service
-from nodeops.api.routing import add_post
+from nodeops.api.routing import UseCase, add_route, use_case_endpoint
 from nodeops.api.schemas import (
     DetailsJobRequest,
     EsbDetailsJobRequest,
@@ -54,37 +54,17 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
 )
 
 
-def _add(path: str, use_case: Callable[[JobService, Caller, dict[str, Any]], Awaitable[Any]], **route: Any) -> None:
-    """Route POST ``path`` to a job use case (see ``api.routing.add_post``)."""
+def _job_use_case(use_case: Callable[[JobService, Caller, dict[str, Any]], Awaitable[Any]]) -> UseCase:
+    """A job use case called with the JobService built from the services."""
 
     def call(services: Services, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
         return use_case(job_service(services), caller, params)
 
-    add_post(router, path, call, **route)
-
-
-def _install(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
-    return jobs.install(caller, params)
-
-
-def _operate(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
-    return jobs.operate(caller, params)
+    return call
 
 
 def _details(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
     return JobDetails(jobs.db, jobs.tz).details(caller, params)
-
-
-def _retry(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
-    return jobs.retry(caller, params)
-
-
-def _revoke(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
-    return jobs.revoke(caller, params)
-
-
-def _retry_node(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
-    return jobs.retry_node(caller, params)
 
 
 def _job_list(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
@@ -94,50 +74,40 @@ def _job_list(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Await
 INSTALL = "安装类任务 (install_job): install or reinstall agents"
 OPERATE = "操作类任务 (operate_job): upgrade, restart, reload or uninstall agents"
 DETAILS = "查询任务详情 (details_job): the job, its statistics and a page of its instances"
-for _path, _id in ((f"{ESB_JOB}/install/", "esb_install_job"), ("/api/job/install/", "job_install_job")):
-    _add(_path, _install, operation_id=_id, summary=INSTALL, request=InstallJobRequest, response=StartedJobResponse)
-for _path, _id in ((f"{ESB_JOB}/operate/", "esb_operate_job"), ("/api/job/operate/", "job_operate_job")):
-    _add(_path, _operate, operation_id=_id, summary=OPERATE, request=OperateJobRequest, response=StartedJobResponse)
-_add(
-    f"{ESB_JOB}/details/",
-    _details,
-    operation_id="esb_details_job",
-    summary=DETAILS,
-    request=EsbDetailsJobRequest,
-    response=JobDetailsResponse,
-)
-_add(
-    "/api/job/{job_id}/details/",
-    _details,
-    operation_id="job_retrieve_job",
-    summary=DETAILS,
-    request=DetailsJobRequest,
-    response=JobDetailsResponse,
-)
-_add(
-    "/api/job/{job_id}/retry/",
-    _retry,
-    operation_id="job_retry_job",
-    summary="重试任务 (retry): run the failed instances again as a new attempt",
-    request=JobInstancesRequest,
-    response=JobTasksResponse,
-)
-_add(
-    "/api/job/{job_id}/revoke/",
-    _revoke,
-    operation_id="job_revoke_job",
-    summary="终止任务 (revoke): stop the pending and running instances; the job ends TERMINATED",
-    request=JobInstancesRequest,
-    response=JobTasksResponse,
-)
-_add(
-    "/api/job/{job_id}/retry_node/",
-    _retry_node,
-    operation_id="job_retry_node",
-    summary="原子粒度重试 (retry_node): re-run one instance from its failed step",
-    request=RetryNodeRequest,
-    response=RetryNodeResponse,
-)
+RETRY = "重试任务 (retry): run the failed instances again as a new attempt"
+REVOKE = "终止任务 (revoke): stop the pending and running instances; the job ends TERMINATED"
+RETRY_NODE = "原子粒度重试 (retry_node): re-run one instance from its failed step"
 JOB_LIST = "任务历史 (job_list): the jobs the caller may view, filtered, sorted and paged"
-for _path, _id in ((f"{ESB_JOB}/job_list/", "esb_job_list"), ("/api/job/job_list/", "job_list_job")):
-    _add(_path, _job_list, operation_id=_id, summary=JOB_LIST, request=JobListRequest, response=JobListResponse)
+Route = tuple[
+    str, str, Callable[[JobService, Caller, dict[str, Any]], Awaitable[Any]], str, type[BaseModel], type[BaseModel]
+]
+ROUTES: tuple[Route, ...] = (
+    (f"{ESB_JOB}/install/", "esb_install_job", JobService.install, INSTALL, InstallJobRequest, StartedJobResponse),
+    ("/api/job/install/", "job_install_job", JobService.install, INSTALL, InstallJobRequest, StartedJobResponse),
+    (f"{ESB_JOB}/operate/", "esb_operate_job", JobService.operate, OPERATE, OperateJobRequest, StartedJobResponse),
+    ("/api/job/operate/", "job_operate_job", JobService.operate, OPERATE, OperateJobRequest, StartedJobResponse),
+    (f"{ESB_JOB}/details/", "esb_details_job", _details, DETAILS, EsbDetailsJobRequest, JobDetailsResponse),
+    ("/api/job/{job_id}/details/", "job_retrieve_job", _details, DETAILS, DetailsJobRequest, JobDetailsResponse),
+    ("/api/job/{job_id}/retry/", "job_retry_job", JobService.retry, RETRY, JobInstancesRequest, JobTasksResponse),
+    ("/api/job/{job_id}/revoke/", "job_revoke_job", JobService.revoke, REVOKE, JobInstancesRequest, JobTasksResponse),
+    (
+        "/api/job/{job_id}/retry_node/",
+        "job_retry_node",
+        JobService.retry_node,
+        RETRY_NODE,
+        RetryNodeRequest,
+        RetryNodeResponse,
+    ),
+    (f"{ESB_JOB}/job_list/", "esb_job_list", _job_list, JOB_LIST, JobListRequest, JobListResponse),
+    ("/api/job/job_list/", "job_list_job", _job_list, JOB_LIST, JobListRequest, JobListResponse),
+)
+for _path, _id, _use_case, _summary, _request, _response in ROUTES:
+    add_route(
+        router,
+        _path,
+        use_case_endpoint(_job_use_case(_use_case), _path),
+        operation_id=_id,
+        summary=_summary,
+        request=_request,
+        response=_response,
+    )

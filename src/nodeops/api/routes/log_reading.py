@@ -8,20 +8,19 @@ a download, is answered in the envelope. A missing trailing slash is accepted, a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response, StreamingResponse
 
 from nodeops.api.deps import ParamsDep, ServicesDep, gather_args
 from nodeops.api.envelope import json_response, success_body
+from nodeops.api.routing import Endpoint, JobIdPath, add_route
 from nodeops.service.auth import CommonArgs
 
 router = APIRouter(tags=["log reading"])
-
-JobIdPath = Annotated[str, Path(description="任务ID: the job_id.", json_schema_extra={"type": "integer", "minimum": 1})]
 
 
 async def request_args(request: Request, params: ParamsDep) -> CommonArgs:
@@ -30,56 +29,17 @@ async def request_args(request: Request, params: ParamsDep) -> CommonArgs:
 
 ArgsDep = Annotated[CommonArgs, Depends(request_args)]
 LastEventId = Annotated[str | None, Header(alias="Last-Event-ID")]
-ENVELOPE: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The envelope; errors too answer HTTP 200 with result false and a code."}
-}
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def _route(path: str, methods: list[str], **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register ``path`` for ``methods`` and, hidden from the schema, the same without its trailing slash (HEAD,
-    when asked, is registered hidden too: one operation id per path in the schema)."""
-
-    def register(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-        listed = [method for method in methods if method != "HEAD"]
-        router.add_api_route(path, endpoint, methods=listed, response_class=Response, responses=ENVELOPE, **kwargs)
-        hidden = [(path.rstrip("/"), listed, "no_slash")]
-        if "HEAD" in methods:
-            hidden += [(path, ["HEAD"], "head"), (path.rstrip("/"), ["HEAD"], "head_no_slash")]
-        for variant, variant_methods, suffix in hidden:
-            router.add_api_route(
-                variant,
-                endpoint,
-                methods=variant_methods,
-                response_class=Response,
-                include_in_schema=False,
-                operation_id=f"{kwargs['operation_id']}_{suffix}",
-            )
-        return endpoint
-
-    return register
 
 
 async def _envelope(answer: Awaitable[Any]) -> Response:
     return json_response(success_body(await answer))
 
 
-@_route(
-    "/api/job/{job_id}/log/tail/",
-    ["GET", "HEAD"],
-    operation_id="job_log_tail",
-    summary="Tail: each step's status and only the log text after `cursor` (empty: from the start)",
-)
 async def tail(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep) -> Response:
     return await _envelope(services.reading.tail(args, {**params, "job_id": job_id}))
 
 
-@_route(
-    "/api/job/{job_id}/log/stream/",
-    ["GET"],
-    operation_id="job_log_stream",
-    summary="Follow one instance's log as Server-Sent Events: line, step, end; resumes with Last-Event-ID",
-)
 async def stream(
     job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep, last_event_id: LastEventId = None
 ) -> Response:
@@ -87,12 +47,6 @@ async def stream(
     return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-@_route(
-    "/api/job/{job_id}/events/",
-    ["GET"],
-    operation_id="job_events",
-    summary="Follow a job's status changes as Server-Sent Events: instance, job, end",
-)
 async def events(
     job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep, last_event_id: LastEventId = None
 ) -> Response:
@@ -100,12 +54,6 @@ async def events(
     return StreamingResponse(changes, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-@_route(
-    "/api/job/{job_id}/log/search/",
-    ["GET", "HEAD"],
-    operation_id="job_log_search",
-    summary="Search the log lines of a job (newest attempt of each instance) or of one instance",
-)
 async def search(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep) -> Response:
     return await _envelope(services.reading.search(args, {**params, "job_id": job_id}))
 
@@ -117,33 +65,70 @@ def _attachment(name: str, body: AsyncIterator[bytes], media_type: str) -> Respo
     return StreamingResponse(body, media_type=media_type, headers=headers)
 
 
-@_route(
-    "/api/job/{job_id}/log/download/",
-    ["GET"],
-    operation_id="job_log_download",
-    summary="Download one instance's full log as text (colours kept, other controls dropped), a header line per step",
-)
 async def download(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep) -> Response:
     name, body = await services.reading.open_download(args, {**params, "job_id": job_id})
     return _attachment(name, body, "text/plain; charset=utf-8")
 
 
-@_route(
-    "/api/job/{job_id}/log/archive/",
-    ["GET"],
-    operation_id="job_log_archive",
-    summary="Download every instance's log of a job as a .tar.gz, one file per instance",
-)
 async def archive(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep) -> Response:
     name, body = await services.reading.open_archive(args, {**params, "job_id": job_id})
     return _attachment(name, body, "application/gzip")
 
 
-@_route(
-    "/api/job/{job_id}/log/batch/",
-    ["POST"],
-    operation_id="job_log_batch",
-    summary="Several instances' logs at once (at most 500), or with `tail` their last N lines",
-)
 async def batch(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep) -> Response:
     return await _envelope(services.reading.batch(args, {**params, "job_id": job_id}))
+
+
+ROUTES: tuple[tuple[str, Endpoint, list[str], str, str], ...] = (
+    (
+        "/api/job/{job_id}/log/tail/",
+        tail,
+        ["GET", "HEAD"],
+        "job_log_tail",
+        "Tail: each step's status and only the log text after `cursor` (empty: from the start)",
+    ),
+    (
+        "/api/job/{job_id}/log/stream/",
+        stream,
+        ["GET"],
+        "job_log_stream",
+        "Follow one instance's log as Server-Sent Events: line, step, end; resumes with Last-Event-ID",
+    ),
+    (
+        "/api/job/{job_id}/events/",
+        events,
+        ["GET"],
+        "job_events",
+        "Follow a job's status changes as Server-Sent Events: instance, job, end",
+    ),
+    (
+        "/api/job/{job_id}/log/search/",
+        search,
+        ["GET", "HEAD"],
+        "job_log_search",
+        "Search the log lines of a job (newest attempt of each instance) or of one instance",
+    ),
+    (
+        "/api/job/{job_id}/log/download/",
+        download,
+        ["GET"],
+        "job_log_download",
+        "Download one instance's full log as text (colours kept, other controls dropped), a header line per step",
+    ),
+    (
+        "/api/job/{job_id}/log/archive/",
+        archive,
+        ["GET"],
+        "job_log_archive",
+        "Download every instance's log of a job as a .tar.gz, one file per instance",
+    ),
+    (
+        "/api/job/{job_id}/log/batch/",
+        batch,
+        ["POST"],
+        "job_log_batch",
+        "Several instances' logs at once (at most 500), or with `tail` their last N lines",
+    ),
+)
+for _path, _endpoint, _methods, _id, _summary in ROUTES:
+    add_route(router, _path, _endpoint, methods=_methods, operation_id=_id, summary=_summary)

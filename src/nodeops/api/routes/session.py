@@ -15,6 +15,7 @@ from fastapi.responses import Response
 
 from nodeops.api.deps import ServicesDep, client_address, request_params
 from nodeops.api.envelope import json_response, success_body
+from nodeops.api.routing import add_route
 from nodeops.errors import InvalidInput
 from nodeops.service.auth import SESSION_COOKIE, WEB_HEADER, session_token
 from nodeops.service.web_session import close_session, open_session
@@ -59,23 +60,19 @@ async def sign_out(request: Request, services: ServicesDep) -> Response:
     return response
 
 
-for _path, _listed in ((PATH, True), (PATH.rstrip("/"), False)):
-    router.add_api_route(
-        _path,
-        sign_in,
-        methods=["POST"],
-        response_class=Response,
-        include_in_schema=_listed,
-        operation_id="web_session_open" + ("" if _listed else "_no_slash"),
-        summary='Sign in to the web viewer: a JSON body {"bk_token": …} (Content-Type: application/json only) sets '
-        f"an HttpOnly SameSite=Strict session cookie; POSTs with it need the header {WEB_HEADER}: 1",
-    )
-    router.add_api_route(
-        _path,
-        sign_out,
-        methods=["DELETE"],
-        response_class=Response,
-        include_in_schema=_listed,
-        operation_id="web_session_close" + ("" if _listed else "_no_slash"),
-        summary="Sign out of the web viewer: ends the session for good and clears its cookie",
-    )
+add_route(
+    router,
+    PATH,
+    sign_in,
+    operation_id="web_session_open",
+    summary='Sign in to the web viewer: a JSON body {"bk_token": …} (Content-Type: application/json only) sets '
+    f"an HttpOnly SameSite=Strict session cookie; POSTs with it need the header {WEB_HEADER}: 1",
+)
+add_route(
+    router,
+    PATH,
+    sign_out,
+    methods=["DELETE"],
+    operation_id="web_session_close",
+    summary="Sign out of the web viewer: ends the session for good and clears its cookie",
+)

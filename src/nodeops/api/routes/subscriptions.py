@@ -13,7 +13,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from nodeops.api.deps import subscription_service
-from nodeops.api.routing import add_post
+from nodeops.api.routing import add_route, use_case_endpoint
 from nodeops.api.schemas import (
     CreateSubscriptionRequest,
     Envelope,
@@ -62,10 +62,10 @@ def _call(action: Action) -> Callable[[Services, Caller, dict[str, Any]], Awaita
 
 for _name, _action, _request, _summary in ACTIONS:
     for _prefix, _kind in ((BACKEND, "backend"), (ESB_BACKEND, "esb")):
-        add_post(
+        add_route(
             router,
             f"{_prefix}/{_name}/",
-            _call(_action),
+            use_case_endpoint(_call(_action), f"{_prefix}/{_name}/"),
             operation_id=f"{_kind}_subscription_{_name}",
             summary=_summary,
             request=_request,
