@@ -42,7 +42,6 @@ from urllib.parse import quote, urlencode
 
 import orjson
 from _machine import wait_quiet
-from sqlalchemy import update
 
 from nodeops.domain.answer import AnswerRenderer
 from nodeops.domain.plans import JobType, PlannedStep, StepCode, plan_steps
@@ -53,7 +52,6 @@ from nodeops.store import answers, migrate, pipelines
 from nodeops.store import jobs as store_jobs
 from nodeops.store.db import Database
 from nodeops.store.log_reads import LogReads
-from nodeops.store.models import InstanceRecord, RecordStep
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
@@ -349,8 +347,8 @@ def fill(data_dir: Path, jobs_n: int, inst_n: int, seed: int, batch_jobs: int = 
         log_bytes = chunk_rows = 0
         for first in range(0, jobs_n, batch_jobs):
             with db.session() as session:
-                step_rows: list[dict[str, Any]] = []
-                record_rows: list[dict[str, Any]] = []
+                step_rows: list[store_jobs.StepProgress] = []
+                record_rows: list[store_jobs.RecordProgress] = []
                 for j in range(first, min(first + batch_jobs, jobs_n)):
                     job_start = t0 + j * 90
                     base = HOST_ID_BASE + j * inst_n
@@ -398,7 +396,7 @@ def fill(data_dir: Path, jobs_n: int, inst_n: int, seed: int, batch_jobs: int = 
                         record_start = second
                         for step, outcome in zip(STEPS, outcomes, strict=True):
                             if outcome is Status.PENDING:
-                                step_rows.append(_step_row(record_id, step.index, outcome, None, None))
+                                step_rows.append(store_jobs.StepProgress(record_id, step.index, outcome, None, None))
                                 continue
                             lines = writer.lines(step.code, step.name, facts, outcome)
                             span = 1 + int(rng.random() * (90 if step.code is StepCode.INSTALL else 4))
@@ -407,7 +405,9 @@ def fill(data_dir: Path, jobs_n: int, inst_n: int, seed: int, batch_jobs: int = 
                                 for n, (level, text) in enumerate(lines)
                             ]
                             finish = None if outcome is Status.RUNNING else writer.at(second + span)
-                            step_rows.append(_step_row(record_id, step.index, outcome, writer.at(second), finish))
+                            step_rows.append(
+                                store_jobs.StepProgress(record_id, step.index, outcome, writer.at(second), finish)
+                            )
                             # a step's log arrives in a few appends while it runs
                             parts = 1 + int(rng.random() * (4 if len(stamped) > 8 else 2))
                             cut = -(-len(stamped) // parts)
@@ -421,25 +421,18 @@ def fill(data_dir: Path, jobs_n: int, inst_n: int, seed: int, batch_jobs: int = 
                             status = Status.FAILED
                         elif Status.RUNNING in outcomes:
                             status = Status.RUNNING
+                        finish = None if status is Status.RUNNING else writer.at(second)
                         record_rows.append(
-                            {
-                                "id": record_id,
-                                "status": status.value,
-                                "start_at": writer.at(record_start),
-                                "finish_at": None if status is Status.RUNNING else writer.at(second),
-                            }
+                            store_jobs.RecordProgress(record_id, status, writer.at(record_start), finish)
                         )
-                    store_jobs.append_logs(session, chunks)
+                    store_jobs.write_progress(db, session, chunks=chunks)
                     chunk_rows += len(chunks)
-                # set_step / set_record are one UPDATE per row; this is the same change as ORM bulk UPDATEs by
-                # primary key (one executemany each)
-                session.execute(update(RecordStep), step_rows)
-                session.execute(update(InstanceRecord), record_rows)
+                store_jobs.write_progress(db, session, steps=step_rows, records=record_rows)
                 # this batch's jobs get their status and statistics as the engine stores them
                 for job_id in job_ids[first:]:
                     pipelines.refresh_job(session, job_id=job_id)
                 # the engine's LogWriter seals a record's answer in the transaction that finishes it
-                answers.seal(session, reads, renderer, [row["id"] for row in record_rows])
+                answers.seal(session, reads, renderer, [row.record_id for row in record_rows])
             done = min(first + batch_jobs, jobs_n)
             if done % max(batch_jobs, jobs_n // 10) == 0 or done == jobs_n:
                 elapsed = time.perf_counter() - started
@@ -463,12 +456,6 @@ def fill(data_dir: Path, jobs_n: int, inst_n: int, seed: int, batch_jobs: int = 
     manifest["fill_s"] = round(fill_s, 1)
     (data_dir / MANIFEST).write_text(json.dumps(manifest))
     return dataset
-
-
-def _step_row(
-    record_id: int, index: int, status: Status, start: datetime | None, finish: datetime | None
-) -> dict[str, Any]:
-    return {"record_id": record_id, "step_index": index, "status": status.value, "start_at": start, "finish_at": finish}
 
 
 def load_or_fill(data_dir: Path, jobs_n: int, inst_n: int, seed: int) -> Dataset:

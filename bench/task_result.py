@@ -34,7 +34,6 @@ from typing import Any
 import httpx
 import orjson
 import sqlalchemy as sa
-from sqlalchemy import update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from log_api import BIN, Processes, free_port, wait_until_up
@@ -47,7 +46,7 @@ from nodeops.service.container import Services
 from nodeops.service.subscriptions import ResultStream
 from nodeops.settings import Settings
 from nodeops.store import jobs, migrate
-from nodeops.store.models import InstanceRecord, RecordStep, utcnow
+from nodeops.store.models import utcnow
 
 TARGET_MS = 50.0
 PATH = "/backend/api/subscription/task_result/"
@@ -99,24 +98,17 @@ def fill(services: Services, count: int) -> Filled:
     for status, chosen in outcome.items():
         for start in range(0, len(chosen), 2000):
             batch = chosen[start : start + 2000]
+            finish = None if status == Status.RUNNING else now
+            last = {Status.SUCCESS: len(plan), Status.FAILED: 4, Status.RUNNING: 5}[status]
+            ran = plan[: last + (status != Status.SUCCESS)]
             with services.db.session() as session:
-                session.execute(
-                    update(InstanceRecord)
-                    .where(InstanceRecord.id.in_(batch))
-                    .values(status=status.value, start_at=now, finish_at=None if status == Status.RUNNING else now)
-                )
-                last = {Status.SUCCESS: len(plan), Status.FAILED: 4, Status.RUNNING: 5}[status]
-                session.execute(
-                    update(RecordStep)
-                    .where(RecordStep.record_id.in_(batch), RecordStep.step_index < last)
-                    .values(status=Status.SUCCESS.value, start_at=now, finish_at=now)
-                )
-                if status != Status.SUCCESS:
-                    session.execute(
-                        update(RecordStep)
-                        .where(RecordStep.record_id.in_(batch), RecordStep.step_index == last)
-                        .values(status=status.value, start_at=now, finish_at=None if status == Status.RUNNING else now)
-                    )
+                steps = [
+                    jobs.StepProgress(record_id, step.index, Status.SUCCESS, now, now)
+                    if step.index < last
+                    else jobs.StepProgress(record_id, step.index, status, now, finish)
+                    for record_id in batch
+                    for step in ran
+                ]
                 chunks = [
                     (
                         record_id,
@@ -124,9 +116,15 @@ def fill(services: Services, count: int) -> Filled:
                         f"[2026-11-25 10:00:00 INFO] 开始 {step.name}.\n[2026-11-25 10:00:01 INFO] ok",
                     )
                     for record_id in batch
-                    for step in plan[: last + (status != Status.SUCCESS)]
+                    for step in ran
                 ]
-                jobs.append_logs(session, chunks)
+                jobs.write_progress(
+                    services.db,
+                    session,
+                    chunks=chunks,
+                    steps=steps,
+                    records=[jobs.RecordProgress(record_id, status, now, finish) for record_id in batch],
+                )
     return Filled(subscription_id=created.subscription_id, task_id=created.task_id, count=count)
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.orm import Session
+
 from nodeops.domain.answer import AnswerRenderer
 from nodeops.domain.instance_id import HostKey, host_instance_id
 from nodeops.domain.plans import JobType, PlannedStep, StepCode, plan_steps
@@ -80,6 +82,29 @@ def _at(local: str | None) -> datetime | None:
     return None if local is None else datetime.strptime(local, "%Y-%m-%d %H:%M:%S").replace(tzinfo=SHANGHAI)
 
 
+def write_runs(
+    services: Services,
+    session: Session,
+    record_id: int,
+    plan: Sequence[PlannedStep],
+    runs: Sequence[StepRun],
+    *,
+    record_status: Status | None = None,
+) -> None:
+    """Write how the record's steps ran (``runs``, in plan order) through ``jobs.write_progress``, as the
+    engine writes progress; ``record_status`` also sets the record's status."""
+    ran = list(zip(plan, runs, strict=False))
+    jobs.write_progress(
+        services.db,
+        session,
+        chunks=[(record_id, step.index, run.log) for step, run in ran if run.log],
+        steps=[
+            jobs.StepProgress(record_id, step.index, run.status, _at(run.start), _at(run.finish)) for step, run in ran
+        ],
+        records=[] if record_status is None else [jobs.RecordProgress(record_id, record_status, None, None)],
+    )
+
+
 def make_job(
     services: Services,
     *,
@@ -117,18 +142,7 @@ def make_job(
             steps=plan,
         )
         record_id = created.record_ids[instance_id]
-        for step, run in zip(plan, runs, strict=False):
-            jobs.set_step(
-                session,
-                record_id=record_id,
-                step_index=step.index,
-                status=run.status,
-                start_at=_at(run.start),
-                finish_at=_at(run.finish),
-            )
-        jobs.append_logs(session, [(record_id, s.index, r.log) for s, r in zip(plan, runs, strict=False) if r.log])
-        if record_status is not None:
-            jobs.set_record(session, record_id=record_id, status=record_status)
+        write_runs(services, session, record_id, plan, runs, record_status=record_status)
         if sealed:
             answers.seal(session, LogReads(services.db), AnswerRenderer(services.settings.tz), [record_id])
     return MadeJob(

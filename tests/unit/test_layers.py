@@ -282,7 +282,7 @@ def test_checker_flags_a_wrong_way_import(module, source, bad_target):
         ("nodeops.cli.app", "from nodeops.api.app import create_app\nfrom nodeops.service import admin"),
         ("nodeops.api.app", "from nodeops.web import viewer\nfrom nodeops.domain.status import Status"),
         ("nodeops.service.admin", "from nodeops.store import access\nfrom nodeops.engine import dispatch"),
-        ("nodeops.engine.runner", "from nodeops.store.jobs import set_step\nfrom nodeops.domain import plans"),
+        ("nodeops.engine.runner", "from nodeops.store.jobs import write_progress\nfrom nodeops.domain import plans"),
         ("nodeops.store.jobs", "from nodeops.domain.plans import PlannedStep\nfrom sqlalchemy import insert"),
         ("nodeops.store.migrations.env", "from alembic import context"),
         ("nodeops.store.jobs", "from .models import StepLog\nfrom . import db"),

@@ -4,9 +4,9 @@ Pipelines call ``line``/``step``/``record`` (cheap, in memory, never awaiting th
 task flushes everything pending in one transaction every ``flush_interval_s``, or sooner when
 ``max_pending_bytes`` of text waits. The lines of one step that arrive together become one chunk, and each step's
 and record's changes are merged, so a flush is three statements whatever the number of hosts and lines, never
-one transaction per line. Text is masked by
-``nodeops.process_logging.redact`` before it is queued: a password never reaches the table. A record that finishes in a
-batch has its log API answer sealed in the same transaction (``nodeops.store.answers``).
+one transaction per line. Text is stamped, masked (``nodeops.process_logging.redact``) and cut by ``format_lines``
+before it is queued: a password never reaches the table; revoke formats its line with it too. A record that
+finishes in a batch has its log API answer sealed in the same transaction (``nodeops.store.answers``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
@@ -27,6 +28,24 @@ from nodeops.store.log_reads import LogReads
 
 log = logging.getLogger(__name__)
 MAX_LINE_CHARS = 8192  # a single output line longer than this is cut, so one host cannot flood memory
+
+
+def line_stamp(tz: tzinfo, at_s: float | None = None) -> str:
+    """The time of a log line written at ``at_s`` (epoch seconds, default now): ``YYYY-MM-DD HH:MM:SS`` in ``tz``."""
+    return datetime.fromtimestamp(int(time.time() if at_s is None else at_s), tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_lines(message: str, *, level: str, stamp: str, secrets: Iterable[str] = ()) -> list[str]:
+    """The log lines ``message`` becomes, as every line of a step's log is written: each physical line masked
+    (each of ``secrets`` as ``******``, then ``redact``), cut at ``MAX_LINE_CHARS``, as ``[stamp LEVEL] text``."""
+    for secret in secrets:
+        message = message.replace(secret, "******")
+    lines = []
+    for text in redact(message).splitlines() or [""]:
+        if len(text) > MAX_LINE_CHARS:
+            text = text[:MAX_LINE_CHARS] + " …(line cut)"
+        lines.append(f"[{stamp} {level}] {text}")
+    return lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,16 +111,13 @@ class LogWriter:
             self._secrets = (*self._secrets, secret)
 
     def line(self, record_id: int, step_index: int, level: str, message: str) -> None:
-        """Queue ``[YYYY-MM-DD HH:MM:SS LEVEL] message`` (each physical line of a multi-line message)."""
+        """Queue ``message`` as ``format_lines`` writes it, stamped now."""
         second = int(time.time())
         if second != self._stamp_second:  # lines come by the hundred per second: format each second once
             self._stamp_second = second
-            self._stamp = datetime.fromtimestamp(second, self.tz).strftime("%Y-%m-%d %H:%M:%S")
-        stamp = self._stamp
-        for text in self._mask(message).splitlines() or [""]:
-            if len(text) > MAX_LINE_CHARS:
-                text = text[:MAX_LINE_CHARS] + " …(line cut)"
-            self._queue(_Line(record_id, step_index, f"[{stamp} {level}] {text}"))
+            self._stamp = line_stamp(self.tz, second)
+        for text in format_lines(message, level=level, stamp=self._stamp, secrets=self._secrets):
+            self._queue(_Line(record_id, step_index, text))
 
     def step(
         self,
@@ -141,11 +157,6 @@ class LogWriter:
             self._task = None
         await self.flush()
 
-    def _mask(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "******")
-        return redact(text)
-
     def _queue(self, op: _Op) -> None:
         self._pending.append(op)
         if isinstance(op, _Line):
@@ -165,7 +176,7 @@ class LogWriter:
 
     def _write(self, batch: list[_Op]) -> None:
         """One transaction for the batch: the lines of each step joined into one chunk (in order), each step's and
-        record's changes merged into their final values, every record concerned touched once."""
+        record's changes merged into their final values (``write_progress`` touches every record concerned once)."""
         chunks: dict[tuple[int, int], list[str]] = {}
         steps: dict[tuple[int, int], jobs.StepProgress] = {}
         records: dict[int, jobs.RecordProgress] = {}
@@ -177,8 +188,6 @@ class LogWriter:
                     chunks[key] = [op.text]
                 else:
                     lines.append(op.text)
-                if op.record_id not in records:
-                    records[op.record_id] = jobs.RecordProgress(op.record_id, None, None, None)
             elif isinstance(op, _StepChange):
                 key = (op.record_id, op.step_index)
                 before = steps.get(key)
@@ -189,8 +198,6 @@ class LogWriter:
                     op.start_at or (before.start_at if before else None),
                     op.finish_at or (before.finish_at if before else None),
                 )
-                if op.record_id not in records:
-                    records[op.record_id] = jobs.RecordProgress(op.record_id, None, None, None)
             else:
                 known = records.get(op.record_id)
                 records[op.record_id] = jobs.RecordProgress(

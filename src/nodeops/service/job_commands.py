@@ -21,6 +21,7 @@ from nodeops.domain.instance_id import MAX_HOST_ID, InstanceId, parse_instance_i
 from nodeops.domain.params import int_list
 from nodeops.domain.plans import JobType
 from nodeops.domain.status import ACTIVE, Status
+from nodeops.engine.logwriter import format_lines, line_stamp
 from nodeops.engine.runner import Engine
 from nodeops.errors import (
     Conflict,
@@ -34,11 +35,7 @@ from nodeops.errors import (
 )
 from nodeops.service.auth import Caller
 from nodeops.service.host_requests import HostRequest, parse_hosts
-from nodeops.service.job_details import (
-    LINE_TIME_FORMAT,
-    job_access,
-    parse_job_id,
-)
+from nodeops.service.job_details import job_access, parse_job_id
 from nodeops.service.job_launch import (
     AGENT_VERSION_PARAM,
     INSTALL_TYPES,
@@ -53,7 +50,6 @@ from nodeops.store import attempts, job_reads, pipelines
 from nodeops.store import instances as store_instances
 from nodeops.store.db import Database
 from nodeops.store.job_reads import Instance, JobInfo, StepState
-from nodeops.store.models import utcnow
 
 OPERATE_ACTION = "agent_operate"  # the IAM action install/operate need, on every business of the hosts
 
@@ -277,7 +273,7 @@ class JobService:
                 version = job.step_params.get(AGENT_VERSION_PARAM)
                 choose_package(version if isinstance(version, str) else None)  # the job's package, as it ran
                 task_id, created = attempts.add_attempts(
-                    session, job=job, instances=targets, steps=steps, keep_before=keep_before
+                    self.db, session, job=job, instances=targets, steps=steps, keep_before=keep_before
                 )
             return NewAttempts(job=job, task_id=task_id, created=created)
 
@@ -309,13 +305,12 @@ class JobService:
         job, active = await self.db.call(targets)
         record_ids = [instance.record_id for instance in active]
         await self.engine.revoke(job_id, record_ids if wanted else None)
-        stamp = utcnow().astimezone(self.tz).strftime(LINE_TIME_FORMAT)
-        line = f"[{stamp} WARNING] 已终止 (revoked by a user)"
+        line = "\n".join(format_lines("已终止 (revoked by a user)", level="WARNING", stamp=line_stamp(self.tz)))
 
         def finish() -> None:
             with self.db.session() as session:
                 # instances no pipeline of this process was running (e.g. queued when it restarted)
-                attempts.fail_unfinished(session, record_ids, line=line)
+                attempts.fail_unfinished(self.db, session, record_ids, line=line)
                 pipelines.refresh_job(session, job_id=job_id)
 
         await self.db.call(finish)

@@ -45,6 +45,10 @@ class AllHostsFiltered(NodeopsError):
     code = ErrorCode.ALL_FILTERED
 
 
+Reason = tuple[Status, str, str]  # why a host is refused: its status, exception and msg in ip_filter
+_BUSY: Reason = (Status.IGNORED, "running", "the host is busy in another running job")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Refused:
     host: Mapping[str, Any]
@@ -52,11 +56,16 @@ class Refused:
     exception: str
     msg: str
 
+    @classmethod
+    def because(cls, host: Mapping[str, Any], reason: Reason) -> Refused:
+        status, exception, msg = reason
+        return cls(host=host, status=status, exception=exception, msg=msg)
+
     def as_error_host(self) -> dict[str, Any]:
         return {**self.host, "status": self.status.value, "exception": self.exception, "msg": self.msg}
 
 
-def _unknown_access_point(ap_id: int, hint: str) -> tuple[Status, str, str]:
+def _unknown_access_point(ap_id: int, hint: str) -> Reason:
     """The refusal of a host whose access point does not exist (Node Manager: 接入点(id:{ap_id})不存在)."""
     return Status.IGNORED, "unknown_ap", f"access point {ap_id} does not exist; {hint}"
 
@@ -80,16 +89,41 @@ class StartedJob:
     ip_filter: list[dict[str, Any]]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Decided:
+    """A request's hosts, decided: the instances to run, the hosts refused (in the order decided), and the
+    businesses of the job."""
+
+    instances: list[jobs.NewInstance]
+    refused: list[Refused]
+    bk_biz_scope: set[int]
+
+
+def _install_refusal(job_type: JobType, host: HostRequest, *, seen: set[tuple[int, str]]) -> Reason | None:
+    """Why install_job refuses this host before registering it, or None to register it."""
+    if (host.bk_cloud_id, host.ip) in seen:
+        return Status.IGNORED, "duplicated", f"{host.ip} appears twice in this request"
+    if host.os_type not in SUPPORTED_OS:
+        return (
+            Status.FILTERED,
+            "os_not_supported",
+            f"{job_type} supports {', '.join(sorted(SUPPORTED_OS))}, not {host.os_type}",
+        )
+    if host.transport == "ssh" and not (host.account and (host.password or host.key)):
+        return Status.IGNORED, "no_credentials", "an ssh host needs account and password (or key)"
+    return None
+
+
 def _operate_refusal(
     job_type: JobType, host_id: int, host: Host | None, *, seen: set[int], busy: set[int], access_points: set[int]
-) -> tuple[Status, str, str] | None:
-    """Why operate_job refuses this host up front (status, exception, msg), or None to run it."""
+) -> Reason | None:
+    """Why operate_job refuses this host up front, or None to run it."""
     if host_id in seen:
         return Status.IGNORED, "duplicated", f"bk_host_id {host_id} appears twice"
     if host is None:
         return Status.IGNORED, "unknown_host", f"no host with bk_host_id {host_id}; install it first"
     if host_id in busy:
-        return Status.IGNORED, "running", "the host is busy in another running job"
+        return _BUSY
     if host.agent_status == "NOT_INSTALLED" and job_type != JobType.UNINSTALL_AGENT:
         return Status.IGNORED, "not_installed", "no agent is installed on this host"
     if host.os_type not in SUPPORTED_OS:
@@ -158,10 +192,8 @@ class JobRunner:
         """Register the hosts, refuse what cannot run, create the job and start it."""
         if job_type not in INSTALL_TYPES:
             raise InvalidInput.field("job_type", f"must be one of {', '.join(sorted(INSTALL_TYPES))}")
-        return await launch(
-            self.db,
-            self.engine,
-            lambda choose: self._create_install(job_type, hosts, created_by, from_system, choose(None)),
+        return await self._start(
+            job_type, created_by, from_system, None, lambda session: self._install_hosts(session, job_type, hosts)
         )
 
     async def operate(
@@ -178,211 +210,164 @@ class JobRunner:
             raise InvalidInput.field("job_type", f"must be one of {', '.join(sorted(OPERATE_TYPES))}")
         if not bk_host_ids:
             raise InvalidInput.field("bk_host_id", "give at least one bk_host_id")
-        return await launch(
-            self.db,
-            self.engine,
-            lambda choose: self._create_operate(job_type, bk_host_ids, created_by, from_system, choose(version)),
+        return await self._start(
+            job_type,
+            created_by,
+            from_system,
+            version,
+            lambda session: self._operate_hosts(session, job_type, bk_host_ids),
         )
 
-    def _create_operate(
-        self, job_type: JobType, bk_host_ids: Sequence[int], created_by: str, from_system: str, version: str
+    async def _start(
+        self,
+        job_type: JobType,
+        created_by: str,
+        from_system: str,
+        version: str | None,
+        decide: Callable[[Any], _Decided],
     ) -> StartedJob:
-        refused: list[Refused] = []
-        with self.db.session() as session:
-            host_rows.lock_hosts(session)
-            known = host_rows.hosts_by_id(session, list(bk_host_ids))
-            busy = host_rows.busy_host_ids(session, list(known))
-            access_points = package_rows.existing_access_points(session, {host.ap_id for host in known.values()})
-            instances: list[jobs.NewInstance] = []
-            seen: set[int] = set()
-            for host_id in bk_host_ids:
-                host = known.get(host_id)
-                summary: dict[str, Any] = {"bk_host_id": host_id, "ip": host.inner_ip if host else ""}
-                refusal = _operate_refusal(job_type, host_id, host, seen=seen, busy=busy, access_points=access_points)
-                if refusal is not None:
-                    refused.append(Refused(host=summary, status=refusal[0], exception=refusal[1], msg=refusal[2]))
-                else:
-                    assert host is not None
-                    ip = host.inner_ip or host.inner_ipv6 or ""
-                    instances.append(
-                        jobs.NewInstance(
-                            instance_id=str(host_instance_id(bk_host_id=host_id)),
-                            bk_host_id=host_id,
-                            host_key=str(HostKey.of(ip, host.bk_cloud_id)),
-                            instance_info={
-                                "host": {
-                                    "bk_host_id": host_id,
-                                    "bk_host_innerip": host.inner_ip or "",
-                                    "bk_cloud_id": host.bk_cloud_id,
-                                    "bk_biz_id": host.bk_biz_id,
-                                }
-                            },
-                        )
+        """Create a job and launch it: the agent package of ``version`` (None: the newest) chosen, then, in one
+        unit of work with the hosts locked, ``decide(session)`` decides the request's hosts and the job of those
+        accepted is created (their first attempt, as its first task) with the refused ones in its ``ip_filter``.
+        None accepted raises AllHostsFiltered (3801018) with ``data.ip_filter``, which rolls back whatever
+        ``decide`` wrote (an install's host registrations)."""
+
+        def create(choose: ChoosePackage) -> StartedJob:
+            chosen = choose(version)
+            with self.db.session() as session:
+                host_rows.lock_hosts(session)
+                decided = decide(session)
+                ip_filter = [r.as_error_host() for r in decided.refused]
+                if not decided.instances:
+                    raise AllHostsFiltered(
+                        "every host was refused; see data.ip_filter", data={"job_id": "", "ip_filter": ip_filter}
                     )
-                seen.add(host_id)
-            scope = {known[i.bk_host_id].bk_biz_id for i in instances if i.bk_host_id in known}
-            return _create_job(
-                session,
-                job_type=job_type,
-                created_by=created_by,
-                from_system=from_system,
-                bk_biz_scope=scope,
-                instances=instances,
-                refused=refused,
-                version=version,
+                created = jobs.create_job(
+                    session,
+                    job_type=job_type,
+                    created_by=created_by,
+                    from_system=from_system,
+                    bk_biz_scope=sorted(decided.bk_biz_scope),
+                    instances=decided.instances,
+                    steps=plan_steps(job_type),
+                    error_hosts=ip_filter,
+                    step_params={AGENT_VERSION_PARAM: chosen},  # a retry pushes the same package
+                )
+            return StartedJob(
+                job_id=created.job_id,
+                subscription_id=created.subscription_id,
+                task_id=created.task_id,
+                ip_filter=ip_filter,
             )
 
-    def _create_install(
-        self, job_type: JobType, hosts: Sequence[HostRequest], created_by: str, from_system: str, version: str
-    ) -> StartedJob:
+        return await launch(self.db, self.engine, create)
+
+    @staticmethod
+    def _operate_hosts(session: Any, job_type: JobType, bk_host_ids: Sequence[int]) -> _Decided:
+        """operate_job's hosts: each known, idle, installed, of a supported OS and access point, or refused."""
         refused: list[Refused] = []
-        accepted: list[HostRequest] = []
-        seen: set[tuple[int, str]] = set()
-        for host in hosts:
-            key = (host.bk_cloud_id, host.ip)
-            if key in seen:
-                refused.append(
-                    Refused(
-                        host=_summary(host),
-                        status=Status.IGNORED,
-                        exception="duplicated",
-                        msg=f"{host.ip} appears twice in this request",
-                    )
-                )
-            elif host.os_type not in SUPPORTED_OS:
-                refused.append(
-                    Refused(
-                        host=_summary(host),
-                        status=Status.FILTERED,
-                        exception="os_not_supported",
-                        msg=f"{job_type} supports {', '.join(sorted(SUPPORTED_OS))}, not {host.os_type}",
-                    )
-                )
-            elif host.transport == "ssh" and not (host.account and (host.password or host.key)):
-                refused.append(
-                    Refused(
-                        host=_summary(host),
-                        status=Status.IGNORED,
-                        exception="no_credentials",
-                        msg="an ssh host needs account and password (or key)",
-                    )
-                )
+        known = host_rows.hosts_by_id(session, list(bk_host_ids))
+        busy = host_rows.busy_host_ids(session, list(known))
+        access_points = package_rows.existing_access_points(session, {host.ap_id for host in known.values()})
+        instances: list[jobs.NewInstance] = []
+        seen: set[int] = set()
+        for host_id in bk_host_ids:
+            host = known.get(host_id)
+            summary: dict[str, Any] = {"bk_host_id": host_id, "ip": host.inner_ip if host else ""}
+            refusal = _operate_refusal(job_type, host_id, host, seen=seen, busy=busy, access_points=access_points)
+            if refusal is not None:
+                refused.append(Refused.because(summary, refusal))
             else:
-                accepted.append(host)
-            seen.add(key)
-        expire = (
-            utcnow() + timedelta(seconds=self.settings.credentials_retention_s)
-            if self.settings.credentials_retention_s
-            else None
-        )
-        with self.db.session() as session:
-            host_rows.lock_hosts(session)
-            access_points = package_rows.existing_access_points(session, {host.ap_id for host in accepted})
-            registered: list[tuple[HostRequest, int]] = []
-            for host in accepted:
-                if host.ap_id not in access_points:  # not registered: the engine could not run it
-                    status, exception, msg = _unknown_access_point(
-                        host.ap_id, "give an existing ap_id, or -1 for the default access point"
-                    )
-                    refused.append(Refused(host=_summary(host), status=status, exception=exception, msg=msg))
-                    continue
-                host_id = host_rows.upsert_host(
-                    session,
-                    host_rows.HostLogin(
-                        bk_biz_id=host.bk_biz_id,
-                        bk_cloud_id=host.bk_cloud_id,
-                        inner_ip=host.inner_ip,
-                        inner_ipv6=host.inner_ipv6,
-                        os_type=host.os_type,
-                        transport=host.transport,
-                        ssh_port=host.port,
-                        account=host.account,
-                        auth_type=host.auth_type,
-                        password_enc=self.box.seal(host.password) if host.password else None,
-                        key_enc=self.box.seal(host.key) if host.key else None,
-                        credentials_expire_at=expire,
-                        ap_id=host.ap_id,
-                        setup_path=host.setup_path,
-                        bk_host_id=host.bk_host_id,
-                    ),
-                )
-                registered.append((host, host_id))
-            busy = host_rows.busy_host_ids(session, [host_id for _h, host_id in registered])
-            instances: list[jobs.NewInstance] = []
-            for host, host_id in registered:
-                if host_id in busy:
-                    refused.append(
-                        Refused(
-                            host={**_summary(host), "bk_host_id": host_id},
-                            status=Status.IGNORED,
-                            exception="running",
-                            msg="the host is busy in another running job",
-                        )
-                    )
-                    continue
-                host_key = HostKey.of(host.ip, host.bk_cloud_id)
-                # the ip form for a host the caller did not name by id, as Node Manager (spec §4)
-                instance = (
-                    host_instance_id(bk_host_id=host_id) if host.bk_host_id else host_instance_id(host_key=host_key)
-                )
+                assert host is not None
+                ip = host.inner_ip or host.inner_ipv6 or ""
                 instances.append(
                     jobs.NewInstance(
-                        instance_id=str(instance),
+                        instance_id=str(host_instance_id(bk_host_id=host_id)),
                         bk_host_id=host_id,
-                        host_key=str(host_key),
+                        host_key=str(HostKey.of(ip, host.bk_cloud_id)),
                         instance_info={
                             "host": {
                                 "bk_host_id": host_id,
                                 "bk_host_innerip": host.inner_ip or "",
-                                "bk_host_innerip_v6": host.inner_ipv6 or "",
                                 "bk_cloud_id": host.bk_cloud_id,
                                 "bk_biz_id": host.bk_biz_id,
                             }
                         },
                     )
                 )
-            # every host refused: raising rolls the registrations back with the rest
-            return _create_job(
-                session,
-                job_type=job_type,
-                created_by=created_by,
-                from_system=from_system,
-                bk_biz_scope={h.bk_biz_id for h, _id in registered},
-                instances=instances,
-                refused=refused,
-                version=version,
-            )
+            seen.add(host_id)
+        scope = {known[i.bk_host_id].bk_biz_id for i in instances if i.bk_host_id in known}
+        return _Decided(instances=instances, refused=refused, bk_biz_scope=scope)
 
-
-def _create_job(
-    session: Any,
-    *,
-    job_type: JobType,
-    created_by: str,
-    from_system: str,
-    bk_biz_scope: set[int],
-    instances: Sequence[jobs.NewInstance],
-    refused: Sequence[Refused],
-    version: str,
-) -> StartedJob:
-    """Create the job of the accepted ``instances`` (their first attempt, as its first task), the ``refused``
-    hosts in its ``ip_filter``; none accepted raises AllHostsFiltered (3801018) with ``data.ip_filter``."""
-    ip_filter = [r.as_error_host() for r in refused]
-    if not instances:
-        raise AllHostsFiltered(
-            "every host was refused; see data.ip_filter", data={"job_id": "", "ip_filter": ip_filter}
+    def _install_hosts(self, session: Any, job_type: JobType, hosts: Sequence[HostRequest]) -> _Decided:
+        """install_job's hosts: each one of a supported OS, with credentials and an existing access point,
+        registered (its login sealed), then refused if busy in another running job."""
+        refused: list[Refused] = []
+        accepted: list[HostRequest] = []
+        seen: set[tuple[int, str]] = set()
+        for host in hosts:
+            refusal = _install_refusal(job_type, host, seen=seen)
+            if refusal is not None:
+                refused.append(Refused.because(_summary(host), refusal))
+            else:
+                accepted.append(host)
+            seen.add((host.bk_cloud_id, host.ip))
+        expire = (
+            utcnow() + timedelta(seconds=self.settings.credentials_retention_s)
+            if self.settings.credentials_retention_s
+            else None
         )
-    created = jobs.create_job(
-        session,
-        job_type=job_type,
-        created_by=created_by,
-        from_system=from_system,
-        bk_biz_scope=sorted(bk_biz_scope),
-        instances=instances,
-        steps=plan_steps(job_type),
-        error_hosts=ip_filter,
-        step_params={AGENT_VERSION_PARAM: version},  # a retry pushes the same package
-    )
-    return StartedJob(
-        job_id=created.job_id, subscription_id=created.subscription_id, task_id=created.task_id, ip_filter=ip_filter
-    )
+        access_points = package_rows.existing_access_points(session, {host.ap_id for host in accepted})
+        registered: list[tuple[HostRequest, int]] = []
+        for host in accepted:
+            if host.ap_id not in access_points:  # not registered: the engine could not run it
+                hint = "give an existing ap_id, or -1 for the default access point"
+                refused.append(Refused.because(_summary(host), _unknown_access_point(host.ap_id, hint)))
+                continue
+            host_id = host_rows.upsert_host(
+                session,
+                host_rows.HostLogin(
+                    bk_biz_id=host.bk_biz_id,
+                    bk_cloud_id=host.bk_cloud_id,
+                    inner_ip=host.inner_ip,
+                    inner_ipv6=host.inner_ipv6,
+                    os_type=host.os_type,
+                    transport=host.transport,
+                    ssh_port=host.port,
+                    account=host.account,
+                    auth_type=host.auth_type,
+                    password_enc=self.box.seal(host.password) if host.password else None,
+                    key_enc=self.box.seal(host.key) if host.key else None,
+                    credentials_expire_at=expire,
+                    ap_id=host.ap_id,
+                    setup_path=host.setup_path,
+                    bk_host_id=host.bk_host_id,
+                ),
+            )
+            registered.append((host, host_id))
+        busy = host_rows.busy_host_ids(session, [host_id for _h, host_id in registered])
+        instances: list[jobs.NewInstance] = []
+        for host, host_id in registered:
+            if host_id in busy:
+                refused.append(Refused.because({**_summary(host), "bk_host_id": host_id}, _BUSY))
+                continue
+            host_key = HostKey.of(host.ip, host.bk_cloud_id)
+            # the ip form for a host the caller did not name by id, as Node Manager (spec §4)
+            instance = host_instance_id(bk_host_id=host_id) if host.bk_host_id else host_instance_id(host_key=host_key)
+            instances.append(
+                jobs.NewInstance(
+                    instance_id=str(instance),
+                    bk_host_id=host_id,
+                    host_key=str(host_key),
+                    instance_info={
+                        "host": {
+                            "bk_host_id": host_id,
+                            "bk_host_innerip": host.inner_ip or "",
+                            "bk_host_innerip_v6": host.inner_ipv6 or "",
+                            "bk_cloud_id": host.bk_cloud_id,
+                            "bk_biz_id": host.bk_biz_id,
+                        }
+                    },
+                )
+            )
+        return _Decided(instances=instances, refused=refused, bk_biz_scope={h.bk_biz_id for h, _id in registered})

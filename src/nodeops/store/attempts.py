@@ -16,12 +16,13 @@ from sqlalchemy.orm import Session
 from nodeops.domain.plans import PlannedStep, StepCode
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.store import jobs
-from nodeops.store.db import lock_for_update
+from nodeops.store.db import Database, lock_for_update
 from nodeops.store.job_reads import Instance, JobInfo, StepState
 from nodeops.store.models import InstanceRecord, Job, RecordStep, StepLog, SubscriptionTask, utcnow
 
 
 def add_attempts(
+    db: Database,
     session: Session,
     *,
     job: JobInfo,
@@ -73,7 +74,8 @@ def add_attempts(
             )
         )
         if (until := keep_before.get(instance.record_id)) is not None:
-            _copy_steps(session, instance.record_id, created[instance.instance_id], steps[instance.record_id], until)
+            new_id = created[instance.instance_id]
+            _copy_steps(db, session, instance.record_id, new_id, steps[instance.record_id], until)
     session.execute(
         update(InstanceRecord)
         .where(InstanceRecord.id.in_([instance.record_id for instance in instances]))
@@ -83,18 +85,16 @@ def add_attempts(
     return task.id, created
 
 
-def _copy_steps(session: Session, old_id: int, new_id: int, steps: Sequence[StepState], until: int) -> None:
+def _copy_steps(
+    db: Database, session: Session, old_id: int, new_id: int, steps: Sequence[StepState], until: int
+) -> None:
     kept = [step for step in steps if step.index < until]
-    for step in kept:
-        jobs.set_step(
-            session,
-            record_id=new_id,
-            step_index=step.index,
-            status=Status.SUCCESS,
-            start_at=step.start_at,
-            finish_at=step.finish_at,
-        )
     if kept:
+        jobs.write_progress(
+            db,
+            session,
+            steps=[jobs.StepProgress(new_id, s.index, Status.SUCCESS, s.start_at, s.finish_at) for s in kept],
+        )
         session.execute(
             insert(StepLog).from_select(
                 ["record_id", "step_index", "text", "created_at"],
@@ -110,9 +110,10 @@ def _copy_steps(session: Session, old_id: int, new_id: int, steps: Sequence[Step
         )
 
 
-def fail_unfinished(session: Session, record_ids: Sequence[int], *, line: str) -> int:
+def fail_unfinished(db: Database, session: Session, record_ids: Sequence[int], *, line: str) -> int:
     """End the records among ``record_ids`` still PENDING or RUNNING as FAILED, a running step with them
-    (with ``line`` appended to its log). For records no pipeline of this process runs; returns how many."""
+    (with ``line``, whole lines, appended to its log), through ``jobs.write_progress``. For records no pipeline
+    of this process runs; returns how many."""
     active = [status.value for status in ACTIVE]
     lock_for_update(session)  # a second revoke at once waits, then finds them ended: one 已终止 line each
     left = list(
@@ -130,11 +131,13 @@ def fail_unfinished(session: Session, record_ids: Sequence[int], *, line: str) -
             RecordStep.record_id.in_(left), RecordStep.status == Status.RUNNING.value
         )
     ).all()
-    jobs.append_logs(session, [(record_id, index, line) for record_id, index in running])
-    for record_id, index in running:
-        jobs.set_step(session, record_id=record_id, step_index=index, status=Status.FAILED, finish_at=now)
-    for record_id in left:
-        jobs.set_record(session, record_id=record_id, status=Status.FAILED, finish_at=now)
+    jobs.write_progress(
+        db,
+        session,
+        chunks=[(record_id, index, line) for record_id, index in running],
+        steps=[jobs.StepProgress(record_id, index, Status.FAILED, None, now) for record_id, index in running],
+        records=[jobs.RecordProgress(record_id, Status.FAILED, None, now) for record_id in left],
+    )
     return len(left)
 
 

@@ -121,9 +121,12 @@ class Database:
                 conn.close()  # back to the pool, which rolls back whatever was not committed
 
     def bind_time(self, value: datetime | None) -> Any:
-        """An aware datetime as a raw statement's parameter, stored exactly as the ORM's UTC columns store it."""
+        """An aware datetime as a raw statement's parameter, stored exactly as the ORM's UTC columns store it;
+        raises ValueError for a naive one, as they do."""
         if value is None:
             return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; use datetime.now(UTC)")
         naive = value.astimezone(UTC).replace(tzinfo=None)
         return naive if self._time_processor is None else self._time_processor(naive)
 

@@ -1,12 +1,13 @@
 """Writes of the job side: a job with its one-off subscription, its tasks, records, steps and log chunks.
 
-Step state and log chunks are written by whoever runs the steps (the engine, the demo, tests); log chunks are
-only ever INSERTed, so appending costs the same whatever the log's length.
+Once a record exists, its steps' state, its own and its log chunks change only through ``write_progress``, whoever
+writes them (the engine's ``LogWriter``, revoke, a retry's kept steps, tests); log chunks are only ever INSERTed,
+so appending costs the same whatever the log's length.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,6 @@ from nodeops.store.models import (
     InstanceRecord,
     Job,
     RecordStep,
-    StepLog,
     Subscription,
     SubscriptionStep,
     SubscriptionTask,
@@ -213,58 +213,6 @@ def add_records(
     return {i.instance_id: rid for i, rid in zip(instances, ids, strict=True)}
 
 
-def set_step(
-    session: Session,
-    *,
-    record_id: int,
-    step_index: int,
-    status: Status,
-    start_at: datetime | None = None,
-    finish_at: datetime | None = None,
-) -> None:
-    """Set a step's status and whichever of its times are given."""
-    values: dict[str, Any] = {"status": status.value}
-    if start_at is not None:
-        values["start_at"] = start_at
-    if finish_at is not None:
-        values["finish_at"] = finish_at
-    session.execute(
-        update(RecordStep)
-        .where(RecordStep.record_id == record_id, RecordStep.step_index == step_index)
-        .values(**values)
-    )
-    _touch(session, [record_id])
-
-
-def set_record(
-    session: Session,
-    *,
-    record_id: int,
-    status: Status,
-    start_at: datetime | None = None,
-    finish_at: datetime | None = None,
-) -> None:
-    """Set an instance record's status and whichever of its times are given."""
-    values: dict[str, Any] = {
-        "status": status.value,
-        "updated_at": utcnow(),
-        "revision": InstanceRecord.revision + 1,
-    }
-    if start_at is not None:
-        values["start_at"] = start_at
-    if finish_at is not None:
-        values["finish_at"] = finish_at
-    session.execute(update(InstanceRecord).where(InstanceRecord.id == record_id).values(**values))
-
-
-def append_logs(session: Session, chunks: Iterable[tuple[int, int, str]]) -> None:
-    """Append log chunks ``(record_id, step_index, text)`` in one batched INSERT; text holds whole lines."""
-    batch = list(chunks)
-    if batch:
-        session.execute(insert(StepLog), [{"record_id": r, "step_index": s, "text": t} for r, s, t in batch])
-        _touch(session, sorted({record_id for record_id, _, _ in batch}))
-
-
 @dataclass(frozen=True, slots=True)
 class StepProgress:
     """A step's new status, with whichever of its times changed (None: unchanged)."""
@@ -278,7 +226,7 @@ class StepProgress:
 
 @dataclass(frozen=True, slots=True)
 class RecordProgress:
-    """A record whose steps or logs changed: its new status and times when they changed (None: unchanged)."""
+    """A record's new status and times, when they changed (None: unchanged)."""
 
     record_id: int
     status: Status | None
@@ -290,19 +238,25 @@ def write_progress(
     db: Database,
     session: Session,
     *,
-    chunks: Sequence[tuple[int, int, str]],
-    steps: Sequence[StepProgress],
-    records: Sequence[RecordProgress],
+    chunks: Sequence[tuple[int, int, str]] = (),
+    steps: Sequence[StepProgress] = (),
+    records: Sequence[RecordProgress] = (),
 ) -> None:
-    """What running pipelines did since the last call, in the session's transaction: log chunks ``(record_id,
-    step_index, text)`` appended, step and record changes applied, and the revision of every record in
-    ``records`` bumped (give every record whose steps or logs changed).
+    """Write progress, in the session's transaction: log chunks ``(record_id, step_index, text)`` (whole lines)
+    appended, step and record changes applied, and the revision of every record concerned (in ``records``, or
+    whose steps or logs changed) bumped once. The one way step and record statuses, their times and log text
+    change once a record exists: the engine's ``LogWriter``, revoke, a retry's kept steps and test data alike.
 
     The engine writes this for every host several times a second, so it is three raw ``executemany`` on the
     session's own connection, whatever the number of hosts, rather than a few ORM statements per change.
+    Raises ValueError for a naive datetime.
     """
+    given = {r.record_id for r in records}
+    changed = dict.fromkeys([record_id for record_id, _, _ in chunks] + [s.record_id for s in steps])
+    records = [*records, *(RecordProgress(rid, None, None, None) for rid in changed if rid not in given)]
     p = db.paramstyle
     now = db.bind_time(utcnow())
+    session.flush()  # the raw statements below may refer to rows the ORM still holds
     cursor = session.connection().connection.cursor()
     try:
         if chunks:
@@ -336,15 +290,6 @@ def write_progress(
             )
     finally:
         cursor.close()
-
-
-def _touch(session: Session, record_ids: Sequence[int]) -> None:
-    """Bump the revision of records whose steps or logs changed (see InstanceRecord.revision)."""
-    session.execute(
-        update(InstanceRecord)
-        .where(InstanceRecord.id.in_(record_ids))
-        .values(revision=InstanceRecord.revision + 1, updated_at=utcnow())
-    )
 
 
 def set_job_status(session: Session, *, job_id: int, status: Status, end_at: datetime | None = None) -> None:

@@ -12,7 +12,7 @@ from nodeops.domain.plans import JobType, plan_steps
 from nodeops.domain.status import Status
 from nodeops.store import jobs
 from nodeops.store.models import InstanceRecord
-from tests.factories import SHANGHAI, MadeJob, StepRun, make_job
+from tests.factories import SHANGHAI, MadeJob, StepRun, make_job, write_runs
 from tests.integration.api.support import ADDRESSES, assert_error, credentials, log_data, request_log
 
 UPGRADE = [step.name for step in plan_steps(JobType.UPGRADE_AGENT)]
@@ -49,16 +49,7 @@ def add_attempt(services, made: MadeJob, *, attempt: int, runs: list[StepRun]) -
             steps=plan,
             attempt=attempt,
         )[made.instance_id]
-        for step, run in zip(plan, runs, strict=False):
-            jobs.set_step(
-                session,
-                record_id=record_id,
-                step_index=step.index,
-                status=run.status,
-                start_at=_utc(run.start) if run.start else None,
-                finish_at=_utc(run.finish) if run.finish else None,
-            )
-        jobs.append_logs(session, [(record_id, s.index, r.log) for s, r in zip(plan, runs, strict=False) if r.log])
+        write_runs(services, session, record_id, plan, runs)
     return record_id
 
 
@@ -113,7 +104,7 @@ def test_running_step_shows_its_partial_log_with_a_start_time_and_no_finish_time
         record_status=Status.RUNNING,
     )
     with services.db.session() as session:
-        jobs.append_logs(session, [(job.record_id, 1, "[2024-05-01 10:00:05 INFO] 25%")])
+        jobs.write_progress(services.db, session, chunks=[(job.record_id, 1, "[2024-05-01 10:00:05 INFO] 25%")])
     data = read(client, auth, job)
     assert [step["status"] for step in data] == ["SUCCESS", "RUNNING", "PENDING", "PENDING", "PENDING"]
     assert data[1]["log"] == "[2024-05-01 10:00:01 INFO] 开始 下发.\n[2024-05-01 10:00:05 INFO] 25%"
@@ -284,7 +275,7 @@ def test_log_appended_after_a_read_is_seen_by_the_next_read(client, services, au
             before = read(client, auth, job, address=address)
             assert before[0]["log"].endswith(" line 1")
     with services.db.session() as session:
-        jobs.append_logs(session, [(job.record_id, 0, "[2024-05-01 10:00:02 INFO] line 2")])
+        jobs.write_progress(services.db, session, chunks=[(job.record_id, 0, "[2024-05-01 10:00:02 INFO] line 2")])
     for address in ADDRESSES:
         with subtests.test(address=address, after="append"):
             after = read(client, auth, job, address=address)
@@ -299,15 +290,13 @@ def test_a_step_finishing_after_a_read_is_seen_by_the_next_read(client, services
     )
     assert read(client, auth, job)[0]["status"] == "RUNNING"
     with services.db.session() as session:
-        jobs.set_step(
+        jobs.write_progress(
+            services.db,
             session,
-            record_id=job.record_id,
-            step_index=0,
-            status=Status.SUCCESS,
-            finish_at=_utc("2024-05-01 10:00:09"),
-        )
-        jobs.set_step(
-            session, record_id=job.record_id, step_index=1, status=Status.RUNNING, start_at=_utc("2024-05-01 10:00:09")
+            steps=[
+                jobs.StepProgress(job.record_id, 0, Status.SUCCESS, None, _utc("2024-05-01 10:00:09")),
+                jobs.StepProgress(job.record_id, 1, Status.RUNNING, _utc("2024-05-01 10:00:09"), None),
+            ],
         )
     data = read(client, auth, job)
     assert [(s["status"], s["start_time"], s["finish_time"]) for s in data[:2]] == [

@@ -29,23 +29,17 @@ def running_job(services: Services, **kwargs: Any) -> MadeJob:
 def append(services: Services, record_id: int, step_index: int, lines: Sequence[str]) -> None:
     """One chunk of whole lines, in its own transaction, as one LogWriter flush writes it."""
     with services.db.session() as session:
-        jobs.write_progress(
-            services.db,
-            session,
-            chunks=[(record_id, step_index, "\n".join(lines))],
-            steps=[],
-            records=[jobs.RecordProgress(record_id, None, None, None)],
-        )
+        jobs.write_progress(services.db, session, chunks=[(record_id, step_index, "\n".join(lines))])
 
 
 def set_step(services: Services, record_id: int, step_index: int, status: Status) -> None:
     with services.db.session() as session:
-        jobs.set_step(session, record_id=record_id, step_index=step_index, status=status)
+        jobs.write_progress(services.db, session, steps=[jobs.StepProgress(record_id, step_index, status, None, None)])
 
 
 def finish(services: Services, record_id: int, status: Status = Status.SUCCESS) -> None:
     with services.db.session() as session:
-        jobs.set_record(session, record_id=record_id, status=status)
+        jobs.write_progress(services.db, session, records=[jobs.RecordProgress(record_id, status, None, None)])
 
 
 def ok(response: httpx.Response) -> Any:

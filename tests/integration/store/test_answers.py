@@ -65,7 +65,7 @@ def test_a_write_after_sealing_makes_the_answer_stale_until_sealed_again(service
     _seal(services, job.record_id)
 
     with services.db.session() as session:  # a late line, as a retried step would add
-        jobs.append_logs(session, [(job.record_id, 1, "[2024-05-01 10:00:10 INFO] late")])
+        jobs.write_progress(services.db, session, chunks=[(job.record_id, 1, "[2024-05-01 10:00:10 INFO] late")])
     assert _answer(services, job) is None
     assert b"late" in _rendered(services, job)
 

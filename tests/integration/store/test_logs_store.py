@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
+from sqlalchemy.pool.base import _ConnectionFairy
 
 from nodeops.domain.instance_id import HostKey, host_instance_id, parse_instance_id
 from nodeops.domain.plans import JobType, plan_steps
@@ -40,7 +41,7 @@ def _running_job(services, **kwargs):
 
 def _append(services, *chunks):
     with services.db.session() as session:
-        jobs.append_logs(session, chunks)
+        jobs.write_progress(services.db, session, chunks=chunks)
 
 
 def _steps(services, record_id):
@@ -116,46 +117,49 @@ def test_two_thousand_appends_read_back_as_their_concatenation(services):
     for start in range(0, len(chunks), 250):
         with services.db.session() as session:
             for text in chunks[start : start + 250]:
-                jobs.append_logs(session, [(job.record_id, 1, text)])
+                jobs.write_progress(services.db, session, chunks=[(job.record_id, 1, text)])
 
     assert _log_of(services, job.record_id, 1) == "\n".join(chunks)
     assert len(_chunk_rows(services, job.record_id)) == 2000 + 1  # plus step 0's chunk
 
 
-def test_each_append_inserts_a_row_and_leaves_earlier_chunks_untouched(services):
+def test_each_append_inserts_a_row_and_leaves_earlier_chunks_untouched(services, monkeypatch):
     job = _running_job(services)
-    statements: list[str] = []
+    cursors: list[_CountingCursor] = []
+    pooled_cursor = _ConnectionFairy.cursor
 
-    def record(_conn, _cursor, statement, *_args):
-        statements.append(statement)
+    def counted_cursor(self, *args, **kwargs):  # every cursor of the pool: the ORM's and write_progress's raw one
+        cursors.append(_CountingCursor(pooled_cursor(self, *args, **kwargs)))
+        return cursors[-1]
 
-    event.listen(services.db.engine, "before_cursor_execute", record)
-    try:
-        before = _chunk_rows(services, job.record_id)
-        for i in range(5):
+    before = _chunk_rows(services, job.record_id)
+    for i in range(5):
+        with monkeypatch.context() as patched:
+            patched.setattr(_ConnectionFairy, "cursor", counted_cursor)
             _append(services, (job.record_id, 1, f"chunk {i}"))
-            after = _chunk_rows(services, job.record_id)
-            assert len(after) == len(before) + 1
-            assert after[: len(before)] == before  # same ids, same text
-            assert after[-1][1:] == (1, f"chunk {i}")
-            before = after
-    finally:
-        event.remove(services.db.engine, "before_cursor_execute", record)
+        after = _chunk_rows(services, job.record_id)
+        assert len(after) == len(before) + 1
+        assert after[: len(before)] == before  # same ids, same text
+        assert after[-1][1:] == (1, f"chunk {i}")
+        before = after
 
+    statements = [sql for cursor in cursors for sql in cursor.executed]
     touching_logs = [s for s in statements if re.search(r"\bstep_logs\b", s)]
     writes = [s for s in touching_logs if not s.lstrip().upper().startswith("SELECT")]
     assert writes
     assert all(s.lstrip().upper().startswith("INSERT INTO STEP_LOGS") for s in writes), writes
 
 
-def test_set_step_and_append_logs_bump_the_record_revision(services):
+def test_each_progress_write_bumps_the_revision_of_each_record_it_touches_once(services):
     job = _running_job(services)
     other = _running_job(services, bk_host_id=2, ip="127.10.0.2")
     start = _revision(services, job.record_id)
     other_start = _revision(services, other.record_id)
 
     with services.db.session() as session:
-        jobs.set_step(session, record_id=job.record_id, step_index=1, status=Status.RUNNING)
+        jobs.write_progress(
+            services.db, session, steps=[jobs.StepProgress(job.record_id, 1, Status.RUNNING, None, None)]
+        )
     assert _revision(services, job.record_id) == start + 1
 
     _append(services, (job.record_id, 1, "one"))
@@ -166,7 +170,13 @@ def test_set_step_and_append_logs_bump_the_record_revision(services):
     assert _revision(services, job.record_id) == start + 3
 
     with services.db.session() as session:
-        jobs.set_record(session, record_id=job.record_id, status=Status.FAILED)
+        jobs.write_progress(
+            services.db,
+            session,
+            chunks=[(job.record_id, 2, "four")],
+            steps=[jobs.StepProgress(job.record_id, 2, Status.FAILED, None, None)],
+            records=[jobs.RecordProgress(job.record_id, Status.FAILED, None, None)],
+        )
     assert _revision(services, job.record_id) == start + 4
 
     assert _revision(services, other.record_id) == other_start
@@ -195,6 +205,10 @@ class _CountingCursor:
         self.executed.append(sql)
         return self._cur.execute(sql, params)
 
+    def executemany(self, sql, rows):
+        self.executed.append(sql)
+        return self._cur.executemany(sql, rows)
+
     def __getattr__(self, name):
         return getattr(self._cur, name)
 
@@ -206,9 +220,12 @@ def _many_records(services, *, records=40, chunks_per_step=20):
         job = make_job(services, runs=[], bk_host_id=1000 + n, ip=f"127.11.{n // 250}.{n % 250}")
         ids.append(job.record_id)
     with services.db.session() as session:
-        jobs.append_logs(
+        jobs.write_progress(
+            services.db,
             session,
-            [(rid, step, f"r{rid} s{step} c{c}") for rid in ids for step in range(5) for c in range(chunks_per_step)],
+            chunks=[
+                (rid, step, f"r{rid} s{step} c{c}") for rid in ids for step in range(5) for c in range(chunks_per_step)
+            ],
         )
     return ids
 
@@ -359,10 +376,12 @@ def test_times_round_trip_as_timezone_aware_utc(services):
     start = datetime(2024, 5, 1, 18, 30, 15, 250_000, tzinfo=SHANGHAI)  # 10:30:15.25 UTC
     finish = start + timedelta(seconds=42)
     with services.db.session() as session:
-        jobs.set_step(
-            session, record_id=job.record_id, step_index=2, status=Status.SUCCESS, start_at=start, finish_at=finish
+        jobs.write_progress(
+            services.db,
+            session,
+            steps=[jobs.StepProgress(job.record_id, 2, Status.SUCCESS, start, finish)],
+            records=[jobs.RecordProgress(job.record_id, Status.SUCCESS, start, finish)],
         )
-        jobs.set_record(session, record_id=job.record_id, status=Status.SUCCESS, start_at=start, finish_at=finish)
 
     with services.db.session() as session:
         step = session.get(RecordStep, (job.record_id, 2))
@@ -385,12 +404,13 @@ def test_times_round_trip_as_timezone_aware_utc(services):
 
 def test_a_naive_datetime_is_refused_not_stored_as_if_utc(services):
     job = _running_job(services)
-    with pytest.raises(StoreError) as caught:
+    with pytest.raises(ValueError, match="naive datetime"):
         with services.db.session() as session:
-            jobs.set_step(
-                session, record_id=job.record_id, step_index=2, status=Status.SUCCESS, start_at=datetime(2024, 5, 1)
+            jobs.write_progress(
+                services.db,
+                session,
+                steps=[jobs.StepProgress(job.record_id, 2, Status.SUCCESS, datetime(2024, 5, 1), None)],
             )
-    assert "naive datetime" in str(caught.value.__cause__)
     assert _steps(services, job.record_id)[2].start_at is None
 
 

@@ -39,7 +39,7 @@ def test_every_read_of_a_batch_sees_the_same_snapshot(services, record_id):
 
     def append_then_count(cur) -> int:
         with services.db.session() as session:  # another connection commits in the middle of the batch
-            jobs.append_logs(session, [(record_id, 0, "line 2")])
+            jobs.write_progress(services.db, session, chunks=[(record_id, 0, "line 2")])
         return count(cur)
 
     assert services.db.read_batch([count, append_then_count, count]) == [1, 1, 1]

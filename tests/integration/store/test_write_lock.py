@@ -96,7 +96,7 @@ def test_fail_unfinished_twice_at_once_ends_a_record_once(services):
     line = "[2024-05-01 10:00:05 WARNING] 已终止 (revoked by a user)"
 
     def revoke(session: Session) -> None:
-        attempts.fail_unfinished(session, [job.record_id], line=line)
+        attempts.fail_unfinished(services.db, session, [job.record_id], line=line)
 
     interleave(services, revoke, job.job_id)
     with services.db.session() as session:
