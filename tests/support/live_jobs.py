@@ -1,8 +1,8 @@
 """A running service for the viewer's and the CLI's tests (fixtures ``stack`` and what it needs, imported by
-tests/web/conftest.py and tests/cli/conftest.py): uvicorn with its lifespan (so the engine runs jobs
-in the server's own loop, as in production), the superuser ``admin`` with an app and a bk_token, and a
-local transport whose agent start prints a line a second for a few seconds, so a real job is RUNNING with its
-lines arriving while a test watches.
+tests/web/conftest.py and tests/cli/test_cli_remote.py): the job API's server (``tests.support.jobs.serving``,
+whose lifespan runs the engine in the server's own loop, as in production), the superuser ``admin`` with an app
+and a bk_token, and the transports ``Services.build`` wires with each agent start first printing a line a second
+for a few seconds, so a real job is RUNNING with its lines arriving while a test watches.
 """
 
 from __future__ import annotations
@@ -15,19 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from nodeops.crypto import SecretBox
 from nodeops.engine.logwriter import LogWriter
+from nodeops.engine.steps import TransportFactory
 from nodeops.engine.transports.base import CommandResult, LineSink, Transport
-from nodeops.engine.transports.local import LocalTransport
 from nodeops.service import admin
 from nodeops.service.container import Services
 from nodeops.store.pipelines import HostWork
-from tests.support.factories import AppCredentials, make_app, make_user
-from tests.support.jobs import JobApi, local_host, stop_agents
-from tests.support.live_server import LiveServer
+from tests.support.factories import AppCredentials
+from tests.support.jobs import JobApi, local_host, serving
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 DOC_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
@@ -51,10 +49,11 @@ def publish_doc_image(path: Path) -> None:
 
 
 class SlowStartTransport:
-    """A LocalTransport whose agent start first prints ``SLOW_LINES`` lines, a second apart."""
+    """The transport ``Services.build`` wired for a host, whose agent start first prints ``SLOW_LINES`` lines, a
+    second apart."""
 
-    def __init__(self) -> None:
-        self.inner = LocalTransport()
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
 
     async def run(self, command: str, *, timeout_s: float, on_line: LineSink | None = None) -> CommandResult:
         if " start --home " in command:
@@ -70,9 +69,13 @@ class SlowStartTransport:
         await self.inner.aclose()
 
 
-def slow_local(work: HostWork, box: SecretBox, writer: LogWriter) -> Transport:
-    assert work.transport == "local", "the viewer's tests run local hosts only"
-    return SlowStartTransport()
+def slow_start(connect: TransportFactory) -> TransportFactory:
+    """``connect``, with each transport it makes slowed down as ``SlowStartTransport`` says."""
+
+    def slowed(work: HostWork, box: SecretBox, writer: LogWriter) -> Transport:
+        return SlowStartTransport(connect(work, box, writer))
+
+    return slowed
 
 
 @dataclass
@@ -98,19 +101,12 @@ class Stack:
 
 @contextmanager
 def running_stack(services: Services, listen_socket: Any, root: Path) -> Iterator[Stack]:
-    """The service on ``listen_socket`` with the slow local transport; agents under ``root`` stopped at the end."""
-    app = make_app(services)
-    make_user(services, "admin", superuser=True)
-    token = admin.token(services.db, services.settings.resolved_secret_key(), username="admin", ttl_s=3600)
-    services.engine.connect = slow_local
-    server = LiveServer(services, listen_socket, lifespan=True)
-    server.start()
-    try:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            yield Stack(url=server.url, services=services, app=app, token=token, api=JobApi(client, app), root=root)
-    finally:
-        stop_agents(root)
-        server.stop()
+    """The service on ``listen_socket`` (see ``serving``), its agents' start slowed down; ``admin`` has a bk_token."""
+    services.engine.connect = slow_start(services.engine.connect)
+    with serving(services, listen_socket, root) as api:
+        token = admin.token(services.db, services.settings.resolved_secret_key(), username="admin", ttl_s=3600)
+        url = str(api.client.base_url).rstrip("/")
+        yield Stack(url=url, services=services, app=api.app, token=token, api=api, root=root)
 
 
 @pytest.fixture
