@@ -190,7 +190,8 @@ def test_user_add_and_grant_are_stored(cli):
 
     db = cli.database()
     try:
-        users = {u.username: u for u in AccessReads(db).list_users()}
+        with db.cursor() as cur:
+            users = {name: AccessReads(db).fetch_user(cur, name) for name in ("alice", "bob")}
     finally:
         db.dispose()
     assert (users["alice"].is_superuser, users["alice"].biz_ids) == (True, frozenset())

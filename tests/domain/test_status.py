@@ -12,7 +12,6 @@ from nodeops.domain.status import (
     aggregate_job_status,
     backtrace_steps,
     collect_status,
-    is_terminal,
 )
 
 P, R, S, F = Status.PENDING, Status.RUNNING, Status.SUCCESS, Status.FAILED
@@ -220,7 +219,6 @@ def test_aggregate_job_status_follows_update_job_statistics(stats, current, expe
 @pytest.mark.parametrize("status", list(Status), ids=str)
 def test_every_status_is_either_active_or_terminal(status):
     assert (status in ACTIVE) != (status in TERMINAL)
-    assert is_terminal(status) == (status in TERMINAL)
 
 
 def test_there_are_exactly_nine_statuses_whose_values_are_their_names():
