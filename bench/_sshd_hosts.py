@@ -1,7 +1,7 @@
 """Many loopback SSH hosts for ``bench/fanout.py``: sshd processes on 127.0.11.1, 127.0.11.2, ..., logging in the
 system user ``nodeops-test`` with its password, each host with its own ``setup_path`` owned by that user.
 
-It follows ``tests/integration/sshd.py`` (same user, same password protocol, same sshd settings) without
+It follows ``tests/support/sshd.py`` (same user, same password protocol, same sshd settings) without
 importing it, since that module needs pytest. Differences, for hundreds of hosts:
 
 - one sshd serves ``per_sshd`` addresses (one ``ListenAddress`` line each, all on the same port) instead of one sshd

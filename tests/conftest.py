@@ -1,39 +1,55 @@
-"""Shared fixtures: a clean environment, a migrated database per test on SQLite and PostgreSQL, services,
-a real uvicorn server on 127.0.0.1, and the services' engine started in the test's event loop.
-
-PostgreSQL comes from ``NODEOPS_TEST_PG_URL`` (``make test`` starts a throwaway cluster and sets it): the
-schema is migrated once into a template database, and each test gets ``CREATE DATABASE ... TEMPLATE``.
-Without it, PostgreSQL tests are skipped locally and fail under CI.
+"""Fixtures every test folder may use, defined in tests/support and imported here: a clean environment, a
+migrated database per test on SQLite and PostgreSQL (``tests.support.services``), a real uvicorn server on
+127.0.0.1 (``tests.support.live_server``), the services' engine started in the test's event loop, the log API's
+callers (``tests.support.callers``), a job API on a server running the engine (``tests.support.jobs``) and the
+sshd test hosts on loopback (``tests.support.sshd``).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import threading
-import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
-import sqlalchemy as sa
-import uvicorn
 
-from nodeops.api.app import create_app
 from nodeops.engine.runner import Engine
 from nodeops.engine.steps import StepTimeouts
 from nodeops.service.container import Services
-from nodeops.settings import Settings
-from nodeops.store import migrate
-from nodeops.store.db import Database
+from tests.support.callers import admin, auth, client, esb_app, seed_job, token_for
+from tests.support.jobs import api
+from tests.support.live_server import LiveServer, listen_socket, live_server
+from tests.support.services import (
+    PG_ENV,
+    database_url,
+    fresh_pg_url,
+    pg_admin_url,
+    pg_template,
+    services,
+    settings,
+    sqlite_template,
+)
+from tests.support.sshd import ssh_hosts, ssh_lab
 
-TEST_SECRET_KEY = "test-secret-key-not-for-production"
-TEST_TIME_ZONE = "Asia/Shanghai"  # Node Manager's zone (UTC+8), so times match the seed's example
-PG_ENV = "NODEOPS_TEST_PG_URL"
-PG_TEMPLATE = f"nodeops_test_template_{os.getpid()}"  # one per run: concurrent runs share the cluster
-BACKENDS = ["sqlite", "postgresql"]
+__all__ = [
+    "admin",
+    "api",
+    "auth",
+    "client",
+    "database_url",
+    "esb_app",
+    "fresh_pg_url",
+    "listen_socket",
+    "live_server",
+    "pg_admin_url",
+    "pg_template",
+    "seed_job",
+    "services",
+    "settings",
+    "sqlite_template",
+    "ssh_hosts",
+    "ssh_lab",
+    "token_for",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -41,163 +57,6 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("NODEOPS_") and name != PG_ENV:
             monkeypatch.delenv(name)
-
-
-@pytest.fixture(scope="session")
-def pg_admin_url() -> str:
-    url = os.environ.get(PG_ENV, "")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail(f"{PG_ENV} is not set: run the suite with `make test`, which starts PostgreSQL")
-        pytest.skip(f"{PG_ENV} not set (make test sets it)")
-    return url
-
-
-def _pg_engine(admin_url: str) -> sa.Engine:
-    return sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-
-
-@pytest.fixture(scope="session")
-def pg_template(pg_admin_url: str) -> Iterator[str]:
-    """Name of a PostgreSQL database migrated to head, to copy per test."""
-    engine = _pg_engine(pg_admin_url)
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{PG_TEMPLATE}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{PG_TEMPLATE}"'))
-    db = Database.connect(sa.make_url(pg_admin_url).set(database=PG_TEMPLATE).render_as_string(hide_password=False))
-    migrate.upgrade(db)
-    db.dispose()
-    yield PG_TEMPLATE
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{PG_TEMPLATE}" WITH (FORCE)'))
-    engine.dispose()
-
-
-@pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite file migrated to head, to copy per test."""
-    path = tmp_path_factory.mktemp("sqlite-template") / "template.sqlite3"
-    db = Database.connect(f"sqlite:///{path}")
-    migrate.upgrade(db)
-    with db.engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    db.dispose()
-    return path
-
-
-@pytest.fixture
-def fresh_pg_url(pg_admin_url: str) -> Iterator[str]:
-    """An empty PostgreSQL database for this test (no schema), dropped afterwards."""
-    yield from _pg_database(pg_admin_url, template=None)
-
-
-def _pg_database(admin_url: str, *, template: str | None) -> Iterator[str]:
-    name = f"nodeops_test_{uuid.uuid4().hex[:12]}"
-    engine = _pg_engine(admin_url)
-    with engine.connect() as conn:
-        suffix = f' TEMPLATE "{template}"' if template else ""
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"{suffix}'))
-    try:
-        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with engine.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
-
-
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A migrated database for this test, once on SQLite and once on PostgreSQL."""
-    if request.param == "sqlite":
-        path = tmp_path / "nodeops.sqlite3"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        yield f"sqlite:///{path}"
-    else:
-        template = request.getfixturevalue("pg_template")
-        yield from _pg_database(request.getfixturevalue("pg_admin_url"), template=template)
-
-
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str, listen_socket: socket.socket) -> Settings:
-    """Test settings on the port ``live_server`` listens on (agents report there)."""
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
-        time_zone=TEST_TIME_ZONE,
-        port=listen_socket.getsockname()[1],
-    )
-
-
-@pytest.fixture
-def services(settings: Settings) -> Iterator[Services]:
-    built = Services.build(settings)
-    yield built
-    built.close()
-
-
-def free_socket() -> socket.socket:
-    """A socket bound to 127.0.0.1 and a free port, for a test server to listen on."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-class LiveServer:
-    """A real uvicorn serving ``create_app`` on ``sock`` (default: 127.0.0.1 and a free port), in a thread.
-
-    With ``lifespan=True`` the services (and the engine) start and stop in the server's own event loop, as in
-    ``nodeops serve``; without, a test drives them from its own loop.
-    """
-
-    def __init__(self, services: Services, sock: socket.socket | None = None, *, lifespan: bool = False) -> None:
-        self.services = services
-        self.app = app = create_app(services.settings, services)
-        config = uvicorn.Config(
-            app,
-            log_config=None,
-            access_log=False,
-            loop="asyncio",
-            http=app.http_protocol,  # as `nodeops serve`: the log lane on SQLite
-            lifespan="on" if lifespan else "off",
-        )
-        self.server = uvicorn.Server(config)
-        self.sock = free_socket() if sock is None else sock
-        self.thread = threading.Thread(
-            target=lambda: self.server.run(sockets=[self.sock]), name="uvicorn-test", daemon=True
-        )
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-
-    def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("test server did not start")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
-        self.sock.close()
-
-
-@pytest.fixture
-def listen_socket() -> Iterator[socket.socket]:
-    """The socket ``live_server`` listens on; settings that name its port make agents report there."""
-    sock = free_socket()
-    yield sock
-    sock.close()
-
-
-@pytest.fixture
-def live_server(services: Services, listen_socket: socket.socket) -> Iterator[LiveServer]:
-    """The service over real HTTP on ``listen_socket`` (lifespan off); ``live_server.url`` is its base URL."""
-    server = LiveServer(services, listen_socket)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -69,9 +69,6 @@ def job_service(services: ServicesDep) -> JobService:
     return JobService(db=services.db, engine=services.engine, runner=services.jobs, settings=services.settings)
 
 
-JobServiceDep = Annotated[JobService, Depends(job_service)]
-
-
 def subscription_service(services: Services) -> SubscriptionService:
     return SubscriptionService(job_service(services), services.task_actions)
 

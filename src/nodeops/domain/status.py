@@ -33,13 +33,7 @@ TERMINAL = frozenset(
         Status.IGNORED,
     }
 )
-UNSUCCESSFUL = frozenset({Status.FAILED, Status.PART_FAILED, Status.TERMINATED})
 ACTIVE = frozenset({Status.PENDING, Status.RUNNING})
-
-
-def is_terminal(status: Status) -> bool:
-    """True once nothing more will happen to an object in this status."""
-    return status in TERMINAL
 
 
 def collect_status(statuses: Iterable[Status]) -> Status:

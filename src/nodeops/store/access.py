@@ -244,20 +244,3 @@ class AccessReads:
         cur.execute(self._block_sql, (app_code, client, self.db.bind_time(now)))
         row = cur.fetchone()
         return None if row is None else _utc(row[0])
-
-    def list_users(self) -> list[UserRow]:
-        with self.db.session() as session:
-            users = session.scalars(select(User).order_by(User.username)).all()
-            grants = session.execute(select(BizGrant.username, BizGrant.bk_biz_id)).all()
-        by_user: dict[str, set[int]] = {}
-        for username, biz in grants:
-            by_user.setdefault(username, set()).add(biz)
-        return [
-            UserRow(
-                username=u.username,
-                is_superuser=u.is_superuser,
-                biz_ids=frozenset(by_user.get(u.username, ())),
-                disabled=u.disabled,
-            )
-            for u in users
-        ]

@@ -209,11 +209,6 @@ class Database:
         """Run a store call that may write or wait on locks, off the event loop."""
         return await asyncio.to_thread(fn)
 
-    def ping(self) -> None:
-        """Run a trivial query; raises StoreError when the database does not answer."""
-        with self.cursor() as cur:
-            select_one(cur)
-
     def dispose(self) -> None:
         """Close every connection, including those cursor() keeps per thread (else they leak until GC)."""
         with self._raw_lock:

@@ -8,7 +8,7 @@
 - ``openapi``: the OpenAPI description of the log API's addresses, which no FastAPI route declares;
 - ``respond``: the one writer of the answers made outside the framework.
 
-Only this package imports uvicorn's and httptools' internals (``tests/unit/test_layers.py``). The rest of ``api``
+Only this package imports uvicorn's and httptools' internals (``tests/test_layers.py``). The rest of ``api``
 uses ``wrap_app`` (``create_app``), ``openapi`` (its schema), ``respond.send_answer`` (``BodyLimit``) and
 ``heartbeat.HEARTBEAT_PATH`` (the heartbeat's FastAPI route); ``nodeops serve`` runs uvicorn with the wrapped
 application's ``http_protocol``.

@@ -1,0 +1,243 @@
+"""Slow and lying clients (``nodeops.api.fastpath.connections``): the header and body read timeouts, the
+Content-Length check of the fast paths, the cap on open connections, and a client leaving mid-body. Real uvicorn,
+raw sockets, on SQLite (log lane on) and PostgreSQL (lane off)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from nodeops.settings import MAX_BODY_BYTES
+from tests.support.api import ESB_PATH
+
+HEARTBEAT_PATH = "/api/agent/heartbeat/"
+JOB_LIST_PATH = "/api/job/job_list/"  # a FastAPI route (api.routing.add_post)
+SHORT = {"header_timeout_s": 0.5, "body_timeout_s": 0.5}  # the timeouts of most tests here
+WAIT_S = 10.0  # the longest a test waits for the server; every expected event comes far sooner
+
+
+@pytest.fixture
+def limits() -> dict[str, Any]:
+    """The connection settings of the test's server; a test parametrizes ``limits`` to change them."""
+    return SHORT
+
+
+@pytest.fixture
+def settings(settings, limits):
+    return settings.model_copy(update=limits)
+
+
+@pytest.fixture
+def server_logs(caplog):
+    """The records the server logs from INFO on (it runs in a thread of this process)."""
+    caplog.set_level(logging.INFO)
+    return caplog
+
+
+@pytest.fixture
+def connect(live_server):
+    """``connect()``: a new connection to the live server, closed at the end of the test."""
+    parts = urlsplit(live_server.url)
+    opened: list[socket.socket] = []
+
+    def open_one() -> socket.socket:
+        sock = socket.create_connection((parts.hostname, parts.port), timeout=WAIT_S)
+        opened.append(sock)
+        return sock
+
+    yield open_one
+    for sock in opened:
+        sock.close()
+
+
+def request_head(method: str, path: str, *, content_length: int | None = None) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json"]
+    if content_length is not None:
+        lines.append(f"Content-Length: {content_length}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], dict[str, Any], bytes]:
+    """One HTTP answer: its status, headers, JSON body, and whatever followed it until the server closed (when
+    it announced ``connection: close``)."""
+    buffer = b""
+    while b"\r\n\r\n" not in buffer:
+        buffer += receive(sock)
+    head, _, buffer = buffer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
+    length = int(headers["content-length"])
+    while len(buffer) < length:
+        buffer += receive(sock)
+    rest = buffer[length:]
+    if headers.get("connection") == "close":
+        rest += read_until_closed(sock)
+    return int(status_line.split()[1]), headers, json.loads(buffer[:length]), rest
+
+
+def receive(sock: socket.socket) -> bytes:
+    data = sock.recv(65536)
+    if not data:
+        raise AssertionError("the server closed the connection before answering")
+    return data
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a socket timeout fails the test)."""
+    received = b""
+    while data := sock.recv(65536):
+        received += data
+    return received
+
+
+def healthz_works(sock: socket.socket) -> bool:
+    sock.sendall(request_head("GET", "/healthz"))
+    status, _, body, _ = read_answer(sock)
+    return status == 200 and body["result"] is True
+
+
+def assert_envelope(body: dict[str, Any], code: int, *contains: str) -> None:
+    assert (body["result"], body["code"], body["data"]) == (False, code, None), body
+    assert body["message"].endswith(f"（{code}）"), body
+    for part in contains:
+        assert part in body["message"], body
+
+
+def assert_no_unhandled_error(records: list[logging.LogRecord]) -> None:
+    for record in records:
+        assert record.levelno < logging.ERROR, record.getMessage()
+        assert record.exc_info is None, record.getMessage()
+        assert getattr(record, "action", "") != "unhandled_error", record.getMessage()
+
+
+# --- the header timeout -----------------------------------------------------------------------------------------
+
+
+def test_partial_headers_are_answered_408_and_closed_after_the_header_timeout(connect, server_logs):
+    sock = connect()
+    started = time.monotonic()
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Never-Ends: ")
+    status, headers, body, rest = read_answer(sock)
+    elapsed = time.monotonic() - started
+    assert status == 408 and headers["connection"] == "close" and rest == b""
+    assert headers["x-content-type-options"] == "nosniff"
+    assert_envelope(body, 3800408, "headers did not all arrive within 0.5 s (NODEOPS_HEADER_TIMEOUT_S)")
+    assert 0.5 <= elapsed < WAIT_S
+    assert any(getattr(r, "action", "") == "request_timeout" for r in server_logs.records)
+
+
+def test_partial_headers_after_an_answered_log_request_on_the_same_connection_are_timed_out(connect):
+    # on SQLite the log lane answers the first request (below ASGI); the second must still be held to the timeout
+    sock = connect()
+    sock.sendall(request_head("GET", ESB_PATH + "?job_id=1&instance_id=1"))
+    status, _, body, _ = read_answer(sock)
+    assert status == 200 and body["code"] == 1306406  # no credentials: answered, by the lane on SQLite
+    sock.sendall(b"GET " + ESB_PATH.encode() + b"?job_id=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    status, _, body, _ = read_answer(sock)
+    assert status == 408
+    assert_envelope(body, 3800408, "headers")
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(connect):
+    sock = connect()
+    started = time.monotonic()
+    assert read_until_closed(sock) == b""  # nothing was asked, so nothing is answered (as nginx does)
+    assert 0.5 <= time.monotonic() - started < WAIT_S
+
+
+# --- the body timeout -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [ESB_PATH, HEARTBEAT_PATH, JOB_LIST_PATH])
+def test_body_shorter_than_its_content_length_is_answered_408_after_the_body_timeout(connect, server_logs, path):
+    sock = connect()
+    started = time.monotonic()
+    sock.sendall(request_head("POST", path, content_length=100) + b'{"job_id": 1,')
+    status, headers, body, rest = read_answer(sock)
+    assert time.monotonic() - started >= 0.5
+    assert status == 408 and headers["connection"] == "close" and rest == b""
+    assert_envelope(body, 3800408, "body did not all arrive within 0.5 s of its headers (NODEOPS_BODY_TIMEOUT_S)")
+    assert_no_unhandled_error(server_logs.records)
+
+
+def test_a_slow_body_that_arrives_in_time_is_answered(connect):
+    sock = connect()
+    content = json.dumps({"job_id": 1, "instance_id": 1}).encode()
+    sock.sendall(request_head("POST", ESB_PATH, content_length=len(content)) + content[:5])
+    time.sleep(0.2)
+    sock.sendall(content[5:])
+    status, _, body, _ = read_answer(sock)
+    assert status == 200 and body["code"] == 1306406  # read, then refused for its lack of credentials
+
+
+# --- Content-Length over the limit ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("limits", [{}])  # the default timeouts: only the Content-Length check can answer at once
+@pytest.mark.parametrize("path", [ESB_PATH, HEARTBEAT_PATH, JOB_LIST_PATH])
+def test_a_content_length_over_the_limit_is_refused_before_the_body_is_read(connect, path):
+    sock = connect()
+    started = time.monotonic()
+    sock.sendall(request_head("POST", path, content_length=MAX_BODY_BYTES + 1))  # and not one byte of body
+    status, _, body, _ = read_answer(sock)
+    assert status == 200
+    assert_envelope(body, 3800413, f"request body exceeds {MAX_BODY_BYTES} bytes")
+    assert time.monotonic() - started < WAIT_S
+
+
+# --- the connection cap -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("limits", [{"max_connections": 4}])
+def test_connections_past_the_cap_are_refused_with_503_while_the_others_work(connect, server_logs):
+    admitted = [connect() for _ in range(4)]
+    for sock in admitted:
+        assert healthz_works(sock)
+    refused = connect()
+    refused.sendall(request_head("GET", "/healthz"))
+    status, headers, body, rest = read_answer(refused)
+    assert status == 503 and headers["connection"] == "close" and headers["retry-after"] == "1" and rest == b""
+    assert headers["x-content-type-options"] == "nosniff"
+    assert_envelope(body, 3800503, "already has 4 connections open", "NODEOPS_MAX_CONNECTIONS")
+    for sock in admitted:  # the connections below the cap are served as before
+        assert healthz_works(sock)
+    warnings = [r for r in server_logs.records if getattr(r, "action", "") == "connection_cap_reached"]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+
+    admitted.pop().close()  # one closes: a new connection is served again
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        sock = connect()
+        sock.sendall(request_head("GET", "/healthz"))
+        status, _, _, _ = read_answer(sock)
+        if status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)  # the server has not yet seen the close
+    assert status == 200
+
+
+# --- a client leaving mid-body ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("limits", [{}])  # the default timeouts: the client leaves long before any of them
+def test_a_client_leaving_mid_body_is_one_log_line_not_an_unhandled_error(connect, server_logs):
+    for path in (JOB_LIST_PATH, ESB_PATH, HEARTBEAT_PATH):
+        sock = connect()
+        sock.sendall(request_head("POST", path, content_length=100) + b'{"job_id": 1,')
+        time.sleep(0.1)  # the server reads the headers and starts waiting for the body
+        sock.close()
+        deadline = time.monotonic() + WAIT_S
+        while not [
+            r
+            for r in server_logs.records
+            if getattr(r, "action", "") == "client_disconnected" and path in r.getMessage()
+        ]:
+            assert time.monotonic() < deadline, f"the server did not notice the client leaving {path}"
+            time.sleep(0.05)
+    assert_no_unhandled_error(server_logs.records)
