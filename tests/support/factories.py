@@ -66,15 +66,7 @@ def local_login(ip: str, setup_path: str, *, ap_id: int = 1) -> hosts.HostLogin:
         inner_ip=ip,
         inner_ipv6=None,
         os_type="LINUX",
-        transport="local",
-        ssh_port=22,
-        account=None,
-        auth_type="PASSWORD",
-        password_enc=None,
-        key_enc=None,
-        credentials_expire_at=None,
-        ap_id=ap_id,
-        setup_path=setup_path,
+        login=hosts.Login(transport="local", ap_id=ap_id, setup_path=setup_path),
     )
 
 

@@ -7,6 +7,8 @@ audit line (logger ``nodeops.audit``, on stderr here).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import typer
 
@@ -53,22 +55,23 @@ def app_rotate(
 @apps.command("disable")
 def app_disable(ctx: typer.Context, code: str = typer.Argument(..., help="bk_app_code of the app.")) -> None:
     """Refuse every request of an app (1306403), from the next one on, until `app enable`."""
-    _set_app(ctx, code, disabled=True)
+    _switch(ctx, "app", code, admin.set_app_disabled, code=code, disabled=True)
 
 
 @apps.command("enable")
 def app_enable(ctx: typer.Context, code: str = typer.Argument(..., help="bk_app_code of the app.")) -> None:
     """Accept a disabled app again, with the secret it had."""
-    _set_app(ctx, code, disabled=False)
+    _switch(ctx, "app", code, admin.set_app_disabled, code=code, disabled=False)
 
 
-def _set_app(ctx: typer.Context, code: str, *, disabled: bool) -> None:
+def _switch(ctx: typer.Context, noun: str, name: str, set_disabled: Callable[..., bool], **args: Any) -> None:
+    """Disable or enable an app or a user (``set_disabled(db, **args)``) and say whether that changed anything."""
     try:
-        changed = admin.set_app_disabled(state(ctx).services.db, code=code, disabled=disabled)
+        changed = set_disabled(state(ctx).services.db, **args)
     except NodeopsError as exc:
         raise fail(exc) from None
-    now = "disabled" if disabled else "enabled"
-    console.print(f"app [bold]{code}[/bold] {'is now' if changed else 'was already'} {now}", highlight=False)
+    now = "disabled" if args["disabled"] else "enabled"
+    console.print(f"{noun} [bold]{name}[/bold] {'is now' if changed else 'was already'} {now}", highlight=False)
 
 
 @users.command("add")
@@ -120,22 +123,13 @@ def user_revoke(
 @users.command("disable")
 def user_disable(ctx: typer.Context, name: str = typer.Argument(..., help="Username.")) -> None:
     """Refuse every request on behalf of a user (1306000), whatever the app or token, until `user enable`."""
-    _set_user(ctx, name, disabled=True)
+    _switch(ctx, "user", name, admin.set_user_disabled, username=name, disabled=True)
 
 
 @users.command("enable")
 def user_enable(ctx: typer.Context, name: str = typer.Argument(..., help="Username.")) -> None:
     """Accept a disabled user again (its unexpired, unrevoked tokens work again too)."""
-    _set_user(ctx, name, disabled=False)
-
-
-def _set_user(ctx: typer.Context, name: str, *, disabled: bool) -> None:
-    try:
-        changed = admin.set_user_disabled(state(ctx).services.db, username=name, disabled=disabled)
-    except NodeopsError as exc:
-        raise fail(exc) from None
-    now = "disabled" if disabled else "enabled"
-    console.print(f"user [bold]{name}[/bold] {'is now' if changed else 'was already'} {now}", highlight=False)
+    _switch(ctx, "user", name, admin.set_user_disabled, username=name, disabled=False)
 
 
 @tokens.command("issue")

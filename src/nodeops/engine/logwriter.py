@@ -55,24 +55,7 @@ class _Line:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
-class _StepChange:
-    record_id: int
-    step_index: int
-    status: Status
-    start_at: datetime | None
-    finish_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class _RecordChange:
-    record_id: int
-    status: Status
-    start_at: datetime | None
-    finish_at: datetime | None
-
-
-_Op = _Line | _StepChange | _RecordChange
+_Op = _Line | jobs.StepProgress | jobs.RecordProgress
 
 
 class LogWriter:
@@ -128,12 +111,12 @@ class LogWriter:
         start_at: datetime | None = None,
         finish_at: datetime | None = None,
     ) -> None:
-        self._queue(_StepChange(record_id, step_index, status, start_at, finish_at))
+        self._queue(jobs.StepProgress(record_id, step_index, status, start_at, finish_at))
 
     def record(
         self, record_id: int, status: Status, *, start_at: datetime | None = None, finish_at: datetime | None = None
     ) -> None:
-        self._queue(_RecordChange(record_id, status, start_at, finish_at))
+        self._queue(jobs.RecordProgress(record_id, status, start_at, finish_at))
 
     def start(self) -> None:
         if self._task is None:
@@ -188,7 +171,7 @@ class LogWriter:
                     chunks[key] = [op.text]
                 else:
                     lines.append(op.text)
-            elif isinstance(op, _StepChange):
+            elif isinstance(op, jobs.StepProgress):
                 key = (op.record_id, op.step_index)
                 before = steps.get(key)
                 steps[key] = jobs.StepProgress(

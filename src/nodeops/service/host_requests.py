@@ -12,12 +12,16 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
+from nodeops.crypto import SecretBox
 from nodeops.domain.instance_id import MAX_HOST_ID
 from nodeops.domain.params import int_param
 from nodeops.engine.transports.ssh import login_name_problem
 from nodeops.errors import InvalidInput
 from nodeops.store import packages as package_rows
+from nodeops.store.hosts import Login
+from nodeops.store.models import utcnow
 
 TRANSPORTS = frozenset({"ssh", "local"})
 AUTH_TYPES = frozenset({"PASSWORD", "KEY"})
@@ -49,6 +53,21 @@ class HostRequest:
     @property
     def ip(self) -> str:
         return self.inner_ip or self.inner_ipv6 or ""
+
+    def sealed_login(self, box: SecretBox, *, retention_s: int) -> Login:
+        """The host's way in, its password or key sealed by ``box`` and forgotten ``retention_s`` from now (0: kept)."""
+        has_secret = bool(self.password or self.key)
+        return Login(
+            transport=self.transport,
+            ssh_port=self.port,
+            account=self.account,
+            auth_type=self.auth_type,
+            password_enc=box.seal(self.password) if self.password else None,
+            key_enc=box.seal(self.key) if self.key else None,
+            credentials_expire_at=utcnow() + timedelta(seconds=retention_s) if retention_s and has_secret else None,
+            ap_id=self.ap_id,
+            setup_path=self.setup_path,
+        )
 
 
 def parse_hosts(raw: object) -> list[HostRequest]:

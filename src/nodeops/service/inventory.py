@@ -14,7 +14,6 @@ import csv
 import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
 from typing import Any
 
 from nodeops.crypto import SecretBox
@@ -31,7 +30,6 @@ from nodeops.settings import Settings
 from nodeops.store import inventory
 from nodeops.store.db import Database
 from nodeops.store.inventory import HostQuery, HostRow, ServiceRow, TopoRow
-from nodeops.store.models import utcnow
 
 LOGIN_FIELDS = ("account", "password", "key", "auth_type", "port", "transport", "setup_path", "ap_id")
 CSV_COLUMNS = (
@@ -409,15 +407,10 @@ class InventoryService:
         """Store a parsed inventory in one transaction, after checking the caller's right on every business each
         row is in now or would be in (``caller`` None: the CLI, no check). Raises PermissionDenied naming those
         businesses and rows, or InvalidInput; either way nothing is written."""
-        expire = (
-            utcnow() + timedelta(seconds=self.settings.credentials_retention_s)
-            if self.settings.credentials_retention_s
-            else None
-        )
-        rows = [self._host_row(host, extra, has_login, expire) for host, extra, has_login in parsed.hosts]
+        rows = [self._host_row(host, extra, has_login) for host, extra, has_login in parsed.hosts]
         with self.db.session() as session:
             if caller is not None and not caller.is_superuser:
-                if any(row.has_login and row.transport == "local" for row in rows):
+                if any(row.login is not None and row.login.transport == "local" for row in rows):
                     raise InvalidInput.field("hosts", "transport 'local' is for superusers only")
                 # every row, of every kind, for the business it is in now and the one it would be in
                 touched = inventory.businesses_touched(
@@ -433,7 +426,7 @@ class InventoryService:
             "service_instance_ids": result.service_instance_ids,
         }
 
-    def _host_row(self, host: HostRequest, extra: Mapping[str, Any], has_login: bool, expire: Any) -> HostRow:
+    def _host_row(self, host: HostRequest, extra: Mapping[str, Any], has_login: bool) -> HostRow:
         return HostRow(
             where=f"hosts[{host.index}]",
             bk_host_id=host.bk_host_id,
@@ -446,16 +439,7 @@ class InventoryService:
             outer_ip=extra["outer_ip"],
             os_type=host.os_type,
             modules=extra["modules"],
-            has_login=has_login,
-            transport=host.transport,
-            ssh_port=host.port,
-            account=host.account,
-            auth_type=host.auth_type,
-            password_enc=self.box.seal(host.password) if host.password else None,
-            key_enc=self.box.seal(host.key) if host.key else None,
-            credentials_expire_at=expire if (host.password or host.key) else None,
-            ap_id=host.ap_id,
-            setup_path=host.setup_path,
+            login=host.sealed_login(self.box, retention_s=self.settings.credentials_retention_s) if has_login else None,
         )
 
     @staticmethod

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
 from nodeops.crypto import SecretBox
@@ -31,7 +30,7 @@ from nodeops.store import hosts as host_rows
 from nodeops.store import jobs
 from nodeops.store import packages as package_rows
 from nodeops.store.db import Database
-from nodeops.store.models import Host, utcnow
+from nodeops.store.models import Host
 
 INSTALL_TYPES = frozenset({JobType.INSTALL_AGENT, JobType.REINSTALL_AGENT})
 OPERATE_TYPES = frozenset({JobType.UPGRADE_AGENT, JobType.RESTART_AGENT, JobType.RELOAD_AGENT, JobType.UNINSTALL_AGENT})
@@ -312,11 +311,6 @@ class JobRunner:
             else:
                 accepted.append(host)
             seen.add((host.bk_cloud_id, host.ip))
-        expire = (
-            utcnow() + timedelta(seconds=self.settings.credentials_retention_s)
-            if self.settings.credentials_retention_s
-            else None
-        )
         access_points = package_rows.existing_access_points(session, {host.ap_id for host in accepted})
         registered: list[tuple[HostRequest, int]] = []
         for host in accepted:
@@ -332,15 +326,7 @@ class JobRunner:
                     inner_ip=host.inner_ip,
                     inner_ipv6=host.inner_ipv6,
                     os_type=host.os_type,
-                    transport=host.transport,
-                    ssh_port=host.port,
-                    account=host.account,
-                    auth_type=host.auth_type,
-                    password_enc=self.box.seal(host.password) if host.password else None,
-                    key_enc=self.box.seal(host.key) if host.key else None,
-                    credentials_expire_at=expire,
-                    ap_id=host.ap_id,
-                    setup_path=host.setup_path,
+                    login=host.sealed_login(self.box, retention_s=self.settings.credentials_retention_s),
                     bk_host_id=host.bk_host_id,
                 ),
             )

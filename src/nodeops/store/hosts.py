@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from sqlalchemy import delete, select, update
@@ -14,23 +14,31 @@ from nodeops.store.models import Host, HostModule, InstanceRecord, ServiceInstan
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Login:
+    """How the engine reaches a host and where it installs: transport, port, account, the credentials sealed (and
+    when they are forgotten), the access point and the install path."""
+
+    transport: str = "ssh"
+    ssh_port: int = 22
+    account: str | None = None
+    auth_type: str = "PASSWORD"
+    password_enc: bytes | None = field(default=None, repr=False)
+    key_enc: bytes | None = field(default=None, repr=False)
+    credentials_expire_at: datetime | None = None
+    ap_id: int = 1
+    setup_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HostLogin:
-    """What a job knows about a host: identity, placement, how to reach it (credentials sealed)."""
+    """What a job knows about a host: identity, placement, how to reach it."""
 
     bk_biz_id: int
     bk_cloud_id: int
     inner_ip: str | None
     inner_ipv6: str | None
     os_type: str
-    transport: str
-    ssh_port: int
-    account: str | None
-    auth_type: str
-    password_enc: bytes | None
-    key_enc: bytes | None
-    credentials_expire_at: datetime | None
-    ap_id: int
-    setup_path: str | None
+    login: Login
     bk_host_id: int | None = None
 
 
@@ -66,28 +74,15 @@ def upsert_host(session: Session, login: HostLogin) -> int:
     host.inner_ip = login.inner_ip
     host.inner_ipv6 = login.inner_ipv6
     host.os_type = login.os_type
-    copy_login(host, login)
+    copy_login(host, login.login)
     session.flush()
     return host.bk_host_id
 
 
-LOGIN_FIELDS = (
-    "transport",
-    "ssh_port",
-    "account",
-    "auth_type",
-    "password_enc",
-    "key_enc",
-    "credentials_expire_at",
-    "ap_id",
-    "setup_path",
-)
-
-
-def copy_login(host: Host, source: object) -> None:
-    """Set the host's way in (``LOGIN_FIELDS``, credentials sealed) from any value that has those fields."""
-    for name in LOGIN_FIELDS:
-        setattr(host, name, getattr(source, name))
+def copy_login(host: Host, login: Login) -> None:
+    """Set the host's way in from ``login``."""
+    for column in fields(Login):
+        setattr(host, column.name, getattr(login, column.name))
 
 
 def leave_business(session: Session, bk_host_id: int) -> None:

@@ -8,8 +8,7 @@ whatever its size. Imports only ``domain`` and the models.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, delete, func, or_, select
@@ -19,7 +18,7 @@ from nodeops.domain.instance_id import HostKey, InstanceId, NodeType, ObjectType
 from nodeops.domain.scope import Scope, ScopeNode, ScopeNodeType, ScopeObject, TopoObject
 from nodeops.errors import InvalidInput
 from nodeops.store.db import follow_explicit_id
-from nodeops.store.hosts import claim_host, copy_login, find_host_id, lock_hosts
+from nodeops.store.hosts import Login, claim_host, copy_login, find_host_id, lock_hosts
 from nodeops.store.models import Host, HostModule, ServiceInstance, TopoNode
 
 TEMPLATE_OBJECTS = {"service_template": TopoObject.MODULE.value, "set_template": TopoObject.SET.value}
@@ -40,8 +39,8 @@ class TopoRow:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HostRow:
-    """A host to create or update. Login fields are written only when ``has_login``; ``modules`` (None: keep the
-    host's placement) replaces the modules the host is in."""
+    """A host to create or update. ``login`` (None: keep the host's) replaces its way in; ``modules`` (None: keep
+    the host's placement) replaces the modules the host is in."""
 
     where: str
     bk_host_id: int | None
@@ -54,16 +53,7 @@ class HostRow:
     outer_ip: str | None
     os_type: str
     modules: tuple[int, ...] | None
-    has_login: bool = False
-    transport: str = "ssh"
-    ssh_port: int = 22
-    account: str | None = None
-    auth_type: str = "PASSWORD"
-    password_enc: bytes | None = field(default=None, repr=False)
-    key_enc: bytes | None = field(default=None, repr=False)
-    credentials_expire_at: datetime | None = None
-    ap_id: int = 1
-    setup_path: str | None = None
+    login: Login | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -249,8 +239,8 @@ def _save_host(session: Session, row: HostRow, module_biz: Mapping[int, int], pr
     host.inner_ipv6 = row.inner_ipv6
     host.outer_ip = row.outer_ip
     host.os_type = row.os_type
-    if row.has_login:
-        copy_login(host, row)
+    if row.login is not None:
+        copy_login(host, row.login)
     session.flush()
     if row.modules is not None:
         session.execute(delete(HostModule).where(HostModule.bk_host_id == host.bk_host_id))
