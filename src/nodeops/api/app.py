@@ -87,7 +87,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     models: list[type[BaseModel]] = [
         *LOG_MODELS,
-        *jobs.REQUEST_MODELS,
         *subscriptions.REQUEST_MODELS,
         *inventory.REQUEST_MODELS,
     ]
@@ -95,6 +94,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(definition.pop("$defs", {}))
         components[model.__name__] = definition
+    for contract in (*jobs.REQUESTS,):
+        components.update(contract.components)
+        components[contract.name] = contract.json_schema()
     schema["paths"].update(describe_log_api())
     app.openapi_schema = schema
     return schema
