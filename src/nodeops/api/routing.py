@@ -82,7 +82,7 @@ def add_route(
     operation_id: str,
     summary: str,
     methods: Sequence[str] = ("POST",),
-    request: Contract | type[BaseModel] | None = None,
+    request: Contract | None = None,
     response: type[BaseModel] | None = None,
     tags: list[str] | None = None,
 ) -> None:
@@ -95,8 +95,7 @@ def add_route(
         ok["model"] = response
     body = None
     if request is not None:
-        name = request.name if isinstance(request, Contract) else request.__name__
-        schema = {"$ref": f"#/components/schemas/{name}"}
+        schema = {"$ref": f"#/components/schemas/{request.name}"}
         body = {"requestBody": {"required": False, "content": {"application/json": {"schema": schema}}}}
     listed = [method for method in methods if method != "HEAD"]
     router.add_api_route(

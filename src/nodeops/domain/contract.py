@@ -31,9 +31,12 @@ class Kind(StrEnum):
     INSTANCE_IDS = "instance ids"  # a list of them (``instance_id.parse_instance_ids``)
     BOOL = "bool"  # true or false, also as text (``scope.bool_value``)
     CHOICE = "choice"  # one of ``choices``
-    TEXT = "text"  # a string: passed as sent (absent: the default), the use case checks it
+    # TEXT, OBJECT, OBJECTS and VALUE are passed as sent (absent: the default): the use case reads them, and their
+    # ``required`` only documents
+    TEXT = "text"  # a string
     OBJECT = "object"  # passed as sent: the use case reads it, ``schema`` documents it
     OBJECTS = "list of objects"  # the same, for a list
+    VALUE = "value"  # anything else the use case reads itself (``schema`` documents it)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,7 +54,6 @@ class Field:
     single: bool = False  # INSTANCE_IDS: one id may stand for a list of itself
     unique: bool = False  # INT_LIST: each integer once, the first kept
     skip_blank: bool = False  # INT_LIST, LIST: items that are null or "" are left out
-    items: Mapping[str, Any] | None = None  # LIST: the schema of an item (default a string)
     choices: tuple[str, ...] = ()  # CHOICE
     description: str = ""
     schema: Mapping[str, Any] | None = None  # the schema of its value, for OBJECT, OBJECTS and special cases
@@ -59,7 +61,8 @@ class Field:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Values:
-    """What ``Contract.read`` found: each field's value (its default when absent or bad), typed by accessor."""
+    """What ``Contract.read`` found: each field's value (its default when absent; for a bad one, what its parser
+    gives back: None, or the good items of a list), typed by accessor."""
 
     values: Mapping[str, object]
 
@@ -110,6 +113,9 @@ COMMON_ARGS: tuple[Field, ...] = (
 )
 
 
+JOB_ID = Field(name="job_id", kind=Kind.INT, required=True, description="任务ID: the job_id.")
+
+
 @dataclass(frozen=True, slots=True)
 class Contract:
     """The parameters of one request, under the name its schema has in the OpenAPI components."""
@@ -146,10 +152,8 @@ class Contract:
     def json_schema(self) -> dict[str, Any]:
         """The JSON schema of the request's parameters, as an OpenAPI component."""
         every = (*self.documented, *self.fields)
-        schema: dict[str, Any] = {
-            "description": self.description,
-            "properties": {item.name: field_schema(item) for item in every},
-        }
+        schema: dict[str, Any] = {"description": self.description} if self.description else {}
+        schema["properties"] = {item.name: field_schema(item) for item in every}
         required = [item.name for item in every if item.required]
         if required:
             schema["required"] = required
@@ -193,18 +197,13 @@ def read_field(item: Field, value: object, problems: dict[str, str]) -> object:
         return bool_value(value, name, problems, default=bool(item.default))
     if item.kind == Kind.CHOICE:
         return _choice(item, value, problems)
-    # TEXT, OBJECT, OBJECTS: passed as sent, the use case reads them
-    return item.default if value is None or (value == "" and item.kind == Kind.TEXT) else value
+    return item.default if value is None else value  # TEXT, OBJECT, OBJECTS, VALUE: as sent
 
 
 def _instance_id(item: Field, value: object, problems: dict[str, str]) -> InstanceId | None:
     if value is None or value == "":
         if item.required:
             problems[item.name] = f"this field is required ({INSTANCE_ID_FORMS})"
-        return None
-    if isinstance(value, list):
-        parse_instance_ids(value, item.name, problems, allow_single=False)
-        problems[item.name] = "must be one instance_id, not a list"
         return None
     try:
         return parse_instance_id(value)
@@ -254,7 +253,7 @@ def _value_schema(item: Field) -> dict[str, Any]:
     if item.kind == Kind.INT_LIST:
         return {"type": "array", "items": {"type": "integer", **_range(item)}, **_items(item)}
     if item.kind == Kind.LIST:
-        return {"type": "array", "items": dict(item.items or {"type": "string"}), **_items(item)}
+        return {"type": "array", "items": {"type": "string"}, **_items(item)}
     if item.kind == Kind.INSTANCE_ID:
         return dict(_INSTANCE_ID_SCHEMA)
     if item.kind == Kind.INSTANCE_IDS:
@@ -267,6 +266,8 @@ def _value_schema(item: Field) -> dict[str, Any]:
         return {"type": "string"}
     if item.kind == Kind.OBJECT:
         return {"type": "object"}
+    if item.kind == Kind.VALUE:
+        return {}
     return {"type": "array", "items": {"type": "object"}, **_items(item)}
 
 

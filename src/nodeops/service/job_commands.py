@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodeops.domain.contract import Contract, Field, Kind, Values
-from nodeops.domain.instance_id import MAX_HOST_ID, InstanceId
+from nodeops.domain.instance_id import MAX_HOST_ID, InstanceId, parse_instance_ids
 from nodeops.domain.plans import JobType
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.engine.logwriter import format_lines, line_stamp
@@ -225,7 +225,7 @@ class JobService:
         job_type = values.text("job_type")
         host_ids = values.integers("bk_host_id")
         version = values["version"]
-        if version is not None:
+        if version is not None and version != "":
             if not isinstance(version, str):
                 problems["version"] = "must be a version string such as 0.2.0"
             elif job_type is not None and job_type != JobType.UPGRADE_AGENT:
@@ -282,6 +282,12 @@ class JobService:
     async def retry_node(self, caller: Caller, params: Mapping[str, object]) -> dict[str, Any]:
         """Re-run one instance from its first FAILED step, as a new attempt whose earlier steps are kept as
         they ran; no failed step is 3800007 (无法获取失败任务节点)."""
+        if isinstance(params.get("instance_id"), list):  # each one's problems, then the list's
+            problems: dict[str, str] = {}
+            parse_job_id(params, problems)
+            parse_instance_ids(params["instance_id"], "instance_id", problems, allow_single=False)
+            problems["instance_id"] = "must be one instance_id, not a list"
+            raise InvalidInput(problems)
         job_id, values = _instances(params, RETRY_NODE)
         instance_id = values.instance_id("instance_id")
         assert instance_id is not None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
-from nodeops.domain.contract import Contract, Field, Kind, read_field
+from nodeops.domain.contract import JOB_ID, Contract, Field, Kind, read_field
 from nodeops.domain.instance_id import InstanceId, parse_instance_ids
 from nodeops.domain.plans import JobType
 from nodeops.domain.status import ACTIVE, JobStatistics, Status, aggregate_job_status
@@ -82,7 +82,6 @@ def job_meta(job_type: str) -> dict[str, str]:
 # --- validation ---------------------------------------------------------------------------------------------
 
 
-JOB_ID = Field(name="job_id", kind=Kind.INT, required=True, description="任务ID.")
 _CONDITION = {
     "description": "One filter of details_job; several of one key match any of their values, different keys all.",
     "properties": {

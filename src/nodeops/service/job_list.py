@@ -114,7 +114,7 @@ def parse_job_list_query(params: Mapping[str, object], tz: tzinfo) -> JobListQue
                 problems["sort.sort_type"] = f"{sort_type!r} must be ASC or DEC"
             descending = sort_type != "ASC"
     hide = values["hide_auto_trigger_job"]
-    if not isinstance(hide, bool) and str(hide).lower() not in ("true", "false", "1", "0"):
+    if hide != "" and not isinstance(hide, bool) and str(hide).lower() not in ("true", "false", "1", "0"):
         problems["hide_auto_trigger_job"] = "must be true or false"
     JOB_LIST.check(problems)
     where = job_list.JobFilter(
