@@ -10,17 +10,19 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel
 
 import nodeops
 from nodeops.api.envelope import install_handlers
 from nodeops.api.fastpath import wrap_app
 from nodeops.api.fastpath.log import LogFastPath
 from nodeops.api.fastpath.openapi import MODELS as LOG_MODELS
+from nodeops.api.fastpath.openapi import REQUESTS as LOG_REQUESTS
 from nodeops.api.fastpath.openapi import describe_log_api
 from nodeops.api.headers import NoSniff
 from nodeops.api.limits import BodyLimit
 from nodeops.api.routes import agents, health, inventory, jobs, log_reading, session, subscriptions
+from nodeops.service import inventory as inventory_requests
+from nodeops.service import subscriptions as subscription_requests
 from nodeops.service.container import Services
 from nodeops.settings import Settings
 from nodeops.web.viewer import mount_viewer
@@ -85,16 +87,13 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    models: list[type[BaseModel]] = [
-        *LOG_MODELS,
-        *jobs.REQUEST_MODELS,
-        *subscriptions.REQUEST_MODELS,
-        *inventory.REQUEST_MODELS,
-    ]
-    for model in models:
+    for model in LOG_MODELS:
         definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(definition.pop("$defs", {}))
         components[model.__name__] = definition
+    for contract in (*LOG_REQUESTS, *jobs.REQUESTS, *subscription_requests.REQUESTS, *inventory_requests.REQUESTS):
+        components.update(contract.components)
+        components[contract.name] = contract.json_schema()
     schema["paths"].update(describe_log_api())
     app.openapi_schema = schema
     return schema

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from nodeops.api.bodies import refuse_nul
 from nodeops.api.deps import CallerDep, ParamsDep, ServicesDep
 from nodeops.api.envelope import json_response, success_body
+from nodeops.domain.contract import Contract
 from nodeops.service.auth import Caller
 from nodeops.service.container import Services
 from nodeops.service.subscriptions import ResultStream
@@ -81,19 +82,20 @@ def add_route(
     operation_id: str,
     summary: str,
     methods: Sequence[str] = ("POST",),
-    request: type[BaseModel] | None = None,
+    request: Contract | None = None,
     response: type[BaseModel] | None = None,
     tags: list[str] | None = None,
 ) -> None:
     """Route ``methods`` on ``path``, and hidden from the schema the same without its trailing slash (HEAD, when
     asked, is hidden too: one operation id per path in the schema). Every route answers the envelope, with
-    ``response`` the model of its success; ``request`` is the model of its JSON body, if any."""
+    ``response`` the model of its success; ``request`` is the contract of its JSON body, if any (``api.app`` puts
+    each contract's schema in the components)."""
     ok: dict[str, Any] = {"description": "The envelope; errors too answer HTTP 200 with result false and a code."}
     if response is not None:
         ok["model"] = response
     body = None
     if request is not None:
-        schema = {"$ref": f"#/components/schemas/{request.__name__}"}
+        schema = {"$ref": f"#/components/schemas/{request.name}"}
         body = {"requestBody": {"required": False, "content": {"application/json": {"schema": schema}}}}
     listed = [method for method in methods if method != "HEAD"]
     router.add_api_route(

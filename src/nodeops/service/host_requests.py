@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from nodeops.crypto import SecretBox
+from nodeops.domain.contract import Contract, Field, Kind
 from nodeops.domain.instance_id import MAX_HOST_ID
 from nodeops.domain.params import int_param
 from nodeops.engine.transports.ssh import login_name_problem
@@ -28,6 +29,78 @@ AUTH_TYPES = frozenset({"PASSWORD", "KEY"})
 MAX_ACCOUNT_CHARS = 64  # the hosts.account column
 MAX_INT32 = 2**31 - 1  # bk_biz_id, bk_cloud_id, ap_id and port are 32-bit columns
 AUTO_AP_ID = -1  # Node Manager's 自动选择接入点 (network spec §15.3); nodeops has one default to choose
+
+
+# One host of ``hosts``, as documented (``parse_hosts`` reads it: its problems are named ``hosts[i].field``)
+INSTALL_HOST = Contract(
+    "InstallHost",
+    "One host of install_job; nodeops adds ``transport`` and ``setup_path``.",
+    (
+        Field(
+            name="bk_biz_id",
+            kind=Kind.INT,
+            required=True,
+            minimum=0,
+            maximum=MAX_INT32,
+            description="Business of the host.",
+        ),
+        Field(
+            name="bk_cloud_id",
+            kind=Kind.INT,
+            default=0,
+            minimum=0,
+            maximum=MAX_INT32,
+            description="Cloud area (管控区域).",
+        ),
+        Field(name="inner_ip", kind=Kind.TEXT, description="Inner IPv4; inner_ip or inner_ipv6 is required."),
+        Field(name="inner_ipv6", kind=Kind.TEXT, description="Inner IPv6."),
+        Field(
+            name="bk_host_id", kind=Kind.INT, maximum=MAX_HOST_ID, description="The host's id when known (reinstall)."
+        ),
+        Field(
+            name="os_type",
+            kind=Kind.TEXT,
+            default="LINUX",
+            description="Only LINUX hosts are installed; others are FILTERED.",
+        ),
+        Field(
+            name="ap_id",
+            kind=Kind.INT,
+            default=1,
+            minimum=AUTO_AP_ID,
+            maximum=MAX_INT32,
+            description="Access point the agent reports to; -1 (自动选择接入点) is the default one, 1. A host whose "
+            "access point does not exist is refused in ip_filter (unknown_ap).",
+        ),
+        Field(name="account", kind=Kind.TEXT, description="SSH login account."),
+        Field(
+            name="auth_type",
+            kind=Kind.CHOICE,
+            default="PASSWORD",
+            choices=tuple(sorted(AUTH_TYPES)),
+            description="PASSWORD or KEY.",
+        ),
+        Field(name="password", kind=Kind.TEXT, description="SSH password (stored encrypted, never shown)."),
+        Field(name="key", kind=Kind.TEXT, description="SSH private key (stored encrypted, never shown)."),
+        Field(name="port", kind=Kind.INT, default=22, maximum=65535, description="SSH port."),
+        Field(
+            name="transport",
+            kind=Kind.CHOICE,
+            default="ssh",
+            choices=tuple(sorted(TRANSPORTS)),
+            description="nodeops: ssh, or local (run on the service's machine).",
+        ),
+        Field(name="setup_path", kind=Kind.TEXT, description="nodeops: absolute install path on the host."),
+    ),
+    documented=(),
+)
+HOSTS = Field(
+    name="hosts",
+    kind=Kind.OBJECTS,
+    required=True,
+    schema={"type": "array", "items": {"$ref": "#/components/schemas/InstallHost"}, "minItems": 1},
+    description="The hosts, at least one.",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 
 from nodeops.domain.answer import DEFAULT_STEP_MAX_BYTES, AnswerRenderer, StepLog
-from nodeops.domain.instance_id import InstanceId, parse_instance_id
+from nodeops.domain.contract import JOB_ID, Contract, Field, Kind, Values
+from nodeops.domain.instance_id import InstanceId
 from nodeops.domain.log_cursor import START, LogCursor, Position, Taken, parse_cursor, take
-from nodeops.domain.params import int_param
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.domain.terminal import strip_ansi
 from nodeops.errors import InstanceNotFound, InvalidInput, JobNotFound
@@ -52,47 +52,63 @@ class TailQuery:
     max_bytes: int
 
 
+_LOG_FIELDS = (
+    JOB_ID,
+    Field(
+        name="attempt",
+        kind=Kind.INT,
+        description="Which run of the instance (1 = first, +1 per retry); default the newest.",
+    ),
+    Field(
+        name="instance_id",
+        kind=Kind.INSTANCE_ID,
+        required=True,
+        description="任务实例ID: object_type|node_type|type|id, e.g. host|instance|host|127.0.0.1-0-0 or "
+        "host|instance|host|35; a bare integer means that bk_host_id. Either host form finds the host.",
+    ),
+)
+LOG = Contract(
+    "LogRequest",
+    "查询任务实例日志: the ESB form of the request (JSON body of a POST, or query parameters of a GET).",
+    _LOG_FIELDS,
+)
+TAIL = Contract(
+    "TailRequest",
+    "The log of one instance from ``cursor`` on, at most ``max_bytes`` of it.",
+    (
+        *_LOG_FIELDS,
+        Field(name="cursor", kind=Kind.TEXT, description="Where the last answer ended; empty: from the start."),
+        Field(name="max_bytes", kind=Kind.INT, default=TAIL_DEFAULT_BYTES, description="At most 8 MiB."),
+    ),
+)
+
+
 def parse_tail_query(params: Mapping[str, object]) -> TailQuery:
     """``parse_log_query`` plus ``cursor`` (empty: from the start) and ``max_bytes``; one InvalidInput names
     every bad field."""
     problems: dict[str, str] = {}
-    query: LogQuery | None = None
-    try:
-        query = parse_log_query(params)
-    except InvalidInput as exc:
-        problems.update(exc.problems)
+    values = TAIL.gather(params, problems)
     cursor = None
     try:
-        cursor = parse_cursor(params.get("cursor"))
+        cursor = parse_cursor(values["cursor"])
     except InvalidInput as exc:
         problems.update(exc.problems)
-    max_bytes = int_param(params.get("max_bytes"), "max_bytes", problems) or TAIL_DEFAULT_BYTES
+    max_bytes = values.integer("max_bytes") or TAIL_DEFAULT_BYTES
     if max_bytes > TAIL_MAX_BYTES:
         problems["max_bytes"] = f"must be at most {TAIL_MAX_BYTES} (8 MiB); follow `cursor` for more"
-    if problems:
-        raise InvalidInput(problems)
-    assert query is not None
-    return TailQuery(log=query, cursor=cursor, max_bytes=max_bytes)
+    TAIL.check(problems)
+    return TailQuery(log=_log_query(values), cursor=cursor, max_bytes=max_bytes)
 
 
 def parse_log_query(params: Mapping[str, object]) -> LogQuery:
     """Validate ``job_id``, ``instance_id`` and the optional ``attempt``; one InvalidInput names every bad field."""
-    problems: dict[str, str] = {}
-    job_id = int_param(params.get("job_id"), "job_id", problems, required=True)
-    attempt = int_param(params.get("attempt"), "attempt", problems)
-    instance: InstanceId | None = None
-    raw_instance = params.get("instance_id")
-    if raw_instance is None or raw_instance == "":
-        problems["instance_id"] = "this field is required (object_type|node_type|type|id, or a bk_host_id)"
-    else:
-        try:
-            instance = parse_instance_id(raw_instance)
-        except InvalidInput as exc:
-            problems.update(exc.problems)
-    if problems:
-        raise InvalidInput(problems)
+    return _log_query(LOG.read(params))
+
+
+def _log_query(values: Values) -> LogQuery:
+    job_id, instance = values.integer("job_id"), values.instance_id("instance_id")
     assert job_id is not None and instance is not None
-    return LogQuery(job_id=job_id, instance=instance, attempt=attempt)
+    return LogQuery(job_id=job_id, instance=instance, attempt=values.integer("attempt"))
 
 
 class LogService:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nodeops.crypto import SecretBox
+from nodeops.domain.contract import Contract, Field, Kind
 from nodeops.domain.instance_id import MAX_HOST_ID, HostKey
 from nodeops.domain.params import MAX_INT32, int_list, int_param, int_value, is_ascii_digits
 from nodeops.domain.scope import TopoObject
@@ -380,6 +381,50 @@ def inventory_csv(exported: Mapping[str, Any]) -> str:
     return out.getvalue()
 
 
+# --- the requests ---------------------------------------------------------------------------------------------
+
+_BIZ_ID = Field(name="bk_biz_id", kind=Kind.INT, maximum=MAX_INT32)
+IMPORT = Contract(
+    "InventoryImportRequest",
+    "Import an inventory: ``inventory`` (JSON form) or ``csv`` (CSV text); see docs/compatibility.md.",
+    (
+        Field(name="csv", kind=Kind.TEXT, description="CSV text, header row first, one row per host and module."),
+        Field(name="inventory", kind=Kind.OBJECT, description="{topology, hosts, service_instances}."),
+    ),
+)
+EXPORT = Contract(
+    "InventoryExportRequest",
+    "",
+    (
+        _BIZ_ID,
+        Field(
+            name="format",
+            kind=Kind.TEXT,
+            default="json",
+            schema={"type": "string", "enum": ["json", "csv"]},
+            description="json or csv.",
+        ),
+    ),
+)
+HOST_SEARCH = Contract(
+    "HostSearchRequest",
+    "",
+    (
+        Field(name="page", kind=Kind.INT, default=1, maximum=MAX_PAGESIZE),
+        Field(name="pagesize", kind=Kind.INT, default=20, minimum=-1, maximum=MAX_PAGESIZE),
+        _BIZ_ID,
+        Field(name="bk_cloud_id", kind=Kind.INT, minimum=0, maximum=MAX_INT32),
+        Field(name="ip", kind=Kind.TEXT, description="Part of an inner or outer IP."),
+        Field(name="os_type", kind=Kind.TEXT),
+        Field(name="bk_set_id", kind=Kind.INT, maximum=MAX_HOST_ID),
+        Field(name="bk_module_id", kind=Kind.INT, maximum=MAX_HOST_ID),
+        Field(name="bk_host_id", kind=Kind.INT_LIST, noun="bk_host_ids", maximum=MAX_HOST_ID),
+    ),
+)
+BIZ = Contract("BizRequest", "", (_BIZ_ID,))
+REQUESTS = (IMPORT, EXPORT, HOST_SEARCH, BIZ)
+
+
 class InventoryService:
     """The inventory APIs' and the CLI's use cases."""
 
@@ -390,13 +435,14 @@ class InventoryService:
 
     async def import_inventory(self, caller: Caller | None, params: Mapping[str, object]) -> dict[str, Any]:
         """Import ``inventory`` (the JSON form) or ``csv`` (the CSV form's text); ``caller`` None is the CLI."""
-        if params.get("csv") not in (None, ""):
-            text = params.get("csv")
+        values = IMPORT.read(params)
+        if values["csv"] not in (None, ""):
+            text = values["csv"]
             if not isinstance(text, str):
                 raise InvalidInput.field("csv", "must be the CSV text, header row first")
             parsed = parse_inventory_csv(text)
-        elif params.get("inventory") is not None:
-            parsed = parse_inventory(params.get("inventory"))
+        elif values["inventory"] is not None:
+            parsed = parse_inventory(values["inventory"])
         else:
             raise InvalidInput.field(
                 "inventory", 'give "inventory" (an object {topology, hosts, service_instances}) or "csv"'
@@ -453,12 +499,12 @@ class InventoryService:
     async def export(self, caller: Caller | None, params: Mapping[str, object]) -> dict[str, Any]:
         """The inventory of the permitted businesses (``bk_biz_id``: one of them) as ``format`` json or csv."""
         problems: dict[str, str] = {}
-        biz = _optional_int(params.get("bk_biz_id"), "bk_biz_id", problems, maximum=MAX_INT32)
-        fmt = params.get("format") or "json"
+        values = EXPORT.gather(params, problems)
+        biz = values.integer("bk_biz_id")
+        fmt = values["format"] or "json"
         if fmt not in ("json", "csv"):
             problems["format"] = f"{fmt!r} must be json or csv"
-        if problems:
-            raise InvalidInput(problems)
+        EXPORT.check(problems)
 
         def read() -> dict[str, Any]:
             with self.db.session() as session:
@@ -470,32 +516,27 @@ class InventoryService:
     async def search_hosts(self, caller: Caller | None, params: Mapping[str, object]) -> dict[str, Any]:
         """A page of the hosts matching the filters, in the permitted businesses."""
         problems: dict[str, str] = {}
-        page = int_param(params.get("page"), "page", problems, default=1, maximum=MAX_PAGESIZE) or 1
-        size = int_param(params.get("pagesize"), "pagesize", problems, default=20, minimum=-1, maximum=MAX_PAGESIZE)
+        values = HOST_SEARCH.gather(params, problems)
+        page = values.integer("page") or 1
+        size = values.integer("pagesize")
         pagesize = 20 if size is None else size
         if pagesize == 0:
             problems["pagesize"] = f"must be -1 (every host) or from 1 to {MAX_PAGESIZE}"
-        biz = _optional_int(params.get("bk_biz_id"), "bk_biz_id", problems, maximum=MAX_INT32)
-        cloud = int_param(params.get("bk_cloud_id"), "bk_cloud_id", problems, minimum=0, maximum=MAX_INT32)
-        ip = params.get("ip")
+        ip = values["ip"]
         if ip is not None and (not isinstance(ip, str) or len(ip) > 64):
             problems["ip"] = "must be (part of) an IP address"
-        os_type = params.get("os_type")
+        os_type = values["os_type"]
         if os_type is not None and not isinstance(os_type, str):
             problems["os_type"] = "must be an OS type such as LINUX"
-        set_id = _optional_int(params.get("bk_set_id"), "bk_set_id", problems)
-        module_id = _optional_int(params.get("bk_module_id"), "bk_module_id", problems)
-        host_ids = int_list(params.get("bk_host_id"), "bk_host_id", problems, noun="bk_host_ids", maximum=MAX_HOST_ID)
-        if problems:
-            raise InvalidInput(problems)
+        HOST_SEARCH.check(problems)
         query = HostQuery(
-            bk_biz_ids=self._visible(caller, biz),
-            bk_cloud_id=cloud,
+            bk_biz_ids=self._visible(caller, values.integer("bk_biz_id")),
+            bk_cloud_id=values.integer("bk_cloud_id"),
             ip=ip if isinstance(ip, str) else None,
             os_type=os_type.upper() if isinstance(os_type, str) else None,
-            bk_set_id=set_id,
-            bk_module_id=module_id,
-            bk_host_ids=tuple(host_ids),
+            bk_set_id=values.integer("bk_set_id"),
+            bk_module_id=values.integer("bk_module_id"),
+            bk_host_ids=tuple(values.integers("bk_host_id")),
         )
 
         def read() -> dict[str, Any]:
@@ -525,10 +566,7 @@ class InventoryService:
         read: Callable[[Any, frozenset[int] | None], list[dict[str, Any]]],
     ) -> list[dict[str, Any]]:
         """``read`` of the businesses the caller may see (``bk_biz_id``: only that one)."""
-        problems: dict[str, str] = {}
-        biz = _optional_int(params.get("bk_biz_id"), "bk_biz_id", problems, maximum=MAX_INT32)
-        if problems:
-            raise InvalidInput(problems)
+        biz = BIZ.read(params).integer("bk_biz_id")
 
         def call() -> list[dict[str, Any]]:
             with self.db.session() as session:

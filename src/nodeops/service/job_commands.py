@@ -17,8 +17,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nodeops.domain.contract import Contract, Field, Kind, Values
 from nodeops.domain.instance_id import MAX_HOST_ID, InstanceId, parse_instance_ids
-from nodeops.domain.params import int_list
 from nodeops.domain.plans import JobType
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.engine.logwriter import format_lines, line_stamp
@@ -34,7 +34,7 @@ from nodeops.errors import (
     PermissionDenied,
 )
 from nodeops.service.auth import Caller
-from nodeops.service.host_requests import HostRequest, parse_hosts
+from nodeops.service.host_requests import HOSTS, INSTALL_HOST, HostRequest, parse_hosts
 from nodeops.service.job_details import job_access, parse_job_id
 from nodeops.service.job_launch import (
     AGENT_VERSION_PARAM,
@@ -53,6 +53,74 @@ from nodeops.store.job_reads import Instance, JobInfo, StepState
 
 OPERATE_ACTION = "agent_operate"  # the IAM action install/operate need, on every business of the hosts
 
+# --- the requests (job_id of retry, revoke and retry_node is in the path) ------------------------------------
+
+INSTALL = Contract(
+    "InstallJobRequest",
+    "install_job (安装类任务): install or reinstall agents on hosts given with their login.",
+    (
+        Field(
+            name="job_type",
+            kind=Kind.CHOICE,
+            required=True,
+            choices=tuple(sorted(INSTALL_TYPES)),
+            description="INSTALL_AGENT or REINSTALL_AGENT.",
+        ),
+        HOSTS,
+    ),
+    components={"InstallHost": INSTALL_HOST.json_schema()},
+)
+OPERATE = Contract(
+    "OperateJobRequest",
+    "operate_job (操作类任务): an agent operation on hosts known by their bk_host_id.",
+    (
+        Field(
+            name="job_type",
+            kind=Kind.CHOICE,
+            required=True,
+            choices=tuple(sorted(OPERATE_TYPES)),
+            description="UPGRADE_AGENT, RESTART_AGENT, RELOAD_AGENT or UNINSTALL_AGENT.",
+        ),
+        Field(
+            name="bk_host_id",
+            kind=Kind.INT_LIST,
+            required=True,
+            noun="bk_host_ids",
+            maximum=MAX_HOST_ID,
+            description="The hosts, at least one.",
+        ),
+        Field(
+            name="version",
+            kind=Kind.TEXT,
+            description="nodeops, UPGRADE_AGENT only: the agent version to push (default the newest).",
+        ),
+    ),
+)
+JOB_INSTANCES = Contract(
+    "JobInstancesRequest",
+    "retry / revoke: the instances to act on, default all (FAILED ones for retry, running ones for revoke).",
+    (
+        Field(
+            name="instance_id_list",
+            kind=Kind.INSTANCE_IDS,
+            description="instance_ids (object_type|node_type|type|id, or bk_host_ids).",
+        ),
+    ),
+)
+RETRY_NODE = Contract(
+    "RetryNodeRequest",
+    "retry_node (原子粒度重试): re-run one instance from its failed step.",
+    (
+        Field(
+            name="instance_id",
+            kind=Kind.INSTANCE_ID,
+            required=True,
+            description="The instance (object_type|node_type|type|id, or a bk_host_id).",
+        ),
+    ),
+)
+REQUESTS = (INSTALL, OPERATE, JOB_INSTANCES, RETRY_NODE)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewAttempts:
@@ -67,16 +135,13 @@ class NewAttempts:
         return self.job.job_id
 
 
-def _job_type(value: object, allowed: Collection[JobType], problems: dict[str, str]) -> JobType | None:
-    accepted = ", ".join(sorted(allowed))
-    if value is None or value == "":
-        problems["job_type"] = f"this field is required: one of {accepted}"
-        return None
-    if not isinstance(value, str) or value not in allowed:
-        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-        problems["job_type"] = f"{shown} must be one of {accepted}"
-        return None
-    return JobType(value)
+def _instances(params: Mapping[str, object], contract: Contract) -> tuple[int, Values]:
+    """The job_id (in the path) and the request's fields, or one InvalidInput naming every bad one."""
+    problems: dict[str, str] = {}
+    job_id = parse_job_id(params, problems)
+    values = contract.gather(params, problems)
+    contract.check(problems)
+    return job_id, values
 
 
 def _pick(job_id: int, instances: Sequence[Instance], wanted: Sequence[InstanceId]) -> list[Instance]:
@@ -133,15 +198,14 @@ class JobService:
         """install_job: validate ``job_type`` and ``hosts``, check the caller's right on their businesses,
         then register the hosts and start the job. All hosts refused: 3801018 with ``data.ip_filter``."""
         problems: dict[str, str] = {}
-        job_type = _job_type(params.get("job_type"), INSTALL_TYPES, problems)
+        values = INSTALL.gather(params, problems)
         hosts: list[HostRequest] = []
         try:
-            hosts = parse_hosts(params.get("hosts"))
+            hosts = parse_hosts(values["hosts"])
         except InvalidInput as exc:
             problems.update(exc.problems)
-        if problems:
-            raise InvalidInput(problems)
-        assert job_type is not None
+        INSTALL.check(problems)
+        job_type = JobType(values.text("job_type") or "")
         if not caller.is_superuser:
             if any(host.transport == "local" for host in hosts):
                 raise LocalTransportDenied(username=caller.username)
@@ -157,10 +221,10 @@ class JobService:
         """operate_job: ``job_type`` and ``bk_host_id[]`` (``version`` for UPGRADE_AGENT); the caller needs
         the right on the business of every known host. Unknown and busy hosts come back in ``ip_filter``."""
         problems: dict[str, str] = {}
-        job_type = _job_type(params.get("job_type"), OPERATE_TYPES, problems)
-        raw_ids = params.get("bk_host_id")
-        host_ids = int_list(raw_ids, "bk_host_id", problems, noun="bk_host_ids", required=True, maximum=MAX_HOST_ID)
-        version = params.get("version")
+        values = OPERATE.gather(params, problems)
+        job_type = values.text("job_type")
+        host_ids = values.integers("bk_host_id")
+        version = values["version"]
         if version is not None and version != "":
             if not isinstance(version, str):
                 problems["version"] = "must be a version string such as 0.2.0"
@@ -168,14 +232,13 @@ class JobService:
                 problems["version"] = f"only UPGRADE_AGENT takes a version, not {job_type}"
         else:
             version = None
-        if problems:
-            raise InvalidInput(problems)
+        OPERATE.check(problems)
         assert job_type is not None and (version is None or isinstance(version, str))
         if not caller.is_superuser:  # unknown hosts are refused in ip_filter, not here
             known = await self.db.call(lambda: self._host_biz_ids(host_ids))
             require_biz(caller, set(known.values()))
         started = await self.runner.operate(
-            job_type=job_type,
+            job_type=JobType(job_type),
             bk_host_ids=host_ids,
             created_by=caller.username,
             from_system=caller.app_code,
@@ -198,11 +261,8 @@ class JobService:
     async def retry(self, caller: Caller, params: Mapping[str, object]) -> dict[str, Any]:
         """Run the FAILED instances again (those of ``instance_id_list``, default every FAILED one) as a new
         task and attempt; nothing to retry is 3800003."""
-        problems: dict[str, str] = {}
-        job_id = parse_job_id(params, problems)
-        wanted = parse_instance_ids(params.get("instance_id_list"), "instance_id_list", problems, allow_single=False)
-        if problems:
-            raise InvalidInput(problems)
+        job_id, values = _instances(params, JOB_INSTANCES)
+        wanted = values.instance_ids("instance_id_list")
 
         def choose(job: JobInfo, instances: Sequence[Instance]) -> list[Instance]:
             scope = _pick(job.job_id, instances, wanted) if wanted else instances
@@ -222,17 +282,16 @@ class JobService:
     async def retry_node(self, caller: Caller, params: Mapping[str, object]) -> dict[str, Any]:
         """Re-run one instance from its first FAILED step, as a new attempt whose earlier steps are kept as
         they ran; no failed step is 3800007 (无法获取失败任务节点)."""
-        problems: dict[str, str] = {}
-        job_id = parse_job_id(params, problems)
-        wanted: list[InstanceId] = []
-        if params.get("instance_id") in (None, ""):
-            problems["instance_id"] = "this field is required (object_type|node_type|type|id, or a bk_host_id)"
-        else:
-            wanted = parse_instance_ids(params.get("instance_id"), "instance_id", problems, allow_single=True)
-            if isinstance(params.get("instance_id"), list):
-                problems["instance_id"] = "must be one instance_id, not a list"
-        if problems:
+        if isinstance(params.get("instance_id"), list):  # each one's problems, then the list's
+            problems: dict[str, str] = {}
+            parse_job_id(params, problems)
+            parse_instance_ids(params["instance_id"], "instance_id", problems, allow_single=False)
+            problems["instance_id"] = "must be one instance_id, not a list"
             raise InvalidInput(problems)
+        job_id, values = _instances(params, RETRY_NODE)
+        instance_id = values.instance_id("instance_id")
+        assert instance_id is not None
+        wanted = [instance_id]
         failed_step: list[StepState] = []
 
         def choose(job: JobInfo, instances: Sequence[Instance]) -> list[Instance]:
@@ -283,11 +342,8 @@ class JobService:
         """Stop the job's PENDING and RUNNING instances (those of ``instance_id_list``, default all): running
         steps end FAILED with 已终止 in their log, the job becomes TERMINATED and stays so. Nothing pending
         or running is 3800016."""
-        problems: dict[str, str] = {}
-        job_id = parse_job_id(params, problems)
-        wanted = parse_instance_ids(params.get("instance_id_list"), "instance_id_list", problems, allow_single=False)
-        if problems:
-            raise InvalidInput(problems)
+        job_id, values = _instances(params, JOB_INSTANCES)
+        wanted = values.instance_ids("instance_id_list")
 
         def targets() -> tuple[JobInfo, list[Instance]]:
             with self.db.session() as session:

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
+from nodeops.domain.contract import JOB_ID, Contract, Field, Kind, read_field
 from nodeops.domain.instance_id import InstanceId, parse_instance_ids
-from nodeops.domain.params import int_param, int_value
 from nodeops.domain.plans import JobType
 from nodeops.domain.status import ACTIVE, JobStatistics, Status, aggregate_job_status
-from nodeops.errors import InvalidInput, JobNotFound
+from nodeops.errors import JobNotFound
 from nodeops.service.auth import Caller
 from nodeops.service.paging import out_of_range
 from nodeops.store import instances as store_instances
@@ -82,9 +82,61 @@ def job_meta(job_type: str) -> dict[str, str]:
 # --- validation ---------------------------------------------------------------------------------------------
 
 
+_CONDITION = {
+    "description": "One filter of details_job; several of one key match any of their values, different keys all.",
+    "properties": {
+        "key": {
+            "description": "ip (part of an IP), instance_id, status (a list) or exclude_instance_ids.",
+            "title": "Key",
+            "type": "string",
+        },
+        "value": {"description": "A value or a list of values.", "title": "Value"},
+    },
+    "required": ["key", "value"],
+    "title": "DetailsCondition",
+    "type": "object",
+}
+_DETAILS_FIELDS = (
+    Field(name="page", kind=Kind.INT, default=1, maximum=MAX_PAGESIZE, description="Page number, from 1."),
+    Field(
+        name="pagesize",
+        kind=Kind.INT,
+        default=10,
+        minimum=-1,
+        maximum=MAX_PAGESIZE,
+        description="Instances per page; -1 for all of them.",
+    ),
+    Field(
+        name="exclude_instance_ids",
+        kind=Kind.INSTANCE_IDS,
+        description="instance_ids (object_type|node_type|type|id, or bk_host_ids) left out.",
+    ),
+    Field(
+        name="conditions",
+        kind=Kind.OBJECTS,
+        schema={"type": "array", "items": {"$ref": "#/components/schemas/DetailsCondition"}},
+        description="Filters of the instances.",
+    ),
+)
+DETAILS = Contract(
+    "DetailsJobRequest",
+    "details_job (查询任务详情) at nodeman's address: job_id is in the path.",
+    _DETAILS_FIELDS,
+    components={"DetailsCondition": _CONDITION},
+)
+ESB_DETAILS = Contract(
+    "EsbDetailsJobRequest",
+    "details_job at the ESB address: job_id is in the body.",
+    (JOB_ID, *_DETAILS_FIELDS),
+    components={"DetailsCondition": _CONDITION},
+)
+
+
 def parse_job_id(params: Mapping[str, object], problems: dict[str, str]) -> int:
     """The required ``job_id`` (a positive integer); 0 with the problem named when it is missing or bad."""
-    return int_param(params.get("job_id"), "job_id", problems, required=True) or 0
+    job_id = read_field(JOB_ID, params.get("job_id"), problems)
+    assert job_id is None or isinstance(job_id, int)
+    return job_id or 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,22 +154,18 @@ def parse_details_query(params: Mapping[str, object]) -> DetailsQuery:
     """Validate details_job's ``job_id``, ``page``, ``pagesize`` and ``conditions``; one InvalidInput names
     every bad field."""
     problems: dict[str, str] = {}
-    job_id = parse_job_id(params, problems)
-    page = int_param(params.get("page"), "page", problems, default=1, maximum=MAX_PAGESIZE) or 1
-    pagesize = 10
-    if params.get("pagesize") not in (None, ""):
-        size = int_value(params["pagesize"], "pagesize", problems, minimum=-1, maximum=MAX_PAGESIZE)
-        if size is not None and size != 0:
-            pagesize = size
-        elif size == 0 or "pagesize" in problems:
-            problems["pagesize"] = f"must be -1 (every instance) or from 1 to {MAX_PAGESIZE}"
+    request = ESB_DETAILS.gather(params, problems)  # job_id is in the body, or the path's
+    job_id = request.integer("job_id") or 0
+    page = request.integer("page") or 1
+    size = request.integer("pagesize")
+    if size == 0 or "pagesize" in problems:
+        problems["pagesize"] = f"must be -1 (every instance) or from 1 to {MAX_PAGESIZE}"
+    pagesize = size or 10
     ips: list[str] = []
     instances: list[InstanceId] = []
     statuses: set[Status] = set()
-    excluded = parse_instance_ids(
-        params.get("exclude_instance_ids"), "exclude_instance_ids", problems, allow_single=False
-    )
-    conditions = params.get("conditions")
+    excluded = request.instance_ids("exclude_instance_ids")
+    conditions = request["conditions"]
     if conditions is not None and not isinstance(conditions, list):
         problems["conditions"] = 'must be a list of {"key": ..., "value": ...} objects'
         conditions = []
@@ -146,8 +194,7 @@ def parse_details_query(params: Mapping[str, object]) -> DetailsQuery:
             instances.extend(parse_instance_ids(value, f"{where}.value", problems, allow_single=True))
         else:
             excluded.extend(parse_instance_ids(value, f"{where}.value", problems, allow_single=True))
-    if problems:
-        raise InvalidInput(problems)
+    ESB_DETAILS.check(problems)
     return DetailsQuery(
         job_id=job_id,
         page=page,

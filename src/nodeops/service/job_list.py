@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
-from nodeops.domain.params import MAX_BIGINT, MAX_INT32, int_list, int_param, list_items
+from nodeops.domain.contract import Contract, Field, Kind
+from nodeops.domain.params import MAX_BIGINT, MAX_INT32
 from nodeops.domain.status import ACTIVE, Status
-from nodeops.errors import InvalidInput
 from nodeops.service.auth import Caller
 from nodeops.service.job_details import JOB_TYPE_DISPLAY, TIME_FORMAT
 from nodeops.store import job_list
@@ -24,6 +24,49 @@ MAX_PAGESIZE = 1000
 MAX_LIST = 500
 MAX_IP_CHARS = 64  # an IPv6 address is at most 45 characters
 _TIME_INPUTS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
+
+
+_SORT = {
+    "properties": {
+        "head": {
+            "default": "id",
+            "description": "id, job_type, status, created_by, start_time or end_time.",
+            "title": "Head",
+            "type": "string",
+        },
+        "sort_type": {"default": "DEC", "description": "ASC or DEC.", "title": "Sort Type", "type": "string"},
+    },
+    "title": "JobListSort",
+    "type": "object",
+}
+
+
+def _filter(name: str, kind: Kind = Kind.LIST, *, minimum: int = 1, maximum: int = MAX_BIGINT) -> Field:
+    """A list filter: at most MAX_LIST values, blank ones skipped (a single value is a list of itself)."""
+    return Field(
+        name=name, kind=kind, noun="values", max_items=MAX_LIST, skip_blank=True, minimum=minimum, maximum=maximum
+    )
+
+
+JOB_LIST = Contract(
+    "JobListRequest",
+    "job_list (任务历史): the jobs the caller may view, filtered, sorted and paged.",
+    (
+        Field(name="page", kind=Kind.INT, default=1),
+        Field(name="pagesize", kind=Kind.INT, default=10, minimum=-1, description="-1: every job; at most 1000."),
+        _filter("job_id", Kind.INT_LIST),
+        _filter("job_type"),
+        _filter("status"),
+        _filter("created_by"),
+        _filter("bk_biz_id", Kind.INT_LIST, minimum=0, maximum=MAX_INT32),
+        _filter("inner_ip_list"),
+        Field(name="start_time", kind=Kind.TEXT, description="Jobs started at or after (YYYY-MM-DD HH:MM:SS)."),
+        Field(name="end_time", kind=Kind.TEXT, description="Jobs started at or before (YYYY-MM-DD HH:MM:SS)."),
+        Field(name="sort", kind=Kind.OBJECT, schema={"$ref": "#/components/schemas/JobListSort"}),
+        Field(name="hide_auto_trigger_job", kind=Kind.TEXT, default=False, schema={"type": "boolean"}),
+    ),
+    components={"JobListSort": _SORT},
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,26 +80,27 @@ class JobListQuery:
 def parse_job_list_query(params: Mapping[str, object], tz: tzinfo) -> JobListQuery:
     """A job_list request's filters, sort and page; one InvalidInput names every bad field."""
     problems: dict[str, str] = {}
-    page = int_param(params.get("page"), "page", problems, default=1)
-    pagesize = int_param(params.get("pagesize"), "pagesize", problems, default=10, minimum=-1)
+    values = JOB_LIST.gather(params, problems)
+    page = values.integer("page")
+    pagesize = values.integer("pagesize")
     if pagesize is not None and (pagesize == 0 or pagesize > MAX_PAGESIZE):
         problems["pagesize"] = f"must be -1 (every job) or from 1 to {MAX_PAGESIZE}"
-    job_ids = _ints(params, "job_id", problems)
-    job_types = [str(t) for _where, t in _list(params, "job_type", problems)]
+    job_ids = values.integers("job_id")
+    job_types = [str(t) for _where, t in values.items("job_type")]
     unknown = [t for t in job_types if t not in JOB_TYPE_DISPLAY]
     if unknown:
         problems["job_type"] = f"{unknown[0]!r} must be one of {', '.join(sorted(JOB_TYPE_DISPLAY))}"
-    statuses = [str(s) for _where, s in _list(params, "status", problems)]
+    statuses = [str(s) for _where, s in values.items("status")]
     known = {s.value for s in Status}
     if any(s not in known for s in statuses):
         problems["status"] = f"must be a list of statuses among {', '.join(s.value for s in Status)}"
-    created_by = [str(u) for _where, u in _list(params, "created_by", problems)]
-    biz_ids = _ints(params, "bk_biz_id", problems, minimum=0, maximum=MAX_INT32)
-    inner_ips = _ips(params, problems)
-    start_after = _time(params.get("start_time"), "start_time", tz, problems)
-    start_before = _time(params.get("end_time"), "end_time", tz, problems)
+    created_by = [str(u) for _where, u in values.items("created_by")]
+    biz_ids = values.integers("bk_biz_id")
+    inner_ips = _ips(values.items("inner_ip_list"), problems)
+    start_after = _time(values["start_time"], "start_time", tz, problems)
+    start_before = _time(values["end_time"], "end_time", tz, problems)
     sort, descending = "id", True
-    raw_sort = params.get("sort")
+    raw_sort = values["sort"]
     if raw_sort not in (None, "", {}):
         if not isinstance(raw_sort, dict):
             problems["sort"] = 'must be an object {"head": ..., "sort_type": "ASC" or "DEC"}'
@@ -69,11 +113,10 @@ def parse_job_list_query(params: Mapping[str, object], tz: tzinfo) -> JobListQue
             if sort_type not in ("ASC", "DEC"):
                 problems["sort.sort_type"] = f"{sort_type!r} must be ASC or DEC"
             descending = sort_type != "ASC"
-    hide = params.get("hide_auto_trigger_job")
-    if hide not in (None, "") and not isinstance(hide, bool) and str(hide).lower() not in ("true", "false", "1", "0"):
+    hide = values["hide_auto_trigger_job"]
+    if hide != "" and not isinstance(hide, bool) and str(hide).lower() not in ("true", "false", "1", "0"):
         problems["hide_auto_trigger_job"] = "must be true or false"
-    if problems:
-        raise InvalidInput(problems)
+    JOB_LIST.check(problems)
     where = job_list.JobFilter(
         job_ids=job_ids,
         job_types=job_types,
@@ -125,32 +168,11 @@ def _row(job: job_list.JobRow, tz: tzinfo, now: datetime) -> dict[str, Any]:
     }
 
 
-def _list(params: Mapping[str, object], name: str, problems: dict[str, str]) -> list[tuple[str, object]]:
-    """A list filter: at most MAX_LIST values, blank ones skipped (a single value is a list of itself)."""
-    return list_items(params.get(name), name, problems, noun="values", max_items=MAX_LIST, skip_blank=True)
-
-
-def _ints(
-    params: Mapping[str, object], name: str, problems: dict[str, str], *, minimum: int = 1, maximum: int = MAX_BIGINT
-) -> list[int]:
-    """A list filter of integers (``_list``'s rule)."""
-    return int_list(
-        params.get(name),
-        name,
-        problems,
-        noun="values",
-        max_items=MAX_LIST,
-        skip_blank=True,
-        minimum=minimum,
-        maximum=maximum,
-    )
-
-
-def _ips(params: Mapping[str, object], problems: dict[str, str]) -> list[str]:
+def _ips(items: list[tuple[str, object]], problems: dict[str, str]) -> list[str]:
     """inner_ip_list: IP addresses as text, blank ones skipped; each is matched in a LIKE pattern, which SQLite
     refuses past 50,000 bytes, so anything longer than an address is refused here."""
     ips: list[str] = []
-    for where, item in _list(params, "inner_ip_list", problems):
+    for where, item in items:
         ip = item.strip() if isinstance(item, str) else None
         if ip is None or len(ip) > MAX_IP_CHARS:
             problems[where] = f"must be an IP address: text of at most {MAX_IP_CHARS} characters"

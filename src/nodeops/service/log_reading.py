@@ -26,10 +26,11 @@ from typing import Any
 import orjson
 
 from nodeops.domain.answer import StepLog
-from nodeops.domain.instance_id import InstanceId, parse_instance_id, parse_instance_ids
+from nodeops.domain.contract import JOB_ID, Contract, Field, Kind
+from nodeops.domain.instance_id import InstanceId
 from nodeops.domain.log_cursor import Chunk, LogCursor
 from nodeops.domain.log_search import LEVELS, Matcher, compile_query, line_level
-from nodeops.domain.params import int_param, is_ascii_digits, parse_int
+from nodeops.domain.params import is_ascii_digits, parse_int
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.domain.terminal import strip_ansi, strip_controls
 from nodeops.errors import InstanceNotFound, InvalidInput, JobNotFound
@@ -54,8 +55,7 @@ _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no", ""})
 
 
-def _flag(params: Mapping[str, object], name: str, problems: dict[str, str]) -> bool:
-    value = params.get(name)
+def _flag(value: object, name: str, problems: dict[str, str]) -> bool:
     if value is None or isinstance(value, bool):
         return bool(value)
     text = str(value).strip().lower()
@@ -63,6 +63,35 @@ def _flag(params: Mapping[str, object], name: str, problems: dict[str, str]) -> 
         return text in _TRUE
     problems[name] = f"{str(value)[:40]!r} must be true or false"
     return False
+
+
+_BOOLEAN = {"type": "boolean"}
+JOB = Contract("JobLogsRequest", "A job's logs: job_id.", (JOB_ID,))
+SEARCH = Contract(
+    "LogSearchRequest",
+    "Search the logs of a job (or one instance) for ``q``.",
+    (
+        JOB_ID,
+        Field(name="attempt", kind=Kind.INT, description="Which run of the instance; default the newest."),
+        Field(name="instance_id", kind=Kind.INSTANCE_ID, description="Only this instance's log."),
+        Field(name="regex", kind=Kind.TEXT, schema=_BOOLEAN, description="q is a regular expression (RE2)."),
+        Field(name="case", kind=Kind.TEXT, schema=_BOOLEAN, description="Match case."),
+        Field(name="q", kind=Kind.TEXT, required=True, description="What to find."),
+        Field(name="level", kind=Kind.TEXT, description=f"Only lines of this level: {', '.join(LEVELS)}."),
+        Field(name="step", kind=Kind.TEXT, description="Only this step: its index or its name."),
+        Field(name="page", kind=Kind.INT, default=1),
+        Field(name="pagesize", kind=Kind.INT, default=50, description=f"At most {MAX_PAGESIZE}."),
+    ),
+)
+BATCH = Contract(
+    "LogBatchRequest",
+    "The logs of several instances of a job at once.",
+    (
+        JOB_ID,
+        Field(name="instance_id_list", kind=Kind.INSTANCE_IDS, required=True, max_items=MAX_BATCH),
+        Field(name="tail", kind=Kind.INT, description=f"Only the last lines of each step, at most {MAX_TAIL_LINES}."),
+    ),
+)
 
 
 def sse(event: str, data: object, event_id: str | None = None) -> bytes:
@@ -190,7 +219,7 @@ class LogReading:
         instances changed since."""
         problems: dict[str, str] = {}
         since = datetime.fromtimestamp(0, UTC)
-        job_id = int_param(params.get("job_id"), "job_id", problems, required=True)
+        job_id = JOB.gather(params, problems).integer("job_id")
         if last_event_id:
             text = last_event_id.strip()
             try:
@@ -383,8 +412,7 @@ class LogReading:
         """Check the request, then return the file name and a .tar.gz stream of every instance's log (newest
         attempt), one file each, their text as the download serves it; each member's size is counted first (a read
         of its text) so that it then streams without being held."""
-        problems: dict[str, str] = {}
-        job_id = await self._validated(args, lambda: _required_job_id(params, problems))
+        job_id = await self._validated(args, lambda: JOB.read(params).integer("job_id"))
         records = await self.db.read(lambda cur: self._archive_records(cur, args, job_id))
         return f"job-{job_id}-logs.tar.gz", self._archive(job_id, records)
 
@@ -558,60 +586,44 @@ def _raise(problems: Mapping[str, str]) -> None:
     raise InvalidInput(problems)
 
 
-def _required_job_id(params: Mapping[str, object], problems: dict[str, str]) -> int:
-    job_id = int_param(params.get("job_id"), "job_id", problems, required=True)
-    if problems:
-        raise InvalidInput(problems)
-    assert job_id is not None
-    return job_id
-
-
 def parse_search_query(params: Mapping[str, object]) -> SearchQuery:
     """Validate a search: ``job_id``, optional ``instance_id`` and ``attempt``, ``q`` (with ``regex`` and
     ``case``), ``level``, ``step``, ``page``, ``pagesize``; one InvalidInput names every bad field."""
     problems: dict[str, str] = {}
-    job_id = int_param(params.get("job_id"), "job_id", problems, required=True)
-    attempt = int_param(params.get("attempt"), "attempt", problems)
-    instance: InstanceId | None = None
-    if params.get("instance_id") not in (None, ""):
-        try:
-            instance = parse_instance_id(params["instance_id"])
-        except InvalidInput as exc:
-            problems.update(exc.problems)
-    regex = _flag(params, "regex", problems)
-    case = _flag(params, "case", problems)
-    q = params.get("q")
+    values = SEARCH.gather(params, problems)
+    regex = _flag(values["regex"], "regex", problems)
+    case = _flag(values["case"], "case", problems)
+    q = values["q"]
     matcher: Matcher | None = None
     try:
         matcher = compile_query(q, regex=regex, case=case)  # bounded: RE2 compiles within PATTERN_MAX_MEM_BYTES
     except InvalidInput as exc:
         problems.update(exc.problems)
-    level = params.get("level") or None
+    level = values["level"] or None
     if level is not None:
         level = str(level).upper()
         if level not in LEVELS:
             problems["level"] = f"{str(params['level'])[:40]!r} must be one of {', '.join(LEVELS)}"
     step: int | str | None = None
-    raw_step = params.get("step")
+    raw_step = values["step"]
     if raw_step not in (None, ""):
         text = str(raw_step).strip()
         step = int(text) if is_ascii_digits(text) and len(text) < 6 else text
-    page = int_param(params.get("page"), "page", problems) or 1
-    pagesize = int_param(params.get("pagesize"), "pagesize", problems) or 50
+    pagesize = values.integer("pagesize") or 50
     if pagesize > MAX_PAGESIZE:
         problems["pagesize"] = f"must be from 1 to {MAX_PAGESIZE}"
-    if problems:
-        raise InvalidInput(problems)
+    SEARCH.check(problems)
+    job_id = values.integer("job_id")
     assert job_id is not None and isinstance(q, str) and matcher is not None
     return SearchQuery(
         job_id=job_id,
-        instance=instance,
-        attempt=attempt,
+        instance=values.instance_id("instance_id"),
+        attempt=values.integer("attempt"),
         q=q,
         matcher=matcher,
         level=level,
         step=step,
-        page=page,
+        page=values.integer("page") or 1,
         pagesize=pagesize,
     )
 
@@ -619,22 +631,14 @@ def parse_search_query(params: Mapping[str, object]) -> SearchQuery:
 def parse_batch_query(params: Mapping[str, object]) -> tuple[int, list[InstanceId], int | None]:
     """Validate a batch: ``job_id``, ``instance_id_list`` (1 to 500) and the optional ``tail``."""
     problems: dict[str, str] = {}
-    job_id = int_param(params.get("job_id"), "job_id", problems, required=True)
-    instances = parse_instance_ids(
-        params.get("instance_id_list"),
-        "instance_id_list",
-        problems,
-        allow_single=False,
-        required=True,
-        max_items=MAX_BATCH,
-    )
-    tail = int_param(params.get("tail"), "tail", problems)
+    values = BATCH.gather(params, problems)
+    tail = values.integer("tail")
     if tail is not None and tail > MAX_TAIL_LINES:
         problems["tail"] = f"must be from 1 to {MAX_TAIL_LINES} lines"
-    if problems:
-        raise InvalidInput(problems)
+    BATCH.check(problems)
+    job_id = values.integer("job_id")
     assert job_id is not None
-    return job_id, instances, tail
+    return job_id, values.instance_ids("instance_id_list"), tail
 
 
 def _current_step(steps: Sequence[StepLog]) -> str:

@@ -17,14 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from nodeops.domain.contract import Contract, Field, Kind
 from nodeops.domain.instance_id import InstanceId, parse_instance_ids
-from nodeops.domain.params import int_list, int_param, int_value
 from nodeops.domain.plans import JobType, plan_steps
 from nodeops.domain.scope import (
     AgentStep,
     Scope,
     ScopeObject,
-    bool_value,
     parse_actions,
     parse_scope,
     parse_steps,
@@ -85,8 +84,209 @@ class _ResultParams:
     out_of_scope: bool
 
 
-def _subscription_id(params: Mapping[str, object], problems: dict[str, str]) -> int:
-    return int_param(params.get("subscription_id"), "subscription_id", problems, required=True) or 0
+# --- the requests ---------------------------------------------------------------------------------------------
+
+SUBSCRIPTION_ID = Field(name="subscription_id", kind=Kind.INT, required=True)
+_TASK_IDS = Field(name="task_id_list", kind=Kind.INT_LIST, max_items=MAX_IDS, unique=True)
+_INSTANCE_IDS = Field(name="instance_id_list", kind=Kind.INSTANCE_IDS)
+_SUBSCRIPTION_IDS = Field(
+    name="subscription_id_list", kind=Kind.INT_LIST, required=True, max_items=MAX_IDS, unique=True
+)
+_RUN_IMMEDIATELY = Field(name="run_immediately", kind=Kind.BOOL, default=False)
+_NAME = Field(name="name", kind=Kind.TEXT)
+_SCOPE = Field(name="scope", kind=Kind.OBJECT, required=True, schema={"$ref": "#/components/schemas/ScopeModel"})
+_SCOPE_SCHEMA = {
+    "description": "What a subscription covers; nodes are hosts, service instances, or topology / template nodes.",
+    "properties": {
+        "bk_biz_id": {
+            "anyOf": [{"type": "integer"}, {"type": "null"}],
+            "default": None,
+            "description": "The business the scope is in.",
+            "title": "Bk Biz Id",
+        },
+        "node_type": {
+            "description": "INSTANCE, TOPO, SERVICE_TEMPLATE or SET_TEMPLATE.",
+            "title": "Node Type",
+            "type": "string",
+        },
+        "nodes": {
+            "description": "INSTANCE HOST: {bk_host_id} or {ip, bk_cloud_id}; INSTANCE SERVICE: {id}; TOPO: "
+            "{bk_obj_id: biz|set|module, bk_inst_id}; SERVICE_TEMPLATE / SET_TEMPLATE: {bk_obj_id: "
+            "service_template|set_template, bk_inst_id}.",
+            "items": {"additionalProperties": True, "type": "object"},
+            "title": "Nodes",
+            "type": "array",
+        },
+        "object_type": {"description": "HOST or SERVICE.", "title": "Object Type", "type": "string"},
+    },
+    "required": ["object_type", "node_type", "nodes"],
+    "title": "ScopeModel",
+    "type": "object",
+}
+_STEP_SCHEMA = {
+    "properties": {
+        "config": {
+            "additionalProperties": True,
+            "description": '{"job_type": "INSTALL_AGENT" | "UPGRADE_AGENT" | ...}.',
+            "title": "Config",
+            "type": "object",
+        },
+        "id": {"description": "Step name, e.g. agent.", "title": "Id", "type": "string"},
+        "params": {
+            "additionalProperties": True,
+            "description": "nodeops reads agent_version (a version).",
+            "title": "Params",
+            "type": "object",
+        },
+        "type": {
+            "default": "AGENT",
+            "description": "AGENT (the only type run here).",
+            "title": "Type",
+            "type": "string",
+        },
+    },
+    "required": ["id", "config"],
+    "title": "StepModel",
+    "type": "object",
+}
+CREATE = Contract(
+    "CreateSubscriptionRequest",
+    "create: a subscription of a scope, with one agent step; run_immediately also runs it.",
+    (
+        _SCOPE,
+        Field(
+            name="steps",
+            kind=Kind.OBJECTS,
+            required=True,
+            max_items=1,
+            schema={"type": "array", "items": {"$ref": "#/components/schemas/StepModel"}, "minItems": 1, "maxItems": 1},
+        ),
+        _NAME,
+        _RUN_IMMEDIATELY,
+    ),
+    components={"ScopeModel": _SCOPE_SCHEMA, "StepModel": _STEP_SCHEMA},
+)
+INFO = Contract(
+    "SubscriptionInfoRequest",
+    "",
+    (
+        _SUBSCRIPTION_IDS,
+        Field(name="show_deleted", kind=Kind.BOOL, default=False),
+    ),
+)
+UPDATE = Contract(
+    "UpdateSubscriptionRequest",
+    "",
+    (
+        SUBSCRIPTION_ID,
+        _NAME,
+        _RUN_IMMEDIATELY,
+        Field(name="steps", kind=Kind.OBJECTS, default=[], description="[{id, params[, config]}]."),
+        _SCOPE,
+    ),
+    components={"ScopeModel": _SCOPE_SCHEMA},
+)
+DELETE = Contract("SubscriptionIdRequest", "delete: the subscription.", (SUBSCRIPTION_ID,))
+SWITCH = Contract(
+    "SwitchSubscriptionRequest",
+    "",
+    (
+        Field(
+            name="action",
+            kind=Kind.TEXT,
+            required=True,
+            schema={"type": "string", "enum": ["enable", "disable"]},
+            description="enable or disable.",
+        ),
+        SUBSCRIPTION_ID,
+    ),
+)
+RUN = Contract(
+    "RunSubscriptionRequest",
+    "",
+    (
+        SUBSCRIPTION_ID,
+        Field(name="scope", kind=Kind.OBJECT, description="{node_type, nodes}: run only these."),
+        Field(
+            name="actions",
+            kind=Kind.OBJECT,
+            schema={"type": "object", "additionalProperties": {"type": "string"}},
+            description='{"agent": "RESTART_AGENT"}: this run only.',
+        ),
+    ),
+)
+REVOKE = Contract(
+    "SubscriptionRevokeRequest",
+    "revoke: the instances to stop (default every running one).",
+    (SUBSCRIPTION_ID, _INSTANCE_IDS),
+)
+RETRY = Contract(
+    "SubscriptionInstancesRequest",
+    "retry: the instances to run again (default every failed one).",
+    (
+        Field(
+            name="task_id_list",
+            kind=Kind.INT_LIST,
+            max_items=MAX_IDS,
+            unique=True,
+            description="retry: only instances of these tasks.",
+        ),
+        SUBSCRIPTION_ID,
+        _INSTANCE_IDS,
+    ),
+)
+TASK_RESULT = Contract(
+    "TaskResultRequest",
+    "task_result: the latest record of each instance over the tasks (default the newest task).",
+    (
+        SUBSCRIPTION_ID,
+        _TASK_IDS,
+        Field(name="page", kind=Kind.INT, default=1, maximum=MAX_PAGESIZE),
+        Field(
+            name="pagesize",
+            kind=Kind.INT,
+            default=-1,
+            minimum=-1,
+            maximum=MAX_PAGESIZE,
+            description="-1: every instance, as a bare list unless return_all.",
+        ),
+        Field(
+            name="start", kind=Kind.INT, maximum=MAX_PAGESIZE, description="Position of the first row; wins over page."
+        ),
+        Field(name="statuses", kind=Kind.VALUE, schema={"type": "array", "items": {"type": "string"}}),
+        _INSTANCE_IDS,
+        Field(name="exclude_instance_ids", kind=Kind.INSTANCE_IDS),
+        Field(name="return_all", kind=Kind.BOOL, default=False),
+        Field(name="need_detail", kind=Kind.BOOL, default=False),
+        Field(name="need_aggregate_all_tasks", kind=Kind.BOOL, default=False),
+        Field(name="need_out_of_scope_snapshots", kind=Kind.BOOL, default=True),
+    ),
+)
+TASK_RESULT_DETAIL = Contract(
+    "TaskResultDetailRequest",
+    "",
+    (
+        SUBSCRIPTION_ID,
+        _TASK_IDS,
+        Field(name="task_id", kind=Kind.INT),
+        Field(
+            name="instance_id",
+            kind=Kind.VALUE,
+            required=True,
+            schema={"anyOf": [{"type": "string"}, {"type": "integer"}]},
+        ),
+    ),
+)
+INSTANCE_STATUS = Contract(
+    "InstanceStatusRequest",
+    "",
+    (
+        _SUBSCRIPTION_IDS,
+        Field(name="show_task_detail", kind=Kind.BOOL, default=False),
+        Field(name="need_detail", kind=Kind.BOOL, default=False),
+    ),
+)
+REQUESTS = (CREATE, INFO, UPDATE, DELETE, SWITCH, RUN, REVOKE, RETRY, TASK_RESULT, TASK_RESULT_DETAIL, INSTANCE_STATUS)
 
 
 def _statuses(value: object, problems: dict[str, str]) -> tuple[str, ...]:
@@ -101,58 +301,28 @@ def _statuses(value: object, problems: dict[str, str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(v) for v in values))
 
 
-def _page_fields(params: Mapping[str, object], problems: dict[str, str]) -> tuple[int, int, int | None]:
-    page = int_param(params.get("page"), "page", problems, default=1, maximum=MAX_PAGESIZE) or 1
-    pagesize = -1
-    if params.get("pagesize") not in (None, ""):
-        size = int_value(params["pagesize"], "pagesize", problems, minimum=-1, maximum=MAX_PAGESIZE)
-        if size == 0 or (size is None and "pagesize" not in problems):
-            problems["pagesize"] = f"must be -1 (every instance) or from 1 to {MAX_PAGESIZE}"
-        elif size is not None:
-            pagesize = size
-    start = int_param(params.get("start"), "start", problems, maximum=MAX_PAGESIZE)
-    return page, pagesize, start
-
-
 def parse_result_query(params: Mapping[str, object]) -> _ResultParams:
     """Validate task_result's parameters; one InvalidInput names every bad field."""
     problems: dict[str, str] = {}
-    subscription_id = _subscription_id(params, problems)
-    task_ids = int_list(params.get("task_id_list"), "task_id_list", problems, max_items=MAX_IDS, unique=True)
-    page, pagesize, start = _page_fields(params, problems)
-    statuses = _statuses(params.get("statuses"), problems)
-    include = None
-    if params.get("instance_id_list") is not None:
-        include = tuple(
-            parse_instance_ids(params.get("instance_id_list"), "instance_id_list", problems, allow_single=False)
-        )
-    exclude = parse_instance_ids(
-        params.get("exclude_instance_ids"), "exclude_instance_ids", problems, allow_single=False
-    )
-    flags = {
-        name: bool_value(params.get(name), name, problems, default=default)
-        for name, default in (
-            ("return_all", False),
-            ("need_detail", False),
-            ("need_aggregate_all_tasks", False),
-            ("need_out_of_scope_snapshots", True),
-        )
-    }
-    if problems:
-        raise InvalidInput(problems)
+    values = TASK_RESULT.gather(params, problems)
+    if values.integer("pagesize") == 0:
+        problems["pagesize"] = f"must be -1 (every instance) or from 1 to {MAX_PAGESIZE}"
+    statuses = _statuses(values["statuses"], problems)
+    include = None if params.get("instance_id_list") is None else tuple(values.instance_ids("instance_id_list"))
+    TASK_RESULT.check(problems)
     return _ResultParams(
-        subscription_id=subscription_id,
-        task_ids=tuple(task_ids),
-        page=page,
-        pagesize=pagesize,
-        start=start,
+        subscription_id=values.integer("subscription_id") or 0,
+        task_ids=tuple(values.integers("task_id_list")),
+        page=values.integer("page") or 1,
+        pagesize=values.integer("pagesize") or -1,
+        start=values.integer("start"),
         statuses=statuses,
         include=include,
-        exclude=tuple(exclude),
-        return_all=flags["return_all"],
-        need_detail=flags["need_detail"],
-        all_tasks=flags["need_aggregate_all_tasks"],
-        out_of_scope=flags["need_out_of_scope_snapshots"],
+        exclude=tuple(values.instance_ids("exclude_instance_ids")),
+        return_all=values.flag("return_all"),
+        need_detail=values.flag("need_detail"),
+        all_tasks=values.flag("need_aggregate_all_tasks"),
+        out_of_scope=values.flag("need_out_of_scope_snapshots"),
     )
 
 
@@ -187,12 +357,12 @@ class SubscriptionService:
     async def create(self, caller: Caller, params: Mapping[str, object]) -> dict[str, Any]:
         """Create a subscription (and the job it runs for); ``run_immediately`` also runs it."""
         problems: dict[str, str] = {}
-        scope = parse_scope(params.get("scope"), problems=problems)
-        steps = parse_steps(params.get("steps"), problems)
-        name = self._name(params.get("name"), problems)
-        run_now = bool_value(params.get("run_immediately"), "run_immediately", problems, default=False)
-        if problems:
-            raise InvalidInput(problems)
+        values = CREATE.gather(params, problems)
+        scope = parse_scope(values["scope"], problems=problems)
+        steps = parse_steps(values["steps"], problems)
+        name = self._name(values["name"], problems)
+        run_now = values.flag("run_immediately")
+        CREATE.check(problems)
         assert scope is not None and steps
 
         def create() -> tuple[int, int]:
@@ -236,12 +406,8 @@ class SubscriptionService:
 
     async def info(self, caller: Caller, params: Mapping[str, object]) -> list[dict[str, Any]]:
         """The subscriptions of ``subscription_id_list``: scope, steps, state; unknown ids answer 3800001."""
-        problems: dict[str, str] = {}
-        raw = params.get("subscription_id_list")
-        ids = int_list(raw, "subscription_id_list", problems, required=True, max_items=MAX_IDS, unique=True)
-        show_deleted = bool_value(params.get("show_deleted"), "show_deleted", problems, default=False)
-        if problems:
-            raise InvalidInput(problems)
+        values = INFO.read(params)
+        ids, show_deleted = values.integers("subscription_id_list"), values.flag("show_deleted")
 
         def read() -> list[SubscriptionInfo]:
             with self.db.session() as session:
@@ -276,20 +442,20 @@ class SubscriptionService:
     async def update(self, caller: Caller, params: Mapping[str, object]) -> dict[str, Any]:
         """Replace the scope and the steps' params (``run_immediately``: and run it)."""
         problems: dict[str, str] = {}
-        subscription_id = _subscription_id(params, problems)
-        name = self._name(params.get("name"), problems)
-        run_now = bool_value(params.get("run_immediately"), "run_immediately", problems, default=False)
-        raw_steps = params.get("steps", [])
+        values = UPDATE.gather(params, problems)
+        subscription_id = values.integer("subscription_id") or 0
+        name = self._name(values["name"], problems)
+        run_now = values.flag("run_immediately")
+        raw_steps = values["steps"]
         if not isinstance(raw_steps, list) or not all(isinstance(s, dict) for s in raw_steps):
             problems["steps"] = 'must be a list of {"id": ..., "params": {...}} objects'
             raw_steps = []
-        if problems:
-            raise InvalidInput(problems)
+        UPDATE.check(problems)
 
         def update() -> None:
             with self.db.session() as session:
                 sub = self._find(session, subscription_id)
-                scope = parse_scope(params.get("scope"), object_type=ScopeObject(sub.object_type), problems=problems)
+                scope = parse_scope(values["scope"], object_type=ScopeObject(sub.object_type), problems=problems)
                 changes = self._step_changes(sub, raw_steps, problems)
                 if problems:
                     raise InvalidInput(problems)
@@ -331,24 +497,19 @@ class SubscriptionService:
 
     async def delete(self, caller: Caller, params: Mapping[str, object]) -> None:
         """Delete the subscription (softly, as Node Manager: its tasks and logs stay readable by job)."""
-        await self._set(caller, params, is_deleted=True)
+        await self._set(caller, DELETE.read(params).integer("subscription_id") or 0, is_deleted=True)
 
     async def switch(self, caller: Caller, params: Mapping[str, object]) -> None:
         """``action`` enable or disable: a disabled subscription refuses to run."""
         problems: dict[str, str] = {}
-        action = params.get("action")
+        values = SWITCH.gather(params, problems)
+        action = values["action"]
         if action not in ("enable", "disable"):
             problems["action"] = f"{action!r} must be enable or disable"
-        subscription_id = _subscription_id(params, problems)
-        if problems:
-            raise InvalidInput(problems)
-        await self._set(caller, {"subscription_id": subscription_id}, enable=action == "enable")
+        SWITCH.check(problems)
+        await self._set(caller, values.integer("subscription_id") or 0, enable=action == "enable")
 
-    async def _set(self, caller: Caller, params: Mapping[str, object], **values: bool) -> None:
-        problems: dict[str, str] = {}
-        subscription_id = _subscription_id(params, problems)
-        if problems:
-            raise InvalidInput(problems)
+    async def _set(self, caller: Caller, subscription_id: int, **values: bool) -> None:
 
         def write() -> None:
             with self.db.session() as session:
@@ -363,11 +524,8 @@ class SubscriptionService:
     async def run(self, caller: Caller, params: Mapping[str, object]) -> dict[str, Any]:
         """Run the subscription on its scope (or on the part of it ``scope`` names): a new task, one instance per
         host or service instance, started at once. ``actions`` overrides the step's action for this run."""
-        problems: dict[str, str] = {}
-        subscription_id = _subscription_id(params, problems)
-        if problems:
-            raise InvalidInput(problems)
-        return await self._run(caller, subscription_id, params.get("scope"), params.get("actions"))
+        values = RUN.read(params)
+        return await self._run(caller, values.integer("subscription_id") or 0, values["scope"], values["actions"])
 
     async def _run(
         self, caller: Caller, subscription_id: int, raw_scope: object, raw_actions: object
@@ -413,25 +571,18 @@ class SubscriptionService:
 
     async def revoke(self, caller: Caller, params: Mapping[str, object]) -> None:
         """Stop the subscription's PENDING and RUNNING instances (of ``instance_id_list``, default all)."""
-        job_id = await self._job_of(params)
+        job_id = await self._job_of(REVOKE.read(params).integer("subscription_id") or 0)
         await self.jobs.revoke(caller, {"job_id": job_id, "instance_id_list": params.get("instance_id_list")})
 
     async def retry(self, caller: Caller, params: Mapping[str, object]) -> dict[str, Any]:
         """Run the FAILED instances again (of ``instance_id_list``, default all) as a new task."""
-        problems: dict[str, str] = {}
-        task_ids = int_list(params.get("task_id_list"), "task_id_list", problems, max_items=MAX_IDS, unique=True)
-        job_id = await self._job_of(params, problems, task_ids=task_ids)
+        values = RETRY.read(params)
+        task_ids = values.integers("task_id_list")
+        job_id = await self._job_of(values.integer("subscription_id") or 0, task_ids=task_ids)
         answer = await self.jobs.retry(caller, {"job_id": job_id, "instance_id_list": params.get("instance_id_list")})
         return {"task_id": answer["task_id_list"][-1], "job_id": job_id}
 
-    async def _job_of(
-        self, params: Mapping[str, object], problems: dict[str, str] | None = None, *, task_ids: Sequence[int] = ()
-    ) -> int:
-        problems = problems if problems is not None else {}
-        subscription_id = _subscription_id(params, problems)
-        parse_instance_ids(params.get("instance_id_list"), "instance_id_list", problems, allow_single=False)
-        if problems:
-            raise InvalidInput(problems)
+    async def _job_of(self, subscription_id: int, *, task_ids: Sequence[int] = ()) -> int:
 
         def find() -> int:
             with self.db.session() as session:
@@ -601,19 +752,19 @@ class SubscriptionService:
     async def task_result_detail(self, caller: Caller, params: Mapping[str, object]) -> dict[str, Any]:
         """One instance's latest record over the tasks (default all), with its steps, sub-steps and logs."""
         problems: dict[str, str] = {}
-        subscription_id = _subscription_id(params, problems)
-        task_ids = int_list(params.get("task_id_list"), "task_id_list", problems, max_items=MAX_IDS, unique=True)
-        if (task_id := int_param(params.get("task_id"), "task_id", problems)) is not None:
+        values = TASK_RESULT_DETAIL.gather(params, problems)
+        subscription_id = values.integer("subscription_id") or 0
+        task_ids = values.integers("task_id_list")
+        if (task_id := values.integer("task_id")) is not None:
             task_ids.append(task_id)
         wanted: list[InstanceId] = []
-        if params.get("instance_id") in (None, ""):
+        if values["instance_id"] in (None, ""):
             problems["instance_id"] = "this field is required (object_type|node_type|type|id, or a bk_host_id)"
         else:
-            wanted = parse_instance_ids(params.get("instance_id"), "instance_id", problems, allow_single=True)
+            wanted = parse_instance_ids(values["instance_id"], "instance_id", problems, allow_single=True)
             if not wanted and "instance_id" not in problems:
                 problems["instance_id"] = "must be one instance_id (object_type|node_type|type|id, or a bk_host_id)"
-        if problems:
-            raise InvalidInput(problems)
+        TASK_RESULT_DETAIL.check(problems)
 
         def read() -> dict[str, Any]:
             with self.db.session() as session:
@@ -635,15 +786,12 @@ class SubscriptionService:
 
     async def instance_status(self, caller: Caller, params: Mapping[str, object]) -> list[dict[str, Any]]:
         """Each subscription's instances now (latest record, REMOVED ones left out) with their agent state."""
-        problems: dict[str, str] = {}
-        raw = params.get("subscription_id_list")
-        if raw is None and params.get("subscription_id") not in (None, ""):
-            raw = [params.get("subscription_id")]  # the documented parameter name (spec §11.18)
-        ids = int_list(raw, "subscription_id_list", problems, required=True, max_items=MAX_IDS, unique=True)
-        show_task_detail = bool_value(params.get("show_task_detail"), "show_task_detail", problems, default=False)
-        need_detail = bool_value(params.get("need_detail"), "need_detail", problems, default=False)
-        if problems:
-            raise InvalidInput(problems)
+        if params.get("subscription_id_list") is None and params.get("subscription_id") not in (None, ""):
+            # the documented parameter name (spec §11.18)
+            params = {**params, "subscription_id_list": [params.get("subscription_id")]}
+        values = INSTANCE_STATUS.read(params)
+        ids = values.integers("subscription_id_list")
+        show_task_detail, need_detail = values.flag("show_task_detail"), values.flag("need_detail")
 
         def read() -> list[dict[str, Any]]:
             with self.db.session() as session:

@@ -11,10 +11,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from nodeops.api.fastpath.log import APIGW_PATH, ESB_PATH, NODEMAN_PATH
-from nodeops.api.schemas import LogRequest, LogResponse
+from nodeops.api.schemas import LogResponse
+from nodeops.domain.contract import Contract
+from nodeops.service.instance_log import LOG
 
 # the schema components the path items refer to
-MODELS: tuple[type[BaseModel], ...] = (LogRequest, LogResponse)
+MODELS: tuple[type[BaseModel], ...] = (LogResponse,)
+REQUESTS: tuple[Contract, ...] = (LOG,)
 
 
 def describe_log_api() -> dict[str, Any]:

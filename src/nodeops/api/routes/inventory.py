@@ -7,17 +7,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel
 
 from nodeops.api.deps import inventory_service
 from nodeops.api.routing import add_route, use_case_endpoint
-from nodeops.api.schemas import (
-    BizRequest,
-    Envelope,
-    HostSearchRequest,
-    InventoryExportRequest,
-    InventoryImportRequest,
-)
+from nodeops.api.schemas import Envelope
+from nodeops.domain.contract import Contract
+from nodeops.service import inventory
 from nodeops.service.auth import Caller
 from nodeops.service.container import Services
 from nodeops.service.inventory import InventoryService
@@ -26,14 +21,13 @@ router = APIRouter(tags=["inventory"])
 
 PREFIX = "/api/inventory"
 Action = Callable[[InventoryService, Caller, dict[str, Any]], Awaitable[Any]]
-ACTIONS: tuple[tuple[str, Action, type[BaseModel], str], ...] = (
-    ("import", InventoryService.import_inventory, InventoryImportRequest, "Import hosts, topology and services"),
-    ("export", InventoryService.export, InventoryExportRequest, "Export the inventory as JSON or CSV"),
-    ("hosts", InventoryService.search_hosts, HostSearchRequest, "Search hosts, a page at a time"),
-    ("topology", InventoryService.topology, BizRequest, "The business → set → module tree"),
-    ("service_instances", InventoryService.service_instances, BizRequest, "Service instances"),
+ACTIONS: tuple[tuple[str, Action, Contract, str], ...] = (
+    ("import", InventoryService.import_inventory, inventory.IMPORT, "Import hosts, topology and services"),
+    ("export", InventoryService.export, inventory.EXPORT, "Export the inventory as JSON or CSV"),
+    ("hosts", InventoryService.search_hosts, inventory.HOST_SEARCH, "Search hosts, a page at a time"),
+    ("topology", InventoryService.topology, inventory.BIZ, "The business → set → module tree"),
+    ("service_instances", InventoryService.service_instances, inventory.BIZ, "Service instances"),
 )
-REQUEST_MODELS: tuple[type[BaseModel], ...] = tuple(dict.fromkeys(model for _a, _f, model, _s in ACTIONS))
 
 
 def _call(action: Action) -> Callable[[Services, Caller, dict[str, Any]], Awaitable[Any]]:

@@ -20,37 +20,28 @@ from pydantic import BaseModel
 from nodeops.api.deps import job_service
 from nodeops.api.routing import UseCase, add_route, use_case_endpoint
 from nodeops.api.schemas import (
-    DetailsJobRequest,
-    EsbDetailsJobRequest,
-    InstallJobRequest,
     JobDetailsResponse,
-    JobInstancesRequest,
-    JobListRequest,
     JobListResponse,
     JobTasksResponse,
-    OperateJobRequest,
-    RetryNodeRequest,
     RetryNodeResponse,
     StartedJobResponse,
 )
+from nodeops.domain.contract import Contract
+from nodeops.service import job_commands, job_details, job_list
 from nodeops.service.auth import Caller
 from nodeops.service.container import Services
 from nodeops.service.job_commands import JobService
 from nodeops.service.job_details import JobDetails
-from nodeops.service.job_list import list_jobs
 
 router = APIRouter(tags=["job"])
 
 ESB_JOB = "/api/c/compapi/v2/nodeman/api/job"
 # request bodies the use cases read themselves; app._openapi puts them into the schema's components
-REQUEST_MODELS: tuple[type[BaseModel], ...] = (
-    InstallJobRequest,
-    OperateJobRequest,
-    DetailsJobRequest,
-    EsbDetailsJobRequest,
-    JobInstancesRequest,
-    RetryNodeRequest,
-    JobListRequest,
+REQUESTS: tuple[Contract, ...] = (
+    *job_commands.REQUESTS,
+    job_details.DETAILS,
+    job_details.ESB_DETAILS,
+    job_list.JOB_LIST,
 )
 
 
@@ -68,7 +59,7 @@ def _details(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awaita
 
 
 def _job_list(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
-    return list_jobs(jobs.db, jobs.tz, caller, params)
+    return job_list.list_jobs(jobs.db, jobs.tz, caller, params)
 
 
 INSTALL = "安装类任务 (install_job): install or reinstall agents"
@@ -78,28 +69,40 @@ RETRY = "重试任务 (retry): run the failed instances again as a new attempt"
 REVOKE = "终止任务 (revoke): stop the pending and running instances; the job ends TERMINATED"
 RETRY_NODE = "原子粒度重试 (retry_node): re-run one instance from its failed step"
 JOB_LIST = "任务历史 (job_list): the jobs the caller may view, filtered, sorted and paged"
-Route = tuple[
-    str, str, Callable[[JobService, Caller, dict[str, Any]], Awaitable[Any]], str, type[BaseModel], type[BaseModel]
-]
+Route = tuple[str, str, Callable[[JobService, Caller, dict[str, Any]], Awaitable[Any]], str, Contract, type[BaseModel]]
 ROUTES: tuple[Route, ...] = (
-    (f"{ESB_JOB}/install/", "esb_install_job", JobService.install, INSTALL, InstallJobRequest, StartedJobResponse),
-    ("/api/job/install/", "job_install_job", JobService.install, INSTALL, InstallJobRequest, StartedJobResponse),
-    (f"{ESB_JOB}/operate/", "esb_operate_job", JobService.operate, OPERATE, OperateJobRequest, StartedJobResponse),
-    ("/api/job/operate/", "job_operate_job", JobService.operate, OPERATE, OperateJobRequest, StartedJobResponse),
-    (f"{ESB_JOB}/details/", "esb_details_job", _details, DETAILS, EsbDetailsJobRequest, JobDetailsResponse),
-    ("/api/job/{job_id}/details/", "job_retrieve_job", _details, DETAILS, DetailsJobRequest, JobDetailsResponse),
-    ("/api/job/{job_id}/retry/", "job_retry_job", JobService.retry, RETRY, JobInstancesRequest, JobTasksResponse),
-    ("/api/job/{job_id}/revoke/", "job_revoke_job", JobService.revoke, REVOKE, JobInstancesRequest, JobTasksResponse),
+    (f"{ESB_JOB}/install/", "esb_install_job", JobService.install, INSTALL, job_commands.INSTALL, StartedJobResponse),
+    ("/api/job/install/", "job_install_job", JobService.install, INSTALL, job_commands.INSTALL, StartedJobResponse),
+    (f"{ESB_JOB}/operate/", "esb_operate_job", JobService.operate, OPERATE, job_commands.OPERATE, StartedJobResponse),
+    ("/api/job/operate/", "job_operate_job", JobService.operate, OPERATE, job_commands.OPERATE, StartedJobResponse),
+    (f"{ESB_JOB}/details/", "esb_details_job", _details, DETAILS, job_details.ESB_DETAILS, JobDetailsResponse),
+    ("/api/job/{job_id}/details/", "job_retrieve_job", _details, DETAILS, job_details.DETAILS, JobDetailsResponse),
+    (
+        "/api/job/{job_id}/retry/",
+        "job_retry_job",
+        JobService.retry,
+        RETRY,
+        job_commands.JOB_INSTANCES,
+        JobTasksResponse,
+    ),
+    (
+        "/api/job/{job_id}/revoke/",
+        "job_revoke_job",
+        JobService.revoke,
+        REVOKE,
+        job_commands.JOB_INSTANCES,
+        JobTasksResponse,
+    ),
     (
         "/api/job/{job_id}/retry_node/",
         "job_retry_node",
         JobService.retry_node,
         RETRY_NODE,
-        RetryNodeRequest,
+        job_commands.RETRY_NODE,
         RetryNodeResponse,
     ),
-    (f"{ESB_JOB}/job_list/", "esb_job_list", _job_list, JOB_LIST, JobListRequest, JobListResponse),
-    ("/api/job/job_list/", "job_list_job", _job_list, JOB_LIST, JobListRequest, JobListResponse),
+    (f"{ESB_JOB}/job_list/", "esb_job_list", _job_list, JOB_LIST, job_list.JOB_LIST, JobListResponse),
+    ("/api/job/job_list/", "job_list_job", _job_list, JOB_LIST, job_list.JOB_LIST, JobListResponse),
 )
 for _path, _id, _use_case, _summary, _request, _response in ROUTES:
     add_route(

@@ -1,0 +1,287 @@
+"""A request's contract, written once: its fields (``Field``), read from what the caller sent (``Contract.read``)
+and described for the OpenAPI schema (``Contract.json_schema``).
+
+Each field is read by the one parser of its kind (``params.int_param``, ``params.int_list``,
+``instance_id.parse_instance_ids``, ``scope.bool_value``), so a bad field is named with the same message
+wherever it is sent. A contract reads fields one by one; checks across fields stay with the use case, which
+puts their problems in the same ``problems`` (``Contract.gather``) so one InvalidInput names every bad field.
+Pure: imports only ``nodeops.domain`` and ``nodeops.errors``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from nodeops.domain.instance_id import InstanceId, parse_instance_id, parse_instance_ids
+from nodeops.domain.params import MAX_BIGINT, int_list, int_param, list_items
+from nodeops.domain.scope import bool_value
+from nodeops.errors import InvalidInput
+
+INSTANCE_ID_FORMS = "object_type|node_type|type|id, or a bk_host_id"
+
+
+class Kind(StrEnum):
+    INT = "int"  # an integer in minimum..maximum (``params.int_param``)
+    INT_LIST = "int list"  # a list of them (``params.int_list``)
+    LIST = "list"  # a list of values (one stands for a list of itself) as sent, each with its name (``list_items``)
+    INSTANCE_ID = "instance id"  # one instance_id (``instance_id.parse_instance_id``)
+    INSTANCE_IDS = "instance ids"  # a list of them (``instance_id.parse_instance_ids``)
+    BOOL = "bool"  # true or false, also as text (``scope.bool_value``)
+    CHOICE = "choice"  # one of ``choices``
+    # TEXT, OBJECT, OBJECTS and VALUE are passed as sent (absent: the default): the use case reads them, and their
+    # ``required`` only documents
+    TEXT = "text"  # a string
+    OBJECT = "object"  # passed as sent: the use case reads it, ``schema`` documents it
+    OBJECTS = "list of objects"  # the same, for a list
+    VALUE = "value"  # anything else the use case reads itself (``schema`` documents it)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Field:
+    """One parameter of a request: its kind, whether it is required, its default and its limits."""
+
+    name: str
+    kind: Kind
+    required: bool = False
+    default: object = None
+    minimum: int = 1  # INT, INT_LIST
+    maximum: int = MAX_BIGINT  # INT, INT_LIST
+    max_items: int | None = None  # the lists
+    noun: str | None = None  # INT_LIST, LIST: what the list holds, in words (default "positive integers")
+    single: bool = False  # INSTANCE_IDS: one id may stand for a list of itself
+    unique: bool = False  # INT_LIST: each integer once, the first kept
+    skip_blank: bool = False  # INT_LIST, LIST: items that are null or "" are left out
+    choices: tuple[str, ...] = ()  # CHOICE
+    description: str = ""
+    schema: Mapping[str, Any] | None = None  # the schema of its value, for OBJECT, OBJECTS and special cases
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Values:
+    """What ``Contract.read`` found: each field's value (its default when absent; for a bad one, what its parser
+    gives back: None, or the good items of a list), typed by accessor."""
+
+    values: Mapping[str, object]
+
+    def __getitem__(self, name: str) -> object:
+        return self.values[name]
+
+    def integer(self, name: str) -> int | None:
+        value = self.values[name]
+        assert value is None or isinstance(value, int)
+        return value
+
+    def integers(self, name: str) -> list[int]:
+        value = self.values[name]
+        assert isinstance(value, list)
+        return value
+
+    def instance_ids(self, name: str) -> list[InstanceId]:
+        value = self.values[name]
+        assert isinstance(value, list)
+        return value
+
+    def items(self, name: str) -> list[tuple[str, object]]:
+        value = self.values[name]
+        assert isinstance(value, list)
+        return value
+
+    def instance_id(self, name: str) -> InstanceId | None:
+        value = self.values[name]
+        assert value is None or isinstance(value, InstanceId)
+        return value
+
+    def flag(self, name: str) -> bool:
+        value = self.values[name]
+        assert isinstance(value, bool)
+        return value
+
+    def text(self, name: str) -> str | None:
+        value = self.values[name]
+        assert value is None or isinstance(value, str)
+        return value
+
+
+COMMON_ARGS: tuple[Field, ...] = (
+    Field(name="bk_app_code", kind=Kind.TEXT, description="Caller app code."),
+    Field(name="bk_app_secret", kind=Kind.TEXT, description="Caller app secret."),
+    Field(name="bk_token", kind=Kind.TEXT, description="Login ticket issued by `nodeops token issue`."),
+    Field(name="bk_username", kind=Kind.TEXT, description="User name; only for apps allowed to pass it."),
+)
+
+
+JOB_ID = Field(name="job_id", kind=Kind.INT, required=True, description="任务ID: the job_id.")
+
+
+@dataclass(frozen=True, slots=True)
+class Contract:
+    """The parameters of one request, under the name its schema has in the OpenAPI components."""
+
+    name: str
+    description: str
+    fields: tuple[Field, ...]
+    documented: tuple[Field, ...] = COMMON_ARGS  # described, read elsewhere (the ESB common args: api.deps)
+    components: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # named schemas its fields refer to
+
+    def read(self, params: Mapping[str, object]) -> Values:
+        """Every field read; raises one InvalidInput naming every bad field."""
+        problems: dict[str, str] = {}
+        values = self.gather(params, problems)
+        self.check(problems)
+        return values
+
+    def gather(self, params: Mapping[str, object], problems: dict[str, str]) -> Values:
+        """Every field read, in order, a bad one put in ``problems`` (for the use case's own checks to follow)."""
+        return Values(values={item.name: read_field(item, params.get(item.name), problems) for item in self.fields})
+
+    def check(self, problems: Mapping[str, str]) -> None:
+        """Raise one InvalidInput naming every problem, if there is any: in the order of the fields they are about,
+        each field's as found, after those about no field of the contract (the path's job_id, read first)."""
+        if not problems:
+            return
+        order = {item.name: index for index, item in enumerate(self.fields)}
+
+        def position(key: str) -> int:
+            return order.get(key.split("[", 1)[0].split(".", 1)[0], -1)
+
+        raise InvalidInput({key: problems[key] for key in sorted(problems, key=position)})
+
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON schema of the request's parameters, as an OpenAPI component."""
+        every = (*self.documented, *self.fields)
+        schema: dict[str, Any] = {"description": self.description} if self.description else {}
+        schema["properties"] = {item.name: field_schema(item) for item in every}
+        required = [item.name for item in every if item.required]
+        if required:
+            schema["required"] = required
+        schema["title"] = self.name
+        schema["type"] = "object"
+        return schema
+
+
+def read_field(item: Field, value: object, problems: dict[str, str]) -> object:
+    """The value of ``item`` in what was sent (``value``); a problem is named ``item.name``."""
+    name = item.name
+    if item.kind == Kind.INT:
+        default = item.default
+        assert default is None or isinstance(default, int)
+        return int_param(
+            value, name, problems, required=item.required, default=default, minimum=item.minimum, maximum=item.maximum
+        )
+    if item.kind == Kind.INT_LIST:
+        return int_list(
+            value,
+            name,
+            problems,
+            noun=item.noun or "positive integers",
+            required=item.required,
+            max_items=item.max_items,
+            skip_blank=item.skip_blank,
+            unique=item.unique,
+            minimum=item.minimum,
+            maximum=item.maximum,
+        )
+    if item.kind == Kind.LIST:
+        noun = item.noun or "values"
+        return list_items(value, name, problems, noun=noun, max_items=item.max_items, skip_blank=item.skip_blank)
+    if item.kind == Kind.INSTANCE_IDS:
+        return parse_instance_ids(
+            value, name, problems, allow_single=item.single, required=item.required, max_items=item.max_items
+        )
+    if item.kind == Kind.INSTANCE_ID:
+        return _instance_id(item, value, problems)
+    if item.kind == Kind.BOOL:
+        return bool_value(value, name, problems, default=bool(item.default))
+    if item.kind == Kind.CHOICE:
+        return _choice(item, value, problems)
+    return item.default if value is None else value  # TEXT, OBJECT, OBJECTS, VALUE: as sent
+
+
+def _instance_id(item: Field, value: object, problems: dict[str, str]) -> InstanceId | None:
+    if value is None or value == "":
+        if item.required:
+            problems[item.name] = f"this field is required ({INSTANCE_ID_FORMS})"
+        return None
+    try:
+        return parse_instance_id(value)
+    except InvalidInput as exc:
+        problems[item.name] = "; ".join(exc.problems.values())
+        return None
+
+
+def _choice(item: Field, value: object, problems: dict[str, str]) -> str | None:
+    accepted = ", ".join(item.choices)
+    if value is None or value == "":
+        if item.required:
+            problems[item.name] = f"this field is required: one of {accepted}"
+        return _text_default(item)
+    if not isinstance(value, str) or value not in item.choices:
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        problems[item.name] = f"{shown} must be one of {accepted}"
+        return _text_default(item)
+    return value
+
+
+def _text_default(item: Field) -> str | None:
+    assert item.default is None or isinstance(item.default, str)
+    return item.default
+
+
+_INSTANCE_ID_SCHEMA = {"anyOf": [{"type": "string"}, {"type": "integer"}]}
+
+
+def field_schema(item: Field) -> dict[str, Any]:
+    """The JSON schema of one field: its value's, with its title, description and default."""
+    value = dict(item.schema) if item.schema is not None else _value_schema(item)
+    if not item.required and item.default is None:
+        value = {"anyOf": [value, {"type": "null"}]} if value else {}
+        value["default"] = None
+    elif not item.required:
+        value["default"] = item.default
+    if item.description:
+        value["description"] = item.description
+    value["title"] = item.name.replace("_", " ").title()
+    return value
+
+
+def _value_schema(item: Field) -> dict[str, Any]:
+    if item.kind == Kind.INT:
+        return {"type": "integer", **_range(item)}
+    if item.kind == Kind.INT_LIST:
+        return {"type": "array", "items": {"type": "integer", **_range(item)}, **_items(item)}
+    if item.kind == Kind.LIST:
+        return {"type": "array", "items": {"type": "string"}, **_items(item)}
+    if item.kind == Kind.INSTANCE_ID:
+        return dict(_INSTANCE_ID_SCHEMA)
+    if item.kind == Kind.INSTANCE_IDS:
+        return {"type": "array", "items": _INSTANCE_ID_SCHEMA, **_items(item)}
+    if item.kind == Kind.BOOL:
+        return {"type": "boolean"}
+    if item.kind == Kind.CHOICE:
+        return {"type": "string", "enum": list(item.choices)}
+    if item.kind == Kind.TEXT:
+        return {"type": "string"}
+    if item.kind == Kind.OBJECT:
+        return {"type": "object"}
+    if item.kind == Kind.VALUE:
+        return {}
+    return {"type": "array", "items": {"type": "object"}, **_items(item)}
+
+
+def _range(item: Field) -> dict[str, int]:
+    limits = {"minimum": item.minimum}
+    if item.maximum != MAX_BIGINT:
+        limits["maximum"] = item.maximum
+    return limits
+
+
+def _items(item: Field) -> dict[str, int]:
+    limits: dict[str, int] = {}
+    if item.required:
+        limits["minItems"] = 1
+    if item.max_items is not None:
+        limits["maxItems"] = item.max_items
+    return limits
