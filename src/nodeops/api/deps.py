@@ -16,7 +16,7 @@ from nodeops.api.bodies import parse_json_object
 from nodeops.service.auth import AUTH_HEADER, WEB_HEADER, Caller, CommonArgs
 from nodeops.service.container import Services
 from nodeops.service.inventory import InventoryService
-from nodeops.service.job_commands import JobService
+from nodeops.service.job_commands import JobCommands
 from nodeops.service.subscriptions import SubscriptionService
 
 
@@ -65,12 +65,12 @@ def client_address(request: Request) -> str:
 CallerDep = Annotated[Caller, Depends(current_caller)]
 
 
-def job_service(services: ServicesDep) -> JobService:
-    return JobService(db=services.db, engine=services.engine, runner=services.jobs, settings=services.settings)
+def make_job_commands(services: ServicesDep) -> JobCommands:
+    return JobCommands(db=services.db, engine=services.engine, launcher=services.jobs, settings=services.settings)
 
 
 def subscription_service(services: Services) -> SubscriptionService:
-    return SubscriptionService(job_service(services), services.task_actions)
+    return SubscriptionService(make_job_commands(services), services.task_actions)
 
 
 def inventory_service(services: Services) -> InventoryService:

@@ -12,7 +12,7 @@ from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.runner import Engine, FanOut
 from nodeops.service.auth import Authenticator, Throttle
 from nodeops.service.instance_log import LogService
-from nodeops.service.job_launch import JobRunner
+from nodeops.service.job_launch import JobLauncher
 from nodeops.service.log_reading import LogReading
 from nodeops.service.retention import RetentionJanitor
 from nodeops.settings import Settings
@@ -29,7 +29,7 @@ class Services:
     logs: LogService
     reading: LogReading  # follow, search, download, batch (docs/log-reading.md)
     engine: Engine
-    jobs: JobRunner
+    jobs: JobLauncher
     heartbeats: HeartbeatWaiters  # steps waiting for a heartbeat, woken by the heartbeat API
     retention: RetentionJanitor  # deletes old jobs when NODEOPS_RETENTION_DAYS > 0
     # task id -> the action it runs, for task results; a task's actions never change once it exists
@@ -71,7 +71,7 @@ class Services:
             logs=logs,
             reading=LogReading(db, logs),
             engine=engine,
-            jobs=JobRunner(db, engine, settings, box),
+            jobs=JobLauncher(db, engine, settings, box),
             heartbeats=heartbeats,
             retention=RetentionJanitor(db, days=settings.retention_days, interval_s=settings.cleanup_interval_s),
         )

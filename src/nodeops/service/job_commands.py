@@ -1,5 +1,5 @@
 """The commands on jobs (spec §8): install_job and operate_job (validation and permission before
-``JobRunner``), and retry, revoke and retry_node on a job.
+``JobLauncher``), and retry, revoke and retry_node on a job.
 
 Order inside a request as Node Manager (spec §10): the caller is authenticated first (``api.deps``), then the
 parameters are validated (every bad field named at once), then the job is looked up (3801012), then the
@@ -41,7 +41,7 @@ from nodeops.service.job_launch import (
     INSTALL_TYPES,
     OPERATE_TYPES,
     ChoosePackage,
-    JobRunner,
+    JobLauncher,
     StartedJob,
     launch,
 )
@@ -171,13 +171,13 @@ def require_biz(caller: Caller, biz_ids: Collection[int], *, rows: Mapping[int, 
 # --- use cases ----------------------------------------------------------------------------------------------
 
 
-class JobService:
+class JobCommands:
     """The commands on jobs; cheap to build (it holds the process's shared objects)."""
 
-    def __init__(self, *, db: Database, engine: Engine, runner: JobRunner, settings: Settings) -> None:
+    def __init__(self, *, db: Database, engine: Engine, launcher: JobLauncher, settings: Settings) -> None:
         self.db = db
         self.engine = engine
-        self.runner = runner
+        self.launcher = launcher
         self.settings = settings
         self.tz = settings.tz
 
@@ -212,7 +212,7 @@ class JobService:
             # the hosts' businesses as asked, and as they are now: an install moves a host to the one asked
             current = await self.db.call(lambda: self._registered_biz_ids(hosts))
             require_biz(caller, {host.bk_biz_id for host in hosts} | current)
-        started = await self.runner.install(
+        started = await self.launcher.install(
             job_type=job_type, hosts=hosts, created_by=caller.username, from_system=caller.app_code
         )
         return self._started(started)
@@ -237,7 +237,7 @@ class JobService:
         if not caller.is_superuser:  # unknown hosts are refused in ip_filter, not here
             known = await self.db.call(lambda: self._host_biz_ids(host_ids))
             require_biz(caller, set(known.values()))
-        started = await self.runner.operate(
+        started = await self.launcher.operate(
             job_type=JobType(job_type),
             bk_host_ids=host_ids,
             created_by=caller.username,

@@ -1,4 +1,4 @@
-"""Launching jobs: ``JobRunner`` creates install and operate jobs (through a one-off subscription), and
+"""Launching jobs: ``JobLauncher`` creates install and operate jobs (through a one-off subscription), and
 ``launch`` is the one way any new task (a job's first, a retry, a subscription's run) gets its agent package
 and reaches the engine.
 
@@ -29,7 +29,7 @@ from nodeops.settings import Settings
 from nodeops.store import hosts as host_rows
 from nodeops.store import jobs
 from nodeops.store import packages as package_rows
-from nodeops.store.db import Database
+from nodeops.store.db import Database, Session
 from nodeops.store.models import Host
 
 INSTALL_TYPES = frozenset({JobType.INSTALL_AGENT, JobType.REINSTALL_AGENT})
@@ -176,7 +176,7 @@ async def launch(db: Database, engine: Engine, create: Callable[[ChoosePackage],
     return created
 
 
-class JobRunner:
+class JobLauncher:
     """Creates install and operate jobs (hosts decided, the job and its first attempt written) and launches them."""
 
     def __init__(self, db: Database, engine: Engine, settings: Settings, box: SecretBox) -> None:
@@ -262,7 +262,7 @@ class JobRunner:
         return await launch(self.db, self.engine, create)
 
     @staticmethod
-    def _operate_hosts(session: Any, job_type: JobType, bk_host_ids: Sequence[int]) -> _Decided:
+    def _operate_hosts(session: Session, job_type: JobType, bk_host_ids: Sequence[int]) -> _Decided:
         """operate_job's hosts: each known, idle, installed, of a supported OS and access point, or refused."""
         refused: list[Refused] = []
         known = host_rows.hosts_by_id(session, list(bk_host_ids))
@@ -298,7 +298,7 @@ class JobRunner:
         scope = {known[i.bk_host_id].bk_biz_id for i in instances if i.bk_host_id in known}
         return _Decided(instances=instances, refused=refused, bk_biz_scope=scope)
 
-    def _install_hosts(self, session: Any, job_type: JobType, hosts: Sequence[HostRequest]) -> _Decided:
+    def _install_hosts(self, session: Session, job_type: JobType, hosts: Sequence[HostRequest]) -> _Decided:
         """install_job's hosts: each one of a supported OS, with credentials and an existing access point,
         registered (its login sealed), then refused if busy in another running job."""
         refused: list[Refused] = []

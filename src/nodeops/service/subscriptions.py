@@ -39,7 +39,7 @@ from nodeops.errors import (
     TaskNotFound,
 )
 from nodeops.service.auth import Caller
-from nodeops.service.job_commands import JobService, require_biz
+from nodeops.service.job_commands import JobCommands, require_biz
 from nodeops.service.job_details import (
     JOB_TYPE_DISPLAY,
     LINE_TIME_FORMAT,
@@ -50,7 +50,7 @@ from nodeops.service.job_launch import AGENT_VERSION_PARAM, ChoosePackage, Launc
 from nodeops.service.paging import out_of_range
 from nodeops.store import inventory, subscriptions
 from nodeops.store import jobs as job_rows
-from nodeops.store.db import ReadHandle
+from nodeops.store.db import ReadHandle, Session
 from nodeops.store.log_reads import JobAccess
 from nodeops.store.subscriptions import RecordRow, ResultQuery, SubscriptionInfo, SubStep
 
@@ -333,7 +333,7 @@ def _access(subscription: SubscriptionInfo) -> JobAccess:
 class SubscriptionService:
     """The subscription APIs' use cases; cheap to build (it holds the process's shared objects)."""
 
-    def __init__(self, jobs: JobService, task_actions: dict[int, str]) -> None:
+    def __init__(self, jobs: JobCommands, task_actions: dict[int, str]) -> None:
         """``task_actions`` memoises the action of each task (the process's ``Services.task_actions``)."""
         self.jobs = jobs
         self._actions = task_actions
@@ -343,7 +343,7 @@ class SubscriptionService:
 
     # --- lookups ----------------------------------------------------------------------------------------------
 
-    def _find(self, session: Any, subscription_id: int, *, deleted_ok: bool = False) -> SubscriptionInfo:
+    def _find(self, session: Session, subscription_id: int, *, deleted_ok: bool = False) -> SubscriptionInfo:
         found = subscriptions.find_subscriptions(session, [subscription_id]).get(subscription_id)
         if found is None or (found.is_deleted and not deleted_ok):
             raise SubscriptionNotFound(subscription_ids=[subscription_id])
@@ -390,7 +390,7 @@ class SubscriptionService:
             return None
         return value
 
-    def _resolve(self, session: Any, scope: Scope) -> list[inventory.ScopeTarget]:
+    def _resolve(self, session: Session, scope: Scope) -> list[inventory.ScopeTarget]:
         missing = inventory.missing_nodes(session, scope)
         if missing:
             raise InvalidInput({f"scope.nodes[{index}]": why for index, why in sorted(missing.items())})
@@ -593,7 +593,7 @@ class SubscriptionService:
         return await self.db.call(find)
 
     @staticmethod
-    def _check_tasks(session: Any, subscription_id: int, task_ids: Sequence[int]) -> None:
+    def _check_tasks(session: Session, subscription_id: int, task_ids: Sequence[int]) -> None:
         if task_ids:
             unknown = sorted(set(task_ids) - subscriptions.tasks_of(session, subscription_id, task_ids))
             if unknown:
@@ -617,7 +617,7 @@ class SubscriptionService:
             return await self._stream(sub, result_query, query)
         return await self.db.read(lambda _cur: self._page(sub, result_query, query))
 
-    def _result_query(self, session: Any, sub: SubscriptionInfo, query: _ResultParams) -> ResultQuery:
+    def _result_query(self, session: Session, sub: SubscriptionInfo, query: _ResultParams) -> ResultQuery:
         task_ids = query.task_ids
         if task_ids:
             self._check_tasks(session, sub.id, task_ids)
@@ -681,7 +681,7 @@ class SubscriptionService:
         return ResultStream(head=head, rows=rows())
 
     def _rows(
-        self, session: Any, sub: SubscriptionInfo, records: Sequence[RecordRow], *, need_detail: bool
+        self, session: Session, sub: SubscriptionInfo, records: Sequence[RecordRow], *, need_detail: bool
     ) -> list[dict[str, Any]]:
         unknown = sorted({r.task_id for r in records} - self._actions.keys())
         if unknown:
@@ -839,7 +839,7 @@ class SubscriptionService:
 
 
 def subscriptions_create(
-    session: Any,
+    session: Session,
     *,
     scope: Scope,
     steps: Sequence[AgentStep],

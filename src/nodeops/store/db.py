@@ -23,7 +23,8 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import DateTime, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session as Session  # re-exported: the service names the unit of work it is handed
+from sqlalchemy.orm import sessionmaker
 
 from nodeops.errors import StoreError
 

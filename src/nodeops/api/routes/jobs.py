@@ -3,7 +3,7 @@
 - ESB: ``/api/c/compapi/v2/nodeman/api/job/{install,operate,details}/`` (details: job_id in the body)
 - nodeman: ``/api/job/install/``, ``/api/job/operate/``, ``/api/job/{job_id}/{details,retry,revoke,retry_node}/``
 
-Routes only pass the request's parameters to ``JobService`` (the commands) or ``JobDetails`` and wrap its
+Routes only pass the request's parameters to ``JobCommands`` (the commands) or ``JobDetails`` and wrap its
 answer; the body is read by the use case (so validation names fields the way the rest of the API does), and its
 models here only document it.
 A missing trailing slash is accepted, as on the log API.
@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from nodeops.api.deps import job_service
+from nodeops.api.deps import make_job_commands
 from nodeops.api.routing import UseCase, add_route, use_case_endpoint
 from nodeops.api.schemas import (
     JobDetailsResponse,
@@ -30,7 +30,7 @@ from nodeops.domain.contract import Contract
 from nodeops.service import job_commands, job_details, job_list
 from nodeops.service.auth import Caller
 from nodeops.service.container import Services
-from nodeops.service.job_commands import JobService
+from nodeops.service.job_commands import JobCommands
 from nodeops.service.job_details import JobDetails
 
 router = APIRouter(tags=["job"])
@@ -45,20 +45,20 @@ REQUESTS: tuple[Contract, ...] = (
 )
 
 
-def _job_use_case(use_case: Callable[[JobService, Caller, dict[str, Any]], Awaitable[Any]]) -> UseCase:
-    """A job use case called with the JobService built from the services."""
+def _job_use_case(use_case: Callable[[JobCommands, Caller, dict[str, Any]], Awaitable[Any]]) -> UseCase:
+    """A job use case called with the JobCommands built from the services."""
 
     def call(services: Services, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
-        return use_case(job_service(services), caller, params)
+        return use_case(make_job_commands(services), caller, params)
 
     return call
 
 
-def _details(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
+def _details(jobs: JobCommands, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
     return JobDetails(jobs.db, jobs.tz).details(caller, params)
 
 
-def _job_list(jobs: JobService, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
+def _job_list(jobs: JobCommands, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
     return job_list.list_jobs(jobs.db, jobs.tz, caller, params)
 
 
@@ -69,18 +69,18 @@ RETRY = "重试任务 (retry): run the failed instances again as a new attempt"
 REVOKE = "终止任务 (revoke): stop the pending and running instances; the job ends TERMINATED"
 RETRY_NODE = "原子粒度重试 (retry_node): re-run one instance from its failed step"
 JOB_LIST = "任务历史 (job_list): the jobs the caller may view, filtered, sorted and paged"
-Route = tuple[str, str, Callable[[JobService, Caller, dict[str, Any]], Awaitable[Any]], str, Contract, type[BaseModel]]
+Route = tuple[str, str, Callable[[JobCommands, Caller, dict[str, Any]], Awaitable[Any]], str, Contract, type[BaseModel]]
 ROUTES: tuple[Route, ...] = (
-    (f"{ESB_JOB}/install/", "esb_install_job", JobService.install, INSTALL, job_commands.INSTALL, StartedJobResponse),
-    ("/api/job/install/", "job_install_job", JobService.install, INSTALL, job_commands.INSTALL, StartedJobResponse),
-    (f"{ESB_JOB}/operate/", "esb_operate_job", JobService.operate, OPERATE, job_commands.OPERATE, StartedJobResponse),
-    ("/api/job/operate/", "job_operate_job", JobService.operate, OPERATE, job_commands.OPERATE, StartedJobResponse),
+    (f"{ESB_JOB}/install/", "esb_install_job", JobCommands.install, INSTALL, job_commands.INSTALL, StartedJobResponse),
+    ("/api/job/install/", "job_install_job", JobCommands.install, INSTALL, job_commands.INSTALL, StartedJobResponse),
+    (f"{ESB_JOB}/operate/", "esb_operate_job", JobCommands.operate, OPERATE, job_commands.OPERATE, StartedJobResponse),
+    ("/api/job/operate/", "job_operate_job", JobCommands.operate, OPERATE, job_commands.OPERATE, StartedJobResponse),
     (f"{ESB_JOB}/details/", "esb_details_job", _details, DETAILS, job_details.ESB_DETAILS, JobDetailsResponse),
     ("/api/job/{job_id}/details/", "job_retrieve_job", _details, DETAILS, job_details.DETAILS, JobDetailsResponse),
     (
         "/api/job/{job_id}/retry/",
         "job_retry_job",
-        JobService.retry,
+        JobCommands.retry,
         RETRY,
         job_commands.JOB_INSTANCES,
         JobTasksResponse,
@@ -88,7 +88,7 @@ ROUTES: tuple[Route, ...] = (
     (
         "/api/job/{job_id}/revoke/",
         "job_revoke_job",
-        JobService.revoke,
+        JobCommands.revoke,
         REVOKE,
         job_commands.JOB_INSTANCES,
         JobTasksResponse,
@@ -96,7 +96,7 @@ ROUTES: tuple[Route, ...] = (
     (
         "/api/job/{job_id}/retry_node/",
         "job_retry_node",
-        JobService.retry_node,
+        JobCommands.retry_node,
         RETRY_NODE,
         job_commands.RETRY_NODE,
         RetryNodeResponse,
