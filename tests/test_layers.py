@@ -213,6 +213,40 @@ def test_only_its_layer_imports(library):
     assert not problems, _report(problems)
 
 
+UNIT_OF_WORK_NAMES = frozenset({"cur", "cursor", "handle", "session", "conn", "connection"})
+
+
+def untyped_units_of_work(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, name) of each function parameter named like a cursor or session and annotated ``Any``."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            arguments = node.args
+            for arg in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]:
+                annotation = arg.annotation
+                if arg.arg in UNIT_OF_WORK_NAMES and isinstance(annotation, ast.Name) and annotation.id == "Any":
+                    found.append((arg.lineno, arg.arg))
+    return found
+
+
+def test_service_and_api_name_the_store_handles_they_take():
+    """A cursor or session reaches the service and the HTTP edge typed (``store.db.ReadHandle``, ``WriteHandle``,
+    ``Session``), never as ``Any``."""
+    problems = [
+        f"{path.relative_to(SRC)}:{line} {name}: Any"
+        for path in all_modules()
+        if layer_of(module_name(path)) in {"service", "api"}
+        for line, name in untyped_units_of_work(ast.parse(path.read_text(encoding="utf-8")))
+    ]
+    assert not problems, "untyped store handles:\n" + "\n".join(problems)
+
+
+def test_the_handle_check_flags_an_any_cursor():
+    source = "def read(self, cur: Any, job_id: int) -> None: ...\nasync def f(*, session: Any) -> None: ...\n"
+    assert untyped_units_of_work(ast.parse(source)) == [(1, "cur"), (2, "session")]
+    assert untyped_units_of_work(ast.parse("def read(cur: ReadHandle, data: Any) -> None: ...")) == []
+
+
 def test_agent_imports_nothing_from_nodeops():
     problems = [
         (imp, "the agent runs on hosts alone")
