@@ -245,6 +245,20 @@ def test_update_info_delete(api, inventory):
     assert wait_result(api, subscription_id)["total"] == 1
 
 
+def test_update_with_null_steps_keeps_the_steps(api, inventory):
+    """``"steps": null`` is "left out" (as every optional field's null), not a bad list."""
+    subscription_id = subscribe(api, "HOST", "TOPO", [{"bk_obj_id": "module", "bk_inst_id": 100}])
+    (before,) = api.ok(f"{BACKEND}/info/", {"subscription_id_list": [subscription_id]})
+    scope = {"node_type": "TOPO", "nodes": [{"bk_obj_id": "module", "bk_inst_id": 101}]}
+    api.ok(f"{BACKEND}/update/", {"subscription_id": subscription_id, "scope": scope, "steps": None})
+    (after,) = api.ok(f"{BACKEND}/info/", {"subscription_id_list": [subscription_id]})
+    assert after["steps"] == before["steps"]
+    assert after["scope"]["nodes"] == [{"bk_obj_id": "module", "bk_inst_id": 101}]
+    bad = {"subscription_id": subscription_id, "scope": scope, "steps": "x"}
+    answer = api.error(f"{BACKEND}/update/", bad, 3800001)
+    assert "steps" in answer["message"]
+
+
 # --- errors -----------------------------------------------------------------------------------------------------
 
 UNKNOWN = 987654
