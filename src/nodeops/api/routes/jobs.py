@@ -4,8 +4,8 @@
 - nodeman: ``/api/job/install/``, ``/api/job/operate/``, ``/api/job/{job_id}/{details,retry,revoke,retry_node}/``
 
 Routes only pass the request's parameters to ``JobCommands`` (the commands) or ``JobDetails`` and wrap its
-answer; the body is read by the use case (so validation names fields the way the rest of the API does), and its
-models here only document it.
+answer; the body is read by the use case through its contract (``domain.contract``), which also describes it in
+the OpenAPI schema, so a request is validated and documented from one declaration.
 A missing trailing slash is accepted, as on the log API.
 """
 
