@@ -223,7 +223,7 @@ class JobLauncher:
         created_by: str,
         from_system: str,
         version: str | None,
-        decide: Callable[[Any], _Decided],
+        decide: Callable[[Session], _Decided],
     ) -> StartedJob:
         """Create a job and launch it: the agent package of ``version`` (None: the newest) chosen, then, in one
         unit of work with the hosts locked, ``decide(session)`` decides the request's hosts and the job of those

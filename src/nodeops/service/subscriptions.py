@@ -13,7 +13,7 @@ subscription (3800001, Node Manager's SubscriptionNotExist), the caller's right 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -224,13 +224,7 @@ RETRY = Contract(
     "SubscriptionInstancesRequest",
     "retry: the instances to run again (default every failed one).",
     (
-        Field(
-            name="task_id_list",
-            kind=Kind.INT_LIST,
-            max_items=MAX_IDS,
-            unique=True,
-            description="retry: only instances of these tasks.",
-        ),
+        replace(_TASK_IDS, description="retry: only instances of these tasks."),
         SUBSCRIPTION_ID,
         _INSTANCE_IDS,
     ),
