@@ -464,6 +464,11 @@ def load_or_fill(data_dir: Path, jobs_n: int, inst_n: int, seed: int) -> Dataset
     if manifest_path.exists() and (data_dir / SQLITE_FILE_NAME).exists():
         saved = json.loads(manifest_path.read_text())
         if (saved["jobs"], saved["instances"], saved["seed"], saved.get("format")) == (jobs_n, inst_n, seed, FORMAT):
+            db = Database.connect(Settings(data_dir=data_dir, database_url="").database_url)
+            try:
+                migrate.upgrade(db)  # a database filled before the latest migration is brought up to date
+            finally:
+                db.dispose()
             return Dataset(
                 data_dir=data_dir,
                 job_ids=saved["job_ids"],

@@ -161,7 +161,8 @@ def test_any_text_is_an_int_in_range_or_a_validation_error(text):
         (None, {"required": True}, None, {"n": "this field is required (a positive integer)"}),
         (
             "",
-            {"required": True, "minimum": 0, "maximum": 9}, None,
+            {"required": True, "minimum": 0, "maximum": 9},
+            None,
             {"n": "this field is required (a non-negative integer of at most 9)"},
         ),
         ("x", {"default": 5}, None, {"n": "'x' is not a positive integer"}),

@@ -20,7 +20,7 @@ from nodeops.store import jobs
 from nodeops.store.access import AccessReads, revoke_biz
 from nodeops.store.db import select_one
 from nodeops.store.log_reads import LogReads
-from nodeops.store.models import BizGrant, InstanceRecord, RecordStep
+from nodeops.store.models import LOOKUP_INDEXES, BizGrant, InstanceRecord, RecordStep
 from nodeops.store.models import StepLog as StepLogRow
 from tests.support.factories import StepRun, make_job
 
@@ -265,6 +265,31 @@ def test_reading_an_instance_log_searches_the_step_logs_index(services):
         ), text
     else:
         assert "Seq Scan on step_logs" not in text, text
+
+
+def test_finding_an_instance_reads_only_its_lookup_index(services):
+    """The log API's lookup reaches an instance's records through the index of its instance_id form, which holds
+    every column the lookup reads: on SQLite a covering index; PostgreSQL uses one of them, never a table scan."""
+    _many_records(services, records=5)
+    db = services.db
+    reads = LogReads(db)
+    with db.cursor() as cur:
+        if not db.is_sqlite:
+            cur.execute("ANALYZE instance_records")
+        for column, index in LOOKUP_INDEXES.items():
+            sql = reads._lookup_sql[column]
+            if db.is_sqlite:
+                cur.execute("EXPLAIN QUERY PLAN " + sql, (1, "1", "UTC"))
+                plan = "\n".join(str(row[-1]) for row in cur.fetchall())
+                assert f"SEARCH r USING COVERING INDEX {index} (job_id=? AND {column}=?)" in plan, plan
+            else:
+                cur.execute("SET enable_seqscan = off")  # a handful of rows: the planner would rather scan
+                cur.execute("EXPLAIN " + sql.replace("%s", "'1'"))
+                plan = "\n".join(str(row[0]) for row in cur.fetchall())
+                cur.execute("RESET enable_seqscan")
+                # PostgreSQL may take another of the three (they all lead with job_id)
+                assert "Seq Scan on instance_records" not in plan, plan
+                assert any(name in plan for name in LOOKUP_INDEXES.values()), plan
 
 
 # --- finding the record of an instance --------------------------------------------------------------------------

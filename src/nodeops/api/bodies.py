@@ -20,7 +20,6 @@ MAX_BODY_DEPTH = 32
 _TOO_DEEP = f"is nested too deep: at most {MAX_BODY_DEPTH} levels of objects and arrays"
 
 
-
 def check_content_length(headers: Iterable[tuple[bytes, bytes]], max_bytes: int = MAX_BODY_BYTES) -> None:
     """Raise BodyTooLarge when the request's Content-Length says more than ``max_bytes``: it is refused before a
     byte of its body is read (a body without one is counted as it arrives)."""

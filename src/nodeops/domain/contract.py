@@ -10,7 +10,7 @@ Pure: imports only ``nodeops.domain`` and ``nodeops.errors``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -21,6 +21,9 @@ from nodeops.domain.scope import bool_value
 from nodeops.errors import InvalidInput
 
 INSTANCE_ID_FORMS = "object_type|node_type|type|id, or a bk_host_id"
+
+# reads one field: ``reader(value, name, problems)`` is its value in what was sent, a problem put under ``name``
+Reader = Callable[[object, str, dict[str, str]], object]
 
 
 class Kind(StrEnum):
@@ -59,12 +62,14 @@ class Field:
     schema: Mapping[str, Any] | None = None  # the schema of its value, for OBJECT, OBJECTS and special cases
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Values:
     """What ``Contract.read`` found: each field's value (its default when absent; for a bad one, what its parser
     gives back: None, or the good items of a list), typed by accessor."""
 
-    values: Mapping[str, object]
+    __slots__ = ("values",)  # built on every request (the log API's too): a plain class builds fastest
+
+    def __init__(self, values: Mapping[str, object]) -> None:
+        self.values = values
 
     def __getitem__(self, name: str) -> object:
         return self.values[name]
@@ -125,6 +130,11 @@ class Contract:
     fields: tuple[Field, ...]
     documented: tuple[Field, ...] = COMMON_ARGS  # described, read elsewhere (the ESB common args: api.deps)
     components: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # named schemas its fields refer to
+    # each field's name and reader (``field_reader``), bound once: reading a request dispatches on nothing
+    readers: tuple[tuple[str, Reader], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "readers", tuple((item.name, field_reader(item)) for item in self.fields))
 
     def read(self, params: Mapping[str, object]) -> Values:
         """Every field read; raises one InvalidInput naming every bad field."""
@@ -135,7 +145,7 @@ class Contract:
 
     def gather(self, params: Mapping[str, object], problems: dict[str, str]) -> Values:
         """Every field read, in order, a bad one put in ``problems`` (for the use case's own checks to follow)."""
-        return Values(values={item.name: read_field(item, params.get(item.name), problems) for item in self.fields})
+        return Values({name: read(params.get(name), name, problems) for name, read in self.readers})
 
     def check(self, problems: Mapping[str, str]) -> None:
         """Raise one InvalidInput naming every problem, if there is any: in the order of the fields they are about,
@@ -164,63 +174,74 @@ class Contract:
 
 def read_field(item: Field, value: object, problems: dict[str, str]) -> object:
     """The value of ``item`` in what was sent (``value``); a problem is named ``item.name``."""
-    name = item.name
-    if item.kind == Kind.INT:
-        default = item.default
+    return field_reader(item)(value, item.name, problems)
+
+
+def field_reader(item: Field) -> Reader:
+    """How ``item`` is read: ``reader(value, name, problems)`` gives its value in what was sent, by the one parser
+    of its kind with the field's settings bound, and puts a problem under ``name``."""
+    kind, required, default = item.kind, item.required, item.default
+    if kind == Kind.INT:
         assert default is None or isinstance(default, int)
-        return int_param(
-            value, name, problems, required=item.required, default=default, minimum=item.minimum, maximum=item.maximum
-        )
-    if item.kind == Kind.INT_LIST:
-        return int_list(
+        low, high, fallback = item.minimum, item.maximum, default
+
+        def read_int(value: object, name: str, problems: dict[str, str]) -> object:
+            return int_param(value, name, problems, required=required, default=fallback, minimum=low, maximum=high)
+
+        return read_int
+    if kind == Kind.INT_LIST:
+        noun = item.noun or "positive integers"
+        return lambda value, name, problems: int_list(
             value,
             name,
             problems,
-            noun=item.noun or "positive integers",
-            required=item.required,
+            noun=noun,
+            required=required,
             max_items=item.max_items,
             skip_blank=item.skip_blank,
             unique=item.unique,
             minimum=item.minimum,
             maximum=item.maximum,
         )
-    if item.kind == Kind.LIST:
+    if kind == Kind.LIST:
         noun = item.noun or "values"
-        return list_items(value, name, problems, noun=noun, max_items=item.max_items, skip_blank=item.skip_blank)
-    if item.kind == Kind.INSTANCE_IDS:
-        return parse_instance_ids(
-            value, name, problems, allow_single=item.single, required=item.required, max_items=item.max_items
+        return lambda value, name, problems: list_items(
+            value, name, problems, noun=noun, max_items=item.max_items, skip_blank=item.skip_blank
         )
-    if item.kind == Kind.INSTANCE_ID:
-        return _instance_id(item, value, problems)
-    if item.kind == Kind.BOOL:
-        return bool_value(value, name, problems, default=bool(item.default))
-    if item.kind == Kind.CHOICE:
-        return _choice(item, value, problems)
-    return item.default if value is None else value  # TEXT, OBJECT, OBJECTS, VALUE: as sent
+    if kind == Kind.INSTANCE_IDS:
+        return lambda value, name, problems: parse_instance_ids(
+            value, name, problems, allow_single=item.single, required=required, max_items=item.max_items
+        )
+    if kind == Kind.INSTANCE_ID:
+        return lambda value, name, problems: _instance_id(value, name, problems, required=required)
+    if kind == Kind.BOOL:
+        return lambda value, name, problems: bool_value(value, name, problems, default=bool(default))
+    if kind == Kind.CHOICE:
+        return lambda value, name, problems: _choice(item, value, name, problems)
+    return lambda value, _name, _problems: default if value is None else value  # TEXT, OBJECT(S), VALUE: as sent
 
 
-def _instance_id(item: Field, value: object, problems: dict[str, str]) -> InstanceId | None:
+def _instance_id(value: object, name: str, problems: dict[str, str], *, required: bool) -> InstanceId | None:
     if value is None or value == "":
-        if item.required:
-            problems[item.name] = f"this field is required ({INSTANCE_ID_FORMS})"
+        if required:
+            problems[name] = f"this field is required ({INSTANCE_ID_FORMS})"
         return None
     try:
         return parse_instance_id(value)
     except InvalidInput as exc:
-        problems[item.name] = "; ".join(exc.problems.values())
+        problems[name] = "; ".join(exc.problems.values())
         return None
 
 
-def _choice(item: Field, value: object, problems: dict[str, str]) -> str | None:
+def _choice(item: Field, value: object, name: str, problems: dict[str, str]) -> str | None:
     accepted = ", ".join(item.choices)
     if value is None or value == "":
         if item.required:
-            problems[item.name] = f"this field is required: one of {accepted}"
+            problems[name] = f"this field is required: one of {accepted}"
         return _text_default(item)
     if not isinstance(value, str) or value not in item.choices:
         shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-        problems[item.name] = f"{shown} must be one of {accepted}"
+        problems[name] = f"{shown} must be one of {accepted}"
         return _text_default(item)
     return value
 

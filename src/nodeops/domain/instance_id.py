@@ -78,12 +78,15 @@ class InstanceId:
 
     @property
     def is_host_instance(self) -> bool:
-        return (self.object_type, self.node_type, self.type) == (ObjectType.HOST, NodeType.INSTANCE, "host")
+        return self.type == "host" and self.object_type == ObjectType.HOST and self.node_type == NodeType.INSTANCE
 
     @property
     def bk_host_id(self) -> int | None:
-        """The host id when this is a host instance in the ``bk_host_id`` form."""
-        return int(self.id) if self.is_host_instance and _INT.fullmatch(self.id) else None
+        """The host id when this is a host instance in the ``bk_host_id`` form (the log API asks it per request)."""
+        ident = self.id
+        if ident.isascii() and ident.isdigit() and len(ident) <= _HOST_ID_DIGITS and self.is_host_instance:
+            return int(ident)
+        return None
 
     @property
     def host_key(self) -> HostKey | None:
@@ -114,13 +117,17 @@ def parse_instance_id(raw: object) -> InstanceId:
     int) a bare positive integer or digit string meaning that ``bk_host_id``. Raises InvalidInput naming the
     part that is wrong.
     """
-    if isinstance(raw, bool) or not isinstance(raw, int | str):
+    if type(raw) is str:
+        # the form nearly every caller sends, already canonical (is_ascii_digits inlined: the log API's hottest line)
+        if raw.startswith(_HOST_ID_PREFIX):
+            digits = raw[_HOST_ID_PREFIX_LENGTH:]
+            if digits.isascii() and digits.isdigit() and digits[0] != "0" and len(digits) <= _HOST_ID_DIGITS:
+                return InstanceId(object_type=_HOST, node_type=_INSTANCE, type="host", id=digits)
+    elif isinstance(raw, bool) or not isinstance(raw, int | str):
         raise InvalidInput.field(FIELD, f"must be a string {FORMAT} or an integer bk_host_id")
-    if isinstance(raw, int):
+    elif isinstance(raw, int):
         return host_instance_id(bk_host_id=_positive_host_id(raw))
-    # the form nearly every caller sends (is_ascii_digits inlined: this is the log API's hottest line)
-    if raw.startswith(_HOST_ID_PREFIX) and (digits := raw[len(_HOST_ID_PREFIX) :]).isascii() and digits.isdigit():
-        return host_instance_id(bk_host_id=_positive_host_id(digits))
+    assert isinstance(raw, str)
     if len(raw) <= _CACHED_LENGTH:
         return _parse_text_cached(raw)
     return _parse_text(raw)
@@ -130,6 +137,8 @@ def parse_instance_id(raw: object) -> InstanceId:
 # results are frozen values, so a bounded memo is safe. Errors are not cached, so junk cannot fill it.
 _CACHED_LENGTH = 128
 _HOST_ID_PREFIX = "host|instance|host|"
+_HOST_ID_PREFIX_LENGTH = len(_HOST_ID_PREFIX)
+_HOST_ID_DIGITS = len(str(MAX_HOST_ID))  # a bk_host_id without leading zeros and this many digits at most is valid
 
 
 @lru_cache(maxsize=4096)

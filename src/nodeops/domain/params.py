@@ -124,9 +124,7 @@ def int_list(
 ) -> list[int]:
     """The integers of a list parameter (``list_items``), each read by ``int_value``; with ``unique`` the first
     of each, in order. The bad ones are put in ``problems`` and left out."""
-    items = list_items(
-        value, name, problems, noun=noun, required=required, max_items=max_items, skip_blank=skip_blank
-    )
+    items = list_items(value, name, problems, noun=noun, required=required, max_items=max_items, skip_blank=skip_blank)
     numbers = [int_value(item, where, problems, minimum=minimum, maximum=maximum) for where, item in items]
     found = [number for number in numbers if number is not None]
     return list(dict.fromkeys(found)) if unique else found

@@ -22,6 +22,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import orjson
 
@@ -51,9 +52,9 @@ WEB_HEADER = "x-nodeops-web"
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CommonArgs:
-    """The identity fields of one request, wherever they came from."""
+class CommonArgs(NamedTuple):
+    """The identity fields of one request, wherever they came from (a NamedTuple: built on every request, it builds
+    in half the time of a frozen dataclass)."""
 
     bk_app_code: str = ""
     bk_app_secret: str = ""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -38,8 +38,7 @@ TAIL_MAX_BYTES = 8 * 1024 * 1024
 Prepared = tuple[CommonArgs, Mapping[str, object]] | Exception
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LogQuery:
+class LogQuery(NamedTuple):  # built on every log request: a NamedTuple builds faster than a frozen dataclass
     job_id: int
     instance: InstanceId
     attempt: int | None

@@ -285,6 +285,13 @@ class SubscriptionTask(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+LOOKUP_INDEXES = {
+    "instance_id": "ix_instance_records_lookup_instance_id",
+    "bk_host_id": "ix_instance_records_lookup_bk_host_id",
+    "host_key": "ix_instance_records_lookup_host_key",
+}
+
+
 class InstanceRecord(Base):
     """One host (instance) inside one task: the thing the log API reads.
 
@@ -297,9 +304,11 @@ class InstanceRecord(Base):
     __table_args__ = (
         Index(None, "task_id", "status"),
         Index(None, "subscription_id", "instance_id"),
-        Index(None, "job_id", "instance_id", "attempt"),
-        Index(None, "job_id", "bk_host_id", "attempt"),
-        Index(None, "job_id", "host_key", "attempt"),
+        # the log API's lookup of an instance's records (``store.log_reads``), one index per instance_id form
+        # (``store.instances``); each also holds the columns that lookup reads, so it never visits the table
+        Index(LOOKUP_INDEXES["instance_id"], "job_id", "instance_id", "attempt", "revision"),
+        Index(LOOKUP_INDEXES["bk_host_id"], "job_id", "bk_host_id", "attempt", "host_key", "revision", "instance_id"),
+        Index(LOOKUP_INDEXES["host_key"], "job_id", "host_key", "attempt", "revision", "instance_id"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("subscription_tasks.id", ondelete="CASCADE"), index=True)

@@ -211,3 +211,26 @@ def test_a_long_pipeline_is_answered_whole_and_in_order(services, live_server, s
             assert answer["code"] == 3800007 and f"host|instance|host|{5000 + i}" in answer["message"], i
     follow_up = httpx.get(live_server.url + targets[0])  # the server goes on serving
     assert follow_up.json()["result"] is True
+
+
+def test_every_request_target_form_is_answered_as_through_asgi(services, live_server, seeded):
+    """The origin form is split at ``?`` by the lane itself; an absolute URL or a fragment goes through the HTTP
+    parser's split; a path that is no log address (a doubled slash, bytes that are not ASCII) goes on to ASGI."""
+    target = log_target(seeded, job_id=1, instance_id=1)
+    expected = asgi_get(live_server.app, target)
+    host = urlsplit(live_server.url).netloc
+    for sent in (target, f"http://{host}{target}", target + "#fragment"):
+        (answer,), sock = exchange(live_server.url, get(sent), responses=1)
+        sock.close()
+        assert answer[0].startswith(b"HTTP/1.1 200") and answer[1] == expected, sent
+    doubled = target.replace("?", "/?", 1)
+    (answer,), sock = exchange(live_server.url, get(doubled), responses=1)
+    sock.close()
+    assert answer[1] == asgi_get(live_server.app, doubled) and b"3800404" in answer[1], answer
+    sock = socket.create_connection((urlsplit(live_server.url).hostname, urlsplit(live_server.url).port), timeout=10)
+    sock.sendall(b"GET /api/c/compapi/v2/nodeman/api/job/l\xf6g/?job_id=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = receive(sock)
+    sock.close()
+    assert head.startswith(b"HTTP/1.1 400"), head  # the HTTP parser refuses it before any of ours runs
+    lane = lane_of(live_server)
+    assert lane is None or lane.requests == 3

@@ -116,6 +116,16 @@ class LogLane:
                 request.protocol.transport.close()
 
 
+def _split_url(url: bytes) -> tuple[bytes, bytes]:
+    """The path and query of a request target: split at ``?`` for the origin form every client sends, else as
+    the HTTP parser splits it (an absolute URL, a fragment)."""
+    if url.startswith(b"/") and b"#" not in url:
+        path, _, query = url.partition(b"?")
+        return path, query
+    parsed = httptools.parse_url(url)
+    return parsed.path or b"", parsed.query or b""
+
+
 class LaneProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, with the log API's GETs handed to ``lane``."""
 
@@ -142,8 +152,8 @@ class LaneProtocol(HttpToolsProtocol):
             return None
         if not (self.cycle is None or self.cycle.response_complete) or self.pipeline or self.flow.write_paused:
             return None  # an ASGI request in flight, or a client not reading: ASGI keeps the order and the pace
-        url = httptools.parse_url(self.url)
-        path = url.path.decode("ascii")
+        raw_path, query = _split_url(self.url)
+        path = raw_path.decode("latin-1")  # what is not ASCII is no log address: uvicorn answers it as it would
         if "%" in path:
             path = urllib.parse.unquote(path)
         address = log_address(self.root_path + path)
@@ -152,7 +162,7 @@ class LaneProtocol(HttpToolsProtocol):
         prepared: Prepared
         try:
             client = self.client[0] if self.client else ""
-            prepared = prepare("GET", url.query or b"", self.headers, address[1], None, client=client)
+            prepared = prepare("GET", query, self.headers, address[1], None, client=client)
         except Exception as exc:  # answered in its turn, as its error (``fastpath.log.envelope``)
             prepared = exc
         keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
