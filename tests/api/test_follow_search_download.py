@@ -150,6 +150,9 @@ def test_search_across_a_job_finds_lines_with_spans_levels_and_pages(client, ser
     assert ok(client.get(url, params={**auth, "q": "disk", "step": "更新任务状态"}))["total"] == 1
     regex = ok(client.get(url, params={**auth, "q": r"d\w+k (F|o)", "regex": "true"}))
     assert [item["spans"] for item in regex["list"]] == [[[28, 34]], [[27, 33]]]
+    assert ok(client.get(url, params={**auth, "q": r"d\w+k (F|o)", "regex": " Yes "})) == regex
+    assert ok(client.get(url, params={**auth, "q": "DISK", "case": "no", "regex": ""}))["total"] == 3
+    error(client.get(url, params={**auth, "q": "disk", "regex": "maybe", "case": "\uff12"}), 3800001, "regex", "case")
     page = ok(client.get(url, params={**auth, "q": "disk", "page": 2, "pagesize": 2}))
     assert page["total"] == 3 and len(page["list"]) == 1 and page["list"][0]["text"] == "plain disk line"
     one = ok(client.get(url, params={**auth, "q": "disk", "instance_id": job.instance_id}))

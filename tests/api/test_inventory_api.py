@@ -139,6 +139,17 @@ def test_host_search_filters_and_pages(api):
             {"inventory": {"topology": [{"bk_biz_id": 2, "sets": [{"bk_set_name": "x"}]}]}},
             "topology[0].sets[0].bk_set_id:",
         ),
+        ({"inventory": {"topology": {"bk_biz_id": 2}}}, "topology: must be a list of businesses"),
+        ({"inventory": {"topology": [{"bk_biz_id": 2, "sets": ["x"]}]}}, "topology[0].sets[0]: must be an object"),
+        (
+            {"inventory": {"topology": [{"bk_biz_id": 2, "sets": [{"bk_set_id": 9, "modules": [{}]}]}]}},
+            "topology[0].sets[0].modules[0].bk_module_id: this field is required",
+        ),
+        (
+            {"inventory": {"service_instances": [{"bk_module_id": 100, "bk_host_id": 1, "processes": {}}]}},
+            "service_instances[0].processes: must be a list of process objects",
+        ),
+        ({"inventory": {"hosts": ["h"]}}, "hosts[0]: must be an object"),
         (
             {"inventory": {"service_instances": [{"bk_module_id": 100, "bk_host_id": 5555}]}},
             "service_instances[0]: its host is not in the inventory",

@@ -284,7 +284,13 @@ def test_validation_and_lookup_errors_name_what_is_wrong(api, tmp_path):
     install = f"{ESB_JOB}/install/"
     answer = api.error(install, {"job_type": "INSTALL_PROXY", "hosts": []}, 3800001)
     assert "job_type: 'INSTALL_PROXY' must be one of INSTALL_AGENT, REINSTALL_AGENT" in answer["message"]
-    assert "hosts: must be a non-empty list" in answer["message"]
+    assert "hosts: this field is required: a non-empty list of hosts" in answer["message"]
+    answer = api.error(
+        install, {"job_type": "INSTALL_AGENT", "hosts": [7, {"inner_ip": "127.0.0.1", "port": 0}]}, 3800001
+    )
+    assert "hosts[0]: must be an object" in answer["message"]
+    assert "hosts[1].bk_biz_id: this field is required" in answer["message"]
+    assert "hosts[1].port: 0 is not a positive integer of at most 65535" in answer["message"]
     answer = api.error(
         install, {"job_type": "INSTALL_AGENT", "hosts": [{"bk_biz_id": 2**40, "inner_ip": "127.300.1.1"}]}, 3800001
     )
@@ -297,8 +303,12 @@ def test_validation_and_lookup_errors_name_what_is_wrong(api, tmp_path):
 
     details = "/api/job/1/details/"
     answer = api.error(details, {"page": 0, "pagesize": 0, "conditions": [{"key": "query", "value": 1}]}, 3800001)
-    for field in ("page:", "pagesize:", "conditions[0].key:"):
+    for field in ("page:", "pagesize:", "conditions[0].key: 'query' must be one of ip, instance_id, status"):
         assert field in answer["message"], answer
+    answer = api.error(details, {"conditions": [{"key": "ip", "value": "1"}, "ip"]}, 3800001)
+    assert "conditions[1]: must be an object" in answer["message"]
+    answer = api.error(details, {"conditions": {"key": "ip"}}, 3800001)
+    assert "conditions: must be a list of conditions" in answer["message"]
     answer = api.error(details, {"conditions": [{"key": "status", "value": ["DONE"]}]}, 3800001)
     assert "conditions[0].value" in answer["message"]
     answer = api.error(details, {"conditions": [{"key": "instance_id", "value": "host|x"}]}, 3800001)

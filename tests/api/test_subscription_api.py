@@ -287,7 +287,8 @@ def test_an_unknown_subscription_answers_3800001_subscription_not_exist(api, act
 @pytest.mark.parametrize(
     "scope, field, says",
     [
-        (None, "scope", "must be an object"),
+        (None, "scope", "this field is required (an object)"),
+        ([], "scope", "must be an object"),
         (
             {"object_type": "HOST", "node_type": "MODULE", "nodes": []},
             "scope.node_type",
@@ -298,11 +299,13 @@ def test_an_unknown_subscription_answers_3800001_subscription_not_exist(api, act
             "scope.object_type",
             "must be one of HOST, SERVICE",
         ),
-        ({"object_type": "HOST", "node_type": "TOPO"}, "scope.nodes", "must be a list"),
+        ({"object_type": "HOST", "node_type": "TOPO"}, "scope.nodes", "this field is required: a list of nodes"),
+        ({"object_type": "HOST", "node_type": "TOPO", "nodes": {}}, "scope.nodes", "must be a list of at most 10000"),
+        ({"object_type": "HOST", "node_type": "TOPO", "nodes": ["x"]}, "scope.nodes[0]", "must be an object"),
         (
             {"object_type": "HOST", "node_type": "TOPO", "nodes": [{"bk_obj_id": "rack", "bk_inst_id": 1}]},
             "scope.nodes[0].bk_obj_id",
-            "must be biz or set or module",
+            "'rack' must be one of biz, set, module",
         ),
         (
             {"object_type": "HOST", "node_type": "TOPO", "nodes": [{"bk_obj_id": "module", "bk_inst_id": "x"}]},

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from nodeops.domain.contract import JOB_ID, Contract, Field, Kind, field_schema
+from nodeops.domain.contract import JOB_ID, Contract, Field, Kind, field_schema, objects, one_object, read_field
 from nodeops.domain.instance_id import host_instance_id
 from nodeops.errors import InvalidInput
 
@@ -142,3 +142,83 @@ def test_a_contract_is_described_with_the_common_args() -> None:
     assert schema["required"] == ["job_id"]
     assert list(schema["properties"]) == ["bk_app_code", "bk_app_secret", "bk_token", "bk_username", "job_id", "page"]
     assert "description" not in Contract("R", "", (), documented=()).json_schema()
+
+
+PORT = Field(name="port", kind=Kind.INT, default=22, maximum=65535)
+TRANSPORT = Field(name="transport", kind=Kind.CHOICE, default="ssh", choices=("local", "ssh"), fold="lower")
+HOST = Contract("Host", "One host.", (PORT, TRANSPORT), documented=())
+HOSTS = Field(name="hosts", kind=Kind.OBJECTS, required=True, max_items=2, noun="hosts", item=HOST)
+
+
+def test_a_nested_object_names_its_problems_under_its_prefix() -> None:
+    problems: dict[str, str] = {}
+    values = HOST.gather({"port": 0, "transport": "SSH"}, problems, prefix="hosts[3]")
+    assert problems == {"hosts[3].port": "0 is not a positive integer of at most 65535"}
+    assert values.text("transport") == "ssh"  # folded before it is compared
+    HOST.gather({"transport": "telnet"}, problems, prefix="")
+    assert problems["transport"] == "'telnet' must be one of local, ssh"
+
+
+LISTS: list[tuple[object, dict[str, str]]] = [
+    (None, {"hosts": "this field is required: a non-empty list of hosts"}),
+    ([], {"hosts": "this field is required: a non-empty list of hosts"}),
+    ({"port": 22}, {"hosts": "must be a list of at most 2 hosts"}),
+    ("h", {"hosts": "must be a list of at most 2 hosts"}),
+    ("", {"hosts": "must be a list of at most 2 hosts"}),
+    ([{}, {}, {}], {"hosts": "must be a list of at most 2 hosts"}),
+    ([{}, 7], {"hosts[1]": "must be an object"}),
+    (
+        [["port"], {"port": "x"}],
+        {"hosts[0]": "must be an object", "hosts[1].port": "'x' is not a positive integer of at most 65535"},
+    ),
+    ([{"port": "\uff12\uff12"}], {"hosts[0].port": "'\uff12\uff12' is not a positive integer of at most 65535"}),
+    ([{"transport": "ß" * 10_000}], {"hosts[0].transport": repr("ß" * 10_000)[:57] + "... must be one of local, ssh"}),
+    ([{"port": 10**5000}], {"hosts[0].port": "(a huge integer) is too large: at most 65535"}),
+]
+
+
+@pytest.mark.parametrize(("sent", "problems"), LISTS)
+def test_a_list_of_objects_is_read_item_by_item_with_one_wording(sent: object, problems: dict[str, str]) -> None:
+    found: dict[str, str] = {}
+    items = Contract("R", "", (HOSTS,)).gather({"hosts": sent}, found).objects("hosts")
+    for _index, where, item in items:
+        HOST.gather(item, found, prefix=where)
+    assert found == problems
+
+
+def test_objects_give_each_item_its_index_and_name() -> None:
+    problems: dict[str, str] = {}
+    assert objects([{"a": 1}, "x", {"b": 2}], "nodes", problems, noun="nodes") == [
+        (0, "nodes[0]", {"a": 1}),
+        (2, "nodes[2]", {"b": 2}),
+    ]
+    assert problems == {"nodes[1]": "must be an object"}
+    assert objects(None, "nodes", problems, noun="nodes") == []  # absent: none
+    assert objects([], "nodes", problems, noun="nodes", required=True, may_be_empty=True) == []
+    objects(None, "nodes", problems, noun="nodes", required=True, may_be_empty=True)
+    assert problems["nodes"] == "this field is required: a list of nodes"
+
+
+def test_an_object_field_is_checked_to_be_an_object() -> None:
+    config = Field(name="config", kind=Kind.OBJECT, required=True, item=HOST)
+    problems: dict[str, str] = {}
+    assert read_field(config, {"port": 1}, problems) == {"port": 1}
+    read_field(config, [1], problems, name="steps[0].config")
+    read_field(config, None, problems)
+    assert problems == {"steps[0].config": "must be an object", "config": "this field is required (an object)"}
+    assert one_object("x", "o", problems) is None and problems["o"] == "must be an object"
+
+
+def test_an_item_contract_describes_the_field_and_is_a_component() -> None:
+    assert field_schema(HOSTS) == {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/Host"},
+        "minItems": 1,
+        "maxItems": 2,
+        "title": "Hosts",
+    }
+    request = Contract("InstallRequest", "", (HOSTS,))
+    schemas = request.component_schemas()
+    assert list(schemas) == ["Host"]
+    assert schemas["Host"]["properties"]["transport"]["enum"] == ["local", "ssh"]
+    assert schemas["Host"]["properties"]["port"]["maximum"] == 65535

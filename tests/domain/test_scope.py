@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from nodeops.domain.contract import bool_value, objects
 from nodeops.domain.instance_id import HostKey
 from nodeops.domain.plans import JobType
 from nodeops.domain.scope import (
     ScopeNode,
     ScopeNodeType,
     ScopeObject,
-    bool_value,
     parse_actions,
     parse_scope,
     parse_steps,
@@ -96,7 +96,8 @@ def test_an_update_may_not_change_the_object_type():
 
 def test_steps_and_actions():
     problems: dict[str, str] = {}
-    (step,) = parse_steps([{"id": "agent", "type": "AGENT", "config": {"job_type": "RELOAD_AGENT"}}], problems)
+    sent = [{"id": "agent", "type": "AGENT", "config": {"job_type": "RELOAD_AGENT"}}]
+    (step,) = parse_steps(objects(sent, "steps", problems, noun="steps"), problems)
     assert (step.id, step.job_type, step.params) == ("agent", JobType.RELOAD_AGENT, {})
     assert parse_actions({"agent": "UNINSTALL_AGENT"}, ["agent"], problems) == {"agent": JobType.UNINSTALL_AGENT}
     assert problems == {}
@@ -104,9 +105,22 @@ def test_steps_and_actions():
     assert set(problems) == {"actions.plugin", "actions.agent"}
 
 
-@pytest.mark.parametrize("value, expected", [(None, False), ("", False), ("true", True), ("0", False), (1, True)])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (None, False),
+        ("", False),
+        ("  ", False),
+        ("true", True),
+        ("0", False),
+        (1, True),
+        (" YES ", True),
+        ("No", False),
+    ],
+)
 def test_bool_value_reads_query_strings(value, expected):
     problems: dict[str, str] = {}
     assert bool_value(value, "flag", problems, default=False) is expected and problems == {}
-    bool_value("yes", "flag", problems, default=False)
-    assert problems == {"flag": "'yes' must be true or false"}
+    for bad in ("maybe", 2, [True], "\uff54\uff52\uff55\uff45"):
+        bool_value(bad, "flag", problems, default=False)
+        assert problems == {"flag": f"{bad!r} must be true or false"}

@@ -92,7 +92,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         components.update(definition.pop("$defs", {}))
         components[model.__name__] = definition
     for contract in (*LOG_REQUESTS, *jobs.REQUESTS, *subscription_requests.REQUESTS, *inventory_requests.REQUESTS):
-        components.update(contract.components)
+        components.update(contract.component_schemas())
         components[contract.name] = contract.json_schema()
     schema["paths"].update(describe_log_api())
     app.openapi_schema = schema

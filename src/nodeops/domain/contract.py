@@ -2,9 +2,12 @@
 and described for the OpenAPI schema (``Contract.json_schema``).
 
 Each field is read by the one parser of its kind (``params.int_param``, ``params.int_list``,
-``instance_id.parse_instance_ids``, ``scope.bool_value``), so a bad field is named with the same message
+``instance_id.parse_instance_ids``, ``bool_value``), so a bad field is named with the same message
 wherever it is sent. A contract reads fields one by one; checks across fields stay with the use case, which
 puts their problems in the same ``problems`` (``Contract.gather``) so one InvalidInput names every bad field.
+A nested object is read by its own contract, its problems named under a prefix (``hosts[3].port``); a list of
+objects is split by ``objects``, one wording for every such list. A field of kind OBJECT or OBJECTS may name its
+``item`` contract, which describes it (a component of its own, under the item contract's name).
 Pure: imports only ``nodeops.domain`` and ``nodeops.errors``.
 """
 
@@ -17,7 +20,6 @@ from typing import Any
 
 from nodeops.domain.instance_id import InstanceId, parse_instance_id, parse_instance_ids
 from nodeops.domain.params import MAX_BIGINT, int_list, int_param, list_items
-from nodeops.domain.scope import bool_value
 from nodeops.errors import InvalidInput
 
 INSTANCE_ID_FORMS = "object_type|node_type|type|id, or a bk_host_id"
@@ -32,13 +34,14 @@ class Kind(StrEnum):
     LIST = "list"  # a list of values (one stands for a list of itself) as sent, each with its name (``list_items``)
     INSTANCE_ID = "instance id"  # one instance_id (``instance_id.parse_instance_id``)
     INSTANCE_IDS = "instance ids"  # a list of them (``instance_id.parse_instance_ids``)
-    BOOL = "bool"  # true or false, also as text (``scope.bool_value``)
-    CHOICE = "choice"  # one of ``choices``
-    # TEXT, OBJECT, OBJECTS and VALUE are passed as sent (absent: the default): the use case reads them, and their
-    # ``required`` only documents
+    BOOL = "bool"  # true or false, also as text (``bool_value``)
+    CHOICE = "choice"  # one of ``choices`` (with ``fold``: in any case)
+    # the use case reads each object with its contract (``item``, which also describes it when the field names it)
+    OBJECT = "object"  # one object (``one_object``); without ``item``, passed as sent
+    OBJECTS = "list of objects"  # a list of them (``objects``): each is ``(index, its name, the object)``
+    # TEXT and VALUE are passed as sent (absent: the default): the use case reads them, and their ``required``
+    # only documents
     TEXT = "text"  # a string
-    OBJECT = "object"  # passed as sent: the use case reads it, ``schema`` documents it
-    OBJECTS = "list of objects"  # the same, for a list
     VALUE = "value"  # anything else the use case reads itself (``schema`` documents it)
 
 
@@ -53,11 +56,14 @@ class Field:
     minimum: int = 1  # INT, INT_LIST
     maximum: int = MAX_BIGINT  # INT, INT_LIST
     max_items: int | None = None  # the lists
+    min_items: int | None = None  # OBJECTS: 0 for a required list that may be empty (default: 1 when required)
     noun: str | None = None  # INT_LIST, LIST: what the list holds, in words (default "positive integers")
     single: bool = False  # INSTANCE_IDS: one id may stand for a list of itself
     unique: bool = False  # INT_LIST: each integer once, the first kept
     skip_blank: bool = False  # INT_LIST, LIST: items that are null or "" are left out
     choices: tuple[str, ...] = ()  # CHOICE
+    fold: str | None = None  # CHOICE: "lower" or "upper", the case a value is read in before it is compared
+    item: Contract | None = None  # OBJECT, OBJECTS: the contract each object is read with, and described by
     description: str = ""
     schema: Mapping[str, Any] | None = None  # the schema of its value, for OBJECT, OBJECTS and special cases
 
@@ -92,6 +98,17 @@ class Values:
     def items(self, name: str) -> list[tuple[str, object]]:
         value = self.values[name]
         assert isinstance(value, list)
+        return value
+
+    def objects(self, name: str) -> list[tuple[int, str, Mapping[str, object]]]:
+        """The objects of an OBJECTS field: index, name and object of each."""
+        value = self.values[name]
+        assert isinstance(value, list)
+        return value
+
+    def object(self, name: str) -> Mapping[str, object] | None:
+        value = self.values[name]
+        assert value is None or isinstance(value, Mapping)
         return value
 
     def instance_id(self, name: str) -> InstanceId | None:
@@ -143,9 +160,13 @@ class Contract:
         self.check(problems)
         return values
 
-    def gather(self, params: Mapping[str, object], problems: dict[str, str]) -> Values:
-        """Every field read, in order, a bad one put in ``problems`` (for the use case's own checks to follow)."""
-        return Values({name: read(params.get(name), name, problems) for name, read in self.readers})
+    def gather(self, params: Mapping[str, object], problems: dict[str, str], *, prefix: str = "") -> Values:
+        """Every field read, in order, a bad one put in ``problems`` (for the use case's own checks to follow).
+        ``prefix`` names the object read, for a nested one: its field ``port`` is then ``{prefix}.port``."""
+        if not prefix:
+            return Values({name: read(params.get(name), name, problems) for name, read in self.readers})
+        at = f"{prefix}."
+        return Values({name: read(params.get(name), at + name, problems) for name, read in self.readers})
 
     def check(self, problems: Mapping[str, str]) -> None:
         """Raise one InvalidInput naming every problem, if there is any: in the order of the fields they are about,
@@ -171,10 +192,65 @@ class Contract:
         schema["type"] = "object"
         return schema
 
+    def component_schemas(self) -> dict[str, Mapping[str, Any]]:
+        """The named schemas its fields refer to: ``components``, and each ``item`` contract's (and theirs)."""
+        schemas: dict[str, Mapping[str, Any]] = dict(self.components)
+        for item in self.fields:
+            if item.item is not None:
+                schemas.update(item.item.component_schemas())
+                schemas[item.item.name] = item.item.json_schema()
+        return schemas
 
-def read_field(item: Field, value: object, problems: dict[str, str]) -> object:
-    """The value of ``item`` in what was sent (``value``); a problem is named ``item.name``."""
-    return field_reader(item)(value, item.name, problems)
+
+def objects(
+    value: object,
+    name: str,
+    problems: dict[str, str],
+    *,
+    noun: str,
+    required: bool = False,
+    may_be_empty: bool = False,
+    max_items: int | None = None,
+) -> list[tuple[int, str, Mapping[str, object]]]:
+    """The objects of a list of objects, each as ``(index, its name name[index], the object)``: the list's problems
+    are ``list_items``' ("must be a list of [at most max_items] {noun}"; absent: none, or with ``required``
+    "this field is required: a non-empty list of {noun}", or with ``may_be_empty`` too, only when it is not sent:
+    "this field is required: a list of {noun}"), an item that is not an object is "must be an object" and left
+    out. Read each object with ``Contract.gather(item, problems, prefix=its name)``."""
+    if required and may_be_empty and value is None:
+        problems[name] = f"this field is required: a list of {noun}"
+        return []
+    non_empty = required and not may_be_empty
+    items = list_items(
+        value, name, problems, noun=noun, required=non_empty, max_items=max_items, single=False, blank_is_absent=False
+    )
+    found: list[tuple[int, str, Mapping[str, object]]] = []
+    for index, (where, item) in enumerate(items):
+        if isinstance(item, Mapping):
+            found.append((index, where, item))
+        else:
+            problems[where] = "must be an object"
+    return found
+
+
+def one_object(
+    value: object, name: str, problems: dict[str, str], *, required: bool = False
+) -> Mapping[str, object] | None:
+    """An object field: None when absent (with ``required``, the problem "this field is required (an object)"),
+    or the problem "must be an object" for anything else but an object."""
+    if value is None:
+        if required:  # unless it was named already: a bad object is read as None
+            problems.setdefault(name, "this field is required (an object)")
+        return None
+    if not isinstance(value, Mapping):
+        problems[name] = "must be an object"
+        return None
+    return value
+
+
+def read_field(item: Field, value: object, problems: dict[str, str], *, name: str | None = None) -> object:
+    """The value of ``item`` in what was sent (``value``); a problem is named ``name`` (default ``item.name``)."""
+    return field_reader(item)(value, name or item.name, problems)
 
 
 def field_reader(item: Field) -> Reader:
@@ -218,7 +294,48 @@ def field_reader(item: Field) -> Reader:
         return lambda value, name, problems: bool_value(value, name, problems, default=bool(default))
     if kind == Kind.CHOICE:
         return lambda value, name, problems: _choice(item, value, name, problems)
-    return lambda value, _name, _problems: default if value is None else value  # TEXT, OBJECT(S), VALUE: as sent
+    if kind == Kind.OBJECTS:
+        noun, empty = item.noun or "objects", item.min_items == 0
+        return lambda value, name, problems: objects(
+            value, name, problems, noun=noun, required=required, may_be_empty=empty, max_items=item.max_items
+        )
+    if kind == Kind.OBJECT and item.item is not None:
+
+        def read_object(value: object, name: str, problems: dict[str, str]) -> object:
+            found = one_object(value, name, problems, required=required)
+            return default if found is None else found
+
+        return read_object
+    return lambda value, _name, _problems: default if value is None else value  # TEXT, VALUE, OBJECT: as sent
+
+
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+
+
+def bool_value(value: object, name: str, problems: dict[str, str], *, default: bool) -> bool:
+    """A boolean, also from the text of a query string: ``true``/``false``, ``1``/``0``, ``yes``/``no`` in any
+    case, surrounding whitespace ignored; absent (None, or blank text) is ``default``."""
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return default
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if not text:
+            return default
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+    elif isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    problems[name] = f"{shown(value)} must be true or false"
+    return default
+
+
+def shown(value: object) -> str:
+    """A caller's value quoted for a message, cut so a huge one cannot flood the answer."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _instance_id(value: object, name: str, problems: dict[str, str], *, required: bool) -> InstanceId | None:
@@ -239,11 +356,13 @@ def _choice(item: Field, value: object, name: str, problems: dict[str, str]) -> 
         if item.required:
             problems[name] = f"this field is required: one of {accepted}"
         return _text_default(item)
-    if not isinstance(value, str) or value not in item.choices:
-        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-        problems[name] = f"{shown} must be one of {accepted}"
+    folded = value
+    if isinstance(value, str) and item.fold is not None:
+        folded = value.lower() if item.fold == "lower" else value.upper()
+    if not isinstance(folded, str) or folded not in item.choices:
+        problems[name] = f"{shown(value)} must be one of {accepted}"
         return _text_default(item)
-    return value
+    return folded
 
 
 def _text_default(item: Field) -> str | None:
@@ -257,6 +376,9 @@ _INSTANCE_ID_SCHEMA = {"anyOf": [{"type": "string"}, {"type": "integer"}]}
 def field_schema(item: Field) -> dict[str, Any]:
     """The JSON schema of one field: its value's, with its title, description and default."""
     value = dict(item.schema) if item.schema is not None else _value_schema(item)
+    if item.item is not None and item.schema is None:
+        ref = {"$ref": f"#/components/schemas/{item.item.name}"}
+        value = ref if item.kind == Kind.OBJECT else {"type": "array", "items": ref, **_items(item)}
     if not item.required and item.default is None:
         value = {"anyOf": [value, {"type": "null"}]} if value else {}
         value["default"] = None
@@ -301,7 +423,7 @@ def _range(item: Field) -> dict[str, int]:
 
 def _items(item: Field) -> dict[str, int]:
     limits: dict[str, int] = {}
-    if item.required:
+    if item.required and item.min_items != 0:
         limits["minItems"] = 1
     if item.max_items is not None:
         limits["maxItems"] = item.max_items

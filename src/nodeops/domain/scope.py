@@ -3,18 +3,20 @@
 A scope is ``{bk_biz_id, object_type, node_type, nodes}``: ``object_type`` HOST (hosts) or SERVICE (service
 instances); ``node_type`` INSTANCE (the listed hosts or service instances), TOPO (business, set or module nodes,
 resolved to what is under them when the subscription runs), SERVICE_TEMPLATE or SET_TEMPLATE (the modules or sets
-made from those templates). Steps are agent actions. Parsing names every bad field (``scope.nodes[2].bk_inst_id``)
-and never looks anything up: whether a node exists is the store's question. Pure: imports only ``nodeops.errors``
-and the domain.
+made from those templates). Steps are agent actions. Each object is read by its contract (``SCOPE``, a node's
+by its node_type, ``STEP``), naming every bad field (``scope.nodes[2].bk_inst_id``); the forms that depend on
+another field are checked here. Parsing never looks anything up: whether a node exists is the store's question.
+Pure: imports only ``nodeops.errors`` and the domain.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+from nodeops.domain.contract import Contract, Field, Kind, one_object, shown
 from nodeops.domain.instance_id import MAX_HOST_ID, HostKey
 from nodeops.domain.params import MAX_INT32, int_value
 from nodeops.domain.plans import JobType
@@ -112,103 +114,197 @@ class AgentStep:
         }
 
 
+# --- the contracts: each object of a scope and of a step, read field by field ---------------------------------
+
+_NODES_DESCRIPTION = (
+    "INSTANCE HOST: {bk_host_id} or {ip, bk_cloud_id}; INSTANCE SERVICE: {id}; TOPO: {bk_obj_id: biz|set|module, "
+    "bk_inst_id}; SERVICE_TEMPLATE / SET_TEMPLATE: {bk_obj_id: service_template|set_template, bk_inst_id}."
+)
+HOST_NODE = Contract(
+    "HostNode",
+    "A host of an INSTANCE HOST scope: bk_host_id, or ip and bk_cloud_id.",
+    (
+        Field(name="bk_host_id", kind=Kind.INT, maximum=MAX_HOST_ID),
+        Field(name="ip", kind=Kind.TEXT, description="Inner IP (also as bk_host_innerip or inner_ip)."),
+        Field(name="bk_host_innerip", kind=Kind.TEXT),
+        Field(name="inner_ip", kind=Kind.TEXT),
+        Field(name="bk_cloud_id", kind=Kind.INT, default=0, minimum=0, maximum=MAX_INT32),
+    ),
+    documented=(),
+)
+SERVICE_NODE = Contract(
+    "ServiceNode",
+    "A service instance of an INSTANCE SERVICE scope.",
+    (Field(name="id", kind=Kind.INT, required=True, maximum=MAX_HOST_ID),),
+    documented=(),
+)
+
+
+def _topology_node(name: str, objects: tuple[str, ...]) -> Contract:
+    return Contract(
+        name,
+        "A topology or template node; a biz's bk_inst_id is at most 2147483647.",
+        (
+            Field(name="bk_obj_id", kind=Kind.CHOICE, required=True, choices=objects),
+            Field(name="bk_inst_id", kind=Kind.INT, required=True, maximum=MAX_HOST_ID),
+        ),
+        documented=(),
+    )
+
+
+# the contract of a node, by node_type (INSTANCE: by object_type)
+TOPOLOGY_NODES: dict[ScopeNodeType, Contract] = {
+    node_type: _topology_node(f"{node_type.title().replace('_', '')}Node", objects)
+    for node_type, objects in NODE_OBJECTS.items()
+}
+INSTANCE_NODES = {ScopeObject.HOST: HOST_NODE, ScopeObject.SERVICE: SERVICE_NODE}
+
+
+def _upper_choice(name: str, values: type[StrEnum], *, required: bool = True) -> Field:
+    """A field naming one member of ``values``, in any case."""
+    accepted = ", ".join(values)
+    return Field(
+        name=name, kind=Kind.CHOICE, required=required, choices=tuple(values), fold="upper", description=accepted
+    )
+
+
+_OBJECT_TYPE = _upper_choice("object_type", ScopeObject)
+_NODES = Field(name="nodes", kind=Kind.OBJECTS, required=True, min_items=0, max_items=MAX_NODES, noun="nodes")
+_SCOPE_FIELDS = (
+    Field(name="bk_biz_id", kind=Kind.INT, maximum=MAX_INT32, description="The business the scope is in."),
+    _upper_choice("node_type", ScopeNodeType),
+    # the contract of a node depends on node_type: each node's schema is an object, its forms described
+    replace(_NODES, description=_NODES_DESCRIPTION, schema={"type": "array", "items": {"type": "object"}}),
+)
+SCOPE = Contract(
+    "ScopeModel",
+    "What a subscription covers; nodes are hosts, service instances, or topology / template nodes.",
+    (_OBJECT_TYPE, *_SCOPE_FIELDS),
+    documented=(),
+)
+# the scope of an update or a run: object_type is the subscription's (it may be repeated, not changed)
+SUBSCRIPTION_SCOPE = Contract(
+    "SubscriptionScope",
+    SCOPE.description,
+    (_upper_choice("object_type", ScopeObject, required=False), *_SCOPE_FIELDS),
+    documented=(),
+)
+
+STEP_CONFIG = Contract(
+    "StepConfig",
+    "",
+    (Field(name="job_type", kind=Kind.CHOICE, required=True, choices=AGENT_ACTIONS, description="The agent action."),),
+    documented=(),
+)
+# a step's params are kept as sent; the agent steps read agent_version
+STEP_PARAMS = Contract(
+    "StepParams",
+    "",
+    (Field(name="agent_version", kind=Kind.TEXT, description="The agent version the job pushes."),),
+    documented=(),
+)
+STEP = Contract(
+    "StepModel",
+    "",
+    (
+        Field(name="id", kind=Kind.TEXT, required=True, description="Step name of 1-64 characters, e.g. agent."),
+        Field(
+            name="type",
+            kind=Kind.CHOICE,
+            required=True,
+            choices=(AGENT_STEP_TYPE,),
+            description="AGENT (the only type run here).",
+        ),
+        # absent reads as {}, so a missing job_type is named config.job_type
+        Field(name="config", kind=Kind.OBJECT, default={}, item=STEP_CONFIG, description="{job_type}."),
+        Field(name="params", kind=Kind.OBJECT, default={}, item=STEP_PARAMS, description="Free-form; kept as sent."),
+    ),
+    documented=(),
+)
+STEPS = Field(name="steps", kind=Kind.OBJECTS, required=True, max_items=1, noun="steps", item=STEP)
+
+
 def parse_scope(
     raw: object, *, where: str = "scope", object_type: ScopeObject | None = None, problems: dict[str, str]
 ) -> Scope | None:
     """Validate a scope; problems go to ``problems`` under ``where.field``. ``object_type`` is the subscription's
     (an update or a run may not change it, and need not repeat it)."""
-    if not isinstance(raw, Mapping):
-        problems[where] = "must be an object {object_type, node_type, nodes[, bk_biz_id]}"
+    item = one_object(raw, where, problems, required=True)
+    if item is None:
         return None
     bad = len(problems)
-    kind = object_type
-    if object_type is None or raw.get("object_type") not in (None, ""):
-        kind = _choice(raw.get("object_type"), ScopeObject, f"{where}.object_type", problems)
-        if kind is not None and object_type is not None and kind != object_type:
-            problems[f"{where}.object_type"] = f"is {object_type.value} for this subscription and cannot change"
-    node_type = _choice(raw.get("node_type"), ScopeNodeType, f"{where}.node_type", problems)
-    biz = None
-    if raw.get("bk_biz_id") not in (None, ""):
-        biz = int_value(raw.get("bk_biz_id"), f"{where}.bk_biz_id", problems, maximum=MAX_INT32)
-    nodes_raw = raw.get("nodes")
+    values = (SCOPE if object_type is None else SUBSCRIPTION_SCOPE).gather(item, problems, prefix=where)
+    sent = values.text("object_type")
+    kind = object_type if sent is None else ScopeObject(sent)
+    if object_type is not None and sent is not None and kind != object_type:
+        problems[f"{where}.object_type"] = f"is {object_type.value} for this subscription and cannot change"
+    sent_node_type = values.text("node_type")
+    node_type = None if sent_node_type is None else ScopeNodeType(sent_node_type)
     nodes: list[ScopeNode] = []
-    if not isinstance(nodes_raw, list):
-        problems[f"{where}.nodes"] = "must be a list of nodes (it may be empty)"
-    elif len(nodes_raw) > MAX_NODES:
-        problems[f"{where}.nodes"] = f"at most {MAX_NODES} nodes"
-    elif kind is not None and node_type is not None:
-        for index, item in enumerate(nodes_raw):
-            node = _node(item, kind, node_type, f"{where}.nodes[{index}]", problems)
-            if node is not None:
-                nodes.append(node)
+    if kind is not None and node_type is not None:
+        for _index, at, node in values.objects("nodes"):
+            found = _node(node, kind, node_type, at, problems)
+            if found is not None:
+                nodes.append(found)
     if len(problems) > bad or kind is None or node_type is None:
         return None
-    return Scope(object_type=kind, node_type=node_type, bk_biz_id=biz, nodes=tuple(nodes))
+    return Scope(object_type=kind, node_type=node_type, bk_biz_id=values.integer("bk_biz_id"), nodes=tuple(nodes))
 
 
 def _node(
-    item: object, kind: ScopeObject, node_type: ScopeNodeType, where: str, problems: dict[str, str]
+    item: Mapping[str, object], kind: ScopeObject, node_type: ScopeNodeType, where: str, problems: dict[str, str]
 ) -> ScopeNode | None:
-    if not isinstance(item, Mapping):
-        problems[where] = "must be an object"
-        return None
-    if node_type == ScopeNodeType.INSTANCE and kind == ScopeObject.HOST:
-        if item.get("bk_host_id") not in (None, ""):
-            host_id = int_value(item["bk_host_id"], f"{where}.bk_host_id", problems, maximum=MAX_HOST_ID)
-            return None if host_id is None else ScopeNode(bk_host_id=host_id)
-        ip = item.get("ip") or item.get("bk_host_innerip") or item.get("inner_ip")
-        if not isinstance(ip, str) or not ip:
-            problems[where] = "a host node needs bk_host_id, or ip and bk_cloud_id"
-            return None
-        cloud = int_value(item.get("bk_cloud_id", 0), f"{where}.bk_cloud_id", problems, minimum=0, maximum=MAX_INT32)
-        try:
-            key = HostKey.of(ip, cloud or 0)
-        except InvalidInput as exc:
-            problems[f"{where}.ip"] = "; ".join(exc.problems.values())
-            return None
-        return ScopeNode(host_key=key) if cloud is not None else None
-    if node_type == ScopeNodeType.INSTANCE:
-        instance = int_value(item.get("id"), f"{where}.id", problems, maximum=MAX_HOST_ID)
+    """One node, read by the contract of its node_type; the forms a node may take are checked here."""
+    if node_type != ScopeNodeType.INSTANCE:
+        values = TOPOLOGY_NODES[node_type].gather(item, problems, prefix=where)
+        obj, inst = values.text("bk_obj_id"), values.integer("bk_inst_id")
+        if obj == TopoObject.BIZ and inst is not None:  # a business id is a 32-bit column
+            inst = int_value(inst, f"{where}.bk_inst_id", problems, maximum=MAX_INT32)
+        return None if obj is None or inst is None else ScopeNode(bk_obj_id=obj, bk_inst_id=inst)
+    values = INSTANCE_NODES[kind].gather(item, problems, prefix=where)
+    if kind == ScopeObject.SERVICE:
+        instance = values.integer("id")
         return None if instance is None else ScopeNode(service_instance_id=instance)
-    allowed = NODE_OBJECTS[node_type]
-    obj = item.get("bk_obj_id")
-    if obj not in allowed:
-        problems[f"{where}.bk_obj_id"] = f"{_shown(obj)} must be {' or '.join(allowed)} for node_type {node_type}"
+    host_id, cloud = values.integer("bk_host_id"), values.integer("bk_cloud_id")
+    if host_id is not None or f"{where}.bk_host_id" in problems:
+        return None if host_id is None else ScopeNode(bk_host_id=host_id)
+    ip = values["ip"] or values["bk_host_innerip"] or values["inner_ip"]
+    if not isinstance(ip, str):
+        problems[where] = "a host node needs bk_host_id, or ip and bk_cloud_id"
         return None
-    maximum = MAX_INT32 if obj == TopoObject.BIZ.value else MAX_HOST_ID
-    inst = int_value(item.get("bk_inst_id"), f"{where}.bk_inst_id", problems, maximum=maximum)
-    return None if inst is None else ScopeNode(bk_obj_id=str(obj), bk_inst_id=inst)
+    try:
+        key = HostKey.of(ip, cloud or 0)
+    except InvalidInput as exc:
+        problems[f"{where}.ip"] = "; ".join(exc.problems.values())
+        return None
+    return ScopeNode(host_key=key) if cloud is not None else None
 
 
-def parse_steps(raw: object, problems: dict[str, str], *, where: str = "steps") -> list[AgentStep]:
-    """Validate ``steps``: exactly one AGENT step whose ``config.job_type`` is an agent action."""
-    if not isinstance(raw, list) or not raw:
-        problems[where] = 'must be a list of one step {"id": "agent", "type": "AGENT", "config": {"job_type": ...}}'
-        return []
-    if len(raw) > 1:
-        problems[where] = f"has {len(raw)} steps; nodeops runs one AGENT step per subscription"
-        return []
-    steps: list[AgentStep] = []
-    for index, item in enumerate(raw):
-        at = f"{where}[{index}]"
-        if not isinstance(item, Mapping):
-            problems[at] = "must be an object {id, type, config, params}"
-            continue
-        step_id = item.get("id")
-        if not isinstance(step_id, str) or not step_id.strip() or len(step_id) > 64:
-            problems[f"{at}.id"] = "must be a step name of 1-64 characters, e.g. agent"
-        if item.get("type") != AGENT_STEP_TYPE:
-            problems[f"{at}.type"] = f"{_shown(item.get('type'))} is not supported: only AGENT steps run here"
-        config = item.get("config")
-        job_type = config.get("job_type") if isinstance(config, Mapping) else None
-        if job_type not in AGENT_ACTIONS:
-            problems[f"{at}.config.job_type"] = f"{_shown(job_type)} must be one of {', '.join(AGENT_ACTIONS)}"
-        params = item.get("params", {})
-        if not isinstance(params, Mapping):
-            problems[f"{at}.params"] = "must be an object"
-        if isinstance(step_id, str) and job_type in AGENT_ACTIONS and isinstance(params, Mapping):
-            steps.append(AgentStep(id=step_id.strip(), job_type=JobType(str(job_type)), params=dict(params)))
+def parse_steps(items: Sequence[tuple[int, str, Mapping[str, object]]], problems: dict[str, str]) -> list[AgentStep]:
+    """Validate the steps of ``steps`` (``STEPS``, read: a list of one step), each by ``parse_step``."""
+    steps = []
+    for _index, where, item in items:
+        step = parse_step(item, problems, where=where)
+        if step is not None:
+            steps.append(step)
     return steps
+
+
+def parse_step(item: Mapping[str, object], problems: dict[str, str], *, where: str) -> AgentStep | None:
+    """One step (an object), read by ``STEP``; its problems are named ``where.field``."""
+    bad = len(problems)
+    values = STEP.gather(item, problems, prefix=where)
+    step_id = values["id"]
+    if not isinstance(step_id, str) or not step_id.strip() or len(step_id) > 64:
+        problems[f"{where}.id"] = "must be a step name of 1-64 characters, e.g. agent"
+    config = values.object("config")
+    job_type = (
+        None if config is None else STEP_CONFIG.gather(config, problems, prefix=f"{where}.config").text("job_type")
+    )
+    params = values.object("params")
+    if len(problems) > bad or not isinstance(step_id, str) or job_type is None or params is None:
+        return None
+    return AgentStep(id=step_id.strip(), job_type=JobType(job_type), params=dict(params))
 
 
 def parse_actions(raw: object, step_ids: Sequence[str], problems: dict[str, str]) -> dict[str, JobType]:
@@ -223,37 +319,7 @@ def parse_actions(raw: object, step_ids: Sequence[str], problems: dict[str, str]
         if key not in step_ids:
             problems[f"actions.{key}"] = f"no step {key!r} in this subscription (steps: {', '.join(step_ids)})"
         elif value not in AGENT_ACTIONS:
-            problems[f"actions.{key}"] = f"{_shown(value)} must be one of {', '.join(AGENT_ACTIONS)}"
+            problems[f"actions.{key}"] = f"{shown(value)} must be one of {', '.join(AGENT_ACTIONS)}"
         else:
             actions[str(key)] = JobType(str(value))
     return actions
-
-
-def bool_value(value: object, name: str, problems: dict[str, str], *, default: bool) -> bool:
-    """A boolean, also from the strings ``true``/``false``/``1``/``0`` of a query string."""
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-        return value.lower() in ("true", "1")
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    problems[name] = f"{_shown(value)} must be true or false"
-    return default
-
-
-def _choice(value: object, enum: type[StrEnum], name: str, problems: dict[str, str]) -> Any:
-    accepted = ", ".join(member.value for member in enum)
-    if value is None or value == "":
-        problems[name] = f"this field is required: one of {accepted}"
-        return None
-    if not isinstance(value, str) or value.upper() not in {member.value for member in enum}:
-        problems[name] = f"{_shown(value)} must be one of {accepted}"
-        return None
-    return enum(value.upper())
-
-
-def _shown(value: object) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= 60 else shown[:57] + "..."

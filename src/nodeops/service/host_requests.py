@@ -1,5 +1,6 @@
-"""The ``hosts`` of an install request (install_job, a host import): ``parse_hosts`` validates each into a
-``HostRequest``, naming every problem ``hosts[i].field``.
+"""The ``hosts`` of an install request (install_job, a host import): ``parse_hosts`` reads each with its contract
+(``INSTALL_HOST``) into a ``HostRequest``, naming every problem ``hosts[i].field``; the checks across a host's
+fields (an address of the right family, the account, the install path) are made here.
 
 Only the shape is checked here (addresses, port, account, auth type, install path, ap_id); what depends on the
 store (a duplicate, a busy host, an access point that does not exist) is decided when the job is created
@@ -10,14 +11,13 @@ in messages.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from nodeops.crypto import SecretBox
-from nodeops.domain.contract import Contract, Field, Kind
+from nodeops.domain.contract import Contract, Field, Kind, read_field
 from nodeops.domain.instance_id import MAX_HOST_ID
-from nodeops.domain.params import int_param
 from nodeops.engine.transports.ssh import login_name_problem
 from nodeops.errors import InvalidInput
 from nodeops.store import packages as package_rows
@@ -55,7 +55,11 @@ INSTALL_HOST = Contract(
         Field(name="inner_ip", kind=Kind.TEXT, description="Inner IPv4; inner_ip or inner_ipv6 is required."),
         Field(name="inner_ipv6", kind=Kind.TEXT, description="Inner IPv6."),
         Field(
-            name="bk_host_id", kind=Kind.INT, maximum=MAX_HOST_ID, description="The host's id when known (reinstall)."
+            name="bk_host_id",
+            kind=Kind.INT,
+            minimum=0,
+            maximum=MAX_HOST_ID,
+            description="The host's id when known (reinstall); 0 is unknown.",
         ),
         Field(
             name="os_type",
@@ -78,17 +82,19 @@ INSTALL_HOST = Contract(
             kind=Kind.CHOICE,
             default="PASSWORD",
             choices=tuple(sorted(AUTH_TYPES)),
-            description="PASSWORD or KEY.",
+            fold="upper",
+            description="PASSWORD or KEY, in any case.",
         ),
         Field(name="password", kind=Kind.TEXT, description="SSH password (stored encrypted, never shown)."),
         Field(name="key", kind=Kind.TEXT, description="SSH private key (stored encrypted, never shown)."),
-        Field(name="port", kind=Kind.INT, default=22, maximum=65535, description="SSH port."),
+        Field(name="port", kind=Kind.INT, default=22, maximum=65535, description="SSH port, 1-65535."),
         Field(
             name="transport",
             kind=Kind.CHOICE,
             default="ssh",
             choices=tuple(sorted(TRANSPORTS)),
-            description="nodeops: ssh, or local (run on the service's machine).",
+            fold="lower",
+            description="nodeops: ssh, or local (run on the service's machine), in any case.",
         ),
         Field(name="setup_path", kind=Kind.TEXT, description="nodeops: absolute install path on the host."),
     ),
@@ -98,7 +104,8 @@ HOSTS = Field(
     name="hosts",
     kind=Kind.OBJECTS,
     required=True,
-    schema={"type": "array", "items": {"$ref": "#/components/schemas/InstallHost"}, "minItems": 1},
+    noun="hosts",
+    item=INSTALL_HOST,
     description="The hosts, at least one.",
 )
 
@@ -144,41 +151,35 @@ class HostRequest:
 
 
 def parse_hosts(raw: object) -> list[HostRequest]:
-    """Validate ``hosts``: every problem is named ``hosts[i].field``. Secrets never appear in messages."""
-    if not isinstance(raw, list) or not raw:
-        raise InvalidInput.field("hosts", "must be a non-empty list of hosts")
+    """Validate ``hosts`` (``HOSTS``): every problem is named ``hosts[i].field``. Secrets never appear in
+    messages."""
     problems: dict[str, str] = {}
+    found = read_field(HOSTS, raw, problems)
+    assert isinstance(found, list)
+    parsed = read_hosts(found, problems)
+    if problems:
+        raise InvalidInput(problems)
+    return parsed
+
+
+def read_hosts(items: Sequence[tuple[int, str, Mapping[str, object]]], problems: dict[str, str]) -> list[HostRequest]:
+    """Each host of ``items`` (``objects``' index, name and object) read by ``INSTALL_HOST``, then checked across
+    its fields; the bad ones are put in ``problems`` and left out."""
     parsed: list[HostRequest] = []
-    for index, item in enumerate(raw):
-        where = f"hosts[{index}]"
-        if not isinstance(item, dict):
-            problems[where] = "must be an object"
-            continue
+    for index, where, item in items:
         bad = len(problems)
-        biz = _int(item, "bk_biz_id", where, problems, required=True)
-        cloud = _int(item, "bk_cloud_id", where, problems, default=0)
-        port = _int(item, "port", where, problems, default=22)
-        ap_id = _ap_id(item, where, problems)
-        host_id = _int(item, "bk_host_id", where, problems, default=None, maximum=MAX_HOST_ID)
-        inner_ip = _ip(item, "inner_ip", 4, where, problems)
-        inner_ipv6 = _ip(item, "inner_ipv6", 6, where, problems)
+        values = INSTALL_HOST.gather(item, problems, prefix=where)
+        inner_ip = _ip(values["inner_ip"], f"{where}.inner_ip", 4, problems)
+        inner_ipv6 = _ip(values["inner_ipv6"], f"{where}.inner_ipv6", 6, problems)
         if inner_ip is None and inner_ipv6 is None and f"{where}.inner_ip" not in problems:
             problems[f"{where}.inner_ip"] = "inner_ip or inner_ipv6 is required"
-        os_type = str(item.get("os_type") or "LINUX").upper()
-        transport = str(item.get("transport") or "ssh").lower()
-        if transport not in TRANSPORTS:
-            problems[f"{where}.transport"] = f"{transport!r} must be one of {', '.join(sorted(TRANSPORTS))}"
-        auth_type = str(item.get("auth_type") or "PASSWORD").upper()
-        if auth_type not in AUTH_TYPES:
-            problems[f"{where}.auth_type"] = f"must be one of {', '.join(sorted(AUTH_TYPES))}"
-        setup_path = item.get("setup_path")
+        setup_path = values["setup_path"]
         if setup_path is not None and (problem := _setup_path_problem(setup_path)):
             problems[f"{where}.setup_path"] = problem
-        if port is not None and not 0 < port < 65536:
-            problems[f"{where}.port"] = "must be 1-65535"
-        account = _text(item.get("account"))
+        account = _text(values["account"])
         if account is not None and (problem := _account_problem(account)):
             problems[f"{where}.account"] = f"the account of host {inner_ip or inner_ipv6 or '?'} {problem}"
+        biz, cloud, port, ap_id = (values.integer(name) for name in ("bk_biz_id", "bk_cloud_id", "port", "ap_id"))
         if len(problems) > bad or biz is None or cloud is None or port is None or ap_id is None:
             continue
         parsed.append(
@@ -188,33 +189,21 @@ def parse_hosts(raw: object) -> list[HostRequest]:
                 bk_cloud_id=cloud,
                 inner_ip=inner_ip,
                 inner_ipv6=inner_ipv6,
-                os_type=os_type,
-                transport=transport,
+                os_type=str(values["os_type"] or "LINUX").upper(),
+                transport=values.text("transport") or "ssh",
                 port=port,
                 account=account,
-                auth_type=auth_type,
-                password=_text(item.get("password")),
-                key=_text(item.get("key")),
-                ap_id=ap_id,
-                setup_path=setup_path,
-                bk_host_id=host_id,
+                auth_type=values.text("auth_type") or "PASSWORD",
+                password=_text(values["password"]),
+                key=_text(values["key"]),
+                # -1 (自动选择接入点) is the default access point; whether one exists is checked when the job is
+                # created, where an unknown one refuses the host (unknown_ap)
+                ap_id=package_rows.DEFAULT_AP_ID if ap_id == AUTO_AP_ID else ap_id,
+                setup_path=setup_path if isinstance(setup_path, str) else None,
+                bk_host_id=values.integer("bk_host_id"),
             )
         )
-    if problems:
-        raise InvalidInput(problems)
     return parsed
-
-
-def _ap_id(item: Mapping[str, object], where: str, problems: dict[str, str]) -> int | None:
-    """The host's access point id: none given, or -1, is the default access point. Whether it exists is
-    checked when the job is created, where an unknown one refuses the host (``unknown_ap``)."""
-    value = item.get("ap_id")
-    if (isinstance(value, int) and not isinstance(value, bool) and value == AUTO_AP_ID) or value == str(AUTO_AP_ID):
-        return package_rows.DEFAULT_AP_ID
-    ap_id = _int(item, "ap_id", where, problems, default=package_rows.DEFAULT_AP_ID)
-    if f"{where}.ap_id" in problems:
-        problems[f"{where}.ap_id"] += "; give an access point id, or -1 for the default access point"
-    return ap_id
 
 
 def _account_problem(account: str) -> str | None:
@@ -241,31 +230,16 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _int(
-    item: Mapping[str, object],
-    name: str,
-    where: str,
-    problems: dict[str, str],
-    *,
-    required: bool = False,
-    default: int | None = None,
-    maximum: int = MAX_INT32,
-) -> int | None:
-    """The field ``name`` of a host, in what its column holds; a problem is named ``hosts[i].name``."""
-    field = f"{where}.{name}"
-    return int_param(item.get(name), field, problems, required=required, default=default, minimum=0, maximum=maximum)
-
-
-def _ip(item: Mapping[str, object], name: str, family: int, where: str, problems: dict[str, str]) -> str | None:
-    value = item.get(name)
+def _ip(value: object, name: str, family: int, problems: dict[str, str]) -> str | None:
+    """The address ``value`` of IP ``family`` (4 or 6), compressed; None when absent or bad (then named ``name``)."""
     if value is None or value == "":
         return None
     try:
         address = ipaddress.ip_address(str(value).strip())
     except ValueError:
-        problems[f"{where}.{name}"] = f"{value!r} is not an IPv{family} address"
+        problems[name] = f"{value!r} is not an IPv{family} address"
         return None
     if address.version != family:
-        problems[f"{where}.{name}"] = f"{value!r} is not an IPv{family} address"
+        problems[name] = f"{value!r} is not an IPv{family} address"
         return None
     return address.compressed

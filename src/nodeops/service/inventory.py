@@ -17,13 +17,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nodeops.crypto import SecretBox
-from nodeops.domain.contract import Contract, Field, Kind
+from nodeops.domain.contract import Contract, Field, Kind, one_object
 from nodeops.domain.instance_id import MAX_HOST_ID, HostKey
-from nodeops.domain.params import MAX_INT32, int_list, int_param, int_value, is_ascii_digits
+from nodeops.domain.params import MAX_INT32, is_ascii_digits
 from nodeops.domain.scope import TopoObject
 from nodeops.errors import InvalidInput
 from nodeops.service.auth import Caller
-from nodeops.service.host_requests import HostRequest, parse_hosts
+from nodeops.service.host_requests import INSTALL_HOST, HostRequest, read_hosts
 from nodeops.service.job_commands import require_biz
 from nodeops.service.job_details import MAX_PAGESIZE
 from nodeops.service.paging import out_of_range
@@ -72,184 +72,221 @@ class ParsedInventory:
         return _csv_name(where, self.csv_lines) if self.csv_lines else where
 
 
+# --- the inventory's objects, each read by its contract ---------------------------------------------------------
+
+_NAME_CHARS = 128  # the name columns
+_TEXT_CHARS = 64  # bk_supplier_account and outer_ip
+
+
+def _topology_level(kind: TopoObject, maximum: int, template: str | None, below: Field | None) -> Contract:
+    """The contract of a business, set or module of ``topology``: its id, name, template and what is below it."""
+    fields = [
+        Field(name=f"bk_{kind.value}_id", kind=Kind.INT, required=True, maximum=maximum),
+        Field(name=f"bk_{kind.value}_name", kind=Kind.TEXT, description=f"At most {_NAME_CHARS} characters."),
+    ]
+    if template is not None:
+        fields.append(Field(name=template, kind=Kind.INT, maximum=MAX_HOST_ID))
+    if below is not None:
+        fields.append(below)
+    return Contract(f"Inventory{kind.value.title()}", "", tuple(fields), documented=())
+
+
+TOPO_MODULE = _topology_level(TopoObject.MODULE, MAX_HOST_ID, "service_template_id", None)
+TOPO_SET = _topology_level(
+    TopoObject.SET,
+    MAX_HOST_ID,
+    "set_template_id",
+    Field(name="modules", kind=Kind.OBJECTS, noun="modules", item=TOPO_MODULE),
+)
+TOPO_BIZ = _topology_level(
+    TopoObject.BIZ, MAX_INT32, None, Field(name="sets", kind=Kind.OBJECTS, noun="sets", item=TOPO_SET)
+)
+# what a host of the inventory has besides install_job's fields (``INSTALL_HOST``, which reads those)
+HOST_EXTRA = Contract(
+    "InventoryHostExtra",
+    "",
+    (
+        Field(name="bk_supplier_account", kind=Kind.TEXT, default="0", description="At most 64 characters."),
+        Field(name="bk_host_name", kind=Kind.TEXT, description="At most 128 characters."),
+        Field(name="outer_ip", kind=Kind.TEXT, description="An IPv4 or IPv6 address."),
+        Field(
+            name="modules",
+            kind=Kind.INT_LIST,
+            noun="bk_module_ids",
+            maximum=MAX_HOST_ID,
+            description="The bk_module_ids it is placed in; left out, its placement is kept.",
+        ),
+    ),
+    documented=(),
+)
+INVENTORY_HOST = Contract(
+    "InventoryHost",
+    "A host: install_job's fields (its login is optional), and where it is placed.",
+    (*INSTALL_HOST.fields, *HOST_EXTRA.fields),
+    documented=(),
+)
+SERVICE_INSTANCE = Contract(
+    "InventoryServiceInstance",
+    "A service instance, on a host given by bk_host_id, or by ip and bk_cloud_id.",
+    (
+        Field(name="id", kind=Kind.INT, maximum=MAX_HOST_ID),
+        Field(name="name", kind=Kind.TEXT, description="At most 128 characters."),
+        Field(name="bk_module_id", kind=Kind.INT, required=True, maximum=MAX_HOST_ID),
+        Field(name="bk_host_id", kind=Kind.INT, maximum=MAX_HOST_ID),
+        Field(name="ip", kind=Kind.TEXT, description="The host's inner IP (also as inner_ip)."),
+        Field(name="inner_ip", kind=Kind.TEXT),
+        Field(name="bk_cloud_id", kind=Kind.INT, default=0, minimum=0, maximum=MAX_INT32),
+        Field(name="processes", kind=Kind.OBJECTS, noun="process objects", default=[]),
+    ),
+    documented=(),
+)
+INVENTORY = Contract(
+    "Inventory",
+    "The JSON form of an inventory.",
+    (
+        Field(name="topology", kind=Kind.OBJECTS, noun="businesses", item=TOPO_BIZ),
+        Field(name="hosts", kind=Kind.OBJECTS, noun="hosts", max_items=MAX_ITEMS, item=INVENTORY_HOST),
+        Field(
+            name="service_instances",
+            kind=Kind.OBJECTS,
+            noun="service instances",
+            max_items=MAX_ITEMS,
+            item=SERVICE_INSTANCE,
+        ),
+    ),
+    documented=(),
+)
+
+
 def parse_inventory(raw: object) -> ParsedInventory:
     """Validate an inventory object; one InvalidInput names every bad field (``hosts[3].inner_ip``)."""
-    if not isinstance(raw, Mapping):
-        raise InvalidInput.field("inventory", "must be an object {topology, hosts, service_instances}")
     problems: dict[str, str] = {}
-    topology = _topology(raw.get("topology", []), problems)
-    raw_hosts = raw.get("hosts", [])
+    inventory_object = one_object(raw, "inventory", problems, required=True)
+    if inventory_object is None:
+        raise InvalidInput(problems)
+    values = INVENTORY.gather(inventory_object, problems)
+    topology = _topology(values.objects("topology"), problems)
+    items = values.objects("hosts")
+    sent = {index: (where, item) for index, where, item in items}
     hosts: list[tuple[HostRequest, dict[str, Any], bool]] = []
-    if not isinstance(raw_hosts, list) or len(raw_hosts) > MAX_ITEMS:
-        problems["hosts"] = f"must be a list of at most {MAX_ITEMS} hosts"
-    elif raw_hosts:
-        requests: list[HostRequest] = []
-        try:
-            requests = parse_hosts(raw_hosts)
-        except InvalidInput as exc:
-            problems.update(exc.problems)
-        for request in requests:
-            item = raw_hosts[request.index]
-            extra = _host_extra(item, f"hosts[{request.index}]", problems)
-            hosts.append((request, extra, any(item.get(name) not in (None, "") for name in LOGIN_FIELDS)))
-    services = _services(raw.get("service_instances", []), problems)
+    for request in read_hosts(items, problems):
+        where, item = sent[request.index]
+        extra = _host_extra(item, where, problems)
+        hosts.append((request, extra, any(item.get(name) not in (None, "") for name in LOGIN_FIELDS)))
+    services = _services(values.objects("service_instances"), problems)
     if problems:
         raise InvalidInput(problems)
     return ParsedInventory(topology=topology, hosts=hosts, services=services)
 
 
-def _topology(raw: object, problems: dict[str, str]) -> list[TopoRow]:
-    if not isinstance(raw, list):
-        problems["topology"] = "must be a list of businesses {bk_biz_id, bk_biz_name, sets: [...]}"
-        return []
+Objects = list[tuple[int, str, Mapping[str, object]]]
+
+
+def _topology(businesses: Objects, problems: dict[str, str]) -> list[TopoRow]:
+    """The rows of the businesses, then of each one's sets and modules, each read by its contract."""
     rows: list[TopoRow] = []
-    for b, biz in enumerate(raw):
-        at = f"topology[{b}]"
-        if not isinstance(biz, Mapping):
-            problems[at] = "must be an object {bk_biz_id, bk_biz_name, sets}"
-            continue
-        biz_id = int_value(biz.get("bk_biz_id"), f"{at}.bk_biz_id", problems, maximum=MAX_INT32)
-        if biz_id is None:
-            continue
-        rows.append(_topo_row(at, TopoObject.BIZ, biz_id, biz.get("bk_biz_name"), biz_id, None, None, problems))
-        for s, item in enumerate(biz.get("sets") or []):
-            where = f"{at}.sets[{s}]"
-            if not isinstance(item, Mapping):
-                problems[where] = "must be an object {bk_set_id, bk_set_name, modules}"
-                continue
-            set_id = int_value(item.get("bk_set_id"), f"{where}.bk_set_id", problems, maximum=MAX_HOST_ID)
-            template = _optional_int(item.get("set_template_id"), f"{where}.set_template_id", problems)
-            if set_id is None:
-                continue
-            parent = (TopoObject.BIZ.value, biz_id)
-            rows.append(
-                _topo_row(where, TopoObject.SET, set_id, item.get("bk_set_name"), biz_id, parent, template, problems)
-            )
-            for m, module in enumerate(item.get("modules") or []):
-                mwhere = f"{where}.modules[{m}]"
-                if not isinstance(module, Mapping):
-                    problems[mwhere] = "must be an object {bk_module_id, bk_module_name}"
-                    continue
-                module_id = int_value(
-                    module.get("bk_module_id"), f"{mwhere}.bk_module_id", problems, maximum=MAX_HOST_ID
-                )
-                mtemplate = _optional_int(module.get("service_template_id"), f"{mwhere}.service_template_id", problems)
-                if module_id is not None:
-                    rows.append(
-                        _topo_row(
-                            mwhere,
-                            TopoObject.MODULE,
-                            module_id,
-                            module.get("bk_module_name"),
-                            biz_id,
-                            (TopoObject.SET.value, set_id),
-                            mtemplate,
-                            problems,
-                        )
-                    )
+    _topology_rows(TopoObject.BIZ, businesses, None, None, rows, problems)
     return rows
 
 
-def _topo_row(
-    where: str,
+# each level of the topology: its contract, its template field, and the field of the level below it
+_LEVELS: dict[TopoObject, tuple[Contract, str | None, TopoObject | None]] = {
+    TopoObject.BIZ: (TOPO_BIZ, None, TopoObject.SET),
+    TopoObject.SET: (TOPO_SET, "set_template_id", TopoObject.MODULE),
+    TopoObject.MODULE: (TOPO_MODULE, "service_template_id", None),
+}
+
+
+def _topology_rows(
     kind: TopoObject,
-    inst_id: int,
-    name: object,
-    biz_id: int,
+    items: Objects,
+    biz_id: int | None,
     parent: tuple[str, int] | None,
-    template: int | None,
+    rows: list[TopoRow],
     problems: dict[str, str],
-) -> TopoRow:
-    if name is not None and (not isinstance(name, str) or len(name) > 128):
-        problems[f"{where}.bk_{kind.value}_name"] = "must be a string of at most 128 characters"
-        name = ""
-    return TopoRow(
-        where=where,
-        bk_obj_id=kind.value,
-        bk_inst_id=inst_id,
-        name=name or "",
-        bk_biz_id=biz_id,
-        parent=parent,
-        template_id=template,
-    )
+) -> None:
+    """Append the rows of ``items`` (of level ``kind``, under ``parent``), each followed by those below it."""
+    contract, template, below = _LEVELS[kind]
+    for _index, where, item in items:
+        values = contract.gather(item, problems, prefix=where)
+        inst_id = values.integer(f"bk_{kind.value}_id")
+        if inst_id is None:
+            continue
+        biz = inst_id if biz_id is None else biz_id
+        name = _text(values[f"bk_{kind.value}_name"], f"{where}.bk_{kind.value}_name", problems, _NAME_CHARS)
+        rows.append(
+            TopoRow(
+                where=where,
+                bk_obj_id=kind.value,
+                bk_inst_id=inst_id,
+                name=name or "",
+                bk_biz_id=biz,
+                parent=parent,
+                template_id=None if template is None else values.integer(template),
+            )
+        )
+        if below is not None:
+            below_items = values.objects(f"{below.value}s")
+            _topology_rows(below, below_items, biz, (kind.value, inst_id), rows, problems)
 
 
-def _optional_int(value: object, name: str, problems: dict[str, str], *, maximum: int = MAX_HOST_ID) -> int | None:
-    """An id of the inventory that may be left out (``params.int_param``): at most MAX_HOST_ID unless told."""
-    return int_param(value, name, problems, maximum=maximum)
-
-
-def _text(item: Mapping[str, Any], name: str, where: str, problems: dict[str, str], limit: int) -> str | None:
-    value = item.get(name)
+def _text(value: object, name: str, problems: dict[str, str], limit: int) -> str | None:
+    """A name of at most ``limit`` characters (a number is taken as its text); None when absent or bad."""
     if value in (None, ""):
         return None
     if not isinstance(value, str | int) or len(str(value)) > limit:
-        problems[f"{where}.{name}"] = f"must be a string of at most {limit} characters"
+        problems[name] = f"must be a string of at most {limit} characters"
         return None
     return str(value)
 
 
-def _host_extra(item: Mapping[str, Any], where: str, problems: dict[str, str]) -> dict[str, Any]:
-    modules: tuple[int, ...] | None = None
-    raw_modules = item.get("modules")
-    if raw_modules is not None:
-        if not isinstance(raw_modules, list):
-            problems[f"{where}.modules"] = "must be a list of bk_module_ids"
-        else:
-            found = int_list(raw_modules, f"{where}.modules", problems, noun="bk_module_ids", maximum=MAX_HOST_ID)
-            modules = tuple(found)
-    outer = _text(item, "outer_ip", where, problems, 64)
+def _host_extra(item: Mapping[str, object], where: str, problems: dict[str, str]) -> dict[str, Any]:
+    """What the inventory keeps of a host besides its ``HostRequest``: ``HOST_EXTRA``'s fields."""
+    values = HOST_EXTRA.gather(item, problems, prefix=where)
+    # modules left out keep the host's placement; [] takes it out of every module
+    modules = None if item.get("modules") is None else tuple(values.integers("modules"))
+    outer = _text(values["outer_ip"], f"{where}.outer_ip", problems, _TEXT_CHARS)
     if outer is not None:
         try:
             outer = HostKey.of(outer, 0).ip
         except InvalidInput:
             problems[f"{where}.outer_ip"] = f"{outer!r} is not an IP address"
     return {
-        "bk_supplier_account": _text(item, "bk_supplier_account", where, problems, 64) or "0",
-        "bk_host_name": _text(item, "bk_host_name", where, problems, 128),
+        "bk_supplier_account": _text(
+            values["bk_supplier_account"], f"{where}.bk_supplier_account", problems, _TEXT_CHARS
+        )
+        or "0",
+        "bk_host_name": _text(values["bk_host_name"], f"{where}.bk_host_name", problems, _NAME_CHARS),
         "outer_ip": outer,
         "modules": modules,
     }
 
 
-def _services(raw: object, problems: dict[str, str]) -> list[ServiceRow]:
-    if not isinstance(raw, list) or len(raw) > MAX_ITEMS:
-        problems["service_instances"] = f"must be a list of at most {MAX_ITEMS} service instances"
-        return []
+def _services(items: Objects, problems: dict[str, str]) -> list[ServiceRow]:
+    """Each service instance read by ``SERVICE_INSTANCE``; its host by bk_host_id, or by ip and bk_cloud_id."""
     rows: list[ServiceRow] = []
-    for index, item in enumerate(raw):
-        where = f"service_instances[{index}]"
-        if not isinstance(item, Mapping):
-            problems[where] = "must be an object {id, name, bk_module_id, bk_host_id (or ip, bk_cloud_id)}"
-            continue
+    for _index, where, item in items:
         bad = len(problems)
-        instance_id = _optional_int(item.get("id"), f"{where}.id", problems)
-        module_id = int_value(item.get("bk_module_id"), f"{where}.bk_module_id", problems, maximum=MAX_HOST_ID)
-        host_id = _optional_int(item.get("bk_host_id"), f"{where}.bk_host_id", problems)
+        values = SERVICE_INSTANCE.gather(item, problems, prefix=where)
+        module_id, host_id = values.integer("bk_module_id"), values.integer("bk_host_id")
         key = None
         if host_id is None:
-            ip = item.get("ip") or item.get("inner_ip")
-            cloud = int_value(
-                item.get("bk_cloud_id", 0), f"{where}.bk_cloud_id", problems, minimum=0, maximum=MAX_INT32
-            )
+            ip = values["ip"] or values["inner_ip"]
             try:
-                key = HostKey.of(str(ip or ""), cloud or 0)
+                key = HostKey.of(str(ip or ""), values.integer("bk_cloud_id") or 0)
             except InvalidInput:
                 problems[where] = "needs bk_host_id, or ip and bk_cloud_id of a host of the inventory"
-        processes = item.get("processes", [])
-        if not isinstance(processes, list):
-            problems[f"{where}.processes"] = "must be a list of process objects"
-        name = _text(item, "name", where, problems, 128) or ""
-        if len(problems) == bad and module_id is not None and isinstance(processes, list):
+        name = _text(values["name"], f"{where}.name", problems, _NAME_CHARS) or ""
+        if len(problems) == bad and module_id is not None:
             rows.append(
                 ServiceRow(
                     where=where,
-                    id=instance_id,
+                    id=values.integer("id"),
                     name=name,
                     bk_module_id=module_id,
                     bk_host_id=host_id,
                     host_key=key,
-                    processes=processes,
+                    processes=[dict(process) for _i, _where, process in values.objects("processes")],
                 )
             )
     return rows
@@ -389,7 +426,7 @@ IMPORT = Contract(
     "Import an inventory: ``inventory`` (JSON form) or ``csv`` (CSV text); see docs/compatibility.md.",
     (
         Field(name="csv", kind=Kind.TEXT, description="CSV text, header row first, one row per host and module."),
-        Field(name="inventory", kind=Kind.OBJECT, description="{topology, hosts, service_instances}."),
+        Field(name="inventory", kind=Kind.OBJECT, item=INVENTORY, description="{topology, hosts, service_instances}."),
     ),
 )
 EXPORT = Contract(

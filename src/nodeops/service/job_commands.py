@@ -34,7 +34,7 @@ from nodeops.errors import (
     PermissionDenied,
 )
 from nodeops.service.auth import Caller
-from nodeops.service.host_requests import HOSTS, INSTALL_HOST, HostRequest, parse_hosts
+from nodeops.service.host_requests import HOSTS, HostRequest, read_hosts
 from nodeops.service.job_details import job_access, parse_job_id
 from nodeops.service.job_launch import (
     AGENT_VERSION_PARAM,
@@ -68,7 +68,6 @@ INSTALL = Contract(
         ),
         HOSTS,
     ),
-    components={"InstallHost": INSTALL_HOST.json_schema()},
 )
 OPERATE = Contract(
     "OperateJobRequest",
@@ -199,11 +198,7 @@ class JobCommands:
         then register the hosts and start the job. All hosts refused: 3801018 with ``data.ip_filter``."""
         problems: dict[str, str] = {}
         values = INSTALL.gather(params, problems)
-        hosts: list[HostRequest] = []
-        try:
-            hosts = parse_hosts(values["hosts"])
-        except InvalidInput as exc:
-            problems.update(exc.problems)
+        hosts = read_hosts(values.objects("hosts"), problems)
         INSTALL.check(problems)
         job_type = JobType(values.text("job_type") or "")
         if not caller.is_superuser:

@@ -82,20 +82,22 @@ def job_meta(job_type: str) -> dict[str, str]:
 # --- validation ---------------------------------------------------------------------------------------------
 
 
-_CONDITION = {
-    "description": "One filter of details_job; several of one key match any of their values, different keys all.",
-    "properties": {
-        "key": {
-            "description": "ip (part of an IP), instance_id, status (a list) or exclude_instance_ids.",
-            "title": "Key",
-            "type": "string",
-        },
-        "value": {"description": "A value or a list of values.", "title": "Value"},
-    },
-    "required": ["key", "value"],
-    "title": "DetailsCondition",
-    "type": "object",
-}
+CONDITION = Contract(
+    "DetailsCondition",
+    "One filter of details_job; several of one key match any of their values, different keys all.",
+    (
+        Field(
+            name="key",
+            kind=Kind.CHOICE,
+            required=True,
+            choices=CONDITION_KEYS,
+            description="ip (part of an IP), instance_id, status (a list) or exclude_instance_ids.",
+        ),
+        # read by the key's own rule: the use case's
+        Field(name="value", kind=Kind.VALUE, required=True, description="A value or a list of values."),
+    ),
+    documented=(),
+)
 _DETAILS_FIELDS = (
     Field(name="page", kind=Kind.INT, default=1, maximum=MAX_PAGESIZE, description="Page number, from 1."),
     Field(
@@ -112,23 +114,18 @@ _DETAILS_FIELDS = (
         description="instance_ids (object_type|node_type|type|id, or bk_host_ids) left out.",
     ),
     Field(
-        name="conditions",
-        kind=Kind.OBJECTS,
-        schema={"type": "array", "items": {"$ref": "#/components/schemas/DetailsCondition"}},
-        description="Filters of the instances.",
+        name="conditions", kind=Kind.OBJECTS, noun="conditions", item=CONDITION, description="Filters of the instances."
     ),
 )
 DETAILS = Contract(
     "DetailsJobRequest",
     "details_job (查询任务详情) at nodeman's address: job_id is in the path.",
     _DETAILS_FIELDS,
-    components={"DetailsCondition": _CONDITION},
 )
 ESB_DETAILS = Contract(
     "EsbDetailsJobRequest",
     "details_job at the ESB address: job_id is in the body.",
     (JOB_ID, *_DETAILS_FIELDS),
-    components={"DetailsCondition": _CONDITION},
 )
 
 
@@ -165,19 +162,13 @@ def parse_details_query(params: Mapping[str, object]) -> DetailsQuery:
     instances: list[InstanceId] = []
     statuses: set[Status] = set()
     excluded = request.instance_ids("exclude_instance_ids")
-    conditions = request["conditions"]
-    if conditions is not None and not isinstance(conditions, list):
-        problems["conditions"] = 'must be a list of {"key": ..., "value": ...} objects'
-        conditions = []
-    for index, condition in enumerate(conditions or []):
-        where = f"conditions[{index}]"
-        if not isinstance(condition, dict):
-            problems[where] = 'must be an object {"key": ..., "value": ...}'
+    for _index, where, condition in request.objects("conditions"):  # each read by CONDITION
+        read = CONDITION.gather(condition, problems, prefix=where)
+        key, value = read.text("key"), read["value"]
+        # the value is read by the rule of its key
+        if key is None:
             continue
-        key, value = condition.get("key"), condition.get("value")
-        if key not in CONDITION_KEYS:
-            problems[f"{where}.key"] = f"{key!r} must be one of {', '.join(CONDITION_KEYS)}"
-        elif key == "ip":
+        if key == "ip":
             values = value if isinstance(value, list) else [value]
             if not values or not all(isinstance(v, str) and v.strip() for v in values):
                 problems[f"{where}.value"] = "must be an IP (or part of one), or a list of them"

@@ -51,21 +51,8 @@ SEARCH_THREADS = 2  # searches scanning at once; more wait their turn within the
 BATCH_MAX_BYTES = 64 * 1024 * 1024  # of the steps' JSON in one batch answer (without tail)
 MAX_TAIL_LINES = 10_000
 ARCHIVE_FLUSH_BYTES = 64 * 1024
-_TRUE = frozenset({"true", "1", "yes"})
-_FALSE = frozenset({"false", "0", "no", ""})
 
 
-def _flag(value: object, name: str, problems: dict[str, str]) -> bool:
-    if value is None or isinstance(value, bool):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in _TRUE | _FALSE:
-        return text in _TRUE
-    problems[name] = f"{str(value)[:40]!r} must be true or false"
-    return False
-
-
-_BOOLEAN = {"type": "boolean"}
 JOB = Contract("JobLogsRequest", "A job's logs: job_id.", (JOB_ID,))
 SEARCH = Contract(
     "LogSearchRequest",
@@ -74,8 +61,8 @@ SEARCH = Contract(
         JOB_ID,
         Field(name="attempt", kind=Kind.INT, description="Which run of the instance; default the newest."),
         Field(name="instance_id", kind=Kind.INSTANCE_ID, description="Only this instance's log."),
-        Field(name="regex", kind=Kind.TEXT, schema=_BOOLEAN, description="q is a regular expression (RE2)."),
-        Field(name="case", kind=Kind.TEXT, schema=_BOOLEAN, description="Match case."),
+        Field(name="regex", kind=Kind.BOOL, default=False, description="q is a regular expression (RE2)."),
+        Field(name="case", kind=Kind.BOOL, default=False, description="Match case."),
         Field(name="q", kind=Kind.TEXT, required=True, description="What to find."),
         Field(name="level", kind=Kind.TEXT, description=f"Only lines of this level: {', '.join(LEVELS)}."),
         Field(name="step", kind=Kind.TEXT, description="Only this step: its index or its name."),
@@ -591,8 +578,7 @@ def parse_search_query(params: Mapping[str, object]) -> SearchQuery:
     ``case``), ``level``, ``step``, ``page``, ``pagesize``; one InvalidInput names every bad field."""
     problems: dict[str, str] = {}
     values = SEARCH.gather(params, problems)
-    regex = _flag(values["regex"], "regex", problems)
-    case = _flag(values["case"], "case", problems)
+    regex, case = values.flag("regex"), values.flag("case")
     q = values["q"]
     matcher: Matcher | None = None
     try:

@@ -21,11 +21,15 @@ from nodeops.domain.contract import Contract, Field, Kind
 from nodeops.domain.instance_id import InstanceId, parse_instance_ids
 from nodeops.domain.plans import JobType, plan_steps
 from nodeops.domain.scope import (
+    SCOPE,
+    STEPS,
+    SUBSCRIPTION_SCOPE,
     AgentStep,
     Scope,
     ScopeObject,
     parse_actions,
     parse_scope,
+    parse_step,
     parse_steps,
 )
 from nodeops.domain.status import Status, backtrace_steps, collect_status
@@ -94,77 +98,16 @@ _SUBSCRIPTION_IDS = Field(
 )
 _RUN_IMMEDIATELY = Field(name="run_immediately", kind=Kind.BOOL, default=False)
 _NAME = Field(name="name", kind=Kind.TEXT)
-_SCOPE = Field(name="scope", kind=Kind.OBJECT, required=True, schema={"$ref": "#/components/schemas/ScopeModel"})
-_SCOPE_SCHEMA = {
-    "description": "What a subscription covers; nodes are hosts, service instances, or topology / template nodes.",
-    "properties": {
-        "bk_biz_id": {
-            "anyOf": [{"type": "integer"}, {"type": "null"}],
-            "default": None,
-            "description": "The business the scope is in.",
-            "title": "Bk Biz Id",
-        },
-        "node_type": {
-            "description": "INSTANCE, TOPO, SERVICE_TEMPLATE or SET_TEMPLATE.",
-            "title": "Node Type",
-            "type": "string",
-        },
-        "nodes": {
-            "description": "INSTANCE HOST: {bk_host_id} or {ip, bk_cloud_id}; INSTANCE SERVICE: {id}; TOPO: "
-            "{bk_obj_id: biz|set|module, bk_inst_id}; SERVICE_TEMPLATE / SET_TEMPLATE: {bk_obj_id: "
-            "service_template|set_template, bk_inst_id}.",
-            "items": {"additionalProperties": True, "type": "object"},
-            "title": "Nodes",
-            "type": "array",
-        },
-        "object_type": {"description": "HOST or SERVICE.", "title": "Object Type", "type": "string"},
-    },
-    "required": ["object_type", "node_type", "nodes"],
-    "title": "ScopeModel",
-    "type": "object",
-}
-_STEP_SCHEMA = {
-    "properties": {
-        "config": {
-            "additionalProperties": True,
-            "description": '{"job_type": "INSTALL_AGENT" | "UPGRADE_AGENT" | ...}.',
-            "title": "Config",
-            "type": "object",
-        },
-        "id": {"description": "Step name, e.g. agent.", "title": "Id", "type": "string"},
-        "params": {
-            "additionalProperties": True,
-            "description": "nodeops reads agent_version (a version).",
-            "title": "Params",
-            "type": "object",
-        },
-        "type": {
-            "default": "AGENT",
-            "description": "AGENT (the only type run here).",
-            "title": "Type",
-            "type": "string",
-        },
-    },
-    "required": ["id", "config"],
-    "title": "StepModel",
-    "type": "object",
-}
+_SCOPE = Field(name="scope", kind=Kind.OBJECT, required=True, item=SCOPE)
 CREATE = Contract(
     "CreateSubscriptionRequest",
     "create: a subscription of a scope, with one agent step; run_immediately also runs it.",
     (
         _SCOPE,
-        Field(
-            name="steps",
-            kind=Kind.OBJECTS,
-            required=True,
-            max_items=1,
-            schema={"type": "array", "items": {"$ref": "#/components/schemas/StepModel"}, "minItems": 1, "maxItems": 1},
-        ),
+        STEPS,
         _NAME,
         _RUN_IMMEDIATELY,
     ),
-    components={"ScopeModel": _SCOPE_SCHEMA, "StepModel": _STEP_SCHEMA},
 )
 INFO = Contract(
     "SubscriptionInfoRequest",
@@ -181,10 +124,9 @@ UPDATE = Contract(
         SUBSCRIPTION_ID,
         _NAME,
         _RUN_IMMEDIATELY,
-        Field(name="steps", kind=Kind.OBJECTS, default=[], description="[{id, params[, config]}]."),
-        _SCOPE,
+        Field(name="steps", kind=Kind.OBJECTS, default=[], noun="steps", description="[{id, params[, config]}]."),
+        replace(_SCOPE, item=SUBSCRIPTION_SCOPE),
     ),
-    components={"ScopeModel": _SCOPE_SCHEMA},
 )
 DELETE = Contract("SubscriptionIdRequest", "delete: the subscription.", (SUBSCRIPTION_ID,))
 SWITCH = Contract(
@@ -206,7 +148,9 @@ RUN = Contract(
     "",
     (
         SUBSCRIPTION_ID,
-        Field(name="scope", kind=Kind.OBJECT, description="{node_type, nodes}: run only these."),
+        Field(
+            name="scope", kind=Kind.OBJECT, item=SUBSCRIPTION_SCOPE, description="{node_type, nodes}: run only these."
+        ),
         Field(
             name="actions",
             kind=Kind.OBJECT,
@@ -353,7 +297,7 @@ class SubscriptionService:
         problems: dict[str, str] = {}
         values = CREATE.gather(params, problems)
         scope = parse_scope(values["scope"], problems=problems)
-        steps = parse_steps(values["steps"], problems)
+        steps = parse_steps(values.objects("steps"), problems)
         name = self._name(values["name"], problems)
         run_now = values.flag("run_immediately")
         CREATE.check(problems)
@@ -440,10 +384,7 @@ class SubscriptionService:
         subscription_id = values.integer("subscription_id") or 0
         name = self._name(values["name"], problems)
         run_now = values.flag("run_immediately")
-        raw_steps = values["steps"]
-        if not isinstance(raw_steps, list) or not all(isinstance(s, dict) for s in raw_steps):
-            problems["steps"] = 'must be a list of {"id": ..., "params": {...}} objects'
-            raw_steps = []
+        raw_steps = values.objects("steps")
         UPDATE.check(problems)
 
         def update() -> None:
@@ -469,24 +410,27 @@ class SubscriptionService:
 
     @staticmethod
     def _step_changes(
-        sub: SubscriptionInfo, raw_steps: Sequence[dict[str, Any]], problems: dict[str, str]
+        sub: SubscriptionInfo, raw_steps: Sequence[tuple[int, str, Mapping[str, object]]], problems: dict[str, str]
     ) -> list[dict[str, Any]]:
+        """Each step sent, completed from the subscription's step of its id, then read as a whole step."""
         known = {s.step_id: s for s in sub.steps}
         changes = []
-        for index, raw in enumerate(raw_steps):
-            step = known.get(raw.get("id"))  # type: ignore[arg-type]
+        for _index, where, raw in raw_steps:
+            step_id = raw.get("id")
+            step = known.get(step_id) if isinstance(step_id, str) else None
             if step is None:
-                problems[f"steps[{index}].id"] = f"{raw.get('id')!r} is not a step of this subscription"
+                problems[f"{where}.id"] = f"{raw.get('id')!r} is not a step of this subscription"
                 continue
+            # what is left out (or empty) is the subscription's
             merged = {
+                **raw,
                 "id": step.step_id,
                 "type": raw.get("type") or step.type,
                 "config": raw.get("config") or step.config,
-                "params": raw.get("params", {}),
             }
-            parsed = parse_steps([merged], problems, where=f"steps[{index}]")
-            if parsed:
-                changes.append(parsed[0].as_json())
+            parsed = parse_step(merged, problems, where=where)
+            if parsed is not None:
+                changes.append(parsed.as_json())
         return changes
 
     async def delete(self, caller: Caller, params: Mapping[str, object]) -> None:
