@@ -393,3 +393,20 @@ def test_hosts_import_export_and_list(cli, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"hosts": [{"bk_biz_id": 7, "inner_ip": "127.10.7.2", "modules": [999]}]}))
     assert "hosts[0].modules: module 999 is not in the inventory" in cli.refused("hosts", "import", str(bad)).err
+
+
+def test_serve_refuses_a_database_whose_schema_is_not_this_codes(tmp_path):
+    """No schema yet, an older one, or a file that is no database: `nodeops serve` says what is wrong (and what to
+    run) and exits 2 before it listens; only the store's own log of a driver error carries a traceback."""
+    runner = Cli(tmp_path / "data", None)
+    port = {"NODEOPS_PORT": str(_free_port())}
+    assert "no nodeops schema yet: run `nodeops db upgrade`" in runner.refused("serve").err
+    runner.ok("db", "upgrade", "0006_access_revocation")
+    older = runner.run("serve", env=port)
+    assert older.returncode == 2 and "Traceback" not in older.stderr, older.stderr
+    assert older.err.startswith("error: the database schema is at revision 0006_access_revocation and this nodeops")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "nodeops.sqlite3").write_bytes(b"\x00not a database\xff" * 100)
+    junk = Cli(tmp_path / "junk", None).run("serve", env=port)
+    last = junk.stderr.strip().splitlines()[-1]
+    assert junk.returncode == 2 and last.startswith("error: The database failed to answer"), junk.stderr

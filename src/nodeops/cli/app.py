@@ -16,6 +16,8 @@ from nodeops.errors import NodeopsError
 from nodeops.process_logging import configure_logging
 from nodeops.service.container import Services
 from nodeops.settings import Settings
+from nodeops.store import migrate
+from nodeops.store.db import Database
 
 app = typer.Typer(
     help="nodeops: operational jobs on fleets of hosts.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -68,6 +70,7 @@ def serve(
 
     cli = state(ctx)
     settings = cli.settings.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
+    _require_current_schema(settings)
     configure_logging()
     _allow_open_files(settings)
     app = create_app(settings, on_started=_print_demo if demo else None)
@@ -86,6 +89,21 @@ def serve(
         access_log=False,
         proxy_headers=False,
     )
+
+
+def _require_current_schema(settings: Settings) -> None:
+    """Refuse to serve a database whose schema is not this code's (none yet, older or newer), saying what to run,
+    rather than failing at startup with a traceback."""
+    db = Database.connect(settings.database_url)
+    try:
+        problem = migrate.schema_problem(db)
+    except NodeopsError as exc:
+        problem = exc.message
+    finally:
+        db.dispose()
+    if problem is not None:
+        err_console.print(f"[red]error:[/red] {problem}", highlight=False)
+        raise typer.Exit(code=2)
 
 
 # open files the service needs besides its HTTP connections: per running host (an SSH connection, or a local

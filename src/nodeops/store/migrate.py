@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from nodeops.store.db import Database, translate_errors
 
@@ -32,3 +34,19 @@ def downgrade(db: Database, revision: str) -> None:
         config = alembic_config(db.engine.url.render_as_string(hide_password=False))
         config.attributes["connection"] = conn
         command.downgrade(config, revision)
+
+
+def schema_problem(db: Database) -> str | None:
+    """Why this code cannot serve the database as it is: no nodeops schema yet, or a schema older (or newer) than
+    the code's newest migration; None when it is current. Raises StoreError when the database cannot be read."""
+    head = ScriptDirectory.from_config(alembic_config(str(db.engine.url))).get_current_head()
+    with translate_errors(), db.engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current == head:
+        return None
+    if current is None:
+        return "the database has no nodeops schema yet: run `nodeops db upgrade` (`make run` does it)"
+    return (
+        f"the database schema is at revision {current} and this nodeops needs {head}: run `nodeops db upgrade` "
+        "(`make run` does it); a schema newer than the code needs the newer nodeops"
+    )
