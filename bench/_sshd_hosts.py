@@ -111,10 +111,18 @@ def address(index: int) -> str:
 
 
 def free_port() -> int:
-    """A port free on every address (bound on 0.0.0.0), so each sshd can listen on it on its own addresses."""
-    with socket.socket() as sock:
-        sock.bind(("0.0.0.0", 0))
-        return int(sock.getsockname()[1])
+    """A port free on 127.0.0.1 and on the fleet's first address, so each sshd can listen on it on its own loopback
+    addresses (a listener on a wildcard address would hold both). Only loopback addresses are bound."""
+    for _ in range(50):
+        with socket.socket() as sock, socket.socket() as probe:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+            try:
+                probe.bind((address(0), port))
+            except OSError:
+                continue
+            return port
+    raise LabError("no port is free on the loopback addresses")
 
 
 class SSHDFleet:
