@@ -1,30 +1,47 @@
 """A host's agent state: heartbeats the agent reports, and the status, version and token the steps set.
 
-Raw statements, each in its own transaction: every agent reports on a rhythm and every host of a job sets its
-state, so these stay one indexed statement each.
+Raw statements: every agent reports on a rhythm and every host of a job sets its state, so these stay one indexed
+statement each; heartbeats that arrive together are written in one transaction (``record_heartbeats``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from nodeops.store.db import Database, ReadHandle
 from nodeops.store.models import utcnow
 
 
-def record_heartbeat(db: Database, *, bk_host_id: int, token_hash: bytes, version: str) -> bool:
-    """Record a heartbeat if ``token_hash`` is the host's; False (nothing written) for a wrong token or host.
+class AgentHeartbeat(NamedTuple):
+    """A heartbeat to record: the host, the SHA-256 of the token it sent, and the version it reports."""
 
-    One raw statement in its own transaction: every agent calls this on a rhythm. The stored value is a SHA-256,
-    so comparing it in SQL tells a caller nothing about a token.
+    bk_host_id: int
+    token_hash: bytes
+    version: str
+
+
+def record_heartbeats(db: Database, beats: Sequence[AgentHeartbeat]) -> list[bool]:
+    """Record ``beats`` in one transaction; per beat, whether it was recorded (False, nothing written for it:
+    its token is not the host's, or there is no such host). Raises StoreError when the transaction fails, and
+    then none is recorded.
+
+    One raw statement per beat: a beat that matches no row changes nothing and leaves the transaction intact, so
+    a wrong token never fails the others. The stored value is a SHA-256, so comparing it in SQL tells a caller
+    nothing about a token. Beats of one host are applied in order: the last one's version stays.
     """
     now = db.bind_time(utcnow())
     p = db.paramstyle
+    sql = (
+        f"UPDATE hosts SET agent_status = {p}, agent_version = {p}, last_heartbeat_at = {p}, updated_at = {p} "
+        f"WHERE bk_host_id = {p} AND agent_token_hash = {p}"
+    )
+    recorded: list[bool] = []
     with db.transaction() as cur:
-        cur.execute(
-            f"UPDATE hosts SET agent_status = {p}, agent_version = {p}, last_heartbeat_at = {p}, updated_at = {p} "
-            f"WHERE bk_host_id = {p} AND agent_token_hash = {p}",
-            ("RUNNING", version, now, now, bk_host_id, token_hash),
-        )
-        return bool(cur.rowcount == 1)
+        for beat in beats:
+            cur.execute(sql, ("RUNNING", beat.version, now, now, beat.bk_host_id, beat.token_hash))
+            recorded.append(cur.rowcount == 1)
+    return recorded
 
 
 def heartbeat_state(cur: ReadHandle, paramstyle: str, *, bk_host_id: int) -> tuple[str | None, bool]:
