@@ -177,3 +177,19 @@ async def test_a_heartbeat_on_an_idle_store_is_written_at_once_and_alone(service
         await groups.receive(agent.heartbeat(f"5.{n}"))
     assert writes == [1, 1, 1]
     assert versions(services, agents[:3]) == ["5.0", "5.1", "5.2"]
+
+
+async def test_heartbeats_of_one_host_in_a_group_each_get_their_answer_and_the_last_version_stays(
+    services, agents, writes
+):
+    agent, other = agents[0], agents[1]
+    bodies = [
+        agent.heartbeat("6.0"),
+        agent.heartbeat("6.1", token=other.token),
+        agent.heartbeat("6.2"),
+        other.heartbeat(),
+    ]
+    outcomes = await receive_all(services.heartbeat_groups, bodies)
+    assert [type(outcome) for outcome in outcomes] == [type(None), AgentTokenRejected, type(None), type(None)]
+    assert writes == [4]
+    assert versions(services, [agent, other]) == ["6.2", "1.0.0"]
