@@ -32,7 +32,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -500,6 +500,21 @@ end
 """
 
 
+def seeded_threads_lua(seed: int) -> str:
+    """The part of a wrk script that gives each wrk thread its own random sequence, derived from ``seed``."""
+    return f"""local counter = 0
+
+function setup(thread)
+  counter = counter + 1
+  thread:set("tid", counter)
+end
+
+function init(args)
+  math.randomseed({seed} + 7919 * (tid or 0))
+end
+"""
+
+
 def write_random_lua(path: Path, dataset: Dataset, query_prefix: str, seed: int) -> None:
     """A wrk script asking for a random (job, instance) of the whole dataset on every request."""
     job_ids = ",".join(str(j) for j in dataset.job_ids)
@@ -512,17 +527,9 @@ local per_job = {dataset.instances}
 local njobs = #job_ids
 local prefix = "{ESB_PATH}?{query_prefix}&job_id="
 local random = math.random
-local counter = 0
-
-function setup(thread)
-  counter = counter + 1
-  thread:set("tid", counter)
-end
-
-function init(args)
-  math.randomseed({seed} + 7919 * (tid or 0))
-end
-
+"""
+        + seeded_threads_lua(seed)
+        + """
 function request()
   local j = random(njobs)
   local host = host_bases[j] + random(per_job) - 1
@@ -737,13 +744,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="smoke defaults: 20 jobs x 20 instances, 2s runs, 1s warm-up"
     )
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0,
-        metavar="SECONDS",
-        help="before each measurement, wait up to this long for other load on the machine to stop",
-    )
+    add_wait_quiet(parser)
     parser.add_argument(
         "--serve-cmd",
         default=f"{BIN / 'nodeops'} serve",
@@ -759,13 +760,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    return run_bench(parse_args(argv), "nodeops-bench-", _run)
+
+
+def run_bench(
+    args: argparse.Namespace, prefix: str, run: Callable[[argparse.Namespace, Processes, Path, float], int]
+) -> int:
+    """Check that wrk is installed, note the load average (``args.loadavg``), then ``run(args, procs, temp,
+    began)`` in a ``bench_session`` whose temp dir's name starts with ``prefix``."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed; run: bash scripts/ensure-apt.sh wrk")
     began = time.perf_counter()
     args.loadavg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    with bench_session(prefix) as (procs, temp):
+        return run(args, procs, temp, began)
+
+
+@contextmanager
+def bench_session(prefix: str) -> Iterator[tuple[Processes, Path]]:
+    """The children and the temp dir of a benchmark: on exit, on error, and on Ctrl-C or SIGTERM, every child is
+    stopped by pid and the temp dir deleted."""
     procs = Processes()
-    temp = Path(tempfile.mkdtemp(prefix="nodeops-bench-"))
+    temp = Path(tempfile.mkdtemp(prefix=prefix))
 
     def on_signal(signum: int, _frame: Any) -> None:
         raise SystemExit(128 + signum)
@@ -774,10 +790,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(sig, on_signal)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (`cmd &`)
     try:
-        return _run(args, procs, temp, began)
+        yield procs, temp
     finally:
         procs.stop_all()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def add_wait_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="before each measurement, wait up to this long for other load on the machine to stop",
+    )
 
 
 def _run(args: argparse.Namespace, procs: Processes, temp: Path, began: float) -> int:

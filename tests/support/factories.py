@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,7 @@ from nodeops.domain.plans import JobType, PlannedStep, StepCode, plan_steps
 from nodeops.domain.status import Status
 from nodeops.service import admin
 from nodeops.service.container import Services
+from nodeops.store import agents as agent_rows
 from nodeops.store import answers, hosts, jobs
 from nodeops.store.log_reads import LogReads
 
@@ -37,6 +39,42 @@ def make_user(services: Services, name: str, *, superuser: bool = False, biz: Se
     if biz:
         admin.grant(services.db, username=name, bk_biz_ids=list(biz))
     return name
+
+
+@dataclass(frozen=True)
+class Agent:
+    """A host whose agent is installed: what its heartbeat sends."""
+
+    bk_host_id: int
+    token: str
+
+    def heartbeat(self, version: str = "1.0.0", **changes: object) -> dict[str, object]:
+        return {"bk_host_id": self.bk_host_id, "token": self.token, "version": version, **changes}
+
+
+def make_agents(services: Services, count: int) -> list[Agent]:
+    """``count`` hosts (127.0.30.1 and on), each with an installed agent and its own token, set as the steps set it
+    (``store.agents.set_agent``, which stores its SHA-256)."""
+    with services.db.session() as session:
+        host_ids = [
+            hosts.upsert_host(
+                session,
+                hosts.HostLogin(
+                    bk_biz_id=2,
+                    bk_cloud_id=0,
+                    inner_ip=f"127.0.{30 + n // 250}.{1 + n % 250}",
+                    inner_ipv6=None,
+                    os_type="LINUX",
+                    login=hosts.Login(transport="local", setup_path="/tmp/nodeops-test/agent"),
+                ),
+            )
+            for n in range(count)
+        ]
+    agents = [Agent(bk_host_id=host_id, token=f"token-of-agent-{host_id}") for host_id in host_ids]
+    for agent in agents:
+        token_hash = hashlib.sha256(agent.token.encode()).digest()
+        agent_rows.set_agent(services.db, bk_host_id=agent.bk_host_id, status="INSTALLED", token_hash=token_hash)
+    return agents
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,9 @@
-"""Agent heartbeats: a host's agent proves itself with its per-host token and reports its version."""
+"""Agent heartbeats: a host's agent proves itself with its per-host token and reports its version.
+
+``read_heartbeat`` turns a body into what the store records; ``accept_heartbeat`` records one on the caller's
+thread; the heartbeat API goes through ``service.heartbeat_groups``, which writes the heartbeats that arrive
+together in one transaction.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,9 @@ import hashlib
 from collections.abc import Mapping
 
 from nodeops.domain.params import int_value
-from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.errors import AgentTokenRejected, InvalidInput
 from nodeops.store import agents as agent_rows
+from nodeops.store.agents import AgentHeartbeat
 from nodeops.store.db import Database
 
 _VERSION_MAX = 64
@@ -23,24 +28,38 @@ def parse_heartbeat(body: Mapping[str, object]) -> tuple[int, str, str]:
         problems["token"] = "is required"
     if not isinstance(version, str) or not 0 < len(version) <= _VERSION_MAX:
         problems["version"] = f"must be a string of 1 to {_VERSION_MAX} characters"
+    elif not is_storable_text(version):
+        # PostgreSQL refuses a NUL in text, and neither driver can encode a lone surrogate: written together with
+        # others, such a version would fail the whole group's transaction
+        problems["version"] = "must not contain NUL or an unpaired surrogate"
     if problems:
         raise InvalidInput(problems)
     assert isinstance(host_id, int) and isinstance(token, str) and isinstance(version, str)
     return host_id, token, version
 
 
-def accept_heartbeat(db: Database, body: Mapping[str, object]) -> tuple[int, str]:
-    """Record a heartbeat; returns ``(bk_host_id, version)``. Raises InvalidInput for a malformed body and
-    AgentTokenRejected for a wrong token (or an unknown host)."""
+def is_storable_text(text: str) -> bool:
+    """Whether both databases store ``text`` as it is: no NUL, valid UTF-8 once encoded."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def read_heartbeat(body: Mapping[str, object]) -> AgentHeartbeat:
+    """What the store records of a heartbeat body: the host, the SHA-256 of its token (all the store keeps),
+    the version. Raises InvalidInput as ``parse_heartbeat``."""
     host_id, token, version = parse_heartbeat(body)
-    token_hash = hashlib.sha256(token.encode()).digest()
-    if not agent_rows.record_heartbeat(db, bk_host_id=host_id, token_hash=token_hash, version=version):
-        raise AgentTokenRejected(bk_host_id=host_id)
-    return host_id, version
+    return AgentHeartbeat(host_id, hashlib.sha256(token.encode()).digest(), version)
 
 
-async def receive_heartbeat(db: Database, waiters: HeartbeatWaiters, body: Mapping[str, object]) -> None:
-    """What the heartbeat API does: record the heartbeat (off the event loop), then, once it is committed, wake
-    the step of this process waiting for it. Raises as ``accept_heartbeat``."""
-    host_id, version = await db.call(lambda: accept_heartbeat(db, body))
-    waiters.notify(host_id, version)
+def accept_heartbeat(db: Database, body: Mapping[str, object]) -> tuple[int, str]:
+    """Record a heartbeat in its own transaction, on the caller's thread; returns ``(bk_host_id, version)``.
+    Raises InvalidInput for a malformed body and AgentTokenRejected for a wrong token (or an unknown host)."""
+    beat = read_heartbeat(body)
+    if not agent_rows.record_heartbeats(db, [beat])[0]:
+        raise AgentTokenRejected(bk_host_id=beat.bk_host_id)
+    return beat.bk_host_id, beat.version

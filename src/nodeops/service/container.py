@@ -11,6 +11,7 @@ from nodeops.engine.connect import transport_factory
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.runner import Engine, FanOut
 from nodeops.service.auth import Authenticator, Throttle
+from nodeops.service.heartbeat_groups import HeartbeatGroups
 from nodeops.service.instance_log import LogService
 from nodeops.service.job_launch import JobLauncher
 from nodeops.service.log_reading import LogReading
@@ -31,6 +32,7 @@ class Services:
     engine: Engine
     jobs: JobLauncher
     heartbeats: HeartbeatWaiters  # steps waiting for a heartbeat, woken by the heartbeat API
+    heartbeat_groups: HeartbeatGroups  # the heartbeat API's writes, in groups
     retention: RetentionJanitor  # deletes old jobs when NODEOPS_RETENTION_DAYS > 0
     # task id -> the action it runs, for task results; a task's actions never change once it exists
     task_actions: dict[int, str] = field(default_factory=dict)
@@ -73,6 +75,7 @@ class Services:
             engine=engine,
             jobs=JobLauncher(db, engine, settings, box),
             heartbeats=heartbeats,
+            heartbeat_groups=HeartbeatGroups(db, heartbeats),
             retention=RetentionJanitor(db, days=settings.retention_days, interval_s=settings.cleanup_interval_s),
         )
 

@@ -1,30 +1,69 @@
 """A host's agent state: heartbeats the agent reports, and the status, version and token the steps set.
 
-Raw statements, each in its own transaction: every agent reports on a rhythm and every host of a job sets its
-state, so these stay one indexed statement each.
+Raw statements: every agent reports on a rhythm and every host of a job sets its state, so these stay indexed
+statements; heartbeats that arrive together are written in one transaction (``record_heartbeats``), on
+PostgreSQL in one statement.
 """
 
 from __future__ import annotations
 
-from nodeops.store.db import Database, ReadHandle
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from nodeops.store.db import Database, ReadHandle, WriteHandle
 from nodeops.store.models import utcnow
 
 
-def record_heartbeat(db: Database, *, bk_host_id: int, token_hash: bytes, version: str) -> bool:
-    """Record a heartbeat if ``token_hash`` is the host's; False (nothing written) for a wrong token or host.
+class AgentHeartbeat(NamedTuple):
+    """A heartbeat to record: the host, the SHA-256 of the token it sent, and the version it reports."""
 
-    One raw statement in its own transaction: every agent calls this on a rhythm. The stored value is a SHA-256,
-    so comparing it in SQL tells a caller nothing about a token.
+    bk_host_id: int
+    token_hash: bytes
+    version: str
+
+
+def record_heartbeats(db: Database, beats: Sequence[AgentHeartbeat]) -> list[bool]:
+    """Record ``beats`` in one transaction; per beat, whether it was recorded (False, nothing written for it:
+    its token is not the host's, or there is no such host). Raises StoreError when the transaction fails, and
+    then none is recorded.
+
+    A beat that matches no row changes nothing and leaves the transaction intact, so a wrong token never fails
+    the others. The stored value is a SHA-256, so comparing it in SQL tells a caller nothing about a token. Of
+    several beats of one host, the last one's version stays.
     """
     now = db.bind_time(utcnow())
-    p = db.paramstyle
     with db.transaction() as cur:
+        if db.is_sqlite:
+            return _record_one_by_one(cur, beats, now)
+        return _record_in_one_statement(cur, beats, now)
+
+
+def _record_one_by_one(cur: WriteHandle, beats: Sequence[AgentHeartbeat], now: Any) -> list[bool]:
+    # SQLite runs in process: a statement per beat costs microseconds, and its changed-row count is the answer
+    recorded: list[bool] = []
+    for beat in beats:
         cur.execute(
-            f"UPDATE hosts SET agent_status = {p}, agent_version = {p}, last_heartbeat_at = {p}, updated_at = {p} "
-            f"WHERE bk_host_id = {p} AND agent_token_hash = {p}",
-            ("RUNNING", version, now, now, bk_host_id, token_hash),
+            "UPDATE hosts SET agent_status = ?, agent_version = ?, last_heartbeat_at = ?, updated_at = ? "
+            "WHERE bk_host_id = ? AND agent_token_hash = ?",
+            ("RUNNING", beat.version, now, now, beat.bk_host_id, beat.token_hash),
         )
-        return bool(cur.rowcount == 1)
+        recorded.append(cur.rowcount == 1)
+    return recorded
+
+
+def _record_in_one_statement(cur: WriteHandle, beats: Sequence[AgentHeartbeat], now: Any) -> list[bool]:
+    # PostgreSQL: one round trip for the whole group. A row is updated once per statement, so each (host, token)
+    # goes once, with its last version; the (host, token) pairs that matched a row are the ones recorded.
+    versions = {(beat.bk_host_id, beat.token_hash): beat.version for beat in beats}
+    cur.execute(
+        "UPDATE hosts AS h SET agent_status = %s, agent_version = v.version, last_heartbeat_at = %s, updated_at = %s "
+        "FROM unnest(%s::bigint[], %s::bytea[], %s::text[]) AS v(bk_host_id, token_hash, version) "
+        "WHERE h.bk_host_id = v.bk_host_id AND h.agent_token_hash = v.token_hash "
+        "RETURNING v.bk_host_id, v.token_hash",
+        ("RUNNING", now, now, [key[0] for key in versions], [key[1] for key in versions], list(versions.values())),
+    )
+    matched = {(row[0], bytes(row[1])) for row in cur.fetchall()}
+    return [(beat.bk_host_id, beat.token_hash) in matched for beat in beats]
 
 
 def heartbeat_state(cur: ReadHandle, paramstyle: str, *, bk_host_id: int) -> tuple[str | None, bool]:

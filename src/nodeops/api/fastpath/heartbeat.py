@@ -3,7 +3,8 @@
 Every agent of the fleet calls it on a rhythm, so ``HeartbeatPath`` answers it outside FastAPI's per-request
 machinery (routing, dependency injection, response models), like the log API's ``LogFastPath``. The FastAPI
 route of ``api.routes.agents`` is the same endpoint for the OpenAPI schema (and for an app mounted without the
-fast path); both call ``service.agents.receive_heartbeat``.
+fast path); both hand the body to ``Services.heartbeat_groups`` (``service.heartbeat_groups``), which writes
+the heartbeats that arrive together in one transaction.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from nodeops.api.bodies import log_client_gone, read_json_body
 from nodeops.api.envelope import error_body, internal_error_body, success_body
 from nodeops.api.fastpath.respond import send_answer
 from nodeops.errors import NodeopsError
-from nodeops.service.agents import receive_heartbeat
 from nodeops.service.container import Services
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class HeartbeatPath:
             return
         try:
             body_fields = await read_json_body(receive, scope["headers"])
-            await receive_heartbeat(self.services.db, self.services.heartbeats, body_fields)
+            await self.services.heartbeat_groups.receive(body_fields)
             body = _ACCEPTED
         except ClientDisconnect:
             log_client_gone("POST", HEARTBEAT_PATH)
