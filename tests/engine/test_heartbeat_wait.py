@@ -18,7 +18,7 @@ from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.logwriter import LogWriter
 from nodeops.engine.steps import AgentPackage, StepContext, StepTimeouts, query_agent_status
 from nodeops.errors import TransportError
-from nodeops.service.agents import accept_heartbeat
+from nodeops.service.heartbeat_groups import HeartbeatGroups
 from nodeops.store import agents as agent_rows
 from nodeops.store import hosts
 from nodeops.store import packages as package_rows
@@ -127,13 +127,18 @@ async def test_a_heartbeat_taken_by_another_process_is_found_by_the_fallback_rea
     await asyncio.sleep(0.4)
     assert not waiting.done()
 
-    accept_heartbeat(services.db, {"bk_host_id": host_id, "token": TOKEN, "version": EXPECTED})  # no notify
+    # taken as another process takes it: its waiters are not this step's
+    await HeartbeatGroups(services.db, HeartbeatWaiters()).receive(
+        {"bk_host_id": host_id, "token": TOKEN, "version": EXPECTED}
+    )
     async with asyncio.timeout(3):
         await waiting
 
 
 async def test_a_heartbeat_already_recorded_when_the_step_starts_ends_it_at_once(services, host_id):
-    accept_heartbeat(services.db, {"bk_host_id": host_id, "token": TOKEN, "version": EXPECTED})
+    await HeartbeatGroups(services.db, HeartbeatWaiters()).receive(
+        {"bk_host_id": host_id, "token": TOKEN, "version": EXPECTED}
+    )
     context = waiting_step(services, host_id, HeartbeatWaiters(), heartbeat_s=30, poll_interval_s=60)
     async with asyncio.timeout(2):
         await query_agent_status(context)

@@ -1,8 +1,7 @@
 """Agent heartbeats: a host's agent proves itself with its per-host token and reports its version.
 
-``read_heartbeat`` turns a body into what the store records; ``accept_heartbeat`` records one on the caller's
-thread; the heartbeat API goes through ``service.heartbeat_groups``, which writes the heartbeats that arrive
-together in one transaction.
+``read_heartbeat`` turns a body into what the store records; the heartbeat API goes through
+``service.heartbeat_groups``, which writes the heartbeats that arrive together in one transaction.
 """
 
 from __future__ import annotations
@@ -11,10 +10,8 @@ import hashlib
 from collections.abc import Mapping
 
 from nodeops.domain.params import int_value
-from nodeops.errors import AgentTokenRejected, InvalidInput
-from nodeops.store import agents as agent_rows
+from nodeops.errors import InvalidInput
 from nodeops.store.agents import AgentHeartbeat
-from nodeops.store.db import Database
 
 _VERSION_MAX = 64
 
@@ -54,12 +51,3 @@ def read_heartbeat(body: Mapping[str, object]) -> AgentHeartbeat:
     the version. Raises InvalidInput as ``parse_heartbeat``."""
     host_id, token, version = parse_heartbeat(body)
     return AgentHeartbeat(host_id, hashlib.sha256(token.encode()).digest(), version)
-
-
-def accept_heartbeat(db: Database, body: Mapping[str, object]) -> tuple[int, str]:
-    """Record a heartbeat in its own transaction, on the caller's thread; returns ``(bk_host_id, version)``.
-    Raises InvalidInput for a malformed body and AgentTokenRejected for a wrong token (or an unknown host)."""
-    beat = read_heartbeat(body)
-    if not agent_rows.record_heartbeats(db, [beat])[0]:
-        raise AgentTokenRejected(bk_host_id=beat.bk_host_id)
-    return beat.bk_host_id, beat.version
