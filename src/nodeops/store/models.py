@@ -283,6 +283,9 @@ class SubscriptionTask(Base):
     err_msg: Mapped[str | None] = mapped_column(Text)
     is_auto_trigger: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # celery mode: when the task's hosts were handed to the broker; a task left unpublished (the API died
+    # between commit and publish) is published by the reaper
+    published_at: Mapped[datetime | None]
 
 
 LOOKUP_INDEXES = {
@@ -309,6 +312,10 @@ class InstanceRecord(Base):
         Index(LOOKUP_INDEXES["instance_id"], "job_id", "instance_id", "attempt", "revision"),
         Index(LOOKUP_INDEXES["bk_host_id"], "job_id", "bk_host_id", "attempt", "host_key", "revision", "instance_id"),
         Index(LOOKUP_INDEXES["host_key"], "job_id", "host_key", "attempt", "revision", "instance_id"),
+        # celery mode: a claim checks that the host runs nothing else and counts what runs (``store.cluster``);
+        # the reaper finds a lost worker's records
+        Index(None, "status", "bk_host_id"),
+        Index(None, "worker_id", "status"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("subscription_tasks.id", ondelete="CASCADE"), index=True)
@@ -328,6 +335,9 @@ class InstanceRecord(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     start_at: Mapped[datetime | None]
     finish_at: Mapped[datetime | None]
+    # celery mode: the worker that claimed the record (PENDING -> RUNNING), and a revoke's request to it
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+    revoke_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class RecordStep(Base):
@@ -368,3 +378,20 @@ class StepLog(Base):
     step_index: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Worker(Base):
+    """A ``nodeops worker`` process of the cluster and its lease, renewed by the database's clock. A worker whose
+    lease has passed is ended by the reaper (``ended_at``): its running records fail, and it may write no more."""
+
+    __tablename__ = "workers"
+    __table_args__ = (Index(None, "ended_at", "lease_until"),)
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    concurrency: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    seen_at: Mapped[datetime]
+    lease_until: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(Text)
