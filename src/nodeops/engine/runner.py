@@ -1,8 +1,7 @@
-"""``Engine``: runs the PENDING records of a task, one pipeline per host, bounded by a global limit.
+"""``Engine``: the embedded dispatcher; runs the PENDING records of a task in this process, one pipeline per
+host (``engine.pipeline``), bounded by a global limit.
 
-Each host pipeline is one asyncio task named after its host. A step's outcome (SUCCESS, or FAILED with the
-reason in its log) is queued in ``finally`` so a cancelled step never stays RUNNING; a host that fails a step
-leaves the later steps PENDING, as Node Manager does. Revoking a job (or some of its instances) cancels their
+Each host pipeline is one asyncio task named after its host; a host runs one pipeline at a time. Revoking a job (or some of its instances) cancels their
 pipelines: running steps end FAILED with "已终止", pending hosts never start, and the job is TERMINATED. A retry
 submits another task of the same job, which may run beside the first. On start, records a previous
 process left RUNNING are marked FAILED with a line saying why (crash recovery); lines already written stay.
@@ -22,35 +21,19 @@ from datetime import tzinfo
 
 from nodeops.crypto import SecretBox
 from nodeops.domain.answer import AnswerRenderer
-from nodeops.domain.plans import StepCode
 from nodeops.domain.status import Status
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.logwriter import LogWriter
-from nodeops.engine.steps import (
-    DEFAULT_HEARTBEAT_INTERVAL_S,
-    STEPS,
-    AgentPackage,
-    StepContext,
-    StepTimeouts,
-    TransportFactory,
-)
+from nodeops.engine.pipeline import FanOut, HostPipeline
+from nodeops.engine.steps import DEFAULT_HEARTBEAT_INTERVAL_S, AgentPackage, StepTimeouts, TransportFactory
 from nodeops.errors import NodeopsError
 from nodeops.store import hosts, jobs, pipelines
 from nodeops.store.db import Database
 from nodeops.store.models import utcnow
-from nodeops.store.pipelines import BlockedWork, HostWork, PlannedRun, TaskWork
+from nodeops.store.pipelines import HostWork, TaskWork
 
 log = logging.getLogger(__name__)
 JANITOR_INTERVAL_S = 300.0
-DEFAULT_LIMIT = 100  # hosts running at once, Node Manager's SERVICE_SSH limit (spec §9.1)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FanOut:
-    """How many hosts run at once, and how long one step may take."""
-
-    limit: int = DEFAULT_LIMIT
-    step_timeout_s: float = 600.0
 
 
 @dataclass
@@ -91,14 +74,30 @@ class Engine:
         self.box = box
         self.connect = connect
         self.fan_out = fan_out or FanOut()
-        self.timeouts = timeouts or StepTimeouts()
         self.heartbeats = HeartbeatWaiters() if heartbeats is None else heartbeats
-        self.heartbeat_interval_s = heartbeat_interval_s
         self.writer = LogWriter(db, tz, renderer=renderer)
+        self.pipeline = HostPipeline(
+            db=db,
+            writer=self.writer,
+            box=box,
+            connect=connect,
+            heartbeats=self.heartbeats,
+            timeouts=timeouts or StepTimeouts(),
+            step_timeout_s=self.fan_out.step_timeout_s,
+            heartbeat_interval_s=heartbeat_interval_s,
+        )
         self._limit = asyncio.Semaphore(self.fan_out.limit)
         self._hosts: dict[int, _HostTurn] = {}  # the hosts some pipeline runs on or waits for
         self._runs: dict[int, _JobRun] = {}
         self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def timeouts(self) -> StepTimeouts:
+        return self.pipeline.timeouts
+
+    @timeouts.setter
+    def timeouts(self, timeouts: StepTimeouts) -> None:
+        self.pipeline.timeouts = timeouts
 
     async def start(self) -> None:
         """Start the log writer and the janitor, and fail what a previous process left RUNNING."""
@@ -205,7 +204,7 @@ class Engine:
             work = await self.db.call(lambda: self._pending(task_id))
             await self.db.call(lambda: self._mark_running(job_id))
             for blocked in work.blocked:
-                self._fail_blocked(blocked)
+                self.pipeline.fail_blocked(blocked)
             tasks = {
                 item.record_id: asyncio.get_running_loop().create_task(
                     self._run_host(item, run, package), name=f"host-{item.ip}"
@@ -222,30 +221,6 @@ class Engine:
             run.submitted -= 1
             if run.submitted <= 0:
                 run.done.set()
-
-    def _fail_blocked(self, work: BlockedWork) -> None:
-        """End a record that cannot run FAILED, its first step not yet passed with it, saying why in its log."""
-        if work.ap_id is None:
-            reason = (
-                f"主机不存在 (host {work.bk_host_id} is no longer in the inventory); "
-                "marked FAILED without running, install the host again to run it"
-            )
-        else:
-            reason = (
-                f"接入点(id:{work.ap_id})不存在 (the host's access point {work.ap_id} does not exist); marked "
-                "FAILED without running, give the host an existing ap_id (install_job or inventory import), then retry"
-            )
-        now = utcnow()
-        self.writer.step(work.record_id, work.step_index, Status.FAILED, start_at=now, finish_at=now)
-        self.writer.line(work.record_id, work.step_index, "ERROR", reason)
-        self.writer.record(work.record_id, Status.FAILED, start_at=now, finish_at=now)
-        log.warning(
-            "instance %s of job %d cannot run: %s",
-            work.instance_id,
-            work.job_id,
-            "its host is gone" if work.ap_id is None else f"access point {work.ap_id} does not exist",
-            extra={"action": "instance_blocked", "job_id": work.job_id, "instance_id": work.instance_id},
-        )
 
     @contextlib.asynccontextmanager
     async def _host_turn(self, bk_host_id: int) -> AsyncIterator[None]:
@@ -280,95 +255,9 @@ class Engine:
                 writer.record(work.record_id, Status.FAILED, finish_at=utcnow())
                 raise
             try:
-                await self._run_steps(work, package)
+                await self.pipeline.run(work, package)
             finally:
                 self._limit.release()
-
-    async def _run_steps(self, work: HostWork, package: AgentPackage) -> None:
-        """The pipeline of one host, once it has its turn and a slot: the record RUNNING, then each step until
-        one fails; the record ends SUCCESS or FAILED, also when cancelled."""
-        writer = self.writer
-        writer.record(work.record_id, Status.RUNNING, start_at=utcnow())
-        context = StepContext(
-            work=work,
-            db=self.db,
-            writer=writer,
-            box=self.box,
-            package=package,
-            timeouts=self.timeouts,
-            connect=self.connect,
-            heartbeats=self.heartbeats,
-            heartbeat_interval_s=self.heartbeat_interval_s,
-        )
-        outcome = Status.SUCCESS
-        try:
-            for step in work.steps:
-                if step.status == Status.SUCCESS.value:  # retry_node resumes after the steps that passed
-                    continue
-                if not await self._run_step(context, step):
-                    outcome = Status.FAILED
-                    break
-        except asyncio.CancelledError:
-            outcome = Status.FAILED
-            raise
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(context.aclose())
-            writer.record(work.record_id, outcome, finish_at=utcnow())
-
-    async def _run_step(self, context: StepContext, step: PlannedRun) -> bool:
-        writer, record_id = self.writer, context.work.record_id
-        context.step = step
-        context.step_started_at = utcnow()
-        writer.step(record_id, step.index, Status.RUNNING, start_at=context.step_started_at)
-        writer.line(record_id, step.index, "INFO", f"开始 {step.name}.")
-        outcome, reason = Status.FAILED, ""
-        try:
-            await asyncio.wait_for(STEPS[StepCode(step.code)](context), timeout=self.fan_out.step_timeout_s)
-            outcome = Status.SUCCESS
-        except asyncio.CancelledError:
-            reason = "cancelled"
-            raise
-        except TimeoutError:
-            reason = f"step timed out after {self.fan_out.step_timeout_s:g} s"
-        except NodeopsError as exc:
-            reason = exc.message
-        except Exception as exc:
-            log.exception(
-                "step %s crashed on %s",
-                step.name,
-                context.work.ip,
-                extra={
-                    "action": "step_crashed",
-                    "job_id": context.work.job_id,
-                    "instance_id": context.work.instance_id,
-                    "host": context.work.ip,
-                    "step": step.name,
-                },
-            )
-            reason = f"unexpected {type(exc).__name__}; see the service log"
-        finally:
-            if outcome == Status.SUCCESS:
-                writer.line(record_id, step.index, "INFO", f"{step.name} 成功")
-            elif reason == "cancelled":
-                writer.line(record_id, step.index, "WARNING", f"{step.name} 已终止 (revoked by a user)")
-            else:
-                writer.line(record_id, step.index, "ERROR", f"{step.name} 失败: {reason}")
-            writer.step(record_id, step.index, outcome, finish_at=utcnow())
-            log.info(
-                "step %s %s on %s",
-                step.name,
-                outcome,
-                context.work.ip,
-                extra={
-                    "action": "step_finished",
-                    "job_id": context.work.job_id,
-                    "instance_id": context.work.instance_id,
-                    "host": context.work.ip,
-                    "step": step.name,
-                },
-            )
-        return outcome == Status.SUCCESS
 
     def _pending(self, task_id: int) -> TaskWork:
         with self.db.session() as session:

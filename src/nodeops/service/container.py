@@ -9,7 +9,8 @@ from nodeops.domain.answer import AnswerRenderer
 from nodeops.engine import packages
 from nodeops.engine.connect import transport_factory
 from nodeops.engine.heartbeats import HeartbeatWaiters
-from nodeops.engine.runner import Engine, FanOut
+from nodeops.engine.pipeline import FanOut
+from nodeops.engine.runner import Engine
 from nodeops.service.auth import Authenticator, Throttle
 from nodeops.service.heartbeat_groups import HeartbeatGroups
 from nodeops.service.instance_log import LogService
