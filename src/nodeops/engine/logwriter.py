@@ -15,14 +15,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from nodeops.domain.answer import AnswerRenderer
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.process_logging import redact
-from nodeops.store import answers, jobs
+from nodeops.store import answers, cluster, jobs
 from nodeops.store.db import Database
 from nodeops.store.log_reads import LogReads
 
@@ -48,6 +48,10 @@ def format_lines(message: str, *, level: str, stamp: str, secrets: Iterable[str]
     return lines
 
 
+class LeaseLost(Exception):
+    """The worker this writer writes for no longer holds its lease: nothing of the batch was written."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Line:
     record_id: int
@@ -70,8 +74,14 @@ class LogWriter:
         max_pending_bytes: int = 1 << 20,
         secrets: tuple[str, ...] = (),
         renderer: AnswerRenderer | None = None,
+        worker_id: str | None = None,
+        on_lease_lost: Callable[[], None] | None = None,
     ) -> None:
-        """``renderer`` seals finished records' answers; pass the log API's, so they are rendered alike."""
+        """``renderer`` seals finished records' answers; pass the log API's, so they are rendered alike.
+
+        ``worker_id`` fences a cluster worker's writes: each batch is written only while that worker holds its
+        lease (``store.cluster.hold_lease``, in the batch's transaction); once it does not, the batch and every
+        later one are dropped, ``flush`` raises ``LeaseLost`` and ``on_lease_lost`` is called once."""
         self.db = db
         self.tz = tz
         self.flush_interval_s = flush_interval_s
@@ -87,6 +97,9 @@ class LogWriter:
         self._stamp = ""
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._worker_id = worker_id
+        self._on_lease_lost = on_lease_lost
+        self.lease_lost = False
 
     def add_secret(self, secret: str) -> None:
         """Mask this exact text (a password, a token) wherever it would appear in a line."""
@@ -127,8 +140,16 @@ class LogWriter:
         by an earlier flush still being written with it."""
         async with self._flushing:
             batch, self._pending, self._pending_bytes = self._pending, [], 0
+            if self.lease_lost:
+                raise LeaseLost
             if batch:
-                await self.db.call(lambda: self._write(batch))
+                try:
+                    await self.db.call(lambda: self._write(batch))
+                except LeaseLost:
+                    self.lease_lost = True
+                    if self._on_lease_lost is not None:
+                        self._on_lease_lost()
+                    raise
 
     async def aclose(self) -> None:
         """Flush what is left and stop the background task."""
@@ -154,6 +175,8 @@ class LogWriter:
             self._wake.clear()
             try:
                 await self.flush()
+            except LeaseLost:
+                return
             except Exception:  # a failed flush must not stop logging; the next flush retries new lines
                 log.exception("writing logs failed", extra={"action": "log_flush_failed"})
 
@@ -191,6 +214,8 @@ class LogWriter:
                 )
         finished = [r.record_id for r in records.values() if r.status is not None and r.status not in ACTIVE]
         with self.db.session() as session:
+            if self._worker_id is not None and not cluster.hold_lease(session, worker_id=self._worker_id):
+                raise LeaseLost
             jobs.write_progress(
                 self.db,
                 session,

@@ -1,12 +1,11 @@
 """``Engine``: the embedded dispatcher; runs the PENDING records of a task in this process, one pipeline per
 host (``engine.pipeline``), bounded by a global limit.
 
-Each host pipeline is one asyncio task named after its host; a host runs one pipeline at a time. Revoking a job (or some of its instances) cancels their
-pipelines: running steps end FAILED with "已终止", pending hosts never start, and the job is TERMINATED. A retry
-submits another task of the same job, which may run beside the first. On start, records a previous
-process left RUNNING are marked FAILED with a line saying why (crash recovery); lines already written stay.
-A record that cannot run (its host or access point no longer exists) ends FAILED at once, with a line saying
-why, so every record of a task reaches a final state and its job does too.
+Each host pipeline is one asyncio task named after its host; a host runs one pipeline at a time. Revoking a job
+(or some of its instances) cancels their pipelines: running steps end FAILED with "已终止", pending hosts never
+start, and the job is TERMINATED. A retry submits another task of the same job, which may run beside the first.
+On start, records a previous process left RUNNING are marked FAILED with a line saying why (crash recovery);
+lines already written stay.
 """
 
 from __future__ import annotations
@@ -15,19 +14,20 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import tzinfo
 
 from nodeops.crypto import SecretBox
 from nodeops.domain.answer import AnswerRenderer
 from nodeops.domain.status import Status
+from nodeops.engine.dispatch import REVOKED_LINE
 from nodeops.engine.heartbeats import HeartbeatWaiters
-from nodeops.engine.logwriter import LogWriter
+from nodeops.engine.logwriter import LogWriter, format_lines, line_stamp
 from nodeops.engine.pipeline import FanOut, HostPipeline
 from nodeops.engine.steps import DEFAULT_HEARTBEAT_INTERVAL_S, AgentPackage, StepTimeouts, TransportFactory
 from nodeops.errors import NodeopsError
-from nodeops.store import hosts, jobs, pipelines
+from nodeops.store import attempts, hosts, jobs, pipelines
 from nodeops.store.db import Database
 from nodeops.store.models import utcnow
 from nodeops.store.pipelines import HostWork, TaskWork
@@ -171,11 +171,12 @@ class Engine:
         if run is not None:
             await run.done.wait()
 
-    async def revoke(self, job_id: int, record_ids: Collection[int] | None = None) -> None:
-        """Cancel the job's pipelines (only those of ``record_ids`` when given) and mark the job TERMINATED."""
+    async def revoke(self, job_id: int, record_ids: Sequence[int], *, whole_job: bool) -> None:
+        """Cancel the job's pipelines (only those of ``record_ids`` unless ``whole_job``) and mark the job
+        TERMINATED; records among ``record_ids`` no pipeline of this process runs end FAILED with the 已终止 line."""
         run = self._runs.get(job_id)
         if run is not None:
-            if record_ids is None:
+            if whole_job:
                 run.revoked = True
                 for task in run.tasks.values():
                     task.cancel()
@@ -188,7 +189,8 @@ class Engine:
                 if targets:
                     await asyncio.wait(targets)
         await self.writer.flush()
-        await self.db.call(lambda: self._terminate(job_id))
+        line = "\n".join(format_lines(REVOKED_LINE, level="WARNING", stamp=line_stamp(self.writer.tz)))
+        await self.db.call(lambda: self._terminate(job_id, record_ids, line))
 
     async def aclose(self) -> None:
         for task in list(self._background):
@@ -271,9 +273,11 @@ class Engine:
         with self.db.session() as session:
             pipelines.refresh_job(session, job_id=job_id)
 
-    def _terminate(self, job_id: int) -> None:
+    def _terminate(self, job_id: int, record_ids: Sequence[int], line: str) -> None:
         with self.db.session() as session:
             jobs.set_job_status(session, job_id=job_id, status=Status.TERMINATED, end_at=utcnow())
+            # instances no pipeline of this process was running (e.g. queued when it restarted)
+            attempts.fail_unfinished(self.db, session, record_ids, line=line)
             pipelines.refresh_job(session, job_id=job_id)
 
     def _left_running(self) -> list[tuple[int, int, int]]:

@@ -21,7 +21,6 @@ from nodeops.domain.contract import Contract, Field, Kind, Values
 from nodeops.domain.instance_id import MAX_HOST_ID, InstanceId, parse_instance_ids
 from nodeops.domain.plans import JobType
 from nodeops.domain.status import ACTIVE, Status
-from nodeops.engine.logwriter import format_lines, line_stamp
 from nodeops.engine.runner import Engine
 from nodeops.errors import (
     Conflict,
@@ -46,7 +45,7 @@ from nodeops.service.job_launch import (
     launch,
 )
 from nodeops.settings import Settings
-from nodeops.store import attempts, job_reads, pipelines
+from nodeops.store import attempts, job_reads
 from nodeops.store import instances as store_instances
 from nodeops.store.db import Database
 from nodeops.store.job_reads import Instance, JobInfo, StepState
@@ -354,17 +353,7 @@ class JobCommands:
             return job, active
 
         job, active = await self.db.call(targets)
-        record_ids = [instance.record_id for instance in active]
-        await self.engine.revoke(job_id, record_ids if wanted else None)
-        line = "\n".join(format_lines("已终止 (revoked by a user)", level="WARNING", stamp=line_stamp(self.tz)))
-
-        def finish() -> None:
-            with self.db.session() as session:
-                # instances no pipeline of this process was running (e.g. queued when it restarted)
-                attempts.fail_unfinished(self.db, session, record_ids, line=line)
-                pipelines.refresh_job(session, job_id=job_id)
-
-        await self.db.call(finish)
+        await self.engine.revoke(job_id, [instance.record_id for instance in active], whole_job=not wanted)
         return {"job_id": job.job_id, "task_id_list": job.task_ids}
 
 

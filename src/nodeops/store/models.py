@@ -286,6 +286,7 @@ class SubscriptionTask(Base):
     # celery mode: when the task's hosts were handed to the broker; a task left unpublished (the API died
     # between commit and publish) is published by the reaper
     published_at: Mapped[datetime | None]
+    package_version: Mapped[str | None] = mapped_column(String(64))  # the agent package its hosts get
 
 
 LOOKUP_INDEXES = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from nodeops.domain.status import ACTIVE, JobStatistics, Status, aggregate_job_status
@@ -72,11 +72,21 @@ class TaskWork:
 def pending_work(session: Session, *, task_id: int) -> TaskWork:
     """The PENDING records of a task with their hosts and steps. A record whose host or access point is
     missing is in ``blocked``, never left out: it must still be ended, or its job would never finish."""
+    return _work(session, (InstanceRecord.task_id == task_id, InstanceRecord.status == Status.PENDING.value))
+
+
+def record_work(session: Session, *, record_id: int) -> HostWork | BlockedWork | None:
+    """One record's work, whatever its status (a cluster worker reads it once it has claimed it)."""
+    work = _work(session, (InstanceRecord.id == record_id,))
+    return (work.runnable or work.blocked or [None])[0]
+
+
+def _work(session: Session, where: tuple[ColumnElement[bool], ...]) -> TaskWork:
     rows = session.execute(
         select(InstanceRecord, Host, AccessPoint)
         .outerjoin(Host, Host.bk_host_id == InstanceRecord.bk_host_id)
         .outerjoin(AccessPoint, AccessPoint.id == Host.ap_id)
-        .where(InstanceRecord.task_id == task_id, InstanceRecord.status == Status.PENDING.value)
+        .where(*where)
         .order_by(InstanceRecord.id)
     ).all()
     record_ids = [record.id for record, _host, _ap in rows]

@@ -1,6 +1,7 @@
 """The distributed mode's rows: which worker claimed a record (``instance_records.worker_id``) and whether a
-revoke asked its owner to stop (``revoke_requested``); when a task's work was handed to the broker
-(``subscription_tasks.published_at``); and the lease of every worker process (``workers``).
+revoke asked its owner to stop (``revoke_requested``); when a task's work was handed to the broker, with the
+agent package it pushes (``subscription_tasks.published_at``, ``package_version``); and the lease of every
+worker process (``workers``).
 
 Revision ID: 0008_cluster
 Revises: 0007_lookup_indexes
@@ -26,6 +27,7 @@ def upgrade() -> None:
     op.create_index("ix_instance_records_worker_id_status", "instance_records", ["worker_id", "status"])
     with op.batch_alter_table("subscription_tasks") as batch:
         batch.add_column(sa.Column("published_at", sa.DateTime(), nullable=True))
+        batch.add_column(sa.Column("package_version", sa.String(length=64), nullable=True))
     op.create_table(
         "workers",
         sa.Column("id", sa.String(length=128), nullable=False),
@@ -46,6 +48,7 @@ def downgrade() -> None:
     op.drop_index("ix_workers_ended_at_lease_until", table_name="workers")
     op.drop_table("workers")
     with op.batch_alter_table("subscription_tasks") as batch:
+        batch.drop_column("package_version")
         batch.drop_column("published_at")
     op.drop_index("ix_instance_records_worker_id_status", table_name="instance_records")
     op.drop_index("ix_instance_records_status_bk_host_id", table_name="instance_records")

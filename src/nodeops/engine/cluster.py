@@ -1,0 +1,356 @@
+"""The distributed mode's engine, apart from the broker: a worker's runtime, the reaper, and revoke.
+
+``ClusterWorker`` is the engine of one ``nodeops worker`` process. Its pipelines run on one asyncio loop in a
+thread of their own; the broker's consumer threads hand it "run these records of this task" (``run``) and wait
+until they are done, so a message is acknowledged only once its hosts have finished. Every decision is a row in
+PostgreSQL (``store.cluster``): a record runs only once this worker has claimed it, a host runs one pipeline at
+a time across the cluster and at most ``job_limit`` records run at once; a message delivered twice finds its
+records claimed and runs nothing. The worker renews its lease every third of ``lease_s``; its log writer writes
+only while it holds the lease (fencing). Once the lease is gone (the process was paused, or cut off from the
+database, past the lease) it writes nothing more: it cancels its pipelines and ``on_lease_lost`` ends it.
+
+``Reaper`` runs in every worker and in the API, one pass at a time across the cluster: it ends lost workers,
+fails their running records with a line naming them, and publishes again what they left PENDING, with tasks
+committed but never published. Nothing here imports the broker's library: publishing is a ``Publish`` callable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import random
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import tzinfo
+from pathlib import Path
+
+from nodeops.crypto import SecretBox
+from nodeops.domain.answer import AnswerRenderer
+from nodeops.domain.status import Status
+from nodeops.engine import packages
+from nodeops.engine.heartbeats import HeartbeatWaiters
+from nodeops.engine.logwriter import LeaseLost, LogWriter, format_lines, line_stamp
+from nodeops.engine.pipeline import HostPipeline
+from nodeops.engine.steps import AgentPackage, StepTimeouts, TransportFactory
+from nodeops.errors import NodeopsError
+from nodeops.store import cluster, pipelines
+from nodeops.store.db import Database
+from nodeops.store.models import utcnow
+from nodeops.store.pipelines import BlockedWork
+
+log = logging.getLogger(__name__)
+
+# (task_id, record_ids, package_version): one broker message, "run these records of this task" (one host's)
+Publish = Callable[[int, Sequence[int], str], None]
+UNPUBLISHED_AFTER_S = 10.0  # a task committed this long ago and never published was lost by its API process
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerConfig:
+    worker_id: str
+    concurrency: int  # messages (hosts) this worker takes at once
+    job_limit: int  # records running at once over the whole cluster
+    lease_s: float
+    reaper_interval_s: float
+    step_timeout_s: float
+    heartbeat_interval_s: float
+    claim_retry_s: float = 0.2  # how often a host waiting for its turn (or for a slot) tries again
+
+
+def worker_id_for(name: str | None) -> str:
+    """A worker's id: its name (default: the machine's name) with the process id, unique while it lives."""
+    return f"{name or socket.gethostname()}.{os.getpid()}"
+
+
+def publish_task(db: Database, publish: Publish, task_id: int, package_version: str | None = None) -> int:
+    """Publish one message per host of the task's PENDING records and mark the task published; returns the
+    number of messages. ``package_version`` None: the one recorded on the task (the newest package if none)."""
+
+    def groups() -> tuple[list[list[int]], str]:
+        with db.session() as session:
+            version = package_version or cluster.task_package(session, task_id=task_id)
+            return cluster.host_groups(session, task_id=task_id), version or packages.choose(db).version
+
+    host_groups, version = groups()
+    for record_ids in host_groups:
+        publish(task_id, record_ids, version)
+    with db.session() as session:
+        cluster.mark_published(session, task_id=task_id, package_version=version)
+    return len(host_groups)
+
+
+class Reaper:
+    """Ends lost workers and publishes what nobody will run otherwise, every ``interval_s``."""
+
+    def __init__(self, db: Database, tz: tzinfo, publish: Publish, *, interval_s: float) -> None:
+        self.db = db
+        self.tz = tz
+        self.publish = publish
+        self.interval_s = interval_s
+
+    def reap_once(self) -> cluster.Reaped | None:
+        """One pass (blocking): None when another process reaps at this moment."""
+        with self.db.session() as session:
+            reaped = cluster.reap(self.db, session, line_for=self._line, unpublished_after_s=UNPUBLISHED_AFTER_S)
+        if reaped is None:
+            return None
+        if reaped.workers:
+            log.warning(
+                "workers lost their lease: %s; failed %d running instances",
+                ", ".join(reaped.workers),
+                reaped.records,
+                extra={"action": "workers_reaped"},
+            )
+        for task_id in reaped.republish:
+            publish_task(self.db, self.publish, task_id)
+        return reaped
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.reap_once)
+            except Exception:  # the database or the broker is away: try again next time
+                log.exception("reaping failed", extra={"action": "reaper_failed"})
+            await asyncio.sleep(self.interval_s)
+
+    def _line(self, worker_id: str) -> str:
+        message = (
+            f"工作进程 {worker_id} 失联 (worker {worker_id} stopped renewing its lease: it was killed, paused or cut "
+            "off from the database); marked FAILED, retry the instance to run it again"
+        )
+        return "\n".join(format_lines(message, level="ERROR", stamp=line_stamp(self.tz)))
+
+
+class ClusterWorker:
+    """The engine of one worker process: ``start()``, then ``run()`` from any thread, ``stop()`` at the end."""
+
+    def __init__(
+        self,
+        db: Database,
+        tz: tzinfo,
+        box: SecretBox,
+        connect: TransportFactory,
+        config: WorkerConfig,
+        publish: Publish,
+        *,
+        packages_dir: Path,
+        timeouts: StepTimeouts | None = None,
+        renderer: AnswerRenderer | None = None,
+        on_lease_lost: Callable[[], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.tz = tz
+        self.config = config
+        self.packages_dir = packages_dir
+        self.heartbeats = HeartbeatWaiters()
+        self.writer = LogWriter(db, tz, renderer=renderer, worker_id=config.worker_id, on_lease_lost=self._lease_lost)
+        self.pipeline = HostPipeline(
+            db=db,
+            writer=self.writer,
+            box=box,
+            connect=connect,
+            heartbeats=self.heartbeats,
+            timeouts=timeouts or StepTimeouts(),
+            step_timeout_s=config.step_timeout_s,
+            heartbeat_interval_s=config.heartbeat_interval_s,
+        )
+        self.reaper = Reaper(db, tz, publish, interval_s=config.reaper_interval_s)
+        self._on_lease_lost = on_lease_lost
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="nodeops-worker-loop", daemon=True)
+        self._running: dict[int, asyncio.Task[None]] = {}  # record_id -> its pipeline
+        self._background: set[asyncio.Task[None]] = set()
+        self._lost = threading.Event()
+        self._prologue = f"由工作进程 {config.worker_id} 执行 (run by worker {config.worker_id})"
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Take a lease, then start the loop with the log writer, the lease's renewal, the reaper and the watch
+        for revoke requests."""
+        with self.db.session() as session:
+            cluster.register_worker(
+                session,
+                worker_id=self.config.worker_id,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                concurrency=self.config.concurrency,
+                lease_s=self.config.lease_s,
+            )
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start_background(), self._loop).result()
+        log.info("worker %s started", self.config.worker_id, extra={"action": "worker_started"})
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Flush what is written and give up the lease (a worker told to stop finishes its hosts first: the
+        broker's warm shutdown waits for ``run`` to return)."""
+        if not self._thread.is_alive():
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self._stop_background(), self._loop).result(timeout=30)
+        if not self._lost.is_set():
+            with contextlib.suppress(NodeopsError), self.db.session() as session:
+                cluster.end_worker(session, worker_id=self.config.worker_id, reason=reason)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    @property
+    def lease_lost(self) -> bool:
+        return self._lost.is_set()
+
+    async def _start_background(self) -> None:
+        self.writer.start()
+        for coroutine, name in (
+            (self._renew_lease(), "nodeops-lease"),
+            (self.reaper.run(), "nodeops-reaper"),
+            (self._watch_revokes(), "nodeops-revokes"),
+        ):
+            task = asyncio.get_running_loop().create_task(coroutine, name=name)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _stop_background(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        with contextlib.suppress(LeaseLost):
+            await self.writer.aclose()
+
+    # --- running records (called from the broker's threads) ---------------------------------------------------
+
+    def run(self, task_id: int, record_ids: Sequence[int], package_version: str) -> None:
+        """Run the records (one host's, of one task) one after another; returns when they are done, or at once
+        for those another worker ran. Raises LeaseLost if this worker lost its lease meanwhile."""
+        if self._lost.is_set():
+            raise LeaseLost
+        asyncio.run_coroutine_threadsafe(self._run(task_id, record_ids, package_version), self._loop).result()
+
+    async def _run(self, task_id: int, record_ids: Sequence[int], package_version: str) -> None:
+        package: AgentPackage | None = None
+        for record_id in record_ids:
+            if not await self._claim(record_id):
+                continue
+            job_id = None
+            try:
+                work = await self.db.call(functools.partial(self._work, record_id))
+                if work is None:
+                    continue
+                job_id = work.job_id
+                if isinstance(work, BlockedWork):
+                    self.pipeline.fail_blocked(work)
+                elif work.transport == "local":
+                    self._refuse_local(work.record_id, work.steps[0].index if work.steps else 0)
+                else:
+                    if package is None:
+                        package = await self.db.call(functools.partial(self._package, package_version))
+                    pipeline = asyncio.get_running_loop().create_task(
+                        self.pipeline.run(work, package, prologue=self._prologue), name=f"host-{work.ip}"
+                    )
+                    self._running[record_id] = pipeline
+                    try:
+                        await asyncio.wait([pipeline])
+                    finally:
+                        self._running.pop(record_id, None)
+            finally:
+                await self.writer.flush()
+                if job_id is not None:
+                    await self.db.call(functools.partial(self._refresh, job_id))
+
+    async def _claim(self, record_id: int) -> bool:
+        """Wait for the record's turn: True once this worker claimed it, False if it is no longer PENDING."""
+        while True:
+            outcome = await self.db.call(functools.partial(self._claim_once, record_id))
+            if outcome is cluster.Claim.CLAIMED:
+                return True
+            if outcome is cluster.Claim.GONE:
+                return False
+            if outcome is cluster.Claim.FENCED:
+                self._lease_lost()
+                raise LeaseLost
+            await asyncio.sleep(self.config.claim_retry_s * (0.5 + random.random()))
+
+    def _claim_once(self, record_id: int) -> cluster.Claim:
+        with self.db.session() as session:
+            return cluster.claim(
+                session, record_id=record_id, worker_id=self.config.worker_id, limit=self.config.job_limit
+            )
+
+    def _work(self, record_id: int) -> pipelines.HostWork | BlockedWork | None:
+        with self.db.session() as session:
+            return pipelines.record_work(session, record_id=record_id)
+
+    def _package(self, version: str) -> AgentPackage:
+        return packages.choose(self.db, version)
+
+    def _refresh(self, job_id: int) -> None:
+        with self.db.session() as session:
+            pipelines.refresh_job(session, job_id=job_id)
+
+    def _refuse_local(self, record_id: int, step_index: int) -> None:
+        now = utcnow()
+        self.writer.step(record_id, step_index, Status.FAILED, start_at=now, finish_at=now)
+        self.writer.line(
+            record_id,
+            step_index,
+            "ERROR",
+            "transport=local 不能在集群模式下执行 (a local host would run on whichever worker took it); "
+            "marked FAILED, reinstall the host with transport=ssh",
+        )
+        self.writer.record(record_id, Status.FAILED, finish_at=now)
+
+    # --- the lease, and revoke requests --------------------------------------------------------------------
+
+    async def _renew_lease(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.lease_s / 3)
+            try:
+                held = await self.db.call(self._renew_once)
+            except NodeopsError:  # the database is away: the lease may still be renewed before it passes
+                log.warning("renewing the lease failed", extra={"action": "lease_renewal_failed"}, exc_info=True)
+                continue
+            if not held:
+                self._lease_lost()
+                return
+
+    def _renew_once(self) -> bool:
+        with self.db.session() as session:
+            return cluster.renew_lease(session, worker_id=self.config.worker_id, lease_s=self.config.lease_s)
+
+    async def _watch_revokes(self, interval_s: float = 0.5) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            if self._running:
+                with contextlib.suppress(NodeopsError):
+                    await self.cancel_revoked()
+
+    async def cancel_revoked(self) -> int:
+        """Cancel this worker's pipelines a revoke asked to stop; returns how many."""
+        wanted = await self.db.call(self._revoke_requests)
+        targets = [self._running[record_id] for record_id in wanted if record_id in self._running]
+        for task in targets:
+            task.cancel()
+        return len(targets)
+
+    def _revoke_requests(self) -> list[int]:
+        with self.db.session() as session:
+            return cluster.revoke_requests(session, worker_id=self.config.worker_id)
+
+    def _lease_lost(self) -> None:
+        """The lease is gone: write nothing more, stop every pipeline, and end the process (``on_lease_lost``)."""
+        if self._lost.is_set():
+            return
+        self._lost.set()
+        log.critical(
+            "worker %s lost its lease; it stops without writing anything more",
+            self.config.worker_id,
+            extra={"action": "lease_lost"},
+        )
+        self.writer.lease_lost = True
+        for task in list(self._running.values()):
+            task.cancel()
+        if self._on_lease_lost is not None:
+            self._on_lease_lost()
