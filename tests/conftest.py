@@ -16,6 +16,7 @@ from nodeops.engine.runner import Engine
 from nodeops.engine.steps import StepTimeouts
 from nodeops.service.container import Services
 from tests.support.callers import admin, auth, client, esb_app, seed_job, token_for
+from tests.support.cluster import cluster, test_broker_url
 from tests.support.jobs import api
 from tests.support.live_server import LiveServer, listen_socket, live_server
 from tests.support.services import (
@@ -35,6 +36,7 @@ __all__ = [
     "api",
     "auth",
     "client",
+    "cluster",
     "database_url",
     "esb_app",
     "fresh_pg_url",
@@ -46,6 +48,7 @@ __all__ = [
     "services",
     "settings",
     "sqlite_template",
+    "test_broker_url",
     "ssh_hosts",
     "ssh_lab",
     "token_for",

@@ -12,6 +12,7 @@ import os
 import secrets
 from datetime import tzinfo
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -119,6 +120,22 @@ class Settings(BaseSettings):
     )
     cleanup_interval_s: float = Field(
         default=3600.0, gt=0, description="Seconds between two retention cleanups (when retention_days > 0)."
+    )
+
+    executor: Literal["embedded", "celery"] = Field(
+        default="embedded",
+        description="Where host pipelines run: embedded (in the service's process) or celery (nodeops worker "
+        "processes, through the broker; needs PostgreSQL).",
+    )
+    broker_url: str = Field(default="", description="Celery broker URL in celery mode, e.g. redis://127.0.0.1:6379/0.")
+    worker_lease_s: float = Field(
+        default=15.0, ge=3, le=600, description="How long a worker's lease lasts without renewal (renewed every third)."
+    )
+    reaper_interval_s: float = Field(
+        default=2.0, gt=0, le=60, description="How often the reaper looks for lost workers and unpublished tasks."
+    )
+    worker_concurrency: int = Field(
+        default=100, ge=1, le=10000, description="Hosts one worker process runs at once (nodeops worker --concurrency)."
     )
 
     auth_max_failures: int = Field(

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import typer
 from pydantic import ValidationError
 
-from nodeops.cli import access, agent, cleanup, db, hosts, job, log
+from nodeops.cli import access, agent, cleanup, db, hosts, job, log, worker
 from nodeops.cli.context import CliState, console, err_console, state
 from nodeops.errors import NodeopsError
 from nodeops.process_logging import configure_logging
@@ -31,6 +31,7 @@ app.command(name="cleanup")(cleanup.cleanup)
 app.add_typer(job.app, name="job")
 app.command("log")(log.log_command)
 app.add_typer(hosts.app, name="hosts")
+app.command("worker", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(worker.worker)
 
 
 @app.callback()
@@ -70,7 +71,7 @@ def serve(
 
     cli = state(ctx)
     settings = cli.settings.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
-    _require_current_schema(settings)
+    require_current_schema(settings)
     configure_logging()
     _allow_open_files(settings)
     app = create_app(settings, on_started=_print_demo if demo else None)
@@ -91,7 +92,7 @@ def serve(
     )
 
 
-def _require_current_schema(settings: Settings) -> None:
+def require_current_schema(settings: Settings) -> None:
     """Refuse to serve a database whose schema is not this code's (none yet, older or newer), saying what to run,
     rather than failing at startup with a traceback."""
     db = Database.connect(settings.database_url)

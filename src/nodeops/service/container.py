@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from nodeops.crypto import SecretBox
 from nodeops.domain.answer import AnswerRenderer
 from nodeops.engine import packages
+from nodeops.engine.cluster import ClusterWorker, WorkerConfig, worker_id_for
 from nodeops.engine.connect import transport_factory
+from nodeops.engine.dispatch import Dispatcher
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.pipeline import FanOut
 from nodeops.engine.runner import Engine
+from nodeops.engine.steps import TransportFactory
 from nodeops.service.auth import Authenticator, Throttle
 from nodeops.service.heartbeat_groups import HeartbeatGroups
 from nodeops.service.instance_log import LogService
@@ -30,7 +35,7 @@ class Services:
     auth: Authenticator
     logs: LogService
     reading: LogReading  # follow, search, download, batch (docs/log-reading.md)
-    engine: Engine
+    engine: Dispatcher  # the embedded Engine, or CeleryDispatcher in celery mode (it runs no pipeline here)
     jobs: JobLauncher
     heartbeats: HeartbeatWaiters  # steps waiting for a heartbeat, woken by the heartbeat API
     heartbeat_groups: HeartbeatGroups  # the heartbeat API's writes, in groups
@@ -54,18 +59,24 @@ class Services:
         auth = Authenticator(AccessReads(db), secret_key, throttle=throttle)
         box = SecretBox(secret_key)
         heartbeats = HeartbeatWaiters()
-        engine = Engine(
-            db,
-            settings.tz,
-            box,
-            transport_factory(
-                known_hosts=settings.known_hosts_path, policy=settings.ssh_host_key_policy, connect_timeout_s=30.0
-            ),
-            fan_out=FanOut(limit=settings.job_limit, step_timeout_s=settings.step_timeout_s),
-            heartbeats=heartbeats,
-            heartbeat_interval_s=settings.agent_heartbeat_interval_s,
-            renderer=AnswerRenderer(settings.tz, step_max_bytes=settings.log_step_max_bytes),
-        )
+        engine: Dispatcher
+        if settings.executor == "celery":
+            from nodeops.engine.dispatch.celery import CeleryDispatcher
+
+            engine = CeleryDispatcher(
+                db, settings.tz, broker_url=settings.broker_url, reaper_interval_s=settings.reaper_interval_s
+            )
+        else:
+            engine = Engine(
+                db,
+                settings.tz,
+                box,
+                _transports(settings),
+                fan_out=FanOut(limit=settings.job_limit, step_timeout_s=settings.step_timeout_s),
+                heartbeats=heartbeats,
+                heartbeat_interval_s=settings.agent_heartbeat_interval_s,
+                renderer=AnswerRenderer(settings.tz, step_max_bytes=settings.log_step_max_bytes),
+            )
         logs = LogService(db, auth, settings.tz, step_max_bytes=settings.log_step_max_bytes)
         return cls(
             settings=settings,
@@ -101,3 +112,47 @@ class Services:
     def close(self) -> None:
         self.reading.close()
         self.db.dispose()
+
+
+def _transports(settings: Settings) -> TransportFactory:
+    return transport_factory(
+        known_hosts=settings.known_hosts_path, policy=settings.ssh_host_key_policy, connect_timeout_s=30.0
+    )
+
+
+LEASE_LOST_EXIT = 75  # a worker that lost its lease ends at once with this status (EX_TEMPFAIL: start it again)
+
+
+def run_worker(settings: Settings, *, name: str | None, concurrency: int | None, celery_args: Sequence[str]) -> None:
+    """``nodeops worker``: one worker process of the cluster, until Celery's worker stops (SIGTERM: it finishes its
+    hosts first). Should it lose its lease, it ends at once (exit status 75) without writing anything more."""
+    from nodeops.engine.dispatch import celery as celery_dispatch
+
+    concurrency = concurrency or settings.worker_concurrency
+    worker_id = worker_id_for(name)
+    db = Database.connect(settings.database_url, pool_size=min(32, concurrency + 4))
+    app = celery_dispatch.celery_app(settings.broker_url)
+    config = WorkerConfig(
+        worker_id=worker_id,
+        concurrency=concurrency,
+        job_limit=settings.job_limit,
+        lease_s=settings.worker_lease_s,
+        reaper_interval_s=settings.reaper_interval_s,
+        step_timeout_s=settings.step_timeout_s,
+        heartbeat_interval_s=settings.agent_heartbeat_interval_s,
+    )
+    worker = ClusterWorker(
+        db,
+        settings.tz,
+        SecretBox(settings.resolved_secret_key()),
+        _transports(settings),
+        config,
+        celery_dispatch.publisher(app),
+        packages_dir=settings.packages_dir,
+        renderer=AnswerRenderer(settings.tz, step_max_bytes=settings.log_step_max_bytes),
+        on_lease_lost=lambda: os._exit(LEASE_LOST_EXIT),
+    )
+    try:
+        celery_dispatch.run_worker(app, worker, name=worker_id, concurrency=concurrency, celery_args=celery_args)
+    finally:
+        db.dispose()

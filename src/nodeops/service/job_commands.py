@@ -21,7 +21,7 @@ from nodeops.domain.contract import Contract, Field, Kind, Values
 from nodeops.domain.instance_id import MAX_HOST_ID, InstanceId, parse_instance_ids
 from nodeops.domain.plans import JobType
 from nodeops.domain.status import ACTIVE, Status
-from nodeops.engine.runner import Engine
+from nodeops.engine.dispatch import Dispatcher
 from nodeops.errors import (
     Conflict,
     InstanceNotFound,
@@ -172,7 +172,7 @@ def require_biz(caller: Caller, biz_ids: Collection[int], *, rows: Mapping[int, 
 class JobCommands:
     """The commands on jobs; cheap to build (it holds the process's shared objects)."""
 
-    def __init__(self, *, db: Database, engine: Engine, launcher: JobLauncher, settings: Settings) -> None:
+    def __init__(self, *, db: Database, engine: Dispatcher, launcher: JobLauncher, settings: Settings) -> None:
         self.db = db
         self.engine = engine
         self.launcher = launcher

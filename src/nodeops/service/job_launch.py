@@ -21,7 +21,7 @@ from nodeops.domain.instance_id import HostKey, host_instance_id
 from nodeops.domain.plans import JobType, plan_steps
 from nodeops.domain.status import Status
 from nodeops.engine import packages
-from nodeops.engine.runner import Engine
+from nodeops.engine.dispatch import Dispatcher
 from nodeops.engine.steps import AgentPackage
 from nodeops.errors import ErrorCode, InvalidInput, NodeopsError
 from nodeops.service.host_requests import HostRequest
@@ -154,7 +154,7 @@ Created = TypeVar("Created", bound=NewTask)
 ChoosePackage = Callable[[str | None], str]
 
 
-async def launch(db: Database, engine: Engine, create: Callable[[ChoosePackage], Created]) -> Created:
+async def launch(db: Database, engine: Dispatcher, create: Callable[[ChoosePackage], Created]) -> Created:
     """Choose the agent package, create a task, then hand the task to the engine: how install, operate, retry,
     retry_node and a subscription's run all start work.
 
@@ -179,7 +179,7 @@ async def launch(db: Database, engine: Engine, create: Callable[[ChoosePackage],
 class JobLauncher:
     """Creates install and operate jobs (hosts decided, the job and its first attempt written) and launches them."""
 
-    def __init__(self, db: Database, engine: Engine, settings: Settings, box: SecretBox) -> None:
+    def __init__(self, db: Database, engine: Dispatcher, settings: Settings, box: SecretBox) -> None:
         self.db = db
         self.engine = engine
         self.settings = settings

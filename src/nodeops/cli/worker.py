@@ -1,0 +1,44 @@
+"""``nodeops worker``: one worker process of the cluster (``NODEOPS_EXECUTOR=celery``)."""
+
+from __future__ import annotations
+
+import typer
+
+from nodeops.cli.context import err_console, state
+from nodeops.process_logging import configure_logging
+from nodeops.service.container import run_worker
+
+
+def worker(
+    ctx: typer.Context,
+    concurrency: int | None = typer.Option(
+        None,
+        "--concurrency",
+        "-c",
+        min=1,
+        max=10000,
+        help="Hosts this worker runs at once (NODEOPS_WORKER_CONCURRENCY).",
+    ),
+    name: str | None = typer.Option(
+        None, "--name", "-n", help="This worker's name in records and logs (default: the machine's name)."
+    ),
+) -> None:
+    """Run host pipelines from the broker (celery mode). Options after `--` go to Celery's worker as they are."""
+    from nodeops.cli.app import require_current_schema
+
+    settings = state(ctx).settings
+    if settings.executor != "celery":
+        err_console.print(
+            "[red]error:[/red] nodeops worker runs in celery mode only: set NODEOPS_EXECUTOR=celery, with "
+            "NODEOPS_DATABASE_URL (PostgreSQL) and NODEOPS_BROKER_URL (see docs/deploy.md)",
+            highlight=False,
+        )
+        raise typer.Exit(code=2)
+    if name is not None and not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        err_console.print(
+            f"[red]error:[/red] --name {name!r}: use letters, digits, '-', '_' and '.' only", highlight=False
+        )
+        raise typer.Exit(code=2)
+    require_current_schema(settings)
+    configure_logging()
+    run_worker(settings, name=name, concurrency=concurrency, celery_args=ctx.args)
