@@ -5,15 +5,34 @@ the workers and read the rows and the logs back."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 
-import pytest
+import sqlalchemy as sa
 
 from tests.support.cluster import LEASE_S, Cluster
+from tests.support.jobs import dead_port
 
 INSTALL = "/api/c/compapi/v2/nodeman/api/job/install/"
+
+
+@pytest.fixture
+def run(ssh_hosts) -> Iterator[str]:
+    """A name for this test's install folders; the agents installed there are stopped at the end."""
+    name = uuid.uuid4().hex[:8]
+    yield name
+    for script in Path("/tmp").glob(f"nodeops-host*/agent-{name}/**/nodeops_agent.py"):
+        subprocess.run(
+            [sys.executable, str(script), "stop", "--home", str(script.parent)],
+            check=False,
+            capture_output=True,
+            timeout=20,
+        )
 
 
 def _hosts(ssh_hosts, count: int, run: str) -> list[dict[str, object]]:
@@ -36,10 +55,9 @@ def _install(cluster: Cluster, hosts: list[dict[str, object]]) -> int:
     return int(data["job_id"])
 
 
-def test_a_job_on_twenty_hosts_runs_on_both_workers(cluster: Cluster, ssh_hosts) -> None:
+def test_a_job_on_twenty_hosts_runs_on_both_workers(cluster: Cluster, ssh_hosts, run: str) -> None:
     cluster.start_worker("w1")
     cluster.start_worker("w2")
-    run = uuid.uuid4().hex[:8]
     job_id = _install(cluster, _hosts(ssh_hosts, 20, run))
     assert cluster.api is not None
     done = cluster.api.wait(job_id, timeout_s=120)
@@ -55,3 +73,198 @@ def test_a_job_on_twenty_hosts_runs_on_both_workers(cluster: Cluster, ssh_hosts)
         "SELECT worker_id FROM instance_records WHERE job_id = :j AND instance_id = :i", j=job_id, i=instance
     )[0][0]
     assert f"run by worker {owner}" in steps[0]["log"] or any(f"run by worker {owner}" in s["log"] for s in steps)
+
+
+SLOW_AP = 2  # an access point whose server nobody answers: 查询Agent状态 waits until the step times out
+
+
+def _slow_access_point(cluster: Cluster) -> None:
+    assert cluster.db is not None
+    with cluster.db.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO access_points (id, name, server_url, linux_setup_path, created_at) "
+                "VALUES (:id, 'silent', :url, '/usr/local/nodeops-agent', now())"
+            ),
+            {"id": SLOW_AP, "url": f"http://127.0.0.1:{dead_port()}"},
+        )
+
+
+def _running_by_worker(cluster: Cluster, job_id: int) -> Counter[str]:
+    return Counter(
+        row[0]
+        for row in cluster.sql(
+            "SELECT worker_id FROM instance_records WHERE job_id = :j AND status = 'RUNNING'", j=job_id
+        )
+    )
+
+
+def _slow_on_both(cluster: Cluster, job_id: int, workers: tuple[str, str]) -> None:
+    """Until both workers run a host waiting in 查询Agent状态 (its agent installed, its heartbeat never coming)."""
+
+    def both() -> bool:
+        rows = cluster.sql(
+            "SELECT r.worker_id FROM instance_records r JOIN record_steps s ON s.record_id = r.id "
+            "WHERE r.job_id = :j AND r.status = 'RUNNING' AND s.status = 'RUNNING' AND s.name = '查询Agent状态'",
+            j=job_id,
+        )
+        return {cluster.worker_of(w) for w in workers} <= {row[0] for row in rows}
+
+    cluster.wait_for(both, "slow hosts running on both workers", 60, workers[0])
+
+
+def _logs(cluster: Cluster, job_id: int) -> dict[str, list[dict[str, object]]]:
+    assert cluster.api is not None
+    return {
+        row[0]: cluster.api.log(job_id, row[0])
+        for row in cluster.sql("SELECT instance_id FROM instance_records WHERE job_id = :j", j=job_id)
+    }
+
+
+def _revisions(cluster: Cluster, job_id: int) -> dict[int, tuple[int, str]]:
+    return {
+        row[0]: (row[1], row[2])
+        for row in cluster.sql("SELECT id, revision, status FROM instance_records WHERE job_id = :j", j=job_id)
+    }
+
+
+def test_a_killed_worker_s_hosts_fail_and_the_other_finishes_the_job(cluster: Cluster, ssh_hosts, run: str) -> None:
+    _slow_access_point(cluster)
+    cluster.extra_env["NODEOPS_STEP_TIMEOUT_S"] = "20"
+    cluster.start_worker("w1", concurrency=3)
+    cluster.start_worker("w2", concurrency=3)
+    hosts = _hosts(ssh_hosts, 10, run)
+    for host in hosts[:4]:
+        host["ap_id"] = SLOW_AP
+    job_id = _install(cluster, hosts)
+    _slow_on_both(cluster, job_id, ("w1", "w2"))
+    before = _logs(cluster, job_id)
+    lost = cluster.worker_of("w1")
+    lost_records = {
+        row[0]
+        for row in cluster.sql(
+            "SELECT id FROM instance_records WHERE job_id = :j AND worker_id = :w AND status = 'RUNNING'",
+            j=job_id,
+            w=lost,
+        )
+    }
+    assert lost_records
+    cluster.signal("w1", signal.SIGKILL)
+    killed_at = time.monotonic()
+    cluster.wait_for(lambda: not _running_by_worker(cluster, job_id)[lost], "the lost worker's records to end", 15)
+    assert time.monotonic() - killed_at < LEASE_S + 5
+    for record_id, in_status in cluster.sql(
+        "SELECT id, status FROM instance_records WHERE id = ANY(:ids)", ids=sorted(lost_records)
+    ):
+        assert in_status == "FAILED", record_id
+    assert cluster.api is not None
+    done = cluster.api.wait(job_id, timeout_s=90)
+    assert done["status"] in {"FAILED", "PART_FAILED"}, done
+    after = _logs(cluster, job_id)
+    for instance_id, steps in before.items():
+        for old, new in zip(steps, after[instance_id], strict=True):
+            assert str(new["log"]).startswith(str(old["log"])), (instance_id, old["step"])
+    lost_lines = [
+        step["log"]
+        for row in cluster.sql(
+            "SELECT instance_id FROM instance_records WHERE id = ANY(:ids)", ids=sorted(lost_records)
+        )
+        for step in after[row[0]]
+        if step["status"] == "FAILED"
+    ]
+    assert len(lost_lines) == len(lost_records)
+    assert all(f"工作进程 {lost} 失联" in str(text) for text in lost_lines), lost_lines
+    survivors = Counter(
+        row[0]
+        for row in cluster.sql(
+            "SELECT worker_id FROM instance_records WHERE job_id = :j AND status = 'SUCCESS'", j=job_id
+        )
+    )
+    assert survivors[cluster.worker_of("w2")] > 0, survivors
+    # a message delivered again (the broker redelivers what the killed worker never acknowledged) runs nothing
+    revisions = _revisions(cluster, job_id)
+    from nodeops.engine.dispatch.celery import celery_app, publisher
+
+    app = celery_app(cluster.broker_url)
+    try:
+        task_id = cluster.sql("SELECT task_id FROM instance_records WHERE job_id = :j LIMIT 1", j=job_id)[0][0]
+        for (record_id,) in cluster.sql("SELECT id FROM instance_records WHERE job_id = :j", j=job_id):
+            publisher(app)(task_id, [record_id], "0.1.0")
+    finally:
+        app.close()
+    time.sleep(2)
+    assert _revisions(cluster, job_id) == revisions
+
+
+def test_a_paused_worker_past_its_lease_writes_nothing_more_and_exits(cluster: Cluster, ssh_hosts, run: str) -> None:
+    _slow_access_point(cluster)
+    cluster.extra_env["NODEOPS_STEP_TIMEOUT_S"] = "20"
+    cluster.start_worker("w1", concurrency=2)
+    cluster.start_worker("w2", concurrency=2)
+    hosts = _hosts(ssh_hosts, 4, run)
+    for host in hosts:
+        host["ap_id"] = SLOW_AP
+    job_id = _install(cluster, hosts)
+    _slow_on_both(cluster, job_id, ("w1", "w2"))
+    paused = cluster.worker_of("w1")
+    cluster.signal("w1", signal.SIGSTOP)
+    cluster.wait_for(lambda: not _running_by_worker(cluster, job_id)[paused], "the paused worker to be reaped", 15)
+    reaped = {k: v for k, v in _revisions(cluster, job_id).items()}
+    mine = {row[0] for row in cluster.sql("SELECT id FROM instance_records WHERE worker_id = :w", w=paused)}
+    lines = cluster.sql(
+        "SELECT count(*), coalesce(sum(length(text)), 0) FROM step_logs WHERE record_id = ANY(:ids)", ids=sorted(mine)
+    )
+    cluster.signal("w1", signal.SIGCONT)
+    assert cluster.processes["w1"].wait(timeout=LEASE_S + 10) == 75
+    assert (
+        cluster.sql(
+            "SELECT count(*), coalesce(sum(length(text)), 0) FROM step_logs WHERE record_id = ANY(:ids)",
+            ids=sorted(mine),
+        )
+        == lines
+    )
+    now = _revisions(cluster, job_id)
+    assert {k: now[k] for k in mine} == {k: reaped[k] for k in mine}
+    assert "lost its lease" in cluster.log("w1")
+
+
+def test_revoke_ends_the_hosts_of_every_worker_at_once(cluster: Cluster, ssh_hosts, run: str) -> None:
+    _slow_access_point(cluster)
+    cluster.start_worker("w1", concurrency=2)
+    cluster.start_worker("w2", concurrency=2)
+    hosts = _hosts(ssh_hosts, 6, run)
+    for host in hosts:
+        host["ap_id"] = SLOW_AP
+    job_id = _install(cluster, hosts)
+    _slow_on_both(cluster, job_id, ("w1", "w2"))
+    running = {
+        row[0]
+        for row in cluster.sql(
+            "SELECT instance_id FROM instance_records WHERE job_id = :j AND status = 'RUNNING'", j=job_id
+        )
+    }
+    assert cluster.api is not None
+    cluster.api.ok(f"/api/job/{job_id}/revoke/", {})
+    revoked_at = time.monotonic()
+    cluster.wait_for(
+        lambda: (
+            not cluster.sql(
+                "SELECT 1 FROM instance_records WHERE job_id = :j AND status IN ('PENDING', 'RUNNING')", j=job_id
+            )
+        ),
+        "every record to end",
+        10,
+    )
+    assert time.monotonic() - revoked_at <= 2.0
+    logs = _logs(cluster, job_id)
+    for instance_id, steps in logs.items():
+        ended = [step for step in steps if "已终止" in str(step["log"])]
+        if instance_id in running:
+            assert len(ended) == 1 and str(ended[0]["log"]).count("已终止") == 1, steps
+            assert ended[0]["status"] == "FAILED"
+    data = cluster.api.details(job_id, pagesize=-1)
+    assert data["status"] == "TERMINATED"
+    revisions = _revisions(cluster, job_id)
+    time.sleep(2)
+    assert _revisions(cluster, job_id) == revisions
+    assert cluster.api.details(job_id, pagesize=-1)["status"] == "TERMINATED"
