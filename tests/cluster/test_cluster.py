@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from tests.support.cluster import LEASE_S, Cluster
@@ -22,7 +23,7 @@ INSTALL = "/api/c/compapi/v2/nodeman/api/job/install/"
 
 
 @pytest.fixture
-def run(ssh_hosts) -> Iterator[str]:
+def run() -> Iterator[str]:
     """A name for this test's install folders; the agents installed there are stopped at the end."""
     name = uuid.uuid4().hex[:8]
     yield name
