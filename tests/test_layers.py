@@ -37,6 +37,10 @@ THIRD_PARTY = {
     "fastapi": ("nodeops.api", "nodeops.web"),
     "starlette": ("nodeops.api", "nodeops.web"),
     "asyncssh": ("nodeops.engine.transports.ssh",),
+    # the distributed mode's broker: one module speaks Celery (and what comes with it); nothing else knows it
+    "celery": ("nodeops.engine.dispatch.celery",),
+    "kombu": ("nodeops.engine.dispatch.celery",),
+    "redis": ("nodeops.engine.dispatch.celery",),
     "re2": ("nodeops.domain.log_search",),  # every user's pattern is compiled and matched in one place
     # the HTTP protocol the service runs (the log lane, the connection guard) is built in one package
     "uvicorn": ("nodeops.api.fastpath",),

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import typer
 
 from nodeops.cli.context import err_console, state
 from nodeops.process_logging import configure_logging
 from nodeops.service.container import run_worker
+
+WORKER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")  # it names the worker in records and log lines
 
 
 def worker(
@@ -34,9 +38,10 @@ def worker(
             highlight=False,
         )
         raise typer.Exit(code=2)
-    if name is not None and not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+    if name is not None and not WORKER_NAME.fullmatch(name):
         err_console.print(
-            f"[red]error:[/red] --name {name!r}: use letters, digits, '-', '_' and '.' only", highlight=False
+            f"[red]error:[/red] --name {name!r}: use 1 to 64 ASCII letters, digits, '-', '_' and '.' only",
+            highlight=False,
         )
         raise typer.Exit(code=2)
     require_current_schema(settings)

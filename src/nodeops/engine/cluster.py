@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 
 # (task_id, record_ids, package_version): one broker message, "run these records of this task" (one host's)
 Publish = Callable[[int, Sequence[int], str], None]
-UNPUBLISHED_AFTER_S = 10.0  # a task committed this long ago and never published was lost by its API process
+UNPUBLISHED_AFTER_S = 10.0
+MAX_CLAIM_RETRY_S = 1.0  # a task committed this long ago and never published was lost by its API process
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -261,7 +262,9 @@ class ClusterWorker:
                     await self.db.call(functools.partial(self._refresh, job_id))
 
     async def _claim(self, record_id: int) -> bool:
-        """Wait for the record's turn: True once this worker claimed it, False if it is no longer PENDING."""
+        """Wait for the record's turn: True once this worker claimed it, False if it is no longer PENDING. While
+        its host is busy or the cluster full, it tries again after a pause that grows to ``MAX_CLAIM_RETRY_S``."""
+        pause_s = self.config.claim_retry_s
         while True:
             outcome = await self.db.call(functools.partial(self._claim_once, record_id))
             if outcome is cluster.Claim.CLAIMED:
@@ -271,7 +274,8 @@ class ClusterWorker:
             if outcome is cluster.Claim.FENCED:
                 self._lease_lost()
                 raise LeaseLost
-            await asyncio.sleep(self.config.claim_retry_s * (0.5 + random.random()))
+            await asyncio.sleep(pause_s * (0.5 + random.random()))
+            pause_s = min(pause_s * 2, MAX_CLAIM_RETRY_S)
 
     def _claim_once(self, record_id: int) -> cluster.Claim:
         with self.db.session() as session:

@@ -36,6 +36,27 @@ log = logging.getLogger(__name__)
 JANITOR_INTERVAL_S = 300.0
 
 
+async def forget_expired_credentials(db: Database) -> int:
+    """Drop host passwords and keys past their retention; returns how many hosts lost them."""
+
+    def forget() -> int:
+        with db.session() as session:
+            return hosts.forget_expired_credentials(session, now=utcnow())
+
+    return await db.call(forget)
+
+
+async def forget_credentials_forever(db: Database) -> None:
+    """The credentials janitor of the process that runs the API (either dispatcher starts it)."""
+    while True:
+        try:
+            if count := await forget_expired_credentials(db):
+                log.info("forgot the credentials of %d hosts", count, extra={"action": "credentials_forgotten"})
+        except NodeopsError:
+            log.exception("forgetting expired credentials failed", extra={"action": "janitor_failed"})
+        await asyncio.sleep(JANITOR_INTERVAL_S)
+
+
 @dataclass
 class _HostTurn:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -109,20 +130,10 @@ class Engine:
 
     async def forget_expired_credentials(self) -> int:
         """Drop host passwords and keys past their retention; returns how many hosts lost them."""
-        return await self.db.call(lambda: self._forget())
+        return await forget_expired_credentials(self.db)
 
     async def _janitor(self) -> None:
-        while True:
-            try:
-                if count := await self.forget_expired_credentials():
-                    log.info("forgot the credentials of %d hosts", count, extra={"action": "credentials_forgotten"})
-            except NodeopsError:
-                log.exception("forgetting expired credentials failed", extra={"action": "janitor_failed"})
-            await asyncio.sleep(JANITOR_INTERVAL_S)
-
-    def _forget(self) -> int:
-        with self.db.session() as session:
-            return hosts.forget_expired_credentials(session, now=utcnow())
+        await forget_credentials_forever(self.db)
 
     async def recover(self) -> None:
         left = await self.db.call(lambda: self._left_running())

@@ -24,6 +24,7 @@ from nodeops.domain.status import ACTIVE, Status
 from nodeops.engine.cluster import ClusterWorker, Publish, Reaper, publish_task
 from nodeops.engine.dispatch import REVOKED_LINE
 from nodeops.engine.logwriter import format_lines, line_stamp
+from nodeops.engine.runner import forget_credentials_forever
 from nodeops.engine.steps import AgentPackage
 from nodeops.store import cluster, jobs
 from nodeops.store.db import Database
@@ -72,7 +73,9 @@ class CeleryDispatcher:
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        """The reaper and the credentials janitor; nothing is recovered: the reaper ends what lost workers left."""
         self._spawn(self.reaper.run(), "nodeops-reaper")
+        self._spawn(forget_credentials_forever(self.db), "nodeops-janitor")
 
     def submit(self, job_id: int, task_id: int, package: AgentPackage) -> None:
         """Publish the task's hosts in the background; should this process die first, the reaper publishes
