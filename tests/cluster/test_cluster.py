@@ -269,3 +269,30 @@ def test_revoke_ends_the_hosts_of_every_worker_at_once(cluster: Cluster, ssh_hos
     time.sleep(2)
     assert _revisions(cluster, job_id) == revisions
     assert cluster.api.details(job_id, pagesize=-1)["status"] == "TERMINATED"
+
+
+def test_a_job_its_api_could_not_publish_is_published_by_a_worker_s_reaper(cluster: Cluster, ssh_hosts, run) -> None:
+    # the API's broker is unreachable: its publish fails after the job is committed, as if it died in between
+    cluster.start_api(NODEOPS_BROKER_URL=f"redis://127.0.0.1:{dead_port()}/0")
+    cluster.start_worker("w1")
+    job_id = _install(cluster, _hosts(ssh_hosts, 2, run))
+    assert cluster.api is not None
+    done = cluster.api.wait(job_id, timeout_s=90)
+    assert done["status"] == "SUCCESS", done
+    assert "publishing task" in cluster.log("api", tail=0)
+    assert cluster.log("api", tail=0).count("reaping failed; trying again") == 1  # said once, not every pass
+    (published,) = cluster.sql("SELECT published_at FROM subscription_tasks WHERE job_id = :j", j=job_id)
+    assert published[0] is not None
+
+
+def test_a_worker_told_to_stop_finishes_its_hosts_and_gives_up_its_lease(cluster: Cluster, ssh_hosts, run) -> None:
+    cluster.start_worker("w1", concurrency=4)
+    job_id = _install(cluster, _hosts(ssh_hosts, 4, run))
+    cluster.wait_for(lambda: bool(_running_by_worker(cluster, job_id)), "a host to start", 30, "w1")
+    worker_id = cluster.worker_of("w1")
+    cluster.signal("w1", signal.SIGTERM)
+    assert cluster.processes["w1"].wait(timeout=90) == 0
+    statuses = Counter(row[0] for row in cluster.sql("SELECT status FROM instance_records WHERE job_id = :j", j=job_id))
+    assert statuses["RUNNING"] == 0, statuses
+    ((ended_at, reason),) = cluster.sql("SELECT ended_at, end_reason FROM workers WHERE id = :w", w=worker_id)
+    assert ended_at is not None and reason == "stopped"

@@ -94,8 +94,12 @@ class Cluster:
         self.processes[name] = process
         return process
 
-    def start_api(self) -> None:
-        self._spawn("api", ["serve"])
+    def start_api(self, **extra: str) -> None:
+        """Start (or start again, with ``extra`` settings) the API process."""
+        if "api" in self.processes:
+            self.processes["api"].terminate()
+            self.processes["api"].wait(timeout=15)
+        self._spawn("api", ["serve"], **extra)
         deadline = time.monotonic() + 30
         while True:
             with suppress(httpx.HTTPError):
@@ -129,9 +133,11 @@ class Cluster:
                 raise AssertionError(f"timed out waiting for {what}:\n{self.log(log)}")
             time.sleep(0.05)
 
-    def log(self, name: str) -> str:
+    def log(self, name: str, tail: int = 6000) -> str:
+        """The end of a process's output (``tail`` characters; 0: all of it)."""
         path = self.root / f"{name}.log"
-        return path.read_text(errors="replace")[-6000:] if path.exists() else ""
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return text[-tail:] if tail else text
 
     def signal(self, name: str, signum: int) -> None:
         self.processes[name].send_signal(signum)

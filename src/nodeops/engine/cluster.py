@@ -112,11 +112,22 @@ class Reaper:
         return reaped
 
     async def run(self) -> None:
+        failing = False
         while True:
             try:
                 await asyncio.to_thread(self.reap_once)
-            except Exception:  # the database or the broker is away: try again next time
-                log.exception("reaping failed", extra={"action": "reaper_failed"})
+            except Exception as exc:  # the database or the broker is away: try again next time, say so once
+                if not failing:
+                    log.exception(
+                        "reaping failed; trying again every %g s", self.interval_s, extra={"action": "reaper_failed"}
+                    )
+                else:
+                    log.debug("reaping failed again: %s", exc)
+                failing = True
+            else:
+                if failing:
+                    log.info("reaping works again", extra={"action": "reaper_recovered"})
+                failing = False
             await asyncio.sleep(self.interval_s)
 
     def _line(self, worker_id: str) -> str:

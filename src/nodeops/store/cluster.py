@@ -286,6 +286,10 @@ def reap(
     for job_id in job_ids:
         pipelines.refresh_job(session, job_id=job_id)
     tasks = {task_id for _r, _j, task_id, _w in orphans}
+    if tasks:  # unpublished until the caller has published them again: a failed publish is retried next pass
+        session.execute(
+            update(SubscriptionTask).where(SubscriptionTask.id.in_(sorted(tasks))).values(published_at=None)
+        )
     tasks.update(
         session.scalars(
             select(InstanceRecord.task_id)
