@@ -38,6 +38,10 @@ class HeartbeatServer:
 
     def __init__(self) -> None:
         self.mode = "ok"
+        # "close": HTTP/1.0, one request per connection; "keep": HTTP/1.1 keep-alive; "drop": HTTP/1.1 that closes
+        # each connection once it has answered, without saying so (as a server whose keep-alive ran out between two
+        # heartbeats)
+        self.connections = "close"
         self._heartbeats: list[dict[str, Any]] = []
         self._changed = threading.Condition()
         recorder = self
@@ -47,6 +51,7 @@ class HeartbeatServer:
                 length = int(self.headers.get("Content-Length", "0"))
                 payload = json.loads(self.rfile.read(length))
                 payload["_path"] = self.path
+                payload["_peer"] = self.client_address[1]
                 with recorder._changed:
                     recorder._heartbeats.append(payload)
                     recorder._changed.notify_all()
@@ -57,6 +62,12 @@ class HeartbeatServer:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+                if recorder.connections == "drop":
+                    self.close_connection = True
+
+            @property
+            def protocol_version(self) -> str:  # type: ignore[override]
+                return "HTTP/1.0" if recorder.connections == "close" else "HTTP/1.1"
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -35,7 +35,7 @@ def test_start_sends_a_heartbeat_with_its_version_and_token_within_3_s(agent, he
     assert started.stdout.strip() == f"started (pid {pid}, version {BUNDLED})"
     heartbeat = heartbeat_server.wait_for(lambda hb: hb["pid"] == pid, timeout_s=3)
     assert sorted(heartbeat) == sorted(
-        ["_path", "bk_host_id", "instance_id", "token", "version", "pid", "hostname", "sent_at"]
+        ["_path", "_peer", "bk_host_id", "instance_id", "token", "version", "pid", "hostname", "sent_at"]
     )
     assert heartbeat["_path"] == HEARTBEAT_PATH
     assert heartbeat["bk_host_id"] == BK_HOST_ID
@@ -260,3 +260,23 @@ def test_an_agent_whose_files_were_removed_exits(agent, heartbeat_server, remove
         (agent.home / "agent.pid").unlink()
 
     wait_until(lambda: is_gone(pid), timeout_s=3)
+
+
+def test_heartbeats_reuse_one_connection_while_the_service_keeps_it(agent, heartbeat_server):
+    heartbeat_server.connections = "keep"
+    agent("start")
+
+    beats = heartbeat_server.wait_for_count(4, timeout_s=5)
+
+    assert len({beat["_peer"] for beat in beats[:4]}) == 1, [beat["_peer"] for beat in beats]
+    assert "heartbeat failed" not in agent.log_text()
+
+
+def test_a_connection_the_service_closed_between_heartbeats_is_replaced_without_a_failure(agent, heartbeat_server):
+    heartbeat_server.connections = "drop"
+    agent("start")
+
+    beats = heartbeat_server.wait_for_count(4, timeout_s=5)
+
+    assert len({beat["_peer"] for beat in beats[:4]}) == 4  # a new connection each time, as the service wanted
+    assert "heartbeat failed" not in agent.log_text()

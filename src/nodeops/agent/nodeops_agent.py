@@ -26,8 +26,7 @@ import signal
 import socket
 import sys
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from datetime import datetime, timezone
 
 CONFIG_FILE = "agent.json"
@@ -192,10 +191,58 @@ def next_delay_s(interval_s: float, failures: int, *, delivered: bool = True) ->
     return max(interval_s, min(MAX_BACKOFF_S, interval_s * 2.0 ** min(failures, 32)))
 
 
-def build_opener() -> urllib.request.OpenerDirector:
-    # Straight to server_url: the service hands each host the address to report to, and a proxy set for the
-    # shell that ran `start` must not reroute the daemon.
-    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+class HeartbeatClient:
+    """Posts heartbeats on one HTTP/1.1 connection, kept open between them for as long as the service keeps it.
+
+    A heartbeat on a connection the service has closed since the last one (idle past its keep-alive) is sent
+    again, once, on a new connection: that is not a failure. Straight to server_url, never through a proxy: the
+    service hands each host the address to report to, and a proxy set for the shell that ran `start` must not
+    reroute the daemon.
+    """
+
+    def __init__(self, url: str, timeout_s: float = HTTP_TIMEOUT_S) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self.url = url
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or ""
+        self._port = parts.port
+        self._target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+        self._timeout_s = timeout_s
+        self._connection = None  # type: http.client.HTTPConnection | None
+        self.connections_opened = 0
+
+    def post(self, body: bytes, headers: "dict[str, str]") -> "tuple[int, str, bytes]":
+        """``(status, reason, body)`` of the service's answer; raises OSError or HTTPException if none came."""
+        while True:
+            reused = self._connection is not None
+            connection = self._connection or self._open()
+            try:
+                connection.request("POST", self._target, body=body, headers=headers)
+                response = connection.getresponse()
+                data = response.read(MAX_BODY_BYTES)
+                if response.will_close or not response.isclosed():  # closing, or a body longer than we read
+                    self.close()
+                return response.status, response.reason, data
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self.close()
+                if not reused:
+                    raise
+            except BaseException:
+                self.close()
+                raise
+
+    def _open(self) -> http.client.HTTPConnection:
+        if self._https:
+            self._connection = http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout_s)
+        else:
+            self._connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout_s)
+        self.connections_opened += 1
+        return self._connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
 
 def _shorten(text: str) -> str:
@@ -214,36 +261,24 @@ def _rejection(body: bytes) -> "str | None":
     return None
 
 
-def send_heartbeat(opener: urllib.request.OpenerDirector, url: str, payload: "dict[str, object]") -> None:
+def send_heartbeat(client: HeartbeatClient, payload: "dict[str, object]") -> None:
     """POST one heartbeat; return when the service took it, raise HeartbeatFailed with the reason otherwise.
 
     The service answers business errors (a wrong token, an unknown host) with HTTP 200 and ``"result": false``,
     like Node Manager, so those count as rejections too.
     """
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode("utf-8"),
-        method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": f"nodeops-agent/{payload.get('version')}"},
-    )
+    headers = {"Content-Type": "application/json", "User-Agent": "nodeops-agent/{}".format(payload.get("version"))}
     try:
-        with opener.open(request, timeout=HTTP_TIMEOUT_S) as response:
-            body = response.read(MAX_BODY_BYTES)
-    except urllib.error.HTTPError as exc:
-        try:
-            detail = _shorten(exc.read(MAX_BODY_BYTES).decode("utf-8", "replace"))
-        except (OSError, http.client.HTTPException):
-            detail = ""
-        finally:
-            exc.close()
-        raise HeartbeatFailed(f"rejected with HTTP {exc.code}: {detail or exc.reason}") from None
-    except urllib.error.URLError as exc:
-        raise HeartbeatFailed(f"cannot reach {url}: {exc.reason}") from None
+        status, reason, body = client.post(json.dumps(payload).encode("utf-8"), headers)
     except (OSError, http.client.HTTPException, ValueError) as exc:
-        raise HeartbeatFailed(f"cannot reach {url}: {exc.__class__.__name__}: {exc}") from None
-    reason = _rejection(body)
-    if reason is not None:
-        raise HeartbeatFailed(f"rejected: {reason}")
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else "{}: {}".format(type(exc).__name__, exc)
+        raise HeartbeatFailed("cannot reach {}: {}".format(client.url, detail)) from None
+    if status != 200:
+        detail = _shorten(body.decode("utf-8", "replace"))
+        raise HeartbeatFailed("rejected with HTTP {}: {}".format(status, detail or reason))
+    rejection = _rejection(body)
+    if rejection is not None:
+        raise HeartbeatFailed("rejected: {}".format(rejection))
 
 
 # --- logging ---------------------------------------------------------------------------------------------------
@@ -462,15 +497,24 @@ def heartbeat_loop(config: Config, version: str, log: logging.Logger, stop: Stop
     Also returns once ``pid_file`` is gone: the agent's files were removed under it, and an agent nobody can find
     to stop must not report for ever.
     """
-    url = heartbeat_url(config)
-    opener = build_opener()
+    client = HeartbeatClient(heartbeat_url(config))
+    try:
+        _beat_until_stopped(config, version, log, stop, pid_file, client)
+    finally:
+        client.close()
+
+
+def _beat_until_stopped(
+    config: Config, version: str, log: logging.Logger, stop: StopSignal, pid_file: PidFile, client: HeartbeatClient
+) -> None:
+    url = client.url
     hostname = socket.gethostname()
     failures = 0
     accepted = 0
     while not stop.requested and pid_file.is_current():
         payload = build_heartbeat(config, version, pid=os.getpid(), hostname=hostname, sent_at=utc_now())
         try:
-            send_heartbeat(opener, url, payload)
+            send_heartbeat(client, payload)
         except HeartbeatFailed as exc:
             failures += 1
             delay_s = next_delay_s(config.interval_s, failures, delivered=accepted > 0)
