@@ -159,3 +159,18 @@ def test_a_listener_needs_postgresql_and_a_channel(tmp_path):
         Listener(f"sqlite:///{tmp_path}/x.sqlite3", [REVOKE_CHANNEL], lambda channel, payload: None)
     with pytest.raises(ValueError, match="channel"):
         Listener("postgresql+psycopg://postgres@127.0.0.1:1/x", [], lambda channel, payload: None)
+
+
+async def test_a_quiet_connection_is_checked_and_keeps_listening(db):
+    received = Received()
+    listener = Listener.of(db, [REVOKE_CHANNEL], received.on_notice, check_interval_s=0.1)
+    listener.start()
+    try:
+        await listener.wait_listening(5)
+        await asyncio.sleep(0.5)  # several checks of the quiet connection
+        with db.session() as session:
+            notices.notify(session, REVOKE_CHANNEL, "9")
+        await received.until(lambda: received.notices)
+        assert received.notices == [(REVOKE_CHANNEL, "9")] and listener.connections == 1
+    finally:
+        await listener.aclose()

@@ -133,7 +133,7 @@ class Listener:
                 conn = await psycopg.AsyncConnection.connect(
                     self._conninfo, autocommit=True, application_name=self.application_name
                 )
-            except psycopg.Error as exc:
+            except (psycopg.Error, OSError) as exc:
                 if not lost:
                     log.warning("cannot listen for notices: %s", exc, extra={"action": "listen_failed"})
                     lost = True
@@ -147,7 +147,7 @@ class Listener:
                 lost, delay_s = False, RECONNECT_FIRST_S
                 self._call(self._on_reconnect)
                 await self._receive(conn)
-            except psycopg.Error as exc:
+            except (psycopg.Error, OSError) as exc:
                 if not lost:
                     log.warning(
                         "the connection listening for notices was lost: %s; connecting again",
