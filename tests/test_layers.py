@@ -34,6 +34,7 @@ ONLY = {
 THIRD_PARTY = {
     "sqlalchemy": ("nodeops.store",),
     "alembic": ("nodeops.store",),
+    "psycopg": ("nodeops.store",),
     "fastapi": ("nodeops.api", "nodeops.web"),
     "starlette": ("nodeops.api", "nodeops.web"),
     "asyncssh": ("nodeops.engine.transports.ssh",),

@@ -26,6 +26,8 @@
     │   ├── InstanceTaskIsRunning     3800003 (run while the last run is unfinished)
     │   └── NothingRunning            3800016 (revoke)
     ├── StoreError                    3800500
+    │   └── TransientStoreError       3800500 (a deadlock, a serialization failure, a lock timeout, a lost
+    │                                          connection: the same transaction may succeed if tried again)
     └── TransportError                (a step's failure on a host; becomes the step's log, not an answer)
         ├── AuthFailed
         ├── HostUnreachable
@@ -384,6 +386,10 @@ class StoreError(NodeopsError):
     """The database failed to answer; try again later."""
 
     code = ErrorCode.INTERNAL
+
+
+class TransientStoreError(StoreError):
+    """The database gave up on this transaction for a passing reason; try again later."""
 
 
 class TransportError(NodeopsError):

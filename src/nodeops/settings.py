@@ -78,6 +78,13 @@ class Settings(BaseSettings):
         le=3600,
         description="Seconds between an installed agent's heartbeats (it also reports at once when it starts).",
     )
+    heartbeat_poll_s: float = Field(
+        default=3.0,
+        gt=0,
+        le=300,
+        description="How often a step waiting for an agent's heartbeat reads the store, in case no notice woke it "
+        "(a heartbeat taken by another process whose notice was lost).",
+    )
     ssh_host_key_policy: str = Field(
         default="accept-new",
         pattern="^(accept-new|strict|off)$",

@@ -296,3 +296,44 @@ def test_a_worker_told_to_stop_finishes_its_hosts_and_gives_up_its_lease(cluster
     assert statuses["RUNNING"] == 0, statuses
     ((ended_at, reason),) = cluster.sql("SELECT ended_at, end_reason FROM workers WHERE id = :w", w=worker_id)
     assert ended_at is not None and reason == "stopped"
+
+
+def _wake_delays(cluster: Cluster, job_id: int) -> dict[str, float]:
+    """Per record's worker: seconds from the agent's first heartbeat (committed by the API) to the end of the
+    record's 查询Agent状态."""
+    rows = cluster.sql(
+        "SELECT r.worker_id, EXTRACT(EPOCH FROM s.finish_at - h.last_heartbeat_at) FROM instance_records r "
+        "JOIN record_steps s ON s.record_id = r.id AND s.name = '查询Agent状态' "
+        "JOIN hosts h ON h.bk_host_id = r.bk_host_id WHERE r.job_id = :j",
+        j=job_id,
+    )
+    return {f"{worker} #{n}": float(delay) for n, (worker, delay) in enumerate(rows)}
+
+
+def test_a_heartbeat_wakes_the_waiting_step_on_either_worker_even_after_its_listener_was_cut(
+    cluster: Cluster, ssh_hosts, run
+) -> None:
+    cluster.extra_env["NODEOPS_HEARTBEAT_POLL_S"] = "30"  # the store is read again only after 30 s
+    cluster.start_worker("w1", concurrency=2)
+    cluster.start_worker("w2", concurrency=2)
+    assert cluster.api is not None
+    job_id = _install(cluster, _hosts(ssh_hosts, 4, run))
+    assert cluster.api.wait(job_id, timeout_s=60)["status"] == "SUCCESS"
+    delays = _wake_delays(cluster, job_id)
+    assert {key.split(" ")[0] for key in delays} == {cluster.worker_of("w1"), cluster.worker_of("w2")}, delays
+    assert all(0 <= delay < 1.0 for delay in delays.values()), delays
+
+    cut = cluster.sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'nodeops-listen %'"
+    )
+    assert len(cut) == 2, cut  # one listening connection per worker
+    host_ids = [row[0] for row in cluster.sql("SELECT bk_host_id FROM instance_records WHERE job_id = :j", j=job_id)]
+    restart = cluster.api.ok(
+        "/api/c/compapi/v2/nodeman/api/job/operate/", {"job_type": "RESTART_AGENT", "bk_host_id": host_ids}
+    )
+    assert cluster.api.wait(restart["job_id"], timeout_s=60)["status"] == "SUCCESS"
+    delays = _wake_delays(cluster, restart["job_id"])
+    assert all(0 <= delay < 1.0 for delay in delays.values()), delays
+    assert "nodeops-listen" in " ".join(
+        row[0] for row in cluster.sql("SELECT application_name FROM pg_stat_activity")
+    )  # listening again

@@ -1,5 +1,6 @@
-"""查询Agent状态 waits for a heartbeat: woken at once by a real heartbeat reaching the live server, still ending
-through its store reads when the heartbeat reaches another process, and failing after its timeout."""
+"""查询Agent状态 waits for a heartbeat: woken at once by a real heartbeat reaching the live server, or on
+PostgreSQL by the notice of a heartbeat another process recorded (also after the listening connection was lost),
+still ending through its store reads when no wake-up reaches it, and failing after its timeout."""
 
 from __future__ import annotations
 
@@ -7,21 +8,24 @@ import asyncio
 import hashlib
 import threading
 import time
+import uuid
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from nodeops.crypto import SecretBox
 from nodeops.domain.plans import StepCode
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.logwriter import LogWriter
+from nodeops.engine.notices import heartbeat_router
 from nodeops.engine.steps import AgentPackage, StepContext, StepTimeouts, query_agent_status
 from nodeops.errors import TransportError
 from nodeops.service.heartbeat_groups import HeartbeatGroups
 from nodeops.store import agents as agent_rows
 from nodeops.store import hosts
 from nodeops.store import packages as package_rows
+from nodeops.store.db import Database
 from nodeops.store.models import AccessPoint
 from nodeops.store.pipelines import HostWork, PlannedRun
 from tests.support.factories import local_login
@@ -165,3 +169,80 @@ async def test_notify_from_another_thread_wakes_a_watch_on_this_loop():
         assert watch.versions == ["1.0"]
         assert await watch.wait(0.05) is False  # the signal was consumed
     assert heartbeats.watched_hosts() == 0
+
+
+async def test_a_step_woken_to_read_again_reads_the_store_and_waits_on_until_the_heartbeat_is_there(services, host_id):
+    here = HeartbeatWaiters()
+    context = waiting_step(services, host_id, here, heartbeat_s=30, poll_interval_s=60)
+    waiting = asyncio.create_task(query_agent_status(context))
+    await until_watched(here, waiting)
+    here.wake_all()  # notices may have been missed, and nothing was: the step reads the store and waits again
+    await asyncio.sleep(0.3)
+    assert not waiting.done() and here.watched_hosts() == 1
+
+    # recorded where no notice reaches this process's waiters; the next "read again" finds it
+    await HeartbeatGroups(services.db, HeartbeatWaiters()).receive(
+        {"bk_host_id": host_id, "token": TOKEN, "version": EXPECTED}
+    )
+    here.wake_all()
+    async with asyncio.timeout(2):
+        await waiting
+
+
+def kill_listener(db: Database, application_name: str) -> int:
+    """End the listening connection as a database restart or an administrator does."""
+    with db.engine.begin() as conn:
+        return len(
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = :name AND datname = current_database()"
+                ),
+                {"name": application_name},
+            ).all()
+        )
+
+
+async def test_a_heartbeat_another_process_records_wakes_the_step_through_its_notice_also_after_a_lost_listener(
+    services, host_id
+):
+    if services.db.is_sqlite:
+        pytest.skip("NOTIFY/LISTEN is PostgreSQL's; on SQLite a single process takes every heartbeat")
+    here = HeartbeatWaiters()
+    listener = heartbeat_router(here).listener(services.db, application_name=f"nodeops-listen-{uuid.uuid4().hex[:8]}")
+    elsewhere = Database.connect(services.settings.database_url)  # as another API process holds it
+    groups_elsewhere = HeartbeatGroups(elsewhere, HeartbeatWaiters())
+    beat = {"bk_host_id": host_id, "token": TOKEN, "version": EXPECTED}
+    listener.start()
+    try:
+        await listener.wait_listening(5)
+        # the backstop read comes only after 30 s: only the notice can end the step in time
+        context = waiting_step(services, host_id, here, heartbeat_s=60, poll_interval_s=30)
+        waiting = asyncio.create_task(query_agent_status(context))
+        await until_watched(here, waiting)
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        sent = time.monotonic()
+        await groups_elsewhere.receive(beat)
+        async with asyncio.timeout(5):
+            await waiting
+        assert time.monotonic() - sent < 1
+
+        # the agent restarts again, and the listening connection is killed: the notice of the next first
+        # heartbeat is lost, and the step learns of it when the listener is back and has it read the store
+        agent_rows.set_agent(services.db, bk_host_id=host_id, status="RESTARTING", clear_heartbeat=True)
+        context = waiting_step(services, host_id, here, heartbeat_s=60, poll_interval_s=30)
+        waiting = asyncio.create_task(query_agent_status(context))
+        await until_watched(here, waiting)
+        assert await asyncio.to_thread(kill_listener, services.db, listener.application_name) == 1
+        sent = time.monotonic()
+        await groups_elsewhere.receive(beat)
+        async with asyncio.timeout(5):
+            await waiting
+        assert time.monotonic() - sent < 1
+        assert listener.connections == 2 and listener.is_listening
+        logged = [op.text for op in context.writer._pending if hasattr(op, "text")]
+        assert any(f"Agent 心跳正常, 版本 {EXPECTED}" in line for line in logged)
+    finally:
+        await listener.aclose()
+        elsewhere.dispose()

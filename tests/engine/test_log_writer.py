@@ -7,10 +7,12 @@ import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import text
 
 from nodeops.domain.status import Status
-from nodeops.engine.logwriter import LogWriter
+from nodeops.engine.logwriter import MAX_FAILED_WRITES, LogWriter
+from nodeops.errors import StoreError
 from tests.support.factories import make_job
 
 T0 = datetime(2024, 5, 1, 2, 0, 0, tzinfo=UTC)
@@ -113,3 +115,119 @@ async def test_each_physical_line_of_a_message_gets_its_own_stamp_and_level(serv
     stamp = r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (ERROR|INFO)\] "
     assert [re.sub(stamp, "", line) for line in lines] == ["连接失败: Traceback", "  line two", "line three", ""]
     assert all(re.match(stamp, line) for line in lines)
+
+
+def _texts(services, record_id: int) -> list[tuple[int, str]]:
+    """Every line of the record's log as ``(step_index, text after the stamp)``, in the order they were written."""
+    rows = _rows(services, "SELECT step_index, text FROM step_logs WHERE record_id = :r ORDER BY id", r=record_id)
+    return [(int(s), line.split("] ", 1)[1]) for s, t in rows for line in str(t).split("\n")]
+
+
+def _execute(services, *statements: str) -> None:
+    with services.db.engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+
+
+async def test_a_flush_failing_for_a_passing_reason_is_written_again_and_later_lines_follow_it(services):
+    if services.db.is_sqlite:
+        pytest.skip("a real serialization failure (SQLSTATE 40001) is PostgreSQL's")
+    job = make_job(services, runs=[])
+    # the first two transactions that update a record fail as a serialization failure does; a sequence counts the
+    # tries, as it is not rolled back with them
+    _execute(
+        services,
+        "CREATE SEQUENCE progress_tries",
+        "CREATE FUNCTION fail_twice() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF nextval('progress_tries') <= 2 THEN "
+        "RAISE EXCEPTION 'could not serialize access' USING ERRCODE = '40001'; END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER fail_twice BEFORE UPDATE ON instance_records FOR EACH STATEMENT EXECUTE FUNCTION fail_twice()",
+    )
+    writer = LogWriter(services.db, UTC)
+    r = job.record_id
+    writer.record(r, Status.RUNNING, start_at=T0)
+    writer.step(r, 0, Status.RUNNING, start_at=T0)
+    writer.line(r, 0, "INFO", "one\ntwo")
+    writer.step(r, 0, Status.SUCCESS, finish_at=T0 + timedelta(seconds=1))
+    writer.line(r, 1, "INFO", "three")
+    flushing = asyncio.create_task(writer.flush())
+    await asyncio.sleep(0.05)  # the first try has failed; the batch waits for its next try
+    writer.line(r, 1, "INFO", "four")  # queued while the batch is retried: goes after it
+    writer.step(r, 1, Status.FAILED, finish_at=T0 + timedelta(seconds=2))
+    writer.record(r, Status.FAILED, finish_at=T0 + timedelta(seconds=2))
+    async with asyncio.timeout(5):
+        await flushing  # returns once the batch is committed
+    assert _rows(services, "SELECT last_value FROM progress_tries") == [(3,)]
+    assert _texts(services, r) == [(0, "one"), (0, "two"), (1, "three")]
+    await writer.flush()
+    _execute(services, "DROP TRIGGER fail_twice ON instance_records")
+
+    assert _texts(services, r) == [(0, "one"), (0, "two"), (1, "three"), (1, "four")]
+    steps = _rows(
+        services,
+        "SELECT step_index, status FROM record_steps WHERE record_id = :r AND step_index < 3 ORDER BY step_index",
+        r=r,
+    )
+    assert steps == [(0, "SUCCESS"), (1, "FAILED"), (2, "PENDING")]
+    assert _rows(services, "SELECT status, finish_at IS NOT NULL FROM instance_records WHERE id = :r", r=r) == [
+        ("FAILED", True)
+    ]
+
+
+@pytest.fixture
+def refuse_poison(services) -> None:
+    """A trigger refusing any log chunk that contains 'poison', as a database refuses a row it cannot take."""
+    if services.db.is_sqlite:
+        _execute(
+            services,
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON step_logs WHEN NEW.text LIKE '%poison%' "
+            "BEGIN SELECT RAISE(ABORT, 'poison refused'); END",
+        )
+    else:
+        _execute(
+            services,
+            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.text LIKE '%poison%' THEN RAISE EXCEPTION 'poison refused'; END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON step_logs FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+        )
+
+
+async def test_a_refused_batch_is_written_first_by_the_next_flush_once_the_database_takes_it(services, refuse_poison):
+    job = make_job(services, runs=[])
+    writer = LogWriter(services.db, UTC)
+    r = job.record_id
+    writer.line(r, 0, "INFO", "one")
+    writer.line(r, 0, "INFO", "poison two")
+    with pytest.raises(StoreError):
+        await writer.flush()
+    writer.line(r, 0, "INFO", "three")
+    writer.line(r, 1, "INFO", "four")
+    with pytest.raises(StoreError):  # still refused: the lines after it wait
+        await writer.flush()
+    assert _texts(services, r) == []
+    _execute(services, "DROP TRIGGER refuse_poison" + ("" if services.db.is_sqlite else " ON step_logs"))
+    await writer.flush()
+    assert _texts(services, r) == [(0, "one"), (0, "poison two"), (0, "three"), (1, "four")]
+
+
+async def test_a_batch_refused_every_time_is_dropped_loudly_and_the_lines_after_it_are_written(
+    services, refuse_poison, caplog
+):
+    job = make_job(services, runs=[])
+    writer = LogWriter(services.db, UTC)
+    r = job.record_id
+    writer.line(r, 0, "INFO", "one")
+    writer.line(r, 0, "INFO", "poison two")
+    writer.step(r, 0, Status.RUNNING, start_at=T0)
+    for n in range(MAX_FAILED_WRITES - 1):
+        with pytest.raises(StoreError):
+            await writer.flush()
+        writer.line(r, 1, "INFO", f"after {n}")
+    assert _texts(services, r) == []
+    await writer.flush()  # the last refusal drops it; what came after is written
+    dropped = [rec for rec in caplog.records if getattr(rec, "action", "") == "log_batch_dropped"]
+    assert len(dropped) == 1 and dropped[0].lines == 2 and dropped[0].record_ids == [r]
+    assert _texts(services, r) == [(1, f"after {n}") for n in range(MAX_FAILED_WRITES - 1)]
+    assert _rows(services, "SELECT status FROM record_steps WHERE record_id = :r AND step_index = 0", r=r) == [
+        ("PENDING",)  # the dropped batch's change is gone with it, as the log says
+    ]

@@ -12,6 +12,7 @@ from sqlalchemy import select, text
 from nodeops.domain.plans import JobType, plan_steps
 from nodeops.store import cluster, jobs
 from nodeops.store.models import InstanceRecord, Job, RecordStep, StepLog, SubscriptionTask, Worker
+from nodeops.store.notices import REVOKE_CHANNEL
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 LINE = "[2026-12-06 10:00:00 ERROR] lost"
@@ -222,7 +223,7 @@ def test_revoke_fails_pending_records_asks_running_ones_and_notifies(services):
     listener = services.db.engine.raw_connection()
     try:
         listener.driver_connection.autocommit = True
-        listener.driver_connection.execute(f"LISTEN {cluster.REVOKE_CHANNEL}")
+        listener.driver_connection.execute(f"LISTEN {REVOKE_CHANNEL}")
         with services.db.session() as session:
             cluster.request_revoke(services.db, session, job_id=job.job_id, record_ids=[running, pending], line=LINE)
         deadline = time.monotonic() + 5
@@ -231,7 +232,7 @@ def test_revoke_fails_pending_records_asks_running_ones_and_notifies(services):
             notices = list(listener.driver_connection.notifies(timeout=0.5, stop_after=1))
     finally:
         listener.close()
-    assert [(n.channel, n.payload) for n in notices] == [(cluster.REVOKE_CHANNEL, str(job.job_id))]
+    assert [(n.channel, n.payload) for n in notices] == [(REVOKE_CHANNEL, str(job.job_id))]
     assert _status(services, pending)[0] == "FAILED"
     assert _status(services, running) == ("RUNNING", owner)
     with services.db.session() as session:

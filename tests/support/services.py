@@ -91,6 +91,12 @@ def _pg_database(admin_url: str, *, template: str | None) -> Iterator[str]:
         engine.dispose()
 
 
+@pytest.fixture
+def pg_database_url(pg_admin_url: str, pg_template: str) -> Iterator[str]:
+    """A migrated PostgreSQL database for this test, for what only PostgreSQL has (row locks, NOTIFY/LISTEN)."""
+    yield from _pg_database(pg_admin_url, template=pg_template)
+
+
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated database for this test, once on SQLite and once on PostgreSQL."""

@@ -35,20 +35,23 @@ from nodeops.domain.status import Status
 from nodeops.engine import packages
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.logwriter import LeaseLost, LogWriter, format_lines, line_stamp
+from nodeops.engine.notices import heartbeat_router
 from nodeops.engine.pipeline import HostPipeline
 from nodeops.engine.steps import AgentPackage, StepTimeouts, TransportFactory
 from nodeops.errors import NodeopsError
 from nodeops.store import cluster, pipelines
 from nodeops.store.db import Database
 from nodeops.store.models import utcnow
+from nodeops.store.notices import REVOKE_CHANNEL, Listener
 from nodeops.store.pipelines import BlockedWork
 
 log = logging.getLogger(__name__)
 
 # (task_id, record_ids, package_version): one broker message, "run these records of this task" (one host's)
 Publish = Callable[[int, Sequence[int], str], None]
-UNPUBLISHED_AFTER_S = 10.0
-MAX_CLAIM_RETRY_S = 1.0  # a task committed this long ago and never published was lost by its API process
+UNPUBLISHED_AFTER_S = 10.0  # a task committed this long ago and never published was lost by its API process
+MAX_CLAIM_RETRY_S = 1.0  # the longest pause of a claim waiting for its host's turn or a slot
+REVOKE_BACKSTOP_S = 1.0  # a revoke whose notice was lost still reaches the worker within this
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,6 +181,7 @@ class ClusterWorker:
         self._running: dict[int, asyncio.Task[None]] = {}  # record_id -> its pipeline
         self._background: set[asyncio.Task[None]] = set()
         self._lost = threading.Event()
+        self._listener: Listener | None = None
         self._prologue = f"由工作进程 {config.worker_id} 执行 (run by worker {config.worker_id})"
 
     # --- lifecycle -------------------------------------------------------------------------------------------
@@ -217,6 +221,10 @@ class ClusterWorker:
 
     async def _start_background(self) -> None:
         self.writer.start()
+        router = heartbeat_router(self.heartbeats)
+        router.route(REVOKE_CHANNEL, self._revoke_notice, on_reconnect=lambda: self._revoke_notice(""))
+        self._listener = router.listener(self.db, application_name=f"nodeops-listen {self.config.worker_id}"[:63])
+        self._listener.start()
         for coroutine, name in (
             (self._renew_lease(), "nodeops-lease"),
             (self.reaper.run(), "nodeops-reaper"),
@@ -227,6 +235,8 @@ class ClusterWorker:
             task.add_done_callback(self._background.discard)
 
     async def _stop_background(self) -> None:
+        if self._listener is not None:
+            await self._listener.aclose()
         for task in list(self._background):
             task.cancel()
         with contextlib.suppress(LeaseLost):
@@ -335,7 +345,19 @@ class ClusterWorker:
         with self.db.session() as session:
             return cluster.renew_lease(session, worker_id=self.config.worker_id, lease_s=self.config.lease_s)
 
-    async def _watch_revokes(self, interval_s: float = 0.5) -> None:
+    def _revoke_notice(self, payload: str) -> None:
+        """A revoke was requested somewhere (or notices may have been missed): look for this worker's records."""
+        if self._running:
+            task = asyncio.get_running_loop().create_task(self._cancel_quietly(), name="nodeops-revoke")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _cancel_quietly(self) -> None:
+        with contextlib.suppress(NodeopsError):
+            await self.cancel_revoked()
+
+    async def _watch_revokes(self, interval_s: float = REVOKE_BACKSTOP_S) -> None:
+        """The backstop of the revoke notices: reads this worker's revoke requests every ``interval_s``."""
         while True:
             await asyncio.sleep(interval_s)
             if self._running:

@@ -7,12 +7,20 @@ and record's changes are merged, so a flush is three statements whatever the num
 one transaction per line. Text is stamped, masked (``nodeops.process_logging.redact``) and cut by ``format_lines``
 before it is queued: a password never reaches the table; revoke formats its line with it too. A record that
 finishes in a batch has its log API answer sealed in the same transaction (``nodeops.store.answers``).
+
+A batch is never lost to a passing database error (``TransientStoreError``: a deadlock, a serialization
+failure, a lock timeout, a lost connection): it is written again, after ``RETRY_FIRST_S`` doubling to
+``RETRY_MAX_S``, until it is committed, and what was queued meanwhile waits behind it, so lines stay in order.
+A batch that fails otherwise (the database refuses its rows) is held back and tried again, alone and ahead of
+the rest, by the next ``MAX_FAILED_WRITES - 1`` flushes; then it is dropped with an error log counting its lines,
+so one bad row cannot stop the logs of every host. Imports engine and store only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -21,6 +29,7 @@ from datetime import datetime, tzinfo
 
 from nodeops.domain.answer import AnswerRenderer
 from nodeops.domain.status import ACTIVE, Status
+from nodeops.errors import TransientStoreError
 from nodeops.process_logging import redact
 from nodeops.store import answers, cluster, jobs
 from nodeops.store.db import Database
@@ -28,6 +37,9 @@ from nodeops.store.log_reads import LogReads
 
 log = logging.getLogger(__name__)
 MAX_LINE_CHARS = 8192  # a single output line longer than this is cut, so one host cannot flood memory
+RETRY_FIRST_S = 0.1  # a batch that failed for a passing reason is written again after this, doubling...
+RETRY_MAX_S = 5.0  # ...up to this
+MAX_FAILED_WRITES = 5  # times a batch the database refuses is tried before it is dropped (and logged)
 
 
 def line_stamp(tz: tzinfo, at_s: float | None = None) -> str:
@@ -91,6 +103,9 @@ class LogWriter:
         self._renderer = renderer or AnswerRenderer(tz)
         self._pending: list[_Op] = []
         self._pending_bytes = 0
+        self._held: list[_Op] = []  # a batch the database refused: written first, alone, by the next flushes
+        self._held_failures = 0
+        self._writing = False  # a batch's transaction is running in a thread
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()  # one batch at a time, in order
         self._stamp_second = -1
@@ -137,19 +152,100 @@ class LogWriter:
 
     async def flush(self) -> None:
         """Write everything queued so far, in one transaction; returns once it is committed, and any batch taken
-        by an earlier flush still being written with it."""
+        by an earlier flush still being written with it.
+
+        A passing database error (``TransientStoreError``) is waited out: the batch is written again, with
+        backoff, until it is committed, however long that takes. Any other StoreError (or fault) is raised: the
+        batch is held back and written first by the next flush, or dropped after ``MAX_FAILED_WRITES`` attempts
+        (see the module's docstring). Cancelled while a write is in flight, that write still ends in its thread.
+        """
         async with self._flushing:
-            batch, self._pending, self._pending_bytes = self._pending, [], 0
             if self.lease_lost:
+                self._held, self._pending, self._pending_bytes = [], [], 0
                 raise LeaseLost
-            if batch:
-                try:
-                    await self.db.call(lambda: self._write(batch))
-                except LeaseLost:
-                    self.lease_lost = True
-                    if self._on_lease_lost is not None:
-                        self._on_lease_lost()
-                    raise
+            if self._held:
+                await self._write_held()
+            batch, self._pending, self._pending_bytes = self._pending, [], 0
+            if not batch:
+                return
+            try:
+                await self._write_until_done(batch)
+            except LeaseLost:
+                self._lose_lease()
+                raise
+            except asyncio.CancelledError:
+                if not self._writing:  # cancelled between two tries: nobody is writing it
+                    self._requeue(batch)
+                self._writing = False
+                raise
+            except Exception:
+                self._held, self._held_failures = batch, 1
+                raise
+
+    async def _write_held(self) -> None:
+        held = self._held
+        try:
+            await self._write_until_done(held)
+        except asyncio.CancelledError:
+            if self._writing:  # handed over to the thread writing it
+                self._held, self._held_failures = [], 0
+            self._writing = False
+            raise
+        except LeaseLost:
+            self._lose_lease()
+            raise
+        except Exception:
+            self._held_failures += 1
+            if self._held_failures < MAX_FAILED_WRITES:
+                raise
+            self._held, self._held_failures = [], 0
+            lines = sum(isinstance(op, _Line) for op in held)
+            log.error(
+                "dropped a batch of %d log lines and %d status changes: the database refused it %d times",
+                lines,
+                len(held) - lines,
+                MAX_FAILED_WRITES,
+                extra={"action": "log_batch_dropped", "lines": lines, "record_ids": sorted(_records_of(held))},
+            )
+            return  # what was queued after it is written as usual
+        self._held, self._held_failures = [], 0
+
+    async def _write_until_done(self, batch: list[_Op]) -> None:
+        """Write ``batch`` in one transaction, again and again while it fails for a passing reason."""
+        delay_s = RETRY_FIRST_S
+        while True:
+            self._writing = True  # stays True when cancelled meanwhile: the thread goes on with the batch
+            try:
+                await self.db.call(functools.partial(self._write, batch))
+            except TransientStoreError:
+                self._writing = False
+                log.warning(
+                    "writing logs failed for a passing reason; trying the same batch again in %.1f s",
+                    delay_s,
+                    extra={"action": "log_flush_retry", "ops": len(batch)},
+                )
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                self._writing = False
+                raise
+            else:
+                self._writing = False
+                return
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, RETRY_MAX_S)
+
+    def _lose_lease(self) -> None:
+        """The worker's lease is gone: nothing queued or held is written, ever."""
+        self.lease_lost = True
+        self._held, self._pending, self._pending_bytes = [], [], 0
+        if self._on_lease_lost is not None:
+            self._on_lease_lost()
+
+    def _requeue(self, batch: list[_Op]) -> None:
+        """Put a batch not written back in front of what was queued since, in its order."""
+        self._pending[:0] = batch
+        self._pending_bytes += sum(len(op.text) for op in batch if isinstance(op, _Line))
 
     async def aclose(self) -> None:
         """Flush what is left and stop the background task."""
@@ -177,7 +273,7 @@ class LogWriter:
                 await self.flush()
             except LeaseLost:
                 return
-            except Exception:  # a failed flush must not stop logging; the next flush retries new lines
+            except Exception:  # a refused batch is held back or dropped by flush; logging goes on
                 log.exception("writing logs failed", extra={"action": "log_flush_failed"})
 
     def _write(self, batch: list[_Op]) -> None:
@@ -225,3 +321,7 @@ class LogWriter:
             )
             if finished:  # last: after every line and status change of this batch
                 answers.seal(session, self._reads, self._renderer, finished)
+
+
+def _records_of(batch: list[_Op]) -> set[int]:
+    return {op.record_id for op in batch}

@@ -52,8 +52,8 @@ class StepTimeouts:
     command_s: float = 120.0
     upload_s: float = 300.0
     heartbeat_s: float = 60.0
-    # 查询Agent状态 is woken by the heartbeat API of this process; it reads the store this often in case the
-    # heartbeat went to another process
+    # 查询Agent状态 is woken by the heartbeat API of this process, or by a notice of another's; it reads the store
+    # this often in case the heartbeat went to another process and no notice reached this one
     poll_interval_s: float = 3.0
 
 
@@ -247,8 +247,9 @@ async def query_agent_status(ctx: StepContext) -> None:
     """Wait for a heartbeat of the expected version sent after the agent was (re)started.
 
     The steps that (re)start the agent clear the host's last heartbeat first, so any heartbeat in the store is
-    new. The heartbeat API of this process wakes the step at once; the store is read again every
-    ``poll_interval_s`` for a heartbeat taken by another process.
+    new. The heartbeat API of this process wakes the step at once, and so does a heartbeat notice from another
+    process where a listener routes them (``engine.notices``); the store is read when the listener may have
+    missed some, and every ``poll_interval_s`` whatever happens.
     """
     expected = ctx.expected_version
     ctx.log("INFO", f"期望的 Agent 状态为 RUNNING, 版本 {expected}; 等待心跳 (最长 {ctx.timeouts.heartbeat_s:g} 秒)")
@@ -266,9 +267,10 @@ async def query_agent_status(ctx: StepContext) -> None:
             if remaining_s <= 0:
                 got = f"last heartbeat version {version}" if seen else "no heartbeat"
                 raise TransportError(f"查询 Agent 状态超时: {got} within {ctx.timeouts.heartbeat_s:g} s")
-            if await watch.wait(min(ctx.timeouts.poll_interval_s, remaining_s)):
+            woken = await watch.wait(min(ctx.timeouts.poll_interval_s, remaining_s))
+            if woken and not watch.take_missed():
                 version, seen = (expected if expected in watch.versions else watch.versions[-1]), True
-            else:
+            else:  # the backstop, or heartbeats may have been missed: the store knows
                 version, seen = await ctx.db.read(read_state)
     ctx.log("INFO", f"Agent 心跳正常, 版本 {version}")
 

@@ -15,7 +15,7 @@ from nodeops.engine.dispatch import Dispatcher
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.pipeline import FanOut
 from nodeops.engine.runner import Engine
-from nodeops.engine.steps import TransportFactory
+from nodeops.engine.steps import StepTimeouts, TransportFactory
 from nodeops.service.auth import Authenticator, Throttle
 from nodeops.service.heartbeat_groups import HeartbeatGroups
 from nodeops.service.instance_log import LogService
@@ -74,6 +74,7 @@ class Services:
                 _transports(settings),
                 fan_out=FanOut(limit=settings.job_limit, step_timeout_s=settings.step_timeout_s),
                 heartbeats=heartbeats,
+                timeouts=StepTimeouts(poll_interval_s=settings.heartbeat_poll_s),
                 heartbeat_interval_s=settings.agent_heartbeat_interval_s,
                 renderer=AnswerRenderer(settings.tz, step_max_bytes=settings.log_step_max_bytes),
             )
@@ -149,6 +150,7 @@ def run_worker(settings: Settings, *, name: str | None, concurrency: int | None,
         config,
         celery_dispatch.publisher(app),
         packages_dir=settings.packages_dir,
+        timeouts=StepTimeouts(poll_interval_s=settings.heartbeat_poll_s),
         renderer=AnswerRenderer(settings.tz, step_max_bytes=settings.log_step_max_bytes),
         on_lease_lost=lambda: os._exit(LEASE_LOST_EXIT),
     )

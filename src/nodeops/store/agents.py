@@ -2,16 +2,22 @@
 
 Raw statements: every agent reports on a rhythm and every host of a job sets its state, so these stay indexed
 statements; heartbeats that arrive together are written in one transaction (``record_heartbeats``), on
-PostgreSQL in one statement.
+PostgreSQL in one statement, and the first heartbeat after an agent (re)started is announced to the other
+processes (``notices.HEARTBEAT_CHANNEL``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from nodeops.errors import StoreError
+from nodeops.store import notices
 from nodeops.store.db import Database, ReadHandle, WriteHandle
 from nodeops.store.models import utcnow
+
+log = logging.getLogger(__name__)
 
 
 class AgentHeartbeat(NamedTuple):
@@ -30,12 +36,40 @@ def record_heartbeats(db: Database, beats: Sequence[AgentHeartbeat]) -> list[boo
     A beat that matches no row changes nothing and leaves the transaction intact, so a wrong token never fails
     the others. The stored value is a SHA-256, so comparing it in SQL tells a caller nothing about a token. Of
     several beats of one host, the last one's version stays.
+
+    On PostgreSQL, a beat that changes what a waiting 查询Agent状态 looks at is announced with ``NOTIFY`` on
+    ``notices.HEARTBEAT_CHANNEL`` (payload ``bk_host_id:version``), so a step waiting in another process wakes
+    at once: the first beat after the agent was (re)started (the steps that (re)start it clear the host's last
+    heartbeat first), and a beat whose version or status is not the host's. The steady beats of a running agent
+    (thousands a second) send nothing. The notices go after the group's commit, in a second, short transaction
+    of their own, only when there are some:
+
+    - a transaction that NOTIFYs takes, as it commits, a lock every notifying transaction of the cluster shares;
+      out of the group's transaction, the groups of every process commit without it;
+    - sent after the commit, a notice never arrives before what it announces can be read;
+    - if that second transaction fails (logged), or the process ends between the two, the heartbeats are still
+      recorded, and the waiting step finds them at its next read of the store.
     """
     now = db.bind_time(utcnow())
     with db.transaction() as cur:
         if db.is_sqlite:
             return _record_one_by_one(cur, beats, now)
-        return _record_in_one_statement(cur, beats, now)
+        recorded, news = _record_in_one_statement(cur, beats, now)
+    if news:
+        _announce(db, news)
+    return recorded
+
+
+def _announce(db: Database, news: Sequence[tuple[int, str]]) -> None:
+    try:
+        with db.transaction() as cur:
+            notices.notify_many(db, cur, notices.HEARTBEAT_CHANNEL, [f"{host}:{version}" for host, version in news])
+    except StoreError:
+        log.warning(
+            "%d heartbeats are recorded but could not be announced; waiting steps find them at their next read",
+            len(news),
+            extra={"action": "heartbeat_notice_failed"},
+        )
 
 
 def _record_one_by_one(cur: WriteHandle, beats: Sequence[AgentHeartbeat], now: Any) -> list[bool]:
@@ -51,19 +85,46 @@ def _record_one_by_one(cur: WriteHandle, beats: Sequence[AgentHeartbeat], now: A
     return recorded
 
 
-def _record_in_one_statement(cur: WriteHandle, beats: Sequence[AgentHeartbeat], now: Any) -> list[bool]:
-    # PostgreSQL: one round trip for the whole group. A row is updated once per statement, so each (host, token)
-    # goes once, with its last version; the (host, token) pairs that matched a row are the ones recorded.
+# PostgreSQL: one round trip for the whole group. A row is updated once per statement, so each (host, token) goes
+# once, with its last version; the (host, token) pairs that matched a row are the ones recorded. The rows are
+# first locked in bk_host_id order (``before``), which does two things: the groups of two processes lock their
+# hosts in one order, so they never deadlock on each other; and ``before`` holds each row as it was just before
+# this update, locked, so whether the beat is news is decided on the latest committed state (UPDATE ... RETURNING
+# shows only the new row, and a plain join to hosts would show the statement's snapshot).
+_RECORD_GROUP = (
+    "WITH v AS (SELECT * FROM unnest(%s::bigint[], %s::bytea[], %s::text[]) AS v(bk_host_id, token_hash, version)), "
+    "before AS (SELECT h.bk_host_id, h.agent_status, h.agent_version, h.last_heartbeat_at FROM hosts AS h "
+    "JOIN v ON h.bk_host_id = v.bk_host_id AND h.agent_token_hash = v.token_hash "
+    "ORDER BY h.bk_host_id FOR UPDATE OF h) "
+    "UPDATE hosts AS h SET agent_status = %s, agent_version = v.version, last_heartbeat_at = %s, updated_at = %s "
+    "FROM before JOIN v ON v.bk_host_id = before.bk_host_id "
+    "WHERE h.bk_host_id = before.bk_host_id AND h.agent_token_hash = v.token_hash "
+    "RETURNING v.bk_host_id, v.token_hash, v.version, before.last_heartbeat_at IS NULL "
+    "OR before.agent_status IS DISTINCT FROM %s OR before.agent_version IS DISTINCT FROM v.version"
+)
+
+
+def _record_in_one_statement(
+    cur: WriteHandle, beats: Sequence[AgentHeartbeat], now: Any
+) -> tuple[list[bool], list[tuple[int, str]]]:
+    """Per beat whether it was recorded, and ``(bk_host_id, version)`` of the recorded beats that are news."""
     versions = {(beat.bk_host_id, beat.token_hash): beat.version for beat in beats}
     cur.execute(
-        "UPDATE hosts AS h SET agent_status = %s, agent_version = v.version, last_heartbeat_at = %s, updated_at = %s "
-        "FROM unnest(%s::bigint[], %s::bytea[], %s::text[]) AS v(bk_host_id, token_hash, version) "
-        "WHERE h.bk_host_id = v.bk_host_id AND h.agent_token_hash = v.token_hash "
-        "RETURNING v.bk_host_id, v.token_hash",
-        ("RUNNING", now, now, [key[0] for key in versions], [key[1] for key in versions], list(versions.values())),
+        _RECORD_GROUP,
+        (
+            [key[0] for key in versions],
+            [key[1] for key in versions],
+            list(versions.values()),
+            "RUNNING",
+            now,
+            now,
+            "RUNNING",
+        ),
     )
-    matched = {(row[0], bytes(row[1])) for row in cur.fetchall()}
-    return [(beat.bk_host_id, beat.token_hash) in matched for beat in beats]
+    rows = cur.fetchall()
+    matched = {(row[0], bytes(row[1])) for row in rows}
+    news = [(int(row[0]), str(row[2])) for row in rows if row[3]]
+    return [(beat.bk_host_id, beat.token_hash) in matched for beat in beats], news
 
 
 def heartbeat_state(cur: ReadHandle, paramstyle: str, *, bk_host_id: int) -> tuple[str | None, bool]:

@@ -120,6 +120,7 @@ def fail_unfinished(db: Database, session: Session, record_ids: Sequence[int], *
         session.scalars(
             select(InstanceRecord.id)
             .where(InstanceRecord.id.in_(list(record_ids)), InstanceRecord.status.in_(active))
+            .order_by(InstanceRecord.id)  # locked in the order every progress writer locks them
             .with_for_update()
         )
     )

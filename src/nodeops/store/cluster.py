@@ -30,10 +30,10 @@ from nodeops.domain.status import Status
 from nodeops.store import jobs, pipelines
 from nodeops.store.db import Database
 from nodeops.store.models import InstanceRecord, Job, RecordStep, SubscriptionTask, Worker, utcnow
+from nodeops.store.notices import REVOKE_CHANNEL, notify
 
 CLAIM_LOCK = "nodeops.claims"  # one decision on what runs at a time, across the cluster
 REAPER_LOCK = "nodeops.reaper"  # one reaper at a time
-REVOKE_CHANNEL = "nodeops_revoke"  # payload: the job id
 _DB_NOW = "(now() AT TIME ZONE 'utc')"
 
 
@@ -183,11 +183,6 @@ def revoke_requests(session: Session, *, worker_id: str) -> list[int]:
             )
         )
     )
-
-
-def notify(session: Session, channel: str, payload: str) -> None:
-    """Send a notification, delivered to listeners when the session's transaction commits."""
-    session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload})
 
 
 def request_revoke(db: Database, session: Session, *, job_id: int, record_ids: Sequence[int], line: str) -> None:

@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session as Session  # re-exported: the service names the unit of work it is handed
 from sqlalchemy.orm import sessionmaker
 
-from nodeops.errors import StoreError
+from nodeops.errors import StoreError, TransientStoreError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -86,8 +86,9 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A unit of work: commits on success, rolls back on error, maps database errors to StoreError."""
-        with translate_errors(), self.sessions() as session, session.begin():
+        """A unit of work: commits on success, rolls back on error, maps database errors to StoreError (the
+        driver's own too, raised by the raw statements some store functions run on the session's connection)."""
+        with translate_errors(self.engine.dialect.loaded_dbapi.Error), self.sessions() as session, session.begin():
             yield session
 
     @contextmanager
@@ -303,9 +304,36 @@ def translate_errors(driver_error: type[Exception] = SQLAlchemyError) -> Iterato
         raise _store_error(exc) from exc
 
 
+# SQLSTATEs after which the same transaction may well succeed if it is run again: serialization_failure,
+# deadlock_detected, lock_not_available (lock_timeout), and the server ending the session (admin_shutdown,
+# crash_shutdown, cannot_connect_now); class 08 (connection exceptions) is matched by its prefix.
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03"})
+
+
 def _store_error(exc: Exception) -> StoreError:
     text = str(exc).lower()
     if "no such table" in text or ("relation" in text and "does not exist" in text):
         return StoreError("the database has no nodeops schema yet: run `nodeops db upgrade`")
+    if is_transient(exc):
+        log.warning("database error, worth trying again: %s", exc, extra={"action": "store_error_transient"})
+        return TransientStoreError()
     log.error("database error", exc_info=exc, extra={"action": "store_error"})
     return StoreError()
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a driver or SQLAlchemy error is one after which the same transaction may succeed if run again:
+    a deadlock, a serialization failure, a lock timeout, a lost or refused connection, SQLite's busy database.
+
+    Note that after a connection lost during COMMIT the transaction may have been committed all the same.
+    """
+    if getattr(exc, "connection_invalidated", False):  # SQLAlchemy saw the connection die under it
+        return True
+    driver = getattr(exc, "orig", None) or exc
+    sqlstate = getattr(driver, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate in _TRANSIENT_SQLSTATES or sqlstate.startswith("08")
+    if isinstance(driver, sqlite3.OperationalError):
+        return "locked" in str(driver) or "busy" in str(driver)
+    # psycopg raises OperationalError without a SQLSTATE when the server is gone or the socket broke
+    return type(driver).__name__ == "OperationalError" and type(driver).__module__.startswith("psycopg")

@@ -248,12 +248,19 @@ def write_progress(
     change once a record exists: the engine's ``LogWriter``, revoke, a retry's kept steps and test data alike.
 
     The engine writes this for every host several times a second, so it is three raw ``executemany`` on the
-    session's own connection, whatever the number of hosts, rather than a few ORM statements per change.
+    session's own connection, whatever the number of hosts, rather than a few ORM statements per change; each
+    in (record_id, step_index) order, so concurrent writers take their row locks in one order.
     Raises ValueError for a naive datetime.
     """
     given = {r.record_id for r in records}
     changed = dict.fromkeys([record_id for record_id, _, _ in chunks] + [s.record_id for s in steps])
     records = [*records, *(RecordProgress(rid, None, None, None) for rid in changed if rid not in given)]
+    # Rows are written in one order, by (record_id, step_index), whoever writes: two processes writing
+    # progress of the same records then lock them in the same order and never deadlock on each other. The sorts
+    # are stable, so chunks of one step keep their order.
+    chunks = sorted(chunks, key=lambda chunk: (chunk[0], chunk[1]))
+    steps = sorted(steps, key=lambda step: (step.record_id, step.step_index))
+    records = sorted(records, key=lambda record: record.record_id)
     p = db.paramstyle
     now = db.bind_time(utcnow())
     session.flush()  # the raw statements below may refer to rows the ORM still holds

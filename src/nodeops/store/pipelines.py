@@ -142,8 +142,14 @@ def _work(session: Session, where: tuple[ColumnElement[bool], ...]) -> TaskWork:
 
 
 def refresh_job(session: Session, *, job_id: int) -> Status:
-    """Recount the job's latest record per instance (plus hosts refused up front) and store its status."""
-    job = session.get(Job, job_id)
+    """Recount the job's latest record per instance (plus hosts refused up front) and store its status.
+
+    On PostgreSQL the job's row is locked first (``FOR UPDATE``), so two processes ending a job's last hosts at
+    once recount one after the other: the second reads the records after the first has committed, and the job
+    cannot be left RUNNING by a recount that read before the other host ended. Call it in its own short
+    transaction, after the records' changes are committed.
+    """
+    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
     if job is None:
         return Status.PENDING
     latest = (
