@@ -26,6 +26,7 @@
     │   ├── InstanceTaskIsRunning     3800003 (run while the last run is unfinished)
     │   └── NothingRunning            3800016 (revoke)
     ├── StoreError                    3800500
+    ├── PackageUnavailable            3800500 (a push step's failure: the package's bytes are not in the database)
     └── TransportError                (a step's failure on a host; becomes the step's log, not an answer)
         ├── AuthFailed
         ├── HostUnreachable
@@ -384,6 +385,10 @@ class StoreError(NodeopsError):
     """The database failed to answer; try again later."""
 
     code = ErrorCode.INTERNAL
+
+
+class PackageUnavailable(NodeopsError):
+    """The agent package cannot be read from the database."""
 
 
 class TransportError(NodeopsError):

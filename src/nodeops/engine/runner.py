@@ -26,10 +26,10 @@ from nodeops.domain.plans import StepCode
 from nodeops.domain.status import Status
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.logwriter import LogWriter
+from nodeops.engine.packages import ChosenPackage, LocalPackages
 from nodeops.engine.steps import (
     DEFAULT_HEARTBEAT_INTERVAL_S,
     STEPS,
-    AgentPackage,
     StepContext,
     StepTimeouts,
     TransportFactory,
@@ -77,6 +77,7 @@ class Engine:
         tz: tzinfo,
         box: SecretBox,
         connect: TransportFactory,
+        packages: LocalPackages,
         *,
         fan_out: FanOut | None = None,
         timeouts: StepTimeouts | None = None,
@@ -86,10 +87,12 @@ class Engine:
     ) -> None:
         """``heartbeats`` is shared with the heartbeat API of the process, so it wakes the steps waiting for a
         heartbeat; ``heartbeat_interval_s`` is the rhythm configured into agents this engine installs;
-        ``renderer`` seals the answers of records as they finish (the log API's, so its settings apply)."""
+        ``renderer`` seals the answers of records as they finish (the log API's, so its settings apply); ``packages``
+        gives the steps that push a package its local file (``LocalPackages``, the same as a worker's)."""
         self.db = db
         self.box = box
         self.connect = connect
+        self.packages = packages
         self.fan_out = fan_out or FanOut()
         self.timeouts = timeouts or StepTimeouts()
         self.heartbeats = HeartbeatWaiters() if heartbeats is None else heartbeats
@@ -154,7 +157,7 @@ class Engine:
         if left:
             log.warning("marked %d interrupted instances FAILED", len(left), extra={"action": "recovered"})
 
-    def submit(self, job_id: int, task_id: int, package: AgentPackage) -> None:
+    def submit(self, job_id: int, task_id: int, package: ChosenPackage) -> None:
         """Run the task's PENDING records in the background, pushing ``package`` where a step needs one."""
         run = self._runs.setdefault(job_id, _JobRun())
         run.done.clear()
@@ -199,7 +202,7 @@ class Engine:
                 await task
         await self.writer.aclose()
 
-    async def _run_task(self, job_id: int, task_id: int, run: _JobRun, package: AgentPackage) -> None:
+    async def _run_task(self, job_id: int, task_id: int, run: _JobRun, package: ChosenPackage) -> None:
         tasks: dict[int, asyncio.Task[None]] = {}
         try:
             work = await self.db.call(lambda: self._pending(task_id))
@@ -261,7 +264,7 @@ class Engine:
             if not turn.users:
                 del self._hosts[bk_host_id]
 
-    async def _run_host(self, work: HostWork, run: _JobRun, package: AgentPackage) -> None:
+    async def _run_host(self, work: HostWork, run: _JobRun, package: ChosenPackage) -> None:
         writer = self.writer
         async with contextlib.AsyncExitStack() as held:
             try:
@@ -284,7 +287,7 @@ class Engine:
             finally:
                 self._limit.release()
 
-    async def _run_steps(self, work: HostWork, package: AgentPackage) -> None:
+    async def _run_steps(self, work: HostWork, package: ChosenPackage) -> None:
         """The pipeline of one host, once it has its turn and a slot: the record RUNNING, then each step until
         one fails; the record ends SUCCESS or FAILED, also when cancelled."""
         writer = self.writer
@@ -295,6 +298,7 @@ class Engine:
             writer=writer,
             box=self.box,
             package=package,
+            packages=self.packages,
             timeouts=self.timeouts,
             connect=self.connect,
             heartbeats=self.heartbeats,
