@@ -12,6 +12,7 @@ import os
 import secrets
 from datetime import tzinfo
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -76,6 +77,10 @@ class Settings(BaseSettings):
         gt=0,
         le=3600,
         description="Seconds between an installed agent's heartbeats (it also reports at once when it starts).",
+    )
+    executor: Literal["embedded", "celery"] = Field(
+        default="embedded",
+        description="embedded: jobs run in the service's process; celery: on `nodeops worker` processes, any machine.",
     )
     ssh_host_key_policy: str = Field(
         default="accept-new",

@@ -40,7 +40,7 @@ def add_missing(session: Session, entries: Iterable[tuple[str, int, str]]) -> in
     """Trust each ``(host, port, "algorithm base64")`` whose address has no key yet; returns how many were
     added. The first entry of an address wins, as in ``trust_first``."""
     lock_for_update(session, LOCK_NAME)
-    known = set(session.execute(select(HostKey.host, HostKey.port)).tuples())
+    known = {(host, port) for host, port in session.execute(select(HostKey.host, HostKey.port))}
     added = 0
     for host, port, key in entries:
         if (host, port) in known:
