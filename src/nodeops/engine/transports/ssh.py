@@ -96,7 +96,8 @@ class HostKeyPolicy(StrEnum):
     OFF = "off"  # no check at all: tests and benches on loopback only
 
 
-# What to do when a trusted key no longer matches; the service's store is the database, so this names its command.
+# What to do about a host whose key is not trusted (strict), and one whose key no longer matches the trusted one.
+# The service's store is the database, so they name the service's own ways to change it.
 TRUST_KEY_HINT = (
     "log in to it once with 'accept-new', or put its line in the data dir's known_hosts file and restart the service, "
     "which imports that file"
@@ -476,7 +477,7 @@ class _HostKeyChecker:
                 keys = await store.add(target.host, target.port, f"{algorithm} {blob}")
                 if keys == [f"{algorithm} {blob}"]:
                     logger.info(
-                        "trusted the host key of %s (%s)",
+                        "trusted the new host key of %s (%s)",
                         target.address,
                         algorithm,
                         extra={"action": "host_key_trusted", "host": target.host},
