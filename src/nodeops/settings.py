@@ -78,10 +78,6 @@ class Settings(BaseSettings):
         le=3600,
         description="Seconds between an installed agent's heartbeats (it also reports at once when it starts).",
     )
-    executor: Literal["embedded", "celery"] = Field(
-        default="embedded",
-        description="embedded: jobs run in the service's process; celery: on `nodeops worker` processes, any machine.",
-    )
     ssh_host_key_policy: str = Field(
         default="accept-new",
         pattern="^(accept-new|strict|off)$",
@@ -124,6 +120,12 @@ class Settings(BaseSettings):
     )
     cleanup_interval_s: float = Field(
         default=3600.0, gt=0, description="Seconds between two retention cleanups (when retention_days > 0)."
+    )
+
+    executor: Literal["embedded", "celery"] = Field(
+        default="embedded",
+        description="Where host pipelines run: embedded (in the service's process) or celery (nodeops worker "
+        "processes, through the broker; needs PostgreSQL).",
     )
 
     auth_max_failures: int = Field(
