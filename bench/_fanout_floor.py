@@ -137,7 +137,7 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
     beats = Heartbeats([h["bk_host_id"] for h in hosts], plan["version"])
     server = await asyncio.start_server(beats.handle, "127.0.0.1", plan["port"], backlog=1024)
     limit = asyncio.Semaphore(plan["limit"])
-    # the service's known_hosts file (every host was trusted during the install), parsed once
+    # the keys the service trusts (every host was trusted during the install), written out by the service; parsed once
     known_hosts = asyncssh.read_known_hosts(plan["known_hosts"]) if plan["known_hosts"] else None
     await asyncio.sleep(plan["settle_s"])  # agents that failed a heartbeat while no one listened resume their rhythm
     window = Window(plan["hosts_cgroup"])

@@ -110,6 +110,14 @@ def host_ids(db: Database) -> dict[str, int]:
         return {ip: int(i) for i, ip in conn.execute(text("SELECT bk_host_id, inner_ip FROM hosts")).all()}
 
 
+def write_known_hosts(db: Database, path: Path) -> str:
+    """The host keys the service trusts (kept in its database), as an OpenSSH known_hosts file for the floor."""
+    with db.engine.connect() as conn:
+        rows = conn.execute(text("SELECT host, port, algorithm, key FROM host_keys")).all()
+    path.write_text("".join(f"[{host}]:{port} {algorithm} {key}\n" for host, port, algorithm, key in rows))
+    return str(path)
+
+
 class Profiler:
     """``py-spy record`` attached to this process for the timed window (``--profile``)."""
 
@@ -203,6 +211,9 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
         await services.db.call(lambda: packages.register(services.db, settings.packages_dir, version))
         ids = await services.db.call(lambda: host_ids(services.db))
         result["hosts"] = [h | {"bk_host_id": ids[h["ip"]]} for h in plan["hosts"]]
+        result["known_hosts"] = await services.db.call(
+            lambda: write_known_hosts(services.db, data_dir / "known_hosts.floor")
+        )
 
         await asyncio.sleep(plan["settle_s"])  # every agent is past its first heartbeat and in its rhythm
         profiler = Profiler(plan.get("profile"))

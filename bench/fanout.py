@@ -321,7 +321,7 @@ def run_size(
                 | {
                     "version": floor_version,
                     "package": str(package.path),
-                    "known_hosts": str(data_dir / "known_hosts") if args.host_key_policy != "off" else None,
+                    "known_hosts": service["known_hosts"] if args.host_key_policy != "off" else None,
                     "hosts": service["hosts"],
                 },
                 timeout_s=120 + n + args.settle,

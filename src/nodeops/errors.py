@@ -28,6 +28,7 @@
     ├── StoreError                    3800500
     │   └── TransientStoreError       3800500 (a deadlock, a serialization failure, a lock timeout, a lost
     │                                          connection: the same transaction may succeed if tried again)
+    ├── PackageUnavailable            3800500 (a push step's failure: the package's bytes are not in the database)
     └── TransportError                (a step's failure on a host; becomes the step's log, not an answer)
         ├── AuthFailed
         ├── HostUnreachable
@@ -390,6 +391,10 @@ class StoreError(NodeopsError):
 
 class TransientStoreError(StoreError):
     """The database gave up on this transaction for a passing reason; try again later."""
+
+
+class PackageUnavailable(NodeopsError):
+    """The agent package cannot be read from the database."""
 
 
 class TransportError(NodeopsError):

@@ -410,3 +410,45 @@ def test_serve_refuses_a_database_whose_schema_is_not_this_codes(tmp_path):
     junk = Cli(tmp_path / "junk", None).run("serve", env=port)
     last = junk.stderr.strip().splitlines()[-1]
     assert junk.returncode == 2 and last.startswith("error: The database failed to answer"), junk.stderr
+
+
+def test_agent_build_stores_the_package_bytes_in_the_database(cli):
+    result = cli.ok("agent", "build", "--version", "0.7.1")
+    assert "agent 0.7.1 registered" in result.out
+    db = cli.database()
+    try:
+        with db.engine.connect() as conn:
+            sha256, path = conn.execute(
+                sa.text("SELECT sha256, path FROM agent_packages WHERE version = '0.7.1'")
+            ).one()
+            stored = conn.execute(
+                sa.text("SELECT content FROM package_contents WHERE sha256 = :sha"), {"sha": sha256}
+            ).scalar()
+    finally:
+        db.dispose()
+    assert bytes(stored) == Path(path).read_bytes()
+
+
+def test_hosts_forget_key_forgets_the_trusted_key_of_an_address(cli):
+    db = cli.database()
+    try:
+        with db.engine.begin() as conn:
+            for port in (22, 2222):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO host_keys (host, port, algorithm, key, added_at) "
+                        "VALUES ('127.10.8.1', :port, 'ssh-ed25519', 'AAAAC3NzaC1lZDI1NTE5', :now)"
+                    ),
+                    {"port": port, "now": datetime.now(UTC).replace(tzinfo=None)},
+                )
+        assert (
+            "1 host key forgotten for 127.10.8.1 port 2222"
+            in cli.ok("hosts", "forget-key", "127.10.8.1", "--port", "2222").out
+        )
+        assert "1 host key forgotten for 127.10.8.1" in cli.ok("hosts", "forget-key", "127.10.8.1").out
+        assert "0 host keys forgotten" in cli.ok("hosts", "forget-key", "127.10.8.1").out
+        with db.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM host_keys")).scalar() == 0
+    finally:
+        db.dispose()
+    assert "'127.10.8' is not an IPv4 or IPv6 address" in cli.refused("hosts", "forget-key", "127.10.8").err

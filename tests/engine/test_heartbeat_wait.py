@@ -19,7 +19,8 @@ from nodeops.domain.plans import StepCode
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.logwriter import LogWriter
 from nodeops.engine.notices import heartbeat_router
-from nodeops.engine.steps import AgentPackage, StepContext, StepTimeouts, query_agent_status
+from nodeops.engine.packages import ChosenPackage
+from nodeops.engine.steps import StepContext, StepTimeouts, query_agent_status
 from nodeops.errors import TransportError
 from nodeops.service.heartbeat_groups import HeartbeatGroups
 from nodeops.store import agents as agent_rows
@@ -79,7 +80,8 @@ def waiting_step(services, bk_host_id: int, heartbeats: HeartbeatWaiters, **time
         db=services.db,
         writer=LogWriter(services.db, services.settings.tz),  # never flushed: the record is made up
         box=SecretBox(services.settings.resolved_secret_key()),
-        package=AgentPackage(version=EXPECTED, path=services.settings.packages_dir, sha256="0" * 64),
+        package=ChosenPackage(version=EXPECTED, sha256="0" * 64),
+        packages=services.engine.packages,
         timeouts=StepTimeouts(**timeouts),
         connect=services.engine.connect,  # the transport factory Services.build wires
         heartbeats=heartbeats,

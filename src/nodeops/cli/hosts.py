@@ -1,4 +1,4 @@
-"""``nodeops hosts``: the inventory from files (import, export) and a quick listing."""
+"""``nodeops hosts``: the inventory from files (import, export), a quick listing, and forgetting a host's SSH key."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from nodeops.cli.context import console, fail, state
+from nodeops.engine import host_keys
 from nodeops.errors import NodeopsError
 from nodeops.service.inventory import InventoryService
 
@@ -86,3 +87,18 @@ def list_hosts(
             highlight=False,
         )
     console.print(f"{data['total']} hosts", highlight=False)
+
+
+@app.command("forget-key")
+def forget_key(
+    ctx: typer.Context,
+    ip: str = typer.Argument(..., help="The host's IP address."),
+    port: int | None = typer.Option(None, "--port", min=1, max=65535, help="Only this SSH port (default: every port)."),
+) -> None:
+    """Forget the SSH host key trusted for IP, so the next login trusts the key it shows then (a reinstalled host)."""
+    try:
+        count = host_keys.forget(state(ctx).services.db, ip, port)
+    except NodeopsError as exc:
+        raise fail(exc) from None
+    where = f"{ip} port {port}" if port is not None else ip
+    console.print(f"{count} host key{'s' if count != 1 else ''} forgotten for {where}", highlight=False)

@@ -36,8 +36,9 @@ from nodeops.engine import packages
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.logwriter import LeaseLost, LogWriter, format_lines, line_stamp
 from nodeops.engine.notices import heartbeat_router
+from nodeops.engine.packages import ChosenPackage, LocalPackages
 from nodeops.engine.pipeline import HostPipeline
-from nodeops.engine.steps import AgentPackage, StepTimeouts, TransportFactory
+from nodeops.engine.steps import StepTimeouts, TransportFactory
 from nodeops.errors import NodeopsError
 from nodeops.store import cluster, pipelines
 from nodeops.store.db import Database
@@ -169,6 +170,7 @@ class ClusterWorker:
             writer=self.writer,
             box=box,
             connect=connect,
+            packages=LocalPackages(db, packages_dir),
             heartbeats=self.heartbeats,
             timeouts=timeouts or StepTimeouts(),
             step_timeout_s=config.step_timeout_s,
@@ -252,7 +254,7 @@ class ClusterWorker:
         asyncio.run_coroutine_threadsafe(self._run(task_id, record_ids, package_version), self._loop).result()
 
     async def _run(self, task_id: int, record_ids: Sequence[int], package_version: str) -> None:
-        package: AgentPackage | None = None
+        package: ChosenPackage | None = None
         for record_id in record_ids:
             if not await self._claim(record_id):
                 continue
@@ -308,7 +310,7 @@ class ClusterWorker:
         with self.db.session() as session:
             return pipelines.record_work(session, record_id=record_id)
 
-    def _package(self, version: str) -> AgentPackage:
+    def _package(self, version: str) -> ChosenPackage:
         return packages.choose(self.db, version)
 
     def _refresh(self, job_id: int) -> None:

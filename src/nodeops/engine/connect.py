@@ -1,4 +1,5 @@
-"""Builds the transport of a host pipeline: ``local`` hosts get a subprocess, others SSH.
+"""Builds the transport of a host pipeline: ``local`` hosts get a subprocess, others SSH, checking host keys
+against the database's ``host_keys`` (``store.host_keys.HostKeyTable``), which every process shares.
 
 Credentials are opened here, at connect time, and registered with the log writer so the exact password
 text is masked should any command output echo it.
@@ -6,23 +7,23 @@ text is masked should any command output echo it.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from nodeops.crypto import SecretBox
 from nodeops.engine.logwriter import LogWriter
 from nodeops.engine.steps import TransportFactory
 from nodeops.engine.transports.base import Transport
 from nodeops.engine.transports.local import LocalTransport
-from nodeops.engine.transports.ssh import HostKeyPolicy, KnownHostsIndex, SSHTarget, SSHTransport, UploadLimiter
+from nodeops.engine.transports.ssh import HostKeyPolicy, SSHTarget, SSHTransport, UploadLimiter
 from nodeops.errors import AuthFailed
+from nodeops.store.db import Database
+from nodeops.store.host_keys import HostKeyTable
 from nodeops.store.pipelines import HostWork
 
 
-def transport_factory(*, known_hosts: Path, policy: str, connect_timeout_s: float) -> TransportFactory:
-    """A factory sharing one upload budget, and one index of the known_hosts file, across every SSH transport it
-    makes."""
+def transport_factory(*, db: Database, policy: str, connect_timeout_s: float) -> TransportFactory:
+    """A factory sharing one upload budget across every SSH transport it makes, whose host keys are those of
+    ``db`` (``policy``: accept-new, strict or off, as ``Settings.ssh_host_key_policy``)."""
     limiter = UploadLimiter()
-    known_hosts_index = KnownHostsIndex()
+    host_keys = HostKeyTable(db)
     key_policy = HostKeyPolicy(policy)
 
     def connect(work: HostWork, box: SecretBox, writer: LogWriter) -> Transport:
@@ -42,8 +43,7 @@ def transport_factory(*, known_hosts: Path, policy: str, connect_timeout_s: floa
             private_key=key,
             connect_timeout_s=connect_timeout_s,
             host_key_policy=key_policy,
-            known_hosts_path=known_hosts,
         )
-        return SSHTransport(target, upload_limiter=limiter, known_hosts_index=known_hosts_index)
+        return SSHTransport(target, upload_limiter=limiter, host_keys=host_keys)
 
     return connect

@@ -19,7 +19,8 @@ from nodeops.domain.plans import StepCode
 from nodeops.domain.status import Status
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.logwriter import LogWriter
-from nodeops.engine.steps import STEPS, AgentPackage, StepContext, StepTimeouts, TransportFactory
+from nodeops.engine.packages import ChosenPackage, LocalPackages
+from nodeops.engine.steps import STEPS, StepContext, StepTimeouts, TransportFactory
 from nodeops.errors import NodeopsError
 from nodeops.store.db import Database
 from nodeops.store.models import utcnow
@@ -46,6 +47,7 @@ class HostPipeline:
         writer: LogWriter,
         box: SecretBox,
         connect: TransportFactory,
+        packages: LocalPackages,
         heartbeats: HeartbeatWaiters,
         timeouts: StepTimeouts,
         step_timeout_s: float,
@@ -55,12 +57,13 @@ class HostPipeline:
         self.writer = writer
         self.box = box
         self.connect = connect
+        self.packages = packages
         self.heartbeats = heartbeats
         self.timeouts = timeouts
         self.step_timeout_s = step_timeout_s
         self.heartbeat_interval_s = heartbeat_interval_s
 
-    async def run(self, work: HostWork, package: AgentPackage, *, prologue: str = "") -> None:
+    async def run(self, work: HostWork, package: ChosenPackage, *, prologue: str = "") -> None:
         """The pipeline of one host, once it has its turn: the record RUNNING, then each step until one fails;
         the record ends SUCCESS or FAILED, also when cancelled. ``prologue``, when given, is the first line of the
         first step run (a worker names itself there)."""
@@ -72,6 +75,7 @@ class HostPipeline:
             writer=writer,
             box=self.box,
             package=package,
+            packages=self.packages,
             timeouts=self.timeouts,
             connect=self.connect,
             heartbeats=self.heartbeats,

@@ -24,8 +24,9 @@ from nodeops.domain.status import Status
 from nodeops.engine.dispatch import REVOKED_LINE
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.logwriter import LogWriter, format_lines, line_stamp
+from nodeops.engine.packages import ChosenPackage, LocalPackages
 from nodeops.engine.pipeline import FanOut, HostPipeline
-from nodeops.engine.steps import DEFAULT_HEARTBEAT_INTERVAL_S, AgentPackage, StepTimeouts, TransportFactory
+from nodeops.engine.steps import DEFAULT_HEARTBEAT_INTERVAL_S, StepTimeouts, TransportFactory
 from nodeops.errors import NodeopsError
 from nodeops.store import attempts, hosts, jobs, pipelines
 from nodeops.store.db import Database
@@ -81,6 +82,7 @@ class Engine:
         tz: tzinfo,
         box: SecretBox,
         connect: TransportFactory,
+        packages: LocalPackages,
         *,
         fan_out: FanOut | None = None,
         timeouts: StepTimeouts | None = None,
@@ -90,10 +92,12 @@ class Engine:
     ) -> None:
         """``heartbeats`` is shared with the heartbeat API of the process, so it wakes the steps waiting for a
         heartbeat; ``heartbeat_interval_s`` is the rhythm configured into agents this engine installs;
-        ``renderer`` seals the answers of records as they finish (the log API's, so its settings apply)."""
+        ``renderer`` seals the answers of records as they finish (the log API's, so its settings apply); ``packages``
+        gives the steps that push a package its local file (``LocalPackages``, the same as a worker's)."""
         self.db = db
         self.box = box
         self.connect = connect
+        self.packages = packages
         self.fan_out = fan_out or FanOut()
         self.heartbeats = HeartbeatWaiters() if heartbeats is None else heartbeats
         self.writer = LogWriter(db, tz, renderer=renderer)
@@ -102,6 +106,7 @@ class Engine:
             writer=self.writer,
             box=box,
             connect=connect,
+            packages=packages,
             heartbeats=self.heartbeats,
             timeouts=timeouts or StepTimeouts(),
             step_timeout_s=self.fan_out.step_timeout_s,
@@ -164,7 +169,7 @@ class Engine:
         if left:
             log.warning("marked %d interrupted instances FAILED", len(left), extra={"action": "recovered"})
 
-    def submit(self, job_id: int, task_id: int, package: AgentPackage) -> None:
+    def submit(self, job_id: int, task_id: int, package: ChosenPackage) -> None:
         """Run the task's PENDING records in the background, pushing ``package`` where a step needs one."""
         run = self._runs.setdefault(job_id, _JobRun())
         run.done.clear()
@@ -211,7 +216,7 @@ class Engine:
                 await task
         await self.writer.aclose()
 
-    async def _run_task(self, job_id: int, task_id: int, run: _JobRun, package: AgentPackage) -> None:
+    async def _run_task(self, job_id: int, task_id: int, run: _JobRun, package: ChosenPackage) -> None:
         tasks: dict[int, asyncio.Task[None]] = {}
         try:
             work = await self.db.call(lambda: self._pending(task_id))
@@ -249,7 +254,7 @@ class Engine:
             if not turn.users:
                 del self._hosts[bk_host_id]
 
-    async def _run_host(self, work: HostWork, run: _JobRun, package: AgentPackage) -> None:
+    async def _run_host(self, work: HostWork, run: _JobRun, package: ChosenPackage) -> None:
         writer = self.writer
         async with contextlib.AsyncExitStack() as held:
             try:

@@ -23,6 +23,7 @@ from nodeops.crypto import SecretBox
 from nodeops.domain.plans import StepCode
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.logwriter import LogWriter
+from nodeops.engine.packages import ChosenPackage, LocalPackages
 from nodeops.engine.transports.base import CommandResult, Transport
 from nodeops.errors import AuthFailed, CommandFailed, TransportError
 from nodeops.store import agents as agent_rows
@@ -35,13 +36,6 @@ MISSING_PYTHON_EXIT = 97
 # The agent reports once when it starts, which is what 查询Agent状态 waits for; the steady rhythm after that only
 # says it is still alive, so it can be slow: each heartbeat costs the service a request and a write.
 DEFAULT_HEARTBEAT_INTERVAL_S = 30.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AgentPackage:
-    version: str
-    path: Path
-    sha256: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,7 +55,8 @@ TransportFactory = Callable[[HostWork, SecretBox, LogWriter], Transport]
 
 
 class StepContext:
-    """One host's pipeline state: its work item, the log, a lazily connected transport, the package."""
+    """One host's pipeline state: its work item, the log, a lazily connected transport, the package (whose local
+    file ``package_file`` gives, from the process's ``LocalPackages``)."""
 
     def __init__(
         self,
@@ -70,7 +65,8 @@ class StepContext:
         db: Database,
         writer: LogWriter,
         box: SecretBox,
-        package: AgentPackage,
+        package: ChosenPackage,
+        packages: LocalPackages,
         timeouts: StepTimeouts,
         connect: TransportFactory,
         heartbeats: HeartbeatWaiters | None = None,
@@ -81,6 +77,7 @@ class StepContext:
         self.writer = writer
         self.box = box
         self.package = package
+        self.packages = packages
         self.timeouts = timeouts
         self._connect = connect
         self.heartbeats = HeartbeatWaiters() if heartbeats is None else heartbeats
@@ -122,6 +119,10 @@ class StepContext:
             await self.transport().put(Path(name), dest, timeout_s=self.timeouts.upload_s)
         finally:
             os.unlink(name)
+
+    async def package_file(self) -> Path:
+        """The local file of the package this job pushes; raises PackageUnavailable if it cannot be had."""
+        return (await self.packages.get(self.package)).path
 
     async def aclose(self) -> None:
         if self._transport is not None:
@@ -191,7 +192,7 @@ async def install(ctx: StepContext) -> None:
 
 async def push_upgrade_package(ctx: StepContext) -> None:
     await ctx.run(f"test -f {ctx.home}/{AGENT_SCRIPT}", what="finding the installed agent")
-    await ctx.transport().put(ctx.package.path, _staged(ctx), timeout_s=ctx.timeouts.upload_s)
+    await ctx.transport().put(await ctx.package_file(), _staged(ctx), timeout_s=ctx.timeouts.upload_s)
     ctx.log("INFO", f"已下发 nodeops-agent {ctx.package.version} ({ctx.package.sha256[:12]})")
 
 
@@ -298,7 +299,7 @@ def _staged(ctx: StepContext) -> str:
 
 
 async def _push_and_unpack(ctx: StepContext) -> None:
-    await ctx.transport().put(ctx.package.path, _staged(ctx), timeout_s=ctx.timeouts.upload_s)
+    await ctx.transport().put(await ctx.package_file(), _staged(ctx), timeout_s=ctx.timeouts.upload_s)
     ctx.log("INFO", f"已下发 nodeops-agent {ctx.package.version} 到 {ctx.work.setup_path}")
     await _unpack(ctx)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from nodeops.crypto import SecretBox
 from nodeops.domain.answer import AnswerRenderer
-from nodeops.engine import packages
+from nodeops.engine import host_keys, packages
 from nodeops.engine.cluster import ClusterWorker, WorkerConfig, worker_id_for
 from nodeops.engine.connect import transport_factory
 from nodeops.engine.dispatch import Dispatcher
@@ -71,7 +71,8 @@ class Services:
                 db,
                 settings.tz,
                 box,
-                _transports(settings),
+                _transports(settings, db),
+                packages.LocalPackages(db, settings.packages_dir),
                 fan_out=FanOut(limit=settings.job_limit, step_timeout_s=settings.step_timeout_s),
                 heartbeats=heartbeats,
                 timeouts=StepTimeouts(poll_interval_s=settings.heartbeat_poll_s),
@@ -93,13 +94,16 @@ class Services:
         )
 
     async def start(self) -> None:
-        """Make access point 1 point at this service, register the bundled agent, start the engine
-        (which fails what a previous process left running)."""
+        """Make access point 1 point at this service, register the bundled agent (its bytes into the database) and
+        store the bytes of packages registered without them, import a known_hosts file left in the data dir, start
+        the engine (which fails what a previous process left running)."""
 
         def prepare() -> None:
             with self.db.session() as session:
                 package_rows.ensure_default_access_point(session, server_url=self.settings.agent_server_url)
             packages.register(self.db, self.settings.packages_dir)
+            packages.store_missing_contents(self.db)
+            host_keys.import_known_hosts(self.db, self.settings.known_hosts_path)
 
         await self.db.call(prepare)
         await self.engine.start()
@@ -115,10 +119,8 @@ class Services:
         self.db.dispose()
 
 
-def _transports(settings: Settings) -> TransportFactory:
-    return transport_factory(
-        known_hosts=settings.known_hosts_path, policy=settings.ssh_host_key_policy, connect_timeout_s=30.0
-    )
+def _transports(settings: Settings, db: Database) -> TransportFactory:
+    return transport_factory(db=db, policy=settings.ssh_host_key_policy, connect_timeout_s=30.0)
 
 
 LEASE_LOST_EXIT = 75  # a worker that lost its lease ends at once with this status (EX_TEMPFAIL: start it again)
@@ -146,7 +148,7 @@ def run_worker(settings: Settings, *, name: str | None, concurrency: int | None,
         db,
         settings.tz,
         SecretBox(settings.resolved_secret_key()),
-        _transports(settings),
+        _transports(settings, db),
         config,
         celery_dispatch.publisher(app),
         packages_dir=settings.packages_dir,

@@ -50,6 +50,11 @@ from nodeops.store import instances as store_instances
 from nodeops.store.db import Database
 from nodeops.store.job_reads import Instance, JobInfo, StepState
 
+# A local host is the machine that runs its pipeline: with workers that is whichever worker claims it, not a host.
+LOCAL_IN_CELERY = (
+    "'local' runs on the machine that runs the job, which with NODEOPS_EXECUTOR=celery is whichever worker takes "
+    "it: give the host with transport 'ssh' (its address and login), or run the service with NODEOPS_EXECUTOR=embedded"
+)
 OPERATE_ACTION = "agent_operate"  # the IAM action install/operate need, on every business of the hosts
 
 # --- the requests (job_id of retry, revoke and retry_node is in the path) ------------------------------------
@@ -198,6 +203,10 @@ class JobCommands:
         problems: dict[str, str] = {}
         values = INSTALL.gather(params, problems)
         hosts = read_hosts(values.objects("hosts"), problems)
+        if self.settings.executor == "celery":
+            for host in hosts:
+                if host.transport == "local":
+                    problems[f"hosts[{host.index}].transport"] = LOCAL_IN_CELERY
         INSTALL.check(problems)
         job_type = JobType(values.text("job_type") or "")
         if not caller.is_superuser:

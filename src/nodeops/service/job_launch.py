@@ -22,7 +22,6 @@ from nodeops.domain.plans import JobType, plan_steps
 from nodeops.domain.status import Status
 from nodeops.engine import packages
 from nodeops.engine.dispatch import Dispatcher
-from nodeops.engine.steps import AgentPackage
 from nodeops.errors import ErrorCode, InvalidInput, NodeopsError
 from nodeops.service.host_requests import HostRequest
 from nodeops.settings import Settings
@@ -163,7 +162,7 @@ async def launch(db: Database, engine: Dispatcher, create: Callable[[ChoosePacka
     newest package), which raises InvalidInput if that version is not registered and returns the version
     chosen, for the job to remember.
     """
-    chosen: list[AgentPackage] = []
+    chosen: list[packages.ChosenPackage] = []
 
     def choose(version: str | None) -> str:
         package = packages.choose(db, version)

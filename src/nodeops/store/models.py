@@ -220,6 +220,31 @@ class AgentPackage(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class PackageContent(Base):
+    """The bytes of an agent package, by sha256: how a process on any machine gets the file it pushes
+    (``engine.packages.local_copy``). Kept when a version is registered again with other bytes, so a job that
+    chose the older package can still push it."""
+
+    __tablename__ = "package_contents"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class HostKey(Base):
+    """The SSH host key trusted for an address and port: one, so the first process to record a new host's key
+    wins and any other sees that key (``store.host_keys``). ``key`` is the base64 blob of an OpenSSH public key."""
+
+    __tablename__ = "host_keys"
+    host: Mapped[str] = mapped_column(String(64), primary_key=True)
+    port: Mapped[int] = mapped_column(Integer, primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(Text)
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Subscription(Base):
     """What to do (steps) on which scope (nodes); every job runs through a one-off subscription."""
 

@@ -1,4 +1,4 @@
-"""Registered agent packages and access points."""
+"""Registered agent packages, their bytes by sha256 (``package_contents``), and access points."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Collection
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nodeops.store.models import AccessPoint, AgentPackage
+from nodeops.store.db import lock_for_update
+from nodeops.store.models import AccessPoint, AgentPackage, PackageContent
 
 DEFAULT_AP_ID = 1  # the access point the service keeps: hosts given no ap_id, or Node Manager's -1, use it
 
@@ -18,6 +19,25 @@ def upsert(session: Session, *, version: str, path: str, sha256: str, size_bytes
         session.add(AgentPackage(version=version, path=path, sha256=sha256, size_bytes=size_bytes))
     else:
         row.path, row.sha256, row.size_bytes = path, sha256, size_bytes
+
+
+def keep_content(session: Session, *, sha256: str, version: str, content: bytes) -> None:
+    """Store ``content`` as the bytes of the package with ``sha256``, unless they are stored already (the same
+    sha256 is the same bytes). Serialized with other writers, so processes registering at once do not collide."""
+    lock_for_update(session, "package_contents")
+    if session.get(PackageContent, sha256) is None:
+        session.add(PackageContent(sha256=sha256, version=version, size_bytes=len(content), content=content))
+
+
+def content_of(session: Session, sha256: str) -> PackageContent | None:
+    """The stored bytes (and version) of the package with ``sha256``, or None if none are stored."""
+    return session.get(PackageContent, sha256)
+
+
+def packages_without_content(session: Session) -> list[AgentPackage]:
+    """Registered packages whose bytes are not stored: those registered before the bytes were kept."""
+    stored = select(PackageContent.sha256)
+    return list(session.scalars(select(AgentPackage).where(AgentPackage.sha256.not_in(stored))))
 
 
 def all_packages(session: Session) -> list[AgentPackage]:

@@ -22,8 +22,10 @@ import pytest
 
 from nodeops.engine.transports.base import OUTPUT_TAIL_LINES, Transport
 from nodeops.engine.transports.local import LocalTransport
-from nodeops.engine.transports.ssh import HostKeyPolicy, KnownHostsIndex, SSHTarget, SSHTransport, UploadLimiter
+from nodeops.engine.transports.ssh import HostKeyPolicy, SSHTarget, SSHTransport, UploadLimiter
 from nodeops.errors import AuthFailed, CommandFailed, CommandTimeout, HostUnreachable
+from nodeops.store.db import Database
+from nodeops.store.host_keys import HostKeyTable
 from tests.support.sshd import TEST_USER, UNREACHABLE_IP, SSHTestHost
 
 RESETTING_IP = "127.0.10.251"  # a fake server that resets every connection
@@ -190,9 +192,9 @@ def ssh_host(ssh_hosts: SSHHosts) -> SSHTestHost:
 
 
 async def _run_once(
-    target: SSHTarget, command: str = "true", *, index: KnownHostsIndex | None = None
+    target: SSHTarget, command: str = "true", *, host_keys: HostKeyTable | None = None
 ) -> tuple[int, tuple[str, ...]]:
-    transport = SSHTransport(target, known_hosts_index=index)
+    transport = SSHTransport(target, host_keys=host_keys)
     try:
         result = await transport.run(command, timeout_s=10)
         return result.exit_status, result.tail
@@ -279,48 +281,106 @@ async def test_put_past_its_timeout_raises_and_leaves_the_budget_whole(ssh_host:
         await transport.aclose()
 
 
-@pytest.mark.parametrize("shared_index", [False, True], ids=["fresh-read", "shared-index"])
+def _trusted(db: Database, host: SSHTestHost) -> list[tuple[str, str]]:
+    with db.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            f"SELECT algorithm, key FROM host_keys WHERE host = '{host.ip}' AND port = {host.port}"
+        ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+def _shown_key(host: SSHTestHost) -> tuple[str, str]:
+    algorithm, key = host.host_key_path.with_suffix(".pub").read_text().split()[:2]
+    return algorithm, key
+
+
 async def test_accept_new_trusts_the_first_key_and_refuses_a_changed_one(
-    ssh_hosts: SSHHosts, tmp_path: Path, shared_index: bool
+    ssh_hosts: SSHHosts, database_url: str
 ) -> None:
     host: SSHTestHost = ssh_hosts(3)[2]
-    known_hosts = tmp_path / "state" / "known_hosts"  # neither the file nor its folder exists yet
-    target = host.target(host_key_policy=HostKeyPolicy.ACCEPT_NEW, known_hosts_path=known_hosts)
-    index = KnownHostsIndex() if shared_index else None  # shared: every connect after a change must see it
+    db = Database.connect(database_url)
+    try:
+        target = host.target(host_key_policy=HostKeyPolicy.ACCEPT_NEW)
+        assert await _run_once(target, "echo hi", host_keys=HostKeyTable(db)) == (0, ("hi",))
+        recorded = _trusted(db, host)
+        assert recorded == [_shown_key(host)]
+        assert await _run_once(target, host_keys=HostKeyTable(db)) == (0, ())
+        assert _trusted(db, host) == recorded, "a known key must not be recorded twice"
 
-    assert await _run_once(target, "echo hi", index=index) == (0, ("hi",))
-    recorded = known_hosts.read_text()
-    assert recorded.startswith(f"[{host.ip}]:{host.port} ssh-ed25519 ")
-    assert recorded.split()[2] == host.host_key_path.with_suffix(".pub").read_text().split()[1]
-    assert await _run_once(target, index=index) == (0, ())
-    assert known_hosts.read_text() == recorded, "a known key must not be recorded twice"
-
-    host.restart_with_new_host_key()
-    with pytest.raises(AuthFailed, match="has changed") as caught:
-        await _run_once(target, index=index)
-    assert f"{host.ip}:{host.port}" in str(caught.value)
-    assert str(known_hosts) in str(caught.value)
-    assert known_hosts.read_text() == recorded
+        host.restart_with_new_host_key()
+        with pytest.raises(AuthFailed, match="has changed") as caught:
+            await _run_once(target, host_keys=HostKeyTable(db))
+        message = str(caught.value)
+        assert f"{host.ip}:{host.port}" in message
+        assert f"nodeops hosts forget-key {host.ip} --port {host.port}" in message
+        assert _trusted(db, host) == recorded
+    finally:
+        db.dispose()
 
 
-@pytest.mark.parametrize("shared_index", [False, True], ids=["fresh-read", "shared-index"])
-async def test_strict_policy_accepts_only_listed_keys(
-    ssh_host: SSHTestHost, tmp_path: Path, shared_index: bool
-) -> None:
-    known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text("# fleet\n[127.0.10.99]:22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ0HgYfdVxuxGrk3Zzv7mTk3\n")
-    target = ssh_host.target(host_key_policy=HostKeyPolicy.STRICT, known_hosts_path=known_hosts)
-    index = KnownHostsIndex() if shared_index else None
-    with pytest.raises(AuthFailed, match="is not in"):
-        await _run_once(target, index=index)
+async def test_two_processes_recording_a_new_host_at_once_keep_one_key(ssh_hosts: SSHHosts, database_url: str) -> None:
+    """Two processes (two connection pools on one database) record different keys for one new host at once: one
+    key is kept and both are told which."""
+    hosts = ssh_hosts(3)
+    first, second = Database.connect(database_url), Database.connect(database_url)
+    try:
+        keys = [" ".join(_shown_key(hosts[0])), " ".join(_shown_key(hosts[1]))]
+        results = await asyncio.gather(
+            HostKeyTable(first).add(hosts[2].ip, hosts[2].port, keys[0]),
+            HostKeyTable(second).add(hosts[2].ip, hosts[2].port, keys[1]),
+        )
+        assert results[0] == results[1] and results[0][0] in keys, results
+        assert [" ".join(row) for row in _trusted(first, hosts[2])] == results[0]
+    finally:
+        first.dispose()
+        second.dispose()
 
-    algorithm, key = ssh_host.host_key_path.with_suffix(".pub").read_text().split()[:2]
-    with known_hosts.open("a") as file:  # an operator adds the key: the index reads the file again
-        file.write(f"[{ssh_host.ip}]:{ssh_host.port} {algorithm} {key}\n")
-    assert await _run_once(target, index=index) == (0, ())
-    if index is not None:  # a key for another host listed on the same line still counts
-        known_hosts.write_text(f"127.10.0.1,[{ssh_host.ip}]:{ssh_host.port} {algorithm} {key}\n")
-        assert await _run_once(target, index=index) == (0, ())
+
+class _OvertakenTable(HostKeyTable):
+    """The host key table as a process sees it when another process records a key for the same new host between
+    this one's read (no key yet) and its own write."""
+
+    def __init__(self, db: Database, other_key: str) -> None:
+        super().__init__(db)
+        self.other_key = other_key
+
+    async def known(self, host: str, port: int) -> list[str]:
+        found = await super().known(host, port)
+        await HostKeyTable(self.db).add(host, port, self.other_key)
+        return found
+
+
+async def test_a_process_whose_new_key_lost_the_race_refuses_the_host(ssh_hosts: SSHHosts, database_url: str) -> None:
+    other, host = ssh_hosts(2)
+    db = Database.connect(database_url)
+    try:
+        other_key = " ".join(_shown_key(other))
+        target = host.target(host_key_policy=HostKeyPolicy.ACCEPT_NEW)
+        with pytest.raises(AuthFailed, match="has changed"):
+            await _run_once(target, host_keys=_OvertakenTable(db, other_key))
+        assert _trusted(db, host) == [tuple(other_key.split())], "the first key recorded stays"
+    finally:
+        db.dispose()
+
+
+async def test_strict_policy_accepts_only_keys_already_trusted(ssh_host: SSHTestHost, database_url: str) -> None:
+    db = Database.connect(database_url)
+    try:
+        target = ssh_host.target(host_key_policy=HostKeyPolicy.STRICT)
+        with pytest.raises(AuthFailed, match="is not among the trusted keys") as caught:
+            await _run_once(target, host_keys=HostKeyTable(db))
+        assert "known_hosts" in str(caught.value)
+        assert _trusted(db, ssh_host) == [], "strict never records a key"
+
+        await HostKeyTable(db).add(ssh_host.ip, ssh_host.port, " ".join(_shown_key(ssh_host)))
+        assert await _run_once(target, host_keys=HostKeyTable(db)) == (0, ())
+    finally:
+        db.dispose()
+
+
+def test_a_checking_policy_needs_a_host_key_store(ssh_host: SSHTestHost) -> None:
+    with pytest.raises(ValueError, match="needs a host key store"):
+        SSHTransport(ssh_host.target(host_key_policy=HostKeyPolicy.ACCEPT_NEW))
 
 
 async def test_long_lines_are_cut_instead_of_buffered_whole(ssh_host: SSHTestHost) -> None:

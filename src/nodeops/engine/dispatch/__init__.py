@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from nodeops.engine.steps import AgentPackage
+from nodeops.engine.packages import ChosenPackage
 
 REVOKED_LINE = "已终止 (revoked by a user)"
 
@@ -20,7 +20,7 @@ class Dispatcher(Protocol):
     async def start(self) -> None:
         """Start what runs in the background (the embedded engine also fails what a previous process left)."""
 
-    def submit(self, job_id: int, task_id: int, package: AgentPackage) -> None:
+    def submit(self, job_id: int, task_id: int, package: ChosenPackage) -> None:
         """Run the task's PENDING records, pushing ``package`` where a step needs one; returns at once."""
 
     async def wait(self, job_id: int) -> None:

@@ -24,8 +24,8 @@ from nodeops.domain.status import ACTIVE, Status
 from nodeops.engine.cluster import ClusterWorker, Publish, Reaper, publish_task
 from nodeops.engine.dispatch import REVOKED_LINE
 from nodeops.engine.logwriter import format_lines, line_stamp
+from nodeops.engine.packages import ChosenPackage
 from nodeops.engine.runner import forget_credentials_forever
-from nodeops.engine.steps import AgentPackage
 from nodeops.store import cluster, jobs
 from nodeops.store.db import Database
 
@@ -77,7 +77,7 @@ class CeleryDispatcher:
         self._spawn(self.reaper.run(), "nodeops-reaper")
         self._spawn(forget_credentials_forever(self.db), "nodeops-janitor")
 
-    def submit(self, job_id: int, task_id: int, package: AgentPackage) -> None:
+    def submit(self, job_id: int, task_id: int, package: ChosenPackage) -> None:
         """Publish the task's hosts in the background; should this process die first, the reaper publishes
         them (the task stays unpublished in the database until then)."""
         self._spawn(self._publish(task_id, package.version), f"publish-{task_id}")

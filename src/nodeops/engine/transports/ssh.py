@@ -4,13 +4,15 @@ This is the only module of nodeops that imports asyncssh; every asyncssh or sock
 a ``nodeops.errors.TransportError`` subclass, and no message carries the password or the private key. It imports
 nothing from nodeops but ``errors`` and ``engine.transports.base``.
 
-Host keys follow ``SSHTarget.host_key_policy``:
+Host keys follow ``SSHTarget.host_key_policy``, and the keys trusted are kept by the ``HostKeyStore`` the transport
+is given (the database's ``host_keys`` table in the service, shared by every process on every machine):
 
-- ``accept-new`` (the default) is trust on first use, like OpenSSH's ``StrictHostKeyChecking accept-new``: the
-  first key a host shows is appended to the caller's known_hosts file (created if missing, OpenSSH format, one
-  ``[ip]:port algorithm key`` line), later logins must show a key listed there, and a host whose key has changed
-  is refused with ``AuthFailed`` naming the host and the file to edit.
-- ``strict`` accepts only keys already in the known_hosts file.
+- ``accept-new`` (the default) is trust on first use, like OpenSSH's ``StrictHostKeyChecking accept-new``. For a
+  host the store has no key for, the transport first asks the host for its key (a key exchange, no login), records
+  it (the first process to record a key for that address and port wins) and then logs in checking the key the store
+  holds afterwards, so no password or key is sent to a host before its key is recorded. Later logins must show that
+  key; a host whose key has changed is refused with ``AuthFailed`` naming the host and how to forget its old key.
+- ``strict`` accepts only keys the store already holds.
 - ``off`` checks nothing; only for tests and benches on loopback.
 
 The connection is opened lazily by the first ``run``/``put`` (or by ``connect()``), retried once when the host
@@ -32,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import asyncssh
 from asyncssh.saslprep import SASLPrepError, saslprep
@@ -90,8 +92,33 @@ def login_name_problem(username: str) -> str | None:
 
 class HostKeyPolicy(StrEnum):
     ACCEPT_NEW = "accept-new"  # trust a host's first key, remember it, refuse it if it changes
-    STRICT = "strict"  # accept only keys already in the known_hosts file
+    STRICT = "strict"  # accept only keys the host key store already holds
     OFF = "off"  # no check at all: tests and benches on loopback only
+
+
+# What to do about a host whose key is not trusted (strict), and one whose key no longer matches the trusted one.
+# The service's store is the database, so they name the service's own ways to change it.
+TRUST_KEY_HINT = (
+    "log in to it once with 'accept-new', or put its line in the data dir's known_hosts file and restart the service, "
+    "which imports that file"
+)
+FORGET_KEY_HINT = "if the host was reinstalled, forget its old key with `nodeops hosts forget-key {host} --port {port}`"
+
+
+class HostKeyStore(Protocol):
+    """The host keys trusted, by address and port; a key is its OpenSSH algorithm and base64 blob, "ssh-ed25519 AAAA".
+
+    Shared by every transport (and, in the service, every process): ``add`` must be atomic, so that of two callers
+    recording different keys for one new host, one wins and both get the winner's key back.
+    """
+
+    async def known(self, host: str, port: int) -> list[str]:
+        """The keys trusted for ``host:port`` (none: ``[]``)."""
+        ...
+
+    async def add(self, host: str, port: int, key: str) -> list[str]:
+        """Trust ``key`` for ``host:port`` unless a key is trusted for it already; returns the keys trusted after."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,11 +132,6 @@ class SSHTarget:
     private_key: str | None = field(default=None, repr=False)
     connect_timeout_s: float = 30.0
     host_key_policy: HostKeyPolicy = HostKeyPolicy.ACCEPT_NEW
-    known_hosts_path: Path | None = None
-
-    def __post_init__(self) -> None:
-        if self.host_key_policy is not HostKeyPolicy.OFF and self.known_hosts_path is None:
-            raise ValueError(f"host_key_policy {self.host_key_policy.value!r} needs a known_hosts_path")
 
     @property
     def address(self) -> str:
@@ -179,12 +201,15 @@ class SSHTransport:
         target: SSHTarget,
         *,
         upload_limiter: UploadLimiter | None = None,
-        known_hosts_index: KnownHostsIndex | None = None,
+        host_keys: HostKeyStore | None = None,
     ) -> None:
+        """``host_keys`` holds the trusted keys; it is needed unless the target's host_key_policy is ``off``."""
+        if target.host_key_policy is not HostKeyPolicy.OFF and host_keys is None:
+            raise ValueError(f"host_key_policy {target.host_key_policy.value!r} needs a host key store")
         self.target = target
         # Without a shared limiter each transport still bounds itself to PUT_PARALLEL_WRITES chunks.
         self.upload_limiter = UploadLimiter() if upload_limiter is None else upload_limiter
-        self.known_hosts_index = known_hosts_index
+        self.host_keys = host_keys
         self._conn: asyncssh.SSHClientConnection | None = None
         self._connect_lock = asyncio.Lock()
         self.closed = False
@@ -355,16 +380,11 @@ class SSHTransport:
                     "give an unencrypted key in OpenSSH or PEM format",
                     host=target.host,
                 ) from exc
-        checker = _HostKeyChecker(target, self.known_hosts_index)
-        try:
-            known_hosts = checker.known_hosts()
-        except OSError as exc:
-            raise TransportError(
-                f"cannot read the known_hosts file {target.known_hosts_path}: {exc.strerror or exc}", host=target.host
-            ) from exc
+        checker = _HostKeyChecker(target, self.host_keys)
         for attempt in (1, 2):
             try:
                 with self._mapped_errors(connecting=checker):
+                    known_hosts = await checker.known_hosts()
                     return await asyncssh.connect(
                         target.host,
                         target.port,
@@ -372,7 +392,6 @@ class SSHTransport:
                         password=target.password,
                         client_keys=client_keys,
                         known_hosts=known_hosts,
-                        client_factory=checker.client,
                         connect_timeout=target.connect_timeout_s,
                         encryption_algs=ENCRYPTION_ALGS,
                         # Only the credentials given: no ssh-agent, ~/.ssh keys, ~/.ssh/config, Kerberos or CAs.
@@ -433,106 +452,52 @@ class SSHTransport:
             raise HostUnreachable(f"{what}: {reason}", host=target.host) from exc
 
 
-class KnownHostsIndex:
-    """The lines of known_hosts files grouped by the host they name, read again only when a file has changed.
-
-    Share one between every ``SSHTransport`` of a process, like the ``UploadLimiter``: reading and splitting a
-    fleet-sized file at each connect would cost every host a pass over the whole fleet.
-    """
-
-    def __init__(self) -> None:
-        # path -> (the file's (mtime, size, inode) when read, its lines by host pattern, lines for any host)
-        self._files: dict[Path, tuple[tuple[int, int, int], dict[str, list[str]], list[str]]] = {}
-
-    def lines_for(self, path: Path, target: SSHTarget) -> str:
-        """The lines of ``path`` that may concern ``target``; raises FileNotFoundError if there is no file."""
-        stat = path.stat()
-        version = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        cached = self._files.get(path)
-        if cached is None or cached[0] != version:
-            # read after the stat: a change in between is read now and read again at the next connect
-            cached = (version, *_index_lines(path.read_text()))
-            self._files[path] = cached
-        _version, by_pattern, any_host = cached
-        kept = dict.fromkeys([*any_host, *by_pattern.get(target.host, ()), *by_pattern.get(_host_pattern(target), ())])
-        return "\n".join(kept) + "\n" if kept else ""
-
-
 class _HostKeyChecker:
-    """Applies ``SSHTarget.host_key_policy`` to one connection attempt."""
+    """Applies ``SSHTarget.host_key_policy`` to one connection attempt, with the keys of ``store``."""
 
-    def __init__(self, target: SSHTarget, index: KnownHostsIndex | None = None) -> None:
+    def __init__(self, target: SSHTarget, store: HostKeyStore | None) -> None:
         self.target = target
-        self.index = KnownHostsIndex() if index is None else index
-        self.known = False  # the file lists keys for this host (so an unknown key means a changed one)
-        self.record_error: OSError | None = None
+        self.store = store
+        self.known = False  # the store held a key for this host before this attempt (so a mismatch is a change)
 
-    def known_hosts(self) -> asyncssh.SSHKnownHosts | None:
-        """What asyncssh checks by itself: the file's lines for this host (None when the policy is off)."""
-        path = self.target.known_hosts_path
-        if self.target.host_key_policy is HostKeyPolicy.OFF or path is None:
+    async def known_hosts(self) -> asyncssh.SSHKnownHosts | None:
+        """What asyncssh checks the host's key against (None when the policy is off). Under accept-new, a host
+        the store has no key for is asked for its key first, which is recorded unless another process recorded
+        one meanwhile; either way the login then checks the key the store holds."""
+        target, store = self.target, self.store
+        if target.host_key_policy is HostKeyPolicy.OFF or store is None:
             return None
-        try:
-            lines = self.index.lines_for(path, self.target)
-        except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            lines = ""
-        entries = asyncssh.import_known_hosts(lines)
-        port = self.target.port if self.target.port != DEFAULT_PORT else None
-        host_keys, ca_keys, *_ = entries.match(self.target.host, self.target.host, port)
-        self.known = bool(host_keys or ca_keys)
-        return entries
-
-    def client(self) -> asyncssh.SSHClient:
-        return _TrustOnFirstUseClient(self)
-
-    def accept(self, key: asyncssh.SSHKey) -> bool:
-        """Called by asyncssh for a key the file does not list: trust and record it if the host is new."""
-        if self.target.host_key_policy is not HostKeyPolicy.ACCEPT_NEW or self.known:
-            return False
-        path = self.target.known_hosts_path
-        assert path is not None
-        algorithm, blob = key.export_public_key("openssh").decode().split()[:2]
-        # One short O_APPEND write, so concurrent first logins (even from other processes) never interleave.
-        try:
-            with path.open("a") as file:
-                file.write(f"{_host_pattern(self.target)} {algorithm} {blob}\n")
-        except OSError as exc:
-            self.record_error = exc  # refuse a key we could not remember: it would be trusted blindly every time
-            return False
-        logger.info(
-            "trusted the new host key of %s (%s)",
-            self.target.address,
-            algorithm,
-            extra={"action": "host_key_trusted", "host": self.target.host},
-        )
-        return True
+        keys = await store.known(target.host, target.port)
+        self.known = bool(keys)
+        if not keys and target.host_key_policy is HostKeyPolicy.ACCEPT_NEW:
+            async with asyncio.timeout(target.connect_timeout_s):
+                shown = await asyncssh.get_server_host_key(target.host, target.port, config=[])
+            if shown is not None:
+                algorithm, blob = shown.export_public_key("openssh").decode().split()[:2]
+                keys = await store.add(target.host, target.port, f"{algorithm} {blob}")
+                if keys == [f"{algorithm} {blob}"]:
+                    logger.info(
+                        "trusted the new host key of %s (%s)",
+                        target.address,
+                        algorithm,
+                        extra={"action": "host_key_trusted", "host": target.host},
+                    )
+                else:  # another process recorded another key first: the login below refuses this host's
+                    self.known = True
+        pattern = _host_pattern(target)
+        return asyncssh.import_known_hosts("".join(f"{pattern} {key}\n" for key in keys))
 
     def refusal(self) -> str:
         target = self.target
-        if self.record_error is not None:
-            return (
-                f"the new host key of {target.address} could not be recorded in {target.known_hosts_path} "
-                f"({self.record_error.strerror or self.record_error}), so the login was refused"
-            )
         if self.known:
             return (
                 f"the host key of {target.address} has changed since it was first trusted, so the login was "
-                f"refused: if the host was reinstalled, remove its line from {target.known_hosts_path}"
+                f"refused: {FORGET_KEY_HINT.format(host=target.host, port=target.port)}"
             )
         return (
-            f"the host key of {target.address} is not in {target.known_hosts_path} and host_key_policy is "
-            f"{target.host_key_policy.value!r}: add it there, or use 'accept-new'"
+            f"the host key of {target.address} is not among the trusted keys and host_key_policy is "
+            f"{target.host_key_policy.value!r}: {TRUST_KEY_HINT}"
         )
-
-
-class _TrustOnFirstUseClient(asyncssh.SSHClient):
-    def __init__(self, checker: _HostKeyChecker) -> None:
-        self._checker = checker
-
-    def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
-        return self._checker.accept(key)
 
 
 def _local_read_failed(target: SSHTarget, src: Path, exc: OSError) -> CommandFailed:
@@ -541,25 +506,6 @@ def _local_read_failed(target: SSHTarget, src: Path, exc: OSError) -> CommandFai
 
 def _host_pattern(target: SSHTarget) -> str:
     return target.host if target.port == DEFAULT_PORT else f"[{target.host}]:{target.port}"
-
-
-def _index_lines(text: str) -> tuple[dict[str, list[str]], list[str]]:
-    """A known_hosts file's lines by the plain host patterns they list, and the lines that may match any host
-    (markers, hashed names, wildcards): parsing every key of a fleet-sized file on each connect would block the
-    event loop, so asyncssh parses only a host's own lines and these."""
-    by_pattern: dict[str, list[str]] = {}
-    any_host: list[str] = []
-    for line in text.splitlines():
-        fields = line.split()
-        if not fields or fields[0].startswith("#"):
-            continue
-        patterns = fields[1] if fields[0].startswith("@") and len(fields) > 1 else fields[0]
-        if fields[0].startswith("@") or patterns.startswith("|") or any(c in patterns for c in "*?!"):
-            any_host.append(line)
-            continue
-        for pattern in patterns.split(","):
-            by_pattern.setdefault(pattern, []).append(line)
-    return by_pattern, any_host
 
 
 class _LineSplitter:
