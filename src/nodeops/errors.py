@@ -28,6 +28,7 @@
     ├── StoreError                    3800500
     │   └── TransientStoreError       3800500 (a deadlock, a serialization failure, a lock timeout, a lost
     │                                          connection: the same transaction may succeed if tried again)
+    ├── LeaseLost                     3800500 (a cluster worker past its lease: its writes are refused)
     ├── PackageUnavailable            3800500 (a push step's failure: the package's bytes are not in the database)
     └── TransportError                (a step's failure on a host; becomes the step's log, not an answer)
         ├── AuthFailed
@@ -391,6 +392,15 @@ class StoreError(NodeopsError):
 
 class TransientStoreError(StoreError):
     """The database gave up on this transaction for a passing reason; try again later."""
+
+
+class LeaseLost(NodeopsError):
+    """A cluster worker's lease is gone (it was paused or cut off past it, and reaped): it may write nothing more."""
+
+    code = ErrorCode.INTERNAL
+
+    def __init__(self, worker_id: str) -> None:
+        super().__init__(f"worker {worker_id} no longer holds its lease; it writes nothing more and stops")
 
 
 class PackageUnavailable(NodeopsError):

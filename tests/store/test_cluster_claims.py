@@ -10,9 +10,12 @@ import pytest
 from sqlalchemy import select, text
 
 from nodeops.domain.plans import JobType, plan_steps
+from nodeops.errors import LeaseLost
+from nodeops.store import agents as agent_rows
 from nodeops.store import cluster, jobs
 from nodeops.store.models import InstanceRecord, Job, RecordStep, StepLog, SubscriptionTask, Worker
 from nodeops.store.notices import REVOKE_CHANNEL
+from tests.support.factories import make_agents
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 LINE = "[2026-12-06 10:00:00 ERROR] lost"
@@ -240,3 +243,19 @@ def test_revoke_fails_pending_records_asks_running_ones_and_notifies(services):
         assert session.get(Job, job.job_id).status == "TERMINATED"
         assert session.scalars(select(StepLog.text).where(StepLog.record_id == pending)).all() == [LINE]
         assert session.scalars(select(StepLog.text).where(StepLog.record_id == running)).all() == []
+
+
+def test_a_step_s_host_write_is_fenced_by_the_worker_s_lease(services):
+    (agent,) = make_agents(services, 1)
+    worker = _worker(services, "w.1")
+    agent_rows.set_agent(services.db, bk_host_id=agent.bk_host_id, status="RUNNING", version="2.0", worker_id=worker)
+    _expire(services, worker)
+    with pytest.raises(LeaseLost, match="no longer holds its lease"):
+        agent_rows.set_agent(
+            services.db, bk_host_id=agent.bk_host_id, status="NOT_INSTALLED", version="3.0", worker_id=worker
+        )
+    with services.db.session() as session:
+        row = session.execute(
+            text("SELECT agent_status, agent_version FROM hosts WHERE bk_host_id = :h"), {"h": agent.bk_host_id}
+        ).one()
+    assert tuple(row) == ("RUNNING", "2.0")

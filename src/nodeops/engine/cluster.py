@@ -34,12 +34,12 @@ from nodeops.domain.answer import AnswerRenderer
 from nodeops.domain.status import Status
 from nodeops.engine import packages
 from nodeops.engine.heartbeats import HeartbeatWaiters
-from nodeops.engine.logwriter import LeaseLost, LogWriter, format_lines, line_stamp
+from nodeops.engine.logwriter import LogWriter, format_lines, line_stamp
 from nodeops.engine.notices import heartbeat_router
 from nodeops.engine.packages import ChosenPackage, LocalPackages
 from nodeops.engine.pipeline import HostPipeline
 from nodeops.engine.steps import StepTimeouts, TransportFactory
-from nodeops.errors import NodeopsError
+from nodeops.errors import LeaseLost, NodeopsError
 from nodeops.store import cluster, pipelines
 from nodeops.store.db import Database
 from nodeops.store.models import utcnow
@@ -171,6 +171,7 @@ class ClusterWorker:
             box=box,
             connect=connect,
             packages=LocalPackages(db, packages_dir),
+            worker_id=config.worker_id,
             heartbeats=self.heartbeats,
             timeouts=timeouts or StepTimeouts(),
             step_timeout_s=config.step_timeout_s,
@@ -250,7 +251,7 @@ class ClusterWorker:
         """Run the records (one host's, of one task) one after another; returns when they are done, or at once
         for those another worker ran. Raises LeaseLost if this worker lost its lease meanwhile."""
         if self._lost.is_set():
-            raise LeaseLost
+            raise LeaseLost(self.config.worker_id)
         asyncio.run_coroutine_threadsafe(self._run(task_id, record_ids, package_version), self._loop).result()
 
     async def _run(self, task_id: int, record_ids: Sequence[int], package_version: str) -> None:
@@ -296,7 +297,7 @@ class ClusterWorker:
                 return False
             if outcome is cluster.Claim.FENCED:
                 self._lease_lost()
-                raise LeaseLost
+                raise LeaseLost(self.config.worker_id)
             await asyncio.sleep(pause_s * (0.5 + random.random()))
             pause_s = min(pause_s * 2, MAX_CLAIM_RETRY_S)
 

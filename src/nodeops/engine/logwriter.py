@@ -29,7 +29,7 @@ from datetime import datetime, tzinfo
 
 from nodeops.domain.answer import AnswerRenderer
 from nodeops.domain.status import ACTIVE, Status
-from nodeops.errors import TransientStoreError
+from nodeops.errors import LeaseLost, TransientStoreError
 from nodeops.process_logging import redact
 from nodeops.store import answers, cluster, jobs
 from nodeops.store.db import Database
@@ -58,10 +58,6 @@ def format_lines(message: str, *, level: str, stamp: str, secrets: Iterable[str]
             text = text[:MAX_LINE_CHARS] + " …(line cut)"
         lines.append(f"[{stamp} {level}] {text}")
     return lines
-
-
-class LeaseLost(Exception):
-    """The worker this writer writes for no longer holds its lease: nothing of the batch was written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +158,7 @@ class LogWriter:
         async with self._flushing:
             if self.lease_lost:
                 self._held, self._pending, self._pending_bytes = [], [], 0
-                raise LeaseLost
+                raise LeaseLost(self._worker_id or "")
             if self._held:
                 await self._write_held()
             batch, self._pending, self._pending_bytes = self._pending, [], 0
@@ -311,7 +307,7 @@ class LogWriter:
         finished = [r.record_id for r in records.values() if r.status is not None and r.status not in ACTIVE]
         with self.db.session() as session:
             if self._worker_id is not None and not cluster.hold_lease(session, worker_id=self._worker_id):
-                raise LeaseLost
+                raise LeaseLost(self._worker_id or "")
             jobs.write_progress(
                 self.db,
                 session,

@@ -49,6 +49,7 @@ class HostPipeline:
         connect: TransportFactory,
         packages: LocalPackages,
         heartbeats: HeartbeatWaiters,
+        worker_id: str | None = None,
         timeouts: StepTimeouts,
         step_timeout_s: float,
         heartbeat_interval_s: float,
@@ -58,6 +59,7 @@ class HostPipeline:
         self.box = box
         self.connect = connect
         self.packages = packages
+        self.worker_id = worker_id  # a cluster worker's: its steps' own writes are fenced by its lease
         self.heartbeats = heartbeats
         self.timeouts = timeouts
         self.step_timeout_s = step_timeout_s
@@ -76,6 +78,7 @@ class HostPipeline:
             box=self.box,
             package=package,
             packages=self.packages,
+            worker_id=self.worker_id,
             timeouts=self.timeouts,
             connect=self.connect,
             heartbeats=self.heartbeats,

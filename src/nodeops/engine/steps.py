@@ -71,6 +71,7 @@ class StepContext:
         connect: TransportFactory,
         heartbeats: HeartbeatWaiters | None = None,
         heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
+        worker_id: str | None = None,
     ) -> None:
         self.work = work
         self.db = db
@@ -82,6 +83,7 @@ class StepContext:
         self._connect = connect
         self.heartbeats = HeartbeatWaiters() if heartbeats is None else heartbeats
         self.heartbeat_interval_s = heartbeat_interval_s
+        self.worker_id = worker_id
         self._transport: Transport | None = None
         self.step: PlannedRun | None = None
         self.step_started_at: datetime = utcnow()
@@ -347,5 +349,6 @@ async def _set_agent(
             version=version,
             token_hash=token_hash,
             clear_heartbeat=clear_heartbeat,
+            worker_id=ctx.worker_id,
         )
     )

@@ -12,8 +12,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from nodeops.errors import StoreError
+from nodeops.errors import LeaseLost, StoreError
 from nodeops.store import notices
+from nodeops.store.cluster import LEASE_HELD
 from nodeops.store.db import Database, ReadHandle, WriteHandle
 from nodeops.store.models import utcnow
 
@@ -146,9 +147,12 @@ def set_agent(
     version: str | None = None,
     token_hash: bytes | None = None,
     clear_heartbeat: bool = False,
+    worker_id: str | None = None,
 ) -> None:
     """Set a host's agent status, and its version, token hash or last heartbeat (cleared) when asked: one raw
-    statement in its own transaction, as the steps of every host of a job call it."""
+    statement in its own transaction, as the steps of every host of a job call it. A cluster worker's step gives
+    its ``worker_id``: the write is made only while it holds its lease (``store.cluster.hold_lease``), else
+    LeaseLost."""
     p = db.paramstyle
     columns, values = ["agent_status", "updated_at"], [status, db.bind_time(utcnow())]
     if version is not None:
@@ -161,4 +165,8 @@ def set_agent(
     if clear_heartbeat:
         assignments += ", last_heartbeat_at = NULL"
     with db.transaction() as cur:
+        if worker_id is not None:
+            cur.execute(f"{LEASE_HELD} {p} FOR SHARE", (worker_id,))
+            if cur.fetchone() is None:
+                raise LeaseLost(worker_id)
         cur.execute(f"UPDATE hosts SET {assignments} WHERE bk_host_id = {p}", (*values, bk_host_id))

@@ -35,6 +35,8 @@ from nodeops.store.notices import REVOKE_CHANNEL, notify
 CLAIM_LOCK = "nodeops.claims"  # one decision on what runs at a time, across the cluster
 REAPER_LOCK = "nodeops.reaper"  # one reaper at a time
 _DB_NOW = "(now() AT TIME ZONE 'utc')"
+# the lease check every owner write makes first, completed with the worker id's placeholder and FOR SHARE
+LEASE_HELD = f"SELECT 1 FROM workers WHERE ended_at IS NULL AND lease_until > {_DB_NOW} AND id ="
 
 
 class Claim(enum.StrEnum):
@@ -74,10 +76,7 @@ def renew_lease(session: Session, *, worker_id: str, lease_s: float) -> bool:
 def hold_lease(session: Session, *, worker_id: str) -> bool:
     """Whether the worker still holds its lease, keeping it so (FOR SHARE) until the session's transaction ends:
     the reaper cannot end the worker meanwhile. Every owner write calls this first in its transaction."""
-    row = session.execute(
-        text(f"SELECT 1 FROM workers WHERE id = :id AND ended_at IS NULL AND lease_until > {_DB_NOW} FOR SHARE"),
-        {"id": worker_id},
-    ).first()
+    row = session.execute(text(f"{LEASE_HELD} :id FOR SHARE"), {"id": worker_id}).first()
     return row is not None
 
 
