@@ -337,3 +337,22 @@ def test_a_heartbeat_wakes_the_waiting_step_on_either_worker_even_after_its_list
     assert "nodeops-listen" in " ".join(
         row[0] for row in cluster.sql("SELECT application_name FROM pg_stat_activity")
     )  # listening again
+
+
+def test_an_api_process_starting_fails_nothing_another_process_runs(cluster: Cluster, ssh_hosts, run) -> None:
+    _slow_access_point(cluster)
+    cluster.start_worker("w1", concurrency=2)
+    cluster.start_worker("w2", concurrency=2)
+    hosts = _hosts(ssh_hosts, 2, run)
+    for host in hosts:
+        host["ap_id"] = SLOW_AP
+    job_id = _install(cluster, hosts)
+    cluster.wait_for(lambda: sum(_running_by_worker(cluster, job_id).values()) == 2, "both hosts to run", 60, "w1")
+    before = _revisions(cluster, job_id)
+    cluster.start_api()  # a new API process (as a second one, or a restart) recovers nothing in celery mode
+    time.sleep(1.5)
+    assert {k: v[1] for k, v in _revisions(cluster, job_id).items()} == {k: v[1] for k, v in before.items()}
+    assert set(v[1] for v in before.values()) == {"RUNNING"}
+    assert cluster.api is not None
+    cluster.api.ok(f"/api/job/{job_id}/revoke/", {})
+    assert cluster.api.wait(job_id, timeout_s=10)["status"] == "TERMINATED"
