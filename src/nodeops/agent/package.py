@@ -91,17 +91,11 @@ def _entry(name: str, kind: bytes, mode: int, size: int) -> tarfile.TarInfo:
     return info
 
 
-def build_package(version: str, dest_dir: Path) -> BuiltPackage:
-    """Write ``dest_dir/nodeops-agent-{version}.tar.gz`` (creating ``dest_dir``) and return what was built.
-
-    Building a version again gives the same bytes, and replaces the file atomically, so a package being pushed is
-    never seen half-written. Raises ValueError for a bad version and OSError if ``dest_dir`` cannot be written.
-    """
-    data = package_bytes(version)
-    dest_dir = Path(dest_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    path = dest_dir / package_filename(version)
-    fd, temp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{path.name}.", suffix=".tmp")
+def write_package_file(path: Path, data: bytes) -> None:
+    """Write a package file (creating its folder) as a whole, mode 0644: a temporary file beside it, synced, then
+    renamed over it, so nobody (another pipeline, another process) ever reads it half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -112,4 +106,15 @@ def build_package(version: str, dest_dir: Path) -> BuiltPackage:
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+
+
+def build_package(version: str, dest_dir: Path) -> BuiltPackage:
+    """Write ``dest_dir/nodeops-agent-{version}.tar.gz`` (creating ``dest_dir``) and return what was built.
+
+    Building a version again gives the same bytes, and replaces the file atomically, so a package being pushed is
+    never seen half-written. Raises ValueError for a bad version and OSError if ``dest_dir`` cannot be written.
+    """
+    data = package_bytes(version)
+    path = Path(dest_dir) / package_filename(version)
+    write_package_file(path, data)
     return BuiltPackage(path=path, version=version, sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data))

@@ -17,13 +17,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from nodeops.agent.package import BUNDLED_VERSION, FILE_MODE, build_package
+from nodeops.agent.package import BUNDLED_VERSION, build_package, write_package_file
 from nodeops.domain.params import is_ascii_digits
 from nodeops.errors import InvalidInput, PackageUnavailable
 from nodeops.store import packages as package_rows
@@ -133,18 +131,7 @@ def local_copy(db: Database, sha256: str, cache_dir: Path) -> AgentPackage:
         return AgentPackage(version=version, path=path, sha256=sha256)
     if hashlib.sha256(content).hexdigest() != sha256:
         raise PackageUnavailable(f"the stored bytes of agent package {version} ({sha256[:12]}) do not match its sha256")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp_name, FILE_MODE)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    write_package_file(path, content)
     return AgentPackage(version=version, path=path, sha256=sha256)
 
 

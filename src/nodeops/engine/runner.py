@@ -21,7 +21,7 @@ from datetime import tzinfo
 from nodeops.crypto import SecretBox
 from nodeops.domain.answer import AnswerRenderer
 from nodeops.domain.status import Status
-from nodeops.engine.dispatch import REVOKED_LINE
+from nodeops.engine.dispatch import REVOKED_LINE, cancel_all
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.logwriter import LogWriter, format_lines, line_stamp
 from nodeops.engine.packages import ChosenPackage, LocalPackages
@@ -209,11 +209,7 @@ class Engine:
         await self.db.call(lambda: self._terminate(job_id, record_ids, line))
 
     async def aclose(self) -> None:
-        for task in list(self._background):
-            task.cancel()
-        for task in list(self._background):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._background)
         await self.writer.aclose()
 
     async def _run_task(self, job_id: int, task_id: int, run: _JobRun, package: ChosenPackage) -> None:

@@ -8,8 +8,10 @@ imports Celery; it is imported when the celery executor is chosen, so the embedd
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+import asyncio
+import contextlib
+from collections.abc import Collection, Sequence
+from typing import Any, Protocol
 
 from nodeops.engine.packages import ChosenPackage
 
@@ -32,3 +34,13 @@ class Dispatcher(Protocol):
 
     async def aclose(self) -> None:
         """Stop the background work."""
+
+
+async def cancel_all(tasks: Collection[asyncio.Task[Any]]) -> None:
+    """Cancel a dispatcher's background tasks and wait until each has ended."""
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    for task in pending:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

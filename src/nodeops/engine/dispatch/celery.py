@@ -11,7 +11,6 @@ Celery's own worker with a thread pool, each thread handing its message to the p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Coroutine, Sequence
@@ -22,7 +21,7 @@ from celery import Celery
 
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.engine.cluster import ClusterWorker, Publish, Reaper, publish_task
-from nodeops.engine.dispatch import REVOKED_LINE
+from nodeops.engine.dispatch import REVOKED_LINE, cancel_all
 from nodeops.engine.logwriter import format_lines, line_stamp
 from nodeops.engine.packages import ChosenPackage
 from nodeops.engine.runner import forget_credentials_forever
@@ -115,11 +114,7 @@ class CeleryDispatcher:
         await self.db.call(request)
 
     async def aclose(self) -> None:
-        for task in list(self._background):
-            task.cancel()
-        for task in list(self._background):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._background)
         self.app.close()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
