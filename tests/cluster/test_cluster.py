@@ -356,3 +356,36 @@ def test_an_api_process_starting_fails_nothing_another_process_runs(cluster: Clu
     assert cluster.api is not None
     cluster.api.ok(f"/api/job/{job_id}/revoke/", {})
     assert cluster.api.wait(job_id, timeout_s=10)["status"] == "TERMINATED"
+
+
+def test_a_worker_drops_hostile_messages_and_keeps_working(cluster: Cluster, ssh_hosts, run) -> None:
+    from nodeops.engine.dispatch.celery import QUEUE, TASK_NAME, celery_app
+
+    cluster.start_worker("w1", concurrency=2)
+    app = celery_app(cluster.broker_url)
+    hostile: list[tuple[tuple[object, ...], dict[str, object]]] = [
+        (("x", "y", "z"), {}),
+        ((1, ["1"], "0.1.0"), {}),
+        ((1, list(range(1, 20_002)), "0.1.0"), {}),
+        ((-1, [1], "0.1.0"), {}),
+        ((1, [1], "v" * 65), {}),
+        ((1, [True], "0.1.0"), {}),
+        ((), {"task_id": 1}),
+        ((1, [1]), {}),
+        (("工作\x00", ["\u202e"], None), {}),
+    ]
+    try:
+        for args, kwargs in hostile:
+            app.send_task(TASK_NAME, args=args, kwargs=kwargs, queue=QUEUE)
+    finally:
+        app.close()
+    cluster.wait_for(
+        lambda: cluster.log("w1", tail=0).count("dropped a malformed message") == len(hostile),
+        "every hostile message to be dropped",
+        30,
+        "w1",
+    )
+    assert cluster.processes["w1"].poll() is None
+    job_id = _install(cluster, _hosts(ssh_hosts, 2, run))
+    assert cluster.api is not None
+    assert cluster.api.wait(job_id, timeout_s=60)["status"] == "SUCCESS"

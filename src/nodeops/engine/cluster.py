@@ -67,6 +67,26 @@ class WorkerConfig:
     claim_retry_s: float = 0.2  # how often a host waiting for its turn (or for a slot) tries again
 
 
+MAX_MESSAGE_RECORDS = 10_000
+
+
+def is_message(task_id: object, record_ids: object, package_version: object) -> bool:
+    """Whether a broker message's arguments are ``(task_id, record_ids, package_version)`` as ``publish_task``
+    sends them: positive integer ids (at most ``MAX_MESSAGE_RECORDS``) and a version of at most 64 characters."""
+
+    def is_id(value: object) -> bool:
+        return type(value) is int and 0 < value < 2**63
+
+    return (
+        is_id(task_id)
+        and type(record_ids) is list
+        and 0 < len(record_ids) <= MAX_MESSAGE_RECORDS
+        and all(is_id(record_id) for record_id in record_ids)
+        and type(package_version) is str
+        and 0 < len(package_version) <= 64
+    )
+
+
 def worker_id_for(name: str | None) -> str:
     """A worker's id: its name (default: the machine's name) with the process id, unique while it lives."""
     return f"{name or socket.gethostname()}.{os.getpid()}"
@@ -247,9 +267,20 @@ class ClusterWorker:
 
     # --- running records (called from the broker's threads) ---------------------------------------------------
 
-    def run(self, task_id: int, record_ids: Sequence[int], package_version: str) -> None:
+    def run(self, task_id: object, record_ids: object, package_version: object) -> None:
         """Run the records (one host's, of one task) one after another; returns when they are done, or at once
-        for those another worker ran. Raises LeaseLost if this worker lost its lease meanwhile."""
+        for those another worker ran. A message not of that shape is logged and dropped (anyone who can write to
+        the broker can send one). Raises LeaseLost if this worker lost its lease meanwhile."""
+        if not is_message(task_id, record_ids, package_version):
+            log.error(
+                "dropped a malformed message: (%.80r, %.80r, %.80r)",
+                task_id,
+                record_ids,
+                package_version,
+                extra={"action": "message_dropped"},
+            )
+            return
+        assert isinstance(task_id, int) and isinstance(record_ids, list) and isinstance(package_version, str)
         if self._lost.is_set():
             raise LeaseLost(self.config.worker_id)
         asyncio.run_coroutine_threadsafe(self._run(task_id, record_ids, package_version), self._loop).result()

@@ -127,8 +127,11 @@ def run_worker(app: Celery, worker: ClusterWorker, *, name: str, concurrency: in
     """Run Celery's worker (a thread pool of ``concurrency``) until it stops, each message run by ``worker``;
     ``celery_args`` are passed to Celery's worker as they are (its usual options)."""
 
-    def run_host(task_id: int, record_ids: list[int], package_version: str) -> None:
-        worker.run(task_id, record_ids, package_version)
+    def run_host(*args: object, **kwargs: object) -> None:
+        if len(args) != 3 or kwargs:  # a message not sent by publish_task: the worker logs and drops it
+            worker.run(None, args, kwargs)
+            return
+        worker.run(*args)
 
     app.task(name=TASK_NAME, acks_late=True)(run_host)
     worker.start()
