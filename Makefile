@@ -21,7 +21,8 @@ help:
 	@echo "make run    install from requirements/service.lock, migrate the DB, print demo credentials, serve"
 	@echo "make test   apt deps + throwaway PostgreSQL + ruff + mypy + pytest"
 	@echo "make lint   ruff + mypy"
-	@echo "make lock   re-resolve requirements/*.lock from pyproject.toml (a deliberate upgrade)"
+	@echo "make lock   re-resolve requirements/*.lock from pyproject.toml, upgrading every package"
+	@echo "            (make lock UPGRADE=0: keep the current pins, only add what pyproject.toml gained)"
 	@echo "make bench  log API benchmark"
 	@echo "make clean  stop/delete the test PostgreSQL, remove var/ and caches (keeps .venv)"
 
@@ -50,12 +51,16 @@ $(DEV_STAMP): requirements/dev.lock pyproject.toml | $(BIN)/python
 	touch $@ $(SERVICE_STAMP)
 
 # A deliberate upgrade: re-resolve both locks (the dev lock constrained to the service lock's versions), then
-# `make test` before committing them.
+# `make test` before committing them. `make lock` upgrades every package to its newest allowed version;
+# `make lock UPGRADE=0` keeps the versions already pinned and only adds (or drops) what pyproject.toml changed.
+UPGRADE ?= 1
+LOCK_UPGRADE := $(if $(filter 1,$(UPGRADE)),--upgrade,)
 lock:
 	$(PYTHON) -m venv var/lock-venv
 	var/lock-venv/bin/python -m pip install --disable-pip-version-check -q $(UV_PIN)
-	var/lock-venv/bin/uv pip compile -q --upgrade pyproject.toml requirements/build.in $(LOCK_OPTS) -o requirements/service.lock
-	var/lock-venv/bin/uv pip compile -q --upgrade pyproject.toml requirements/build.in --extra dev \
+	var/lock-venv/bin/uv pip compile -q $(LOCK_UPGRADE) pyproject.toml requirements/build.in $(LOCK_OPTS) \
+		-o requirements/service.lock
+	var/lock-venv/bin/uv pip compile -q $(LOCK_UPGRADE) pyproject.toml requirements/build.in --extra dev \
 		-c requirements/service.lock $(LOCK_OPTS) -o requirements/dev.lock
 
 run: venv-service
