@@ -10,7 +10,7 @@ SERVICE_STAMP := $(VENV)/.installed-service
 DEV_STAMP     := $(VENV)/.installed-dev
 UV_PIN    := uv==0.13.9
 LOCK_OPTS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes --no-header
-APT_TEST_PKGS := postgresql openssh-server wrk chromium fonts-wqy-zenhei
+APT_TEST_PKGS := postgresql redis-server openssh-server wrk chromium fonts-wqy-zenhei
 # bench/ may not exist yet; ruff errors on missing paths.
 LINT_PATHS := $(wildcard src tests bench)
 
@@ -19,12 +19,12 @@ LINT_PATHS := $(wildcard src tests bench)
 help:
 	@echo "make venv   create/refresh .venv from requirements/dev.lock"
 	@echo "make run    install from requirements/service.lock, migrate the DB, print demo credentials, serve"
-	@echo "make test   apt deps + throwaway PostgreSQL + ruff + mypy + pytest"
+	@echo "make test   apt deps + throwaway PostgreSQL and Redis + ruff + mypy + pytest"
 	@echo "make lint   ruff + mypy"
 	@echo "make lock   re-resolve requirements/*.lock from pyproject.toml, upgrading every package"
 	@echo "            (make lock UPGRADE=0: keep the current pins, only add what pyproject.toml gained)"
 	@echo "make bench  log API benchmark"
-	@echo "make clean  stop/delete the test PostgreSQL, remove var/ and caches (keeps .venv)"
+	@echo "make clean  stop/delete the test PostgreSQL and Redis, remove var/ and caches (keeps .venv)"
 
 venv: $(DEV_STAMP)
 venv-service: $(SERVICE_STAMP)
@@ -76,9 +76,10 @@ lint: venv
 
 test: venv apt-deps
 	bash scripts/test-postgres.sh start
+	bash scripts/test-redis.sh start
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/mypy
-	NODEOPS_TEST_PG_URL="$$(cat var/test-pg/url)" $(BIN)/pytest
+	NODEOPS_TEST_PG_URL="$$(cat var/test-pg/url)" NODEOPS_TEST_BROKER_URL="$$(cat var/test-redis/url)" $(BIN)/pytest
 
 bench: venv
 	$(BIN)/python bench/log_api.py
@@ -88,4 +89,5 @@ test-pg-stop:
 
 clean:
 	bash scripts/test-postgres.sh destroy
+	bash scripts/test-redis.sh stop
 	rm -rf var test-artifacts .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,8 +1,8 @@
 """Fixtures every test folder may use, defined in tests/support and imported here: a clean environment, a
-migrated database per test on SQLite and PostgreSQL (``tests.support.services``), a real uvicorn server on
-127.0.0.1 (``tests.support.live_server``), the services' engine started in the test's event loop, the log API's
-callers (``tests.support.callers``), a job API on a server running the engine (``tests.support.jobs``) and the
-sshd test hosts on loopback (``tests.support.sshd``).
+migrated database per test on SQLite and PostgreSQL and an empty Redis database per test, the broker
+(``tests.support.services``), a real uvicorn server on 127.0.0.1 (``tests.support.live_server``), the services'
+engine started in the test's event loop, the log API's callers (``tests.support.callers``), a job API on a
+server running the engine (``tests.support.jobs``) and the sshd test hosts on loopback (``tests.support.sshd``).
 """
 
 from __future__ import annotations
@@ -19,11 +19,15 @@ from tests.support.callers import admin, auth, client, esb_app, seed_job, token_
 from tests.support.jobs import api
 from tests.support.live_server import LiveServer, listen_socket, live_server
 from tests.support.services import (
+    BROKER_ENV,
     PG_ENV,
+    broker_admin_url,
+    broker_url,
     database_url,
     fresh_pg_url,
     pg_admin_url,
     pg_template,
+    redis_databases,
     services,
     settings,
     sqlite_template,
@@ -34,6 +38,8 @@ __all__ = [
     "admin",
     "api",
     "auth",
+    "broker_admin_url",
+    "broker_url",
     "client",
     "database_url",
     "esb_app",
@@ -42,6 +48,7 @@ __all__ = [
     "live_server",
     "pg_admin_url",
     "pg_template",
+    "redis_databases",
     "seed_job",
     "services",
     "settings",
@@ -55,7 +62,7 @@ __all__ = [
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
-        if name.startswith("NODEOPS_") and name != PG_ENV:
+        if name.startswith("NODEOPS_") and name not in (PG_ENV, BROKER_ENV):
             monkeypatch.delenv(name)
 
 
