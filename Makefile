@@ -14,17 +14,19 @@ APT_TEST_PKGS := postgresql redis-server openssh-server wrk chromium fonts-wqy-z
 # bench/ may not exist yet; ruff errors on missing paths.
 LINT_PATHS := $(wildcard src tests bench)
 
-.PHONY: help venv venv-service run test lint lock bench clean apt-deps test-pg-stop
+.PHONY: help venv venv-service run cluster test lint lock bench clean apt-deps test-pg-stop
 
 help:
 	@echo "make venv   create/refresh .venv from requirements/dev.lock"
 	@echo "make run    install from requirements/service.lock, migrate the DB, print demo credentials, serve"
+	@echo "make cluster  celery mode on this machine: PostgreSQL, Redis, nodeops serve and two workers"
+	@echo "            on 127.0.0.1, until Ctrl-C (scripts/cluster.sh; data in var/cluster)"
 	@echo "make test   apt deps + throwaway PostgreSQL and Redis + ruff + mypy + pytest"
 	@echo "make lint   ruff + mypy"
 	@echo "make lock   re-resolve requirements/*.lock from pyproject.toml, upgrading every package"
 	@echo "            (make lock UPGRADE=0: keep the current pins, only add what pyproject.toml gained)"
 	@echo "make bench  log API benchmark"
-	@echo "make clean  stop/delete the test PostgreSQL and Redis, remove var/ and caches (keeps .venv)"
+	@echo "make clean  stop/delete the test PostgreSQL and Redis and the cluster, remove var/ and caches (keeps .venv)"
 
 venv: $(DEV_STAMP)
 venv-service: $(SERVICE_STAMP)
@@ -67,6 +69,9 @@ run: venv-service
 	$(BIN)/nodeops db upgrade
 	exec $(BIN)/nodeops serve --demo
 
+cluster: venv-service
+	exec bash scripts/cluster.sh run
+
 apt-deps:
 	bash scripts/ensure-apt.sh $(APT_TEST_PKGS)
 
@@ -88,6 +93,7 @@ test-pg-stop:
 	bash scripts/test-postgres.sh stop
 
 clean:
+	bash scripts/cluster.sh stop
 	bash scripts/test-postgres.sh destroy
 	bash scripts/test-redis.sh stop
 	rm -rf var test-artifacts .pytest_cache .mypy_cache .ruff_cache .hypothesis
