@@ -55,11 +55,6 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="NODEOPS_", extra="ignore")
 
-    executor: Literal["embedded", "celery"] = Field(
-        default="embedded",
-        description="Where pipelines run: embedded = in the API's own process; celery = in `nodeops worker` "
-        "processes fed through the broker, with every guarantee kept by PostgreSQL (docs/deploy.md).",
-    )
     data_dir: Path = Field(default=Path("./var"), description="Where the SQLite file and the secret key live.")
     database_url: str = Field(
         default="",
@@ -81,31 +76,6 @@ class Settings(BaseSettings):
         gt=0,
         le=10000,
         description="Hosts running at once, over all jobs (in celery mode, over the cluster).",
-    )
-    broker_url: str = Field(
-        default="",
-        description="celery mode: the broker that carries work to the workers, redis://host:6379/0 (Redis) or "
-        "amqp://user:password@host:5672// (RabbitMQ); ignored in embedded mode.",
-    )
-    worker_lease_s: float = Field(
-        default=15.0,
-        ge=3,
-        le=600,
-        description="celery mode: how long a worker's lease lasts without renewal (it renews every third of it); "
-        "a worker whose lease ran out is lost, and the reaper fails its records.",
-    )
-    reaper_interval_s: float = Field(
-        default=2.0,
-        gt=0,
-        le=60,
-        description="celery mode: seconds between two looks of the reaper for lost workers and unpublished tasks.",
-    )
-    worker_concurrency: int = Field(
-        default=100,
-        ge=1,
-        le=10000,
-        description="celery mode: hosts one worker process runs at once (the default of `nodeops worker "
-        "--concurrency`).",
     )
     step_timeout_s: float = Field(default=600.0, gt=0, description="Longest a single step may run on a host.")
     agent_heartbeat_interval_s: float = Field(
@@ -156,6 +126,38 @@ class Settings(BaseSettings):
     )
     cleanup_interval_s: float = Field(
         default=3600.0, gt=0, description="Seconds between two retention cleanups (when retention_days > 0)."
+    )
+
+    # the distributed mode (docs/deploy.md)
+    executor: Literal["embedded", "celery"] = Field(
+        default="embedded",
+        description="Where pipelines run: embedded = in the API's own process; celery = in `nodeops worker` "
+        "processes fed through the broker, with every guarantee kept by PostgreSQL (docs/deploy.md).",
+    )
+    broker_url: str = Field(
+        default="",
+        description="celery mode: the broker that carries work to the workers, redis://host:6379/0 (Redis) or "
+        "amqp://user:password@host:5672// (RabbitMQ); ignored in embedded mode.",
+    )
+    worker_lease_s: float = Field(
+        default=15.0,
+        ge=3,
+        le=600,
+        description="celery mode: how long a worker's lease lasts without renewal (it renews every third of it); "
+        "a worker whose lease ran out is lost, and the reaper fails its records.",
+    )
+    reaper_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="celery mode: seconds between two looks of the reaper for lost workers and unpublished tasks.",
+    )
+    worker_concurrency: int = Field(
+        default=100,
+        ge=1,
+        le=10000,
+        description="celery mode: hosts one worker process runs at once (the default of `nodeops worker "
+        "--concurrency`).",
     )
 
     auth_max_failures: int = Field(
