@@ -171,7 +171,9 @@ In another shell, from $ROOT:
   .venv/bin/nodeops user add alice --superuser
   .venv/bin/nodeops token issue alice                    # a bk_token, for the viewer and the API
   export NODEOPS_URL=$api NODEOPS_APP_CODE=my-system NODEOPS_APP_SECRET=<the secret> NODEOPS_USERNAME=alice
-  .venv/bin/nodeops job install --host 127.0.0.1 --biz 2 --local --setup-path /tmp/cluster-demo/agent --follow
+  .venv/bin/nodeops job list
+  .venv/bin/nodeops job install --host HOST --biz 2 --account root --key-file KEY_FILE --follow
+(over SSH: in celery mode a --local host is refused, it would run on whichever worker took it)
 
 EOF
 
