@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Throwaway PostgreSQL cluster for the test suite (fsync off: never keep data in it).
+# Throwaway PostgreSQL cluster for the test suite (fsync off: never keep data in it); with the variables below,
+# any private PostgreSQL on 127.0.0.1 (scripts/cluster.sh runs its own).
 # Usage: scripts/test-postgres.sh start|stop|status|url|destroy
 #   start    init the cluster if needed, start it (idempotent), wait until it accepts
 #            connections, print `export NODEOPS_TEST_PG_URL=...` and write the URL to
@@ -8,18 +9,24 @@
 #   status   exit 0 when it is accepting connections
 #   url      print the SQLAlchemy URL
 #   destroy  stop and delete the cluster directory
+# Environment (scripts/cluster.sh sets them to run its own PostgreSQL):
+#   TEST_PG_DIR       data, socket and log, owned by postgres when run as root (default /tmp/nodeops-test-pg)
+#   TEST_PG_PORT      port on 127.0.0.1 (default 54329)
+#   TEST_PG_URL_FILE  where `start` writes the URL (default var/test-pg/url)
+#   TEST_PG_DURABLE   1 keeps fsync and full page writes on (default 0: a crash of the machine may lose data)
 set -euo pipefail
 
-BASE=/tmp/nodeops-test-pg          # socket dir, log; owned by postgres
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BASE=${TEST_PG_DIR:-/tmp/nodeops-test-pg}
 PGDATA_DIR=$BASE/data
 LOG=$BASE/postgres.log
-PORT=54329
+PORT=${TEST_PG_PORT:-54329}
 HOST=127.0.0.1
 URL="postgresql+psycopg://postgres@$HOST:$PORT/postgres"
+URL_FILE=${TEST_PG_URL_FILE:-$ROOT/var/test-pg/url}
 START_TIMEOUT=30
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-URL_FILE=$ROOT/var/test-pg/url
+SPEED_OPTS="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+[[ ${TEST_PG_DURABLE:-0} == 1 ]] && SPEED_OPTS=""
 
 export LC_ALL=C.UTF-8 LANG=C.UTF-8
 
@@ -79,7 +86,11 @@ cmd_start() {
     bash "$ROOT/scripts/ensure-apt.sh" postgresql
     find_bin
     mkdir -p "$BASE"
-    [[ $(id -u) -eq 0 ]] && chown postgres:postgres "$BASE"
+    if [[ $(id -u) -eq 0 ]]; then
+        chown postgres:postgres "$BASE"
+        as_pg test -w "$BASE" -a -x "$BASE" \
+            || die "the postgres user cannot reach $BASE (a parent directory is closed to it): set TEST_PG_DIR elsewhere"
+    fi
     take_lock
 
     if is_running && is_ready; then
@@ -100,7 +111,7 @@ cmd_start() {
     [[ $(id -u) -eq 0 ]] && chown postgres:postgres "$LOG"
     # 9>&-: the server must not inherit (and hold) the lock.
     as_pg "$BIN/pg_ctl" start -W -D "$PGDATA_DIR" -l "$LOG" \
-        -o "-p $PORT -c listen_addresses=$HOST -k $BASE -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+        -o "-p $PORT -c listen_addresses=$HOST -k $BASE $SPEED_OPTS -c max_connections=200" \
         >/dev/null 9>&- || { tail -n 30 "$LOG" >&2; die "pg_ctl start failed"; }
 
     local deadline=$((SECONDS + START_TIMEOUT))

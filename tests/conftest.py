@@ -1,8 +1,8 @@
 """Fixtures every test folder may use, defined in tests/support and imported here: a clean environment, a
-migrated database per test on SQLite and PostgreSQL (``tests.support.services``), a real uvicorn server on
-127.0.0.1 (``tests.support.live_server``), the services' engine started in the test's event loop, the log API's
-callers (``tests.support.callers``), a job API on a server running the engine (``tests.support.jobs``) and the
-sshd test hosts on loopback (``tests.support.sshd``).
+migrated database per test on SQLite and PostgreSQL and an empty Redis database per test, the broker
+(``tests.support.services``), a real uvicorn server on 127.0.0.1 (``tests.support.live_server``), the services'
+engine started in the test's event loop, the log API's callers (``tests.support.callers``), a job API on a
+server running the engine (``tests.support.jobs``) and the sshd test hosts on loopback (``tests.support.sshd``).
 """
 
 from __future__ import annotations
@@ -16,16 +16,20 @@ from nodeops.engine.runner import Engine
 from nodeops.engine.steps import StepTimeouts
 from nodeops.service.container import Services
 from tests.support.callers import admin, auth, client, esb_app, seed_job, token_for
-from tests.support.cluster import cluster, test_broker_url
+from tests.support.cluster import cluster
 from tests.support.jobs import api
 from tests.support.live_server import LiveServer, listen_socket, live_server
 from tests.support.services import (
+    BROKER_ENV,
     PG_ENV,
+    broker_admin_url,
+    broker_url,
     database_url,
     fresh_pg_url,
     pg_admin_url,
     pg_database_url,
     pg_template,
+    redis_databases,
     services,
     settings,
     sqlite_template,
@@ -36,6 +40,8 @@ __all__ = [
     "admin",
     "api",
     "auth",
+    "broker_admin_url",
+    "broker_url",
     "client",
     "cluster",
     "database_url",
@@ -46,13 +52,13 @@ __all__ = [
     "pg_admin_url",
     "pg_database_url",
     "pg_template",
+    "redis_databases",
     "seed_job",
     "services",
     "settings",
     "sqlite_template",
     "ssh_hosts",
     "ssh_lab",
-    "test_broker_url",
     "token_for",
 ]
 
@@ -60,7 +66,7 @@ __all__ = [
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
-        if name.startswith("NODEOPS_") and name != PG_ENV:
+        if name.startswith("NODEOPS_") and name not in (PG_ENV, BROKER_ENV):
             monkeypatch.delenv(name)
 
 

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 SQLITE_FILE_NAME = "nodeops.sqlite3"
 SECRET_KEY_FILE_NAME = "secret_key"
 MAX_BODY_BYTES = 1024 * 1024
+BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
 
 
 def machine_time_zone() -> str:
@@ -70,7 +71,12 @@ class Settings(BaseSettings):
     public_url: str = Field(
         default="", description="URL agents report to (access point 1); empty = this service's own address."
     )
-    job_limit: int = Field(default=100, gt=0, le=10000, description="Hosts running at once, over all jobs.")
+    job_limit: int = Field(
+        default=100,
+        gt=0,
+        le=10000,
+        description="Hosts running at once, over all jobs (in celery mode, over the cluster).",
+    )
     step_timeout_s: float = Field(default=600.0, gt=0, description="Longest a single step may run on a host.")
     agent_heartbeat_interval_s: float = Field(
         default=30.0,
@@ -129,20 +135,36 @@ class Settings(BaseSettings):
         default=3600.0, gt=0, description="Seconds between two retention cleanups (when retention_days > 0)."
     )
 
+    # the distributed mode (docs/deploy.md)
     executor: Literal["embedded", "celery"] = Field(
         default="embedded",
-        description="Where host pipelines run: embedded (in the service's process) or celery (nodeops worker "
-        "processes, through the broker; needs PostgreSQL).",
+        description="Where pipelines run: embedded = in the API's own process; celery = in `nodeops worker` "
+        "processes fed through the broker, with every guarantee kept by PostgreSQL (docs/deploy.md).",
     )
-    broker_url: str = Field(default="", description="Celery broker URL in celery mode, e.g. redis://127.0.0.1:6379/0.")
+    broker_url: str = Field(
+        default="",
+        description="celery mode: the broker that carries work to the workers, redis://host:6379/0 (Redis) or "
+        "amqp://user:password@host:5672// (RabbitMQ); ignored in embedded mode.",
+    )
     worker_lease_s: float = Field(
-        default=15.0, ge=3, le=600, description="How long a worker's lease lasts without renewal (renewed every third)."
+        default=15.0,
+        ge=3,
+        le=600,
+        description="celery mode: how long a worker's lease lasts without renewal (it renews every third of it); "
+        "a worker whose lease ran out is lost, and the reaper fails its records.",
     )
     reaper_interval_s: float = Field(
-        default=2.0, gt=0, le=60, description="How often the reaper looks for lost workers and unpublished tasks."
+        default=2.0,
+        gt=0,
+        le=60,
+        description="celery mode: seconds between two looks of the reaper for lost workers and unpublished tasks.",
     )
     worker_concurrency: int = Field(
-        default=100, ge=1, le=10000, description="Hosts one worker process runs at once (nodeops worker --concurrency)."
+        default=100,
+        ge=1,
+        le=10000,
+        description="celery mode: hosts one worker process runs at once (the default of `nodeops worker "
+        "--concurrency`).",
     )
 
     auth_max_failures: int = Field(
@@ -191,6 +213,47 @@ class Settings(BaseSettings):
         if not url.startswith(("sqlite:///", "postgresql+psycopg://")):
             raise ValueError("database_url must start with sqlite:/// or postgresql+psycopg://")
         self.database_url = url
+        return self
+
+    @model_validator(mode="after")
+    def _cluster_ready(self) -> Settings:
+        """In celery mode, refuse at once what would break the cluster later, every problem in one message."""
+        if self.executor != "celery":
+            return self
+        problems: list[str] = []
+        if self.is_sqlite:
+            problems.append(
+                "NODEOPS_DATABASE_URL is SQLite (empty means a SQLite file in the data dir): the API and every "
+                "worker must share one PostgreSQL database; set it to "
+                "postgresql+psycopg://USER:PASSWORD@db.example.internal:5432/nodeops"
+            )
+        broker = self.broker_url.strip()
+        scheme = broker.split("://", 1)[0].lower() if "://" in broker else ""
+        if not broker:
+            problems.append(
+                "NODEOPS_BROKER_URL is empty: set it to redis://broker.example.internal:6379/0 (Redis) or "
+                "amqp://USER:PASSWORD@broker.example.internal:5672// (RabbitMQ)"
+            )
+        elif scheme not in BROKER_SCHEMES:
+            # the URL itself is not repeated: it may carry a password
+            shown = f"has the scheme {scheme!r}" if scheme else "is not a URL"
+            problems.append(
+                f"NODEOPS_BROKER_URL {shown}: it must start with " + ", ".join(f"{s}://" for s in BROKER_SCHEMES)
+            )
+        if not self.secret_key.get_secret_value():
+            problems.append(
+                "NODEOPS_SECRET_KEY is empty: the API and every worker, on every machine, must use the same key "
+                "(it signs bk_tokens and encrypts host credentials); generate one with "
+                "`python3 -c 'import secrets; print(secrets.token_urlsafe(48))'` and set it everywhere"
+            )
+        if not self.public_url.strip():
+            problems.append(
+                "NODEOPS_PUBLIC_URL is empty: agents on the hosts report to the API, not to the worker that "
+                "installed them; set it to the URL hosts reach the API at, e.g. http://nodeops.example.internal:8000"
+            )
+        if problems:
+            raise ValueError("NODEOPS_EXECUTOR=celery needs:\n" + "\n".join(f"- {p}" for p in problems))
+        self.broker_url = broker
         return self
 
     @property

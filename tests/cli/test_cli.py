@@ -351,6 +351,72 @@ def test_a_bad_database_url_is_refused_with_a_message_not_a_traceback(tmp_path):
     assert "postgresql+psycopg://" in result.err
 
 
+CELERY_ENV = {
+    "NODEOPS_EXECUTOR": "celery",
+    "NODEOPS_BROKER_URL": "redis://127.0.0.1:63799/0",
+    "NODEOPS_SECRET_KEY": "a-cluster-wide-secret-key-for-this-test",
+    "NODEOPS_PUBLIC_URL": "http://127.0.0.1:8000",
+}
+POSTGRESQL_URL = "postgresql+psycopg://nodeops@127.0.0.1:1/nodeops"  # never connected to: refused before
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"NODEOPS_DATABASE_URL": ""}, "NODEOPS_DATABASE_URL is SQLite (empty means a SQLite file in the data dir)"),
+        ({"NODEOPS_DATABASE_URL": "sqlite:///x.sqlite3"}, "must share one PostgreSQL database"),
+        ({"NODEOPS_BROKER_URL": ""}, "NODEOPS_BROKER_URL is empty: set it to redis://"),
+        ({"NODEOPS_BROKER_URL": "kafka://user:broker-pw-1@127.0.0.1/"}, "NODEOPS_BROKER_URL has the scheme 'kafka'"),
+        ({"NODEOPS_BROKER_URL": "127.0.0.1:6379"}, "NODEOPS_BROKER_URL is not a URL: it must start with redis://"),
+        ({"NODEOPS_SECRET_KEY": ""}, "NODEOPS_SECRET_KEY is empty: the API and every worker"),
+        ({"NODEOPS_PUBLIC_URL": ""}, "NODEOPS_PUBLIC_URL is empty: agents on the hosts report to the API"),
+    ],
+    ids=["no-database", "sqlite", "no-broker", "other-broker", "broker-not-a-url", "no-secret-key", "no-public-url"],
+)
+def test_celery_mode_refuses_each_missing_cluster_setting_with_how_to_fix_it(tmp_path, changes, expected):
+    runner = Cli(tmp_path / "data", POSTGRESQL_URL)
+    result = runner.run("serve", env={**CELERY_ENV, **changes})
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.err.startswith("error: bad configuration: NODEOPS_EXECUTOR=celery needs: - "), result.stderr
+    assert expected in result.err
+    assert result.err.count(" - NODEOPS_") == 1  # only the one problem
+    assert "broker-pw-1" not in result.err
+    assert not (tmp_path / "data").exists()  # refused before touching anything
+
+
+def test_celery_mode_lists_every_problem_in_one_message(tmp_path):
+    """Any command is refused, not only serve: they all build the settings first."""
+    runner = Cli(tmp_path / "data", None)
+    result = runner.run("db", "upgrade", env={"NODEOPS_EXECUTOR": "celery"})
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    problems = [line for line in result.stderr.splitlines() if line.startswith("- ")]
+    named = [line.split()[1] for line in problems]
+    assert named == ["NODEOPS_DATABASE_URL", "NODEOPS_BROKER_URL", "NODEOPS_SECRET_KEY", "NODEOPS_PUBLIC_URL"]
+
+
+def test_an_unknown_executor_is_refused_naming_the_choices(tmp_path):
+    result = Cli(tmp_path / "data", None).run("db", "upgrade", env={"NODEOPS_EXECUTOR": "threads"})
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "executor: Input should be 'embedded' or 'celery'" in result.err
+
+
+@pytest.mark.parametrize("broker_url", ["redis://127.0.0.1:63799/0", "amqp://guest:guest@127.0.0.1:5672//"])
+def test_a_complete_celery_configuration_is_accepted(fresh_pg_url, tmp_path, broker_url):
+    """The same command the refusals stop runs through: the settings are accepted and the database migrated."""
+    runner = Cli(tmp_path / "data", fresh_pg_url)
+    result = runner.ok("db", "upgrade", env={**CELERY_ENV, "NODEOPS_BROKER_URL": broker_url})
+    assert "is at head" in result.out
+
+
+def test_embedded_mode_ignores_the_broker_url(tmp_path):
+    runner = Cli(tmp_path / "data", None)
+    result = runner.ok("db", "upgrade", env={"NODEOPS_BROKER_URL": "not a broker"})
+    assert "is at head" in result.out
+
+
 # --- hosts ---------------------------------------------------------------------------------------------------
 
 

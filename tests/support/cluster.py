@@ -1,6 +1,6 @@
 """The distributed mode, as real processes: ``nodeops serve`` in celery mode and ``nodeops worker`` processes on a
-PostgreSQL database of their own and a Redis database of the test Redis (``NODEOPS_TEST_BROKER_URL``, started by
-``make test``), on loopback. Fixture ``cluster`` (imported by tests/conftest.py)."""
+PostgreSQL database of their own and a Redis database of their own (fixture ``broker_url``), on loopback.
+Fixture ``cluster`` (imported by tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -25,29 +25,8 @@ from tests.support.factories import make_app, make_user
 from tests.support.jobs import JobApi, dead_port
 from tests.support.services import TEST_SECRET_KEY, TEST_TIME_ZONE, _pg_database
 
-BROKER_ENV = "NODEOPS_TEST_BROKER_URL"
 NODEOPS = str(Path(sys.executable).with_name("nodeops"))
 LEASE_S = 3.0  # the shortest lease the settings allow: a lost worker is noticed in seconds
-
-
-@pytest.fixture(scope="session")
-def test_broker_url() -> str:
-    url = os.environ.get(BROKER_ENV, "")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail(f"{BROKER_ENV} is not set: run the suite with `make test`, which starts Redis")
-        pytest.skip(f"{BROKER_ENV} not set (make test sets it)")
-    return url
-
-
-def flush_broker(url: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
 
 
 @dataclass
@@ -156,12 +135,11 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, pg_admin_url: str, pg_template: str, test_broker_url: str) -> Iterator[Cluster]:
-    """A migrated PostgreSQL database, a flushed Redis database and a running API in celery mode (workers are
-    started by the test); an app and the superuser ``admin`` exist."""
-    flush_broker(test_broker_url)
+def cluster(tmp_path: Path, pg_admin_url: str, pg_template: str, broker_url: str) -> Iterator[Cluster]:
+    """A migrated PostgreSQL database, an empty Redis database (``broker_url``) and a running API in celery mode
+    (workers are started by the test); an app and the superuser ``admin`` exist."""
     for database_url in _pg_database(pg_admin_url, template=pg_template):
-        made = Cluster(root=tmp_path, database_url=database_url, broker_url=test_broker_url, port=dead_port())
+        made = Cluster(root=tmp_path, database_url=database_url, broker_url=broker_url, port=dead_port())
         settings = Settings(
             data_dir=tmp_path / "admin",
             database_url=database_url,
@@ -172,7 +150,7 @@ def cluster(tmp_path: Path, pg_admin_url: str, pg_template: str, test_broker_url
         app = make_app(services)
         make_user(services, "admin", superuser=True)
         services.close()
-        made.db = sa.create_engine(database_url.replace("postgresql+psycopg", "postgresql+psycopg"))
+        made.db = sa.create_engine(database_url)
         try:
             made.start_api()
             with httpx.Client(base_url=made.url, timeout=30) as client:
@@ -181,4 +159,3 @@ def cluster(tmp_path: Path, pg_admin_url: str, pg_template: str, test_broker_url
         finally:
             made.stop()
             made.db.dispose()
-            flush_broker(test_broker_url)

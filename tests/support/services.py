@@ -1,8 +1,11 @@
-"""A migrated database per test, once on SQLite and once on PostgreSQL, and the settings and services on it.
+"""A migrated database per test, once on SQLite and once on PostgreSQL, and the settings and services on it;
+and an empty Redis database per test, the celery executor's broker.
 
 PostgreSQL comes from ``NODEOPS_TEST_PG_URL`` (``make test`` starts a throwaway cluster and sets it): the
 schema is migrated once into a template database, and each test gets ``CREATE DATABASE ... TEMPLATE``.
-Without it, PostgreSQL tests are skipped locally and fail under CI. The fixtures are imported by tests/conftest.py.
+Redis comes from ``NODEOPS_TEST_BROKER_URL`` (``make test`` starts scripts/test-redis.sh and sets it): each test
+claims a database number of its own and gets it empty. Without either variable, the tests that need it are
+skipped locally and fail under CI. The fixtures are imported by tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import redis
 import sqlalchemy as sa
 
 from nodeops.service.container import Services
@@ -27,6 +32,8 @@ TEST_TIME_ZONE = "Asia/Shanghai"  # Node Manager's zone (UTC+8), so times match 
 PG_ENV = "NODEOPS_TEST_PG_URL"
 PG_TEMPLATE = f"nodeops_test_template_{os.getpid()}"  # one per run: concurrent runs share the cluster
 BACKENDS = ["sqlite", "postgresql"]
+BROKER_ENV = "NODEOPS_TEST_BROKER_URL"
+BROKER_CLAIM_TTL_S = 3600  # a run that dies holding a database number gives it back after this
 
 
 @pytest.fixture(scope="session")
@@ -107,6 +114,78 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     else:
         template = request.getfixturevalue("pg_template")
         yield from _pg_database(request.getfixturevalue("pg_admin_url"), template=template)
+
+
+@pytest.fixture(scope="session")
+def broker_admin_url() -> str:
+    url = os.environ.get(BROKER_ENV, "")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail(f"{BROKER_ENV} is not set: run the suite with `make test`, which starts Redis")
+        pytest.skip(f"{BROKER_ENV} not set (make test sets it)")
+    if urlsplit(url).scheme != "redis":
+        pytest.fail(f"{BROKER_ENV} must be a redis:// URL (scripts/test-redis.sh url prints one)")
+    return url
+
+
+class RedisDatabases:
+    """The numbered databases of the test Redis, handed out one per test.
+
+    Database 0 holds the claims (``SET NX`` with an expiry), so a run started from another checkout never gets a
+    number this run holds. Numbers go round from the one after the last handed out, so the next test does not get
+    the database a straggler of the previous test (a process still shutting down) may still write to.
+    """
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.admin = redis.Redis.from_url(admin_url)
+        self.count = int(self.admin.config_get("databases")["databases"])
+        self.next_number = 1
+
+    def url(self, number: int) -> str:
+        return urlsplit(self.admin_url)._replace(path=f"/{number}").geturl()
+
+    def claim(self) -> int:
+        """Claim a database number no other test holds, and empty its database."""
+        for _ in range(self.count - 1):
+            number = self.next_number
+            self.next_number = number % (self.count - 1) + 1
+            if self.admin.set(self._claim_key(number), os.getpid(), nx=True, ex=BROKER_CLAIM_TTL_S):
+                self._empty(number)
+                return number
+        pytest.fail(f"all {self.count - 1} databases of the test Redis are claimed by other test runs")
+
+    def release(self, number: int) -> None:
+        self._empty(number)
+        self.admin.delete(self._claim_key(number))
+
+    def close(self) -> None:
+        self.admin.close()
+
+    def _empty(self, number: int) -> None:
+        with redis.Redis.from_url(self.url(number)) as client:
+            client.flushdb()
+
+    @staticmethod
+    def _claim_key(number: int) -> str:
+        return f"nodeops-test:database:{number}"
+
+
+@pytest.fixture(scope="session")
+def redis_databases(broker_admin_url: str) -> Iterator[RedisDatabases]:
+    databases = RedisDatabases(broker_admin_url)
+    yield databases
+    databases.close()
+
+
+@pytest.fixture
+def broker_url(redis_databases: RedisDatabases) -> Iterator[str]:
+    """A Redis URL for this test alone: a database no other test uses, empty when the test starts."""
+    number = redis_databases.claim()
+    try:
+        yield redis_databases.url(number)
+    finally:
+        redis_databases.release(number)
 
 
 @pytest.fixture

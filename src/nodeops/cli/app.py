@@ -9,6 +9,8 @@ from urllib.parse import urlencode
 
 import typer
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+from rich.markup import escape
 
 from nodeops.cli import access, agent, cleanup, db, hosts, job, log, worker
 from nodeops.cli.context import CliState, console, err_console, state
@@ -48,11 +50,19 @@ def root(
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
-        err_console.print(f"[red]error:[/red] bad configuration: {problems}", highlight=False)
+        problems = "; ".join(_configuration_problem(error) for error in exc.errors())
+        err_console.print(f"[red]error:[/red] bad configuration: {escape(problems)}", highlight=False)
         raise typer.Exit(code=2) from None
     configure_logging("WARNING")  # through the redacting filter; `serve` raises it to INFO
     ctx.obj = CliState(settings=settings)
+
+
+def _configuration_problem(error: ErrorDetails) -> str:
+    """One validation error as ``field: message``; a check of the whole configuration is its message alone."""
+    where = ".".join(map(str, error["loc"]))
+    # a validator's own ValueError reads as written, without pydantic's "Value error, " before it
+    message = str(error["ctx"]["error"]) if error["type"] == "value_error" and "ctx" in error else error["msg"]
+    return f"{where}: {message}" if where else message
 
 
 @app.command()
