@@ -389,3 +389,26 @@ def test_a_worker_drops_hostile_messages_and_keeps_working(cluster: Cluster, ssh
     job_id = _install(cluster, _hosts(ssh_hosts, 2, run))
     assert cluster.api is not None
     assert cluster.api.wait(job_id, timeout_s=60)["status"] == "SUCCESS"
+
+
+def test_a_record_a_worker_claimed_but_cannot_run_ends_failed_saying_why(cluster: Cluster, ssh_hosts, run) -> None:
+    from nodeops.engine.dispatch.celery import celery_app, publisher
+
+    # nothing is published by the API (its broker is away): this test sends the message, naming no real package
+    cluster.start_api(NODEOPS_BROKER_URL=f"redis://127.0.0.1:{dead_port()}/0")
+    cluster.start_worker("w1")
+    job_id = _install(cluster, _hosts(ssh_hosts, 1, run))
+    ((record_id, task_id),) = cluster.sql("SELECT id, task_id FROM instance_records WHERE job_id = :j", j=job_id)
+    app = celery_app(cluster.broker_url)
+    try:
+        publisher(app)(task_id, [record_id], "9.9.9")
+    finally:
+        app.close()
+    assert cluster.api is not None
+    done = cluster.api.wait(job_id, timeout_s=30)
+    assert done["status"] == "FAILED", done
+    steps = cluster.api.log(job_id, done["list"][0]["instance_id"])
+    failed = [step for step in steps if step["status"] == "FAILED"]
+    assert len(failed) == 1, steps
+    assert f"worker {cluster.worker_of('w1')} could not run this host" in str(failed[0]["log"])
+    assert "agent version '9.9.9' is not registered" in str(failed[0]["log"])

@@ -290,27 +290,50 @@ class ClusterWorker:
         for record_id in record_ids:
             if not await self._claim(record_id):
                 continue
-            job_id = None
+            job_id, first_step = None, 0
             try:
                 work = await self.db.call(functools.partial(self._work, record_id))
-                if work is None:
+                if work is None:  # deleted since (retention): nothing left to run or to write
                     continue
                 job_id = work.job_id
                 if isinstance(work, BlockedWork):
                     self.pipeline.fail_blocked(work)
-                elif work.transport == "local":
-                    self._refuse_local(work.record_id, work.steps[0].index if work.steps else 0)
-                else:
-                    if package is None:
-                        package = await self.db.call(functools.partial(self._package, package_version))
-                    pipeline = asyncio.get_running_loop().create_task(
-                        self.pipeline.run(work, package, prologue=self._prologue), name=f"host-{work.ip}"
+                    continue
+                first_step = work.steps[0].index if work.steps else 0
+                if work.transport == "local":
+                    self._fail_record(
+                        record_id,
+                        first_step,
+                        "transport=local 不能在集群模式下执行 (a local host would run on whichever worker took it); "
+                        "marked FAILED, reinstall the host with transport=ssh",
                     )
-                    self._running[record_id] = pipeline
-                    try:
-                        await asyncio.wait([pipeline])
-                    finally:
-                        self._running.pop(record_id, None)
+                    continue
+                if package is None:
+                    package = await self.db.call(functools.partial(self._package, package_version))
+                pipeline = asyncio.get_running_loop().create_task(
+                    self.pipeline.run(work, package, prologue=self._prologue), name=f"host-{work.ip}"
+                )
+                self._running[record_id] = pipeline
+                try:
+                    await asyncio.wait([pipeline])
+                finally:
+                    self._running.pop(record_id, None)
+            except (asyncio.CancelledError, LeaseLost):
+                raise
+            except Exception as exc:  # a claimed record must end: nobody else will run it while this worker lives
+                log.exception(
+                    "could not run record %d", record_id, extra={"action": "record_failed", "record_id": record_id}
+                )
+                reason = exc.message if isinstance(exc, NodeopsError) else f"unexpected {type(exc).__name__}"
+                self._fail_record(
+                    record_id,
+                    first_step,
+                    f"工作进程无法执行该主机 (worker {self.config.worker_id} could not run this host: {reason}); "
+                    "marked FAILED, retry the instance to run it again",
+                )
+                if job_id is None:
+                    with contextlib.suppress(NodeopsError):
+                        job_id = await self.db.call(functools.partial(self._job_of, record_id))
             finally:
                 await self.writer.flush()
                 if job_id is not None:
@@ -342,6 +365,10 @@ class ClusterWorker:
         with self.db.session() as session:
             return pipelines.record_work(session, record_id=record_id)
 
+    def _job_of(self, record_id: int) -> int | None:
+        with self.db.session() as session:
+            return cluster.job_of(session, record_id=record_id)
+
     def _package(self, version: str) -> ChosenPackage:
         return packages.choose(self.db, version)
 
@@ -349,16 +376,11 @@ class ClusterWorker:
         with self.db.session() as session:
             pipelines.refresh_job(session, job_id=job_id)
 
-    def _refuse_local(self, record_id: int, step_index: int) -> None:
+    def _fail_record(self, record_id: int, step_index: int, reason: str) -> None:
+        """End a claimed record FAILED without running it, ``reason`` in the log of its first step."""
         now = utcnow()
         self.writer.step(record_id, step_index, Status.FAILED, start_at=now, finish_at=now)
-        self.writer.line(
-            record_id,
-            step_index,
-            "ERROR",
-            "transport=local 不能在集群模式下执行 (a local host would run on whichever worker took it); "
-            "marked FAILED, reinstall the host with transport=ssh",
-        )
+        self.writer.line(record_id, step_index, "ERROR", reason)
         self.writer.record(record_id, Status.FAILED, finish_at=now)
 
     # --- the lease, and revoke requests --------------------------------------------------------------------

@@ -142,6 +142,10 @@ def claim(session: Session, *, record_id: int, worker_id: str, limit: int) -> Cl
     return Claim.CLAIMED
 
 
+def job_of(session: Session, *, record_id: int) -> int | None:
+    return session.scalar(select(InstanceRecord.job_id).where(InstanceRecord.id == record_id))
+
+
 def host_groups(session: Session, *, task_id: int) -> list[list[int]]:
     """The task's PENDING record ids, one list per host in record order (a record without a host alone): what one
     broker message carries."""
