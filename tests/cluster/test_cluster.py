@@ -412,3 +412,48 @@ def test_a_record_a_worker_claimed_but_cannot_run_ends_failed_saying_why(cluster
     assert len(failed) == 1, steps
     assert f"worker {cluster.worker_of('w1')} could not run this host" in str(failed[0]["log"])
     assert "agent version '9.9.9' is not registered" in str(failed[0]["log"])
+
+
+def test_two_instances_of_one_host_sent_to_two_workers_never_overlap(cluster: Cluster, ssh_hosts, run) -> None:
+    from nodeops.engine.dispatch.celery import celery_app, publisher
+
+    # the API publishes nothing (its broker is away): the test sends each instance of the host in its own message
+    cluster.start_api(NODEOPS_BROKER_URL=f"redis://127.0.0.1:{dead_port()}/0")
+    cluster.start_worker("w1", concurrency=1)
+    cluster.start_worker("w2", concurrency=1)
+    job_id = _install(cluster, _hosts(ssh_hosts, 1, run))
+    ((first, task_id),) = cluster.sql("SELECT id, task_id FROM instance_records WHERE job_id = :j", j=job_id)
+    assert cluster.db is not None
+    with cluster.db.begin() as conn:  # a second instance of the same host in the same task (a service instance)
+        second = conn.execute(
+            sa.text(
+                "INSERT INTO instance_records (task_id, subscription_id, job_id, instance_id, bk_host_id, host_key, "
+                "attempt, instance_info, status, is_latest, revision, created_at, updated_at, revoke_requested) "
+                "SELECT task_id, subscription_id, job_id, 'service|instance|service|9001', bk_host_id, NULL, 1, "
+                "instance_info, 'PENDING', true, 0, created_at, updated_at, false FROM instance_records "
+                "WHERE id = :r RETURNING id"
+            ),
+            {"r": first},
+        ).scalar_one()
+        conn.execute(
+            sa.text(
+                "INSERT INTO record_steps (record_id, step_index, code, name, status) "
+                "SELECT :s, step_index, code, name, 'PENDING' FROM record_steps WHERE record_id = :r"
+            ),
+            {"s": second, "r": first},
+        )
+    app = celery_app(cluster.broker_url)
+    try:
+        for record_id in (first, second):
+            publisher(app)(task_id, [record_id], "0.1.0")
+    finally:
+        app.close()
+    assert cluster.api is not None
+    assert cluster.api.wait(job_id, timeout_s=90)["status"] == "SUCCESS"
+    rows = cluster.sql(
+        "SELECT worker_id, start_at, finish_at FROM instance_records WHERE id = ANY(:ids) ORDER BY start_at",
+        ids=[first, second],
+    )
+    (_, _, first_end), (_, second_start, _) = rows
+    assert first_end <= second_start, rows  # one after the other, never both at once
+    assert {row[0] for row in rows} == {cluster.worker_of("w1"), cluster.worker_of("w2")}, rows
