@@ -48,9 +48,9 @@ __all__ = [
     "services",
     "settings",
     "sqlite_template",
-    "test_broker_url",
     "ssh_hosts",
     "ssh_lab",
+    "test_broker_url",
     "token_for",
 ]
 
