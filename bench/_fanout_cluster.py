@@ -297,9 +297,34 @@ class Cluster:
         self.admin_engine.dispose()
 
 
+def start_profiles(plan: dict[str, Any], pids: dict[str, int], tag: str) -> list[subprocess.Popen[bytes]]:
+    """``py-spy record`` on the API and each worker for the timed window (the plan's ``profile`` prefix)."""
+    if not plan.get("profile"):
+        return []
+    spies = []
+    for name, pid in pids.items():
+        command = [plan["py_spy"], "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--nonblocking"]
+        command += ["--threads", "--gil", "--output", f"{plan['profile']}-{tag}-{name}.txt"]
+        spies.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    time.sleep(1.0)  # let them attach before the clock starts
+    return spies
+
+
+def stop_profiles(spies: list[subprocess.Popen[bytes]]) -> None:
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)
+    for spy in spies:
+        try:
+            spy.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait()
+
+
 def timed(cluster: Cluster, plan: dict[str, Any], job_type: str, body: dict[str, Any], n: int) -> dict[str, Any]:
     """One timed job: wall from the call to the job's end, the controller's CPU (API + workers) over it."""
     pids = cluster.controller_pids()
+    spies = start_profiles(plan, pids, f"w{len(pids) - 1}")
     window = Window(plan["hosts_cgroup"])
     cpu0 = {name: process_cpu_s(pid) for name, pid in pids.items()}
     window.start()
@@ -307,6 +332,7 @@ def timed(cluster: Cluster, plan: dict[str, Any], job_type: str, body: dict[str,
     status = cluster.wait_job(job_id, timeout_s=300 + 2 * n)
     measured = window.stop()
     cpu = {name: process_cpu_s(pid) - cpu0[name] for name, pid in pids.items()}
+    stop_profiles(spies)
     controller = sum(cpu.values())
     # the bench driver's own CPU (its 50 ms polls) is not the controller's: the machine's rest is recomputed
     hosts = measured["hosts_cpu_s"]

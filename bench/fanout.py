@@ -411,11 +411,16 @@ def run_cluster(
             "host_key_policy": args.host_key_policy,
             "workers": args.workers,
             "versions": [f"0.9.{n}.{100 + i}" for i in range(len(args.workers))],
+            "profile": str(cluster_dir / f"celery-n{n}") if args.profile else None,
+            "py_spy": args.py_spy,
             "hosts": [{"ip": h.ip, "port": h.port, "setup_path": h.setup_path} for h in hosts],
         },
         900 + 8 * n,
     )
     check(result, n, "install")
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        result["profiles"] = [str(shutil.copy(p, args.profile)) for p in sorted(cluster_dir.glob(f"celery-n{n}-*.txt"))]
     for count in args.workers:
         up = result["rounds"].get(str(count))
         if up is None or up["records"] != {"SUCCESS": n}:
@@ -585,6 +590,11 @@ def report_executors(results: list[SizeResult], args: argparse.Namespace, out: l
     w("column is the floor process's own. other load: cores used by processes that are not this bench.")
     w("On 2 cores, two workers cannot beat one at CPU-bound fan-out: they share the same cores (and PostgreSQL and")
     w("the hosts' sshd run on them too). Workers add capacity when hosts' steps wait: see bench/capacity.py.")
+    for r in results:
+        for path in (r.cluster or {}).get("profiles", []):
+            w("")
+            w(f"profile of celery at N={r.n}, {Path(path).stem.split('-', 2)[-1]} (py-spy, on-CPU samples): {path}")
+            out.extend("  " + line for line in summarize_profile(Path(path), thread_names=True))
     w("")
     w("targets (distributed mode):")
     by_n = {r.n: r for r in results}
@@ -618,7 +628,7 @@ def target_line(label: str, value: str, ok: bool | None) -> str:
     return f"  {label:34} {value:>18}  {'' if ok is None else 'PASS' if ok else 'MISS'}"
 
 
-def summarize_profile(path: Path, top: int = 12) -> list[str]:
+def summarize_profile(path: Path, top: int = 12, *, thread_names: bool = False) -> list[str]:
     """Samples on the event loop vs worker threads, the top leaf functions, and nodeops functions (inclusive)."""
     threads: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
@@ -632,7 +642,10 @@ def summarize_profile(path: Path, top: int = 12) -> list[str]:
         frames = stack.split(";")
         total += count
         thread = frames[0].partition(": ")[2]
-        threads["event loop" if thread == "MainThread" else "worker threads (db.call)"] += count
+        if thread_names:  # a cluster worker: its loop is a thread of its own, beside the broker's threads
+            threads[thread.split("-")[0] if thread.startswith("ThreadPoolExecutor") else thread] += count
+        else:
+            threads["event loop" if thread == "MainThread" else "worker threads (db.call)"] += count
         leaves[_short(frames[-1])] += count
         for name in {_short(f) for f in frames[1:] if " (nodeops/" in f}:
             inclusive[name] += count
@@ -699,6 +712,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--redis-server", default=shutil.which("redis-server") or "redis-server", help="celery: the redis-server binary"
     )
     parser.add_argument("--profile", type=Path, help="py-spy the service's upgrade window; keep the profiles here")
+    parser.add_argument(
+        "--py-spy",
+        default=str(PYTHON.with_name("py-spy")) if PYTHON.with_name("py-spy").exists() else shutil.which("py-spy"),
+        help="celery with --profile: the py-spy binary (it is not in the lock: install it in a throwaway venv)",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args(argv)
     if not args.sizes:
