@@ -15,6 +15,14 @@ For each fleet size N (default 50 200 500; ``--quick`` = 10):
 4. The table, and the targets: wall ≤ 1.25x the floor at N=200, service CPU ≤ 20 ms per host (every N), peak
    RSS ≤ 300 MB at N=500.
 
+``--executor embedded,celery --workers 1,2`` adds the distributed mode (``bench/_fanout_cluster.py``): after the
+floor, the agents are stopped and the hosts emptied, and a cluster of real processes (a private Redis, a PostgreSQL
+database of its own, ``nodeops serve`` in celery mode receiving the heartbeats, ``nodeops worker`` processes with
+the job limit split across them) installs the agent on all N, then runs the same timed UPGRADE_AGENT with each
+number of workers in turn. The controller's CPU is the API's plus all workers'. A second table shows floor,
+embedded and celery side by side, with the distributed mode's targets: wall ≤ 1.15x the floor at N=500 and
+controller CPU ≤ 20 ms per host. ``--executor celery`` alone measures the floor after the cluster instead.
+
 Run as root: ``.venv/bin/python bench/fanout.py [N ...] [--quick] [--profile DIR]``. Only 127.0.0.0/8 is used.
 Everything started here (sshd, the service, the floor, the agents on the hosts) is stopped by pid and the temp
 folder removed on exit, on error, and on Ctrl-C or SIGTERM.
@@ -28,6 +36,7 @@ import contextlib
 import http.server
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -56,6 +65,9 @@ HERE = Path(__file__).resolve().parent
 PYTHON = ROOT / ".venv" / "bin" / "python"
 SERVICE_SCRIPT = HERE / "_fanout_service.py"
 FLOOR_SCRIPT = HERE / "_fanout_floor.py"
+CLUSTER_SCRIPT = HERE / "_fanout_cluster.py"
+CLUSTER_TARGET_RATIO, CLUSTER_TARGET_RATIO_N = 1.15, 500
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:54329/postgres"
 TARGET_RATIO, TARGET_RATIO_N = 1.25, 200
 TARGET_CPU_MS = 20.0
 TARGET_RSS_MB, TARGET_RSS_N = 300.0, 500
@@ -212,6 +224,14 @@ class SizeResult:
     rounds: list[Round]
     lifetime_peak_rss_mb: float
     profiles: list[str]
+    floor_only: dict[str, Any] | None = None  # the floor measured after the cluster (no embedded rounds)
+    cluster: dict[str, Any] | None = None  # the distributed mode's rounds, by number of workers
+
+    def floor_wall_s(self) -> float:
+        if self.rounds:
+            return self.median("floor", "wall_s")
+        assert self.floor_only is not None
+        return float(self.floor_only["wall_s"])
 
     def median(self, side: str, key: str) -> float:
         return statistics.median(getattr(r, side)[key] for r in self.rounds)
@@ -278,8 +298,32 @@ def run_size(
     install: dict[str, Any] = {}
     lifetime_peak = 0.0
     profiles: list[str] = []
+    cluster: dict[str, Any] | None = None
+    floor_only: dict[str, Any] | None = None
+
+    def run_floor(number: int, service_hosts: list[dict[str, Any]], known_hosts: str | None) -> dict[str, Any]:
+        floor_version = f"0.9.{n}.{2 * number + 1}"  # a package of the same size
+        package = build_package(floor_version, run_dir / "floor-packages")
+        say(f"N={n}: floor: bare asyncssh upgrade to {floor_version} on the same {n} hosts ...")
+        floor = run_child(
+            FLOOR_SCRIPT,
+            f"floor-{number + 1}",
+            common
+            | {
+                "version": floor_version,
+                "package": str(package.path),
+                "known_hosts": known_hosts if args.host_key_policy != "off" else None,
+                "hosts": service_hosts,
+            },
+            timeout_s=120 + n + args.settle,
+        )
+        if floor["ok"] != n:
+            raise BenchError(f"floor: {n - floor['ok']} hosts failed:\n  " + "\n  ".join(floor["failures"]))
+        say(f"N={n}: floor {floor['wall_s']:.2f}s, CPU {floor['cpu_s']:.2f}s")
+        return floor
+
     try:
-        for number in range(args.repeat):
+        for number in range(args.repeat if "embedded" in args.executors else 0):
             tag = f"N={n} round {number + 1}/{args.repeat}"
             # versions go up every time: 0.9.N.0 (service), 0.9.N.1 (floor), 0.9.N.2 (service), ...
             version = f"0.9.{n}.{2 * number}"
@@ -311,34 +355,85 @@ def run_size(
             lifetime_peak = max(lifetime_peak, service["lifetime_peak_rss_mb"])
             say(f"{tag}: service {up['wall_s']:.2f}s, CPU {up['cpu_s']:.2f}s, peak RSS {up['peak_rss_mb']:.0f} MB")
 
-            floor_version = f"0.9.{n}.{2 * number + 1}"  # a package of the same size
-            package = build_package(floor_version, run_dir / "floor-packages")
-            say(f"{tag}: floor: bare asyncssh upgrade to {floor_version} on the same {n} hosts ...")
-            floor = run_child(
-                FLOOR_SCRIPT,
-                f"floor-{number + 1}",
-                common
-                | {
-                    "version": floor_version,
-                    "package": str(package.path),
-                    "known_hosts": service["known_hosts"] if args.host_key_policy != "off" else None,
-                    "hosts": service["hosts"],
-                },
-                timeout_s=120 + n + args.settle,
-            )
-            if floor["ok"] != n:
-                raise BenchError(f"floor: {n - floor['ok']} hosts failed:\n  " + "\n  ".join(floor["failures"]))
-            say(f"{tag}: floor {floor['wall_s']:.2f}s, CPU {floor['cpu_s']:.2f}s")
+            floor = run_floor(number, service["hosts"], service["known_hosts"])
             rounds.append(Round(idle=service["idle"], service=up, floor=floor))
             if profile:
                 args.profile.mkdir(parents=True, exist_ok=True)
                 for window in ("idle", "upgrade"):
                     if Path(f"{profile}-{window}.txt").exists():
                         profiles.append(str(shutil.copy(f"{profile}-{window}.txt", args.profile)))
+        if "celery" in args.executors:
+            fleet.reset(hosts)  # the cluster installs its own agents, registered in its own database
+            cluster = run_cluster(n, hosts, run_dir, common, run_child, args)
+            if not rounds:
+                floor_only = run_floor(0, cluster["hosts"], cluster["known_hosts"])
     finally:
         standby.stop()
     fleet.stop_agents()
-    return SizeResult(n=n, install=install, rounds=rounds, lifetime_peak_rss_mb=lifetime_peak, profiles=profiles)
+    return SizeResult(
+        n=n,
+        install=install,
+        rounds=rounds,
+        lifetime_peak_rss_mb=lifetime_peak,
+        profiles=profiles,
+        floor_only=floor_only,
+        cluster=cluster,
+    )
+
+
+def run_cluster(
+    n: int,
+    hosts: list[Host],
+    run_dir: Path,
+    common: dict[str, Any],
+    run_child: Any,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """The distributed mode on ``n`` hosts: its own install, then one timed upgrade per entry of ``--workers``."""
+    cluster_dir = run_dir / "cluster"
+    cluster_dir.mkdir(mode=0o700)
+    workers = ", ".join(str(w) for w in args.workers)
+    say(
+        f"N={n}: celery: Redis, PostgreSQL, API and workers; install on {n} hosts, "
+        f"then UPGRADE_AGENT with {workers} workers ..."
+    )
+    result: dict[str, Any] = run_child(
+        CLUSTER_SCRIPT,
+        "cluster",
+        common
+        | {
+            "run_dir": str(cluster_dir),
+            "pg_admin_url": args.pg_url,
+            "redis_server": args.redis_server,
+            "secret_key": secrets.token_urlsafe(32),
+            "host_key_policy": args.host_key_policy,
+            "workers": args.workers,
+            "versions": [f"0.9.{n}.{100 + i}" for i in range(len(args.workers))],
+            "profile": str(cluster_dir / f"celery-n{n}") if args.profile else None,
+            "py_spy": args.py_spy,
+            "hosts": [{"ip": h.ip, "port": h.port, "setup_path": h.setup_path} for h in hosts],
+        },
+        900 + 8 * n,
+    )
+    check(result, n, "install")
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        result["profiles"] = [str(shutil.copy(p, args.profile)) for p in sorted(cluster_dir.glob(f"celery-n{n}-*.txt"))]
+    for count in args.workers:
+        up = result["rounds"].get(str(count))
+        if up is None or up["records"] != {"SUCCESS": n}:
+            raise BenchError(
+                f"celery, {count} workers: not every host succeeded: {up and up['records']}\n  "
+                + "\n  ".join((up or {}).get("failures", []))
+            )
+        version = f"0.9.{n}.{100 + args.workers.index(count)}"
+        if up["versions"] != {version: n}:
+            raise BenchError(f"celery, {count} workers: after the upgrade the hosts report versions {up['versions']}")
+        say(
+            f"N={n}: celery --workers {count}: {up['wall_s']:.2f}s, CPU {up['cpu_s']:.2f}s "
+            f"(API {up['api_cpu_s']:.2f}s, workers {up['workers_cpu_s']:.2f}s), hosts per worker {up['owners']}"
+        )
+    return result
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -347,6 +442,19 @@ def run_size(
 def report(results: list[SizeResult], args: argparse.Namespace, runtime_s: float) -> None:
     cpus = os.cpu_count() or 1
     out: list[str] = []
+    w = out.append
+    if any(r.rounds for r in results):
+        report_embedded(results, args, cpus, out)
+    if "celery" in args.executors:
+        report_executors(results, args, out)
+    w("")
+    w(f"load average at start: {args.loadavg}; total runtime {runtime_s:.0f}s")
+    print("\n".join(out), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=1))
+
+
+def report_embedded(results: list[SizeResult], args: argparse.Namespace, cpus: int, out: list[str]) -> None:
     w = out.append
     w("")
     w(
@@ -435,11 +543,79 @@ def report(results: list[SizeResult], args: argparse.Namespace, runtime_s: float
             window = "the upgrade" if path.endswith("-upgrade.txt") else "the heartbeat-only window"
             w(f"profile of the service during {window} at N={r.n} (py-spy, on-CPU samples): {path}")
             out.extend("  " + line for line in summarize_profile(Path(path)))
+
+
+def report_executors(results: list[SizeResult], args: argparse.Namespace, out: list[str]) -> None:
+    """Floor, embedded and the distributed mode side by side, with the distributed mode's targets."""
+    w = out.append
     w("")
-    w(f"load average at start: {args.loadavg}; total runtime {runtime_s:.0f}s")
-    print("\n".join(out), flush=True)
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in results], indent=1))
+    w(
+        f"executors side by side: the same UPGRADE_AGENT on N hosts, job limit {args.limit} "
+        f"(celery: --concurrency = {args.limit} / workers each), measured one after another in this run"
+    )
+    w("")
+    header = (
+        f"{'N':>5}  {'executor':<20} {'wall s':>7} {'x floor':>8} {'CPU ms/host':>12} {'API ms/host':>12} "
+        f"{'workers ms/host':>16} {'hosts per worker':>18} {'other load':>11}"
+    )
+    w(header)
+    w("-" * len(header))
+    for r in results:
+        floor_s = r.floor_wall_s()
+        floor_cpu = r.median("floor", "cpu_s") if r.rounds else float((r.floor_only or {})["cpu_s"])
+        floor_other = r.median_or_none("floor", "other_cores") if r.rounds else (r.floor_only or {}).get("other_cores")
+        w(
+            f"{r.n:5d}  {'floor (bare asyncssh)':<20} {floor_s:7.2f} {1.0:7.2f}x {1000 * floor_cpu / r.n:12.1f} "
+            f"{'':>12} {'':>16} {'':>18} {fmt(floor_other):>11}"
+        )
+        if r.rounds:
+            w(
+                f"{r.n:5d}  {'embedded':<20} {r.median('service', 'wall_s'):7.2f} {r.ratio:7.2f}x {r.cpu_ms:12.1f} "
+                f"{'':>12} {'':>16} {'':>18} {fmt(r.median_or_none('service', 'other_cores')):>11}"
+            )
+        for count in args.workers:
+            up = (r.cluster or {}).get("rounds", {}).get(str(count))
+            if up is None:
+                continue
+            owners = "/".join(str(v) for _, v in sorted(up["owners"].items()))
+            w(
+                f"{r.n:5d}  {'celery --workers ' + str(count):<20} {up['wall_s']:7.2f} {up['wall_s'] / floor_s:7.2f}x "
+                f"{1000 * up['cpu_s'] / r.n:12.1f} {1000 * up['api_cpu_s'] / r.n:12.1f} "
+                f"{1000 * up['workers_cpu_s'] / r.n:16.1f} {owners:>18} {fmt(up['other_cores']):>11}"
+            )
+    w("CPU: the controller's CPU seconds over the timed window per host: for embedded the service process, for")
+    w("celery the API process plus every worker process (/proc/<pid>/stat utime + stime, all threads). The floor's")
+    w("column is the floor process's own. other load: cores used by processes that are not this bench.")
+    w("On 2 cores, two workers cannot beat one at CPU-bound fan-out: they share the same cores (and PostgreSQL and")
+    w("the hosts' sshd run on them too). Workers add capacity when hosts' steps wait: see bench/capacity.py.")
+    for r in results:
+        for path in (r.cluster or {}).get("profiles", []):
+            w("")
+            w(f"profile of celery at N={r.n}, {Path(path).stem.split('-', 2)[-1]} (py-spy, on-CPU samples): {path}")
+            out.extend("  " + line for line in summarize_profile(Path(path), thread_names=True))
+    w("")
+    w("targets (distributed mode):")
+    by_n = {r.n: r for r in results}
+    for count in args.workers:
+        label = f"celery x{count}: wall ≤ {CLUSTER_TARGET_RATIO}x floor at N={CLUSTER_TARGET_RATIO_N}"
+        at = by_n.get(CLUSTER_TARGET_RATIO_N)
+        up = (at.cluster or {}).get("rounds", {}).get(str(count)) if at else None
+        if at is None or up is None:
+            w(target_line(label, "not run", None))
+        else:
+            ratio = up["wall_s"] / at.floor_wall_s()
+            w(target_line(label, f"{ratio:.2f}x", ratio <= CLUSTER_TARGET_RATIO))
+        per_n = [
+            (1000 * x["cpu_s"] / r.n, r.n)
+            for r in results
+            if (x := (r.cluster or {}).get("rounds", {}).get(str(count))) is not None
+        ]
+        label = f"celery x{count}: API+workers CPU ≤ {TARGET_CPU_MS:.0f} ms/host"
+        if per_n:
+            worst_ms, worst_n = max(per_n)
+            w(target_line(label, f"{worst_ms:.1f} ms (N={worst_n})", worst_ms <= TARGET_CPU_MS))
+        else:
+            w(target_line(label, "not run", None))
 
 
 def fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
@@ -450,7 +626,7 @@ def target_line(label: str, value: str, ok: bool | None) -> str:
     return f"  {label:34} {value:>18}  {'' if ok is None else 'PASS' if ok else 'MISS'}"
 
 
-def summarize_profile(path: Path, top: int = 12) -> list[str]:
+def summarize_profile(path: Path, top: int = 12, *, thread_names: bool = False) -> list[str]:
     """Samples on the event loop vs worker threads, the top leaf functions, and nodeops functions (inclusive)."""
     threads: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
@@ -464,7 +640,10 @@ def summarize_profile(path: Path, top: int = 12) -> list[str]:
         frames = stack.split(";")
         total += count
         thread = frames[0].partition(": ")[2]
-        threads["event loop" if thread == "MainThread" else "worker threads (db.call)"] += count
+        if thread_names:  # a cluster worker: its loop is a thread of its own, beside the broker's threads
+            threads[thread.split("-")[0] if thread.startswith("ThreadPoolExecutor") else thread] += count
+        else:
+            threads["event loop" if thread == "MainThread" else "worker threads (db.call)"] += count
         leaves[_short(frames[-1])] += count
         for name in {_short(f) for f in frames[1:] if " (nodeops/" in f}:
             inclusive[name] += count
@@ -513,14 +692,55 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="before each size, wait up to this long for other load on the machine to stop",
     )
+    parser.add_argument(
+        "--executor",
+        default="embedded",
+        help="which controllers run, comma-separated: embedded, celery (e.g. embedded,celery)",
+    )
+    parser.add_argument(
+        "--workers", default="1", help="celery: numbers of worker processes to measure, comma-separated (e.g. 1,2)"
+    )
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("NODEOPS_BENCH_PG_URL", PG_URL),
+        help="celery: a PostgreSQL server on loopback where the bench may create and drop a database "
+        "(env NODEOPS_BENCH_PG_URL)",
+    )
+    parser.add_argument(
+        "--redis-server", default=shutil.which("redis-server") or "redis-server", help="celery: the redis-server binary"
+    )
     parser.add_argument("--profile", type=Path, help="py-spy the service's upgrade window; keep the profiles here")
+    parser.add_argument(
+        "--py-spy",
+        default=str(PYTHON.with_name("py-spy")) if PYTHON.with_name("py-spy").exists() else shutil.which("py-spy"),
+        help="celery with --profile: the py-spy binary (it is not in the lock: install it in a throwaway venv)",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args(argv)
     if not args.sizes:
         args.sizes = [10] if args.quick else [50, 200, 500]
     if min(args.sizes) < 1 or min(args.limit, args.per_sshd, args.repeat) < 1:
         parser.error("sizes, --limit, --per-sshd and --repeat must be positive")
+    args.executors = [e.strip() for e in args.executor.split(",") if e.strip()]
+    if not args.executors or not set(args.executors) <= {"embedded", "celery"}:
+        parser.error("--executor takes embedded, celery or embedded,celery")
+    try:
+        args.workers = [int(x) for x in args.workers.split(",")]
+    except ValueError:
+        parser.error("--workers takes numbers of workers, comma-separated, e.g. 1,2")
+    if min(args.workers) < 1 or max(args.workers) > args.limit:
+        parser.error("--workers: each number must be between 1 and --limit")
+    if "celery" in args.executors:
+        host = sa_host(args.pg_url)
+        if not host.startswith("127."):
+            parser.error(f"--pg-url must be on 127.0.0.0/8, not {host!r}")
     return args
+
+
+def sa_host(url: str) -> str:
+    """The host of a database URL (``driver://user@host:port/db``), without importing SQLAlchemy here."""
+    rest = url.split("://", 1)[-1].split("/", 1)[0]
+    return rest.rsplit("@", 1)[-1].rsplit(":", 1)[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -59,6 +59,7 @@ __all__ = [
     "sqlite_template",
     "ssh_hosts",
     "ssh_lab",
+    "test_broker_url",
     "token_for",
 ]
 
