@@ -59,7 +59,6 @@ __all__ = [
     "sqlite_template",
     "ssh_hosts",
     "ssh_lab",
-    "test_broker_url",
     "token_for",
 ]
 
