@@ -25,6 +25,7 @@ import random
 import socket
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
@@ -200,6 +201,11 @@ class ClusterWorker:
         self.reaper = Reaper(db, tz, publish, interval_s=config.reaper_interval_s)
         self._on_lease_lost = on_lease_lost
         self._loop = asyncio.new_event_loop()
+        # the database calls of every pipeline (claims, log flushes, reads) run in these threads
+        self._loop.set_default_executor(
+            ThreadPoolExecutor(max_workers=min(32, config.concurrency + 4), thread_name_prefix="nodeops-db")
+        )
+        self._chosen: dict[str, ChosenPackage] = {}
         self._thread = threading.Thread(target=self._loop.run_forever, name="nodeops-worker-loop", daemon=True)
         self._running: dict[int, asyncio.Task[None]] = {}  # record_id -> its pipeline
         self._background: set[asyncio.Task[None]] = set()
@@ -370,11 +376,15 @@ class ClusterWorker:
             return cluster.job_of(session, record_id=record_id)
 
     def _package(self, version: str) -> ChosenPackage:
-        return packages.choose(self.db, version)
+        """The package of ``version``, read once per worker (a version's package never changes)."""
+        chosen = self._chosen.get(version)
+        if chosen is None:
+            chosen = self._chosen[version] = packages.choose(self.db, version)
+        return chosen
 
     def _refresh(self, job_id: int) -> None:
         with self.db.session() as session:
-            pipelines.refresh_job(session, job_id=job_id)
+            pipelines.refresh_job_if_settled(session, job_id=job_id)
 
     def _fail_record(self, record_id: int, step_index: int, reason: str) -> None:
         """End a claimed record FAILED without running it, ``reason`` in the log of its first step."""

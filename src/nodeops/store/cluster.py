@@ -97,14 +97,39 @@ def live_workers(session: Session) -> list[str]:
 
 def claim(session: Session, *, record_id: int, worker_id: str, limit: int) -> Claim:
     """Move the record PENDING -> RUNNING for ``worker_id`` if its host runs nothing else and fewer than ``limit``
-    records run in the cluster; the job becomes RUNNING with its first claimed record."""
+    records run in the cluster; the job becomes RUNNING with its first claimed record. A claim that succeeds is
+    three statements (the lock, the conditional update, the job's status); one that does not reads why."""
     session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": CLAIM_LOCK})
+    now = utcnow()
+    job_id = session.execute(
+        text(
+            "UPDATE instance_records AS r SET status = 'RUNNING', worker_id = :worker, start_at = :now, "
+            "updated_at = :now, revision = r.revision + 1 "
+            "WHERE r.id = :record AND r.status = 'PENDING' "
+            f"AND EXISTS ({LEASE_HELD} :worker FOR SHARE) "
+            "AND (r.bk_host_id IS NULL OR NOT EXISTS (SELECT 1 FROM instance_records o "
+            "WHERE o.status = 'RUNNING' AND o.bk_host_id = r.bk_host_id)) "
+            "AND (SELECT count(*) FROM instance_records WHERE status = 'RUNNING') < :limit "
+            "RETURNING r.job_id"
+        ).bindparams(now=now.replace(tzinfo=None)),
+        {"record": record_id, "worker": worker_id, "limit": limit},
+    ).first()
+    if job_id is not None:
+        if job_id[0] is not None:
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id[0], Job.status == Status.PENDING.value)
+                .values(status=Status.RUNNING.value)
+            )
+        return Claim.CLAIMED
+    return _why_not_claimed(session, record_id=record_id, worker_id=worker_id, limit=limit)
+
+
+def _why_not_claimed(session: Session, *, record_id: int, worker_id: str, limit: int) -> Claim:
     if not hold_lease(session, worker_id=worker_id):
         return Claim.FENCED
     row = session.execute(
-        select(InstanceRecord.status, InstanceRecord.bk_host_id, InstanceRecord.job_id).where(
-            InstanceRecord.id == record_id
-        )
+        select(InstanceRecord.status, InstanceRecord.bk_host_id).where(InstanceRecord.id == record_id)
     ).first()
     if row is None or row.status != Status.PENDING.value:
         return Claim.GONE
@@ -116,30 +141,7 @@ def claim(session: Session, *, record_id: int, worker_id: str, limit: int) -> Cl
         )
         if other is not None:
             return Claim.BUSY
-    running = session.scalar(
-        select(func.count()).select_from(InstanceRecord).where(InstanceRecord.status == Status.RUNNING.value)
-    )
-    if (running or 0) >= limit:
-        return Claim.FULL
-    now = utcnow()
-    session.execute(
-        update(InstanceRecord)
-        .where(InstanceRecord.id == record_id)
-        .values(
-            status=Status.RUNNING.value,
-            worker_id=worker_id,
-            start_at=now,
-            updated_at=now,
-            revision=InstanceRecord.revision + 1,
-        )
-    )
-    if row.job_id is not None:
-        session.execute(
-            update(Job)
-            .where(Job.id == row.job_id, Job.status == Status.PENDING.value)
-            .values(status=Status.RUNNING.value)
-        )
-    return Claim.CLAIMED
+    return Claim.FULL
 
 
 def job_of(session: Session, *, record_id: int) -> int | None:

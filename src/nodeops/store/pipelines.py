@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from nodeops.domain.status import ACTIVE, JobStatistics, Status, aggregate_job_status
-from nodeops.store.models import AccessPoint, Host, InstanceRecord, Job, RecordStep, utcnow
+from nodeops.store.models import AccessPoint, Host, InstanceRecord, Job, RecordStep, SubscriptionTask, utcnow
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -177,6 +177,23 @@ def refresh_job(session: Session, *, job_id: int) -> Status:
     if status not in ACTIVE and job.end_at is None:
         job.end_at = utcnow()
     return status
+
+
+def refresh_job_if_settled(session: Session, *, job_id: int) -> bool:
+    """Recount the job (``refresh_job``) only if none of its records is PENDING or RUNNING any more; returns
+    whether it did. What a cluster worker calls after each host: a recount reads every record of the job, and
+    while some still run its status stays RUNNING anyway. Of two workers ending a job's last records at once,
+    each checks after its own commit, so at least one finds nothing active and recounts."""
+    active = session.scalar(
+        select(InstanceRecord.id)
+        .join(SubscriptionTask, SubscriptionTask.id == InstanceRecord.task_id)
+        .where(SubscriptionTask.job_id == job_id, InstanceRecord.status.in_([s.value for s in ACTIVE]))
+        .limit(1)
+    )
+    if active is not None:
+        return False
+    refresh_job(session, job_id=job_id)
+    return True
 
 
 def interrupted_records(session: Session) -> list[tuple[int, int, int]]:
