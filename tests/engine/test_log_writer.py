@@ -231,3 +231,40 @@ async def test_a_batch_refused_every_time_is_dropped_loudly_and_the_lines_after_
     assert _rows(services, "SELECT status FROM record_steps WHERE record_id = :r AND step_index = 0", r=r) == [
         ("PENDING",)  # the dropped batch's change is gone with it, as the log says
     ]
+
+
+async def test_pipelines_ending_together_share_one_background_flush(services):
+    job = make_job(services, runs=[])
+    writer = LogWriter(services.db, UTC, flush_interval_s=0.3)
+    writer.start()
+    try:
+        writes = 0
+        original = writer._write
+
+        def counted(batch):
+            nonlocal writes
+            writes += 1
+            original(batch)
+
+        writer._write = counted  # type: ignore[method-assign]
+        await asyncio.sleep(0.35)  # past one (empty) background flush
+        writer.line(job.record_id, 0, "INFO", "first host done")
+        first = asyncio.create_task(writer.settled())
+        writer.line(job.record_id, 0, "INFO", "second host done")
+        second = asyncio.create_task(writer.settled())
+        await asyncio.wait_for(asyncio.gather(first, second), timeout=5)
+        assert writes == 1  # one transaction for both
+        assert _texts(services, job.record_id) == [(0, "first host done"), (0, "second host done")]
+        writer.line(job.record_id, 0, "INFO", "third")
+        await asyncio.wait_for(writer.settled(), timeout=5)
+        assert _texts(services, job.record_id)[-1] == (0, "third")
+    finally:
+        await writer.aclose()
+
+
+async def test_settled_without_a_background_task_flushes_itself(services):
+    job = make_job(services, runs=[])
+    writer = LogWriter(services.db, UTC)
+    writer.line(job.record_id, 0, "INFO", "alone")
+    await writer.settled()
+    assert _texts(services, job.record_id) == [(0, "alone")]

@@ -341,7 +341,7 @@ class ClusterWorker:
                     with contextlib.suppress(NodeopsError):
                         job_id = await self.db.call(functools.partial(self._job_of, record_id))
             finally:
-                await self.writer.flush()
+                await self.writer.settled()  # the next periodic flush: hosts ending together share it
                 if job_id is not None:
                     await self.db.call(functools.partial(self._refresh, job_id))
 

@@ -101,6 +101,11 @@ class LogWriter:
         self._pending_bytes = 0
         self._held: list[_Op] = []  # a batch the database refused: written first, alone, by the next flushes
         self._held_failures = 0
+        self._held_upto = 0
+        self._queued = 0  # ops queued since the start
+        self._written = 0  # of those, how many are written (or dropped, as flush says): ``settled`` waits on it
+        self._progress = asyncio.Condition()
+        self._wakers: set[asyncio.Task[None]] = set()
         self._writing = False  # a batch's transaction is running in a thread
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()  # one batch at a time, in order
@@ -161,8 +166,11 @@ class LogWriter:
                 raise LeaseLost(self._worker_id or "")
             if self._held:
                 await self._write_held()
+                await self._advance(self._held_upto)
             batch, self._pending, self._pending_bytes = self._pending, [], 0
+            upto = self._queued
             if not batch:
+                await self._advance(upto)
                 return
             try:
                 await self._write_until_done(batch)
@@ -175,8 +183,28 @@ class LogWriter:
                 self._writing = False
                 raise
             except Exception:
-                self._held, self._held_failures = batch, 1
+                self._held, self._held_failures, self._held_upto = batch, 1, upto
                 raise
+            await self._advance(upto)
+
+    async def settled(self) -> None:
+        """Until everything queued so far is written (or dropped, as ``flush`` says), by the background task's
+        next flush: pipelines ending together share its one transaction rather than forcing one each. Raises
+        LeaseLost when the worker's lease is gone; flushes itself when no background task runs."""
+        target = self._queued
+        if self._task is None or self._task.done():
+            await self.flush()
+            return
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._written >= target or self.lease_lost)
+        if self._written < target:
+            raise LeaseLost(self._worker_id or "")
+
+    async def _advance(self, upto: int) -> None:
+        if upto > self._written:
+            self._written = upto
+            async with self._progress:
+                self._progress.notify_all()
 
     async def _write_held(self) -> None:
         held = self._held
@@ -237,6 +265,13 @@ class LogWriter:
         self._held, self._pending, self._pending_bytes = [], [], 0
         if self._on_lease_lost is not None:
             self._on_lease_lost()
+        waking = asyncio.get_running_loop().create_task(self._wake_settled(), name="nodeops-lease-lost")
+        self._wakers.add(waking)
+        waking.add_done_callback(self._wakers.discard)
+
+    async def _wake_settled(self) -> None:
+        async with self._progress:
+            self._progress.notify_all()
 
     def _requeue(self, batch: list[_Op]) -> None:
         """Put a batch not written back in front of what was queued since, in its order."""
@@ -254,6 +289,7 @@ class LogWriter:
         await self.flush()
 
     def _queue(self, op: _Op) -> None:
+        self._queued += 1
         self._pending.append(op)
         if isinstance(op, _Line):
             self._pending_bytes += len(op.text)
