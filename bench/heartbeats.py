@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -103,8 +104,13 @@ class Backend:
 # ---------------------------------------------------------------------------------------------------- fill
 
 
+BEFORE = datetime(2026, 1, 1, tzinfo=UTC)  # every agent's last heartbeat before a run: it is in its rhythm
+
+
 def fill(db: Database, fleet: Fleet, batch: int = 5000) -> None:
-    """Migrate and insert the fleet's hosts, each with its token's SHA-256 and an agent already RUNNING."""
+    """Migrate and insert the fleet's hosts, each with its token's SHA-256 and an agent already RUNNING, of the
+    version it reports, that has reported before (steady state: no heartbeat is an agent's first after a start,
+    which would also send a notification)."""
     migrate.upgrade(db)
     now = utcnow()
     for first in range(0, fleet.agents, batch):
@@ -116,11 +122,12 @@ def fill(db: Database, fleet: Fleet, batch: int = 5000) -> None:
                     "bk_host_id": HOST_ID_BASE + i,
                     "bk_biz_id": 2,
                     "bk_cloud_id": 0,
-                    "inner_ip": f"10.{(k >> 16) & 255}.{(k >> 8) & 255}.{k & 255}",
+                    "inner_ip": f"127.{(k >> 16) & 255}.{(k >> 8) & 255}.{k & 255}",  # never contacted
                     "os_type": "LINUX",
                     "transport": "ssh",
                     "agent_status": "RUNNING",
-                    "agent_version": "1.0.0",
+                    "agent_version": f"1.0.{i % 10}",
+                    "last_heartbeat_at": BEFORE,
                     "agent_token_hash": hashlib.sha256(fleet.token(i).encode()).digest(),
                     "created_at": now,
                     "updated_at": now,
@@ -132,12 +139,12 @@ def fill(db: Database, fleet: Fleet, batch: int = 5000) -> None:
 
 def heartbeats_recorded(db: Database) -> int:
     with db.session() as session:
-        return int(session.scalar(sa.select(sa.func.count()).where(Host.last_heartbeat_at.is_not(None))) or 0)
+        return int(session.scalar(sa.select(sa.func.count()).where(Host.last_heartbeat_at > BEFORE)) or 0)
 
 
 def forget_heartbeats(db: Database) -> None:
     with db.session() as session:
-        session.execute(sa.update(Host).values(last_heartbeat_at=None))
+        session.execute(sa.update(Host).values(last_heartbeat_at=BEFORE))
 
 
 @contextmanager

@@ -13,8 +13,8 @@ ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ0HgYfdVxuxGrk3Zzv7mTk3"
 RSA = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7"
 KNOWN_HOSTS = f"""# kept by an earlier version
 [127.0.10.1]:2222 {ED25519}
-10.0.0.5,[10.0.0.6]:23 {RSA}
-10.0.0.5 {ED25519}
+127.0.55.5,[127.0.55.6]:23 {RSA}
+127.0.55.5 {ED25519}
 |1|hashedsalt=|hashedname= {ED25519}
 @cert-authority * {RSA}
 *.example.com {RSA}
@@ -41,9 +41,9 @@ def test_known_hosts_lines_naming_ip_addresses_are_parsed_and_the_rest_skipped()
     entries, skipped = host_keys.parse_known_hosts(KNOWN_HOSTS)
     assert entries == [
         ("127.0.10.1", 2222, ED25519),
-        ("10.0.0.5", 22, RSA),
-        ("10.0.0.6", 23, RSA),
-        ("10.0.0.5", 22, ED25519),
+        ("127.0.55.5", 22, RSA),
+        ("127.0.55.6", 23, RSA),
+        ("127.0.55.5", 22, ED25519),
     ]
     assert skipped == 4
 
@@ -53,15 +53,15 @@ async def test_start_imports_the_data_dirs_known_hosts_once(services):
     await services.start()
     try:
         assert _trusted(services) == {
-            ("10.0.0.5", 22): RSA,  # the first key of an address wins, as at a first login
-            ("10.0.0.6", 23): RSA,
+            ("127.0.55.5", 22): RSA,  # the first key of an address wins, as at a first login
+            ("127.0.55.6", 23): RSA,
             ("127.0.10.1", 2222): ED25519,
         }
         assert not path.exists()
         assert path.with_name("known_hosts.imported").read_text() == KNOWN_HOSTS
-        assert host_keys.forget(services.db, "10.0.0.5") == 1
+        assert host_keys.forget(services.db, "127.0.55.5") == 1
         assert host_keys.import_known_hosts(services.db, path) is None, "an imported file is not read again"
-        assert ("10.0.0.5", 22) not in _trusted(services), "a forgotten key stays forgotten"
+        assert ("127.0.55.5", 22) not in _trusted(services), "a forgotten key stays forgotten"
     finally:
         await services.aclose()
 
