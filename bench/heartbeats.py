@@ -411,7 +411,7 @@ def report(
         )
     w("server µs = server CPU per heartbeat (utime + stime of the nodeops process); busy = server CPU s / wall s;")
     w("other = CPU of other processes during the run, in cores (PostgreSQL's backends count here); recorded =")
-    w("hosts with a heartbeat in the store after the run, its warm-up and checks (they start with none); the bench")
+    w("hosts with a heartbeat newer than the fill after the run, its warm-up and checks; the bench")
     w("warns when that is under 95% of the distinct agents the requests reached.")
     for _, run, _recorded in [*runs, ("", floor, 0)]:
         if run.errors:
