@@ -102,7 +102,7 @@ class Stack:
 @contextmanager
 def running_stack(services: Services, listen_socket: Any, root: Path) -> Iterator[Stack]:
     """The service on ``listen_socket`` (see ``serving``), its agents' start slowed down; ``admin`` has a bk_token."""
-    services.engine.connect = slow_start(services.engine.connect)
+    services.engine.pipeline.connect = slow_start(services.engine.pipeline.connect)
     with serving(services, listen_socket, root) as api:
         token = admin.token(services.db, services.settings.resolved_secret_key(), username="admin", ttl_s=3600)
         url = str(api.client.base_url).rstrip("/")

@@ -95,9 +95,6 @@ class Engine:
         ``renderer`` seals the answers of records as they finish (the log API's, so its settings apply); ``packages``
         gives the steps that push a package its local file (``LocalPackages``, the same as a worker's)."""
         self.db = db
-        self.box = box
-        self.connect = connect
-        self.packages = packages
         self.fan_out = fan_out or FanOut()
         self.heartbeats = HeartbeatWaiters() if heartbeats is None else heartbeats
         self.writer = LogWriter(db, tz, renderer=renderer)
