@@ -81,9 +81,9 @@ def waiting_step(services, bk_host_id: int, heartbeats: HeartbeatWaiters, **time
         writer=LogWriter(services.db, services.settings.tz),  # never flushed: the record is made up
         box=SecretBox(services.settings.resolved_secret_key()),
         package=ChosenPackage(version=EXPECTED, sha256="0" * 64),
-        packages=services.engine.packages,
+        packages=services.engine.pipeline.packages,
         timeouts=StepTimeouts(**timeouts),
-        connect=services.engine.connect,  # the transport factory Services.build wires
+        connect=services.engine.pipeline.connect,  # the transport factory Services.build wires
         heartbeats=heartbeats,
     )
     context.step = PlannedRun(index=4, code=StepCode.QUERY_AGENT_STATUS.value, name="查询Agent状态", status="PENDING")
