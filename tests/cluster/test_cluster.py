@@ -36,7 +36,8 @@ def run() -> Iterator[str]:
         )
 
 
-def _hosts(ssh_hosts, count: int, run: str) -> list[dict[str, object]]:
+def _hosts(ssh_hosts, count: int, run: str, *, slow: int = 0) -> list[dict[str, object]]:
+    """install_job's hosts for ``count`` sshd hosts; the first ``slow`` of them report to ``SLOW_AP``."""
     return [
         {
             "bk_biz_id": 2,
@@ -45,8 +46,9 @@ def _hosts(ssh_hosts, count: int, run: str) -> list[dict[str, object]]:
             "account": host.username,
             "password": host.password,
             "setup_path": f"{host.setup_path}/agent-{run}",
+            **({"ap_id": SLOW_AP} if n < slow else {}),
         }
-        for host in ssh_hosts(count)
+        for n, host in enumerate(ssh_hosts(count))
     ]
 
 
@@ -134,9 +136,7 @@ def test_a_killed_worker_s_hosts_fail_and_the_other_finishes_the_job(cluster: Cl
     cluster.extra_env["NODEOPS_STEP_TIMEOUT_S"] = "20"
     cluster.start_worker("w1", concurrency=3)
     cluster.start_worker("w2", concurrency=3)
-    hosts = _hosts(ssh_hosts, 10, run)
-    for host in hosts[:4]:
-        host["ap_id"] = SLOW_AP
+    hosts = _hosts(ssh_hosts, 10, run, slow=4)
     job_id = _install(cluster, hosts)
     _slow_on_both(cluster, job_id, ("w1", "w2"))
     before = _logs(cluster, job_id)
@@ -202,9 +202,7 @@ def test_a_paused_worker_past_its_lease_writes_nothing_more_and_exits(cluster: C
     cluster.extra_env["NODEOPS_STEP_TIMEOUT_S"] = "20"
     cluster.start_worker("w1", concurrency=2)
     cluster.start_worker("w2", concurrency=2)
-    hosts = _hosts(ssh_hosts, 4, run)
-    for host in hosts:
-        host["ap_id"] = SLOW_AP
+    hosts = _hosts(ssh_hosts, 4, run, slow=4)
     job_id = _install(cluster, hosts)
     _slow_on_both(cluster, job_id, ("w1", "w2"))
     paused = cluster.worker_of("w1")
@@ -233,9 +231,7 @@ def test_revoke_ends_the_hosts_of_every_worker_at_once(cluster: Cluster, ssh_hos
     _slow_access_point(cluster)
     cluster.start_worker("w1", concurrency=2)
     cluster.start_worker("w2", concurrency=2)
-    hosts = _hosts(ssh_hosts, 6, run)
-    for host in hosts:
-        host["ap_id"] = SLOW_AP
+    hosts = _hosts(ssh_hosts, 6, run, slow=6)
     job_id = _install(cluster, hosts)
     _slow_on_both(cluster, job_id, ("w1", "w2"))
     running = {
@@ -343,9 +339,7 @@ def test_an_api_process_starting_fails_nothing_another_process_runs(cluster: Clu
     _slow_access_point(cluster)
     cluster.start_worker("w1", concurrency=2)
     cluster.start_worker("w2", concurrency=2)
-    hosts = _hosts(ssh_hosts, 2, run)
-    for host in hosts:
-        host["ap_id"] = SLOW_AP
+    hosts = _hosts(ssh_hosts, 2, run, slow=2)
     job_id = _install(cluster, hosts)
     cluster.wait_for(lambda: sum(_running_by_worker(cluster, job_id).values()) == 2, "both hosts to run", 60, "w1")
     before = _revisions(cluster, job_id)
