@@ -259,3 +259,27 @@ def test_a_step_s_host_write_is_fenced_by_the_worker_s_lease(services):
             text("SELECT agent_status, agent_version FROM hosts WHERE bk_host_id = :h"), {"h": agent.bk_host_id}
         ).one()
     assert tuple(row) == ("RUNNING", "2.0")
+
+
+def test_a_record_lost_between_two_steps_says_why_in_its_next_step(services):
+    job = _job(services, [jobs.NewInstance(instance_id="host|instance|host|1", bk_host_id=1)])
+    (record_id,) = job.record_ids.values()
+    lost = _worker(services, "lost.1")
+    assert _claim(services, record_id, lost) is cluster.Claim.CLAIMED
+    with services.db.session() as session:  # step 0 passed, step 1 not started yet
+        jobs.write_progress(
+            services.db, session, steps=[jobs.StepProgress(record_id, 0, jobs.Status.SUCCESS, None, None)]
+        )
+    _expire(services, lost)
+    with services.db.session() as session:
+        reaped = cluster.reap(services.db, session, line_for=lambda worker: f"{LINE} {worker}", unpublished_after_s=10)
+    assert reaped is not None and reaped.records == 1
+    with services.db.session() as session:
+        steps = {
+            s.step_index: s.status for s in session.scalars(select(RecordStep).where(RecordStep.record_id == record_id))
+        }
+        assert steps[0] == "SUCCESS" and steps[1] == "FAILED"
+        assert session.execute(
+            select(StepLog.step_index, StepLog.text).where(StepLog.record_id == record_id)
+        ).all() == [(1, f"{LINE} {lost}")]
+    assert _status(services, record_id) == ("FAILED", lost)

@@ -270,11 +270,25 @@ def reap(
     now = utcnow()
     if orphans:
         owner = {record_id: worker_id for record_id, _j, _t, worker_id in orphans}
-        running = session.execute(
-            select(RecordStep.record_id, RecordStep.step_index)
-            .where(RecordStep.record_id.in_(list(owner)), RecordStep.status == Status.RUNNING.value)
-            .order_by(RecordStep.record_id, RecordStep.step_index)
-        ).all()
+        running: list[tuple[int, int]] = [
+            (record_id, index)
+            for record_id, index in session.execute(
+                select(RecordStep.record_id, RecordStep.step_index)
+                .where(RecordStep.record_id.in_(list(owner)), RecordStep.status == Status.RUNNING.value)
+                .order_by(RecordStep.record_id, RecordStep.step_index)
+            )
+        ]
+        # a record lost between two steps (or before its first was written) says why in its next step's log
+        between = [record_id for record_id in owner if record_id not in {r for r, _i in running}]
+        if between:
+            running += [
+                (record_id, index)
+                for record_id, index in session.execute(
+                    select(RecordStep.record_id, func.min(RecordStep.step_index))
+                    .where(RecordStep.record_id.in_(between), RecordStep.status != Status.SUCCESS.value)
+                    .group_by(RecordStep.record_id)
+                )
+            ]
         jobs.write_progress(
             db,
             session,
