@@ -60,8 +60,13 @@ def _die_with_parent() -> None:
 
 def process_cpu_s(pid: int) -> float:
     """utime + stime (all threads) + cutime + cstime of ``pid``, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(v) for v in fields[11:15]) / TICK
+    return sum(process_cpu_split(pid))
+
+
+def process_cpu_split(pid: int) -> tuple[float, float]:
+    """(utime + cutime, stime + cstime) of ``pid`` (all threads), in seconds: user and kernel CPU."""
+    fields = [int(v) for v in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:15]]
+    return (fields[0] + fields[2]) / TICK, (fields[1] + fields[3]) / TICK
 
 
 def free_port() -> int:
@@ -333,14 +338,16 @@ def timed(cluster: Cluster, plan: dict[str, Any], job_type: str, body: dict[str,
     pids = cluster.controller_pids()
     spies = start_profiles(plan, pids, f"w{len(pids) - 1}")
     window = Window(plan["hosts_cgroup"])
-    cpu0 = {name: process_cpu_s(pid) for name, pid in pids.items()}
+    cpu0 = {name: process_cpu_split(pid) for name, pid in pids.items()}
     window.start()
     job_id = int(cluster.call(f"{ESB_JOB}/operate/", {"job_type": job_type, **body})["job_id"])
     status = cluster.wait_job(job_id, timeout_s=300 + 2 * n)
     measured = window.stop()
-    cpu = {name: process_cpu_s(pid) - cpu0[name] for name, pid in pids.items()}
+    split = {name: process_cpu_split(pid) for name, pid in pids.items()}
+    cpu = {name: sum(split[name]) - sum(cpu0[name]) for name in pids}
     stop_profiles(spies)
     controller = sum(cpu.values())
+    kernel = sum(split[name][1] - cpu0[name][1] for name in pids if name != "api")
     # the bench driver's own CPU (its 50 ms polls) is not the controller's: the machine's rest is recomputed
     hosts = measured["hosts_cpu_s"]
     if hosts is not None and measured["other_cores"] is not None:
@@ -355,6 +362,7 @@ def timed(cluster: Cluster, plan: dict[str, Any], job_type: str, body: dict[str,
             "cpu_s": controller,
             "api_cpu_s": cpu["api"],
             "workers_cpu_s": controller - cpu["api"],
+            "workers_sys_s": kernel,
             "driver_cpu_s": measured["cpu_s"],
         }
         | cluster.outcome(job_id)

@@ -431,7 +431,8 @@ def run_cluster(
             raise BenchError(f"celery, {count} workers: after the upgrade the hosts report versions {up['versions']}")
         say(
             f"N={n}: celery --workers {count}: {up['wall_s']:.2f}s, CPU {up['cpu_s']:.2f}s "
-            f"(API {up['api_cpu_s']:.2f}s, workers {up['workers_cpu_s']:.2f}s), hosts per worker {up['owners']}"
+            f"(API {up['api_cpu_s']:.2f}s, workers {up['workers_cpu_s']:.2f}s of which kernel "
+            f"{up['workers_sys_s']:.2f}s), hosts per worker {up['owners']}"
         )
     return result
 

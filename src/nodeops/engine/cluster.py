@@ -40,9 +40,9 @@ from nodeops.engine.notices import heartbeat_router
 from nodeops.engine.packages import ChosenPackage, LocalPackages
 from nodeops.engine.pipeline import HostPipeline
 from nodeops.engine.steps import StepTimeouts, TransportFactory
-from nodeops.errors import LeaseLost, NodeopsError
+from nodeops.errors import LeaseLost, NodeopsError, TransientStoreError
 from nodeops.store import cluster, pipelines
-from nodeops.store.db import Database
+from nodeops.store.db import Database, ReadHandle
 from nodeops.store.models import utcnow
 from nodeops.store.notices import REVOKE_CHANNEL, Listener
 from nodeops.store.pipelines import BlockedWork
@@ -69,6 +69,14 @@ class WorkerConfig:
 
 
 MAX_MESSAGE_RECORDS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What one claim decided, with the record's work when it became this worker's (None if deleted since)."""
+
+    outcome: cluster.Claim
+    work: pipelines.HostWork | BlockedWork | None = None
 
 
 def is_message(task_id: object, record_ids: object, package_version: object) -> bool:
@@ -208,6 +216,7 @@ class ClusterWorker:
         self._chosen: dict[str, ChosenPackage] = {}
         self._thread = threading.Thread(target=self._loop.run_forever, name="nodeops-worker-loop", daemon=True)
         self._running: dict[int, asyncio.Task[None]] = {}  # record_id -> its pipeline
+        self._claimed: set[int] = set()  # the records this worker claimed and has not finished
         self._background: set[asyncio.Task[None]] = set()
         self._lost = threading.Event()
         self._listener: Listener | None = None
@@ -294,11 +303,12 @@ class ClusterWorker:
     async def _run(self, task_id: int, record_ids: Sequence[int], package_version: str) -> None:
         package: ChosenPackage | None = None
         for record_id in record_ids:
-            if not await self._claim(record_id):
+            claimed = await self._claim(record_id)
+            if claimed is None:
                 continue
             job_id, first_step = None, 0
             try:
-                work = await self.db.call(functools.partial(self._work, record_id))
+                work = claimed.work
                 if work is None:  # deleted since (retention): nothing left to run or to write
                     continue
                 job_id = work.job_id
@@ -314,6 +324,8 @@ class ClusterWorker:
                         "marked FAILED, reinstall the host with transport=ssh",
                     )
                     continue
+                if package is None:
+                    package = self._chosen.get(package_version)  # read once per worker: no thread for the rest
                 if package is None:
                     package = await self.db.call(functools.partial(self._package, package_version))
                 pipeline = asyncio.get_running_loop().create_task(
@@ -341,35 +353,50 @@ class ClusterWorker:
                     with contextlib.suppress(NodeopsError):
                         job_id = await self.db.call(functools.partial(self._job_of, record_id))
             finally:
+                self._claimed.discard(record_id)
                 await self.writer.settled()  # the next periodic flush: hosts ending together share it
-                if job_id is not None:
+                if job_id is not None and not await self.db.read(functools.partial(self._active, job_id)):
                     await self.db.call(functools.partial(self._refresh, job_id))
 
-    async def _claim(self, record_id: int) -> bool:
-        """Wait for the record's turn: True once this worker claimed it, False if it is no longer PENDING. While
-        its host is busy or the cluster full, it tries again after a pause that grows to ``MAX_CLAIM_RETRY_S``."""
-        pause_s = self.config.claim_retry_s
+    async def _claim(self, record_id: int) -> Claimed | None:
+        """Wait for the record's turn: its work once this worker claimed it, None if it is no longer PENDING.
+        While its host is busy, the cluster full or the database away for a moment (``TransientStoreError``), it
+        tries again after a pause that grows to ``MAX_CLAIM_RETRY_S``."""
+        pause_s, failed = self.config.claim_retry_s, False
         while True:
-            outcome = await self.db.call(functools.partial(self._claim_once, record_id))
-            if outcome is cluster.Claim.CLAIMED:
-                return True
-            if outcome is cluster.Claim.GONE:
-                return False
-            if outcome is cluster.Claim.FENCED:
+            try:
+                claimed = await self.db.call(functools.partial(self._claim_once, record_id, after_failure=failed))
+            except TransientStoreError:  # the record is still PENDING (or claimed by a commit that was not heard)
+                log.warning(
+                    "claiming record %d failed for a passing reason; trying again",
+                    record_id,
+                    extra={"action": "claim_retry", "record_id": record_id},
+                )
+                claimed, failed = Claimed(cluster.Claim.BUSY), True
+            if claimed.outcome is cluster.Claim.CLAIMED:
+                if record_id in self._claimed:  # adopted, but another message of this worker runs it already
+                    return None
+                self._claimed.add(record_id)
+                return claimed
+            if claimed.outcome is cluster.Claim.GONE:
+                return None
+            if claimed.outcome is cluster.Claim.FENCED:
                 self._lease_lost()
                 raise LeaseLost(self.config.worker_id)
             await asyncio.sleep(pause_s * (0.5 + random.random()))
             pause_s = min(pause_s * 2, MAX_CLAIM_RETRY_S)
 
-    def _claim_once(self, record_id: int) -> cluster.Claim:
+    def _claim_once(self, record_id: int, *, after_failure: bool = False) -> Claimed:
+        """One claim, and the record's work read in the same transaction when it is this worker's. After a
+        failed attempt, a record this worker already runs is its own: that attempt's commit was not heard."""
+        worker_id = self.config.worker_id
         with self.db.session() as session:
-            return cluster.claim(
-                session, record_id=record_id, worker_id=self.config.worker_id, limit=self.config.job_limit
-            )
-
-    def _work(self, record_id: int) -> pipelines.HostWork | BlockedWork | None:
-        with self.db.session() as session:
-            return pipelines.record_work(session, record_id=record_id)
+            outcome = cluster.claim(session, record_id=record_id, worker_id=worker_id, limit=self.config.job_limit)
+            if after_failure and outcome is cluster.Claim.GONE:
+                if cluster.running_owner(session, record_id=record_id) == worker_id:
+                    outcome = cluster.Claim.CLAIMED
+            work = pipelines.record_work(session, record_id=record_id) if outcome is cluster.Claim.CLAIMED else None
+            return Claimed(outcome, work)
 
     def _job_of(self, record_id: int) -> int | None:
         with self.db.session() as session:
@@ -381,6 +408,10 @@ class ClusterWorker:
         if chosen is None:
             chosen = self._chosen[version] = packages.choose(self.db, version)
         return chosen
+
+    def _active(self, job_id: int, cur: ReadHandle) -> bool:
+        """Whether the job still has records to run: then its recount can wait for its last one."""
+        return pipelines.job_has_active_records(cur, self.db.paramstyle, job_id=job_id)
 
     def _refresh(self, job_id: int) -> None:
         with self.db.session() as session:

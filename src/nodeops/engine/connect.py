@@ -1,5 +1,6 @@
 """Builds the transport of a host pipeline: ``local`` hosts get a subprocess, others SSH, checking host keys
-against the database's ``host_keys`` (``store.host_keys.HostKeyTable``), which every process shares.
+against the database's ``host_keys`` (``store.host_keys.HostKeyTable``), which every process shares; the keys of
+the host were read with its work, so a login asks the database only to record a new host's key.
 
 Credentials are opened here, at connect time, and registered with the log writer so the exact password
 text is masked should any command output echo it.
@@ -15,7 +16,7 @@ from nodeops.engine.transports.local import LocalTransport
 from nodeops.engine.transports.ssh import HostKeyPolicy, SSHTarget, SSHTransport, UploadLimiter
 from nodeops.errors import AuthFailed
 from nodeops.store.db import Database
-from nodeops.store.host_keys import HostKeyTable
+from nodeops.store.host_keys import HostKeyTable, ReadAhead
 from nodeops.store.pipelines import HostWork
 
 
@@ -44,6 +45,7 @@ def transport_factory(*, db: Database, policy: str, connect_timeout_s: float) ->
             connect_timeout_s=connect_timeout_s,
             host_key_policy=key_policy,
         )
-        return SSHTransport(target, upload_limiter=limiter, host_keys=host_keys)
+        keys = host_keys if work.host_keys is None else ReadAhead(host_keys, work.ip, work.ssh_port, work.host_keys)
+        return SSHTransport(target, upload_limiter=limiter, host_keys=keys)
 
     return connect

@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session
 
 from nodeops.domain.status import Status
 from nodeops.store import jobs, pipelines
-from nodeops.store.db import Database
-from nodeops.store.models import InstanceRecord, Job, RecordStep, SubscriptionTask, Worker, utcnow
+from nodeops.store.db import Database, session_cursor
+from nodeops.store.models import InstanceRecord, RecordStep, SubscriptionTask, Worker, utcnow
 from nodeops.store.notices import REVOKE_CHANNEL, notify
 
 CLAIM_LOCK = "nodeops.claims"  # one decision on what runs at a time, across the cluster
@@ -99,30 +99,24 @@ def claim(session: Session, *, record_id: int, worker_id: str, limit: int) -> Cl
     """Move the record PENDING -> RUNNING for ``worker_id`` if its host runs nothing else and fewer than ``limit``
     records run in the cluster; the job becomes RUNNING with its first claimed record. A claim that succeeds is
     three statements (the lock, the conditional update, the job's status); one that does not reads why."""
-    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": CLAIM_LOCK})
-    now = utcnow()
-    job_id = session.execute(
-        text(
-            "UPDATE instance_records AS r SET status = 'RUNNING', worker_id = :worker, start_at = :now, "
-            "updated_at = :now, revision = r.revision + 1 "
-            "WHERE r.id = :record AND r.status = 'PENDING' "
-            f"AND EXISTS ({LEASE_HELD} :worker FOR SHARE) "
-            "AND (r.bk_host_id IS NULL OR NOT EXISTS (SELECT 1 FROM instance_records o "
-            "WHERE o.status = 'RUNNING' AND o.bk_host_id = r.bk_host_id)) "
-            "AND (SELECT count(*) FROM instance_records WHERE status = 'RUNNING') < :limit "
-            "RETURNING r.job_id"
-        ).bindparams(now=now.replace(tzinfo=None)),
-        {"record": record_id, "worker": worker_id, "limit": limit},
-    ).first()
-    if job_id is not None:
-        if job_id[0] is not None:
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id[0], Job.status == Status.PENDING.value)
-                .values(status=Status.RUNNING.value)
-            )
-        return Claim.CLAIMED
-    return _why_not_claimed(session, record_id=record_id, worker_id=worker_id, limit=limit)
+    cur, p = session_cursor(session)  # the hottest statements of a worker: on the driver, in the session
+    cur.execute(f"SELECT pg_advisory_xact_lock(hashtext({p}))", (CLAIM_LOCK,))
+    now = utcnow().replace(tzinfo=None)
+    cur.execute(
+        f"UPDATE instance_records AS r SET status = 'RUNNING', worker_id = {p}, start_at = {p}, updated_at = {p}, "
+        f"revision = r.revision + 1 WHERE r.id = {p} AND r.status = 'PENDING' AND EXISTS ({LEASE_HELD} {p} FOR SHARE) "
+        "AND (r.bk_host_id IS NULL OR NOT EXISTS (SELECT 1 FROM instance_records o "
+        "WHERE o.status = 'RUNNING' AND o.bk_host_id = r.bk_host_id)) "
+        f"AND (SELECT count(*) FROM instance_records WHERE status = 'RUNNING') < {p} "
+        "RETURNING r.job_id",
+        (worker_id, now, now, record_id, worker_id, limit),
+    )
+    claimed = cur.fetchone()
+    if claimed is None:
+        return _why_not_claimed(session, record_id=record_id, worker_id=worker_id, limit=limit)
+    if claimed[0] is not None:
+        cur.execute(f"UPDATE jobs SET status = 'RUNNING' WHERE id = {p} AND status = 'PENDING'", (claimed[0],))
+    return Claim.CLAIMED
 
 
 def _why_not_claimed(session: Session, *, record_id: int, worker_id: str, limit: int) -> Claim:
@@ -142,6 +136,15 @@ def _why_not_claimed(session: Session, *, record_id: int, worker_id: str, limit:
         if other is not None:
             return Claim.BUSY
     return Claim.FULL
+
+
+def running_owner(session: Session, *, record_id: int) -> str | None:
+    """The id of the worker running the record, None unless it is RUNNING."""
+    return session.scalar(
+        select(InstanceRecord.worker_id).where(
+            InstanceRecord.id == record_id, InstanceRecord.status == Status.RUNNING.value
+        )
+    )
 
 
 def job_of(session: Session, *, record_id: int) -> int | None:

@@ -276,6 +276,22 @@ def follow_explicit_id(session: Session, table: str, column: str, value: int) ->
     )
 
 
+def session_cursor(session: Session) -> tuple[Any, str]:
+    """A driver cursor in the session's own transaction, with the placeholder of its raw SQL ("?" or "%s"): for
+    the hot statements that skip SQLAlchemy's statement machinery but must commit with the session."""
+    placeholder = "?" if session.get_bind().dialect.name == "sqlite" else "%s"
+    return session.connection().connection.cursor(), placeholder
+
+
+def stored_utc(value: datetime | str | None) -> datetime | None:
+    """A UTC column's value as a raw statement reads it (SQLite: text; PostgreSQL: a naive datetime), aware."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC)
+
+
 def select_one(cur: ReadHandle) -> None:
     """The trivial query of a health check, on a cursor."""
     cur.execute("SELECT 1")

@@ -89,3 +89,25 @@ class HostKeyTable:
                 return trust_first(session, host, port, key)
 
         return await self.db.call(write)
+
+
+class ReadAhead:
+    """The ``HostKeyStore`` of one host's transport whose trusted keys were read with its work
+    (``HostWork.host_keys``): ``known`` answers for that address from them, without a query of its own; ``add``
+    is the table's, and the keys it returns are those known for the address from then on."""
+
+    def __init__(self, table: HostKeyTable, host: str, port: int, keys: Iterable[str]) -> None:
+        self.table = table
+        self.address = (host, port)
+        self.keys = list(keys)
+
+    async def known(self, host: str, port: int) -> list[str]:
+        if (host, port) == self.address:
+            return list(self.keys)
+        return await self.table.known(host, port)
+
+    async def add(self, host: str, port: int, key: str) -> list[str]:
+        keys = await self.table.add(host, port, key)
+        if (host, port) == self.address:
+            self.keys = list(keys)
+        return keys

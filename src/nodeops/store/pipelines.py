@@ -8,11 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nodeops.domain.status import ACTIVE, JobStatistics, Status, aggregate_job_status
-from nodeops.store.models import AccessPoint, Host, InstanceRecord, Job, RecordStep, SubscriptionTask, utcnow
+from nodeops.store.db import ReadHandle, session_cursor, stored_utc
+from nodeops.store.models import InstanceRecord, Job, RecordStep, utcnow
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,6 +48,8 @@ class HostWork:
     server_url: str
     agent_version: str | None
     steps: tuple[PlannedRun, ...]
+    # the SSH host keys trusted for ip:ssh_port when the work was read ("algorithm base64"); None: not read
+    host_keys: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,70 +75,92 @@ class TaskWork:
 def pending_work(session: Session, *, task_id: int) -> TaskWork:
     """The PENDING records of a task with their hosts and steps. A record whose host or access point is
     missing is in ``blocked``, never left out: it must still be ended, or its job would never finish."""
-    return _work(session, (InstanceRecord.task_id == task_id, InstanceRecord.status == Status.PENDING.value))
+    return _work(session, "r.task_id = {p} AND r.status = 'PENDING'", task_id)
 
 
 def record_work(session: Session, *, record_id: int) -> HostWork | BlockedWork | None:
     """One record's work, whatever its status (a cluster worker reads it once it has claimed it)."""
-    work = _work(session, (InstanceRecord.id == record_id,))
+    work = _work(session, "r.id = {p}", record_id)
     return (work.runnable or work.blocked or [None])[0]
 
 
-def _work(session: Session, where: tuple[ColumnElement[bool], ...]) -> TaskWork:
-    rows = session.execute(
-        select(InstanceRecord, Host, AccessPoint)
-        .outerjoin(Host, Host.bk_host_id == InstanceRecord.bk_host_id)
-        .outerjoin(AccessPoint, AccessPoint.id == Host.ap_id)
-        .where(*where)
-        .order_by(InstanceRecord.id)
-    ).all()
-    record_ids = [record.id for record, _host, _ap in rows]
+# the address a host is reached at, as HostWork.ip has it: its IPv4 address, else its IPv6 one
+_ADDRESS = "COALESCE(NULLIF(h.inner_ip, ''), h.inner_ipv6, '')"
+
+
+def _work(session: Session, where: str, value: int) -> TaskWork:
+    """Three statements on the session's driver cursor (records with host and access point, their steps, the
+    host keys of their addresses), whatever the number of records: a worker reads this once per host."""
+    cur, p = session_cursor(session)
+    where = where.format(p=p)
+    cur.execute(
+        "SELECT r.id, r.job_id, r.instance_id, r.bk_host_id, h.bk_host_id, h.ap_id, a.id, "
+        f"{_ADDRESS}, h.bk_cloud_id, h.os_type, h.transport, h.ssh_port, h.account, h.auth_type, h.password_enc, "
+        "h.key_enc, h.credentials_expire_at, COALESCE(NULLIF(h.setup_path, ''), a.linux_setup_path), a.server_url, "
+        "h.agent_version "
+        "FROM instance_records r LEFT JOIN hosts h ON h.bk_host_id = r.bk_host_id "
+        f"LEFT JOIN access_points a ON a.id = h.ap_id WHERE {where} ORDER BY r.id",
+        (value,),
+    )
+    rows = cur.fetchall()
     steps: dict[int, list[PlannedRun]] = {}
-    for step in session.scalars(
-        select(RecordStep)
-        .where(RecordStep.record_id.in_(record_ids))
-        .order_by(RecordStep.record_id, RecordStep.step_index)
-    ):
-        steps.setdefault(step.record_id, []).append(
-            PlannedRun(index=step.step_index, code=step.code, name=step.name, status=step.status)
+    keys: dict[tuple[str, int], list[str]] = {}
+    if rows:
+        cur.execute(
+            "SELECT s.record_id, s.step_index, s.code, s.name, s.status FROM record_steps s "
+            f"JOIN instance_records r ON r.id = s.record_id WHERE {where} ORDER BY s.record_id, s.step_index",
+            (value,),
         )
+        for record_id, index, code, name, status in cur.fetchall():
+            steps.setdefault(record_id, []).append(PlannedRun(index=index, code=code, name=name, status=status))
+        cur.execute(
+            "SELECT DISTINCT k.host, k.port, k.algorithm, k.key FROM host_keys k "
+            f"JOIN hosts h ON k.host = {_ADDRESS} AND k.port = h.ssh_port "
+            f"JOIN instance_records r ON r.bk_host_id = h.bk_host_id WHERE {where} ORDER BY k.host, k.port",
+            (value,),
+        )
+        for host, port, algorithm, key in cur.fetchall():
+            keys.setdefault((host, port), []).append(f"{algorithm} {key}")
     runnable: list[HostWork] = []
     blocked: list[BlockedWork] = []
-    for record, host, ap in rows:
-        planned = tuple(steps.get(record.id, ()))
-        if host is None or ap is None:
+    for row in rows:
+        record_id, job_id, instance_id, record_host_id, host_id, ap_id, found_ap, ip = row[:8]
+        planned = tuple(steps.get(record_id, ()))
+        if host_id is None or found_ap is None:
             first = next((step for step in planned if step.status != Status.SUCCESS.value), None)
             blocked.append(
                 BlockedWork(
-                    record_id=record.id,
-                    job_id=record.job_id or 0,
-                    instance_id=record.instance_id,
-                    bk_host_id=record.bk_host_id,
-                    ap_id=None if host is None else host.ap_id,
+                    record_id=record_id,
+                    job_id=job_id or 0,
+                    instance_id=instance_id,
+                    bk_host_id=record_host_id,
+                    ap_id=None if host_id is None else ap_id,
                     step_index=first.index if first else (planned[0].index if planned else 0),
                 )
             )
             continue
+        cloud, os_type, transport, port, account, auth_type, password, key, expire, path, url, version = row[8:]
         runnable.append(
             HostWork(
-                record_id=record.id,
-                job_id=record.job_id or 0,
-                instance_id=record.instance_id,
-                bk_host_id=host.bk_host_id,
-                ip=host.inner_ip or host.inner_ipv6 or "",
-                bk_cloud_id=host.bk_cloud_id,
-                os_type=host.os_type,
-                transport=host.transport,
-                ssh_port=host.ssh_port,
-                account=host.account,
-                auth_type=host.auth_type,
-                password_enc=host.password_enc,
-                key_enc=host.key_enc,
-                credentials_expire_at=host.credentials_expire_at,
-                setup_path=host.setup_path or ap.linux_setup_path,
-                server_url=ap.server_url,
-                agent_version=host.agent_version,
+                record_id=record_id,
+                job_id=job_id or 0,
+                instance_id=instance_id,
+                bk_host_id=host_id,
+                ip=ip,
+                bk_cloud_id=cloud,
+                os_type=os_type,
+                transport=transport,
+                ssh_port=port,
+                account=account,
+                auth_type=auth_type,
+                password_enc=None if password is None else bytes(password),
+                key_enc=None if key is None else bytes(key),
+                credentials_expire_at=stored_utc(expire),
+                setup_path=path,
+                server_url=url,
+                agent_version=version,
                 steps=planned,
+                host_keys=tuple(keys.get((ip, port), ())),
             )
         )
     return TaskWork(runnable=runnable, blocked=blocked)
@@ -184,16 +209,22 @@ def refresh_job_if_settled(session: Session, *, job_id: int) -> bool:
     whether it did. What a cluster worker calls after each host: a recount reads every record of the job, and
     while some still run its status stays RUNNING anyway. Of two workers ending a job's last records at once,
     each checks after its own commit, so at least one finds nothing active and recounts."""
-    active = session.scalar(
-        select(InstanceRecord.id)
-        .join(SubscriptionTask, SubscriptionTask.id == InstanceRecord.task_id)
-        .where(SubscriptionTask.job_id == job_id, InstanceRecord.status.in_([s.value for s in ACTIVE]))
-        .limit(1)
-    )
-    if active is not None:
+    cur, p = session_cursor(session)
+    if job_has_active_records(cur, p, job_id=job_id):
         return False
     refresh_job(session, job_id=job_id)
     return True
+
+
+def job_has_active_records(cur: ReadHandle, paramstyle: str, *, job_id: int) -> bool:
+    """Whether a record of the job is still PENDING or RUNNING (one short read, on any driver cursor)."""
+    active = ", ".join(f"'{status.value}'" for status in sorted(ACTIVE))
+    cur.execute(
+        "SELECT 1 FROM instance_records r JOIN subscription_tasks t ON t.id = r.task_id "
+        f"WHERE t.job_id = {paramstyle} AND r.status IN ({active}) LIMIT 1",
+        (job_id,),
+    )
+    return cur.fetchone() is not None
 
 
 def interrupted_records(session: Session) -> list[tuple[int, int, int]]:
