@@ -333,10 +333,12 @@ def stop_profiles(spies: list[subprocess.Popen[bytes]]) -> None:
             spy.wait()
 
 
-def timed(cluster: Cluster, plan: dict[str, Any], job_type: str, body: dict[str, Any], n: int) -> dict[str, Any]:
+def timed(
+    cluster: Cluster, plan: dict[str, Any], job_type: str, body: dict[str, Any], n: int, *, profile: bool = True
+) -> dict[str, Any]:
     """One timed job: wall from the call to the job's end, the controller's CPU (API + workers) over it."""
     pids = cluster.controller_pids()
-    spies = start_profiles(plan, pids, f"w{len(pids) - 1}")
+    spies = start_profiles(plan, pids, f"w{len(pids) - 1}") if profile else []
     window = Window(plan["hosts_cgroup"])
     cpu0 = {name: process_cpu_split(pid) for name, pid in pids.items()}
     window.start()
@@ -410,9 +412,15 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
             else:
                 cluster.register(version)
                 job_type, body = "UPGRADE_AGENT", {"version": version}
+            warmup = None
+            if not plan.get("sleep_s"):  # fresh workers run one job first, as the embedded service ran the install
+                first = [h["bk_host_id"] for h in result["hosts"][:limit]]
+                warmup = timed(cluster, plan, "RESTART_AGENT", {"bk_host_id": first}, len(first), profile=False)
+                warmup["hosts"] = len(first)
             time.sleep(plan["settle_s"])
             body |= {"bk_host_id": [h["bk_host_id"] for h in result["hosts"]]}
             round_result = timed(cluster, plan, job_type, body, n)
+            round_result["warmup"] = warmup
             round_result["workers"] = count
             round_result["concurrency"] = concurrency
             result["rounds"][str(count)] = round_result

@@ -429,6 +429,9 @@ def run_cluster(
         version = f"0.9.{n}.{100 + args.workers.index(count)}"
         if up["versions"] != {version: n}:
             raise BenchError(f"celery, {count} workers: after the upgrade the hosts report versions {up['versions']}")
+        warm = up.get("warmup")
+        if warm is not None and warm["records"] != {"SUCCESS": warm["hosts"]}:
+            raise BenchError(f"celery, {count} workers: the warm-up restart did not succeed: {warm['records']}")
         say(
             f"N={n}: celery --workers {count}: {up['wall_s']:.2f}s, CPU {up['cpu_s']:.2f}s "
             f"(API {up['api_cpu_s']:.2f}s, workers {up['workers_cpu_s']:.2f}s of which kernel "
@@ -557,7 +560,7 @@ def report_executors(results: list[SizeResult], args: argparse.Namespace, out: l
     w("")
     header = (
         f"{'N':>5}  {'executor':<20} {'wall s':>7} {'x floor':>8} {'CPU ms/host':>12} {'API ms/host':>12} "
-        f"{'workers ms/host':>16} {'hosts per worker':>18} {'other load':>11}"
+        f"{'workers ms/host':>16} {'hosts per worker':>18} {'other load':>11} {'cold ms/host':>13}"
     )
     w(header)
     w("-" * len(header))
@@ -579,14 +582,19 @@ def report_executors(results: list[SizeResult], args: argparse.Namespace, out: l
             if up is None:
                 continue
             owners = "/".join(str(v) for _, v in sorted(up["owners"].items()))
+            warm = up.get("warmup")
+            cold = fmt(1000 * warm["cpu_s"] / warm["hosts"], digits=1) if warm else "n/a"
             w(
                 f"{r.n:5d}  {'celery --workers ' + str(count):<20} {up['wall_s']:7.2f} {up['wall_s'] / floor_s:7.2f}x "
                 f"{1000 * up['cpu_s'] / r.n:12.1f} {1000 * up['api_cpu_s'] / r.n:12.1f} "
-                f"{1000 * up['workers_cpu_s'] / r.n:16.1f} {owners:>18} {fmt(up['other_cores']):>11}"
+                f"{1000 * up['workers_cpu_s'] / r.n:16.1f} {owners:>18} {fmt(up['other_cores']):>11} {cold:>13}"
             )
     w("CPU: the controller's CPU seconds over the timed window per host: for embedded the service process, for")
     w("celery the API process plus every worker process (/proc/<pid>/stat utime + stime, all threads). The floor's")
     w("column is the floor process's own. other load: cores used by processes that are not this bench.")
+    w("Each round's workers are new processes: before the timed window they run one untimed RESTART_AGENT on")
+    w(f"min(N, {args.limit}) hosts, as the embedded service ran the install before its window. cold: the API's and")
+    w("workers' CPU per host of that first job (new database connections, threads, imports): paid once per worker.")
     w("On 2 cores, two workers cannot beat one at CPU-bound fan-out: they share the same cores (and PostgreSQL and")
     w("the hosts' sshd run on them too). Workers add capacity when hosts' steps wait: see bench/capacity.py.")
     for r in results:
