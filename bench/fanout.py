@@ -560,7 +560,7 @@ def report_executors(results: list[SizeResult], args: argparse.Namespace, out: l
     w("")
     header = (
         f"{'N':>5}  {'executor':<20} {'wall s':>7} {'x floor':>8} {'CPU ms/host':>12} {'API ms/host':>12} "
-        f"{'workers ms/host':>16} {'hosts per worker':>18} {'other load':>11} {'cold ms/host':>13}"
+        f"{'workers ms/host':>16} {'hosts per worker':>18} {'other load':>11} {'warm-up ms/host':>16}"
     )
     w(header)
     w("-" * len(header))
@@ -583,18 +583,18 @@ def report_executors(results: list[SizeResult], args: argparse.Namespace, out: l
                 continue
             owners = "/".join(str(v) for _, v in sorted(up["owners"].items()))
             warm = up.get("warmup")
-            cold = fmt(1000 * warm["cpu_s"] / warm["hosts"], digits=1) if warm else "n/a"
+            warm_ms = fmt(1000 * warm["cpu_s"] / warm["hosts"], digits=1) if warm else "n/a"
             w(
                 f"{r.n:5d}  {'celery --workers ' + str(count):<20} {up['wall_s']:7.2f} {up['wall_s'] / floor_s:7.2f}x "
                 f"{1000 * up['cpu_s'] / r.n:12.1f} {1000 * up['api_cpu_s'] / r.n:12.1f} "
-                f"{1000 * up['workers_cpu_s'] / r.n:16.1f} {owners:>18} {fmt(up['other_cores']):>11} {cold:>13}"
+                f"{1000 * up['workers_cpu_s'] / r.n:16.1f} {owners:>18} {fmt(up['other_cores']):>11} {warm_ms:>16}"
             )
     w("CPU: the controller's CPU seconds over the timed window per host: for embedded the service process, for")
     w("celery the API process plus every worker process (/proc/<pid>/stat utime + stime, all threads). The floor's")
     w("column is the floor process's own. other load: cores used by processes that are not this bench.")
     w("Each round's workers are new processes: before the timed window they run one untimed RESTART_AGENT on")
-    w(f"min(N, {args.limit}) hosts, as the embedded service ran the install before its window. cold: the API's and")
-    w("workers' CPU per host of that first job (new database connections, threads, imports): paid once per worker.")
+    w(f"min(N, {args.limit}) hosts, as the embedded service ran the install before its window. warm-up: the API's")
+    w("and workers' CPU per host of that first job (a restart, and the processes' new connections and threads).")
     w("On 2 cores, two workers cannot beat one at CPU-bound fan-out: they share the same cores (and PostgreSQL and")
     w("the hosts' sshd run on them too). Workers add capacity when hosts' steps wait: see bench/capacity.py.")
     for r in results:

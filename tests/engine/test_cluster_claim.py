@@ -47,7 +47,8 @@ def _worker(services, tmp_path, worker_id: str) -> ClusterWorker:
     )
     connect = transport_factory(db=services.db, policy="off", connect_timeout_s=5)
     box = SecretBox(b"k" * 32)
-    return ClusterWorker(services.db, services.settings.tz, box, connect, config, lambda *a: None, packages_dir=tmp_path)
+    publish = lambda *_args: None  # noqa: E731
+    return ClusterWorker(services.db, services.settings.tz, box, connect, config, publish, packages_dir=tmp_path)
 
 
 def _record(services) -> int:

@@ -46,8 +46,10 @@ def _job(services, host_ids):
 
 def test_the_work_of_a_host_carries_the_keys_trusted_for_its_address_and_port(services):
     with services.db.session() as session:
-        trusted, port_2222, unknown = _host(session, "127.0.40.1"), _host(session, "127.0.40.2", 2222), _host(
-            session, "127.0.40.3"
+        trusted, port_2222, unknown = (
+            _host(session, "127.0.40.1"),
+            _host(session, "127.0.40.2", 2222),
+            _host(session, "127.0.40.3"),
         )
         host_keys.trust_first(session, "127.0.40.1", 22, KEY)
         host_keys.trust_first(session, "127.0.40.2", 22, OTHER)  # another port of that address: not its key
