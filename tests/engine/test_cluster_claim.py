@@ -13,8 +13,9 @@ from nodeops.domain.plans import JobType, plan_steps
 from nodeops.engine.cluster import ClusterWorker, WorkerConfig
 from nodeops.engine.connect import transport_factory
 from nodeops.errors import TransientStoreError
-from nodeops.store import cluster, hosts, jobs, packages
+from nodeops.store import cluster, jobs, packages
 from nodeops.store.pipelines import HostWork
+from tests.support.factories import restart_job, ssh_host
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
@@ -54,26 +55,8 @@ def _worker(services, tmp_path, worker_id: str) -> ClusterWorker:
 def _record(services) -> int:
     with services.db.session() as session:
         packages.ensure_default_access_point(session, server_url="http://127.0.0.1:1")
-        host_id = hosts.upsert_host(
-            session,
-            hosts.HostLogin(
-                bk_biz_id=2,
-                bk_cloud_id=0,
-                inner_ip="127.0.41.1",
-                inner_ipv6=None,
-                os_type="LINUX",
-                login=hosts.Login(account="root", setup_path="/opt/nodeops"),
-            ),
-        )
-        job = jobs.create_job(
-            session,
-            job_type=JobType.RESTART_AGENT,
-            created_by="admin",
-            from_system="test",
-            bk_biz_scope=[2],
-            instances=[jobs.NewInstance(instance_id=f"host|instance|host|{host_id}", bk_host_id=host_id)],
-            steps=plan_steps(JobType.RESTART_AGENT),
-        )
+        host_id = ssh_host(session, "127.0.41.1")
+    job = restart_job(services, [jobs.NewInstance(instance_id=f"host|instance|host|{host_id}", bk_host_id=host_id)])
     (record_id,) = job.record_ids.values()
     return record_id
 

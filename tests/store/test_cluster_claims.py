@@ -9,29 +9,15 @@ import time
 import pytest
 from sqlalchemy import select, text
 
-from nodeops.domain.plans import JobType, plan_steps
 from nodeops.errors import LeaseLost
 from nodeops.store import agents as agent_rows
 from nodeops.store import cluster, jobs
 from nodeops.store.models import InstanceRecord, Job, RecordStep, StepLog, SubscriptionTask, Worker
 from nodeops.store.notices import REVOKE_CHANNEL
-from tests.support.factories import make_agents
+from tests.support.factories import make_agents, restart_job
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 LINE = "[2026-12-06 10:00:00 ERROR] lost"
-
-
-def _job(services, instances):
-    with services.db.session() as session:
-        return jobs.create_job(
-            session,
-            job_type=JobType.RESTART_AGENT,
-            created_by="admin",
-            from_system="test",
-            bk_biz_scope=[2],
-            instances=instances,
-            steps=plan_steps(JobType.RESTART_AGENT),
-        )
 
 
 def _worker(services, worker_id: str, lease_s: float = 30) -> str:
@@ -61,7 +47,7 @@ def _expire(services, worker_id: str) -> None:
 
 
 def test_a_record_is_claimed_once_and_its_job_starts(services):
-    job = _job(services, [jobs.NewInstance(instance_id="host|instance|host|1", bk_host_id=1)])
+    job = restart_job(services, [jobs.NewInstance(instance_id="host|instance|host|1", bk_host_id=1)])
     (record_id,) = job.record_ids.values()
     a, b = _worker(services, "a.1"), _worker(services, "b.2")
     assert _claim(services, record_id, a) is cluster.Claim.CLAIMED
@@ -74,7 +60,7 @@ def test_a_record_is_claimed_once_and_its_job_starts(services):
 
 
 def test_a_host_runs_one_record_at_a_time_and_the_limit_counts_the_whole_cluster(services):
-    job = _job(
+    job = restart_job(
         services,
         [
             jobs.NewInstance(instance_id="service|instance|service|501", bk_host_id=1),
@@ -102,7 +88,7 @@ def test_a_host_runs_one_record_at_a_time_and_the_limit_counts_the_whole_cluster
 def test_two_workers_racing_for_two_records_of_one_host_never_both_run_it(services):
     a, b = _worker(services, "a.1"), _worker(services, "b.2")
     for round_ in range(200):
-        job = _job(
+        job = restart_job(
             services,
             [
                 jobs.NewInstance(instance_id=f"service|instance|service|{2 * round_}", bk_host_id=round_ + 1),
@@ -143,14 +129,14 @@ def test_the_lease_fences_a_worker_by_the_database_clock(services):
         assert not cluster.hold_lease(session, worker_id=a)
         assert not cluster.renew_lease(session, worker_id=a, lease_s=30)  # a passed lease is never renewed
         assert cluster.live_workers(session) == []
-    job = _job(services, [jobs.NewInstance(instance_id="host|instance|host|1", bk_host_id=1)])
+    job = restart_job(services, [jobs.NewInstance(instance_id="host|instance|host|1", bk_host_id=1)])
     (record_id,) = job.record_ids.values()
     assert _claim(services, record_id, a) is cluster.Claim.FENCED
     assert _status(services, record_id) == ("PENDING", None)
 
 
 def test_the_reaper_fails_a_lost_worker_s_records_and_returns_its_tasks(services):
-    job = _job(
+    job = restart_job(
         services,
         [
             jobs.NewInstance(instance_id="host|instance|host|1", bk_host_id=1),
@@ -192,7 +178,7 @@ def test_one_reaper_at_a_time(services):
 
 
 def test_a_task_never_published_is_handed_to_the_reaper_after_its_grace(services):
-    job = _job(services, [jobs.NewInstance(instance_id="host|instance|host|1", bk_host_id=1)])
+    job = restart_job(services, [jobs.NewInstance(instance_id="host|instance|host|1", bk_host_id=1)])
     with services.db.session() as session:
         fresh = cluster.reap(services.db, session, line_for=lambda w: LINE, unpublished_after_s=10)
     assert fresh is not None and fresh.republish == []
@@ -213,7 +199,7 @@ def test_a_task_never_published_is_handed_to_the_reaper_after_its_grace(services
 
 
 def test_revoke_fails_pending_records_asks_running_ones_and_notifies(services):
-    job = _job(
+    job = restart_job(
         services,
         [
             jobs.NewInstance(instance_id="host|instance|host|1", bk_host_id=1),
@@ -262,7 +248,7 @@ def test_a_step_s_host_write_is_fenced_by_the_worker_s_lease(services):
 
 
 def test_a_record_lost_between_two_steps_says_why_in_its_next_step(services):
-    job = _job(services, [jobs.NewInstance(instance_id="host|instance|host|1", bk_host_id=1)])
+    job = restart_job(services, [jobs.NewInstance(instance_id="host|instance|host|1", bk_host_id=1)])
     (record_id,) = job.record_ids.values()
     lost = _worker(services, "lost.1")
     assert _claim(services, record_id, lost) is cluster.Claim.CLAIMED

@@ -7,49 +7,29 @@ import asyncio
 
 import pytest
 
-from nodeops.domain.plans import JobType, plan_steps
-from nodeops.store import host_keys, hosts, jobs, packages, pipelines
+from nodeops.store import host_keys, jobs, packages, pipelines
 from nodeops.store.host_keys import HostKeyTable, ReadAhead
+from tests.support.factories import restart_job, ssh_host
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 OTHER = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBm2pB1y7l6CyBq3yBqbxXOaJ3S3yP1uq8Y2Fh6B5lbH"
 
 
-def _host(session, ip: str, port: int = 22) -> int:
-    return hosts.upsert_host(
-        session,
-        hosts.HostLogin(
-            bk_biz_id=2,
-            bk_cloud_id=0,
-            inner_ip=ip,
-            inner_ipv6=None,
-            os_type="LINUX",
-            login=hosts.Login(ssh_port=port, account="root", setup_path="/opt/nodeops"),
-        ),
-    )
-
-
 def _job(services, host_ids):
     with services.db.session() as session:
         packages.ensure_default_access_point(session, server_url="http://127.0.0.1:1")
-        return jobs.create_job(
-            session,
-            job_type=JobType.RESTART_AGENT,
-            created_by="admin",
-            from_system="test",
-            bk_biz_scope=[2],
-            instances=[jobs.NewInstance(instance_id=f"host|instance|host|{h}", bk_host_id=h) for h in host_ids],
-            steps=plan_steps(JobType.RESTART_AGENT),
-        )
+    return restart_job(
+        services, [jobs.NewInstance(instance_id=f"host|instance|host|{h}", bk_host_id=h) for h in host_ids]
+    )
 
 
 def test_the_work_of_a_host_carries_the_keys_trusted_for_its_address_and_port(services):
     with services.db.session() as session:
         trusted, port_2222, unknown = (
-            _host(session, "127.0.40.1"),
-            _host(session, "127.0.40.2", 2222),
-            _host(session, "127.0.40.3"),
+            ssh_host(session, "127.0.40.1"),
+            ssh_host(session, "127.0.40.2", port=2222),
+            ssh_host(session, "127.0.40.3"),
         )
         host_keys.trust_first(session, "127.0.40.1", 22, KEY)
         host_keys.trust_first(session, "127.0.40.2", 22, OTHER)  # another port of that address: not its key

@@ -231,3 +231,32 @@ def make_seed_job(services: Services, *, sealed: bool = True) -> MadeJob:
         StepRun(status=Status(st), start=start, finish=finish, log=log) for _n, st, log, start, finish in SEED_STEPS
     ]
     return make_job(services, runs=runs, record_status=Status.SUCCESS, sealed=sealed)
+
+
+def restart_job(services: Services, instances: Sequence[jobs.NewInstance]) -> jobs.CreatedJob:
+    """A RESTART_AGENT job of business 2 on ``instances``, created in the store as the API creates jobs."""
+    with services.db.session() as session:
+        return jobs.create_job(
+            session,
+            job_type=JobType.RESTART_AGENT,
+            created_by="admin",
+            from_system="test",
+            bk_biz_scope=[2],
+            instances=list(instances),
+            steps=plan_steps(JobType.RESTART_AGENT),
+        )
+
+
+def ssh_host(session: Session, ip: str, *, port: int = 22) -> int:
+    """A host of business 2 reached over SSH as root at ``ip:port``, installed in /opt/nodeops; its bk_host_id."""
+    return hosts.upsert_host(
+        session,
+        hosts.HostLogin(
+            bk_biz_id=2,
+            bk_cloud_id=0,
+            inner_ip=ip,
+            inner_ipv6=None,
+            os_type="LINUX",
+            login=hosts.Login(ssh_port=port, account="root", setup_path="/opt/nodeops"),
+        ),
+    )
