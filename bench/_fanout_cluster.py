@@ -316,7 +316,7 @@ def start_profiles(plan: dict[str, Any], pids: dict[str, int], tag: str) -> list
     spies = []
     for name, pid in pids.items():
         command = [plan["py_spy"], "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--nonblocking"]
-        command += ["--threads", "--output", f"{plan['profile']}-{tag}-{name}.txt"]
+        command += ["--threads", "--gil", "--output", f"{plan['profile']}-{tag}-{name}.txt"]
         spies.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     time.sleep(1.0)  # let them attach before the clock starts
     return spies

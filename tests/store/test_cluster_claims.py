@@ -39,6 +39,11 @@ def _status(services, record_id: int) -> tuple[str, str | None]:
         return row.status, row.worker_id
 
 
+def _needed(services) -> bool:
+    with services.db.cursor() as cur:
+        return cluster.reaping_needed(cur, services.db.paramstyle, unpublished_after_s=10)
+
+
 def _expire(services, worker_id: str) -> None:
     with services.db.session() as session:
         session.execute(
@@ -151,7 +156,9 @@ def test_the_reaper_fails_a_lost_worker_s_records_and_returns_its_tasks(services
     with services.db.session() as session:
         jobs.write_progress(services.db, session, steps=[jobs.StepProgress(one, 1, jobs.Status.RUNNING, None, None)])
         cluster.mark_published(session, task_id=job.task_id, package_version="0.1.0")
+    assert not _needed(services)  # every worker holds its lease, the task is published: nothing to reap
     _expire(services, lost)
+    assert _needed(services)
     with services.db.session() as session:
         reaped = cluster.reap(services.db, session, line_for=lambda worker: f"{LINE} {worker}", unpublished_after_s=10)
     assert reaped is not None
@@ -168,6 +175,25 @@ def test_the_reaper_fails_a_lost_worker_s_records_and_returns_its_tasks(services
         assert session.get(Worker, alive).ended_at is None
         again = cluster.reap(services.db, session, line_for=lambda worker: LINE, unpublished_after_s=10)
     assert again is not None and again.workers == [] and again.records == 0 and again.republish == []
+    assert not _needed(services)
+
+
+def test_a_running_record_of_a_worker_that_ended_is_worth_a_reaper_pass(services):
+    job = restart_job(services, [jobs.NewInstance(instance_id="host|instance|host|1", bk_host_id=1)])
+    (record_id,) = job.record_ids.values()
+    worker = _worker(services, "ended.1")
+    assert _claim(services, record_id, worker) is cluster.Claim.CLAIMED
+    with services.db.session() as session:
+        cluster.mark_published(session, task_id=job.task_id, package_version="0.1.0")
+    assert not _needed(services)
+    with services.db.session() as session:  # ended while its record still runs (its lease is not even passed)
+        cluster.end_worker(session, worker_id=worker, reason="test")
+    assert _needed(services)
+    with services.db.session() as session:
+        reaped = cluster.reap(services.db, session, line_for=lambda w: LINE, unpublished_after_s=10)
+    assert reaped is not None and reaped.records == 1
+    assert _status(services, record_id) == ("FAILED", worker)
+    assert not _needed(services)
 
 
 def test_one_reaper_at_a_time(services):
@@ -182,11 +208,13 @@ def test_a_task_never_published_is_handed_to_the_reaper_after_its_grace(services
     with services.db.session() as session:
         fresh = cluster.reap(services.db, session, line_for=lambda w: LINE, unpublished_after_s=10)
     assert fresh is not None and fresh.republish == []
+    assert not _needed(services)  # within its grace
     with services.db.session() as session:
         session.execute(
             text("UPDATE subscription_tasks SET created_at = created_at - interval '1 minute' WHERE id = :t"),
             {"t": job.task_id},
         )
+    assert _needed(services)
     with services.db.session() as session:
         late = cluster.reap(services.db, session, line_for=lambda w: LINE, unpublished_after_s=10)
         assert late is not None and late.republish == [job.task_id]
@@ -196,6 +224,7 @@ def test_a_task_never_published_is_handed_to_the_reaper_after_its_grace(services
         done = cluster.reap(services.db, session, line_for=lambda w: LINE, unpublished_after_s=10)
         assert done is not None and done.republish == []
         assert session.get(SubscriptionTask, job.task_id).package_version == "0.1.0"
+    assert not _needed(services)
 
 
 def test_revoke_fails_pending_records_asks_running_ones_and_notifies(services):
@@ -224,8 +253,9 @@ def test_revoke_fails_pending_records_asks_running_ones_and_notifies(services):
     assert [(n.channel, n.payload) for n in notices] == [(REVOKE_CHANNEL, str(job.job_id))]
     assert _status(services, pending)[0] == "FAILED"
     assert _status(services, running) == ("RUNNING", owner)
+    with services.db.cursor() as cur:
+        assert cluster.revoke_requests(cur, services.db.paramstyle, worker_id=owner) == [running]
     with services.db.session() as session:
-        assert cluster.revoke_requests(session, worker_id=owner) == [running]
         assert session.get(Job, job.job_id).status == "TERMINATED"
         assert session.scalars(select(StepLog.text).where(StepLog.record_id == pending)).all() == [LINE]
         assert session.scalars(select(StepLog.text).where(StepLog.record_id == running)).all() == []

@@ -144,11 +144,16 @@ class Reaper:
             publish_task(self.db, self.publish, task_id)
         return reaped
 
+    def _needed(self, cur: ReadHandle) -> bool:
+        return cluster.reaping_needed(cur, self.db.paramstyle, unpublished_after_s=UNPUBLISHED_AFTER_S)
+
     async def run(self) -> None:
+        """Look every ``interval_s`` (one short read), and reap when there is something to reap."""
         failing = False
         while True:
             try:
-                await asyncio.to_thread(self.reap_once)
+                if await self.db.read(self._needed):
+                    await asyncio.to_thread(self.reap_once)
             except Exception as exc:  # the database or the broker is away: try again next time, say so once
                 if not failing:
                     log.exception(
@@ -463,15 +468,14 @@ class ClusterWorker:
 
     async def cancel_revoked(self) -> int:
         """Cancel this worker's pipelines a revoke asked to stop; returns how many."""
-        wanted = await self.db.call(self._revoke_requests)
+        wanted = await self.db.read(self._revoke_requests)
         targets = [self._running[record_id] for record_id in wanted if record_id in self._running]
         for task in targets:
             task.cancel()
         return len(targets)
 
-    def _revoke_requests(self) -> list[int]:
-        with self.db.session() as session:
-            return cluster.revoke_requests(session, worker_id=self.config.worker_id)
+    def _revoke_requests(self, cur: ReadHandle) -> list[int]:
+        return cluster.revoke_requests(cur, self.db.paramstyle, worker_id=self.config.worker_id)
 
     def _lease_lost(self) -> None:
         """The lease is gone: write nothing more, stop every pipeline, and end the process (``on_lease_lost``)."""

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from nodeops.domain.status import Status
 from nodeops.store import jobs, pipelines
-from nodeops.store.db import Database, session_cursor
+from nodeops.store.db import Database, ReadHandle, session_cursor
 from nodeops.store.models import InstanceRecord, RecordStep, SubscriptionTask, Worker, utcnow
 from nodeops.store.notices import REVOKE_CHANNEL, notify
 
@@ -76,8 +76,9 @@ def renew_lease(session: Session, *, worker_id: str, lease_s: float) -> bool:
 def hold_lease(session: Session, *, worker_id: str) -> bool:
     """Whether the worker still holds its lease, keeping it so (FOR SHARE) until the session's transaction ends:
     the reaper cannot end the worker meanwhile. Every owner write calls this first in its transaction."""
-    row = session.execute(text(f"{LEASE_HELD} :id FOR SHARE"), {"id": worker_id}).first()
-    return row is not None
+    cur, p = session_cursor(session)  # before every flush of a worker's log writer: on the driver
+    cur.execute(f"{LEASE_HELD} {p} FOR SHARE", (worker_id,))
+    return cur.fetchone() is not None
 
 
 def end_worker(session: Session, *, worker_id: str, reason: str) -> None:
@@ -98,24 +99,24 @@ def live_workers(session: Session) -> list[str]:
 def claim(session: Session, *, record_id: int, worker_id: str, limit: int) -> Claim:
     """Move the record PENDING -> RUNNING for ``worker_id`` if its host runs nothing else and fewer than ``limit``
     records run in the cluster; the job becomes RUNNING with its first claimed record. A claim that succeeds is
-    three statements (the lock, the conditional update, the job's status); one that does not reads why."""
+    two statements (the lock; the conditional update with the job's status); one that does not reads why."""
     cur, p = session_cursor(session)  # the hottest statements of a worker: on the driver, in the session
     cur.execute(f"SELECT pg_advisory_xact_lock(hashtext({p}))", (CLAIM_LOCK,))
     now = utcnow().replace(tzinfo=None)
     cur.execute(
-        f"UPDATE instance_records AS r SET status = 'RUNNING', worker_id = {p}, start_at = {p}, updated_at = {p}, "
-        f"revision = r.revision + 1 WHERE r.id = {p} AND r.status = 'PENDING' AND EXISTS ({LEASE_HELD} {p} FOR SHARE) "
+        f"WITH claimed AS (UPDATE instance_records AS r SET status = 'RUNNING', worker_id = {p}, start_at = {p}, "
+        f"updated_at = {p}, revision = r.revision + 1 WHERE r.id = {p} AND r.status = 'PENDING' "
+        f"AND EXISTS ({LEASE_HELD} {p} FOR SHARE) "
         "AND (r.bk_host_id IS NULL OR NOT EXISTS (SELECT 1 FROM instance_records o "
         "WHERE o.status = 'RUNNING' AND o.bk_host_id = r.bk_host_id)) "
-        f"AND (SELECT count(*) FROM instance_records WHERE status = 'RUNNING') < {p} "
-        "RETURNING r.job_id",
+        f"AND (SELECT count(*) FROM instance_records WHERE status = 'RUNNING') < {p} RETURNING r.job_id), "
+        "started AS (UPDATE jobs SET status = 'RUNNING' WHERE status = 'PENDING' "
+        "AND id IN (SELECT job_id FROM claimed)) "
+        "SELECT job_id FROM claimed",
         (worker_id, now, now, record_id, worker_id, limit),
     )
-    claimed = cur.fetchone()
-    if claimed is None:
+    if cur.fetchone() is None:
         return _why_not_claimed(session, record_id=record_id, worker_id=worker_id, limit=limit)
-    if claimed[0] is not None:
-        cur.execute(f"UPDATE jobs SET status = 'RUNNING' WHERE id = {p} AND status = 'PENDING'", (claimed[0],))
     return Claim.CLAIMED
 
 
@@ -180,17 +181,14 @@ def task_package(session: Session, *, task_id: int) -> str | None:
     return session.scalar(select(SubscriptionTask.package_version).where(SubscriptionTask.id == task_id))
 
 
-def revoke_requests(session: Session, *, worker_id: str) -> list[int]:
-    """The RUNNING records of this worker a revoke asked to stop."""
-    return list(
-        session.scalars(
-            select(InstanceRecord.id).where(
-                InstanceRecord.worker_id == worker_id,
-                InstanceRecord.status == Status.RUNNING.value,
-                InstanceRecord.revoke_requested.is_(True),
-            )
-        )
+def revoke_requests(cur: ReadHandle, paramstyle: str, *, worker_id: str) -> list[int]:
+    """The RUNNING records of this worker a revoke asked to stop (one short read: every worker looks often)."""
+    cur.execute(
+        f"SELECT id FROM instance_records WHERE worker_id = {paramstyle} AND status = 'RUNNING' "
+        "AND revoke_requested ORDER BY id",
+        (worker_id,),
     )
+    return [int(row[0]) for row in cur.fetchall()]
 
 
 def request_revoke(db: Database, session: Session, *, job_id: int, record_ids: Sequence[int], line: str) -> None:
@@ -237,6 +235,24 @@ class Reaped:
     records: int  # their RUNNING records it failed
     jobs: list[int]  # the jobs it recounted
     republish: list[int]  # tasks whose PENDING records must be published (again)
+
+
+def reaping_needed(cur: ReadHandle, paramstyle: str, *, unpublished_after_s: float) -> bool:
+    """Whether ``reap`` has anything to do: a worker whose lease passed, a RUNNING record of an ended worker, or
+    a task committed ``unpublished_after_s`` ago, never published, with PENDING records. One short read, so the
+    reaper of every process can look often and take its lock and rows only when there is work."""
+    p = paramstyle
+    cutoff = (utcnow() - timedelta(seconds=unpublished_after_s)).replace(tzinfo=None)
+    cur.execute(
+        f"SELECT EXISTS (SELECT 1 FROM workers WHERE ended_at IS NULL AND lease_until <= {_DB_NOW}) "
+        "OR EXISTS (SELECT 1 FROM instance_records r JOIN workers w ON w.id = r.worker_id "
+        "WHERE r.status = 'RUNNING' AND w.ended_at IS NOT NULL) "
+        "OR EXISTS (SELECT 1 FROM subscription_tasks t JOIN instance_records r ON r.task_id = t.id "
+        f"WHERE t.published_at IS NULL AND t.created_at < {p} AND r.status = 'PENDING')",
+        (cutoff,),
+    )
+    row = cur.fetchone()
+    return bool(row and row[0])
 
 
 def reap(
