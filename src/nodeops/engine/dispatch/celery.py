@@ -145,6 +145,7 @@ def run_worker(app: Celery, worker: ClusterWorker, *, name: str, concurrency: in
                 f"--queues={QUEUE}",
                 "--without-gossip",
                 "--without-mingle",
+                "--without-heartbeat",  # no event every 2 s: a worker's liveness is its lease in PostgreSQL
                 "--loglevel=INFO",
                 *celery_args,
             ]
