@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from nodeops.domain.log_cursor import Chunk
-from nodeops.store.db import Database, ReadHandle
+from nodeops.store.db import Database, ReadHandle, stored_utc
 
 PAGE = 8  # chunks per statement (each at most ~1 MiB)
 
@@ -193,7 +193,6 @@ def _record(row: Sequence[Any]) -> RecordRow:
 
 
 def _utc(value: Any) -> datetime:
-    if isinstance(value, str):  # SQLite keeps DATETIME as text
-        return datetime.fromisoformat(value).replace(tzinfo=UTC)
-    assert isinstance(value, datetime)
-    return value.replace(tzinfo=UTC)
+    stamp = stored_utc(value)  # a NOT NULL column
+    assert stamp is not None
+    return stamp
