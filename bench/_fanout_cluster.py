@@ -93,6 +93,8 @@ class Cluster:
         self.client = httpx.Client(base_url=self.url, timeout=60)
         self.secret = ""
         self.workers: list[str] = []
+        # capacity mode: each host's folder, where its stand-in agent script writes its times
+        self.homes = {h["ip"]: h["setup_path"] for h in plan["hosts"]} if plan.get("sleep_s") else None
 
     # --- setup ----------------------------------------------------------------------------------------------
 
@@ -275,7 +277,60 @@ class Cluster:
                 reasons.append(f"{ip}: " + " | ".join(lines))
             by_version = sa.text("SELECT agent_version, count(*) FROM hosts GROUP BY 1")
             versions: dict[str, int] = dict(conn.execute(by_version).all())
-        return {"records": counts, "owners": owners, "failures": reasons, "versions": versions}
+        return {
+            "records": counts,
+            "owners": owners,
+            "failures": reasons,
+            "versions": versions,
+            "phases": self.phases(job_id, self.homes),
+        }
+
+    def phases(self, job_id: int, homes: dict[str, str] | None = None) -> dict[str, list[float]]:
+        """Where a host's time went, as [p50, p90] seconds: the record, each step, the gaps around the steps; with
+        ``homes`` (address -> the host's folder, capacity mode) the restart step split by the stand-in's own
+        times: SSH login and Python's start, the sleep, the real agent's restart, its exit reaching the step's
+        end."""
+        with self.db.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT h.inner_ip, extract(epoch FROM r.start_at), extract(epoch FROM r.finish_at), s.step_index, "
+                    "s.name, extract(epoch FROM s.start_at), extract(epoch FROM s.finish_at) "
+                    "FROM instance_records r JOIN hosts h ON h.bk_host_id = r.bk_host_id "
+                    "JOIN record_steps s ON s.record_id = r.id WHERE r.job_id = :j ORDER BY r.id, s.step_index"
+                ),
+                {"j": job_id},
+            ).all()
+        spans: dict[str, list[float]] = {}
+
+        def add(name: str, seconds: float) -> None:
+            spans.setdefault(name, []).append(seconds)
+
+        by_record: dict[str, list[Any]] = {}
+        for row in rows:
+            by_record.setdefault(row[0], []).append(row)
+        for ip, steps in by_record.items():
+            r_start, r_end = float(steps[0][1]), float(steps[0][2])
+            add("record", r_end - r_start)
+            add("claim to 1st step", float(steps[0][5]) - r_start)
+            for _, _, _, index, name, s_start, s_end in steps:
+                add(f"step {index} {name}", float(s_end) - float(s_start))
+            add("last step to end", r_end - float(steps[-1][6]))
+            restart = [s for s in steps if s[4] == "重启"]
+            if homes and restart:
+                s_start, s_end = float(restart[0][5]), float(restart[0][6])
+                for t0, t1, t2 in _stand_in_times(homes[ip]):
+                    if s_start - 1 < t0 < s_end:
+                        add("  login, python start", t0 - s_start)
+                        add("  the sleep", t1 - t0)
+                        add("  real restart", t2 - t1)
+                        add("  exit to step end", s_end - t2)
+                        break
+
+        def p(values: list[float], q: float) -> float:
+            ordered = sorted(values)
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+        return {name: [p(values, 0.5), p(values, 0.9)] for name, values in spans.items()}
 
     def host_ids(self) -> dict[str, int]:
         with self.db.connect() as conn:
@@ -431,13 +486,31 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
         cluster.close()
 
 
-SLEEPER = """import runpy, sys, time
+SLEEPER = """import atexit, os, random, runpy, sys, time
 REAL = {real!r}
 if sys.argv[1:2] == ["restart"]:
-    time.sleep({sleep_s!r})  # a slow service: the step waits on the host
+    started, pid = time.time(), os.getpid()
+    time.sleep({sleep_s!r} + random.uniform(-{jitter_s!r}, {jitter_s!r}))  # a slow service: the step waits
+    slept = time.time()
+
+    def note_times():  # this process's own times (not the daemon's, forked from it)
+        if os.getpid() == pid:
+            with open({times!r}, "a") as out:
+                out.write(f"{{started}} {{slept}} {{time.time()}}\\n")
+
+    atexit.register(note_times)
 sys.argv[0] = REAL
 runpy.run_path(REAL, run_name="__main__")
 """
+TIMES_FILE = "stand-in.times"
+
+
+def _stand_in_times(home: str) -> list[tuple[float, float, float]]:
+    """The stand-in's (started, slept, ended) epoch times on one host, one line per restart."""
+    with suppress(OSError):
+        lines = (Path(home) / TIMES_FILE).read_text().splitlines()
+        return [(float(a), float(b), float(c)) for a, b, c in (line.split() for line in lines if line.count(" ") == 2)]
+    return []
 
 
 def install_sleepers(plan: dict[str, Any]) -> None:
@@ -448,7 +521,9 @@ def install_sleepers(plan: dict[str, Any]) -> None:
         script, real = home / "nodeops_agent.py", home / "nodeops_agent_real.py"
         if not real.exists():
             script.rename(real)
-        script.write_text(SLEEPER.format(real=str(real), sleep_s=float(plan["sleep_s"])))
+        times = home / TIMES_FILE
+        sleep_s, jitter_s = float(plan["sleep_s"]), float(plan.get("jitter_s") or 0)
+        script.write_text(SLEEPER.format(real=str(real), sleep_s=sleep_s, jitter_s=jitter_s, times=str(times)))
         script.chmod(0o644)
 
 

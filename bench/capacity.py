@@ -8,7 +8,9 @@ celery mode, ``nodeops worker`` processes), then on every host ``nodeops_agent.p
 sleeps ``--sleep-step`` seconds before ``restart`` and then runs the real script. The timed job is RESTART_AGENT on
 all N hosts (重启, then 查询Agent状态), with one worker of ``--concurrency 20``, then with two workers of
 ``--concurrency 20`` each; the job limit (``NODEOPS_JOB_LIMIT``) is high enough not to cap them. Hosts per second
-should about double: each worker runs at most ``--concurrency`` hosts at once, and here a host costs little CPU.
+should about double: each worker runs at most ``--concurrency`` hosts at once. It does so only as far as the
+hosts' own CPU allows: here they share the machine's cores, and the report shows how much of a host's time was
+its login and restart on the host against its sleep and the workers' part.
 
 Run as root (it starts sshd for the user ``nodeops-test``): ``.venv/bin/python bench/capacity.py [N]``. Only
 127.0.0.0/8 is used; everything started is stopped on exit, on error, and on Ctrl-C or SIGTERM, and the database
@@ -72,6 +74,7 @@ def run(args: argparse.Namespace, fleet: SSHDFleet, user: LabUser, children: Chi
         "concurrency": args.concurrency,
         "install_concurrency": 50,
         "sleep_s": args.sleep_step,
+        "jitter_s": args.sleep_jitter,
         "versions": ["" for _ in args.workers],
         "hosts": [{"ip": h.ip, "port": h.port, "setup_path": h.setup_path} for h in hosts],
     }
@@ -101,14 +104,16 @@ def report(result: dict[str, Any], args: argparse.Namespace, runtime_s: float) -
     out: list[str] = []
     w = out.append
     w("")
+    jitter = f" ± {args.sleep_jitter:g}" if args.sleep_jitter else ""
     w(
-        f"capacity: RESTART_AGENT on {args.n} loopback SSH hosts whose restart sleeps {args.sleep_step:g} s on the "
-        f"host; each worker --concurrency {args.concurrency}, job limit {args.job_limit}; {os.cpu_count()} CPUs"
+        f"capacity: RESTART_AGENT on {args.n} loopback SSH hosts whose restart sleeps {args.sleep_step:g} s{jitter} on "
+        f"the host; each worker --concurrency {args.concurrency}, job limit {args.job_limit}; {os.cpu_count()} CPUs"
     )
     w("")
     header = (
-        f"{'workers':>7} {'wall s':>7} {'hosts/s':>8} {'x 1 worker':>11} {'bound hosts/s':>14} {'CPU ms/host':>12} "
-        f"{'hosts per worker':>17} {'busy cores':>11} {'other load':>11}"
+        f"{'workers':>7} {'wall s':>7} {'hosts/s':>8} {'x 1 worker':>11} {'bound hosts/s':>14} {'ceiling':>8} "
+        f"{'wave s':>7} {'CPU ms/host':>12} {'host ms/host':>13} {'hosts per worker':>17} {'busy cores':>11} "
+        f"{'other load':>11}"
     )
     w(header)
     w("-" * len(header))
@@ -118,17 +123,41 @@ def report(result: dict[str, Any], args: argparse.Namespace, runtime_s: float) -
         rate = args.n / up["wall_s"]
         first = first or rate
         bound = count * args.concurrency / args.sleep_step
+        # the machine's cores over the core-seconds a host took (controller, hosts, PostgreSQL, Redis, the rest)
+        ceiling = (os.cpu_count() or 1) * args.n / (up["machine_busy_cores"] * up["wall_s"])
+        # the seconds of all cores one wave of hosts (every slot's host logging in and restarting at once) takes
+        host_s = (up["hosts_cpu_s"] or 0.0) / args.n
+        wave = count * args.concurrency * (host_s + up["cpu_s"] / args.n) / (os.cpu_count() or 1)
         owners = "/".join(str(v) for _, v in sorted(up["owners"].items()))
         w(
-            f"{count:7d} {up['wall_s']:7.2f} {rate:8.1f} {rate / first:10.2f}x {bound:14.1f} "
-            f"{1000 * up['cpu_s'] / args.n:12.1f} {owners:>17} {up['machine_busy_cores']:11.2f} "
-            f"{fmt(up['other_cores']):>11}"
+            f"{count:7d} {up['wall_s']:7.2f} {rate:8.1f} {rate / first:10.2f}x {bound:14.1f} {ceiling:8.1f} "
+            f"{wave:7.2f} {1000 * up['cpu_s'] / args.n:12.1f} {fmt(up['hosts_cpu_s'], 1000 / args.n, 1):>13} "
+            f"{owners:>17} {up['machine_busy_cores']:11.2f} {fmt(up['other_cores']):>11}"
         )
+    w("")
+    w("where a host's time went, seconds p50 / p90:")
+    names = list(dict.fromkeys(name for count in args.workers for name in result["rounds"][str(count)]["phases"]))
+    w(f"{'':>24}" + "".join(f"{f'{count} workers':>16}" for count in args.workers))
+    for name in names:
+        cells = []
+        for count in args.workers:
+            p50, p90 = result["rounds"][str(count)]["phases"].get(name, [0.0, 0.0])
+            cells.append(f"{p50:7.2f} / {p90:5.2f}")
+        w(f"{name[:24]:>24}" + "".join(f"{c:>16}" for c in cells))
+    w("")
     w("bound: workers x concurrency / sleep, the most hosts per second the slots allow if a host cost nothing but")
-    w("its sleep. CPU: API + workers, per host. busy cores: the whole machine.")
+    w("its sleep. ceiling: the machine's CPUs over the CPU seconds the whole machine spent per host (API, workers,")
+    w("the hosts' sshd sessions and agents, PostgreSQL, Redis), the most hosts per second its cores allow.")
+    w("CPU: API + workers, per host. host ms/host: the hosts' side (sshd sessions, commands, agents), per host.")
+    w("busy cores: the whole machine. wave s: workers x concurrency x (host + controller CPU per host) / CPUs,")
+    w("the seconds every core is busy when all slots' hosts log in and restart at once, as they do here: every")
+    w("host sleeps the same time, so the hosts that start together end together and the next ones start together.")
     w("")
     w("Two workers cannot beat one on 2 cores when the fan-out is CPU-bound (bench/fanout.py): they share the same")
-    w("cores. When hosts' steps wait, capacity adds up: each worker brings its own --concurrency slots.")
+    w("cores. When hosts' steps wait, capacity adds up: each worker brings its own --concurrency slots. Here the")
+    w("hosts are on the same cores as the workers: a wave of twice the hosts takes twice the seconds of login,")
+    w("Python's start and the agent's restart (the host's phases above), while the workers' own phases (claim")
+    w("to 1st step, last step to end, 查询Agent状态) stay near zero.")
     w("")
     w(f"load average at start: {args.loadavg}; total runtime {runtime_s:.0f}s")
     print("\n".join(out), flush=True)
@@ -141,6 +170,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("n", nargs="?", type=int, default=200, help="hosts")
     parser.add_argument("--sleep-step", type=float, default=3.0, help="seconds the restart sleeps on each host")
+    parser.add_argument(
+        "--sleep-jitter",
+        type=float,
+        default=0.0,
+        help="each restart sleeps --sleep-step plus or minus up to this many seconds (uniform), so hosts that start "
+        "together do not all end together",
+    )
     parser.add_argument("--concurrency", type=int, default=20, help="each worker's --concurrency")
     parser.add_argument("--workers", default="1,2", help="numbers of workers to measure, comma-separated")
     parser.add_argument("--job-limit", type=int, default=1000, help="NODEOPS_JOB_LIMIT: high, so it does not cap")
@@ -156,6 +192,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--workers takes numbers, comma-separated, e.g. 1,2")
     if min(args.n, args.concurrency, args.job_limit, min(args.workers)) < 1 or args.sleep_step <= 0:
         parser.error("N, --concurrency, --job-limit, --workers and --sleep-step must be positive")
+    if not 0 <= args.sleep_jitter < args.sleep_step:
+        parser.error("--sleep-jitter must be at least 0 and less than --sleep-step")
     if not sa_host(args.pg_url).startswith("127."):
         parser.error("--pg-url must be on 127.0.0.0/8")
     return args
