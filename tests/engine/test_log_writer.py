@@ -268,3 +268,34 @@ async def test_settled_without_a_background_task_flushes_itself(services):
     writer.line(job.record_id, 0, "INFO", "alone")
     await writer.settled()
     assert _texts(services, job.record_id) == [(0, "alone")]
+
+
+async def test_an_idle_writer_sleeps_and_wakes_for_what_is_queued_after_its_idle_time(services):
+    """With nothing queued the background task waits without a timer (no flush at all while idle); a line queued
+    after a long idle time is written at the next tick, as on a busy writer, and closing an idle writer ends it."""
+    job = make_job(services, runs=[])
+    writer = LogWriter(services.db, UTC, flush_interval_s=0.1)
+    flushes = 0
+    original = writer.flush
+
+    async def counted() -> None:
+        nonlocal flushes
+        flushes += 1
+        await original()
+
+    writer.flush = counted  # type: ignore[method-assign]
+    writer.start()
+    try:
+        await asyncio.sleep(0.5)  # five ticks with nothing to write
+        assert flushes == 0
+        for round_ in range(3):
+            writer.line(job.record_id, 0, "INFO", f"after idle {round_} 空闲")
+            started = asyncio.get_running_loop().time()
+            await asyncio.wait_for(writer.settled(), timeout=5)
+            assert asyncio.get_running_loop().time() - started < 1.0  # a tick, a write: not a backstop's seconds
+            await asyncio.sleep(0.3)
+        assert flushes == 3
+        assert [text for _, text in _texts(services, job.record_id)] == [f"after idle {r} 空闲" for r in range(3)]
+    finally:
+        await asyncio.wait_for(writer.aclose(), timeout=5)
+    assert writer._task is None

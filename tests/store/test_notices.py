@@ -174,3 +174,24 @@ async def test_a_quiet_connection_is_checked_and_keeps_listening(db):
         assert received.notices == [(REVOKE_CHANNEL, "9")] and listener.connections == 1
     finally:
         await listener.aclose()
+
+
+async def test_notices_sent_while_the_connection_is_being_checked_all_arrive_once(db):
+    """Notices that come in during the check's query are handed over by that query, the others by the wait on
+    the socket: with a check every millisecond both happen, and each notice arrives once, in order."""
+    received = Received()
+    listener = Listener.of(db, [REVOKE_CHANNEL], received.on_notice, check_interval_s=0.001)
+    listener.start()
+    try:
+        await listener.wait_listening(5)
+        for batch in range(20):
+            with db.session() as session:
+                for i in range(10):
+                    notices.notify(session, REVOKE_CHANNEL, f"{batch}-{i}-作业")
+            await asyncio.sleep(0.003)
+        await received.until(lambda: len(received.notices) >= 200)
+        await asyncio.sleep(QUIET_S)
+        assert received.notices == [(REVOKE_CHANNEL, f"{b}-{i}-作业") for b in range(20) for i in range(10)]
+        assert listener.connections == 1
+    finally:
+        await listener.aclose()

@@ -107,7 +107,8 @@ class LogWriter:
         self._progress = asyncio.Condition()
         self._wakers: set[asyncio.Task[None]] = set()
         self._writing = False  # a batch's transaction is running in a thread
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # flush now (a full buffer, closing)
+        self._queued_any = asyncio.Event()  # something was queued: an idle writer wakes up (``_run``)
         self._flushing = asyncio.Lock()  # one batch at a time, in order
         self._stamp_second = -1
         self._stamp = ""
@@ -282,6 +283,7 @@ class LogWriter:
         """Flush what is left and stop the background task."""
         self._closing = True
         self._wake.set()
+        self._queued_any.set()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -291,15 +293,26 @@ class LogWriter:
     def _queue(self, op: _Op) -> None:
         self._queued += 1
         self._pending.append(op)
+        if not self._queued_any.is_set():
+            self._queued_any.set()
         if isinstance(op, _Line):
             self._pending_bytes += len(op.text)
             if self._pending_bytes >= self.max_pending_bytes:
                 self._wake.set()
 
     async def _run(self) -> None:
+        """Flush every ``flush_interval_s`` (sooner when woken) while there is anything to write; with nothing
+        queued, sleep without a timer until something is, then flush at the next tick of the same clock."""
+        loop = asyncio.get_running_loop()
+        ticks_from = loop.time()
         while not self._closing:
+            if not self._pending and not self._held:
+                self._queued_any.clear()
+                await self._queued_any.wait()
+                continue
+            wait_s = self.flush_interval_s - (loop.time() - ticks_from) % self.flush_interval_s
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.flush_interval_s)
+                await asyncio.wait_for(self._wake.wait(), timeout=wait_s)
             self._wake.clear()
             try:
                 await self.flush()

@@ -172,11 +172,29 @@ class Listener:
 
     async def _receive(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Hand over notices until the connection fails; a quiet connection is checked now and then, so a
-        connection the network lost silently is found."""
+        connection the network lost silently is found.
+
+        The wait is the event loop's on the connection's socket, with no timer but the check's: psycopg's own
+        ``notifies()`` wakes every 0.1 s to look for interrupts, which an idle worker would pay ten times a
+        second for each of its listening connections.
+        """
+        pgconn, encoding = conn.pgconn, conn.info.encoding
+        conn.add_notify_handler(lambda n: self._call(self._on_notice, n.channel, n.payload))  # during a query
+        loop = asyncio.get_running_loop()
         while True:
-            async for notice in conn.notifies(timeout=self.check_interval_s):
-                self._call(self._on_notice, notice.channel, notice.payload)
-            await conn.execute("SELECT 1")
+            readable = loop.create_future()
+            loop.add_reader(pgconn.socket, _set_done, readable)
+            try:
+                async with asyncio.timeout(self.check_interval_s):
+                    await readable
+            except TimeoutError:
+                await conn.execute("SELECT 1")
+                continue
+            finally:
+                loop.remove_reader(pgconn.socket)
+            pgconn.consume_input()  # raises OperationalError when the connection is gone
+            while (notice := pgconn.notifies()) is not None:
+                self._call(self._on_notice, notice.relname.decode(encoding), notice.extra.decode(encoding))
 
     def _call(self, callback: Callable[..., None] | None, *args: str) -> None:
         if callback is None:
@@ -185,3 +203,8 @@ class Listener:
             callback(*args)
         except Exception:
             log.exception("a notice's callback failed", extra={"action": "notice_callback_failed"})
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
