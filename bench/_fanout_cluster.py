@@ -468,9 +468,14 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
                 cluster.register(version)
                 job_type, body = "UPGRADE_AGENT", {"version": version}
             warmup = None
-            if not plan.get("sleep_s"):  # fresh workers run one job first, as the embedded service ran the install
+            if not plan.get("sleep_s"):
+                # fresh workers run one upgrade first, as the embedded service ran the install: its first SSH,
+                # SFTP and package code paths and its connections are not in the timed window, in either mode
+                warm_version = plan["warmup_versions"][number]
+                cluster.register(warm_version)
                 first = [h["bk_host_id"] for h in result["hosts"][:limit]]
-                warmup = timed(cluster, plan, "RESTART_AGENT", {"bk_host_id": first}, len(first), profile=False)
+                warm_body = {"bk_host_id": first, "version": warm_version}
+                warmup = timed(cluster, plan, "UPGRADE_AGENT", warm_body, len(first), profile=False)
                 warmup["hosts"] = len(first)
             time.sleep(plan["settle_s"])
             body |= {"bk_host_id": [h["bk_host_id"] for h in result["hosts"]]}

@@ -408,7 +408,10 @@ def run_cluster(
             "secret_key": secrets.token_urlsafe(32),
             "host_key_policy": args.host_key_policy,
             "workers": args.workers,
-            "versions": [f"0.9.{n}.{100 + i}" for i in range(len(args.workers))],
+            # each round: an untimed upgrade of min(N, limit) hosts to 0.9.N.(100+2i), then the timed one of all N
+            # to 0.9.N.(101+2i)
+            "versions": [f"0.9.{n}.{101 + 2 * i}" for i in range(len(args.workers))],
+            "warmup_versions": [f"0.9.{n}.{100 + 2 * i}" for i in range(len(args.workers))],
             "profile": str(cluster_dir / f"celery-n{n}") if args.profile else None,
             "py_spy": args.py_spy,
             "hosts": [{"ip": h.ip, "port": h.port, "setup_path": h.setup_path} for h in hosts],
@@ -426,12 +429,12 @@ def run_cluster(
                 f"celery, {count} workers: not every host succeeded: {up and up['records']}\n  "
                 + "\n  ".join((up or {}).get("failures", []))
             )
-        version = f"0.9.{n}.{100 + args.workers.index(count)}"
+        version = f"0.9.{n}.{101 + 2 * args.workers.index(count)}"
         if up["versions"] != {version: n}:
             raise BenchError(f"celery, {count} workers: after the upgrade the hosts report versions {up['versions']}")
         warm = up.get("warmup")
         if warm is not None and warm["records"] != {"SUCCESS": warm["hosts"]}:
-            raise BenchError(f"celery, {count} workers: the warm-up restart did not succeed: {warm['records']}")
+            raise BenchError(f"celery, {count} workers: the warm-up upgrade did not succeed: {warm['records']}")
         say(
             f"N={n}: celery --workers {count}: {up['wall_s']:.2f}s, CPU {up['cpu_s']:.2f}s "
             f"(API {up['api_cpu_s']:.2f}s, workers {up['workers_cpu_s']:.2f}s of which kernel "
@@ -592,9 +595,9 @@ def report_executors(results: list[SizeResult], args: argparse.Namespace, out: l
     w("CPU: the controller's CPU seconds over the timed window per host: for embedded the service process, for")
     w("celery the API process plus every worker process (/proc/<pid>/stat utime + stime, all threads). The floor's")
     w("column is the floor process's own. other load: cores used by processes that are not this bench.")
-    w("Each round's workers are new processes: before the timed window they run one untimed RESTART_AGENT on")
+    w("Each round's workers are new processes: before the timed window they run one untimed UPGRADE_AGENT on")
     w(f"min(N, {args.limit}) hosts, as the embedded service ran the install before its window. warm-up: the API's")
-    w("and workers' CPU per host of that first job (a restart, and the processes' new connections and threads).")
+    w("and workers' CPU per host of that first job (an upgrade, with the processes' new connections and threads).")
     w("On 2 cores, two workers cannot beat one at CPU-bound fan-out: they share the same cores (and PostgreSQL and")
     w("the hosts' sshd run on them too). Workers add capacity when hosts' steps wait: see bench/capacity.py.")
     for r in results:
