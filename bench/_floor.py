@@ -64,6 +64,9 @@ def make_app(size: int) -> ASGIApp:
 class FixedAnswers:
     """In place of ``LogService`` for the lane floor: every request's ``data`` is the same JSON."""
 
+    class db:  # what the lane reads of the service's database: its answers come inline
+        reads_inline = True
+
     def __init__(self, size: int) -> None:
         self.data = fixed_body(size)[len(_HEAD) - 1 : -1]  # the quoted string that fills the envelope to size
 

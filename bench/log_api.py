@@ -1,16 +1,22 @@
 """Benchmark of the log API (查询任务实例日志) against its two floors, all measured in one run.
 
-1. Fill a fresh SQLite database (a temp NODEOPS_DATA_DIR) through the project's store: ``--jobs`` jobs of
-   ``--instances`` host instances, each with a 6-step plan and a few KB of log.
-2. Start the server as ``make run`` does (``.venv/bin/nodeops serve``) on a free 127.0.0.1 port.
+1. Fill a fresh database through the project's store: ``--jobs`` jobs of ``--instances`` host instances, each
+   with a 6-step plan and a few KB of log. SQLite in a temp NODEOPS_DATA_DIR by default; ``--database
+   postgresql`` fills a database of its own on a throwaway PostgreSQL server the bench starts
+   (``bench/_postgres.py``), ``--database postgresql=URL`` on the server at URL, dropped at the end.
+2. Start the server as ``make run`` does (``.venv/bin/nodeops serve``, ``--workers N`` API processes if asked)
+   on a free 127.0.0.1 port.
 3. Drive the ESB GET form with wrk: a random (job, instance) per request, then one instance over and over.
 4. Floors: the HTTP floor (``bench/_floor.py``: a fixed body of a typical response's size on the same server
    stack, through ASGI), the lane floor (the same body from the log lane, below ASGI; reported, not judged) and
-   the data floor (the same rows read with the sqlite3 module and JSON-encoded, in process).
-5. Print the table, the targets, and the server's CPU time per request.
+   the data floor (the same rows read with the sqlite3 module, or with bare psycopg on PostgreSQL, one
+   statement per read, and JSON-encoded, in process).
+5. Print the table, the targets (SQLite: ≥ 0.5x the HTTP floor; PostgreSQL: ≥ 0.25x the HTTP floor and ≥ 0.5x
+   the data floor; p99 ≤ 20 ms on both), and the server's CPU time per request.
 
-Run: ``.venv/bin/python bench/log_api.py [--jobs 1000 --instances 100 --duration 10 --connections 16]``,
-``--quick`` for a smoke run. Everything stays on 127.0.0.1; every process started here is stopped on exit.
+Run: ``.venv/bin/python bench/log_api.py [--jobs 1000 --instances 100 --duration 10 --connections 16]
+[--database sqlite|postgresql[=URL]] [--workers N]``, ``--quick`` for a smoke run. Everything stays on
+127.0.0.1; every process started here is stopped on exit.
 """
 
 from __future__ import annotations
@@ -40,7 +46,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import _postgres
 import orjson
+import sqlalchemy as sa
 from _machine import wait_quiet
 
 from nodeops.domain.answer import AnswerRenderer
@@ -66,7 +74,9 @@ APP_CODE = "bench"
 FORMAT = 3  # of the filled database; a saved fill of another format is filled again
 USERNAME = "bench-admin"
 MANIFEST = "bench-manifest.json"
-TARGET_RATIO = 0.5
+TARGET_RATIO = 0.5  # of the HTTP floor's requests/s, on SQLite
+TARGET_RATIO_PG = 0.25  # on PostgreSQL, where each read is a round trip to another process...
+TARGET_DATA_RATIO_PG = 0.5  # ...and of the data floor's reads/s there
 TARGET_P99_MS = 20.0
 RANDOM_ROW = "log API (random instance)"
 COLD_ROW = "log API (random, first {s:.0f}s)"
@@ -179,6 +189,7 @@ class Dataset:
     """What the bench needs to know about a filled database."""
 
     data_dir: Path
+    database_url: str  # "" for the SQLite file in data_dir
     job_ids: list[int]  # in creation order
     instances: int  # per job; job n's hosts are host_base(n) + 0 .. instances-1
     app_secret: str
@@ -330,10 +341,11 @@ def host_outcomes(rng: random.Random, *, recent: bool) -> list[Status]:
     return [Status.SUCCESS] * stop + [last] + [Status.PENDING] * (n - stop - 1)
 
 
-def fill(data_dir: Path, jobs_n: int, inst_n: int, seed: int, batch_jobs: int = 20) -> Dataset:
-    """Migrate a fresh database in ``data_dir`` and fill it through the project's store functions."""
+def fill(data_dir: Path, jobs_n: int, inst_n: int, seed: int, batch_jobs: int = 20, database_url: str = "") -> Dataset:
+    """Migrate a fresh database (SQLite in ``data_dir``, or the empty PostgreSQL one at ``database_url``) and
+    fill it through the project's store functions."""
     started = time.perf_counter()
-    settings = Settings(data_dir=data_dir, database_url="")
+    settings = Settings(data_dir=data_dir, database_url=database_url)
     db = Database.connect(settings.database_url)
     try:
         migrate.upgrade(db)
@@ -438,13 +450,24 @@ def fill(data_dir: Path, jobs_n: int, inst_n: int, seed: int, batch_jobs: int = 
                 elapsed = time.perf_counter() - started
                 mib = log_bytes / 2**20
                 say(f"  fill: {done}/{jobs_n} jobs, {mib:.0f} MiB of log in {chunk_rows} chunks, {elapsed:.1f}s")
+        if not db.is_sqlite:
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as pg:
+                pg.execute(sa.text("VACUUM ANALYZE"))  # as autovacuum would, soon after a bulk load
     finally:
         db.dispose()
-    with sqlite3.connect(data_dir / SQLITE_FILE_NAME) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
+    if not database_url:
+        with sqlite3.connect(data_dir / SQLITE_FILE_NAME) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
     fill_s = time.perf_counter() - started
-    dataset = Dataset(data_dir=data_dir, job_ids=job_ids, instances=inst_n, app_secret=app.secret, fill_s=fill_s)
+    dataset = Dataset(
+        data_dir=data_dir,
+        database_url=database_url,
+        job_ids=job_ids,
+        instances=inst_n,
+        app_secret=app.secret,
+        fill_s=fill_s,
+    )
     manifest = {
         "jobs": jobs_n,
         "instances": inst_n,
@@ -471,6 +494,7 @@ def load_or_fill(data_dir: Path, jobs_n: int, inst_n: int, seed: int) -> Dataset
                 db.dispose()
             return Dataset(
                 data_dir=data_dir,
+                database_url="",
                 job_ids=saved["job_ids"],
                 instances=inst_n,
                 app_secret=saved["app_secret"],
@@ -638,9 +662,20 @@ _FLOOR_SQL = (
 
 
 def data_floor(dataset: Dataset, duration: float, seed: int) -> tuple[Run, float]:
-    """Random instances read by one bare SQL join and JSON-encoded, in process; returns the run and bytes/read."""
+    """Random instances read by one bare SQL join and JSON-encoded, in process (sqlite3, or psycopg on
+    PostgreSQL: one statement and one round trip per read); returns the run and bytes per read."""
     rng = random.Random(seed)
-    conn = sqlite3.connect(dataset.data_dir / SQLITE_FILE_NAME, check_same_thread=False)
+    conn: Any
+    sql = _FLOOR_SQL
+    if dataset.database_url:
+        import psycopg
+
+        from nodeops.store.notices import libpq_url
+
+        conn = psycopg.connect(libpq_url(dataset.database_url), autocommit=True)
+        sql = _FLOOR_SQL.replace("?", "%s")
+    else:
+        conn = sqlite3.connect(dataset.data_dir / SQLITE_FILE_NAME, check_same_thread=False)
     try:
         cur = conn.cursor()
         times: list[int] = []
@@ -655,7 +690,7 @@ def data_floor(dataset: Dataset, duration: float, seed: int) -> tuple[Run, float
             n = int(rng.random() * njobs)
             host = dataset.host_base(n) + int(rng.random() * dataset.instances)
             t = perf()
-            cur.execute(_FLOOR_SQL, (dataset.job_ids[n], host))
+            cur.execute(sql, (dataset.job_ids[n], host))
             steps: list[dict[str, Any]] = []
             texts: list[str] = []
             current: Any = None
@@ -677,7 +712,7 @@ def data_floor(dataset: Dataset, duration: float, seed: int) -> tuple[Run, float
         conn.close()
     times.sort()
     run = Run(
-        name="data floor (sqlite3+orjson)",
+        name="data floor (psycopg+orjson)" if dataset.database_url else "data floor (sqlite3+orjson)",
         rps=len(times) / elapsed,
         p50_ms=_percentile(times, 50) / 1e6,
         p99_ms=_percentile(times, 99) / 1e6,
@@ -746,6 +781,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     add_wait_quiet(parser)
     parser.add_argument(
+        "--database",
+        default="sqlite",
+        metavar="sqlite|postgresql[=URL]",
+        help="the store to fill and serve from: SQLite (a file in the data dir), or PostgreSQL on a throwaway "
+        "server the bench starts, or on the server at URL (an admin URL on 127.0.0.0/8); a database of its own, "
+        "dropped at the end",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="API processes (nodeops serve --workers)")
+    parser.add_argument(
         "--serve-cmd",
         default=f"{BIN / 'nodeops'} serve",
         help="server command (split on spaces), run with NODEOPS_DATA_DIR/NODEOPS_PORT set; for experiments",
@@ -754,8 +798,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.quick:  # smaller defaults; options given explicitly still win
         parser.set_defaults(jobs=20, instances=20, duration=2, warmup=1)
         args = parser.parse_args(argv)
-    if min(args.jobs, args.instances, args.connections, args.threads) < 1 or args.duration <= 0:
-        parser.error("sizes, connections, threads and duration must be positive")
+    if min(args.jobs, args.instances, args.connections, args.threads, args.workers) < 1 or args.duration <= 0:
+        parser.error("sizes, connections, threads, workers and duration must be positive")
+    try:
+        args.postgres = _postgres.parse_database(args.database)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.postgres is not None and args.data_dir:
+        parser.error("--data-dir keeps a SQLite database; PostgreSQL is filled anew each run")
+    if args.workers > 1:
+        args.serve_cmd += f" --workers {args.workers}"
     return args
 
 
@@ -807,11 +859,24 @@ def add_wait_quiet(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace, procs: Processes, temp: Path, began: float) -> int:
+    if args.postgres is None:
+        return _run_on(args, procs, temp, began, "")
+    with _postgres.server(args.postgres, temp) as admin_url, _postgres.database(admin_url) as database_url:
+        return _run_on(args, procs, temp, began, database_url)
+
+
+def _run_on(args: argparse.Namespace, procs: Processes, temp: Path, began: float, database_url: str) -> int:
     data_dir = args.data_dir.resolve() if args.data_dir else temp / "data"
     total = args.jobs * args.instances
-    say(f"filling {args.jobs} jobs x {args.instances} instances x {len(STEPS)} steps into {data_dir} ...")
-    dataset = load_or_fill(data_dir, args.jobs, args.instances, args.seed)
-    db_mib = sum(p.stat().st_size for p in data_dir.glob(SQLITE_FILE_NAME + "*")) / 2**20
+    where = "PostgreSQL" if database_url else data_dir
+    say(f"filling {args.jobs} jobs x {args.instances} instances x {len(STEPS)} steps into {where} ...")
+    if database_url:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        dataset = fill(data_dir, args.jobs, args.instances, args.seed, database_url=database_url)
+        db_mib = _postgres.size_mib(database_url)
+    else:
+        dataset = load_or_fill(data_dir, args.jobs, args.instances, args.seed)
+        db_mib = sum(p.stat().st_size for p in data_dir.glob(SQLITE_FILE_NAME + "*")) / 2**20
     say(f"{'reused' if dataset.reused else 'filled'} in {dataset.fill_s:.1f}s; database {db_mib:.0f} MiB")
 
     query_prefix = urlencode({"bk_app_code": APP_CODE, "bk_app_secret": dataset.app_secret, "bk_username": USERNAME})
@@ -838,7 +903,7 @@ def _run(args: argparse.Namespace, procs: Processes, temp: Path, began: float) -
         "NODEOPS_DATA_DIR": str(data_dir),
         "NODEOPS_PORT": str(port),
         "NODEOPS_HOST": HOST,
-        "NODEOPS_DATABASE_URL": "",
+        "NODEOPS_DATABASE_URL": database_url,
     }
     runs: list[Run] = []
 
@@ -917,7 +982,9 @@ def report(
     w = out.append
     w("")
     w(
-        f"log API benchmark: {args.jobs} jobs x {args.instances} instances x {len(STEPS)} steps "
+        f"log API benchmark ({'PostgreSQL' if dataset.database_url else 'SQLite'}"
+        f"{f', {args.workers} API processes' if args.workers > 1 else ''}): "
+        f"{args.jobs} jobs x {args.instances} instances x {len(STEPS)} steps "
         f"({args.jobs * args.instances} instances), wrk -t{args.threads} -c{args.connections} -d{args.duration:.0f}s, "
         f"{os.cpu_count()} CPUs"
     )
@@ -926,20 +993,34 @@ def report(
         f"typical response {typical} B (median of random instances), same-instance response {same_size} B"
     )
     w("")
-    header = f"{'':34} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'x HTTP floor':>13}"
+    header = f"{'':34} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'x HTTP floor':>13} {'x data floor':>13}"
     w(header)
     w("-" * len(header))
+    data_rps = data_run_rps(runs)
     for run in runs:
         reference = floor_t2 if "-t2" in run.name and floor_t2 is not None else floor
-        w(f"{run.name:34} {run.rps:11.0f} {run.p50_ms:8.2f} {run.p99_ms:8.2f} {run.rps / reference.rps:12.2f}x")
+        w(
+            f"{run.name:34} {run.rps:11.0f} {run.p50_ms:8.2f} {run.p99_ms:8.2f} {run.rps / reference.rps:12.2f}x "
+            f"{run.rps / data_rps:12.2f}x"
+        )
     w("")
     ratio = random_run.rps / floor.rps
-    w("targets (log API, random instance):")
-    w(f"  ≥{TARGET_RATIO}x HTTP floor requests/s   {ratio:5.2f}x     {'PASS' if ratio >= TARGET_RATIO else 'MISS'}")
+    on_pg = bool(dataset.database_url)
+    target = TARGET_RATIO_PG if on_pg else TARGET_RATIO
+    w(f"targets (log API, random instance, {'PostgreSQL' if on_pg else 'SQLite'}):")
+    w(f"  ≥{target}x HTTP floor requests/s  {ratio:5.2f}x     {'PASS' if ratio >= target else 'MISS'}")
     w(
         f"  p99 ≤ {TARGET_P99_MS:.0f} ms                    {random_run.p99_ms:5.2f} ms  "
         f"{'PASS' if random_run.p99_ms <= TARGET_P99_MS else 'MISS'}"
     )
+    if on_pg:
+        data_ratio = random_run.rps / data_run_rps(runs)
+        w(
+            f"  ≥{TARGET_DATA_RATIO_PG}x data floor requests/s   {data_ratio:5.2f}x     "
+            f"{'PASS' if data_ratio >= TARGET_DATA_RATIO_PG else 'MISS'}"
+        )
+    if args.workers > 1:
+        w(f"  (the server ran {args.workers} API processes on {os.cpu_count()} CPUs: figures as measured, no target)")
     lane = by_name.get(LANE_ROW)
     if lane is not None:
         w(

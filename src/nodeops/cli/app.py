@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import os
 import shlex
+import socket
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -12,7 +14,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from rich.markup import escape
 
-from nodeops.cli import access, agent, cleanup, db, hosts, job, log, worker
+from nodeops.cli import access, agent, api_processes, cleanup, db, hosts, job, log, worker
 from nodeops.cli.context import CliState, console, err_console, state
 from nodeops.errors import NodeopsError
 from nodeops.process_logging import configure_logging
@@ -73,33 +75,84 @@ def serve(
     demo: bool = typer.Option(
         False, "--demo", help="Once started, install then upgrade the agent on this machine and print a curl."
     ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        envvar="NODEOPS_API_WORKERS",
+        min=1,
+        max=64,
+        help="API processes answering on the port (NODEOPS_EXECUTOR=celery only: the API nodes of a cluster; "
+        "about one per core, see docs/deploy.md).",
+    ),
+    fd: int | None = typer.Option(None, "--fd", hidden=True, help="A listening socket from `serve --workers`."),
 ) -> None:
-    """Run the HTTP service (and the jobs it is given, in this process)."""
+    """Run the HTTP service (and, in the embedded mode, the jobs it is given, in this process)."""
+    cli = state(ctx)
+    settings = cli.settings.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
+    if workers > 1:
+        _serve_processes(settings, workers, demo=demo)
+        return
+    try:
+        sock = None if fd is None else api_processes.inherited_socket(fd)
+    except OSError as exc:
+        err_console.print(f"[red]error:[/red] --fd {fd}: {exc.strerror or exc}", highlight=False)
+        raise typer.Exit(code=2) from None
+    require_current_schema(settings)
+    configure_logging()
+    _allow_open_files(settings)
+    _serve(settings, demo=demo, sock=sock)
+
+
+def _serve(settings: Settings, *, demo: bool, sock: socket.socket | None) -> None:
     import uvicorn
 
     from nodeops.api.app import create_app
 
-    cli = state(ctx)
-    settings = cli.settings.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
-    require_current_schema(settings)
-    configure_logging()
-    _allow_open_files(settings)
     app = create_app(settings, on_started=_print_demo if demo else None)
     # Everything built so far lives as long as the process: move it out of the collector's sight, so a full
     # collection scans only what requests allocate (it otherwise pauses the loop for ~50-150 ms: p99).
     gc.collect()
     gc.freeze()
-    console.print(f"nodeops serving on [bold]{settings.base_url}[/bold] (docs at {settings.base_url}/docs)")
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_config=None,
         loop="uvloop",
-        http=app.http_protocol,  # httptools, with the log lane on SQLite (nodeops.api.fastpath.lane)
+        http=app.http_protocol,  # httptools, with the log lane (nodeops.api.fastpath.lane)
         access_log=False,
         proxy_headers=False,
     )
+    if sock is None:
+        console.print(f"nodeops serving on [bold]{settings.base_url}[/bold] (docs at {settings.base_url}/docs)")
+    uvicorn.Server(config).run(sockets=None if sock is None else [sock])
+
+
+def _serve_processes(settings: Settings, workers: int, *, demo: bool) -> None:
+    """``serve --workers N``: N API processes on the port (``cli.api_processes``), celery mode only."""
+    if settings.executor != "celery":
+        err_console.print(
+            "[red]error:[/red] --workers needs NODEOPS_EXECUTOR=celery: in the embedded mode the service runs the "
+            "jobs itself, and each process would run them; run one process, or set up the cluster "
+            "(docs/deploy.md)",
+            highlight=False,
+        )
+        raise typer.Exit(code=2)
+    if demo:
+        err_console.print("[red]error:[/red] --demo runs in one process: leave out --workers", highlight=False)
+        raise typer.Exit(code=2)
+    require_current_schema(settings)
+    env = {
+        **os.environ,
+        "NODEOPS_DATA_DIR": str(settings.data_dir),
+        "NODEOPS_DATABASE_URL": settings.database_url,
+        "NODEOPS_HOST": settings.host,
+        "NODEOPS_PORT": str(settings.port),
+    }
+    env.pop("NODEOPS_API_WORKERS", None)
+    console.print(f"nodeops serving on [bold]{settings.base_url}[/bold] with {workers} API processes")
+    code = api_processes.run(workers, settings.host, settings.port, lambda fd: ["serve", "--fd", str(fd)], env)
+    raise typer.Exit(code=code)
 
 
 def require_current_schema(settings: Settings) -> None:

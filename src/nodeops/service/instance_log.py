@@ -10,6 +10,7 @@ Following, searching and downloading logs are in ``log_reading``; the process's 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
@@ -26,7 +27,7 @@ from nodeops.domain.terminal import strip_ansi
 from nodeops.errors import InstanceNotFound, InvalidInput, JobNotFound
 from nodeops.service.auth import Authenticator, CommonArgs
 from nodeops.service.cache import ByteBudgetCache
-from nodeops.store.db import Database, ReadHandle
+from nodeops.store.db import Ahead, Database, ReadHandle
 from nodeops.store.log_reads import LogReads, RecordRef
 
 BODY_CACHE_BYTES = 64 * 1024 * 1024
@@ -130,23 +131,45 @@ class LogService:
         return await self.db.read(lambda cur: self._answer(cur, args, params))
 
     def answer_batch(self, requests: Sequence[Prepared]) -> list[bytes | Exception]:
-        """``answer`` for several requests at once, in one read snapshot of the store (``Database.read_batch``),
-        in order: each item is the requests's ``(args, params)`` or the error its preparation already raised,
-        and each result its ``data`` JSON or its error. Only for a store that reads inline (SQLite).
+        """``answer`` for several requests at once, on the caller's thread (``Database.read_batch``), in order:
+        each item is the request's ``(args, params)`` or the error its preparation already raised, and each
+        result its ``data`` JSON or its error. On SQLite (inline, on the event loop) they read one snapshot; on
+        PostgreSQL (``answer_batch_later``) each request's record is looked up in one round trip for all.
         """
+        fns = [self._answer_of(prepared) for prepared in requests]
+        if self.db.reads_inline:
+            return self.db.read_batch(fns)
+        return self.db.read_batch(fns, ahead=self._lookups_ahead(requests))
 
-        def one(prepared: Prepared) -> Callable[[ReadHandle], bytes]:
-            if isinstance(prepared, Exception):
-                failure = prepared
+    def answer_batch_later(self, requests: Sequence[Prepared]) -> asyncio.Future[list[bytes | Exception]]:
+        """``answer_batch`` in a reader thread (PostgreSQL): one thread hop, and one round trip for the lookups
+        of all the requests."""
+        fns = [self._answer_of(prepared) for prepared in requests]
+        return self.db.read_batch_later(fns, ahead=self._lookups_ahead(requests))
 
-                def fail(_cur: ReadHandle) -> bytes:
-                    raise failure
+    def _answer_of(self, prepared: Prepared) -> Callable[[ReadHandle], bytes]:
+        if isinstance(prepared, Exception):
+            failure = prepared
 
-                return fail
-            args, params = prepared
-            return lambda cur: self._answer(cur, args, params)
+            def fail(_cur: ReadHandle) -> bytes:
+                raise failure
 
-        return self.db.read_batch([one(prepared) for prepared in requests])
+            return fail
+        args, params = prepared
+        return lambda cur: self._answer(cur, args, params)
+
+    def _lookups_ahead(self, requests: Sequence[Prepared]) -> Ahead:
+        """The lookups the requests will run first (``LogReads.look_up``), all read in one statement."""
+        wanted = []
+        for prepared in requests:
+            if isinstance(prepared, Exception) or "cursor" in prepared[1]:
+                continue
+            try:
+                query = parse_log_query(prepared[1])
+            except InvalidInput:
+                continue
+            wanted.append((query.job_id, query.instance))
+        return self.reads.lookups_ahead(wanted, self.renderer.zone)
 
     def _answer(self, cur: ReadHandle, args: CommonArgs, params: Mapping[str, object]) -> bytes:
         if "cursor" in params:  # our extension: a tail answer (docs/log-reading.md, "Cursors")

@@ -8,17 +8,19 @@ decides this. SQLAlchemy errors are mapped to ``StoreError`` by ``translate_erro
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import DateTime, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -95,19 +97,33 @@ class Database:
     def cursor(self) -> Iterator[ReadHandle]:
         """A DBAPI cursor on this thread's connection, for the few hot read paths that skip the ORM.
 
-        The read transaction ends on exit, so the next use sees everything committed meanwhile.
+        The read transaction ends on exit, so the next use sees everything committed meanwhile (on PostgreSQL
+        the connection is in autocommit: every statement reads the latest commit). A connection
+        found broken (the server restarted, the network cut it) is let go, and the next use opens another.
         """
-        with translate_errors(self.engine.dialect.loaded_dbapi.Error):
+        driver_error = self.engine.dialect.loaded_dbapi.Error
+        with translate_errors(driver_error):
             conn = getattr(self._local, "conn", None)
             if conn is None:
                 conn = self.engine.raw_connection()
+                if not self.is_sqlite:  # reads only: each statement its own transaction, no BEGIN and ROLLBACK
+                    cast(Any, conn.driver_connection).autocommit = True  # round trips around every read
                 self._local.conn = conn
                 with self._raw_lock:
                     self._raw_connections.add(conn)
             try:
                 yield conn.cursor()
-            finally:
                 conn.rollback()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    conn.rollback()
+                if _is_broken(conn):
+                    self._local.conn = None
+                    with self._raw_lock:
+                        self._raw_connections.discard(conn)
+                    with contextlib.suppress(Exception):
+                        conn.invalidate()
+                raise
 
     @contextmanager
     def transaction(self) -> Iterator[WriteHandle]:
@@ -141,10 +157,7 @@ class Database:
         """
         if self.is_sqlite:
             return self._read_sqlite(fn)
-        with self._raw_lock:
-            if self._readers is None:
-                self._readers = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="nodeops-read")
-        return await asyncio.get_running_loop().run_in_executor(self._readers, self._read_with_cursor, fn)
+        return await asyncio.get_running_loop().run_in_executor(self._reader_pool(), self._read_with_cursor, fn)
 
     def _read_with_cursor(self, fn: Callable[[ReadHandle], T]) -> T:
         with self.cursor() as cur:
@@ -170,20 +183,44 @@ class Database:
 
     @property
     def reads_inline(self) -> bool:
-        """Whether ``read`` runs on the caller's thread (SQLite), so ``read_batch`` can be used."""
+        """Whether ``read`` runs on the caller's thread (SQLite): ``read_batch`` may then run on the event loop;
+        elsewhere it runs in a reader thread (``read_batch_later``)."""
         return self.is_sqlite
 
-    def read_batch(self, fns: Sequence[Callable[[ReadHandle], T]]) -> list[T | Exception]:
-        """Run several short reads in one read transaction, in order, on the caller's thread (SQLite only): each
-        ``fn(cursor)`` as ``read`` runs it, so all of them see the same snapshot, and the transaction's locks are
-        taken once rather than once per statement. A read that raises does not stop the others: its result is the
-        exception (a driver error becomes a StoreError, as in ``read``).
+    def read_batch_later(
+        self, fns: Sequence[Callable[[ReadHandle], T]], *, ahead: Ahead | None = None
+    ) -> asyncio.Future[list[T | Exception]]:
+        """``read_batch`` in a reader thread, for PostgreSQL: one thread hop for the whole batch. Call it from
+        the event loop; the future is the loop's."""
+        return asyncio.get_running_loop().run_in_executor(
+            self._reader_pool(), functools.partial(self.read_batch, fns, ahead=ahead)
+        )
 
-        The snapshot is taken when the first read runs: a caller batching requests answers each with the store as
-        it was at some moment between the request's arrival and its answer, as unbatched reads do.
+    def _reader_pool(self) -> ThreadPoolExecutor:
+        with self._raw_lock:
+            if self._readers is None:
+                self._readers = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="nodeops-read")
+            return self._readers
+
+    def read_batch(
+        self, fns: Sequence[Callable[[ReadHandle], T]], *, ahead: Ahead | None = None
+    ) -> list[T | Exception]:
+        """Run several short reads together, in order, on the caller's thread: each ``fn(cursor)`` as ``read``
+        runs it. A read that raises does not stop the others: its result is the exception (a driver error
+        becomes a StoreError, as in ``read``).
+
+        On SQLite (on the event loop) they share one read transaction, so all of them see the same snapshot and
+        its locks are taken once rather than once per statement; the snapshot is taken when the first read runs,
+        so a caller batching requests answers each with the store as it was at some moment between the request's
+        arrival and its answer, as unbatched reads do. ``ahead`` is not used there.
+
+        On PostgreSQL (in a reader thread: ``read_batch_later``) each statement reads the latest commit, as
+        ``read`` does. ``ahead`` runs first, on the driver's cursor: a read that then executes one of the
+        statements it answered, with the same parameters, gets those rows without asking the server again. If
+        ``ahead`` fails, each read asks for itself (and meets its own error).
         """
-        if not self.reads_inline:
-            raise RuntimeError("read_batch needs a store that reads inline (SQLite)")
+        if not self.is_sqlite:
+            return self._read_batch_elsewhere(fns, ahead)
         results: list[T | Exception] = []
 
         def run_all(cur: sqlite3.Cursor) -> None:
@@ -204,6 +241,36 @@ class Database:
         try:
             self._read_sqlite(run_all)
         except StoreError as exc:  # the transaction itself failed: every read not yet run gets its error
+            results.extend(exc for _ in range(len(fns) - len(results)))
+        return results
+
+    def _read_batch_elsewhere(
+        self, fns: Sequence[Callable[[ReadHandle], T]], ahead: Ahead | None
+    ) -> list[T | Exception]:
+        driver_error = self.engine.dialect.loaded_dbapi.Error
+        results: list[T | Exception] = []
+        try:
+            with self.cursor() as cur:
+                conn = cast(Any, cur).connection  # the driver's connection (psycopg's)
+                handle: ReadHandle = cur
+                if ahead is not None:
+                    try:
+                        handle = _Prefetched(cur, ahead(cur))
+                    except driver_error:
+                        if _is_broken(conn):
+                            raise
+                        conn.rollback()
+                for fn in fns:
+                    try:
+                        results.append(fn(handle))
+                    except driver_error as exc:
+                        results.append(_store_error(exc))
+                        if _is_broken(conn):
+                            raise  # the connection is gone: cursor() lets it go, the rest get this error
+                        conn.rollback()  # the failed statement ended the transaction: start anew
+                    except Exception as exc:  # the caller answers it; the other reads go on
+                        results.append(exc)
+        except StoreError as exc:
             results.extend(exc for _ in range(len(fns) - len(results)))
         return results
 
@@ -290,6 +357,60 @@ def stored_utc(value: datetime | str | None) -> datetime | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC)
+
+
+# A statement of a raw read: its SQL and its parameters.
+Statement = tuple[str, tuple[Any, ...]]
+# A read run before the reads of a batch (``Database.read_batch``), on the driver's own cursor, that answers some
+# of their statements in advance: each statement, with the rows it would return.
+Ahead = Callable[[Any], Mapping[Statement, Sequence[Any]]]
+
+
+class _Prefetched:
+    """A cursor that answers the statements a batch's ``ahead`` answered from their rows (the same statement with
+    the same parameters twice in a batch: the same rows), and passes every other statement to the driver's
+    cursor."""
+
+    __slots__ = ("_answers", "_at", "_cur", "_rows")
+
+    def __init__(self, cur: Any, answers: Mapping[Statement, Sequence[Any]]) -> None:
+        self._cur = cur
+        self._answers = answers
+        self._rows: Sequence[Any] | None = None
+        self._at = 0
+
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> object:
+        self._rows = self._answers.get((sql, tuple(params)))
+        self._at = 0
+        if self._rows is None:
+            return self._cur.execute(sql, params)
+        return self
+
+    def fetchone(self) -> Any:
+        if self._rows is None:
+            return self._cur.fetchone()
+        if self._at >= len(self._rows):
+            return None
+        self._at += 1
+        return self._rows[self._at - 1]
+
+    def fetchmany(self, size: int = 1, /) -> Sequence[Any]:
+        if self._rows is None:
+            return self._cur.fetchmany(size)  # type: ignore[no-any-return]
+        start, self._at = self._at, min(len(self._rows), self._at + size)
+        return self._rows[start : self._at]
+
+    def fetchall(self) -> Sequence[Any]:
+        if self._rows is None:
+            return self._cur.fetchall()  # type: ignore[no-any-return]
+        start, self._at = self._at, len(self._rows)
+        return self._rows[start:]
+
+
+def _is_broken(conn: Any) -> bool:
+    """Whether a connection (SQLAlchemy's pooled one or the driver's) can no longer be used: lost or closed."""
+    driver = getattr(conn, "driver_connection", conn)
+    return bool(getattr(driver, "broken", False) or getattr(driver, "closed", False))
 
 
 def select_one(cur: ReadHandle) -> None:

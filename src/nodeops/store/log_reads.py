@@ -20,7 +20,7 @@ from nodeops.domain.instance_id import InstanceId
 from nodeops.domain.log_cursor import Chunk
 from nodeops.domain.status import ACTIVE
 from nodeops.store import instances
-from nodeops.store.db import Database, ReadHandle
+from nodeops.store.db import Ahead, Database, ReadHandle, Statement
 from nodeops.store.instances import key_of
 
 # The three values below are built on every log request: NamedTuples are immutable like frozen dataclasses and
@@ -57,11 +57,24 @@ class Lookup(NamedTuple):
 # business scope (NULL: no such job), the instance's records, newest attempt first (NULL: no such instance),
 # each with its sealed answer when that is current. Each join is a primary-key or composite-index lookup.
 _LOOKUP_SQL = (
-    "SELECT e.value, j.bk_biz_scope, r.id, r.attempt, r.revision, a.body, r.instance_id FROM access_epoch e"
+    "SELECT e.value, CAST(j.bk_biz_scope AS TEXT), r.id, r.attempt, r.revision, a.body, r.instance_id"
+    " FROM access_epoch e"
     " LEFT JOIN jobs j ON j.id = {p}"
     " LEFT JOIN instance_records r ON r.job_id = j.id AND {match}"
     " LEFT JOIN record_answers a ON a.record_id = r.id AND a.revision = r.revision AND a.zone = {p}"
     " WHERE e.id = 1 ORDER BY r.attempt DESC"
+)
+# PostgreSQL: the lookups of a batch of requests in one statement (``LogReads.lookups_ahead``): for each (job_id,
+# value) pair of the two arrays, the rows ``_LOOKUP_SQL`` gives for it, led by the pair's position. Each pair is
+# looked up by the same indexes, one nested loop per pair.
+_LOOKUP_MANY_SQL = (
+    "SELECT q.n, e.value, CAST(j.bk_biz_scope AS TEXT), r.id, r.attempt, r.revision, a.body, r.instance_id"
+    " FROM unnest(%s::bigint[], %s::{value_type}[]) WITH ORDINALITY AS q(job_id, value, n)"
+    " JOIN access_epoch e ON e.id = 1"
+    " LEFT JOIN jobs j ON j.id = q.job_id"
+    " LEFT JOIN instance_records r ON r.job_id = j.id AND {match}"
+    " LEFT JOIN record_answers a ON a.record_id = r.id AND a.revision = r.revision AND a.zone = %s"
+    " ORDER BY q.n, r.attempt DESC"
 )
 # A step's chunks past its cap are not sent: only their size in bytes, for the marker that says how much is left.
 # The cut is decided in characters (never more than bytes), so every chunk that may hold text below the cap in
@@ -119,6 +132,13 @@ class LogReads:
             column: _LOOKUP_SQL.format(p=p, match=instances.sql_condition(column, table="r", param=p))
             for column in instances.COLUMNS
         }
+        self._lookup_many_sql = {
+            column: _LOOKUP_MANY_SQL.format(
+                value_type="bigint" if column == instances.BK_HOST_ID else "text",
+                match=instances.sql_condition(column, table="r", param="q.value"),
+            )
+            for column in instances.COLUMNS
+        }
         # bytes of a chunk's text in UTF-8
         self._octets = "LENGTH(CAST(l.text AS BLOB))" if db.is_sqlite else "OCTET_LENGTH(l.text)"
         self._steps_sql = _STEPS_SQL.format(p=p, octets=self._octets)
@@ -144,14 +164,11 @@ class LogReads:
         The instance's records are those ``store.instances`` finds (a host by either identity, whatever form
         the job was created with). One statement, one round trip.
         """
-        column, value = key_of(instance)
-        cur.execute(self._lookup_sql[column], (job_id, value, zone))
+        cur.execute(*self.lookup_statement(job_id, instance, zone))
         rows = cur.fetchall()
         epoch, scope = int(rows[0][0]), rows[0][1]
         if scope is None:
             return Lookup(epoch=epoch, job=None, record=None)
-        if not isinstance(scope, str):  # SQLite returns JSON as text, PostgreSQL as a list
-            scope = json.dumps(scope)
         job = JobAccess(job_id=job_id, bk_biz_scope=_biz_scope(scope))
         if rows[0][2] is None:
             return Lookup(epoch=epoch, job=job, record=None)
@@ -173,6 +190,37 @@ class LogReads:
                 instance_id=str(chosen[6]),
             )
         return Lookup(epoch=epoch, job=job, record=record)
+
+    def lookup_statement(self, job_id: int, instance: InstanceId, zone: str) -> Statement:
+        """The one statement ``look_up`` runs for these arguments (whatever attempt or record it then picks), to
+        send ahead with others (``Database.read_batch``'s ``prefetch``)."""
+        column, value = key_of(instance)
+        return self._lookup_sql[column], (job_id, value, zone)
+
+    def lookups_ahead(self, wanted: Sequence[tuple[int, InstanceId]], zone: str) -> Ahead:
+        """PostgreSQL: a read of the lookups of all of ``wanted`` ((job_id, instance) pairs) in one statement per
+        kind of instance_id among them (nearly always one), mapping each pair's ``lookup_statement`` to its rows:
+        ``Database.read_batch``'s ``ahead``, so the requests of a batch cost one round trip, not one each."""
+        by_column: dict[str, list[tuple[int, int | str]]] = {}
+        for job_id, instance in wanted:
+            column, value = key_of(instance)
+            by_column.setdefault(column, []).append((job_id, value))
+
+        def read(cur: Any) -> dict[Statement, list[Any]]:
+            found: dict[Statement, list[Any]] = {}
+            binary = cur.connection.cursor(binary=True)  # sealed answers as their bytes, not as hex to decode
+            for column, pairs in by_column.items():
+                job_ids, values = [job_id for job_id, _ in pairs], [value for _, value in pairs]
+                binary.execute(self._lookup_many_sql[column], (job_ids, values, zone), prepare=True)
+                rows: list[list[Any]] = [[] for _ in pairs]
+                for row in binary.fetchall():
+                    rows[row[0] - 1].append(row[1:])
+                single = self._lookup_sql[column]
+                for (job_id, value), its_rows in zip(pairs, rows, strict=True):
+                    found[(single, (job_id, value, zone))] = its_rows
+            return found
+
+        return read
 
     def fetch_steps(self, cur: ReadHandle, record_id: int, *, max_bytes: int = DEFAULT_STEP_MAX_BYTES) -> list[StepLog]:
         """Every step of the record in plan order, each with its log chunks joined by newlines, up to about

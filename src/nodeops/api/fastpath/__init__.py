@@ -3,7 +3,7 @@
 - ``log``: ``LogFastPath``, the log API's three addresses as a bare ASGI path (and the request reading and
   envelope it shares with the lane: ``log_address``, ``prepare``, ``envelope``);
 - ``heartbeat``: ``HeartbeatPath``, the agents' ``POST /api/agent/heartbeat/`` as a bare ASGI path;
-- ``lane``: ``LogLane``, on SQLite the log API's GETs answered by the HTTP protocol itself, below ASGI;
+- ``lane``: ``LogLane``, the log API's GETs answered by the HTTP protocol itself, below ASGI, in batches;
 - ``connections``: ``ConnectionGuard``, the read timeouts and the connection cap of every connection;
 - ``openapi``: the OpenAPI description of the log API's addresses, which no FastAPI route declares;
 - ``respond``: the one writer of the answers made outside the framework.
@@ -25,9 +25,9 @@ from nodeops.settings import Settings
 
 
 def wrap_app(app: ASGIApp, services: Services, settings: Settings) -> LogFastPath:
-    """``app`` behind the log and heartbeat paths, with the uvicorn ``http`` protocol to serve it with: on SQLite
-    with the log lane, and on every database with the read timeouts and the connection cap of ``settings``."""
+    """``app`` behind the log and heartbeat paths, with the uvicorn ``http`` protocol to serve it with: the log
+    lane, the read timeouts and the connection cap of ``settings``."""
     served = LogFastPath(HeartbeatPath(app, services), services)
-    lane = LogLane(services.logs, enabled=services.db.reads_inline)
+    lane = LogLane(services.logs, enabled=True)
     served.http_protocol = guard_protocol(lane.protocol(), ConnectionLimits.from_settings(settings))
     return served

@@ -1,29 +1,31 @@
 """The log lane: the log API's GETs answered by the HTTP protocol itself, below ASGI, in batches.
 
 ``nodeops serve`` runs uvicorn with httptools. Through ASGI, each request costs a scope, a task, two sends and
-two writes before our code runs at all; with SQLite, whose reads run inline, the log API needs none of that. So
-``LogLane.protocol()`` is uvicorn's httptools protocol with one change: a GET (without an upgrade) to one of the
-log API's addresses (``fastpath.log.log_address``), on a connection with nothing else in flight, is answered by
-the lane instead of becoming an ASGI request. Everything else goes on to ASGI unchanged, the log API's POST and
-HEAD too (``fastpath.log.LogFastPath``), and PostgreSQL, whose reads run in threads, never uses the lane.
+two writes before our code runs at all; the log API needs none of that. So ``LogLane.protocol()`` is uvicorn's
+httptools protocol with one change: a GET (without an upgrade) to one of the log API's addresses
+(``fastpath.log.log_address``), on a connection with nothing else in flight, is answered by the lane instead of
+becoming an ASGI request. Everything else goes on to ASGI unchanged, the log API's POST and HEAD too
+(``fastpath.log.LogFastPath``).
 
-The lane collects the log requests that arrive in one turn of the event loop and answers them together, at the
-start of the next turn (``loop.call_soon``):
+The lane collects the log requests that arrive in one turn of the event loop and answers them together
+(``LogService.answer_batch``, ``Database.read_batch``):
 
-- one read transaction of the store for all of them (``LogService.answer_batch``): its locks are taken once,
-  not once per request, and every request is answered with the store as it was at a moment between its
-  arrival and its answer, as when each reads alone;
+- on SQLite, at the start of the next turn (``loop.call_soon``), on the loop, in one read transaction: its locks
+  are taken once, not once per request, and every request is answered with the store as it was at a moment
+  between its arrival and its answer, as when each reads alone;
+- on PostgreSQL, in a reader thread (one hop per batch), the lookups of all the requests in one statement; at
+  most ``READING_AT_ONCE`` batches are read at a time, and batches are answered in the order they were taken;
 - each answer is one write (status line, headers and body together), and the writes of a batch follow each
   other, so a client waiting on several connections is woken once rather than once per response.
 
 A request that fails to authenticate is counted in the store before it is answered (``Authenticator.refused``,
-docs/security.md "Throttling"): a short write on the loop, made by failures only, so a block holds from the
-next request on, even within the same batch.
+docs/security.md "Throttling"), so a block holds from the next request on, even within the same batch.
 
 Requests are read, validated and answered by the same functions as on the ASGI path (``fastpath.log.prepare``,
 ``LogService``, ``fastpath.log.envelope``), so both answer byte for byte alike; the tests run the log API through
-the lane on SQLite and through ASGI on PostgreSQL. A connection's answers keep its requests' order: a request
-the lane does not take, on a connection with answers still in the batch, first has the batch answered.
+the lane on both stores. A connection's answers keep its requests' order: a request the lane does not take, on a
+connection with answers still due, first has them written (on SQLite the batch is answered at once; on
+PostgreSQL the request waits in uvicorn's pipeline queue until the lane's last answer on that connection).
 
 The protocol relies on uvicorn's httptools protocol (parser callbacks, ``cycle``, ``pipeline``, the keep-alive
 timer, ``on_response_complete``); ``pyproject.toml`` pins uvicorn to the versions it was written for, and
@@ -33,10 +35,11 @@ timer, ``on_response_complete``); ``pyproject.toml`` pins uvicorn to the version
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -58,6 +61,7 @@ _NEEDS = (
     "shutdown",
 )
 PIPELINE_PAUSE = 64  # a connection's requests waiting in the batch at which the lane stops reading it
+READING_AT_ONCE = 2  # PostgreSQL: batches read at a time (one being read while the next is asked for)
 
 
 @dataclass(slots=True)
@@ -77,7 +81,12 @@ class LogLane:
     def __init__(self, logs: LogService, *, enabled: bool) -> None:
         self.logs = logs
         self.enabled = enabled
+        self.inline = logs.db.reads_inline  # SQLite: a batch is read on the loop; else in a reader thread
         self._waiting: list[_Request] = []
+        # batches being read in reader threads (PostgreSQL), oldest first: answered in that order
+        self._reading: collections.deque[tuple[list[_Request], asyncio.Future[list[bytes | Exception]]]] = (
+            collections.deque()
+        )
         self.batches = 0  # answered so far, and the requests in them: the lane's own figures
         self.requests = 0
 
@@ -98,14 +107,45 @@ class LogLane:
         self._waiting.append(request)
 
     def answer_waiting(self) -> None:
-        """Answer every waiting request, in arrival order; it never raises."""
+        """Answer every waiting request, in arrival order; it never raises. On PostgreSQL the batch is read in a
+        reader thread and answered once it and every batch before it are read, so a connection's answers keep
+        its order; at most ``READING_AT_ONCE`` batches are read at a time, and the next waits for one of them."""
+        if len(self._reading) >= READING_AT_ONCE:
+            return  # a batch being read takes these next (``_read``)
         waiting, self._waiting = self._waiting, []
         if not waiting:
             return  # answered early, for a connection's order (LaneProtocol.on_headers_complete)
+        prepared = [request.prepared for request in waiting]
+        if self.inline:
+            try:
+                outcomes: list[bytes | Exception] = self.logs.answer_batch(prepared)
+            except Exception as exc:  # the batch itself failed: every request gets the error
+                outcomes = [exc] * len(waiting)
+            self._respond(waiting, outcomes)
+            return
         try:
-            outcomes: list[bytes | Exception] = self.logs.answer_batch([request.prepared for request in waiting])
-        except Exception as exc:  # the batch itself failed: every request gets the error
-            outcomes = [exc] * len(waiting)
+            reading = self.logs.answer_batch_later(prepared)
+        except Exception as exc:  # e.g. the loop is closing: every request gets the error
+            self._respond(waiting, [exc] * len(waiting))
+            return
+        self._reading.append((waiting, reading))
+        reading.add_done_callback(self._read)
+
+    def _read(self, _done: asyncio.Future[list[bytes | Exception]]) -> None:
+        while self._reading and self._reading[0][1].done():
+            waiting, reading = self._reading.popleft()
+            outcomes: list[bytes | Exception]
+            if reading.cancelled():
+                outcomes = [ConnectionAbortedError("the server is stopping")] * len(waiting)
+            elif (exc := reading.exception()) is not None:
+                outcomes = [exc if isinstance(exc, Exception) else RuntimeError(str(exc))] * len(waiting)
+            else:
+                outcomes = reading.result()
+            self._respond(waiting, outcomes)
+        if self._waiting:
+            self.answer_waiting()
+
+    def _respond(self, waiting: list[_Request], outcomes: list[bytes | Exception]) -> None:
         self.batches += 1
         self.requests += len(waiting)
         for request, outcome in zip(waiting, outcomes, strict=True):
@@ -114,6 +154,18 @@ class LogLane:
             except Exception:  # one connection's failure is not the others'
                 log.exception("could not answer a log request", extra={"action": "unhandled_error"})
                 request.protocol.transport.close()
+
+
+class _LaneBusy:
+    """Stands for the lane's answers a connection still waits for, as uvicorn's current ``cycle``: a request
+    parsed meanwhile is queued in uvicorn's pipeline instead of starting at once. It has what uvicorn's protocol
+    touches of a cycle that has not answered yet."""
+
+    def __init__(self) -> None:
+        self.response_complete = False
+        self.keep_alive = True
+        self.disconnected = False
+        self.message_event = asyncio.Event()
 
 
 def _split_url(url: bytes) -> tuple[bytes, bytes]:
@@ -135,6 +187,7 @@ class LaneProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._lane_request: _Request | None = None  # the request being parsed, when the lane takes it
         self._lane_waiting = 0  # this connection's requests in the lane's batch
+        self._lane_closing = False  # the server is stopping: close once the lane's answers are written
 
     def on_headers_complete(self) -> None:
         self._lane_request = self._lane_take()
@@ -143,6 +196,8 @@ class LaneProtocol(HttpToolsProtocol):
         if self._lane_waiting:  # answers of this connection come first, in the order asked
             self.lane.answer_waiting()
             self._unset_keepalive_if_required()  # the connection is busy again: no idle timeout
+        if self._lane_waiting:  # still being read (PostgreSQL): the request waits in uvicorn's pipeline, and
+            self.cycle = cast(Any, _LaneBusy())  # the lane's last answer here starts it (``lane_respond``)
         super().on_headers_complete()
 
     def _lane_take(self) -> _Request | None:
@@ -188,17 +243,21 @@ class LaneProtocol(HttpToolsProtocol):
         self._lane_waiting -= 1
         if self.transport.is_closing():
             return  # the client went away while its answer was being read
-        self.transport.write(encode_answer(200, self.server_state.default_headers, body, close=not keep_alive))
-        if not keep_alive:
+        close = not keep_alive or (self._lane_closing and not self._lane_waiting)
+        self.transport.write(encode_answer(200, self.server_state.default_headers, body, close=close))
+        if close:
             self.server_state.total_requests += 1
             self.transport.close()
         elif self._lane_waiting:
             self.server_state.total_requests += 1
-        else:  # the last answer this connection waits for: the idle timeout starts, as after any response
-            self._unset_keepalive_if_required()
-            self.on_response_complete()
+        else:  # the last answer this connection waits for: the idle timeout starts (or a request waiting in
+            self._unset_keepalive_if_required()  # the pipeline behind the lane's answers starts), as after
+            self.on_response_complete()  # any response
 
     def shutdown(self) -> None:
         if self._lane_waiting:  # answer what was asked before the connection closes
             self.lane.answer_waiting()
+        if self._lane_waiting and (self.cycle is None or self.cycle.response_complete):
+            self._lane_closing = True  # still being read: the last answer closes the connection
+            return
         super().shutdown()
