@@ -22,6 +22,7 @@ Run: ``.venv/bin/python bench/log_api.py [--jobs 1000 --instances 100 --duration
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -158,8 +159,25 @@ def tail(path: Path, lines: int = 30) -> str:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
-    raw = Path(f"/proc/{pid}/stat").read_text()
+    """utime + stime of a process (all its threads) and of its children (``serve --workers``' API processes),
+    from /proc."""
+    return sum(_own_cpu_seconds(p) for p in family(pid))
+
+
+def family(pid: int) -> set[int]:
+    """A process and its descendants."""
+    found = {pid}
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            found |= family(int(child))
+    return found
+
+
+def _own_cpu_seconds(pid: int) -> float:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # gone meanwhile
+        return 0.0
     fields = raw[raw.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -170,7 +188,7 @@ def all_cpu_seconds() -> dict[int, float]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                seconds[int(entry.name)] = cpu_seconds(int(entry.name))
+                seconds[int(entry.name)] = _own_cpu_seconds(int(entry.name))
             except (OSError, ValueError, IndexError):
                 continue
     return seconds
@@ -643,7 +661,7 @@ def run_wrk(
     if server_pid:
         run.server_cpu_us = (cpu_after - cpu_before) / requests * 1e6
         run.server_cpu_share = (cpu_after - cpu_before) / wall
-        exclude = {os.getpid(), server_pid, proc.pid}
+        exclude = {os.getpid(), proc.pid} | family(server_pid)
         run.other_cores = other_cpu_seconds(others_before, others_after, exclude) / wall
     return run
 
@@ -788,7 +806,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "server the bench starts, or on the server at URL (an admin URL on 127.0.0.0/8); a database of its own, "
         "dropped at the end",
     )
-    parser.add_argument("--workers", type=int, default=1, help="API processes (nodeops serve --workers)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="API processes (nodeops serve --workers N, celery mode: PostgreSQL, and a redis-server the bench starts)",
+    )
+    parser.add_argument("--redis-server", default=shutil.which("redis-server") or "redis-server")
     parser.add_argument(
         "--serve-cmd",
         default=f"{BIN / 'nodeops'} serve",
@@ -905,6 +929,20 @@ def _run_on(args: argparse.Namespace, procs: Processes, temp: Path, began: float
         "NODEOPS_HOST": HOST,
         "NODEOPS_DATABASE_URL": database_url,
     }
+    if args.workers > 1:  # several API processes: the API nodes of a cluster, which needs a broker
+        if not database_url:
+            raise SystemExit("--workers needs --database postgresql: several API processes serve a cluster")
+        broker_port = free_port()
+        redis_dir = temp / "redis"
+        redis_dir.mkdir()
+        redis_cmd = [args.redis_server, "--bind", HOST, "--port", str(broker_port), "--save", "", "--appendonly"]
+        procs.start([*redis_cmd, "no", "--dir", str(redis_dir)], env=dict(os.environ), log=redis_dir / "redis.log")
+        env |= {
+            "NODEOPS_EXECUTOR": "celery",
+            "NODEOPS_BROKER_URL": f"redis://{HOST}:{broker_port}/0",
+            "NODEOPS_SECRET_KEY": "bench-secret-key-" + "x" * 32,
+            "NODEOPS_PUBLIC_URL": f"http://{HOST}:{port}",
+        }
     runs: list[Run] = []
 
     def measure(

@@ -60,6 +60,7 @@ class Filled:
     subscription_id: int
     task_id: int
     count: int
+    job_id: int
 
 
 def fill(services: Services, count: int) -> Filled:
@@ -127,7 +128,7 @@ def fill(services: Services, count: int) -> Filled:
                     steps=steps,
                     records=[jobs.RecordProgress(record_id, status, now, finish) for record_id in batch],
                 )
-    return Filled(subscription_id=created.subscription_id, task_id=created.task_id, count=count)
+    return Filled(subscription_id=created.subscription_id, task_id=created.task_id, count=count, job_id=created.job_id)
 
 
 def cases(count: int) -> list[tuple[str, dict[str, Any]]]:
@@ -146,6 +147,19 @@ def cases(count: int) -> list[tuple[str, dict[str, Any]]]:
             {"page": 1, "pagesize": 50, "instance_id_list": [f"host|instance|host|{middle_ip}-0-0"]},
         ),
         ("page 1 of 500", {"page": 1, "pagesize": 500}),
+    ]
+
+
+def other_reads(filled: Filled, middle: str, job: str) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """The other read APIs on the same job, over HTTP only: (name, method, path, parameters)."""
+    return [
+        ("details_job, page 1 of 50", "POST", f"{job}/details/", {"page": 1, "pagesize": 50}),
+        ("details_job, a middle page of 50", "POST", f"{job}/details/", {"page": filled.count // 100, "pagesize": 50}),
+        ("job_list, page 1 of 10", "POST", "/api/job/job_list/", {"page": 1, "pagesize": 10}),
+        ("log tail of one instance", "GET", f"{job}/log/tail/", {"instance_id": middle, "cursor": ""}),
+        ("log search, one instance", "GET", f"{job}/log/search/", {"instance_id": middle, "q": "ok"}),
+        ("log search, whole job, page 1", "GET", f"{job}/log/search/", {"q": "开始"}),
+        ("log API, one instance", "GET", f"{job}/log/", {"instance_id": middle}),
     ]
 
 
@@ -251,6 +265,21 @@ def over_http(
             for name, body in cases(filled.count):
                 median, p95 = timings(lambda b=body: post(b), requests)
                 rows.append((name, median, p95))
+
+            def call(method: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
+                if method == "GET":
+                    response = client.get(path, params={**common, **params})
+                else:
+                    response = client.post(path, json={**common, **params})
+                answer: dict[str, Any] = response.json()
+                assert answer["result"], answer
+                return answer
+
+            middle = f"host|instance|host|{filled.count // 2}"
+            job = f"/api/job/{filled.job_id}"
+            for name, method, path, params in other_reads(filled, middle, job):
+                median, p95 = timings(lambda m=method, a=path, q=params: call(m, a, q), requests)
+                rows.append((name, median, p95))
             streams = []
             for need_detail in (False, True):
                 before = rss_kib(proc.pid)
@@ -306,6 +335,8 @@ def run(backend: str, url: str | None, args: argparse.Namespace, procs: Processe
             target = TARGET_MS if "of 500" in name else TARGET_PAGE_50_MS
             verdict = f"{target:.0f} ms {'PASS' if http_p95 <= target else 'MISS'}"
             print(f"| {name} | {median:.1f} / {p95:.1f} | {http_median:.1f} / {http_p95:.1f} | {verdict} |")
+        for name, http_median, http_p95 in http_rows[len(local_rows) :]:  # the other read APIs: no target
+            print(f"| {name} | - | {http_median:.1f} / {http_p95:.1f} | - |")
         print()
         print(local_memory)
         print(http_memory)

@@ -48,9 +48,10 @@ def test_the_embedded_mode_refuses_several_api_processes(tmp_path):
     assert "--workers needs NODEOPS_EXECUTOR=celery" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_an_inherited_descriptor_that_is_no_listening_socket_is_refused(tmp_path):
+@pytest.mark.parametrize("fd", ["0", "-1", "999"])
+def test_an_inherited_descriptor_that_is_no_listening_socket_is_refused(tmp_path, fd):
     done = subprocess.run(
-        [NODEOPS, "serve", "--fd", "0"],
+        [NODEOPS, "serve", "--fd", fd],
         env=_env(NODEOPS_DATA_DIR=str(tmp_path)),
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -58,7 +59,7 @@ def test_an_inherited_descriptor_that_is_no_listening_socket_is_refused(tmp_path
         timeout=60,
         check=False,
     )
-    assert done.returncode == 2 and "--fd 0" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2 and f"--fd {fd}" in done.stderr and "Traceback" not in done.stderr
 
 
 @pytest.fixture

@@ -94,8 +94,8 @@ def serve(
         return
     try:
         sock = None if fd is None else api_processes.inherited_socket(fd)
-    except OSError as exc:
-        err_console.print(f"[red]error:[/red] --fd {fd}: {exc.strerror or exc}", highlight=False)
+    except (OSError, ValueError) as exc:
+        err_console.print(f"[red]error:[/red] --fd {fd}: {getattr(exc, 'strerror', None) or exc}", highlight=False)
         raise typer.Exit(code=2) from None
     require_current_schema(settings)
     configure_logging()
