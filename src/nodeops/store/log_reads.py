@@ -65,16 +65,20 @@ _LOOKUP_SQL = (
     " WHERE e.id = 1 ORDER BY r.attempt DESC"
 )
 # PostgreSQL: the lookups of a batch of requests in one statement (``LogReads.lookups_ahead``): for each (job_id,
-# value) pair of the two arrays, the rows ``_LOOKUP_SQL`` gives for it, led by the pair's position. Each pair is
-# looked up by the same indexes, one nested loop per pair.
+# value) pair of the two arrays, the rows ``_LOOKUP_SQL`` gives for it, led by the pair's position. LATERAL makes
+# each pair a lookup of its own by the same keys and indexes (never a scan of jobs, however many there are).
 _LOOKUP_MANY_SQL = (
-    "SELECT q.n, e.value, CAST(j.bk_biz_scope AS TEXT), r.id, r.attempt, r.revision, a.body, r.instance_id"
+    "SELECT q.n, e.value, x.scope, x.id, x.attempt, x.revision, x.body, x.instance_id"
     " FROM unnest(%s::bigint[], %s::{value_type}[]) WITH ORDINALITY AS q(job_id, value, n)"
     " JOIN access_epoch e ON e.id = 1"
-    " LEFT JOIN jobs j ON j.id = q.job_id"
-    " LEFT JOIN instance_records r ON r.job_id = j.id AND {match}"
-    " LEFT JOIN record_answers a ON a.record_id = r.id AND a.revision = r.revision AND a.zone = %s"
-    " ORDER BY q.n, r.attempt DESC"
+    " LEFT JOIN LATERAL ("
+    "  SELECT CAST(j.bk_biz_scope AS TEXT) AS scope, r.id, r.attempt, r.revision, a.body, r.instance_id"
+    "  FROM jobs j"
+    "  LEFT JOIN instance_records r ON r.job_id = j.id AND {match}"
+    "  LEFT JOIN record_answers a ON a.record_id = r.id AND a.revision = r.revision AND a.zone = %s"
+    "  WHERE j.id = q.job_id"
+    " ) x ON true"
+    " ORDER BY q.n, x.attempt DESC"
 )
 # A step's chunks past its cap are not sent: only their size in bytes, for the marker that says how much is left.
 # The cut is decided in characters (never more than bytes), so every chunk that may hold text below the cap in
