@@ -33,13 +33,13 @@ import sys
 import tarfile
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import _postgres
 import sqlalchemy as sa
 from _machine import wait_quiet
 from log_api import (
@@ -145,21 +145,6 @@ def heartbeats_recorded(db: Database) -> int:
 def forget_heartbeats(db: Database) -> None:
     with db.session() as session:
         session.execute(sa.update(Host).values(last_heartbeat_at=BEFORE))
-
-
-@contextmanager
-def pg_database(admin_url: str) -> Iterator[str]:
-    """A throwaway database on the PostgreSQL server of ``admin_url``, dropped on exit."""
-    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    name = f"nodeops_bench_beats_{uuid.uuid4().hex[:10]}"
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with engine.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
 
 
 # ---------------------------------------------------------------------------------------------------- load
@@ -370,7 +355,7 @@ def pg_databases(pg_urls: Sequence[str]) -> Iterator[list[str]]:
     if not pg_urls:
         yield []
         return
-    with pg_database(pg_urls[0]) as url, pg_databases(pg_urls[1:]) as rest:
+    with _postgres.database(pg_urls[0]) as url, pg_databases(pg_urls[1:]) as rest:
         yield [url, *rest]
 
 

@@ -331,7 +331,9 @@ def run(backend: str, url: str | None, args: argparse.Namespace, procs: Processe
         head = f"| request ({args.requests} each) | in process median / p95 ms | HTTP median / p95 ms |"
         print(f"\n{head} target: HTTP p95 ≤ |")
         print("|---|---|---|---|")
-        for (name, median, p95), (_n, http_median, http_p95) in zip(local_rows, http_rows, strict=True):
+        for (name, median, p95), (_n, http_median, http_p95) in zip(
+            local_rows, http_rows[: len(local_rows)], strict=True
+        ):
             target = TARGET_MS if "of 500" in name else TARGET_PAGE_50_MS
             verdict = f"{target:.0f} ms {'PASS' if http_p95 <= target else 'MISS'}"
             print(f"| {name} | {median:.1f} / {p95:.1f} | {http_median:.1f} / {http_p95:.1f} | {verdict} |")
