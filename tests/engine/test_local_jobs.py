@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
 from sqlalchemy import select
 
@@ -95,6 +97,7 @@ async def test_an_unreachable_ssh_host_fails_with_the_reason_and_its_password_is
 
     from nodeops.store.models import Base
 
+    caplog.set_level(logging.DEBUG, logger="nodeops.engine.pipeline")
     app = make_app(services)
     make_user(services, "admin", superuser=True)
     host = {
@@ -121,6 +124,12 @@ async def test_an_unreachable_ssh_host_fails_with_the_reason_and_its_password_is
             for row in conn.execute(text(f"SELECT * FROM {table.name}")):
                 assert SECRET_PASSWORD not in repr(row), table.name
     assert SECRET_PASSWORD not in caplog.text
+    # the service's own log names the step that failed, at INFO; the steps that passed only at DEBUG
+    finished = [r for r in caplog.records if getattr(r, "action", None) == "step_finished"]
+    assert [(r.levelno, r.getMessage()) for r in finished if r.levelno >= logging.INFO] == [
+        (logging.INFO, "step 安装 FAILED on 127.0.10.250")
+    ]
+    assert {r.levelno for r in finished} == {logging.DEBUG, logging.INFO}
 
     with services.db.session() as session:
         from nodeops.store.models import Host

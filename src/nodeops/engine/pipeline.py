@@ -142,7 +142,10 @@ class HostPipeline:
             else:
                 writer.line(record_id, step.index, "ERROR", f"{step.name} 失败: {reason}")
             writer.step(record_id, step.index, outcome, finish_at=utcnow())
-            log.info(
+            # a step that ends well is in the job's log already; the service's own log names the others
+            # (at INFO, a fleet-wide job would write a line per host and step, and spend CPU formatting them)
+            log.log(
+                logging.DEBUG if outcome == Status.SUCCESS else logging.INFO,
                 "step %s %s on %s",
                 step.name,
                 outcome,

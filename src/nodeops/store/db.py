@@ -14,6 +14,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,7 @@ from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import DateTime, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session as Session  # re-exported: the service names the unit of work it is handed
 from sqlalchemy.orm import sessionmaker
 
@@ -33,6 +34,9 @@ from nodeops.errors import StoreError, TransientStoreError
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 READ_THREADS = 4  # PostgreSQL reader threads; each holds one pooled connection
+# A pooled PostgreSQL connection that rested longer than this is pinged before it is handed out (one used again
+# sooner is not: the ping is a round trip and ~80 µs of CPU on every checkout, several per host of a job)
+PING_AFTER_IDLE_S = 1.0
 
 
 class ReadHandle(Protocol):
@@ -83,7 +87,9 @@ class Database:
             engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+            event.listen(engine, "checkin", _note_checkin)
+            event.listen(engine, "checkout", _ping_if_idle)
         return cls(engine)
 
     @contextmanager
@@ -411,6 +417,29 @@ def _is_broken(conn: Any) -> bool:
     """Whether a connection (SQLAlchemy's pooled one or the driver's) can no longer be used: lost or closed."""
     driver = getattr(conn, "driver_connection", conn)
     return bool(getattr(driver, "broken", False) or getattr(driver, "closed", False))
+
+
+_EMPTY_QUERY = 0  # libpq's PGRES_EMPTY_QUERY: what a live server answers to an empty query
+
+
+def _note_checkin(_dbapi_conn: Any, record: Any) -> None:
+    record.info["checked_in"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    """Ping a connection that rested in the pool (the server may have restarted or cut it meanwhile); a dead one
+    raises DisconnectionError, on which the pool drops it and checks out another (SQLAlchemy's own retry). A
+    connection used again within ``PING_AFTER_IDLE_S`` is not pinged: when one of those was cut after all, its
+    statement fails, SQLAlchemy marks the pool's older connections stale, and they are replaced."""
+    rested = time.monotonic() - record.info.get("checked_in", 0.0)
+    if rested < PING_AFTER_IDLE_S:
+        return
+    try:  # an empty query on libpq: one round trip, nothing parsed, no transaction begun
+        alive = dbapi_conn.pgconn.exec_(b"").status == _EMPTY_QUERY
+    except Exception as exc:  # the driver's error: the connection is closed
+        raise DisconnectionError(f"a pooled connection is gone: {type(exc).__name__}") from exc
+    if not alive:
+        raise DisconnectionError("a pooled connection is gone: the server did not answer its ping")
 
 
 def select_one(cur: ReadHandle) -> None:
