@@ -23,7 +23,8 @@ def database(pg_admin_url):
 @pytest.fixture
 def killer(pg_admin_url):
     """A connection of its own that ends other backends, as a server restart or a network cut would."""
-    with psycopg.connect(sa.make_url(pg_admin_url).set(drivername="postgresql").render_as_string(False), autocommit=True) as conn:
+    url = sa.make_url(pg_admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as conn:
         yield lambda pid: conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
