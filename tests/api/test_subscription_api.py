@@ -9,6 +9,7 @@ import re
 import pytest
 
 from nodeops.settings import Settings
+from nodeops.store import subscriptions
 from nodeops.store.models import AccessPoint
 from tests.support.jobs import dead_port
 from tests.support.logs import append
@@ -181,6 +182,28 @@ def test_task_result_pages_filters_retry_and_revoke(api, inventory):
     assert sorted(r["task_id"] for r in aggregated["list"]) == [first["task_id"]] * 3 + [retried["task_id"]]
     answer = api.error(f"{BACKEND}/revoke/", {"subscription_id": subscription_id}, 3800016)
     assert f"订阅[id:{subscription_id}]" in answer["message"]
+
+
+def test_a_task_result_shows_its_own_task_only_and_reads_no_scope_nodes(api, inventory, services):
+    """A page is read by task alone (its index answers it): another subscription's task of the same hosts never
+    shows; and the result APIs read the subscription without its nodes (a scope of many hosts holds them all)."""
+    first = subscribe(api, "HOST", "TOPO", [{"bk_obj_id": "biz", "bk_inst_id": 2}])
+    second = subscribe(api, "HOST", "INSTANCE", [{"bk_host_id": inventory["127.0.20.2"]}])
+    for subscription_id in (first, second):
+        api.ok(f"{BACKEND}/run/", {"subscription_id": subscription_id})
+    assert wait_result(api, first)["total"] == 4
+    only = wait_result(api, second)
+    assert only["total"] == 1 and only["status_counter"]["total"] == 1
+    assert [r["instance_id"] for r in only["list"]] == host(inventory["127.0.20.2"])
+    page = api.ok(f"{BACKEND}/task_result/", {"subscription_id": first, "page": 1, "pagesize": 2})
+    assert page["total"] == 4 and len(page["list"]) == 2
+
+    with services.db.session() as session:
+        lean = subscriptions.find_subscriptions(session, [first], with_nodes=False)[first]
+        full = subscriptions.find_subscriptions(session, [first])[first]
+    assert lean.nodes is None and full.nodes == [{"bk_obj_id": "biz", "bk_inst_id": 2}]
+    with pytest.raises(ValueError, match="without its nodes"):
+        _ = lean.scope
 
 
 def test_run_refuses_a_disabled_subscription_and_a_second_run_while_the_first_runs(api, services, inventory, tmp_path):

@@ -281,8 +281,10 @@ class SubscriptionService:
 
     # --- lookups ----------------------------------------------------------------------------------------------
 
-    def _find(self, session: Session, subscription_id: int, *, deleted_ok: bool = False) -> SubscriptionInfo:
-        found = subscriptions.find_subscriptions(session, [subscription_id]).get(subscription_id)
+    def _find(
+        self, session: Session, subscription_id: int, *, deleted_ok: bool = False, with_nodes: bool = True
+    ) -> SubscriptionInfo:
+        found = subscriptions.find_subscriptions(session, [subscription_id], with_nodes=with_nodes).get(subscription_id)
         if found is None or (found.is_deleted and not deleted_ok):
             raise SubscriptionNotFound(subscription_ids=[subscription_id])
         return found
@@ -546,7 +548,7 @@ class SubscriptionService:
 
         def prepare(_cur: ReadHandle) -> tuple[SubscriptionInfo, ResultQuery]:
             with self.db.session() as session:
-                sub = self._find(session, query.subscription_id, deleted_ok=True)
+                sub = self._find(session, query.subscription_id, deleted_ok=True, with_nodes=False)
                 caller.require_job_view(_access(sub))
                 return sub, self._result_query(session, sub, query)
 
@@ -706,7 +708,7 @@ class SubscriptionService:
 
         def read() -> dict[str, Any]:
             with self.db.session() as session:
-                sub = self._find(session, subscription_id, deleted_ok=True)
+                sub = self._find(session, subscription_id, deleted_ok=True, with_nodes=False)
                 caller.require_job_view(_access(sub))
                 self._check_tasks(session, subscription_id, task_ids)
                 query = ResultQuery(
@@ -733,7 +735,7 @@ class SubscriptionService:
 
         def read() -> list[dict[str, Any]]:
             with self.db.session() as session:
-                found = subscriptions.find_subscriptions(session, ids)
+                found = subscriptions.find_subscriptions(session, ids, with_nodes=False)
                 missing = [i for i in ids if i not in found or found[i].is_deleted]
                 if missing:
                     raise SubscriptionNotFound(subscription_ids=missing)

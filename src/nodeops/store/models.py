@@ -332,6 +332,7 @@ class InstanceRecord(Base):
     __tablename__ = "instance_records"
     __table_args__ = (
         Index(None, "task_id", "status"),
+        Index(None, "task_id", "id"),  # a page of a task's results, in record id order (task_result)
         Index(None, "subscription_id", "instance_id"),
         # the log API's lookup of an instance's records (``store.log_reads``), one index per instance_id form
         # (``store.instances``); each also holds the columns that lookup reads, so it never visits the table
@@ -344,7 +345,7 @@ class InstanceRecord(Base):
         Index(None, "worker_id", "status"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    task_id: Mapped[int] = mapped_column(ForeignKey("subscription_tasks.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("subscription_tasks.id", ondelete="CASCADE"))
     subscription_id: Mapped[int] = mapped_column(BigInteger)
     job_id: Mapped[int | None] = mapped_column(BigInteger)
     instance_id: Mapped[str] = mapped_column(String(128))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, insert, not_, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, insert, not_, null, select, update
 from sqlalchemy.orm import Session
 
 from nodeops.domain.instance_id import InstanceId
@@ -55,7 +55,7 @@ class SubscriptionInfo:
     name: str | None
     object_type: str
     node_type: str
-    nodes: list[Any]
+    nodes: list[Any] | None  # None: not read (``find_subscriptions(..., with_nodes=False)``)
     bk_biz_id: int | None
     category: str
     creator: str
@@ -70,6 +70,8 @@ class SubscriptionInfo:
 
     @property
     def scope(self) -> dict[str, Any]:
+        if self.nodes is None:
+            raise ValueError(f"subscription {self.id} was read without its nodes")
         return {
             "bk_biz_id": self.bk_biz_id,
             "object_type": self.object_type,
@@ -78,9 +80,10 @@ class SubscriptionInfo:
         }
 
 
-def find_subscriptions(session: Session, ids: Sequence[int]) -> dict[int, SubscriptionInfo]:
+def find_subscriptions(session: Session, ids: Sequence[int], *, with_nodes: bool = True) -> dict[int, SubscriptionInfo]:
     """The subscriptions among ``ids`` (deleted ones too), each with its steps and job (column reads: every
-    subscription API starts here)."""
+    subscription API starts here). ``with_nodes=False`` leaves the scope's nodes unread (``nodes`` is None): a
+    subscription of many hosts holds them all there, and the result APIs need none of them."""
     if not ids:
         return {}
     sub = Subscription
@@ -90,7 +93,7 @@ def find_subscriptions(session: Session, ids: Sequence[int]) -> dict[int, Subscr
             sub.name,
             sub.object_type,
             sub.node_type,
-            sub.nodes,
+            sub.nodes if with_nodes else null(),
             sub.bk_biz_id,
             sub.category,
             sub.creator,
@@ -126,7 +129,7 @@ def find_subscriptions(session: Session, ids: Sequence[int]) -> dict[int, Subscr
             name=row[1],
             object_type=row[2],
             node_type=row[3],
-            nodes=list(row[4] or []),
+            nodes=list(row[4] or []) if with_nodes else None,
             bk_biz_id=row[5],
             category=row[6],
             creator=row[7],
@@ -385,10 +388,9 @@ _ROW_COLUMNS = (
 def _base(query: ResultQuery) -> ColumnElement[bool]:
     """The latest record of each instance over the query's tasks."""
     if not query.all_tasks and len(query.task_ids) == 1:
-        # one task holds one record per instance: its records are the view, no grouping needed
-        return and_(
-            InstanceRecord.subscription_id == query.subscription_id, InstanceRecord.task_id == query.task_ids[0]
-        )
+        # one task holds one record per instance: its records are the view, no grouping needed; the task is one
+        # of the subscription's (the service checked), so the task alone says it, and its indexes answer alone
+        return InstanceRecord.task_id == query.task_ids[0]
     latest = select(func.max(InstanceRecord.id)).where(InstanceRecord.subscription_id == query.subscription_id)
     if not query.all_tasks:
         latest = latest.where(InstanceRecord.task_id.in_(query.task_ids))
