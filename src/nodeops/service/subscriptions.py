@@ -568,6 +568,7 @@ class SubscriptionService:
             task_ids = (every[-1],)
         return ResultQuery(
             subscription_id=sub.id,
+            job_id=sub.job_id,
             task_ids=task_ids,
             all_tasks=query.all_tasks,
             statuses=query.statuses,
@@ -713,6 +714,7 @@ class SubscriptionService:
                 self._check_tasks(session, subscription_id, task_ids)
                 query = ResultQuery(
                     subscription_id=subscription_id,
+                    job_id=sub.job_id,
                     task_ids=tuple(task_ids),
                     all_tasks=not task_ids,
                     include=tuple(wanted),
@@ -742,7 +744,9 @@ class SubscriptionService:
                 answer = []
                 for sub in (found[i] for i in ids):
                     caller.require_job_view(_access(sub))
-                    query = ResultQuery(subscription_id=sub.id, task_ids=(), all_tasks=True, without_removed=True)
+                    query = ResultQuery(
+                        subscription_id=sub.id, job_id=sub.job_id, task_ids=(), all_tasks=True, without_removed=True
+                    )
                     total = subscriptions.count_records(session, query)
                     records = subscriptions.page_records(session, query, offset=0, limit=max(total, 1))
                     running = subscriptions.running_task(session, sub.id)

@@ -339,6 +339,7 @@ class ResultQuery:
     ``all_tasks``), narrowed by statuses and instances."""
 
     subscription_id: int
+    job_id: int  # the subscription's job: with ``include``, the job's lookup indexes find the instances
     task_ids: tuple[int, ...]
     all_tasks: bool = False
     statuses: tuple[str, ...] = ()
@@ -403,8 +404,8 @@ def _filtered(query: ResultQuery) -> ColumnElement[bool]:
         conditions.append(InstanceRecord.status != Status.REMOVED.value)
     if query.statuses:
         conditions.append(InstanceRecord.status.in_(query.statuses))
-    if query.include is not None:
-        conditions.append(instances.condition(query.include))
+    if query.include is not None:  # by the job's lookup indexes (job_id, then each instance_id form)
+        conditions += [InstanceRecord.job_id == query.job_id, instances.condition(query.include)]
     if query.exclude:
         conditions.append(not_(instances.condition(query.exclude)))
     return and_(*conditions)
