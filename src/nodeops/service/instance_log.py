@@ -142,8 +142,9 @@ class LogService:
         return self.db.read_batch(fns, ahead=self._lookups_ahead(requests))
 
     def answer_batch_later(self, requests: Sequence[Prepared]) -> asyncio.Future[list[bytes | Exception]]:
-        """``answer_batch`` in a reader thread (PostgreSQL): one thread hop, and one round trip for the lookups
-        of all the requests."""
+        """``answer_batch`` from the event loop (PostgreSQL): one round trip for the lookups of all the requests;
+        the requests those answer (a finished record's sealed answer, a caller already known) are answered on
+        the loop, the others in a reader thread (``Database.read_batch_later``)."""
         fns = [self._answer_of(prepared) for prepared in requests]
         return self.db.read_batch_later(fns, ahead=self._lookups_ahead(requests))
 

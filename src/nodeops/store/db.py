@@ -19,6 +19,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
@@ -34,6 +35,7 @@ from nodeops.errors import StoreError, TransientStoreError
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 READ_THREADS = 4  # PostgreSQL reader threads; each holds one pooled connection
+CONNECT_TIMEOUT_S = 10  # PostgreSQL: a new connection of the event loop's (read_batch_later)
 # A pooled PostgreSQL connection that rested longer than this is pinged before it is handed out (one used again
 # sooner is not: the ping is a round trip and ~80 µs of CPU on every checkout, several per host of a job)
 PING_AFTER_IDLE_S = 1.0
@@ -71,6 +73,7 @@ class Database:
         self._raw_connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self._raw_lock = threading.Lock()
         self._readers: ThreadPoolExecutor | None = None
+        self._loop_connections = _LoopConnections()  # PostgreSQL: the batches' ahead reads (read_batch_later)
         # how SQLAlchemy binds a naive DateTime on this database (SQLite: text), for the raw writes
         self._time_processor = DateTime().dialect_impl(engine.dialect).bind_processor(engine.dialect)
 
@@ -194,12 +197,65 @@ class Database:
         return self.is_sqlite
 
     def read_batch_later(
-        self, fns: Sequence[Callable[[ReadHandle], T]], *, ahead: Ahead | None = None
+        self, fns: Sequence[Callable[[ReadHandle], T]], *, ahead: Ahead = ()
     ) -> asyncio.Future[list[T | Exception]]:
-        """``read_batch`` in a reader thread, for PostgreSQL: one thread hop for the whole batch. Call it from
-        the event loop; the future is the loop's."""
-        return asyncio.get_running_loop().run_in_executor(
-            self._reader_pool(), functools.partial(self.read_batch, fns, ahead=ahead)
+        """``read_batch`` for PostgreSQL, from the event loop; the future is the loop's.
+
+        The ``ahead`` statements run on one of the loop's own connections (psycopg's async one: no thread), and
+        the reads then run on the loop from their rows. A read that asks for anything else (a record still
+        running, a caller not yet remembered...) goes to a reader thread with every read after it, in one hop,
+        with the rows already read; so does the whole batch when the ahead statements fail."""
+        return asyncio.ensure_future(self._read_batch_async(fns, ahead))
+
+    async def _read_batch_async(self, fns: Sequence[Callable[[ReadHandle], T]], ahead: Ahead) -> list[T | Exception]:
+        answers = await self._ahead_on_loop(ahead) if ahead else None
+        results: list[T | Exception] = []
+        if answers is not None:
+            handle = _Prefetched(_NOTHING_ELSE, answers)
+            for fn in fns:
+                try:
+                    results.append(fn(handle))
+                except _NotAnsweredAhead:
+                    break
+                except Exception as exc:  # the caller answers it; the other reads go on
+                    results.append(exc)
+        rest = fns[len(results) :]
+        if rest:
+            results += await asyncio.get_running_loop().run_in_executor(
+                self._reader_pool(), functools.partial(self._read_batch_elsewhere, rest, ahead, answers)
+            )
+        return results
+
+    async def _ahead_on_loop(self, ahead: Ahead) -> dict[Statement, Sequence[Any]] | None:
+        """The rows of the ``ahead`` statements, read on one of the loop's connections; None when they could
+        not be read (the reader thread then tries, and meets any error for itself)."""
+        conns = self._loop_connections
+        loop = asyncio.get_running_loop()
+        if conns.loop is not loop:  # connections of another loop (tests run several): let them go
+            conns.close_all()
+            conns.loop = loop
+        try:
+            conn = conns.free.pop() if conns.free else await self._connect_on_loop()
+        except Exception as exc:  # the server is down or refuses us: the reader thread meets it too
+            log.debug("no connection on the loop: %s", exc)
+            return None
+        try:
+            return await _run_ahead_async(conn, ahead)
+        except Exception as exc:  # a driver error: the reader thread asks again, and reports what it meets
+            log.debug("ahead statements failed on the loop: %s", exc)
+            return None
+        finally:
+            if conn.closed or conn.broken or len(conns.free) >= READ_THREADS:
+                conn.pgconn.finish()
+            else:
+                conns.free.append(conn)
+
+    async def _connect_on_loop(self) -> Any:
+        import psycopg  # PostgreSQL's driver: only this path, and the engine's, load it
+
+        url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return await psycopg.AsyncConnection.connect(
+            url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name="nodeops-read-loop"
         )
 
     def _reader_pool(self) -> ThreadPoolExecutor:
@@ -208,9 +264,7 @@ class Database:
                 self._readers = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="nodeops-read")
             return self._readers
 
-    def read_batch(
-        self, fns: Sequence[Callable[[ReadHandle], T]], *, ahead: Ahead | None = None
-    ) -> list[T | Exception]:
+    def read_batch(self, fns: Sequence[Callable[[ReadHandle], T]], *, ahead: Ahead = ()) -> list[T | Exception]:
         """Run several short reads together, in order, on the caller's thread: each ``fn(cursor)`` as ``read``
         runs it. A read that raises does not stop the others: its result is the exception (a driver error
         becomes a StoreError, as in ``read``).
@@ -220,10 +274,10 @@ class Database:
         so a caller batching requests answers each with the store as it was at some moment between the request's
         arrival and its answer, as unbatched reads do. ``ahead`` is not used there.
 
-        On PostgreSQL (in a reader thread: ``read_batch_later``) each statement reads the latest commit, as
-        ``read`` does. ``ahead`` runs first, on the driver's cursor: a read that then executes one of the
-        statements it answered, with the same parameters, gets those rows without asking the server again. If
-        ``ahead`` fails, each read asks for itself (and meets its own error).
+        On PostgreSQL (``read_batch_later``) each statement reads the latest commit, as ``read`` does. The
+        ``ahead`` statements run first: a read that then executes one of the statements they answered, with
+        the same parameters, gets those rows without asking the server again. If they fail, each read asks for
+        itself (and meets its own error).
         """
         if not self.is_sqlite:
             return self._read_batch_elsewhere(fns, ahead)
@@ -251,7 +305,10 @@ class Database:
         return results
 
     def _read_batch_elsewhere(
-        self, fns: Sequence[Callable[[ReadHandle], T]], ahead: Ahead | None
+        self,
+        fns: Sequence[Callable[[ReadHandle], T]],
+        ahead: Ahead,
+        answers: Mapping[Statement, Sequence[Any]] | None = None,
     ) -> list[T | Exception]:
         driver_error = self.engine.dialect.loaded_dbapi.Error
         results: list[T | Exception] = []
@@ -259,9 +316,11 @@ class Database:
             with self.cursor() as cur:
                 conn = cast(Any, cur).connection  # the driver's connection (psycopg's)
                 handle: ReadHandle = cur
-                if ahead is not None:
+                if answers is not None:  # read already, on the loop
+                    handle = _Prefetched(cur, answers)
+                elif ahead:
                     try:
-                        handle = _Prefetched(cur, ahead(cur))
+                        handle = _Prefetched(cur, _run_ahead(conn, ahead))
                     except driver_error:
                         if _is_broken(conn):
                             raise
@@ -290,6 +349,7 @@ class Database:
             raw, self._raw_connections = list(self._raw_connections), weakref.WeakSet()
             self._local = threading.local()
             readers, self._readers = self._readers, None
+        self._loop_connections.close_all()
         if readers is not None:
             readers.shutdown(wait=True)
         for conn in raw:
@@ -367,9 +427,69 @@ def stored_utc(value: datetime | str | None) -> datetime | None:
 
 # A statement of a raw read: its SQL and its parameters.
 Statement = tuple[str, tuple[Any, ...]]
-# A read run before the reads of a batch (``Database.read_batch``), on the driver's own cursor, that answers some
-# of their statements in advance: each statement, with the rows it would return.
-Ahead = Callable[[Any], Mapping[Statement, Sequence[Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class AheadRead:
+    """A statement run before the reads of a batch (``Database.read_batch``), on a binary cursor (bytea comes
+    back as bytes), and how its rows answer some of the reads' own statements in advance: each statement with
+    the rows it would return."""
+
+    sql: str
+    params: tuple[Any, ...]
+    answers: Callable[[Sequence[Any]], Mapping[Statement, Sequence[Any]]]
+
+
+Ahead = Sequence[AheadRead]
+
+
+def _run_ahead(conn: Any, ahead: Ahead) -> dict[Statement, Sequence[Any]]:
+    found: dict[Statement, Sequence[Any]] = {}
+    cur = conn.cursor(binary=True)
+    for read in ahead:
+        cur.execute(read.sql, read.params, prepare=True)
+        found.update(read.answers(cur.fetchall()))
+    return found
+
+
+async def _run_ahead_async(conn: Any, ahead: Ahead) -> dict[Statement, Sequence[Any]]:
+    found: dict[Statement, Sequence[Any]] = {}
+    cur = conn.cursor(binary=True)
+    for read in ahead:
+        await cur.execute(read.sql, read.params, prepare=True)
+        found.update(read.answers(await cur.fetchall()))
+    return found
+
+
+class _LoopConnections:
+    """The event loop's own PostgreSQL connections (psycopg's async ones), idle ones kept for the next batch."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.free: list[Any] = []
+
+    def close_all(self) -> None:
+        free, self.free = self.free, []
+        for conn in free:
+            with contextlib.suppress(Exception):
+                conn.pgconn.finish()  # closes the socket at once, with or without a running loop
+
+
+class _NotAnsweredAhead(BaseException):
+    """A read on the loop asked for a statement the ahead rows do not answer: it goes to a reader thread. A
+    BaseException, so no ``except Exception`` on the way turns it into an answer."""
+
+
+class _NothingElse:
+    """The cursor behind ``_Prefetched`` on the loop: there is no other."""
+
+    def execute(self, *_args: Any) -> Any:
+        raise _NotAnsweredAhead
+
+    fetchone = fetchmany = fetchall = execute
+
+
+_NOTHING_ELSE = _NothingElse()
 
 
 class _Prefetched:

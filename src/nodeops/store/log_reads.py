@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, NamedTuple
 
 from nodeops.domain.answer import DEFAULT_STEP_MAX_BYTES, StepLog
@@ -20,7 +20,7 @@ from nodeops.domain.instance_id import InstanceId
 from nodeops.domain.log_cursor import Chunk
 from nodeops.domain.status import ACTIVE
 from nodeops.store import instances
-from nodeops.store.db import Ahead, Database, ReadHandle, Statement
+from nodeops.store.db import AheadRead, Database, ReadHandle, Statement
 from nodeops.store.instances import key_of
 
 # The three values below are built on every log request: NamedTuples are immutable like frozen dataclasses and
@@ -201,30 +201,22 @@ class LogReads:
         column, value = key_of(instance)
         return self._lookup_sql[column], (job_id, value, zone)
 
-    def lookups_ahead(self, wanted: Sequence[tuple[int, InstanceId]], zone: str) -> Ahead:
-        """PostgreSQL: a read of the lookups of all of ``wanted`` ((job_id, instance) pairs) in one statement per
-        kind of instance_id among them (nearly always one), mapping each pair's ``lookup_statement`` to its rows:
-        ``Database.read_batch``'s ``ahead``, so the requests of a batch cost one round trip, not one each."""
+    def lookups_ahead(self, wanted: Sequence[tuple[int, InstanceId]], zone: str) -> list[AheadRead]:
+        """PostgreSQL: the lookups of all of ``wanted`` ((job_id, instance) pairs) in one statement per kind of
+        instance_id among them (nearly always one), each answering every pair's ``lookup_statement`` with its
+        rows: ``Database.read_batch``'s ``ahead``, so the requests of a batch cost one round trip, not one each."""
         by_column: dict[str, list[tuple[int, int | str]]] = {}
         for job_id, instance in wanted:
             column, value = key_of(instance)
             by_column.setdefault(column, []).append((job_id, value))
-
-        def read(cur: Any) -> dict[Statement, list[Any]]:
-            found: dict[Statement, list[Any]] = {}
-            binary = cur.connection.cursor(binary=True)  # sealed answers as their bytes, not as hex to decode
-            for column, pairs in by_column.items():
-                job_ids, values = [job_id for job_id, _ in pairs], [value for _, value in pairs]
-                binary.execute(self._lookup_many_sql[column], (job_ids, values, zone), prepare=True)
-                rows: list[list[Any]] = [[] for _ in pairs]
-                for row in binary.fetchall():
-                    rows[row[0] - 1].append(row[1:])
-                single = self._lookup_sql[column]
-                for (job_id, value), its_rows in zip(pairs, rows, strict=True):
-                    found[(single, (job_id, value, zone))] = its_rows
-            return found
-
-        return read
+        return [
+            AheadRead(
+                sql=self._lookup_many_sql[column],
+                params=([job_id for job_id, _ in pairs], [value for _, value in pairs], zone),
+                answers=partial(_answer_lookups, self._lookup_sql[column], pairs, zone),
+            )
+            for column, pairs in by_column.items()
+        ]
 
     def fetch_steps(self, cur: ReadHandle, record_id: int, *, max_bytes: int = DEFAULT_STEP_MAX_BYTES) -> list[StepLog]:
         """Every step of the record in plan order, each with its log chunks joined by newlines, up to about
@@ -343,3 +335,13 @@ def _sqlite_second(text: str) -> datetime:
 
 def _naive_utc(value: datetime | None) -> datetime | None:
     return None if value is None else value.replace(microsecond=0, tzinfo=UTC)
+
+
+def _answer_lookups(
+    single: str, pairs: Sequence[tuple[int, int | str]], zone: str, rows: Sequence[Any]
+) -> dict[Statement, list[Any]]:
+    """Each pair's own lookup statement, with its rows out of the batch statement's (numbered by pair, from 1)."""
+    grouped: list[list[Any]] = [[] for _ in pairs]
+    for row in rows:
+        grouped[row[0] - 1].append(row[1:])
+    return {(single, (job_id, value, zone)): its for (job_id, value), its in zip(pairs, grouped, strict=True)}

@@ -13,7 +13,8 @@ The lane collects the log requests that arrive in one turn of the event loop and
 - on SQLite, at the start of the next turn (``loop.call_soon``), on the loop, in one read transaction: its locks
   are taken once, not once per request, and every request is answered with the store as it was at a moment
   between its arrival and its answer, as when each reads alone;
-- on PostgreSQL, in a reader thread (one hop per batch), the lookups of all the requests in one statement; at
+- on PostgreSQL, the lookups of all the requests in one statement on one of the loop's own connections, then
+  the requests those answer on the loop and any other in a reader thread (``Database.read_batch_later``); at
   most ``READING_AT_ONCE`` batches are read at a time, and batches are answered in the order they were taken;
 - each answer is one write (status line, headers and body together), and the writes of a batch follow each
   other, so a client waiting on several connections is woken once rather than once per response.
@@ -81,9 +82,9 @@ class LogLane:
     def __init__(self, logs: LogService, *, enabled: bool) -> None:
         self.logs = logs
         self.enabled = enabled
-        self.inline = logs.db.reads_inline  # SQLite: a batch is read on the loop; else in a reader thread
+        self.inline = logs.db.reads_inline  # SQLite: a batch is answered at once; else when it has been read
         self._waiting: list[_Request] = []
-        # batches being read in reader threads (PostgreSQL), oldest first: answered in that order
+        # batches being read (PostgreSQL), oldest first: answered in that order
         self._reading: collections.deque[tuple[list[_Request], asyncio.Future[list[bytes | Exception]]]] = (
             collections.deque()
         )
@@ -107,9 +108,10 @@ class LogLane:
         self._waiting.append(request)
 
     def answer_waiting(self) -> None:
-        """Answer every waiting request, in arrival order; it never raises. On PostgreSQL the batch is read in a
-        reader thread and answered once it and every batch before it are read, so a connection's answers keep
-        its order; at most ``READING_AT_ONCE`` batches are read at a time, and the next waits for one of them."""
+        """Answer every waiting request, in arrival order; it never raises. On PostgreSQL the batch is read
+        meanwhile (``Database.read_batch_later``) and answered once it and every batch before it are read, so a
+        connection's answers keep their order; at most ``READING_AT_ONCE`` batches are read at a time, and the
+        next waits for one of them."""
         if len(self._reading) >= READING_AT_ONCE:
             return  # a batch being read takes these next (``_read``)
         waiting, self._waiting = self._waiting, []
