@@ -60,6 +60,13 @@ class Settings(BaseSettings):
         default="",
         description="SQLAlchemy URL; empty = a SQLite file in the data dir; postgresql+psycopg://... for PostgreSQL.",
     )
+    db_statement_timeout_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=86400,
+        description="PostgreSQL: longest one statement may run, waits for locks included, before the database "
+        "cancels it and the request or step fails saying so (0 = no limit; migrations have none).",
+    )
     host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port the HTTP server binds (0 = any free port).")
     secret_key: SecretStr = Field(
@@ -120,6 +127,13 @@ class Settings(BaseSettings):
         le=3600,
         description="Longest a client may take to send a request's whole body, from the end of its headers; past it "
         "the server answers 408 and closes the connection.",
+    )
+    send_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Longest the server waits for a client to read its answer: a connection whose unsent answer "
+        "stays over 64 KiB for this long (the client reads nothing, or next to nothing) is closed.",
     )
     max_connections: int = Field(
         default=1024,

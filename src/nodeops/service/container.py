@@ -49,7 +49,7 @@ class Services:
 
         Nothing runs until ``start()``: commands that only read or administer never start the engine.
         """
-        db = Database.connect(settings.database_url)
+        db = Database.connect(settings.database_url, statement_timeout_s=settings.db_statement_timeout_s)
         secret_key = settings.resolved_secret_key()
         throttle = Throttle(
             max_failures=settings.auth_max_failures,
@@ -133,7 +133,9 @@ def run_worker(settings: Settings, *, name: str | None, concurrency: int | None,
 
     concurrency = concurrency or settings.worker_concurrency
     worker_id = worker_id_for(name)
-    db = Database.connect(settings.database_url, pool_size=min(32, concurrency + 4))
+    db = Database.connect(
+        settings.database_url, pool_size=min(32, concurrency + 4), statement_timeout_s=settings.db_statement_timeout_s
+    )
     app = celery_dispatch.celery_app(settings.broker_url)
     config = WorkerConfig(
         worker_id=worker_id,

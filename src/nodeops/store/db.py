@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import DateTime, Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session as Session  # re-exported: the service names the unit of work it is handed
 from sqlalchemy.orm import sessionmaker
@@ -35,7 +35,7 @@ from nodeops.errors import StoreError, TransientStoreError
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 READ_THREADS = 4  # PostgreSQL reader threads; each holds one pooled connection
-CONNECT_TIMEOUT_S = 10  # PostgreSQL: a new connection of the event loop's (read_batch_later)
+CONNECT_TIMEOUT_S = 10  # PostgreSQL: longest wait for a new connection (unless the URL says connect_timeout)
 # A pooled PostgreSQL connection that rested longer than this is pinged before it is handed out (one used again
 # sooner is not: the ping is a round trip and ~80 µs of CPU on every checkout, several per host of a job)
 PING_AFTER_IDLE_S = 1.0
@@ -63,8 +63,9 @@ class WriteHandle(ReadHandle, Protocol):
 class Database:
     """An engine plus a session factory; build one per process with ``Database.connect(url)``."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, session_args: dict[str, Any] | None = None) -> None:
         self.engine = engine
+        self._session_args = session_args or {}  # PostgreSQL: libpq parameters of every connection of this process
         self.is_sqlite = engine.dialect.name == "sqlite"
         self.paramstyle = "?" if self.is_sqlite else "%s"  # placeholder of the raw SQL of the hot paths
         self.sessions = sessionmaker(engine, expire_on_commit=False)
@@ -78,9 +79,15 @@ class Database:
         self._time_processor = DateTime().dialect_impl(engine.dialect).bind_processor(engine.dialect)
 
     @classmethod
-    def connect(cls, url: str, *, pool_size: int = 10) -> Database:
+    def connect(cls, url: str, *, pool_size: int = 10, statement_timeout_s: float = 0) -> Database:
         """Open (lazily) the database at ``url``; a SQLite file is created if missing (``create_private``), and
-        its folder too."""
+        its folder too.
+
+        On PostgreSQL a new connection waits at most ``CONNECT_TIMEOUT_S`` for the server, and, when
+        ``statement_timeout_s`` > 0, the server cancels any statement of this process that runs longer (waits for
+        a lock included): a stalled database fails the request with a StoreError saying so instead of holding it
+        and its connection. Migrations run without that limit.
+        """
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:" and not parsed.query.get("uri"):
@@ -90,9 +97,11 @@ class Database:
             engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+            session_args = _pg_session_args(parsed, statement_timeout_s)
+            engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, connect_args=session_args)
             event.listen(engine, "checkin", _note_checkin)
             event.listen(engine, "checkout", _ping_if_idle)
+            return cls(engine, session_args=session_args)
         return cls(engine)
 
     @contextmanager
@@ -255,7 +264,7 @@ class Database:
 
         url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         return await psycopg.AsyncConnection.connect(
-            url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name="nodeops-read-loop"
+            url, autocommit=True, application_name="nodeops-read-loop", **self._session_args
         )
 
     def _reader_pool(self) -> ThreadPoolExecutor:
@@ -542,6 +551,20 @@ def _is_broken(conn: Any) -> bool:
 _EMPTY_QUERY = 0  # libpq's PGRES_EMPTY_QUERY: what a live server answers to an empty query
 
 
+def _pg_session_args(url: URL, statement_timeout_s: float) -> dict[str, Any]:
+    """libpq parameters for every PostgreSQL connection: the connect timeout, and the statement timeout put before
+    any ``options`` of the URL's own (a ``-c statement_timeout=...`` there comes later, so it wins)."""
+    args: dict[str, Any] = {}
+    if "connect_timeout" not in url.query:
+        args["connect_timeout"] = CONNECT_TIMEOUT_S
+    if statement_timeout_s > 0:
+        own = url.query.get("options", "")
+        own = " ".join(own) if isinstance(own, tuple) else own
+        timeout_ms = max(1, round(statement_timeout_s * 1000))
+        args["options"] = f"-c statement_timeout={timeout_ms} {own}".strip()
+    return args
+
+
 def _note_checkin(_dbapi_conn: Any, record: Any) -> None:
     record.info["checked_in"] = time.monotonic()
 
@@ -594,6 +617,7 @@ def translate_errors(driver_error: type[Exception] = SQLAlchemyError) -> Iterato
 # deadlock_detected, lock_not_available (lock_timeout), and the server ending the session (admin_shutdown,
 # crash_shutdown, cannot_connect_now); class 08 (connection exceptions) is matched by its prefix.
 _TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03"})
+_QUERY_CANCELED = "57014"  # statement_timeout, or pg_cancel_backend
 
 
 def _store_error(exc: Exception) -> StoreError:
@@ -603,6 +627,12 @@ def _store_error(exc: Exception) -> StoreError:
     if is_transient(exc):
         log.warning("database error, worth trying again: %s", exc, extra={"action": "store_error_transient"})
         return TransientStoreError()
+    if getattr(getattr(exc, "orig", None) or exc, "sqlstate", None) == _QUERY_CANCELED:
+        log.warning("database statement cancelled: %s", exc, extra={"action": "store_error_cancelled"})
+        return StoreError(
+            "the database cancelled a statement that ran longer than NODEOPS_DB_STATEMENT_TIMEOUT_S allows (or an "
+            "administrator cancelled it); nothing was changed by it: try again later"
+        )
     log.error("database error", exc_info=exc, extra={"action": "store_error"})
     return StoreError()
 

@@ -6,6 +6,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
 
 from nodeops.store.db import Database, translate_errors
 
@@ -23,6 +24,7 @@ def alembic_config(database_url: str) -> Config:
 def upgrade(db: Database, revision: str = "head") -> None:
     """Bring the schema to ``revision`` (default: the newest)."""
     with translate_errors(), db.engine.begin() as conn:
+        _unlimited(db, conn)
         config = alembic_config(db.engine.url.render_as_string(hide_password=False))
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
@@ -31,9 +33,17 @@ def upgrade(db: Database, revision: str = "head") -> None:
 def downgrade(db: Database, revision: str) -> None:
     """Take the schema back to ``revision`` (``base`` = empty)."""
     with translate_errors(), db.engine.begin() as conn:
+        _unlimited(db, conn)
         config = alembic_config(db.engine.url.render_as_string(hide_password=False))
         config.attributes["connection"] = conn
         command.downgrade(config, revision)
+
+
+def _unlimited(db: Database, conn: Connection) -> None:
+    """A migration may rewrite a big table: no statement timeout for its transaction (NODEOPS_DB_STATEMENT_TIMEOUT_S
+    is for the service's requests and work)."""
+    if not db.is_sqlite:
+        conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
 
 
 def schema_problem(db: Database) -> str | None:

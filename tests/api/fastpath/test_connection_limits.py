@@ -12,9 +12,11 @@ from nodeops.settings import Settings
 UNLIMITED = -1
 
 
-def test_defaults_are_10_s_for_headers_30_s_for_bodies_and_1024_connections():
+def test_defaults_are_10_s_for_headers_30_s_for_bodies_60_s_for_answers_and_1024_connections():
     limits = ConnectionLimits.from_settings(Settings())
-    assert limits == ConnectionLimits(header_timeout_s=10.0, body_timeout_s=30.0, max_connections=1024)
+    assert limits == ConnectionLimits(
+        header_timeout_s=10.0, body_timeout_s=30.0, send_timeout_s=60.0, max_connections=1024
+    )
 
 
 @pytest.mark.parametrize(
@@ -25,6 +27,8 @@ def test_defaults_are_10_s_for_headers_30_s_for_bodies_and_1024_connections():
         ("header_timeout_s", 3601),
         ("body_timeout_s", 0),
         ("body_timeout_s", 3601),
+        ("send_timeout_s", 0),
+        ("send_timeout_s", 3601),
         ("max_connections", 0),
         ("max_connections", 100_001),
     ],
@@ -38,9 +42,10 @@ def test_out_of_range_connection_settings_are_refused_naming_the_setting(monkeyp
 def test_connection_settings_are_read_from_the_environment(monkeypatch):
     monkeypatch.setenv("NODEOPS_HEADER_TIMEOUT_S", "2.5")
     monkeypatch.setenv("NODEOPS_BODY_TIMEOUT_S", "60")
+    monkeypatch.setenv("NODEOPS_SEND_TIMEOUT_S", "5")
     monkeypatch.setenv("NODEOPS_MAX_CONNECTIONS", "10")
     limits = ConnectionLimits.from_settings(Settings())
-    assert limits == ConnectionLimits(header_timeout_s=2.5, body_timeout_s=60.0, max_connections=10)
+    assert limits == ConnectionLimits(header_timeout_s=2.5, body_timeout_s=60.0, send_timeout_s=5.0, max_connections=10)
 
 
 @pytest.mark.parametrize(

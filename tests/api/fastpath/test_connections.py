@@ -8,13 +8,15 @@ import json
 import logging
 import socket
 import time
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 
 from nodeops.settings import MAX_BODY_BYTES
 from tests.support.api import ESB_PATH
+from tests.support.logs import append, finish, running_job
 
 HEARTBEAT_PATH = "/api/agent/heartbeat/"
 JOB_LIST_PATH = "/api/job/job_list/"  # a FastAPI route (api.routing.add_post)
@@ -94,6 +96,19 @@ def read_until_closed(sock: socket.socket) -> bytes:
     while data := sock.recv(65536):
         received += data
     return received
+
+
+def server_let_go(sock: socket.socket) -> bool:
+    """Whether the server's end of this connection is closed: no process holds its socket any more (inode 0 in
+    /proc/net/tcp, an orphan the kernel keeps while it still has data to send), or it is gone altogether."""
+    client_port = sock.getsockname()[1]
+    server_port = sock.getpeername()[1]
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port, remote_port = (int(address.split(":")[1], 16) for address in fields[1:3])
+        if (local_port, remote_port) == (server_port, client_port):
+            return fields[9] == "0"
+    return True
 
 
 def healthz_works(sock: socket.socket) -> bool:
@@ -241,3 +256,71 @@ def test_a_client_leaving_mid_body_is_one_log_line_not_an_unhandled_error(connec
             assert time.monotonic() < deadline, f"the server did not notice the client leaving {path}"
             time.sleep(0.05)
     assert_no_unhandled_error(server_logs.records)
+
+
+# --- a client that does not read its answer ---------------------------------------------------------------------
+
+
+# an answer of 8 MiB: more than the kernel takes into its buffers on loopback (a few MiB), so the rest waits
+UNREAD = {**SHORT, "send_timeout_s": 0.5, "log_step_max_bytes": 16 << 20}
+
+
+@pytest.mark.parametrize("limits", [UNREAD])
+def test_a_client_that_leaves_a_big_answer_unread_is_cut_off_after_the_send_timeout(
+    connect, server_logs, services, auth
+):
+    job = running_job(services)
+    line = "x" * 120
+    for chunk in range(32):
+        append(services, job.record_id, 1, [f"{chunk:02d}.{n:04d} {line}" for n in range(2000)])
+    finish(services, job.record_id)
+    query = urlencode({**auth, "job_id": job.job_id, "instance_id": job.instance_id})
+    body = json.dumps({**auth, "job_id": job.job_id, "instance_id": job.instance_id}).encode()
+    asks = {
+        "GET (the log lane on SQLite)": request_head("GET", f"{ESB_PATH}?{query}"),
+        "POST (FastAPI)": request_head("POST", ESB_PATH, content_length=len(body)) + body,
+    }
+    for how, request in asks.items():
+        sock = connect()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # reads nothing: the server's buffer fills
+        sent = time.monotonic()
+        sock.sendall(request)
+        deadline = sent + WAIT_S
+        while not [r for r in server_logs.records if getattr(r, "action", "") == "send_timeout"]:
+            assert time.monotonic() < deadline, f"{how}: the server still holds the connection of a client not reading"
+            time.sleep(0.05)
+        assert time.monotonic() - sent >= 0.5
+        record = next(r for r in server_logs.records if getattr(r, "action", "") == "send_timeout")
+        assert record.unsent_bytes > 0 and "unread for 0.5 s" in record.getMessage()
+        assert server_let_go(sock)  # the server's socket is closed, though the kernel still holds what it took
+        sock.close()  # unread data: a reset, which frees the rest
+        server_logs.clear()
+    assert_no_unhandled_error(server_logs.records)
+    assert healthz_works(connect())  # the server goes on serving
+
+
+@pytest.mark.parametrize("limits", [{**SHORT, "send_timeout_s": 0.5}])
+def test_a_client_reading_its_big_answer_slowly_but_steadily_gets_all_of_it(connect, services, auth):
+    job = running_job(services)
+    for chunk in range(4):
+        append(
+            services, job.record_id, 1, [f"[2021-09-16 15:06:04 INFO] {chunk}.{n:04d} {'y' * 64}" for n in range(1000)]
+        )
+    finish(services, job.record_id)
+    query = urlencode({**auth, "job_id": job.job_id, "instance_id": job.instance_id})
+    sock = connect()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(request_head("GET", f"{ESB_PATH}?{query}"))
+    time.sleep(0.1)  # a moment without reading (less than the send timeout), then a steady pace
+    buffer = b""
+    while b"\r\n\r\n" not in buffer:
+        buffer += receive(sock)
+    head, _, buffer = buffer.partition(b"\r\n\r\n")
+    length = int(
+        next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")).split(b":")[1]
+    )
+    while len(buffer) < length:
+        buffer += receive(sock)
+        time.sleep(0.001)
+    steps = json.loads(buffer[:length])["data"]
+    assert sum(step["log"].count("y" * 64) for step in steps) == 4000

@@ -9,6 +9,9 @@ bound on connections (``limit_concurrency``) answers a bare 503 and turns the lo
   headers; past it a started request is answered 408 (code 3800408) and an empty connection just closed;
 - a body timeout: from the end of the headers to the end of the body; past it, 408 (if nothing was answered
   yet; the application then reads a disconnect) and the connection is closed;
+- a send timeout: a client that leaves its answer unread (more than the transport's high-water mark, 64 KiB,
+  waiting to be sent) for longer than it has its connection aborted; the application's next write returns at
+  once and its later ones go nowhere, as after any disconnect;
 - a cap on open connections: past it, a new connection is answered 503 (code 3800503) and closed, in the
   envelope, without ever reaching the application.
 
@@ -54,6 +57,7 @@ class ConnectionLimits:
 
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
+    send_timeout_s: float = 60.0
     max_connections: int = 1024
 
     @classmethod
@@ -61,6 +65,7 @@ class ConnectionLimits:
         return cls(
             header_timeout_s=settings.header_timeout_s,
             body_timeout_s=settings.body_timeout_s,
+            send_timeout_s=settings.send_timeout_s,
             max_connections=settings.max_connections,
         )
 
@@ -70,7 +75,7 @@ class ConnectionWatch:
 
     def __init__(self, limits: ConnectionLimits) -> None:
         self.limits = limits
-        self.tick_s = min(1.0, limits.header_timeout_s / 4, limits.body_timeout_s / 4)
+        self.tick_s = min(1.0, limits.header_timeout_s / 4, limits.body_timeout_s / 4, limits.send_timeout_s / 4)
         self.open: set[ConnectionGuard] = set()
         self.now = 0.0  # the loop's time at the last sweep: what connections stamp their phase with
         self.refused = 0  # connections refused since the cap was last reached
@@ -131,6 +136,7 @@ class ConnectionGuard(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._phase = _IDLE
         self._since = 0.0  # when the phase began, on the watch's clock
+        self._unread_since = 0.0  # when the transport last paused our writes (the client not reading)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if not self.watch.admit(self, self.loop):
@@ -157,8 +163,18 @@ class ConnectionGuard(HttpToolsProtocol):
         self._phase = _IDLE
         super().on_message_complete()
 
+    # the transport's flow control: above its high-water mark it pauses our writes, below its low mark resumes them
+    def pause_writing(self) -> None:
+        self._unread_since = self.watch.now
+        super().pause_writing()
+
     def check_deadline(self, now: float) -> None:
-        """Close the connection if the phase it is in has lasted past its timeout (called by the watch's sweep)."""
+        """Close the connection if the phase it is in has lasted past its timeout, or if the client has left its
+        answer unread too long (called by the watch's sweep)."""
+        if self.flow.write_paused and now - self._unread_since >= self.watch.limits.send_timeout_s + self.watch.tick_s:
+            self._phase = _IDLE
+            self._abort_unread()
+            return
         phase = self._phase
         if phase == _IDLE:
             return
@@ -177,6 +193,19 @@ class ConnectionGuard(HttpToolsProtocol):
         self._phase = _IDLE
         if not self.transport.is_closing():
             self._time_out(phase, timeout_s)
+
+    def _abort_unread(self) -> None:
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "?"
+        unsent = self.transport.get_write_buffer_size()
+        timeout_s = self.watch.limits.send_timeout_s
+        log.info(
+            "closed the connection of %s: it left %d bytes of its answer unread for %g s",
+            client,
+            unsent,
+            timeout_s,
+            extra={"action": "send_timeout", "client": client, "unsent_bytes": unsent},
+        )
+        self.transport.abort()  # close() would wait for the client to read what is left
 
     def _time_out(self, phase: int, timeout_s: float) -> None:
         part = "body" if phase == _BODY else "headers"
