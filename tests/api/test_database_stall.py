@@ -5,7 +5,6 @@ answers again the same requests succeed with the same data."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -14,22 +13,19 @@ import sqlalchemy as sa
 from nodeops.settings import Settings
 from tests.support.api import assert_error, credentials, log_data, request_log
 from tests.support.factories import make_seed_job
-from tests.support.services import TEST_SECRET_KEY, TEST_TIME_ZONE
 
 TIMEOUT_S = 0.3
 LIMIT = "NODEOPS_DB_STATEMENT_TIMEOUT_S"
 
 
 @pytest.fixture
-def settings(tmp_path: Path, pg_database_url: str, listen_socket) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=pg_database_url,
-        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
-        time_zone=TEST_TIME_ZONE,
-        port=listen_socket.getsockname()[1],
-        db_statement_timeout_s=TIMEOUT_S,
-    )
+def database_url(pg_database_url: str) -> str:
+    return pg_database_url  # PostgreSQL only: SQLite has no statement timeout
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"db_statement_timeout_s": TIMEOUT_S})
 
 
 def lock_every_table(url: str) -> psycopg.Connection:
