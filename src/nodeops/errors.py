@@ -26,7 +26,7 @@
     │   ├── InstanceTaskIsRunning     3800003 (run while the last run is unfinished)
     │   └── NothingRunning            3800016 (revoke)
     ├── StoreError                    3800500
-    │   └── TransientStoreError       3800500 (a deadlock, a serialization failure, a lock timeout, a lost
+    │   └── TransientStoreError       3800500 (a deadlock, a serialization failure, a lock or statement timeout, a lost
     │                                          connection: the same transaction may succeed if tried again)
     ├── LeaseLost                     3800500 (a cluster worker past its lease: its writes are refused)
     ├── PackageUnavailable            3800500 (a push step's failure: the package's bytes are not in the database)

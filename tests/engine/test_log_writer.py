@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 
 from nodeops.domain.status import Status
 from nodeops.engine.logwriter import MAX_FAILED_WRITES, LogWriter
 from nodeops.errors import StoreError
+from nodeops.store.db import Database
 from tests.support.factories import make_job
 
 T0 = datetime(2024, 5, 1, 2, 0, 0, tzinfo=UTC)
@@ -299,3 +302,27 @@ async def test_an_idle_writer_sleeps_and_wakes_for_what_is_queued_after_its_idle
     finally:
         await asyncio.wait_for(writer.aclose(), timeout=5)
     assert writer._task is None
+
+
+async def test_a_flush_cancelled_past_the_statement_timeout_waits_the_stall_out_and_loses_nothing(services, caplog):
+    if services.db.is_sqlite:
+        pytest.skip("the statement timeout is PostgreSQL's (NODEOPS_DB_STATEMENT_TIMEOUT_S)")
+    job = make_job(services, runs=[])
+    db = Database.connect(services.settings.database_url, statement_timeout_s=0.2)
+    driver_url = make_url(services.settings.database_url).set(drivername="postgresql")
+    holder = psycopg.connect(driver_url.render_as_string(hide_password=False))
+    release = threading.Timer(1.5, holder.rollback)
+    try:
+        holder.execute("LOCK TABLE step_logs IN ACCESS EXCLUSIVE MODE")  # the database stalls for 1.5 s
+        release.start()
+        writer = LogWriter(db, UTC)
+        writer.line(job.record_id, 0, "INFO", "written once the stall is over")
+        async with asyncio.timeout(10):
+            await writer.flush()
+    finally:
+        release.join()
+        holder.close()
+        db.dispose()
+    cancelled = [r for r in caplog.records if getattr(r, "action", "") == "store_error_cancelled"]
+    assert cancelled, "the flush was never cancelled: the stall did not last past the statement timeout"
+    assert _texts(services, job.record_id) == [(0, "written once the stall is over")]

@@ -614,32 +614,34 @@ def translate_errors(driver_error: type[Exception] = SQLAlchemyError) -> Iterato
 
 
 # SQLSTATEs after which the same transaction may well succeed if it is run again: serialization_failure,
-# deadlock_detected, lock_not_available (lock_timeout), and the server ending the session (admin_shutdown,
-# crash_shutdown, cannot_connect_now); class 08 (connection exceptions) is matched by its prefix.
-_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03"})
-_QUERY_CANCELED = "57014"  # statement_timeout, or pg_cancel_backend
+# deadlock_detected, lock_not_available (lock_timeout), query_canceled (statement_timeout, pg_cancel_backend),
+# and the server ending the session (admin_shutdown, crash_shutdown, cannot_connect_now); class 08 (connection
+# exceptions) is matched by its prefix. The log writer and the cluster's claims wait these out and try again.
+_QUERY_CANCELED = "57014"
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", _QUERY_CANCELED, "57P01", "57P02", "57P03"})
 
 
 def _store_error(exc: Exception) -> StoreError:
     text = str(exc).lower()
     if "no such table" in text or ("relation" in text and "does not exist" in text):
         return StoreError("the database has no nodeops schema yet: run `nodeops db upgrade`")
-    if is_transient(exc):
-        log.warning("database error, worth trying again: %s", exc, extra={"action": "store_error_transient"})
-        return TransientStoreError()
     if getattr(getattr(exc, "orig", None) or exc, "sqlstate", None) == _QUERY_CANCELED:
         log.warning("database statement cancelled: %s", exc, extra={"action": "store_error_cancelled"})
-        return StoreError(
+        return TransientStoreError(
             "the database cancelled a statement that ran longer than NODEOPS_DB_STATEMENT_TIMEOUT_S allows (or an "
             "administrator cancelled it); nothing was changed by it: try again later"
         )
+    if is_transient(exc):
+        log.warning("database error, worth trying again: %s", exc, extra={"action": "store_error_transient"})
+        return TransientStoreError()
     log.error("database error", exc_info=exc, extra={"action": "store_error"})
     return StoreError()
 
 
 def is_transient(exc: BaseException) -> bool:
     """Whether a driver or SQLAlchemy error is one after which the same transaction may succeed if run again:
-    a deadlock, a serialization failure, a lock timeout, a lost or refused connection, SQLite's busy database.
+    a deadlock, a serialization failure, a lock or statement timeout, a lost or refused connection, SQLite's busy
+    database.
 
     Note that after a connection lost during COMMIT the transaction may have been committed all the same.
     """
