@@ -147,6 +147,30 @@ def test_task_result_detail_serves_logs_without_any_terminal_control(api, invent
         assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", sub_step["log"]), sub_step
 
 
+def test_sub_step_logs_are_capped_as_the_log_api_caps_them(api, inventory, services):
+    """A huge step log is not read whole into task_result_detail or a need_detail page: each sub-step's log is cut
+    at NODEOPS_LOG_STEP_MAX_BYTES with the log API's marker line, the same text the log API answers."""
+    subscription_id = subscribe(api, "SERVICE", "INSTANCE", [{"id": 501}])
+    job_id = api.ok(f"{BACKEND}/run/", {"subscription_id": subscription_id})["job_id"]
+    (row,) = wait_result(api, subscription_id)["list"]
+    query = {"subscription_id": subscription_id, "instance_id": row["instance_id"]}
+    record_id = api.ok(f"{BACKEND}/task_result_detail/", query)["record_id"]
+    line = "日志 " + "x" * 120  # not ASCII: the cap counts bytes
+    for chunk in range(3):  # about 3 MiB, over the default cap of 1 MiB
+        append(services, record_id, 1, [f"{chunk}.{n:05d} {line}" for n in range(8000)])
+    detail = api.ok(f"{BACKEND}/task_result_detail/", query)["steps"][0]["target_hosts"][0]["sub_steps"][1]["log"]
+    page = api.ok(
+        f"{BACKEND}/task_result/",
+        {**query, "need_detail": True, "instance_id_list": [row["instance_id"]], "page": 1, "pagesize": 10},
+    )
+    in_page = page["list"][0]["steps"][0]["target_hosts"][0]["sub_steps"][1]["log"]
+    *shown, marker = detail.split("\n")
+    assert len("\n".join(shown).encode()) <= services.settings.log_step_max_bytes
+    assert marker.startswith("[nodeops] … ") and "more bytes of this step not shown" in marker
+    assert f"/api/job/{job_id}/log/tail/?instance_id=" in marker
+    assert in_page == detail == api.log(job_id, row["instance_id"])[1]["log"]
+
+
 def test_task_result_pages_filters_retry_and_revoke(api, inventory):
     subscription_id = subscribe(api, "HOST", "TOPO", [{"bk_obj_id": "biz", "bk_inst_id": 2}])
     first = api.ok(f"{BACKEND}/run/", {"subscription_id": subscription_id})

@@ -9,7 +9,7 @@ many bytes are left and where to read them (docs/log-reading.md, "Huge logs").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from functools import lru_cache
@@ -55,6 +55,29 @@ def truncation_marker(omitted_bytes: int, *, job_id: int | None, instance_id: st
         f"[nodeops] … {omitted_bytes} more bytes of this step not shown; read them with {where} "
         "(follow its cursor) or download the log"
     )
+
+
+def capped_log(
+    log: str,
+    omitted_bytes: int,
+    max_bytes: int,
+    clean: Callable[[str], str],
+    *,
+    job_id: int | None,
+    instance_id: str | None,
+    attempt: int | None,
+) -> str:
+    """A step's log as an answer shows it: cut to ``max_bytes`` at a line (``omitted_bytes``: what the read left
+    out already, the newlines joining its chunks included), cleaned (``strip_ansi``, ``strip_controls``), and
+    ended by the marker line saying how much is left and where to read it when anything was left out."""
+    text, omitted = cap_text(log, max_bytes)
+    if omitted_bytes:
+        omitted += omitted_bytes - (1 if omitted == 0 else 0)
+    text = clean(text)
+    if omitted:
+        marker = truncation_marker(omitted, job_id=job_id, instance_id=instance_id, attempt=attempt)
+        text = f"{text}\n{marker}" if text else marker
+    return text
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,14 +128,15 @@ class AnswerRenderer:
         (its marker names ``job_id``, ``instance_id`` and ``attempt`` when given) and has ANSI codes stripped."""
         data = self.step_fields(steps)
         for step, fields in zip(steps, data, strict=True):
-            text, omitted = cap_text(step.log, self.step_max_bytes)
-            if step.omitted_bytes:
-                omitted += step.omitted_bytes - (1 if omitted == 0 else 0)
-            text = strip_ansi(text)
-            if omitted:
-                marker = truncation_marker(omitted, job_id=job_id, instance_id=instance_id, attempt=attempt)
-                text = f"{text}\n{marker}" if text else marker
-            fields["log"] = text
+            fields["log"] = capped_log(
+                step.log,
+                step.omitted_bytes,
+                self.step_max_bytes,
+                strip_ansi,
+                job_id=job_id,
+                instance_id=instance_id,
+                attempt=attempt,
+            )
         return orjson.dumps(data)
 
     def step_fields(self, steps: Sequence[StepLog]) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from nodeops.domain.answer import capped_log
 from nodeops.domain.contract import Contract, Field, Kind
 from nodeops.domain.instance_id import InstanceId, parse_instance_ids
 from nodeops.domain.plans import JobType, plan_steps
@@ -278,6 +279,7 @@ class SubscriptionService:
         self.db = jobs.db
         self.engine = jobs.engine
         self.tz = jobs.tz
+        self._step_max_bytes = jobs.settings.log_step_max_bytes  # each sub-step's log, as the log API caps it
 
     # --- lookups ----------------------------------------------------------------------------------------------
 
@@ -629,13 +631,22 @@ class SubscriptionService:
             if len(self._actions) > _ACTION_CACHE_SIZE:
                 self._actions.clear()
             self._actions.update(subscriptions.task_actions(session, unknown))
-        steps = subscriptions.sub_steps(session, [r.record_id for r in records], with_logs=True) if need_detail else {}
+        steps = (
+            subscriptions.sub_steps(
+                session, [r.record_id for r in records], with_logs=True, max_bytes=self._step_max_bytes
+            )
+            if need_detail
+            else {}
+        )
         step_id = sub.steps[0].step_id if sub.steps else "agent"
         return [
-            self._row(r, step_id, self._actions.get(r.task_id, sub.job_type), steps.get(r.record_id)) for r in records
+            self._row(r, step_id, self._actions.get(r.task_id, sub.job_type), steps.get(r.record_id), sub.job_id)
+            for r in records
         ]
 
-    def _row(self, record: RecordRow, step_id: str, action: str, detail: list[SubStep] | None) -> dict[str, Any]:
+    def _row(
+        self, record: RecordRow, step_id: str, action: str, detail: list[SubStep] | None, job_id: int | None
+    ) -> dict[str, Any]:
         host = record.instance_info.get("host") or {}
         node_name = f"[{step_id}] {JOB_TYPE_DISPLAY.get(action, action)}"
         step: dict[str, Any] = {
@@ -658,7 +669,15 @@ class SubscriptionService:
                     "node_name": s.name,
                     "step_code": s.code,
                     "pipeline_id": f"{record.record_id}-{s.index}",
-                    "log": strip_controls(s.log),
+                    "log": capped_log(
+                        s.log,
+                        s.omitted_bytes,
+                        self._step_max_bytes,
+                        strip_controls,
+                        job_id=job_id,
+                        instance_id=record.instance_id,
+                        attempt=record.attempt,
+                    ),
                     "ex_data": None,
                     "status": status.value,
                     "start_time": self._time(s.start_at),

@@ -85,6 +85,19 @@ _LOOKUP_MANY_SQL = (
 # bytes is sent, and the renderer cuts exactly (``domain.answer.cap_text``).
 _PAST_CAP = "COALESCE(SUM(LENGTH(l.text)) OVER w, 0) - COALESCE(LENGTH(l.text), 0) > {p}"
 _CAPPED_TEXT = "CASE WHEN " + _PAST_CAP + " THEN NULL ELSE l.text END, CASE WHEN " + _PAST_CAP + " THEN {octets} END"
+
+
+def capped_chunk_columns(p: str, *, is_sqlite: bool) -> str:
+    """The two columns that read a chunk of ``step_logs l`` within its step's cap (its text, or NULL past the cap)
+    and past it (NULL, or the chunk's size in bytes), ``p`` the placeholder: for a statement with a window ``w``
+    over each step's chunks in order, taking the cap in bytes twice as its first two parameters."""
+    return _CAPPED_TEXT.format(p=p, octets=_octets(is_sqlite))
+
+
+def _octets(is_sqlite: bool) -> str:
+    return "LENGTH(CAST(l.text AS BLOB))" if is_sqlite else "OCTET_LENGTH(l.text)"
+
+
 _STEPS_SQL = (
     "SELECT s.step_index, s.name, s.status, s.start_at, s.finish_at, " + _CAPPED_TEXT + ""
     " FROM record_steps s LEFT JOIN step_logs l ON l.record_id = s.record_id AND l.step_index = s.step_index"
@@ -144,7 +157,7 @@ class LogReads:
             for column in instances.COLUMNS
         }
         # bytes of a chunk's text in UTF-8
-        self._octets = "LENGTH(CAST(l.text AS BLOB))" if db.is_sqlite else "OCTET_LENGTH(l.text)"
+        self._octets = _octets(db.is_sqlite)
         self._steps_sql = _STEPS_SQL.format(p=p, octets=self._octets)
         self._state_sql = _STATE_SQL.format(p=p)
         self._chunks_after_sql = _CHUNKS_AFTER_SQL.format(p=p, n=CHUNK_PAGE)

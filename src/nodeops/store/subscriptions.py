@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, func, insert, not_, null, select, update
 from sqlalchemy.orm import Session
 
+from nodeops.domain.answer import DEFAULT_STEP_MAX_BYTES
 from nodeops.domain.instance_id import InstanceId
 from nodeops.domain.plans import PlannedStep
 from nodeops.domain.status import ACTIVE, Status
@@ -27,6 +28,7 @@ from nodeops.store import instances, jobs
 from nodeops.store.db import lock_for_update, session_cursor, stored_utc
 from nodeops.store.inventory import ScopeTarget
 from nodeops.store.job_reads import StepState
+from nodeops.store.log_reads import capped_chunk_columns
 from nodeops.store.models import (
     InstanceRecord,
     Job,
@@ -366,9 +368,10 @@ class RecordRow:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubStep(StepState):
-    """A step of a record with its whole log."""
+    """A step of a record with its log, up to the cap ``sub_steps`` was given (``omitted_bytes`` left out)."""
 
     log: str
+    omitted_bytes: int = 0
 
 
 _ROW_COLUMNS = (
@@ -471,9 +474,12 @@ def _row(r: Any) -> RecordRow:
     )
 
 
-def sub_steps(session: Session, record_ids: Sequence[int], *, with_logs: bool) -> dict[int, list[SubStep]]:
-    """The steps of each record in plan order, with their whole logs when ``with_logs``: two statements on the
-    driver (a page of 50 records is some 350 steps and as many chunks of log, which SQLAlchemy's row
+def sub_steps(
+    session: Session, record_ids: Sequence[int], *, with_logs: bool, max_bytes: int = DEFAULT_STEP_MAX_BYTES
+) -> dict[int, list[SubStep]]:
+    """The steps of each record in plan order, with their logs when ``with_logs``, each step's up to about
+    ``max_bytes`` (the rest only counted, in ``SubStep.omitted_bytes``, as the log API reads them): two statements
+    on the driver (a page of 50 records is some 350 steps and as many chunks of log, which SQLAlchemy's row
     processing would take longer to hand over than the database takes to read)."""
     result: dict[int, list[SubStep]] = {record_id: [] for record_id in record_ids}
     if not record_ids:
@@ -482,14 +488,20 @@ def sub_steps(session: Session, record_ids: Sequence[int], *, with_logs: bool) -
     ids = list(record_ids)
     marks = ", ".join([p] * len(ids))
     logs: dict[tuple[int, int], list[str]] = {}
+    omitted: dict[tuple[int, int], int] = {}
     if with_logs:
+        columns = capped_chunk_columns(p, is_sqlite=session.get_bind().dialect.name == "sqlite")
         cur.execute(
-            f"SELECT record_id, step_index, text FROM step_logs WHERE record_id IN ({marks})"
-            " ORDER BY record_id, step_index, id",
-            ids,
+            f"SELECT l.record_id, l.step_index, {columns} FROM step_logs l WHERE l.record_id IN ({marks})"
+            " WINDOW w AS (PARTITION BY l.record_id, l.step_index ORDER BY l.id ROWS UNBOUNDED PRECEDING)"
+            " ORDER BY l.record_id, l.step_index, l.id",
+            [max_bytes, max_bytes, *ids],
         )
-        for record_id, index, text in cur.fetchall():
-            logs.setdefault((record_id, index), []).append(text)
+        for record_id, index, text, left_out in cur.fetchall():
+            if text is not None:
+                logs.setdefault((record_id, index), []).append(text)
+            elif left_out is not None:
+                omitted[record_id, index] = omitted.get((record_id, index), 0) + int(left_out) + 1  # and its newline
     cur.execute(
         "SELECT record_id, step_index, code, name, status, start_at, finish_at FROM record_steps"
         f" WHERE record_id IN ({marks}) ORDER BY record_id, step_index",
@@ -505,6 +517,7 @@ def sub_steps(session: Session, record_ids: Sequence[int], *, with_logs: bool) -
                 start_at=stored_utc(start_at),
                 finish_at=stored_utc(finish_at),
                 log="\n".join(logs.get((record_id, index), ())),
+                omitted_bytes=omitted.get((record_id, index), 0),
             )
         )
     cur.close()
