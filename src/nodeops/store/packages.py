@@ -45,7 +45,9 @@ def all_packages(session: Session) -> list[AgentPackage]:
 
 
 def ensure_default_access_point(session: Session, *, server_url: str) -> None:
-    """The default access point exists and reports to ``server_url`` (the service's public URL)."""
+    """The default access point exists and reports to ``server_url`` (the service's public URL). Serialized with
+    other writers: API processes starting together (``serve --workers N``) would otherwise both insert it."""
+    lock_for_update(session, "access_points")
     ap = session.get(AccessPoint, DEFAULT_AP_ID)
     if ap is None:
         session.add(AccessPoint(id=DEFAULT_AP_ID, name="default", server_url=server_url))
