@@ -84,21 +84,21 @@ def test_waiting_for_a_lock_past_the_timeout_fails_instead_of_hanging(database, 
         assert session.execute(sa.text("SELECT count(*) FROM jobs")).scalar_one() == 0
 
 
-def test_the_urls_own_statement_timeout_wins(pg_database_url):
-    url = sa.make_url(pg_database_url).update_query_dict({"options": "-c statement_timeout=7s"})
-    database = Database.connect(url.render_as_string(hide_password=False), statement_timeout_s=TIMEOUT_S)
+@pytest.mark.parametrize(
+    ("url_options", "timeout_s", "shown"),
+    [
+        ("-c statement_timeout=7s", TIMEOUT_S, "7s"),  # the URL's own setting wins
+        (None, 0, "0"),  # zero means no limit
+    ],
+)
+def test_the_statement_timeout_each_connection_gets(pg_database_url, url_options, timeout_s, shown):
+    url = sa.make_url(pg_database_url)
+    if url_options is not None:
+        url = url.update_query_dict({"options": url_options})
+    database = Database.connect(url.render_as_string(hide_password=False), statement_timeout_s=timeout_s)
     try:
         with database.session() as session:
-            assert session.execute(sa.text("SHOW statement_timeout")).scalar_one() == "7s"
-    finally:
-        database.dispose()
-
-
-def test_zero_means_no_limit(pg_database_url):
-    database = Database.connect(pg_database_url, statement_timeout_s=0)
-    try:
-        with database.session() as session:
-            assert session.execute(sa.text("SHOW statement_timeout")).scalar_one() == "0"
+            assert session.execute(sa.text("SHOW statement_timeout")).scalar_one() == shown
     finally:
         database.dispose()
 
