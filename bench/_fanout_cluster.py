@@ -283,6 +283,28 @@ class Cluster:
             "failures": reasons,
             "versions": versions,
             "phases": self.phases(job_id, self.homes),
+            "pace": self.pace(job_id),
+        }
+
+    def pace(self, job_id: int) -> dict[str, float]:
+        """How the records filled the time: ``record_s`` the seconds all records ran, summed (over slots x wall:
+        how busy the slots were); ``middle_rate`` hosts per second while the middle 80% of them ended (from the
+        10th to the 90th percentile of end times), without the ramp-up of the first claims and the drain of
+        the last hosts, when slots are idle for want of work."""
+        with self.db.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT extract(epoch FROM start_at), extract(epoch FROM finish_at) FROM instance_records "
+                    "WHERE job_id = :j AND start_at IS NOT NULL AND finish_at IS NOT NULL"
+                ),
+                {"j": job_id},
+            ).all()
+        ends = sorted(float(end) for _, end in rows)
+        first, last = len(ends) // 10, len(ends) - 1 - len(ends) // 10
+        span = ends[last] - ends[first] if ends and last > first else 0.0
+        return {
+            "record_s": sum(float(end) - float(start) for start, end in rows),
+            "middle_rate": (last - first) / span if span > 0 else 0.0,
         }
 
     def phases(self, job_id: int, homes: dict[str, str] | None = None) -> dict[str, list[float]]:

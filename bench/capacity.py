@@ -5,12 +5,12 @@ share the same cores (with PostgreSQL, Redis and the hosts' sshd). What workers 
 Here every host's step mostly waits: N loopback SSH hosts (``bench/_sshd_hosts.py``), the agent installed by the
 cluster (``bench/_fanout_cluster.py``: a private Redis, a PostgreSQL database of its own, ``nodeops serve`` in
 celery mode, ``nodeops worker`` processes), then on every host ``nodeops_agent.py`` is replaced by a stand-in that
-sleeps ``--sleep-step`` seconds before ``restart`` and then runs the real script. The timed job is RESTART_AGENT on
-all N hosts (重启, then 查询Agent状态), with one worker of ``--concurrency 20``, then with two workers of
-``--concurrency 20`` each; the job limit (``NODEOPS_JOB_LIMIT``) is high enough not to cap them. Hosts per second
-should about double: each worker runs at most ``--concurrency`` hosts at once. It does so only as far as the
-hosts' own CPU allows: here they share the machine's cores, and the report shows how much of a host's time was
-its login and restart on the host against its sleep and the workers' part.
+sleeps ``--sleep-step`` seconds (3, give or take up to ``--sleep-jitter``, 1) before ``restart`` and then runs the
+real script. The timed job is RESTART_AGENT on all N hosts (重启, then 查询Agent状态), with one worker of
+``--concurrency 20``, then with two workers of ``--concurrency 20`` each; the job limit (``NODEOPS_JOB_LIMIT``) is
+high enough not to cap them. Hosts per second should about double: each worker runs at most ``--concurrency``
+hosts at once. It does so only as far as the hosts' own CPU allows: here they share the machine's cores, and the
+report shows how much of a host's time was its login and restart on the host against its sleep and the workers' part.
 
 Run as root (it starts sshd for the user ``nodeops-test``): ``.venv/bin/python bench/capacity.py [N]``. Only
 127.0.0.0/8 is used; everything started is stopped on exit, on error, and on Ctrl-C or SIGTERM, and the database
@@ -111,17 +111,22 @@ def report(result: dict[str, Any], args: argparse.Namespace, runtime_s: float) -
     )
     w("")
     header = (
-        f"{'workers':>7} {'wall s':>7} {'hosts/s':>8} {'x 1 worker':>11} {'bound hosts/s':>14} {'ceiling':>8} "
+        f"{'workers':>7} {'wall s':>7} {'hosts/s':>8} {'x 1 worker':>11} {'middle hosts/s':>15} {'x 1 worker':>11} "
+        f"{'slots busy':>11} {'bound hosts/s':>14} {'ceiling':>8} "
         f"{'wave s':>7} {'CPU ms/host':>12} {'host ms/host':>13} {'hosts per worker':>17} {'busy cores':>11} "
         f"{'other load':>11}"
     )
     w(header)
     w("-" * len(header))
     first: float | None = None
+    first_middle: float | None = None
     for count in args.workers:
         up = result["rounds"][str(count)]
         rate = args.n / up["wall_s"]
         first = first or rate
+        middle = up["pace"]["middle_rate"]
+        first_middle = first_middle or middle
+        busy_slots = up["pace"]["record_s"] / (count * args.concurrency * up["wall_s"])
         bound = count * args.concurrency / args.sleep_step
         # the machine's cores over the core-seconds a host took (controller, hosts, PostgreSQL, Redis, the rest)
         ceiling = (os.cpu_count() or 1) * args.n / (up["machine_busy_cores"] * up["wall_s"])
@@ -130,7 +135,8 @@ def report(result: dict[str, Any], args: argparse.Namespace, runtime_s: float) -
         wave = count * args.concurrency * (host_s + up["cpu_s"] / args.n) / (os.cpu_count() or 1)
         owners = "/".join(str(v) for _, v in sorted(up["owners"].items()))
         w(
-            f"{count:7d} {up['wall_s']:7.2f} {rate:8.1f} {rate / first:10.2f}x {bound:14.1f} {ceiling:8.1f} "
+            f"{count:7d} {up['wall_s']:7.2f} {rate:8.1f} {rate / first:10.2f}x {middle:15.1f} "
+            f"{middle / first_middle:10.2f}x {busy_slots:10.0%} {bound:14.1f} {ceiling:8.1f} "
             f"{wave:7.2f} {1000 * up['cpu_s'] / args.n:12.1f} {fmt(up['hosts_cpu_s'], 1000 / args.n, 1):>13} "
             f"{owners:>17} {up['machine_busy_cores']:11.2f} {fmt(up['other_cores']):>11}"
         )
@@ -145,6 +151,9 @@ def report(result: dict[str, Any], args: argparse.Namespace, runtime_s: float) -
             cells.append(f"{p50:7.2f} / {p90:5.2f}")
         w(f"{name[:24]:>24}" + "".join(f"{c:>16}" for c in cells))
     w("")
+    w("hosts/s: N over the wall, from the call to the job's end. middle hosts/s: while the middle 80% of hosts")
+    w("ended (10th to 90th percentile of the records' end times), without the ramp-up and the drain (the last")
+    w("hosts' slots wait for the slowest). slots busy: the records' summed seconds over workers x concurrency x wall.")
     w("bound: workers x concurrency / sleep, the most hosts per second the slots allow if a host cost nothing but")
     w("its sleep. ceiling: the machine's CPUs over the CPU seconds the whole machine spent per host (API, workers,")
     w("the hosts' sshd sessions and agents, PostgreSQL, Redis), the most hosts per second its cores allow.")
@@ -168,14 +177,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Hosts per second of one worker against two when each host's step waits on the host.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("n", nargs="?", type=int, default=200, help="hosts")
+    parser.add_argument("n", nargs="?", type=int, default=500, help="hosts")
     parser.add_argument("--sleep-step", type=float, default=3.0, help="seconds the restart sleeps on each host")
     parser.add_argument(
         "--sleep-jitter",
         type=float,
-        default=0.0,
+        default=1.0,
         help="each restart sleeps --sleep-step plus or minus up to this many seconds (uniform), so hosts that start "
-        "together do not all end together",
+        "together do not all end together (0: every host sleeps exactly --sleep-step, and the hosts of each wave log "
+        "in and restart at once on this machine's cores)",
     )
     parser.add_argument("--concurrency", type=int, default=20, help="each worker's --concurrency")
     parser.add_argument("--workers", default="1,2", help="numbers of workers to measure, comma-separated")
