@@ -265,6 +265,42 @@ async def test_pipelines_ending_together_share_one_background_flush(services):
         await writer.aclose()
 
 
+async def test_settled_within_a_time_is_written_then_and_shared_by_those_settling_meanwhile(services):
+    """``settled(within_s=...)`` does not wait for the next tick (here 30 s away): the flush comes within_s later,
+    one transaction for every host that settled meanwhile; what is queued after it waits for the ticks again."""
+    job = make_job(services, runs=[])
+    writer = LogWriter(services.db, UTC, flush_interval_s=30)
+    writes = 0
+    original = writer._write
+
+    def counted(batch):
+        nonlocal writes
+        writes += 1
+        original(batch)
+
+    writer._write = counted  # type: ignore[method-assign]
+    writer.start()
+    loop = asyncio.get_running_loop()
+    try:
+        writer.line(job.record_id, 0, "INFO", "first host done 完成")
+        started = loop.time()
+        first = asyncio.create_task(writer.settled(within_s=0.2))
+        await asyncio.sleep(0.05)
+        writer.line(job.record_id, 0, "INFO", "second host done")
+        second = asyncio.create_task(writer.settled(within_s=0.2))
+        await asyncio.wait_for(asyncio.gather(first, second), timeout=5)
+        assert 0.15 <= loop.time() - started < 2.0  # the asked-for time, not the 30 s tick
+        assert writes == 1
+        assert _texts(services, job.record_id) == [(0, "first host done 完成"), (0, "second host done")]
+        writer.line(job.record_id, 0, "INFO", "no hurry")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(writer.settled()), timeout=0.5)
+        assert writes == 1
+    finally:
+        await asyncio.wait_for(writer.aclose(), timeout=5)
+    assert _texts(services, job.record_id)[-1] == (0, "no hurry")  # closing wrote it
+
+
 async def test_settled_without_a_background_task_flushes_itself(services):
     job = make_job(services, runs=[])
     writer = LogWriter(services.db, UTC)

@@ -54,6 +54,7 @@ Publish = Callable[[int, Sequence[int], str], None]
 UNPUBLISHED_AFTER_S = 10.0  # a task committed this long ago and never published was lost by its API process
 MAX_CLAIM_RETRY_S = 1.0  # the longest pause of a claim waiting for its host's turn or a slot
 REVOKE_BACKSTOP_S = 1.0  # a revoke whose notice was lost still reaches the worker within this
+SETTLE_S = 0.02  # a host's end is written at most this long after it, not at the log writer's next tick
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -359,7 +360,9 @@ class ClusterWorker:
                         job_id = await self.db.call(functools.partial(self._job_of, record_id))
             finally:
                 self._claimed.discard(record_id)
-                await self.writer.settled()  # the next periodic flush: hosts ending together share it
+                # the record's end written before the message is done (and its slot taken again), within
+                # SETTLE_S: hosts ending together share the flush
+                await self.writer.settled(within_s=SETTLE_S)
                 if job_id is not None and not await self.db.read(functools.partial(self._active, job_id)):
                     await self.db.call(functools.partial(self._refresh, job_id))
 

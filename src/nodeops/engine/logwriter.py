@@ -113,6 +113,7 @@ class LogWriter:
         self._stamp_second = -1
         self._stamp = ""
         self._task: asyncio.Task[None] | None = None
+        self._soon: asyncio.TimerHandle | None = None  # a flush asked for sooner than the next tick (``settled``)
         self._closing = False
         self._worker_id = worker_id
         self._on_lease_lost = on_lease_lost
@@ -188,14 +189,18 @@ class LogWriter:
                 raise
             await self._advance(upto)
 
-    async def settled(self) -> None:
+    async def settled(self, *, within_s: float | None = None) -> None:
         """Until everything queued so far is written (or dropped, as ``flush`` says), by the background task's
-        next flush: pipelines ending together share its one transaction rather than forcing one each. Raises
-        LeaseLost when the worker's lease is gone; flushes itself when no background task runs."""
+        next flush: pipelines ending together share its one transaction rather than forcing one each. With
+        ``within_s``, that flush comes at most this much later than now, not at the next tick: whoever waits for
+        it is held no longer (those settling within the same ``within_s`` still share it). Raises LeaseLost when
+        the worker's lease is gone; flushes itself when no background task runs."""
         target = self._queued
         if self._task is None or self._task.done():
             await self.flush()
             return
+        if within_s is not None and self._soon is None:
+            self._soon = asyncio.get_running_loop().call_later(within_s, self._flush_soon)
         async with self._progress:
             await self._progress.wait_for(lambda: self._written >= target or self.lease_lost)
         if self._written < target:
@@ -274,6 +279,10 @@ class LogWriter:
         async with self._progress:
             self._progress.notify_all()
 
+    def _flush_soon(self) -> None:
+        self._soon = None
+        self._wake.set()
+
     def _requeue(self, batch: list[_Op]) -> None:
         """Put a batch not written back in front of what was queued since, in its order."""
         self._pending[:0] = batch
@@ -282,6 +291,9 @@ class LogWriter:
     async def aclose(self) -> None:
         """Flush what is left and stop the background task."""
         self._closing = True
+        if self._soon is not None:
+            self._soon.cancel()
+            self._soon = None
         self._wake.set()
         self._queued_any.set()
         if self._task is not None:
