@@ -30,6 +30,22 @@ def _revision(services, record_id: int) -> int:
     return int(_rows(services, "SELECT revision FROM instance_records WHERE id = :r", r=record_id)[0][0])
 
 
+class _Writes:
+    count = 0
+
+
+def _count_writes(writer: LogWriter) -> _Writes:
+    """Count the writer's transactions (its ``_write`` calls, each still writing)."""
+    writes, original = _Writes(), writer._write
+
+    def counted(batch):
+        writes.count += 1
+        original(batch)
+
+    writer._write = counted  # type: ignore[method-assign]
+    return writes
+
+
 async def test_one_flush_merges_each_step_and_record_and_keeps_every_line_in_order(services):
     first = make_job(services, runs=[], bk_host_id=1, ip="127.0.0.1")
     second = make_job(services, runs=[], bk_host_id=2, ip="127.0.0.2")
@@ -239,24 +255,16 @@ async def test_a_batch_refused_every_time_is_dropped_loudly_and_the_lines_after_
 async def test_pipelines_ending_together_share_one_background_flush(services):
     job = make_job(services, runs=[])
     writer = LogWriter(services.db, UTC, flush_interval_s=0.3)
+    writes = _count_writes(writer)
     writer.start()
     try:
-        writes = 0
-        original = writer._write
-
-        def counted(batch):
-            nonlocal writes
-            writes += 1
-            original(batch)
-
-        writer._write = counted  # type: ignore[method-assign]
         await asyncio.sleep(0.35)  # past one (empty) background flush
         writer.line(job.record_id, 0, "INFO", "first host done")
         first = asyncio.create_task(writer.settled())
         writer.line(job.record_id, 0, "INFO", "second host done")
         second = asyncio.create_task(writer.settled())
         await asyncio.wait_for(asyncio.gather(first, second), timeout=5)
-        assert writes == 1  # one transaction for both
+        assert writes.count == 1  # one transaction for both
         assert _texts(services, job.record_id) == [(0, "first host done"), (0, "second host done")]
         writer.line(job.record_id, 0, "INFO", "third")
         await asyncio.wait_for(writer.settled(), timeout=5)
@@ -270,15 +278,7 @@ async def test_settled_within_a_time_is_written_then_and_shared_by_those_settlin
     one transaction for every host that settled meanwhile; what is queued after it waits for the ticks again."""
     job = make_job(services, runs=[])
     writer = LogWriter(services.db, UTC, flush_interval_s=30)
-    writes = 0
-    original = writer._write
-
-    def counted(batch):
-        nonlocal writes
-        writes += 1
-        original(batch)
-
-    writer._write = counted  # type: ignore[method-assign]
+    writes = _count_writes(writer)
     writer.start()
     loop = asyncio.get_running_loop()
     try:
@@ -290,12 +290,12 @@ async def test_settled_within_a_time_is_written_then_and_shared_by_those_settlin
         second = asyncio.create_task(writer.settled(within_s=0.2))
         await asyncio.wait_for(asyncio.gather(first, second), timeout=5)
         assert 0.15 <= loop.time() - started < 2.0  # the asked-for time, not the 30 s tick
-        assert writes == 1
+        assert writes.count == 1
         assert _texts(services, job.record_id) == [(0, "first host done 完成"), (0, "second host done")]
         writer.line(job.record_id, 0, "INFO", "no hurry")
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(asyncio.shield(writer.settled()), timeout=0.5)
-        assert writes == 1
+        assert writes.count == 1
     finally:
         await asyncio.wait_for(writer.aclose(), timeout=5)
     assert _texts(services, job.record_id)[-1] == (0, "no hurry")  # closing wrote it
