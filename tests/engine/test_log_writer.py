@@ -301,6 +301,30 @@ async def test_settled_within_a_time_is_written_then_and_shared_by_those_settlin
     assert _texts(services, job.record_id)[-1] == (0, "no hurry")  # closing wrote it
 
 
+async def test_the_soonest_settle_wins_and_a_settle_with_nothing_to_write_asks_for_no_flush(services):
+    job = make_job(services, runs=[])
+    writer = LogWriter(services.db, UTC, flush_interval_s=30)
+    writes = _count_writes(writer)
+    writer.start()
+    loop = asyncio.get_running_loop()
+    try:
+        writer.line(job.record_id, 0, "INFO", "patient")
+        started = loop.time()
+        patient = asyncio.create_task(writer.settled(within_s=10))
+        await asyncio.sleep(0.05)
+        writer.line(job.record_id, 0, "INFO", "in a hurry")
+        await asyncio.wait_for(writer.settled(within_s=0.1), timeout=5)
+        await asyncio.wait_for(patient, timeout=1)
+        assert loop.time() - started < 2.0  # the 0.1 s asked for last, not the 10 s asked for first
+        assert writes.count == 1
+        await asyncio.wait_for(writer.settled(within_s=0.05), timeout=1)  # everything is written: returns at once
+        await asyncio.sleep(0.3)
+        assert writes.count == 1 and writer._soon is None
+        assert _texts(services, job.record_id) == [(0, "patient"), (0, "in a hurry")]
+    finally:
+        await asyncio.wait_for(writer.aclose(), timeout=5)
+
+
 async def test_settled_without_a_background_task_flushes_itself(services):
     job = make_job(services, runs=[])
     writer = LogWriter(services.db, UTC)

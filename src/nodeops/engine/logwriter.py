@@ -199,8 +199,12 @@ class LogWriter:
         if self._task is None or self._task.done():
             await self.flush()
             return
-        if within_s is not None and self._soon is None:
-            self._soon = asyncio.get_running_loop().call_later(within_s, self._flush_soon)
+        if within_s is not None and self._written < target:
+            loop = asyncio.get_running_loop()
+            if self._soon is None or self._soon.when() > loop.time() + within_s:
+                if self._soon is not None:
+                    self._soon.cancel()
+                self._soon = loop.call_later(within_s, self._flush_soon)
         async with self._progress:
             await self._progress.wait_for(lambda: self._written >= target or self.lease_lost)
         if self._written < target:
