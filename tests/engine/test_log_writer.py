@@ -273,9 +273,15 @@ async def test_pipelines_ending_together_share_one_background_flush(services):
         await writer.aclose()
 
 
-async def test_settled_within_a_time_is_written_then_and_shared_by_those_settling_meanwhile(services):
-    """``settled(within_s=...)`` does not wait for the next tick (here 30 s away): the flush comes within_s later,
-    one transaction for every host that settled meanwhile; what is queued after it waits for the ticks again."""
+@pytest.mark.parametrize(
+    ("first_s", "second_s"), [(0.2, 0.2), (10.0, 0.1)], ids=["settles-within-share-a-flush", "the-soonest-wins"]
+)
+async def test_settled_within_a_time_is_written_then_in_one_flush_for_those_settling_meanwhile(
+    services, first_s: float, second_s: float
+):
+    """``settled(within_s=...)`` does not wait for the next tick (here 30 s away): the flush comes at the soonest
+    time asked for, one transaction for every host that settled meanwhile. A settle with nothing left to write
+    asks for no flush, and what is queued after a plain ``settled`` waits for the ticks again."""
     job = make_job(services, runs=[])
     writer = LogWriter(services.db, UTC, flush_interval_s=30)
     writes = _count_writes(writer)
@@ -284,14 +290,18 @@ async def test_settled_within_a_time_is_written_then_and_shared_by_those_settlin
     try:
         writer.line(job.record_id, 0, "INFO", "first host done 完成")
         started = loop.time()
-        first = asyncio.create_task(writer.settled(within_s=0.2))
+        first = asyncio.create_task(writer.settled(within_s=first_s))
         await asyncio.sleep(0.05)
         writer.line(job.record_id, 0, "INFO", "second host done")
-        second = asyncio.create_task(writer.settled(within_s=0.2))
+        second = asyncio.create_task(writer.settled(within_s=second_s))
         await asyncio.wait_for(asyncio.gather(first, second), timeout=5)
-        assert 0.15 <= loop.time() - started < 2.0  # the asked-for time, not the 30 s tick
+        soonest = min(first_s, 0.05 + second_s)
+        assert soonest - 0.05 <= loop.time() - started < 2.0  # the soonest time asked for, not the 30 s tick
         assert writes.count == 1
         assert _texts(services, job.record_id) == [(0, "first host done 完成"), (0, "second host done")]
+        await asyncio.wait_for(writer.settled(within_s=0.05), timeout=1)  # everything is written: returns at once
+        await asyncio.sleep(0.3)
+        assert writes.count == 1 and writer._soon is None
         writer.line(job.record_id, 0, "INFO", "no hurry")
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(asyncio.shield(writer.settled()), timeout=0.5)
@@ -299,30 +309,6 @@ async def test_settled_within_a_time_is_written_then_and_shared_by_those_settlin
     finally:
         await asyncio.wait_for(writer.aclose(), timeout=5)
     assert _texts(services, job.record_id)[-1] == (0, "no hurry")  # closing wrote it
-
-
-async def test_the_soonest_settle_wins_and_a_settle_with_nothing_to_write_asks_for_no_flush(services):
-    job = make_job(services, runs=[])
-    writer = LogWriter(services.db, UTC, flush_interval_s=30)
-    writes = _count_writes(writer)
-    writer.start()
-    loop = asyncio.get_running_loop()
-    try:
-        writer.line(job.record_id, 0, "INFO", "patient")
-        started = loop.time()
-        patient = asyncio.create_task(writer.settled(within_s=10))
-        await asyncio.sleep(0.05)
-        writer.line(job.record_id, 0, "INFO", "in a hurry")
-        await asyncio.wait_for(writer.settled(within_s=0.1), timeout=5)
-        await asyncio.wait_for(patient, timeout=1)
-        assert loop.time() - started < 2.0  # the 0.1 s asked for last, not the 10 s asked for first
-        assert writes.count == 1
-        await asyncio.wait_for(writer.settled(within_s=0.05), timeout=1)  # everything is written: returns at once
-        await asyncio.sleep(0.3)
-        assert writes.count == 1 and writer._soon is None
-        assert _texts(services, job.record_id) == [(0, "patient"), (0, "in a hurry")]
-    finally:
-        await asyncio.wait_for(writer.aclose(), timeout=5)
 
 
 async def test_settled_without_a_background_task_flushes_itself(services):
