@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -132,7 +134,12 @@ class Host(Base):
     """A host of the inventory, with its SSH login; credentials are encrypted (never plaintext)."""
 
     __tablename__ = "hosts"
-    __table_args__ = (UniqueConstraint("bk_cloud_id", "inner_ip"), Index(None, "inner_ipv6"))
+    __table_args__ = (
+        UniqueConstraint("bk_cloud_id", "inner_ip"),
+        Index(None, "inner_ipv6"),
+        Index(None, "bk_cloud_id", "node_type"),
+        Index(None, "agent_status"),
+    )
     bk_host_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     bk_biz_id: Mapped[int] = mapped_column(Integer)
     bk_cloud_id: Mapped[int] = mapped_column(Integer, default=0)
@@ -157,6 +164,11 @@ class Host(Base):
     agent_version: Mapped[str | None] = mapped_column(String(64))
     agent_token_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     last_heartbeat_at: Mapped[datetime | None]
+    # AGENT (direct area), PROXY, PAGENT (an agent of a cloud area); network spec §13.1
+    node_type: Mapped[str] = mapped_column(String(16), default="AGENT", server_default="AGENT")
+    install_channel_id: Mapped[int | None] = mapped_column(Integer)
+    upstream_nodes: Mapped[list[Any] | None] = mapped_column(JSON)  # the proxy/jump host it was last reached through
+    heartbeat_interval_s: Mapped[float | None] = mapped_column(Float)  # its agent's configured rhythm
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -206,6 +218,44 @@ class AccessPoint(Base):
     name: Mapped[str] = mapped_column(String(64))
     server_url: Mapped[str] = mapped_column(String(255))
     linux_setup_path: Mapped[str] = mapped_column(String(255), default="/usr/local/nodeops-agent")
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # where proxies (and so their areas' agents) report: the URL as seen from outside; None: server_url
+    outer_server_url: Mapped[str | None] = mapped_column(String(255))
+    package_inner_url: Mapped[str | None] = mapped_column(String(255))
+    package_outer_url: Mapped[str | None] = mapped_column(String(255))
+    is_enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    creator: Mapped[list[Any] | None] = mapped_column(JSON)
+    # Node Manager's fields kept and echoed, not acted on (server lists, zk hosts, region, ports...)
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    zk_password_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime | None] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class CloudArea(Base):
+    """A cloud area (管控区域, network spec §12); area 0, the direct area, has no row."""
+
+    __tablename__ = "cloud_areas"
+    bk_cloud_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bk_cloud_name: Mapped[str] = mapped_column(String(45), unique=True)
+    isp: Mapped[str | None] = mapped_column(String(45))
+    ap_id: Mapped[int] = mapped_column(Integer, default=-1, server_default="-1")  # -1: 自动选择接入点
+    creator: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    is_visible: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InstallChannel(Base):
+    """An install channel (安装通道, network spec §14): the jump servers a host is reached through, and the
+    upstream its agent uses."""
+
+    __tablename__ = "install_channels"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(45))
+    bk_cloud_id: Mapped[int] = mapped_column(Integer, index=True)
+    jump_servers: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    upstream_servers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
