@@ -1,5 +1,5 @@
 """The test network: five network namespaces on one machine, so a test proves that hosts the service cannot reach
-are installed through a proxy or a jump host (docs/architecture.md, "The test network")::
+are installed through a proxy or a jump host (README.md, "Development")::
 
     srv 198.18.0.1 ──── 198.18.0.2 px 198.18.1.1 ──── c1 198.18.1.11, 198.18.1.12
     srv 198.18.2.1 ──── 198.18.2.2 jh 198.18.3.1 ──── c2 198.18.3.11
@@ -97,19 +97,22 @@ HOSTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 # srv must not reach the areas behind the proxy and the jump server.
 UNREACHABLE_FROM_SRV = ("198.18.1.0/24", "198.18.3.0/24")
 
-# Run inside a namespace: connect to argv[1]:argv[2] within argv[3] seconds, print 0 or the errno.
+# Run inside a namespace: connect to argv[1]:argv[2] within argv[3] seconds; print 0 or the errno (-1: timed out),
+# and the seconds the attempt took.
 CONNECT_PROBE = """
-import socket, sys
+import socket, sys, time
 sock = socket.socket()
 sock.settimeout(float(sys.argv[3]))
+started = time.monotonic()
 try:
     sock.connect((sys.argv[1], int(sys.argv[2])))
 except socket.timeout:
-    print(-1)
+    code = -1
 except OSError as exc:
-    print(exc.errno)
+    code = exc.errno
 else:
-    print(0)
+    code = 0
+print(code, time.monotonic() - started)
 """
 # Run inside a namespace: log in with the password read from stdin (never in argv) and run argv[4].
 SSH_PROBE = """
@@ -313,9 +316,15 @@ class Network:
     def tcp_connect(self, role: str, ip: str, port: int, timeout_s: float = CONNECT_TIMEOUT_S) -> int:
         """Connect from inside ``role`` to ``ip:port``: 0 when it connected, else the errno (e.g. ENETUNREACH,
         ECONNREFUSED), or ``TIMED_OUT`` when nothing answered within ``timeout_s``."""
+        return self.tcp_connect_timed(role, ip, port, timeout_s)[0]
+
+    def tcp_connect_timed(
+        self, role: str, ip: str, port: int, timeout_s: float = CONNECT_TIMEOUT_S
+    ) -> tuple[int, float]:
+        """``tcp_connect``, and the seconds the connection attempt itself took."""
         argv = [sys.executable, "-c", CONNECT_PROBE, ip, str(port), str(timeout_s)]
-        result = self.run(role, argv, check=True, timeout=timeout_s + RUN_TIMEOUT_S)
-        return int(result.stdout.strip())
+        code, seconds = self.run(role, argv, check=True, timeout=timeout_s + RUN_TIMEOUT_S).stdout.split()
+        return int(code), float(seconds)
 
     def ssh_run(self, role: str, host: SSHTestHost, command: str) -> subprocess.CompletedProcess[str]:
         """Log in from inside ``role`` to ``host`` with its password (nodeops' own SSH transport) and run
