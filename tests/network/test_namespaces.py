@@ -4,9 +4,12 @@ neighbours, the service inside srv in both executors, and a network that leaves 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,9 +22,13 @@ from tests.support.netns import (
     unreachable,
 )
 from tests.support.netns_service import SRV_PORT, SrvService
+from tests.support.sshd import SSHTestHost
 
 FAST_S = 0.5  # "no route" is answered at once by the kernel; a timeout would take CONNECT_TIMEOUT_S
 SSH_PORT = 22
+
+INSTALL = "/api/c/compapi/v2/nodeman/api/job/install/"
+INSTALL_TIMEOUT_S = 120.0
 
 # Run inside a namespace: GET argv[1] and print its status and body.
 HTTP_GET = """
@@ -90,6 +97,50 @@ def test_agents_reach_the_service_through_the_neighbours_and_an_area_cannot(srv_
     for area in ("c1", "c2"):
         for ip in (ADDRESSES.srv_px, ADDRESSES.srv_jh):
             assert unreachable(network.tcp_connect(area, ip, SRV_PORT))
+
+
+@pytest.fixture
+def installs(srv_service: SrvService) -> Iterator[str]:
+    """A folder name for this test's installs; the agents installed in the network are stopped at the end."""
+    yield f"agent-{uuid.uuid4().hex[:8]}"
+    srv_service.network.stop_agents()
+
+
+def install_host(host: SSHTestHost, folder: str) -> dict[str, object]:
+    return {
+        "bk_biz_id": 2,
+        "inner_ip": host.ip,
+        "port": host.port,
+        "account": host.username,
+        "password": host.password,
+        "setup_path": f"{host.setup_path}/{folder}",
+    }
+
+
+def test_the_service_inside_srv_installs_an_agent_on_the_proxy_host_and_it_reports_back(
+    srv_service: SrvService, installs: str
+) -> None:
+    host = srv_service.network.hosts["px"]
+    job_id = srv_service.api.ok(INSTALL, {"job_type": "INSTALL_AGENT", "hosts": [install_host(host, installs)]})[
+        "job_id"
+    ]
+    done = srv_service.api.wait(job_id, timeout_s=INSTALL_TIMEOUT_S)
+    assert done["status"] == "SUCCESS", (done, srv_service.cluster.log("api"))
+    config = json.loads(next((host.setup_path / installs).glob("**/agent.json")).read_text())
+    assert config["server_url"] == srv_service.url_via_px
+
+
+def test_the_service_inside_srv_cannot_install_a_host_behind_the_proxy_directly(
+    srv_service: SrvService, installs: str
+) -> None:
+    host = srv_service.network.hosts["c1_a"]
+    job_id = srv_service.api.ok(INSTALL, {"job_type": "INSTALL_AGENT", "hosts": [install_host(host, installs)]})[
+        "job_id"
+    ]
+    done = srv_service.api.wait(job_id, timeout_s=INSTALL_TIMEOUT_S)
+    assert done["status"] == "FAILED", done
+    steps = srv_service.api.log(job_id, done["list"][0]["instance_id"])
+    assert any(f"cannot reach {host.ip}:{host.port}: Network is unreachable" in step["log"] for step in steps), steps
 
 
 def test_a_network_removes_everything_it_made() -> None:

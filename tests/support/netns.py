@@ -41,6 +41,7 @@ from typing import Any, NoReturn
 
 import pytest
 
+from tests.support.jobs import AGENT
 from tests.support.sshd import IP, SSHLab, SSHTestHost
 
 PREFIX = "nodeops"
@@ -339,6 +340,13 @@ class Network:
         self._lab = lab
         for name, (role, ip, also) in HOSTS.items():
             self.hosts[name] = lab.start_in_namespace(self.names[role], ip, also=also)
+
+    def stop_agents(self) -> None:
+        """Stop every agent installed under a network host's ``setup_path`` (a test's installs, at its end)."""
+        for host in self.hosts.values():
+            for script in host.setup_path.glob(f"**/{AGENT}"):
+                argv = [sys.executable, str(script), "stop", "--home", str(script.parent)]
+                subprocess.run(argv, check=False, capture_output=True, timeout=RUN_TIMEOUT_S)
 
     def start_sshd(self, role: str, ip: str, *, also: tuple[str, ...] = ()) -> SSHTestHost:
         """One more sshd test host inside ``role``, on port 22 of ``ip`` (an address of that namespace) and of
