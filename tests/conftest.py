@@ -21,7 +21,7 @@ from tests.support.cluster import cluster
 from tests.support.jobs import api
 from tests.support.live_server import LiveServer, listen_socket, live_server
 from tests.support.netns import network
-from tests.support.netns_service import srv_service
+from tests.support.netns_service import srv_env, srv_service
 from tests.support.services import (
     BROKER_ENV,
     PG_ENV,
@@ -61,6 +61,7 @@ __all__ = [
     "services",
     "settings",
     "sqlite_template",
+    "srv_env",
     "srv_service",
     "ssh_hosts",
     "ssh_lab",

@@ -29,6 +29,7 @@ SSH_PORT = 22
 
 INSTALL = "/api/c/compapi/v2/nodeman/api/job/install/"
 INSTALL_TIMEOUT_S = 120.0
+HEARTBEAT_INTERVAL_S = 7.0
 
 # Run inside a namespace: GET argv[1] and print its status and body.
 HTTP_GET = """
@@ -100,6 +101,12 @@ def test_agents_reach_the_service_through_the_neighbours_and_an_area_cannot(srv_
 
 
 @pytest.fixture
+def srv_env() -> dict[str, str]:
+    """The service inside srv with a heartbeat interval of its own, to see its settings reach the agents."""
+    return {"NODEOPS_AGENT_HEARTBEAT_INTERVAL_S": str(HEARTBEAT_INTERVAL_S)}
+
+
+@pytest.fixture
 def installs(srv_service: SrvService) -> Iterator[str]:
     """A folder name for this test's installs; the agents installed in the network are stopped at the end."""
     yield f"agent-{uuid.uuid4().hex[:8]}"
@@ -127,7 +134,7 @@ def test_the_service_inside_srv_installs_an_agent_on_the_proxy_host_and_it_repor
     done = srv_service.api.wait(job_id, timeout_s=INSTALL_TIMEOUT_S)
     assert done["status"] == "SUCCESS", (done, srv_service.cluster.log("api"))
     config = json.loads(next((host.setup_path / installs).glob("**/agent.json")).read_text())
-    assert config["server_url"] == srv_service.url_via_px
+    assert (config["server_url"], config["interval_s"]) == (srv_service.url_via_px, HEARTBEAT_INTERVAL_S)
 
 
 def test_the_service_inside_srv_cannot_install_a_host_behind_the_proxy_directly(

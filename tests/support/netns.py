@@ -26,6 +26,7 @@ test user and password of tests/support/sshd.py, port 22) on px, c1_a, c1_b, jh 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -153,8 +154,6 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
     return True
 
 
@@ -163,20 +162,25 @@ def existing_namespaces() -> list[str]:
     return [line.split()[0] for line in _ip("netns", "list").stdout.splitlines() if line.strip()]
 
 
+def _pids_in(namespace: str) -> list[int]:
+    """The processes inside ``namespace`` (an ended one leaves it at once, before its parent reaps it)."""
+    return [int(pid) for pid in _ip("netns", "pids", namespace, check=False).stdout.split()]
+
+
 def _end_processes(namespace: str) -> None:
-    """End every process still inside ``namespace`` (agents the tests installed, sshd sessions), so that deleting
-    its name also frees the namespace and its veth ends."""
-    pids = [int(pid) for pid in _ip("netns", "pids", namespace, check=False).stdout.split()]
-    for sig, grace in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, KILL_GRACE_S)):
-        for pid in pids:
-            try:
+    """End every process still inside ``namespace`` (agents the tests installed, sshd sessions): SIGTERM, then
+    SIGKILL for those still there after ``KILL_GRACE_S``; so that deleting its name frees the namespace and its
+    veth ends."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in _pids_in(namespace):
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + grace
-        while (pids := [pid for pid in pids if _alive(pid)]) and time.monotonic() < deadline:
+        deadline = time.monotonic() + KILL_GRACE_S
+        while _pids_in(namespace):
+            if time.monotonic() > deadline:
+                break
             time.sleep(0.05)
-        if not pids:
+        else:
             return
 
 

@@ -143,8 +143,11 @@ def _short_dir() -> Iterator[Path]:
 
 
 @contextmanager
-def running_in_srv(network: Network, root: Path, executor: str, **fixtures: Any) -> Iterator[SrvService]:
-    """Run the service inside srv on a database of its own until the block ends.
+def running_in_srv(
+    network: Network, root: Path, executor: str, *, env: dict[str, str] | None = None, **fixtures: Any
+) -> Iterator[SrvService]:
+    """Run the service inside srv on a database of its own, with the settings ``env`` (``NODEOPS_...``
+    variables), until the block ends.
 
     ``executor="embedded"``: a migrated SQLite file under ``root`` (``fixtures["sqlite_template"]``).
     ``executor="celery"``: a PostgreSQL database copied from ``fixtures["pg_template"]`` of
@@ -171,6 +174,7 @@ def running_in_srv(network: Network, root: Path, executor: str, **fixtures: Any)
             public_url=f"http://{ADDRESSES.srv_px}:{SRV_PORT}",
             command_prefix=network.exec_prefix("srv"),
             uds=stack.enter_context(_short_dir()) / "api.sock",
+            extra_env=dict(env or {}),
         )
         app = seed_callers(root, database_url)
         made.db = sa.create_engine(database_url)
@@ -186,12 +190,22 @@ def running_in_srv(network: Network, root: Path, executor: str, **fixtures: Any)
         yield SrvService(executor=executor, network=network, cluster=made, app=app, client=client, api=made.api)
 
 
+@pytest.fixture
+def srv_env() -> dict[str, str]:
+    """Settings (``NODEOPS_...`` variables) the service and its workers inside srv run with, over the defaults;
+    a test module overrides this fixture to change them, e.g. a short heartbeat interval."""
+    return {}
+
+
 @pytest.fixture(params=EXECUTORS)
-def srv_service(request: pytest.FixtureRequest, network: Network, tmp_path: Path) -> Iterator[SrvService]:
+def srv_service(
+    request: pytest.FixtureRequest, network: Network, tmp_path: Path, srv_env: dict[str, str]
+) -> Iterator[SrvService]:
     """The service inside srv (``SrvService``), once in the embedded mode on SQLite and once in celery mode on
-    PostgreSQL and Redis with one worker; a test wanting one mode parametrizes it indirectly."""
+    PostgreSQL and Redis with one worker, with the settings ``srv_env``; a test wanting one mode parametrizes it
+    indirectly: ``@pytest.mark.parametrize("srv_service", ["celery"], indirect=True)``."""
     executor = request.param
     names = ("pg_admin_url", "pg_template", "broker_url") if executor == "celery" else ("sqlite_template",)
     fixtures = {name: request.getfixturevalue(name) for name in names}
-    with running_in_srv(network, tmp_path, executor, **fixtures) as service:
+    with running_in_srv(network, tmp_path, executor, env=srv_env, **fixtures) as service:
         yield service
