@@ -150,18 +150,27 @@ def test_the_service_inside_srv_cannot_install_a_host_behind_the_proxy_directly(
     assert any(f"cannot reach {host.ip}:{host.port}: Network is unreachable" in step["log"] for step in steps), steps
 
 
+def root_links() -> set[str]:
+    """The names of this namespace's network interfaces."""
+    listing = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    return {line.split(": ")[1].split("@")[0] for line in listing.splitlines()}
+
+
 def test_a_network_removes_everything_it_made() -> None:
     made = Network()
+    links_before = root_links()
     made.create()
     try:
         present = set(existing_namespaces())
         assert set(made.names.values()) <= present
         # a process left inside (as an installed agent would be) does not keep the namespace alive
         sleeper = made.popen("c1", ["sleep", "600"])
+        assert root_links() == links_before  # the veth ends were made inside the namespaces
     finally:
         made.destroy()
     assert sleeper.wait(timeout=10) != 0
     assert [name for name in existing_namespaces() if name.startswith(made.prefix)] == []
+    assert root_links() == links_before
 
 
 def test_namespaces_of_a_run_that_is_gone_are_removed_and_those_of_a_live_one_kept() -> None:

@@ -234,7 +234,6 @@ class SSHLab:
         self.user = _ensure_user(self.root)
         self.version = _openssh_version()
         self.hosts: list[SSHTestHost] = []
-
         self.namespace_hosts: list[SSHTestHost] = []
 
     def take(self, count: int) -> list[SSHTestHost]:
