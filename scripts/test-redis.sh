@@ -70,6 +70,9 @@ cmd_start() {
                 || die "something else answers on $HOST:$PORT (not the Redis of $BASE)"
             log "using the test Redis another checkout started (in $other)"
         fi
+        [[ -n $(cli config get unixsocket | tr -d '\r' | sed -n 2p) ]] \
+            || log "this Redis has no unix socket (an older script started it): the tests of the service inside" \
+                "the test network need one; restart it from the checkout that started it ($0 stop, then start)"
         print_url
         return 0
     fi

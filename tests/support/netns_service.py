@@ -81,7 +81,7 @@ def redis_socket_url(broker_url: str) -> str:
     if not path:
         _unavailable(
             "the test Redis listens on no unix socket: it was started before scripts/test-redis.sh made one; "
-            "restart it (scripts/test-redis.sh stop && scripts/test-redis.sh start)"
+            "restart it from the checkout that started it (scripts/test-redis.sh stop, then start)"
         )
     number = urlsplit(broker_url).path.lstrip("/") or "0"
     return f"redis+socket://{path}?virtual_host={number}"
