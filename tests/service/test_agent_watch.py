@@ -108,6 +108,16 @@ async def test_a_heartbeat_revives_a_terminated_agent_and_says_so(services, watc
     assert (await watch.sweep()).hosts == []
 
 
+async def test_many_silent_hosts_are_marked_in_batches(services, watch, monkeypatch):
+    monkeypatch.setattr(agent_rows, "MARK_BATCH", 2)
+    agents = make_agents(services, 5)
+    for agent in agents:
+        set_host(services, agent, status="RUNNING", silent_s=100, interval_s=1.0)
+    silenced = await watch.sweep()
+    assert sorted(host for host, _ in silenced.hosts) == sorted(agent.bk_host_id for agent in agents)
+    assert status_of(services, agents) == ["TERMINATED"] * 5
+
+
 async def test_a_wrong_token_does_not_revive(services, watch):
     agent = make_agents(services, 1)[0]
     set_host(services, agent, status="RUNNING", silent_s=100, interval_s=1.0)

@@ -214,36 +214,50 @@ class Silenced(NamedTuple):
 
 
 # The silent agents: RUNNING, with a last heartbeat older than ``misses`` of their interval (the host's own, else
-# the service's). The agent_status index narrows the statement to the RUNNING rows; NULL last heartbeats (an
-# agent being (re)started) never compare older. Several processes may run it at once: a row another one has
-# just marked is no longer RUNNING when this one's statement reaches it, so each host is marked, and reported,
-# by one of them; a heartbeat that commits first keeps its host out.
+# the service's); NULL last heartbeats (an agent being (re)started) never compare older. The agent_status index
+# narrows the read to the RUNNING rows. The read takes no lock (SQLite's driver begins the write transaction only
+# at the UPDATE), so a fleet's heartbeats are not held up while it scans; the UPDATE then takes the silent rows
+# by primary key, checking the condition again, so a heartbeat committed in between keeps its host RUNNING.
 _SILENT_PG = (
-    "UPDATE hosts SET agent_status = %s, updated_at = %s WHERE agent_status = %s "
-    "AND last_heartbeat_at < %s - make_interval(secs => %s * COALESCE(heartbeat_interval_s, %s)) "
-    "RETURNING bk_host_id, last_heartbeat_at"
+    "agent_status = %s AND last_heartbeat_at < %s - make_interval(secs => %s * COALESCE(heartbeat_interval_s, %s))"
 )
 _SILENT_SQLITE = (
-    "UPDATE hosts SET agent_status = ?, updated_at = ? WHERE agent_status = ? "
-    "AND julianday(last_heartbeat_at) < julianday(?) - ? * COALESCE(heartbeat_interval_s, ?) / 86400.0 "
-    "RETURNING bk_host_id, last_heartbeat_at"
+    "agent_status = ? AND julianday(last_heartbeat_at) < julianday(?) - ? * COALESCE(heartbeat_interval_s, ?) / 86400.0"
 )
+MARK_BATCH = 500  # hosts per UPDATE: within SQLite's limit of bound parameters
 
 
 def mark_silent(db: Database, *, misses: int, default_interval_s: float) -> Silenced:
     """Mark TERMINATED every RUNNING host whose agent has sent nothing for ``misses`` heartbeat intervals, keeping
-    its last heartbeat: one statement, then one read of the shortest interval, in one short transaction."""
+    its last heartbeat. Several processes may do it at once: a row one of them has marked is no longer RUNNING
+    when another's UPDATE reaches it, so each host is marked, and reported, by one of them."""
     now = db.bind_time(utcnow())
     p = db.paramstyle
+    silent = _SILENT_SQLITE if db.is_sqlite else _SILENT_PG
+    condition = (RUNNING, now, float(misses), default_interval_s)
+    hosts: list[tuple[int, datetime]] = []
     with db.transaction() as cur:
-        cur.execute(
-            _SILENT_SQLITE if db.is_sqlite else _SILENT_PG,
-            (TERMINATED, now, RUNNING, now, float(misses), default_interval_s),
-        )
-        hosts = [(int(host), stored_utc(seen)) for host, seen in cur.fetchall()]
         cur.execute(f"SELECT MIN(heartbeat_interval_s) FROM hosts WHERE agent_status = {p}", (RUNNING,))
         shortest = cur.fetchone()[0]
-    return Silenced(
-        [(host, seen) for host, seen in hosts if seen is not None],
-        None if shortest is None else float(shortest),
-    )
+        cur.execute(f"SELECT bk_host_id FROM hosts WHERE {silent}", condition)
+        found = [int(row[0]) for row in cur.fetchall()]
+        for first in range(0, len(found), MARK_BATCH):
+            batch = found[first : first + MARK_BATCH]
+            cur.execute(
+                f"UPDATE hosts SET agent_status = {p}, updated_at = {p} "
+                f"WHERE bk_host_id IN ({', '.join([p] * len(batch))}) AND {silent} "
+                "RETURNING bk_host_id, last_heartbeat_at",
+                (TERMINATED, now, *batch, *condition),
+            )
+            hosts.extend(_seen(cur.fetchall()))
+    return Silenced(hosts, None if shortest is None else float(shortest))
+
+
+def _seen(rows: Sequence[Any]) -> list[tuple[int, datetime]]:
+    """``(bk_host_id, last heartbeat)`` of the rows ``mark_silent``'s UPDATE returned (never a NULL heartbeat)."""
+    found = []
+    for host, seen in rows:
+        at = stored_utc(seen)
+        assert at is not None
+        found.append((int(host), at))
+    return found
