@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,7 +22,7 @@ from nodeops.domain.contract import Contract, Field, Kind, one_object
 from nodeops.domain.instance_id import MAX_HOST_ID, HostKey
 from nodeops.domain.params import MAX_INT32, is_ascii_digits
 from nodeops.domain.scope import TopoObject
-from nodeops.errors import InvalidInput, PermissionDenied
+from nodeops.errors import InvalidInput
 from nodeops.service.auth import Caller
 from nodeops.service.host_requests import INSTALL_HOST, HostRequest, read_hosts
 from nodeops.service.job_commands import require_biz
@@ -492,23 +492,11 @@ NODE_COUNTS = Contract(
     (Field(name="nodes", kind=Kind.OBJECTS, required=True, noun="nodes", max_items=MAX_NODES, item=TOPO_NODE),),
 )
 REQUESTS = (IMPORT, EXPORT, HOST_SEARCH, BIZ, NODE_COUNTS)
+AGENT_STATUSES = frozenset(AgentStatus)
 AGENT_VIEW_ACTION = "agent_view"  # the IAM action the status counts need, on the business of every node
 
 
-def require_bizs(caller: Caller, rows: Mapping[int, Sequence[str]], *, action: str) -> None:
-    """Raise PermissionDenied (9900403) unless the caller is granted every business of ``rows``
-    (``bk_biz_id -> [names of the request's rows in it]``), naming the businesses refused and their rows."""
-    if caller.is_superuser:
-        return
-    missing = sorted(set(rows) - caller.biz_ids)
-    if missing:
-        named = [row for biz in missing for row in rows[biz]]
-        raise PermissionDenied(
-            username=caller.username, job_id=None, missing_biz_ids=missing, action=action, rows=named
-        )
-
-
-def _node_counts(params: Mapping[str, object]) -> list[tuple[str, HostQuery, dict[str, Any]]]:
+def _read_nodes(params: Mapping[str, object]) -> list[tuple[str, HostQuery, dict[str, Any]]]:
     """Each node of a counts request: its name, the query of its hosts and how the answer names it. A node is
     ``(bk_biz_id, bk_inst_id, bk_obj_id)``, a business's bk_inst_id (its bk_biz_id) may be left out."""
     problems: dict[str, str] = {}
@@ -640,8 +628,8 @@ class InventoryService:
             problems["os_type"] = "must be an OS type such as LINUX"
         statuses: list[str] = []
         for name, status in values.items("status"):
-            if status in AgentStatus.__members__.values():
-                statuses.append(str(status))
+            if isinstance(status, str) and status in AGENT_STATUSES:
+                statuses.append(status)
             else:
                 problems[name] = f"{str(status)[:40]!r} is not an agent status: one of {', '.join(AgentStatus)}"
         HOST_SEARCH.check(problems)
@@ -693,11 +681,11 @@ class InventoryService:
         the request, the caller's right on every node's business (before anything is read, so a refusal tells
         nothing of what the inventory holds), then every node must be in the inventory (3800001 naming those
         that are not)."""
-        nodes = _node_counts(params)
+        nodes = _read_nodes(params)
         rows: dict[int, list[str]] = {}
         for where, _query, node in nodes:
             rows.setdefault(node["bk_biz_id"], []).append(where)
-        require_bizs(caller, rows, action=AGENT_VIEW_ACTION)
+        require_biz(caller, rows, rows=rows, action=AGENT_VIEW_ACTION)
 
         def read() -> list[dict[str, Any]]:
             counted: list[dict[str, Any]] = []

@@ -17,7 +17,7 @@ from nodeops.domain.agent_status import status_display
 from nodeops.domain.contract import Contract, Field, Kind
 from nodeops.domain.params import MAX_INT32
 from nodeops.service.auth import Caller
-from nodeops.service.inventory import require_bizs
+from nodeops.service.job_commands import require_biz
 from nodeops.store import proxy_hosts
 from nodeops.store.db import Database
 from nodeops.store.models import Host, utcnow
@@ -91,7 +91,7 @@ class ProxyService:
         (needs ``proxy_operate`` on it), each row as Node Manager's ``biz_proxies_host``."""
         biz = BIZ_PROXIES.read(params).integer("bk_biz_id")
         assert biz is not None
-        require_bizs(caller, {biz: ["bk_biz_id"]}, action=PROXY_OPERATE_ACTION)
+        require_biz(caller, [biz], rows={biz: ["bk_biz_id"]}, action=PROXY_OPERATE_ACTION)
         visible = _visible(caller)
 
         def read() -> list[dict[str, Any]]:
