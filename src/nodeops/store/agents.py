@@ -4,8 +4,8 @@ agents that stopped reporting.
 Raw statements: every agent reports on a rhythm and every host of a job sets its state, so these stay indexed
 statements; heartbeats that arrive together are written in one transaction (``record_heartbeats``), on
 PostgreSQL in one statement, and the first heartbeat after an agent (re)started is announced to the other
-processes (``notices.HEARTBEAT_CHANNEL``). A RUNNING agent silent for too long is marked TERMINATED by one
-statement (``mark_silent``), and its next heartbeat makes it RUNNING again.
+processes (``notices.HEARTBEAT_CHANNEL``). RUNNING agents silent for too long are marked TERMINATED
+(``mark_silent``: one read, then an update by primary key), and a heartbeat makes its host RUNNING again.
 """
 
 from __future__ import annotations
@@ -85,28 +85,26 @@ def _announce(db: Database, news: Sequence[tuple[int, str]]) -> None:
         )
 
 
+_RECORD_ONE = (
+    "UPDATE hosts SET agent_status = ?, agent_version = ?, last_heartbeat_at = ?, updated_at = ? "
+    "WHERE bk_host_id = ? AND agent_token_hash = ?"
+)
+
+
 def _record_one_by_one(cur: WriteHandle, beats: Sequence[AgentHeartbeat], now: Any) -> HeartbeatsRecorded:
     # SQLite runs in process: a statement per beat costs microseconds, and its changed-row count is the answer.
-    # Its writers take turns, so the status read just before the update is the one the update replaces.
+    # A beat first revives its host if it is TERMINATED, then (it was not) records itself: both are writes, in the
+    # transaction's write lock, so no other writer (the watch) comes between what a beat saw and what it wrote.
     recorded: list[bool] = []
     revived: list[int] = []
     for beat in beats:
-        cur.execute(
-            "SELECT agent_status FROM hosts WHERE bk_host_id = ? AND agent_token_hash = ?",
-            (beat.bk_host_id, beat.token_hash),
-        )
-        row = cur.fetchone()
-        if row is None:
-            recorded.append(False)
-            continue
-        cur.execute(
-            "UPDATE hosts SET agent_status = ?, agent_version = ?, last_heartbeat_at = ?, updated_at = ? "
-            "WHERE bk_host_id = ? AND agent_token_hash = ?",
-            (RUNNING, beat.version, now, now, beat.bk_host_id, beat.token_hash),
-        )
-        recorded.append(cur.rowcount == 1)
-        if row[0] == TERMINATED and beat.bk_host_id not in revived:
+        values = (RUNNING, beat.version, now, now, beat.bk_host_id, beat.token_hash)
+        cur.execute(_RECORD_ONE + " AND agent_status = ?", (*values, TERMINATED))
+        if cur.rowcount == 1:
             revived.append(beat.bk_host_id)
+        else:
+            cur.execute(_RECORD_ONE, values)
+        recorded.append(cur.rowcount == 1)
     return HeartbeatsRecorded(recorded, revived)
 
 
