@@ -108,6 +108,17 @@ async def test_a_heartbeat_revives_a_terminated_agent_and_says_so(services, watc
     assert (await watch.sweep()).hosts == []
 
 
+async def test_watches_looking_at_once_mark_each_host_once(services):
+    agents = make_agents(services, 40)
+    for agent in agents:
+        set_host(services, agent, status="RUNNING", silent_s=100, interval_s=1.0)
+    watches = [AgentWatch(services.db, misses=MISSES, default_interval_s=DEFAULT_INTERVAL_S) for _ in range(4)]
+    looks = await asyncio.gather(*(watch.sweep() for watch in watches))
+    marked = [host for look in looks for host, _seen in look.hosts]
+    assert sorted(marked) == sorted(agent.bk_host_id for agent in agents)  # each once, by one of them
+    assert status_of(services, agents) == ["TERMINATED"] * 40
+
+
 async def test_many_silent_hosts_are_marked_in_batches(services, watch, monkeypatch):
     monkeypatch.setattr(agent_rows, "MARK_BATCH", 2)
     agents = make_agents(services, 5)
