@@ -149,8 +149,15 @@ def test_the_interval_recorded_at_config_time_is_the_one_counted(services):
 
 
 @pytest.mark.parametrize(
-    ("shortest", "period"),
-    [(None, DEFAULT_INTERVAL_S / 2), (1.0, MIN_PERIOD_S), (0.2, MIN_PERIOD_S), (30.0, 15.0), (3600.0, MAX_PERIOD_S)],
+    ("default", "shortest", "period"),
+    [
+        (10.0, None, 5.0),  # none recorded: half the service's own
+        (10.0, 1.0, MIN_PERIOD_S),
+        (10.0, 0.2, MIN_PERIOD_S),  # never more often than MIN_PERIOD_S
+        (10.0, 3600.0, 5.0),  # hosts without a recorded interval are counted in the service's
+        (30.0, 20.0, 10.0),
+        (3600.0, None, MAX_PERIOD_S),  # never less often than MAX_PERIOD_S
+    ],
 )
-def test_the_watch_looks_every_half_of_the_shortest_interval_within_bounds(watch, shortest, period):
-    assert watch.period_s(shortest) == period
+def test_the_watch_looks_every_half_of_the_shortest_interval_within_bounds(services, default, shortest, period):
+    assert AgentWatch(services.db, misses=MISSES, default_interval_s=default).period_s(shortest) == period

@@ -4,7 +4,8 @@ marked TERMINATED (Node Manager's 异常), and its next heartbeat makes it RUNNI
 Node Manager learns this from GSE every 10 minutes; nodeops' agents report to the service itself, so the service
 looks at their heartbeats. ``AgentWatch`` runs in every API process (the one process of the embedded mode, each
 ``nodeops serve`` process of the celery mode: the workers do not serve heartbeats), every half of the shortest
-interval configured into a RUNNING agent, within ``MIN_PERIOD_S`` .. ``MAX_PERIOD_S``. A look is one statement
+interval of a RUNNING agent (the service's own counts for those without one), within ``MIN_PERIOD_S`` ..
+``MAX_PERIOD_S``. A look is one statement
 of ``store.agents.mark_silent``, off the event loop; the processes that look at once each mark, and log, other
 hosts. Both transitions are logged here, not in any job's log: RUNNING → TERMINATED by the sweeper, TERMINATED →
 RUNNING by the heartbeat API (``log_revived``).
@@ -55,9 +56,10 @@ class AgentWatch:
         return silenced
 
     def period_s(self, shortest_interval_s: float | None) -> float:
-        """How long until the next look: half the shortest interval (the service's own when none is recorded)."""
+        """How long until the next look: half the shortest interval, the service's own included (hosts without
+        a recorded one are counted in it)."""
         interval = self.default_interval_s if shortest_interval_s is None else shortest_interval_s
-        return min(MAX_PERIOD_S, max(MIN_PERIOD_S, interval / 2))
+        return min(MAX_PERIOD_S, max(MIN_PERIOD_S, min(interval, self.default_interval_s) / 2))
 
     async def _run(self) -> None:
         while True:
