@@ -91,6 +91,14 @@ class Settings(BaseSettings):
         le=3600,
         description="Seconds between an installed agent's heartbeats (it also reports at once when it starts).",
     )
+    agent_missed_heartbeats: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description="Heartbeats a RUNNING agent may miss before its host is marked TERMINATED (异常): silent for this "
+        "many of its intervals (the one configured into it, else agent_heartbeat_interval_s); its next heartbeat "
+        "makes it RUNNING again.",
+    )
     heartbeat_poll_s: float = Field(
         default=3.0,
         gt=0,

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from nodeops.errors import AgentTokenRejected, ErrorCode, InvalidInput, StoreError
 from nodeops.service.heartbeat_groups import HeartbeatGroups
 from nodeops.store import agents as agent_rows
-from nodeops.store.agents import AgentHeartbeat
+from nodeops.store.agents import AgentHeartbeat, HeartbeatsRecorded
 from nodeops.store.db import Database
 from nodeops.store.models import Host
 from tests.support.factories import Agent, make_agents
@@ -30,7 +30,7 @@ def writes(monkeypatch) -> list[int]:
     sizes: list[int] = []
     record = agent_rows.record_heartbeats
 
-    def counted(db: Database, beats: Sequence[AgentHeartbeat]) -> list[bool]:
+    def counted(db: Database, beats: Sequence[AgentHeartbeat]) -> HeartbeatsRecorded:
         sizes.append(len(beats))
         return record(db, beats)
 

@@ -329,7 +329,12 @@ async def _write_config(ctx: StepContext) -> None:
     }
     await ctx.put_text(json.dumps(config), f"{ctx.work.setup_path}/agent.json")
     await ctx.run(f"chmod 600 {ctx.home}/agent.json", what="protecting the config")
-    await _set_agent(ctx, status="CONFIGURED", token_hash=hashlib.sha256(token.encode()).digest())
+    await _set_agent(
+        ctx,
+        status="CONFIGURED",
+        token_hash=hashlib.sha256(token.encode()).digest(),
+        heartbeat_interval_s=ctx.heartbeat_interval_s,
+    )
     ctx.log("INFO", f"已写入 Agent 配置: 上报地址 {ctx.work.server_url}, 主机 {ctx.work.bk_host_id}")
 
 
@@ -339,6 +344,7 @@ async def _set_agent(
     status: str,
     version: str | None = None,
     token_hash: bytes | None = None,
+    heartbeat_interval_s: float | None = None,
     clear_heartbeat: bool = False,
 ) -> None:
     await ctx.db.call(
@@ -348,6 +354,7 @@ async def _set_agent(
             status=status,
             version=version,
             token_hash=token_hash,
+            heartbeat_interval_s=heartbeat_interval_s,
             clear_heartbeat=clear_heartbeat,
             worker_id=ctx.worker_id,
         )

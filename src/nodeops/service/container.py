@@ -16,6 +16,7 @@ from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.pipeline import FanOut
 from nodeops.engine.runner import Engine
 from nodeops.engine.steps import StepTimeouts, TransportFactory
+from nodeops.service.agent_watch import AgentWatch
 from nodeops.service.auth import Authenticator, Throttle
 from nodeops.service.heartbeat_groups import HeartbeatGroups
 from nodeops.service.instance_log import LogService
@@ -40,6 +41,7 @@ class Services:
     heartbeats: HeartbeatWaiters  # steps waiting for a heartbeat, woken by the heartbeat API
     heartbeat_groups: HeartbeatGroups  # the heartbeat API's writes, in groups
     retention: RetentionJanitor  # deletes old jobs when NODEOPS_RETENTION_DAYS > 0
+    agent_watch: AgentWatch  # marks agents that stopped heartbeating TERMINATED
     # task id -> the action it runs, for task results; a task's actions never change once it exists
     task_actions: dict[int, str] = field(default_factory=dict)
 
@@ -91,12 +93,16 @@ class Services:
             heartbeats=heartbeats,
             heartbeat_groups=HeartbeatGroups(db, heartbeats),
             retention=RetentionJanitor(db, days=settings.retention_days, interval_s=settings.cleanup_interval_s),
+            agent_watch=AgentWatch(
+                db, misses=settings.agent_missed_heartbeats, default_interval_s=settings.agent_heartbeat_interval_s
+            ),
         )
 
     async def start(self) -> None:
         """Make access point 1 point at this service, register the bundled agent (its bytes into the database) and
         store the bytes of packages registered without them, import a known_hosts file left in the data dir, start
-        the engine (which fails what a previous process left running)."""
+        the engine (which fails what a previous process left running), then the background work: retention and
+        the watch for agents that stop (in each API process, in both modes: ``service.agent_watch``)."""
 
         def prepare() -> None:
             with self.db.session() as session:
@@ -108,8 +114,10 @@ class Services:
         await self.db.call(prepare)
         await self.engine.start()
         self.retention.start()
+        self.agent_watch.start()
 
     async def aclose(self) -> None:
+        await self.agent_watch.aclose()
         await self.retention.aclose()
         await self.engine.aclose()
         self.close()

@@ -11,6 +11,7 @@ heartbeat without delay); those that arrive during that write wait for it, then 
 - when the transaction fails, every heartbeat of the group gets its StoreError, and the next group is
   written as usual;
 - the steps waiting for a host are woken only once its heartbeat is committed;
+- a host the heartbeat brings back from TERMINATED is logged (``agent_watch.log_revived``);
 - a caller that goes away (its client disconnected) does not take its heartbeat out of the group.
 
 Imports service, engine and store only, never the API.
@@ -25,6 +26,7 @@ from typing import NamedTuple
 
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.errors import AgentTokenRejected
+from nodeops.service.agent_watch import log_revived
 from nodeops.service.agents import read_heartbeat
 from nodeops.store import agents as agent_rows
 from nodeops.store.agents import AgentHeartbeat
@@ -76,8 +78,9 @@ class HeartbeatGroups:
             raise
 
     async def _write_alone(self, beat: AgentHeartbeat) -> None:
-        recorded = await self.db.call(functools.partial(agent_rows.record_heartbeats, self.db, [beat]))
-        if not recorded[0]:
+        written = await self.db.call(functools.partial(agent_rows.record_heartbeats, self.db, [beat]))
+        log_revived(written.revived)
+        if not written.recorded[0]:
             raise AgentTokenRejected(bk_host_id=beat.bk_host_id)
         self.waiters.notify(beat.bk_host_id, beat.version)
 
@@ -89,7 +92,7 @@ class HeartbeatGroups:
             del self._queued[: self.max_group]
             write = functools.partial(agent_rows.record_heartbeats, self.db, [waiting.beat for waiting in group])
             try:
-                recorded = await self.db.call(write)
+                written = await self.db.call(write)
             except asyncio.CancelledError:  # the loop is closing: nobody will write what is left
                 for waiting in (*group, *self._queued):
                     waiting.outcome.cancel()
@@ -99,7 +102,8 @@ class HeartbeatGroups:
                 for waiting in group:
                     _settle(waiting.outcome, exc)
                 continue
-            for waiting, ok in zip(group, recorded, strict=True):
+            log_revived(written.revived)
+            for waiting, ok in zip(group, written.recorded, strict=True):
                 if ok:
                     self.waiters.notify(waiting.beat.bk_host_id, waiting.beat.version)
                     _settle(waiting.outcome, None)

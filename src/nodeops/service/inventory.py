@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nodeops.crypto import SecretBox
+from nodeops.domain.agent_status import AgentStatus, agent_status_count
 from nodeops.domain.contract import Contract, Field, Kind, one_object
 from nodeops.domain.instance_id import MAX_HOST_ID, HostKey
 from nodeops.domain.params import MAX_INT32, is_ascii_digits
@@ -456,10 +457,70 @@ HOST_SEARCH = Contract(
         Field(name="bk_set_id", kind=Kind.INT, maximum=MAX_HOST_ID),
         Field(name="bk_module_id", kind=Kind.INT, maximum=MAX_HOST_ID),
         Field(name="bk_host_id", kind=Kind.INT_LIST, noun="bk_host_ids", maximum=MAX_HOST_ID),
+        Field(
+            name="status",
+            kind=Kind.LIST,
+            noun="agent statuses",
+            max_items=len(AgentStatus),
+            description="Only hosts whose agent has one of these statuses (RUNNING, TERMINATED, NOT_INSTALLED...).",
+        ),
+        Field(
+            name="agent_status_count",
+            kind=Kind.BOOL,
+            default=False,
+            description="Also answer agent_status_count {total, RUNNING, NOT_INSTALLED, TERMINATED} of every "
+            "matching host.",
+        ),
     ),
 )
 BIZ = Contract("BizRequest", "", (_BIZ_ID,))
-REQUESTS = (IMPORT, EXPORT, HOST_SEARCH, BIZ)
+MAX_NODES = 500
+NODE_COMBINATION = "查询节点属性组合必须为(bk_biz_id, bk_inst_id, bk_obj_id)"
+TOPO_NODE = Contract(
+    "TopoNodeRef",
+    "A business, set or module of the inventory; a business may leave bk_inst_id out.",
+    (
+        Field(name="bk_biz_id", kind=Kind.INT, required=True, maximum=MAX_INT32),
+        Field(name="bk_inst_id", kind=Kind.INT, maximum=MAX_HOST_ID),
+        Field(name="bk_obj_id", kind=Kind.CHOICE, choices=tuple(kind.value for kind in TopoObject)),
+    ),
+    documented=(),
+)
+NODE_COUNTS = Contract(
+    "NodeCountsRequest",
+    "",
+    (Field(name="nodes", kind=Kind.OBJECTS, required=True, noun="nodes", max_items=MAX_NODES, item=TOPO_NODE),),
+)
+REQUESTS = (IMPORT, EXPORT, HOST_SEARCH, BIZ, NODE_COUNTS)
+AGENT_STATUSES = frozenset(AgentStatus)
+AGENT_VIEW_ACTION = "agent_view"  # the IAM action the status counts need, on the business of every node
+
+
+def _read_nodes(params: Mapping[str, object]) -> list[tuple[str, HostQuery, dict[str, Any]]]:
+    """Each node of a counts request: its name, the query of its hosts and how the answer names it. A node is
+    ``(bk_biz_id, bk_inst_id, bk_obj_id)``, a business's bk_inst_id (its bk_biz_id) may be left out."""
+    problems: dict[str, str] = {}
+    found: list[tuple[str, HostQuery, dict[str, Any]]] = []
+    for _index, where, item in NODE_COUNTS.gather(params, problems).objects("nodes"):
+        bad = len(problems)
+        values = TOPO_NODE.gather(item, problems, prefix=where)
+        biz, inst, kind = values.integer("bk_biz_id"), values.integer("bk_inst_id"), values.text("bk_obj_id")
+        if len(problems) > bad or biz is None:
+            continue
+        if kind is None or (kind != TopoObject.BIZ.value and inst is None):
+            problems[where] = NODE_COMBINATION
+            continue
+        if kind == TopoObject.BIZ.value and inst not in (None, biz):
+            problems[f"{where}.bk_inst_id"] = f"a business node's bk_inst_id is its bk_biz_id ({biz}), not {inst}"
+            continue
+        query = HostQuery(
+            bk_biz_ids=frozenset({biz}),
+            bk_set_id=inst if kind == TopoObject.SET.value else None,
+            bk_module_id=inst if kind == TopoObject.MODULE.value else None,
+        )
+        found.append((where, query, {"bk_biz_id": biz, "bk_inst_id": biz if inst is None else inst, "bk_obj_id": kind}))
+    NODE_COUNTS.check(problems)
+    return found
 
 
 class InventoryService:
@@ -565,6 +626,12 @@ class InventoryService:
         os_type = values["os_type"]
         if os_type is not None and not isinstance(os_type, str):
             problems["os_type"] = "must be an OS type such as LINUX"
+        statuses: list[str] = []
+        for name, status in values.items("status"):
+            if isinstance(status, str) and status in AGENT_STATUSES:
+                statuses.append(status)
+            else:
+                problems[name] = f"{str(status)[:40]!r} is not an agent status: one of {', '.join(AgentStatus)}"
         HOST_SEARCH.check(problems)
         query = HostQuery(
             bk_biz_ids=self._visible(caller, values.integer("bk_biz_id")),
@@ -574,7 +641,9 @@ class InventoryService:
             bk_set_id=values.integer("bk_set_id"),
             bk_module_id=values.integer("bk_module_id"),
             bk_host_ids=tuple(values.integers("bk_host_id")),
+            agent_statuses=tuple(statuses),
         )
+        counted = values.flag("agent_status_count")
 
         def read() -> dict[str, Any]:
             with self.db.session() as session:
@@ -582,9 +651,56 @@ class InventoryService:
                 total, rows = inventory.search_hosts(
                     session, query, offset=offset, limit=None if pagesize == -1 else pagesize
                 )
+                by_status = inventory.count_by_status(session, query) if counted else None
             if pagesize != -1 and page > 1 and offset >= total:
                 raise out_of_range("page", page, total=total, pagesize=pagesize, noun="hosts")
-            return {"total": total, "list": rows}
+            found: dict[str, Any] = {"total": total, "list": rows}
+            if by_status is not None:
+                found["agent_status_count"] = agent_status_count(by_status)
+            return found
+
+        return await self.db.call(read)
+
+    async def agent_status(self, caller: Caller, params: Mapping[str, object]) -> list[dict[str, Any]]:
+        """``POST /api/v2/host/agent_status/``: each node with the agent statuses of its hosts counted."""
+        return await self._node_counts(
+            caller, params, lambda by_status: {"agent_status_count": agent_status_count(by_status)}
+        )
+
+    async def node_statistic(self, caller: Caller, params: Mapping[str, object]) -> list[dict[str, Any]]:
+        """``POST /api/v2/host/node_statistic/``: each node with how many hosts it holds."""
+        return await self._node_counts(caller, params, lambda by_status: {"host_count": sum(by_status.values())})
+
+    async def _node_counts(
+        self,
+        caller: Caller,
+        params: Mapping[str, object],
+        answer: Callable[[dict[str, int]], dict[str, Any]],
+    ) -> list[dict[str, Any]]:
+        """Each node of the request with ``answer`` of its hosts counted per agent status. The order of checks:
+        the request, the caller's right on every node's business (before anything is read, so a refusal tells
+        nothing of what the inventory holds), then every node must be in the inventory (3800001 naming those
+        that are not)."""
+        nodes = _read_nodes(params)
+        rows: dict[int, list[str]] = {}
+        for where, _query, node in nodes:
+            rows.setdefault(node["bk_biz_id"], []).append(where)
+        require_biz(caller, rows, rows=rows, action=AGENT_VIEW_ACTION)
+
+        def read() -> list[dict[str, Any]]:
+            counted: list[dict[str, Any]] = []
+            problems: dict[str, str] = {}
+            with self.db.session() as session:
+                for where, query, node in nodes:
+                    if not inventory.topo_node_exists(session, **node):
+                        problems[where] = (
+                            f"the inventory has no {node['bk_obj_id']} {node['bk_inst_id']} in business "
+                            f"{node['bk_biz_id']} (import it with /api/inventory/import/)"
+                        )
+                    elif not problems:
+                        counted.append(node | answer(inventory.count_by_status(session, query)))
+            NODE_COUNTS.check(problems)
+            return counted
 
         return await self.db.call(read)
 

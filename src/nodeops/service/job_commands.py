@@ -157,8 +157,15 @@ def _pick(job_id: int, instances: Sequence[Instance], wanted: Sequence[InstanceI
     return [instance for instance in instances if instance.record_id in chosen]
 
 
-def require_biz(caller: Caller, biz_ids: Collection[int], *, rows: Mapping[int, Sequence[str]] | None = None) -> None:
-    """Raise PermissionDenied unless the caller may operate agents on every one of ``biz_ids`` (spec §10).
+def require_biz(
+    caller: Caller,
+    biz_ids: Collection[int],
+    *,
+    rows: Mapping[int, Sequence[str]] | None = None,
+    action: str = OPERATE_ACTION,
+) -> None:
+    """Raise PermissionDenied unless the caller may do ``action`` (by default operate agents) on every one of
+    ``biz_ids`` (spec §10): a grant on the business.
 
     ``rows`` (``bk_biz_id -> [row names]``) lets the refusal name the rows of the request in those businesses."""
     if caller.is_superuser:
@@ -167,7 +174,7 @@ def require_biz(caller: Caller, biz_ids: Collection[int], *, rows: Mapping[int, 
     if missing:
         named = list(dict.fromkeys(row for biz in missing for row in (rows or {}).get(biz, ())))
         raise PermissionDenied(
-            username=caller.username, job_id=None, missing_biz_ids=missing, action=OPERATE_ACTION, rows=named
+            username=caller.username, job_id=None, missing_biz_ids=missing, action=action, rows=named
         )
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Select, delete, func, or_, select
 from sqlalchemy.orm import Session
 
+from nodeops.domain.agent_status import status_display
 from nodeops.domain.instance_id import HostKey, InstanceId, NodeType, ObjectType, host_instance_id
 from nodeops.domain.scope import Scope, ScopeNode, ScopeNodeType, ScopeObject, TopoObject
 from nodeops.errors import InvalidInput
@@ -309,6 +310,7 @@ class HostQuery:
     bk_set_id: int | None = None
     bk_module_id: int | None = None
     bk_host_ids: tuple[int, ...] = ()
+    agent_statuses: tuple[str, ...] = ()  # any of these (empty: any status)
 
 
 def _host_filter(query: HostQuery, statement: Select[Any]) -> Select[Any]:
@@ -329,6 +331,8 @@ def _host_filter(query: HostQuery, statement: Select[Any]) -> Select[Any]:
         statement = statement.where(Host.os_type == query.os_type)
     if query.bk_host_ids:
         statement = statement.where(Host.bk_host_id.in_(query.bk_host_ids))
+    if query.agent_statuses:
+        statement = statement.where(Host.agent_status.in_(sorted(set(query.agent_statuses))))
     modules: Select[Any] | None = None
     if query.bk_module_id is not None:
         modules = select(HostModule.bk_host_id).where(HostModule.bk_module_id == query.bk_module_id)
@@ -344,14 +348,39 @@ def _host_filter(query: HostQuery, statement: Select[Any]) -> Select[Any]:
 def search_hosts(
     session: Session, query: HostQuery, *, offset: int, limit: int | None
 ) -> tuple[int, list[dict[str, Any]]]:
-    """``(total, page)`` of the hosts matching ``query``, by bk_host_id; each with its modules and sets."""
+    """``(total, page)`` of the hosts matching ``query``, by bk_host_id; each with its modules and sets, and its
+    agent's ``status`` and ``status_display`` as Node Manager's host list shows them."""
     total = int(session.scalar(_host_filter(query, select(func.count()).select_from(Host))) or 0)
     statement = _host_filter(query, select(Host)).order_by(Host.bk_host_id).offset(offset)
     if limit is not None:
         statement = statement.limit(limit)
     hosts = list(session.scalars(statement))
     placement = host_topology(session, [h.bk_host_id for h in hosts])
-    return total, [host_summary(h) | {"topo": placement.get(h.bk_host_id, [])} for h in hosts]
+    return total, [
+        host_summary(h)
+        | {"status": h.agent_status, "status_display": status_display(h.agent_status)}
+        | {"topo": placement.get(h.bk_host_id, [])}
+        for h in hosts
+    ]
+
+
+def count_by_status(session: Session, query: HostQuery) -> dict[str, int]:
+    """``agent_status -> hosts`` of the hosts matching ``query``: one grouped count."""
+    statement = _host_filter(query, cast(Select[Any], select(Host.agent_status, func.count()).select_from(Host)))
+    return {str(status): int(count) for status, count in session.execute(statement.group_by(Host.agent_status))}
+
+
+def topo_node_exists(session: Session, *, bk_biz_id: int, bk_obj_id: str, bk_inst_id: int) -> bool:
+    """Whether the inventory has this business (a topology node or a host of it), or this set or module of it."""
+    if bk_obj_id == TopoObject.BIZ.value:
+        if session.scalar(select(Host.bk_host_id).where(Host.bk_biz_id == bk_biz_id).limit(1)) is not None:
+            return True
+        statement = select(TopoNode.id).where(TopoNode.bk_biz_id == bk_biz_id)
+    else:
+        statement = select(TopoNode.id).where(
+            TopoNode.bk_obj_id == bk_obj_id, TopoNode.bk_inst_id == bk_inst_id, TopoNode.bk_biz_id == bk_biz_id
+        )
+    return session.scalar(statement.limit(1)) is not None
 
 
 def host_summary(host: Host) -> dict[str, Any]:
@@ -546,10 +575,10 @@ def _node_exists(session: Session, scope: Scope, node: ScopeNode) -> bool:
         if scope.bk_biz_id is not None:
             statement = statement.where(TopoNode.bk_biz_id == scope.bk_biz_id)
     elif node.bk_obj_id == TopoObject.BIZ.value:
-        found = session.scalar(select(Host.bk_host_id).where(Host.bk_biz_id == node.bk_inst_id).limit(1))
-        if found is not None:
-            return True
-        statement = select(TopoNode.id).where(TopoNode.bk_biz_id == node.bk_inst_id)
+        assert node.bk_inst_id is not None
+        return topo_node_exists(
+            session, bk_biz_id=node.bk_inst_id, bk_obj_id=node.bk_obj_id, bk_inst_id=node.bk_inst_id
+        )
     else:
         statement = select(TopoNode.id).where(
             TopoNode.bk_obj_id == node.bk_obj_id, TopoNode.bk_inst_id == node.bk_inst_id
@@ -637,6 +666,9 @@ def _service_target(instance: ServiceInstance, host: Host) -> ScopeTarget:
     )
 
 
+_NOT_EXPORTED = frozenset({"topo", "agent_status", "agent_version", "status", "status_display"})
+
+
 def export_inventory(session: Session, bk_biz_ids: frozenset[int] | None) -> dict[str, Any]:
     """The inventory in the import's JSON shape (without any login secret): topology, hosts, service instances."""
     tree = topology(session, bk_biz_ids)
@@ -676,7 +708,7 @@ def export_inventory(session: Session, bk_biz_ids: frozenset[int] | None) -> dic
         host = logins[view["bk_host_id"]]
         exported_hosts.append(
             {
-                **{k: v for k, v in view.items() if k not in ("topo", "agent_status", "agent_version")},
+                **{k: v for k, v in view.items() if k not in _NOT_EXPORTED},
                 "modules": [t["bk_module_id"] for t in view["topo"]],
                 "transport": host.transport,
                 "port": host.ssh_port,
