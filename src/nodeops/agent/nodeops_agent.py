@@ -190,19 +190,25 @@ def parse_listen(text: object) -> "tuple[str, int]":
     """
     if not isinstance(text, str):
         raise ValueError("must be " + LISTEN_FORM)
+    version = None  # no port: an address of either version, refused below for want of the port
+    port = None
     if text.startswith("["):
-        host, bracket, port = text[1:].partition("]:")
+        host, _, rest = text[1:].partition("]")
         version = 6
-    else:
-        host, bracket, port = text.rpartition(":")
+        if rest:
+            port = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, port = text.split(":")
         version = 4
+    else:
+        host = text
     try:
-        address = ipaddress.ip_address(host) if bracket else None
+        address = ipaddress.ip_address(host)  # type: ipaddress.IPv4Address | ipaddress.IPv6Address | None
     except ValueError:
         address = None
-    if address is None or address.version != version:
+    if address is None or version not in (None, address.version):
         raise ValueError("{!r} must be {}".format(_shorten(text), LISTEN_FORM))
-    if not (re.fullmatch(r"[0-9]{1,5}", port) and 1 <= int(port) <= 65535):
+    if port is None or not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535:
         raise ValueError("{!r} has no port 1-65535: it must be {}".format(_shorten(text), LISTEN_FORM))
     return str(address), int(port)
 
