@@ -263,6 +263,14 @@ def test_a_method_other_than_post_is_405(relay, heartbeat_server, method):
     assert heartbeat_server.heartbeats == []
 
 
+def test_a_request_line_over_the_head_limit_is_414(relay, heartbeat_server):
+    raw = raw_exchange(relay.address, b"POST /api/agent/" + b"a" * 20000 + b" HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}")
+
+    status, envelope = status_and_envelope(raw)
+    assert (status, envelope["code"]) == (414, 3800414)
+    assert heartbeat_server.heartbeats == []
+
+
 def test_an_unknown_method_is_refused_in_the_envelope(relay):
     status, envelope = status_and_envelope(raw_exchange(relay.address, b"BREW /api/agent/heartbeat/ HTTP/1.1\r\n\r\n"))
 
@@ -287,6 +295,7 @@ def test_a_body_over_the_limit_is_413_without_being_read(relay, heartbeat_server
         (b"Content-Length: -2\r\n", 400),
         (b"Content-Length: 2\r\nContent-Length: 3\r\n", 400),
         (b"Content-Length: 2\r\nX-Long: " + b"a" * 70000 + b"\r\n", 431),
+        (b"Content-Length: 2\r\n" + (b"X-Big: " + b"a" * 8000 + b"\r\n") * 3, 431),  # lines short, head long
         (b"Content-Length: 2\r\n" + b"X-Many: 1\r\n" * 150, 431),
     ],
 )

@@ -21,13 +21,13 @@ what those agents send (``POST`` to a path under ``/api/agent/``, nothing else) 
 each with the service's status, Content-Type and body; ``start`` fails, saying why, if it cannot listen there. It
 forwards Content-Type, User-Agent, Accept and Authorization (a heartbeat authenticates by the token in its body),
 adds ``X-Forwarded-For``, and answers itself, in the service's envelope, what it does not forward: 404 (not an
-agent path), 405 (not POST), 411/400 (no or a bad Content-Length), 413 (a body over 64 KiB, refused unread), 502
-(the service refused, timed out or answered badly: never a hang), 503 (``max_clients`` connections are being
-served). A client has ``client_timeout_s`` for each request, waiting included, so a kept-alive connection left
-idle that long is closed, as is one that stalls. Its log lines (start, where it listens and forwards to, the
-service going away and coming back, counts every 10 minutes and at stop) never hold a request's body or headers.
-``relay --listen IP:PORT --upstream URL`` runs the same relay alone in the foreground, logging to stderr, until
-SIGTERM or SIGINT: on a jump server of an install channel.
+agent path), 405 (not POST), 411/400 (no or a bad Content-Length), 413 (a body over 64 KiB, refused unread),
+414/431 (a request line or head over 16 KiB), 502 (the service refused, timed out or answered badly: never a
+hang), 503 (``max_clients`` connections are being served). A client has ``client_timeout_s`` for each request,
+waiting included, so a kept-alive connection left idle that long is closed, as is one that stalls. Its log lines
+(start, where it listens and forwards to, the service going away and coming back, counts every 10 minutes and at
+stop) never hold a request's body or headers. ``relay --listen IP:PORT --upstream URL`` runs the same relay alone
+in the foreground, logging to stderr, until SIGTERM or SIGINT: on a jump server of an install channel.
 """
 
 import argparse
@@ -85,6 +85,7 @@ RELAY_PATH = re.compile(r"{}(?:{}/)*(?:{})?".format(re.escape(RELAY_PATH_PREFIX)
 RELAY_QUERY = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*")  # RFC 3986 query characters
 RELAY_FORWARDED_HEADERS = ("Content-Type", "User-Agent", "Accept", "Authorization")
 RELAY_MAX_BODY_BYTES = 64 * 1024  # a heartbeat is a few hundred bytes
+RELAY_MAX_HEAD_BYTES = 16 * 1024  # request line and headers: what a client may make the relay hold besides the body
 RELAY_CLIENT_TIMEOUT_S = 5.0
 MAX_RELAY_CLIENT_TIMEOUT_S = 300.0
 # under the agents' own HTTP_TIMEOUT_S, so an agent hears the relay's 502 before it gives up waiting itself
@@ -951,7 +952,12 @@ class _RelayServer(http.server.HTTPServer):
             target=self._serve_client, args=(request, client_address, busy, slots), name="relay-client"
         )
         thread.daemon = True
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had (a process or memory limit): as if busy
+            self.relay.counts.add("busy")
+            self.shutdown_request(request)
+            slots.release()
 
     def _serve_client(
         self,
@@ -983,24 +989,30 @@ class _ClientStream:
         self._sock = sock
         self._buffer = bytearray()
         self._deadline = 0.0
+        self._head_bytes = 0  # of the current request's line and headers, read so far
         self.began = False  # bytes of the current request have arrived
         self.timed_out = False
 
     def start(self, timeout_s: float) -> None:
         """The next request (waiting for it included) must arrive within ``timeout_s``."""
         self._deadline = time.monotonic() + timeout_s
+        self._head_bytes = 0
         self.began = bool(self._buffer)
         self.timed_out = False
 
     def readline(self, limit: int = -1) -> bytes:
+        """A line of the request's head; raises LineTooLong (answered 414 or 431) past RELAY_MAX_HEAD_BYTES."""
         while True:
-            end = self._buffer.find(b"\n")
+            budget = RELAY_MAX_HEAD_BYTES - self._head_bytes
+            end = self._buffer.find(b"\n", 0, budget)
             if end >= 0 and (limit < 0 or end < limit):
-                return self._take(end + 1)
-            if 0 <= limit <= len(self._buffer):
-                return self._take(limit)
+                return self._take_head(end + 1)
+            if 0 <= limit <= min(budget, len(self._buffer)):
+                return self._take_head(limit)
+            if len(self._buffer) >= budget:
+                raise http.client.LineTooLong("a request head over {} bytes".format(RELAY_MAX_HEAD_BYTES))
             if not self._fill():
-                return self._take(len(self._buffer))
+                return self._take_head(len(self._buffer))
 
     def read(self, size: int) -> bytes:
         """``size`` bytes, or fewer if the client closed the connection first."""
@@ -1031,6 +1043,10 @@ class _ClientStream:
         data = bytes(self._buffer[:size])
         del self._buffer[:size]
         return data
+
+    def _take_head(self, size: int) -> bytes:
+        self._head_bytes += size
+        return self._take(size)
 
 
 def _linger(sock: socket.socket) -> None:
@@ -1078,7 +1094,11 @@ class _RelayHandler(http.server.BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         self.rfile.start(self.timeout_s)
-        super().handle_one_request()  # on a timeout it closes the connection
+        try:
+            super().handle_one_request()  # on a timeout it closes the connection
+        except http.client.LineTooLong:  # the request line alone is over RELAY_MAX_HEAD_BYTES: as the stdlib's 414
+            self.requestline = self.request_version = self.command = ""
+            self._refuse(414, "the request line is over {} bytes".format(RELAY_MAX_HEAD_BYTES))
         if self.rfile.timed_out and self.rfile.began:  # a request begun but not sent in time, not an idle wait
             self.server.relay.counts.add("dropped")
 
