@@ -33,8 +33,14 @@ HEARTBEAT_PATH = "/api/agent/heartbeat/"
 COMMAND_TIMEOUT_S = 20
 
 
+class _ThreadingServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the default 5 resets connections when a relay forwards many agents' at once
+
+
 class HeartbeatServer:
-    """Records every heartbeat POSTed to it and answers as ``mode`` says: ``ok``, ``http_403`` or ``result_false``."""
+    """Records every heartbeat POSTed to it and answers as ``mode`` says: ``ok``, ``http_403``, ``result_false`` or
+    ``huge`` (a 128 KiB body)."""
 
     def __init__(self, address: tuple[str, int] = ("127.0.0.1", 0)) -> None:
         self.mode = "ok"
@@ -74,8 +80,7 @@ class HeartbeatServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(address, Handler)
-        self._server.daemon_threads = True
+        self._server = _ThreadingServer(address, Handler)
         self.url = f"http://{address[0]}:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="heartbeat-server", daemon=True)
         self._thread.start()
@@ -86,6 +91,8 @@ class HeartbeatServer:
             return 403, {"result": False, "code": 3801403, "message": f"bad token {payload.get('token')}"}
         if self.mode == "result_false":
             return 200, {"result": False, "code": 3801403, "message": f"token {payload.get('token')} is wrong"}
+        if self.mode == "huge":
+            return 200, {"result": True, "code": 0, "message": "x" * (128 * 1024), "data": None}
         return 200, {"result": True, "code": 0, "message": "success", "data": None}
 
     @property

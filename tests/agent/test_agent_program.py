@@ -8,6 +8,7 @@ checked here.
 from __future__ import annotations
 
 import ast
+import ipaddress
 import sys
 
 import pytest
@@ -30,6 +31,7 @@ def config(**changes: object) -> dict[str, object]:
 
 
 DROP = object()
+MAPPED = str(ipaddress.ip_address("::ffff:127.0.60.1"))  # IPv6, yet 127.0.60.1; how it prints varies by version
 
 
 # --- config ---------------------------------------------------------------------------------------------------
@@ -97,8 +99,8 @@ def test_config_must_be_an_object(raw):
         ("127.0.60.1:17981", ("127.0.60.1", 17981)),
         ("127.0.60.1:1", ("127.0.60.1", 1)),
         ("127.0.60.1:65535", ("127.0.60.1", 65535)),
-        ("[::1]:17981", ("::1", 17981)),
-        ("[0:0:0:0:0:0:0:1]:80", ("::1", 80)),
+        ("[::ffff:127.0.60.1]:17981", (MAPPED, 17981)),
+        ("[0:0:0:0:0:ffff:7f00:3c01]:80", (MAPPED, 80)),
         ("0.0.0.0:17981", ("0.0.0.0", 17981)),
     ],
 )
@@ -114,18 +116,18 @@ def test_relay_listen_is_an_ip_literal_and_a_port(listen, address):
     ("listen", "problem"),
     [
         ("127.0.60.1", "has no port"),
-        ("[::1]", "has no port"),
-        ("::1", "has no port"),
-        ("[::1]17981", "has no port"),
+        ("[::ffff:127.0.60.1]", "has no port"),
+        ("::ffff:127.0.60.1", "has no port"),
+        ("[::ffff:127.0.60.1]17981", "has no port"),
         ("127.0.60.1:", "has no port"),
         ("127.0.60.1:0", "has no port"),
         ("127.0.60.1:65536", "has no port"),
         ("127.0.60.1:0x50", "has no port"),
         ("127.0.60.1:١٢", "has no port"),  # digits, but not ASCII ones
         ("127.0.60.1: 80", "has no port"),
-        ("::1:17981", "must be IP:PORT"),
+        ("::ffff:127.0.60.1:17981", "must be IP:PORT"),
         ("[127.0.60.1]:80", "must be IP:PORT"),
-        ("[::1:80", "must be IP:PORT"),
+        ("[::ffff:127.0.60.1:80", "must be IP:PORT"),
         ("host.example:80", "must be IP:PORT"),
         ("127.0.60.256:80", "must be IP:PORT"),
         ("", "must be IP:PORT"),
@@ -146,8 +148,10 @@ def test_relay_listen_names_what_is_wrong(listen, problem):
 def test_no_relay_is_none_and_the_config_repr_shows_the_relay():
     assert agent.parse_config(config()).relay is None
     assert agent.parse_config(config(relay=None)).relay is None
-    parsed = agent.parse_config(config(relay={"listen": "[::1]:17981", "max_clients": 3, "client_timeout_s": 2}))
-    assert "RelaySettings(listen='[::1]:17981', max_clients=3, client_timeout_s=2.0)" in repr(parsed)
+    parsed = agent.parse_config(
+        config(relay={"listen": "[::ffff:127.0.60.1]:17981", "max_clients": 3, "client_timeout_s": 2})
+    )
+    assert f"RelaySettings(listen='[{MAPPED}]:17981', max_clients=3, client_timeout_s=2.0)" in repr(parsed)
     assert TOKEN not in repr(parsed)
 
 

@@ -8,10 +8,12 @@ Every address is on 127.0.60.0/24: the relay listens on 127.0.60.1 and clients c
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -52,8 +54,9 @@ def free_port(host: str = RELAY_HOST) -> int:
 class RelayProcess:
     """``nodeops_agent.py relay`` in the foreground, its stderr (its log) in a file."""
 
-    def __init__(self, script: Path, upstream: str, log_path: Path, *options: str) -> None:
-        self.address = (RELAY_HOST, free_port())
+    def __init__(self, script: Path, upstream: str, log_path: Path, *options: str, listen_host: str = RELAY_HOST):
+        self.address = (RELAY_HOST, free_port())  # where clients connect, whichever form listen_host names it in
+        listen = f"[{listen_host}]:{self.address[1]}" if ":" in listen_host else f"{listen_host}:{self.address[1]}"
         self.log_path = log_path
         with log_path.open("w") as log:
             self.process = subprocess.Popen(
@@ -61,7 +64,7 @@ class RelayProcess:
                     AGENT_PYTHON,
                     str(script),
                     "relay",
-                    *("--listen", "{}:{}".format(*self.address), "--upstream", upstream),
+                    *("--listen", listen, "--upstream", upstream),
                     *options,
                 ],
                 stdout=subprocess.DEVNULL,
@@ -85,8 +88,9 @@ def start_relay(agent: Agent, tmp_path: Path) -> Iterator[Callable[..., RelayPro
     """Starts relays of the unpacked agent (``upstream`` and options as the command line takes them)."""
     started: list[RelayProcess] = []
 
-    def start(upstream: str, *options: str) -> RelayProcess:
-        relay = RelayProcess(agent.script, upstream, tmp_path / f"relay-{len(started)}.log", *options)
+    def start(upstream: str, *options: str, listen_host: str = RELAY_HOST) -> RelayProcess:
+        log_path = tmp_path / f"relay-{len(started)}.log"
+        relay = RelayProcess(agent.script, upstream, log_path, *options, listen_host=listen_host)
         started.append(relay)
         return relay
 
@@ -193,6 +197,35 @@ def test_two_posts_on_one_kept_connection_are_both_forwarded(relay, heartbeat_se
     assert not first_answer.will_close
     assert [hb["version"] for hb in heartbeat_server.heartbeats] == ["1.0.0", "1.0.1"]
     assert len({hb["_peer"] for hb in heartbeat_server.heartbeats}) == 1  # and its own to the upstream too
+
+
+def test_many_clients_at_once_are_each_forwarded_and_answered(relay, heartbeat_server):
+    answers: list[int | str] = []
+
+    def one(n: int) -> None:
+        try:
+            status, _, body = post(relay.address, body={**HEARTBEAT, "bk_host_id": n})
+            answers.append(status if status == 200 else body.decode())
+        except OSError as exc:  # the test fails saying which
+            answers.append(repr(exc))
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+
+    assert answers == [200] * 40
+    assert sorted(hb["bk_host_id"] for hb in heartbeat_server.heartbeats) == list(range(40))
+
+
+def test_a_relay_on_an_ipv6_address_serves_too(start_relay, heartbeat_server):
+    mapped = "::ffff:" + RELAY_HOST  # an IPv6 socket, on an address of 127.0.0.0/8
+    relay = start_relay(heartbeat_server.url, listen_host=mapped)
+
+    assert post(relay.address)[0] == 200
+    assert heartbeat_server.headers[0]["X-Forwarded-For"] == "::ffff:" + CLIENT_HOST
+    assert f"relay listening on [{ipaddress.ip_address(mapped)}]:{relay.address[1]}" in relay.log_text()
 
 
 # --- what it does not forward ----------------------------------------------------------------------------------
@@ -391,6 +424,15 @@ def test_past_max_clients_a_client_is_answered_503_at_once(start_relay, heartbea
 
 
 # --- the upstream failing ----------------------------------------------------------------------------------------
+
+
+def test_an_upstream_answer_over_the_limit_is_502(relay, heartbeat_server):
+    heartbeat_server.mode = "huge"
+
+    status, _, body = post(relay.address)
+
+    assert status == 502
+    assert json.loads(body)["message"].endswith("AnswerTooLarge: the answer is longer than 65536 bytes")
 
 
 def test_an_upstream_that_refuses_connections_is_502_at_once(start_relay):
@@ -606,6 +648,28 @@ def test_a_p_agents_heartbeat_through_its_proxys_relay_is_taken_by_the_service(s
         assert p_agent_row.token not in proxy.log_text()
     finally:
         p_agent.kill()
+        proxy.kill()
+
+
+def test_a_p_agent_whose_kept_connection_the_relay_closed_reconnects_without_a_failure(
+    agent, heartbeat_server, tmp_path
+):
+    heartbeat_server.connections = "keep"
+    listen = relay_listen()
+    proxy = Agent(tmp_path / "proxy", tmp_path / "packages", heartbeat_server.url)
+    proxy.install()
+    proxy.configure(relay={"listen": listen, "client_timeout_s": 0.3}, interval_s=60)  # idle 0.3 s: closed
+    agent.configure(server_url=f"http://{listen}", interval_s=0.6)
+    try:
+        assert proxy("start").returncode == 0
+        assert agent("start").returncode == 0
+
+        pid = agent.pid()
+        wait_until(lambda: sum(hb["pid"] == pid for hb in heartbeat_server.heartbeats) >= 4, timeout_s=10)
+        assert "heartbeat failed" not in agent.log_text()
+        assert proxy("stop").returncode == 0
+        assert "0 dropped" in proxy.log_text()  # an idle connection closed is not a client dropped
+    finally:
         proxy.kill()
 
 

@@ -923,7 +923,7 @@ class _RelayServer(http.server.HTTPServer):
     """Each connection served in a thread of its own: at most ``max_clients`` forwarding, and as many more that only
     read a request (for up to RELAY_BUSY_TIMEOUT_S) to answer it 503; past those, a connection is closed at once."""
 
-    request_queue_size = 128  # the listen backlog: an area's agents may all come back at once
+    request_queue_size = 511  # the listen backlog (nginx's default): an area's agents may all come back at once
 
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
