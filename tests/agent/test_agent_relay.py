@@ -566,6 +566,22 @@ def test_a_proxys_agent_relays_beside_its_own_heartbeats_and_logs_no_token(agent
     assert json.dumps(HEARTBEAT) not in log
 
 
+def test_a_restarted_proxys_agent_relays_again_and_a_stopped_one_no_longer_listens(agent, heartbeat_server):
+    listen = relay_listen()
+    host, port = listen.split(":")
+    agent.configure(relay={"listen": listen})
+    assert agent("start").returncode == 0
+    assert post((host, int(port)))[0] == 200
+
+    restarted = agent("restart")
+
+    assert restarted.returncode == 0, restarted.stderr
+    assert post((host, int(port)))[0] == 200
+    assert agent("stop").returncode == 0
+    with pytest.raises(ConnectionRefusedError):
+        post((host, int(port)))
+
+
 def test_a_proxys_agent_whose_relay_cannot_listen_does_not_start_and_says_why(agent, relay):
     listen = "{}:{}".format(*relay.address)  # taken by another relay
     agent.configure(relay={"listen": listen})

@@ -1073,6 +1073,9 @@ class _RelayHandler(http.server.BaseHTTPRequestHandler):
     """One client connection of the relay: each request forwarded upstream, or answered by the relay itself."""
 
     protocol_version = "HTTP/1.1"  # keep-alive: an agent posts its heartbeats on one connection
+    # the head and the body of an answer go out in two writes: with Nagle's algorithm the body would wait for
+    # the client's delayed ACK of the head (some 40 ms) on a kept connection
+    disable_nagle_algorithm = True
     server_version = "nodeops-relay"
     sys_version = ""
     server: "_RelayServer"
