@@ -218,10 +218,7 @@ def parse_relay(raw: object) -> RelaySettings:
     """Check agent.json's ``relay`` object; raise AgentError naming each bad field."""
     if not isinstance(raw, dict):
         raise AgentError('relay must be an object such as {{"listen": "127.0.0.1:{}"}}'.format(RELAY_PORT))
-    problems = []
-    unknown = sorted(set(raw) - {"listen", "max_clients", "client_timeout_s"})
-    if unknown:
-        problems.append("relay has unknown fields {} (it takes listen, max_clients, client_timeout_s)".format(unknown))
+    problems = []  # other fields are left alone, as in agent.json itself: a newer service may write more
     try:
         host, port = parse_listen(raw.get("listen"))
     except ValueError as exc:
