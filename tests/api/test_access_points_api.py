@@ -265,6 +265,12 @@ def test_ap_test_of_package_urls_on_a_plain_file_server(net, file_server):
     assert not_ours["test_logs"][0]["log"].endswith("回调地址指向站点非节点管理后台 (GET /healthz: HTTP 404)")
 
 
+def test_ap_test_logs_a_url_it_cannot_request_and_answers(net):
+    url = f"http://127.0.0.1:{dead_port()}/下载/ü"
+    result = net.ok("POST", "/api/ap/test/", {"package_inner_url": url})
+    assert result["test_result"] is False and result["test_logs"][0]["log"].startswith(f"{url} 检测下载失败: ")
+
+
 def test_ap_test_validates_its_urls(net):
     assert net.error("POST", "/api/ap/test/", {}, VALIDATION).startswith("callback_url: give at least one")
     message = net.error("POST", "/api/ap/test/", {"callback_url": "file:///etc/passwd"}, VALIDATION)

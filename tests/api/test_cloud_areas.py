@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from nodeops.store.models import Host
 from tests.support.network_api import ESB, NetApi, add_host, serve_net_api
 
 VALIDATION, FORBIDDEN, NOT_FOUND, IN_USE = 3800001, 3800403, 3801001, 3801003
@@ -115,6 +116,7 @@ def test_name_rules_and_bad_fields_are_3800001_naming_the_field(net):
     other = create(net, "idc-b")
     assert "管控区域名称不可重复" in net.error("PUT", f"/api/cloud/{other}/", {"bk_cloud_name": "idc-a"}, VALIDATION)
     assert "bk_cloud_name:" in net.error("PUT", f"/api/cloud/{other}/", {"bk_cloud_name": "直连区域"}, VALIDATION)
+    assert "bk_cloud_name:" in net.error("PUT", f"/api/cloud/{other}/", {"bk_cloud_name": " "}, VALIDATION)
 
 
 def test_unknown_ids_are_3801001_and_bad_ids_3800001(net):
@@ -133,8 +135,6 @@ def test_an_area_with_hosts_cannot_be_deleted(net, services):
     host = add_host(services, "127.0.40.1", area=area, node_type="PROXY")
     assert "该区域已存在主机" in net.error("DELETE", f"/api/cloud/{area}/", {}, IN_USE)
     with services.db.session() as session:
-        from nodeops.store.models import Host
-
         session.delete(session.get(Host, host))
     assert net.ok("DELETE", f"/api/cloud/{area}/") == {}
     assert net.error("GET", f"/api/cloud/{area}/", {}, NOT_FOUND)

@@ -65,6 +65,9 @@ EXTRA_DEFAULTS: dict[str, Any] = {
 TEST_TIMEOUT_S = 2.0  # each URL of ap/test, as Node Manager's download check
 MAX_TEST_BODY = 65536  # what ap/test reads of an answer
 HEALTH_PATH = "/healthz"  # what the callback check asks a nodeops service (Node Manager asks /version)
+# what a GET of ap/test may raise for a URL it cannot reach: the network's errors, and a host name httpx cannot
+# encode (InvalidURL, UnicodeError)
+UNREACHED = (httpx.HTTPError, httpx.InvalidURL, TimeoutError, OSError, UnicodeError)
 
 SERVER = Contract(
     "AccessPointServer",
@@ -296,7 +299,7 @@ async def _check_callback(client: httpx.AsyncClient, url: str) -> dict[str, str]
     """Whether ``url`` is a nodeops service: its ``/healthz`` answers the envelope with status ok."""
     try:
         status, body = await _get(client, url + HEALTH_PATH)
-    except (httpx.HTTPError, TimeoutError, OSError) as exc:
+    except UNREACHED as exc:
         return _log("ERROR", f"回调地址 -> {url} 不正确：回调地址请求失败，报错信息 -> {_failure(exc)}")
     try:
         answer = orjson.loads(body)
@@ -313,7 +316,7 @@ async def _check_package(client: httpx.AsyncClient, url: str) -> dict[str, str]:
     """Whether ``url`` answers (below HTTP 400): nodeops pushes packages itself, so it looks for no file there."""
     try:
         status, _body = await _get(client, url)
-    except (httpx.HTTPError, TimeoutError, OSError) as exc:
+    except UNREACHED as exc:
         return _log("ERROR", f"{url} 检测下载失败: {_failure(exc)}")
     if status >= 400:
         return _log("ERROR", f"{url} 检测下载失败: HTTP {status}")

@@ -159,7 +159,7 @@ class CloudAreaService:
         area_id = _area_id(params)
         problems: dict[str, str] = {}
         values = CLOUD_UPDATE.gather(params, problems)
-        name = _name(values["bk_cloud_name"], problems, required=False)
+        name = _name(values["bk_cloud_name"], problems, required=params.get("bk_cloud_name") is not None)
         isp = network_fields.text(values["isp"], "isp", problems, limit=MAX_ISP_CHARS)
         ap_id = values.integer("ap_id")
         CLOUD_UPDATE.check(problems)
@@ -265,6 +265,7 @@ def settle_hosts(session: Session, hosts: Sequence[HostRequest]) -> list[HostReq
     for host in hosts:
         area_ap = areas[host.bk_cloud_id]
         if host.ap_id == AUTO_AP_ID:
-            host = replace(host, ap_id=area_ap if area_ap != AUTO_AP_ID else default or AUTO_AP_ID)
+            # no access point at all (none was ever created) stays -1: the host is refused as unknown_ap
+            host = replace(host, ap_id=area_ap if area_ap != AUTO_AP_ID else (default or AUTO_AP_ID))
         settled.append(host)
     return settled
