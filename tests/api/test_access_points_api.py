@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -275,3 +276,11 @@ def test_ap_test_validates_its_urls(net):
     assert net.error("POST", "/api/ap/test/", {}, VALIDATION).startswith("callback_url: give at least one")
     message = net.error("POST", "/api/ap/test/", {"callback_url": "file:///etc/passwd"}, VALIDATION)
     assert message.startswith("callback_url:")
+
+
+def test_access_points_created_at_once_get_their_own_ids(net):
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda n: net.call("POST", "/api/ap/", {"name": f"ap-{n % 3}"}), range(6)))
+    created = [answer["data"]["id"] for answer in answers if answer["code"] == 0]
+    assert sorted(created) == [2, 3, 4], answers
+    assert sorted(answer["code"] for answer in answers if answer["code"]) == [DUPLICATE] * 3

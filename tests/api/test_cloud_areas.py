@@ -5,6 +5,7 @@ ap_id), who may do what (superuser, creator, another user), the ESB names, and h
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -160,3 +161,12 @@ def test_creator_or_superuser_may_change_an_area_and_others_only_see_their_own(n
     assert bob.error("GET", "/api/cloud/0/biz/", {}, FORBIDDEN)
     assert net.ok("PUT", f"/api/cloud/{alices}/", {"isp": "Tencent"}) == {}  # a superuser may
     assert alice.ok("DELETE", f"/api/cloud/{alices}/") == {}
+
+
+def test_areas_created_at_once_with_one_name_make_one_area(net):
+    """Writers are serialized around the name check: the others get the clear 3800001, never a 500 from the unique
+    index."""
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda _n: net.call("POST", "/api/cloud/", {"bk_cloud_name": "same"}), range(6)))
+    assert sorted(answer["code"] for answer in answers) == [0] + [VALIDATION] * 5, answers
+    assert all("管控区域名称不可重复" in answer["message"] for answer in answers if answer["code"])
