@@ -50,6 +50,9 @@ def test_a_host_in_an_unknown_area_refuses_the_install_and_writes_nothing(api, s
     inventory = {"hosts": [ssh_host("127.0.41.1", 0, port), ssh_host("127.0.41.2", 78, port)]}
     answer = api.error(f"{INVENTORY}/import/", {"inventory": inventory}, VALIDATION)
     assert answer["message"].startswith("hosts[1].bk_cloud_id: 管控区域 78 不存在")
+    csv = "bk_biz_id,bk_cloud_id,inner_ip\n2,0,127.0.41.1\n2,79,127.0.41.2\n"
+    answer = api.error(f"{INVENTORY}/import/", {"csv": csv}, VALIDATION)
+    assert answer["message"].startswith("line 3.bk_cloud_id: 管控区域 79 不存在")
     assert counts(services) == (0, 0)
 
 

@@ -10,7 +10,7 @@ existing access point (docs/compatibility.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -246,13 +246,17 @@ def _check_name_and_ap(session: Session, name: str | None, ap_id: int | None, *,
         raise InvalidInput(problems)
 
 
-def settle_hosts(session: Session, hosts: Sequence[HostRequest]) -> list[HostRequest]:
+def settle_hosts(
+    session: Session, hosts: Sequence[HostRequest], *, row_name: Callable[[str], str] = str
+) -> list[HostRequest]:
     """The hosts of an install request once their areas are known to exist (else InvalidInput naming
-    ``hosts[i].bk_cloud_id``, before anything is written), each ``ap_id`` -1 (自动选择接入点) resolved: to its
-    area's access point if the area has one, else to the default one (the lowest id)."""
+    ``hosts[i].bk_cloud_id``, or the row as ``row_name`` names ``hosts[i]``, before anything is written), each
+    ``ap_id`` -1 (自动选择接入点) resolved: to its area's access point if the area has one, else to the default
+    one (the lowest id)."""
     areas = area_rows.area_access_points(session, {host.bk_cloud_id for host in hosts})
     problems = {
-        f"hosts[{host.index}].bk_cloud_id": f"管控区域 {host.bk_cloud_id} 不存在: create it with POST /api/cloud/ first"
+        f"{row_name(f'hosts[{host.index}]')}.bk_cloud_id": f"管控区域 {host.bk_cloud_id} 不存在: create it with "
+        "POST /api/cloud/ first"
         for host in hosts
         if host.bk_cloud_id not in areas
     }

@@ -492,7 +492,8 @@ class InventoryService:
         row is in now or would be in (``caller`` None: the CLI, no check). Raises PermissionDenied naming those
         businesses and rows, or InvalidInput; either way nothing is written."""
         with self.db.session() as session:
-            settled = cloud_areas.settle_hosts(session, [host for host, _extra, _login in parsed.hosts])
+            sent = [host for host, _extra, _login in parsed.hosts]
+            settled = cloud_areas.settle_hosts(session, sent, row_name=parsed.row_name)
             rows = [
                 self._host_row(host, extra, has_login)
                 for host, (_sent, extra, has_login) in zip(settled, parsed.hosts, strict=True)
