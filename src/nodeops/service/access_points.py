@@ -30,6 +30,7 @@ from nodeops.service.host_requests import setup_path_problem
 from nodeops.settings import Settings
 from nodeops.store import access_points as ap_rows
 from nodeops.store import cloud_areas as area_rows
+from nodeops.store import hosts as host_rows
 from nodeops.store import packages as package_rows
 from nodeops.store.db import Database, Session
 from nodeops.store.models import AccessPoint
@@ -228,6 +229,7 @@ class AccessPointService:
             with self.db.session() as session:
                 ap_rows.lock(session)
                 row = _access_point(session, ap_id)
+                host_rows.lock_hosts(session)  # no host is given it until this ends
                 if ap_id in (package_rows.DEFAULT_AP_ID, ap_rows.lowest_id(session)):
                     raise AccessPointInUse(
                         f"默认接入点不允许删除: access point {ap_id} is the default one, which hosts given ap_id -1 use"

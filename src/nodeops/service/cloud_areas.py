@@ -22,6 +22,7 @@ from nodeops.service.auth import Caller
 from nodeops.service.host_requests import AUTO_AP_ID, HostRequest
 from nodeops.store import access_points as ap_rows
 from nodeops.store import cloud_areas as area_rows
+from nodeops.store import hosts as host_rows
 from nodeops.store.db import Database, Session
 from nodeops.store.models import CloudArea
 
@@ -187,6 +188,7 @@ class CloudAreaService:
             with self.db.session() as session:
                 area_rows.lock(session)
                 row = _area(session, area_id, caller, "删除")
+                host_rows.lock_hosts(session)  # no host is registered in it until this ends
                 count = area_rows.host_count(session, area_id)
                 if count:
                     raise CloudAreaInUse(bk_cloud_id=area_id, hosts=count)
@@ -252,7 +254,9 @@ def settle_hosts(
     """The hosts of an install request once their areas are known to exist (else InvalidInput naming
     ``hosts[i].bk_cloud_id``, or the row as ``row_name`` names ``hosts[i]``, before anything is written), each
     ``ap_id`` -1 (自动选择接入点) resolved: to its area's access point if the area has one, else to the default
-    one (the lowest id)."""
+    one (the lowest id). Takes the hosts lock first, as deleting an area does before it counts the area's hosts,
+    so no area is deleted between this check and the hosts' registration."""
+    host_rows.lock_hosts(session)
     areas = area_rows.area_access_points(session, {host.bk_cloud_id for host in hosts})
     problems = {
         f"{row_name(f'hosts[{host.index}]')}.bk_cloud_id": f"管控区域 {host.bk_cloud_id} 不存在: create it with "

@@ -22,6 +22,7 @@ from nodeops.service import network_fields
 from nodeops.service.auth import Caller
 from nodeops.service.cloud_areas import DIRECT_AREA_ID
 from nodeops.store import cloud_areas as area_rows
+from nodeops.store import hosts as host_rows
 from nodeops.store import install_channels as channel_rows
 from nodeops.store.db import Database, Session
 from nodeops.store.models import InstallChannel
@@ -156,8 +157,8 @@ class InstallChannelService:
 
         def write() -> dict[str, Any]:
             with self.db.session() as session:
-                channel_rows.lock(session)
                 row = _channel(session, caller, channel_id, area_id)
+                host_rows.lock_hosts(session)  # no host is given it until this ends
                 hosts = channel_rows.host_count(session, channel_id)
                 if hosts:
                     raise Conflict(

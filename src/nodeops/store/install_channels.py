@@ -5,10 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from nodeops.store.db import lock_for_update
 from nodeops.store.models import Host, InstallChannel
-
-LOCK = "install_channels"  # serializes a delete with the hosts that may choose the channel
 
 
 def channels(session: Session, *, with_hidden: bool) -> list[InstallChannel]:
@@ -20,10 +17,6 @@ def channels(session: Session, *, with_hidden: bool) -> list[InstallChannel]:
 
 def get(session: Session, channel_id: int) -> InstallChannel | None:
     return session.get(InstallChannel, channel_id)
-
-
-def lock(session: Session) -> None:
-    lock_for_update(session, LOCK)
 
 
 def host_count(session: Session, channel_id: int) -> int:
