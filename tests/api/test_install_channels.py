@@ -91,6 +91,7 @@ def test_bad_fields_are_3800001_naming_the_field(net, area):
         ({"upstream_servers": {**UPSTREAM, "AP_ID_x": {}}}, "upstream_servers.AP_ID_x"),
         ({"upstream_servers": {**UPSTREAM, "AP_ID_1": {"zk": []}}}, "upstream_servers.AP_ID_1"),
         ({"upstream_servers": {**UPSTREAM, "k" * 5000: 1}}, "upstream_servers."),
+        ({"upstream_servers": {**UPSTREAM, **{f"key{n}": n for n in range(10_000)}}}, "at most 25 keys"),
         ({"bk_cloud_id": "one"}, "bk_cloud_id"),
         ({"bk_cloud_id": None}, "bk_cloud_id"),
         ({"hidden": "perhaps"}, "hidden"),

@@ -459,15 +459,22 @@ def _is_ip(value: str) -> bool:
 def _agent_config(value: object, problems: dict[str, str]) -> dict[str, Any]:
     """``{"linux": {...}, "windows": {...}}``, each of ``AGENT_PATHS`` a path; linux.setup_path is an install path
     (absolute, normalised, two levels deep at least)."""
-    config = one_object(value, "agent_config", problems)
+    config = one_object(value, "agent_config", problems) or {}
     found: dict[str, Any] = {}
-    for os_name, paths in (config or {}).items():
+    if len(config) > len(AGENT_OSES):  # one problem, not one per key
+        problems["agent_config"] = f"must hold at most {', '.join(AGENT_OSES)}"
+        return found
+    for os_name, paths in config.items():
         where = f"agent_config.{os_name}"
         if os_name not in AGENT_OSES:
             problems[f"agent_config.{shown(os_name)}"] = f"must be one of {', '.join(AGENT_OSES)}"
             continue
         found[os_name] = {}
-        for key, path in (one_object(paths, where, problems) or {}).items():
+        given = one_object(paths, where, problems) or {}
+        if len(given) > len(AGENT_PATHS):
+            problems[where] = f"must hold at most {', '.join(AGENT_PATHS)}"
+            continue
+        for key, path in given.items():
             if key not in AGENT_PATHS:
                 problems[f"{where}.{shown(key)}"] = f"must be one of {', '.join(AGENT_PATHS)}"
                 continue

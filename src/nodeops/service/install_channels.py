@@ -31,6 +31,7 @@ MAX_NAME_CHARS = 45  # install_channels.name, as Node Manager's
 SERVER_LISTS = ("taskserver", "btfileserver", "dataserver")
 AP_OVERRIDE = re.compile(r"AP_ID_([1-9][0-9]{0,9})")
 MAX_AP_OVERRIDES = 20
+MAX_UPSTREAM_KEYS = len(SERVER_LISTS) + 2 + MAX_AP_OVERRIDES  # the lists, two settings, the overrides
 MAX_KEY_CHARS = 40  # a key named in a problem as sent; a longer one is cut (``shown``)
 AUTO_CHANNEL = {
     "id": -1,
@@ -218,6 +219,9 @@ def _upstream(value: object, problems: dict[str, str]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     upstream = one_object(value, "upstream_servers", problems, required=True)
     if upstream is None:
+        return found
+    if len(upstream) > MAX_UPSTREAM_KEYS:  # one problem, not one per key
+        problems["upstream_servers"] = f"must hold at most {MAX_UPSTREAM_KEYS} keys"
         return found
     overrides = 0
     for key, item in upstream.items():
