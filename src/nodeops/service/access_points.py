@@ -63,6 +63,7 @@ EXTRA_DEFAULTS: dict[str, Any] = {
     "port_config": {},
     "file_cache_dirs": "",
 }
+MAX_NAMED_AREAS = 20  # the areas a refused delete names; it counts the rest
 TEST_TIMEOUT_S = 2.0  # each URL of ap/test, as Node Manager's download check
 MAX_TEST_BODY = 65536  # what ap/test reads of an answer
 HEALTH_PATH = "/healthz"  # what the callback check asks a nodeops service (Node Manager asks /version)
@@ -236,8 +237,10 @@ class AccessPointService:
                     )
                 areas = area_rows.names_using_access_point(session, ap_id)
                 if areas:
+                    more = f" and {len(areas) - MAX_NAMED_AREAS} more" if len(areas) > MAX_NAMED_AREAS else ""
                     raise AccessPointInUse(
-                        f"该接入点正在被「管控区域」 {areas!r} 使用: give those areas another ap_id first"
+                        f"该接入点正在被「管控区域」 {areas[:MAX_NAMED_AREAS]!r}{more} 使用: give those areas another "
+                        "ap_id first"
                     )
                 hosts = ap_rows.host_count(session, ap_id)
                 if hosts:

@@ -242,6 +242,8 @@ def _check_name_and_ap(session: Session, name: str | None, ap_id: int | None, *,
     problems: dict[str, str] = {}
     if name is not None and area_rows.name_taken(session, name, other_than=other_than):
         problems["bk_cloud_name"] = f"管控区域名称不可重复: another cloud area is named {name!r}"
+    if ap_id is not None and ap_id != AUTO_AP_ID:
+        ap_rows.lock(session)  # the access point is not deleted until this ends
     if ap_id is not None and ap_id != AUTO_AP_ID and ap_rows.get(session, ap_id) is None:
         problems["ap_id"] = f"接入点(id:{ap_id})不存在: give -1 (自动选择接入点) or an ap_id of GET /api/ap/"
     if problems:
