@@ -9,7 +9,10 @@
     │   ├── InstanceNotFound          3800007
     │   ├── RecordNotFound            3800007 (SubscriptionInstanceRecordNotExist)
     │   ├── NoFailedStep              3800007 (retry_node: 无法获取失败任务节点)
-    │   └── RouteNotFound             3800404
+    │   ├── RouteNotFound             3800404
+    │   ├── CloudAreaNotFound         3801001 (不存在ID为: {id} 的管控区域)
+    │   ├── AccessPointNotFound       3801007 (接入点(id:{id})不存在)
+    │   └── InstallChannelNotFound    3801037 (安装通道不存在)
     ├── MethodNotAllowed              3800405
     ├── BodyTooLarge                  3800413
     ├── RequestTimeout                3800408 (headers or body too slow; HTTP 408, then the connection closes)
@@ -22,9 +25,13 @@
     ├── PermissionDenied              9900403
     │   └── LocalTransportDenied      9900403 (transport local, superusers only)
     ├── AgentTokenRejected            3800403
+    ├── Forbidden                     3800403 (a network object the caller may not change: Node Manager without IAM)
+    ├── DuplicateAccessPointName      3800028 (接入点名称重复)
     ├── Conflict                      3800003
     │   ├── InstanceTaskIsRunning     3800003 (run while the last run is unfinished)
-    │   └── NothingRunning            3800016 (revoke)
+    │   ├── NothingRunning            3800016 (revoke)
+    │   ├── CloudAreaInUse            3801003 (该区域已存在主机)
+    │   └── AccessPointInUse          3801019 (default, or used by areas or hosts)
     ├── StoreError                    3800500
     │   └── TransientStoreError       3800500 (a deadlock, a serialization failure, a lock or statement timeout, a lost
     │                                          connection: the same transaction may succeed if tried again)
@@ -60,8 +67,14 @@ class ErrorCode(IntEnum):
     BODY_TOO_LARGE = 3800413
     INTERNAL = 3800500
     TOO_MANY_CONNECTIONS = 3800503
+    DUPLICATE_AP_NAME = 3800028
+    CLOUD_NOT_FOUND = 3801001
+    CLOUD_IN_USE = 3801003
+    AP_NOT_FOUND = 3801007
     JOB_NOT_FOUND = 3801012
     ALL_FILTERED = 3801018
+    AP_IN_USE = 3801019
+    INSTALL_CHANNEL_NOT_FOUND = 3801037
     PERMISSION_DENIED = 9900403
     FORBIDDEN = 3800403
     ESB_USER_AUTH_FAILED = 1306000
@@ -356,6 +369,51 @@ class AgentTokenRejected(NodeopsError):
         super().__init__(f"heartbeat refused: wrong token for host {bk_host_id} (reinstall the agent to renew it)")
 
 
+class Forbidden(NodeopsError):
+    """您没有该操作的权限: the caller may not act on this object."""
+
+    code = ErrorCode.FORBIDDEN
+
+
+class DuplicateAccessPointName(NodeopsError):
+    """接入点名称重复: another access point has this name."""
+
+    code = ErrorCode.DUPLICATE_AP_NAME
+
+    def __init__(self, *, name: str) -> None:
+        super().__init__(f"接入点名称重复: access point name {name!r} is taken; choose another")
+
+
+class CloudAreaNotFound(NotFound):
+    """No cloud area with this id."""
+
+    code = ErrorCode.CLOUD_NOT_FOUND
+
+    def __init__(self, *, bk_cloud_id: int) -> None:
+        super().__init__(f"不存在ID为: {bk_cloud_id} 的管控区域 (list them with GET /api/cloud/)")
+
+
+class AccessPointNotFound(NotFound):
+    """No access point with this id."""
+
+    code = ErrorCode.AP_NOT_FOUND
+
+    def __init__(self, *, ap_id: int) -> None:
+        super().__init__(f"接入点(id:{ap_id})不存在 (list them with GET /api/ap/)")
+
+
+class InstallChannelNotFound(NotFound):
+    """No install channel with this id (in this cloud area)."""
+
+    code = ErrorCode.INSTALL_CHANNEL_NOT_FOUND
+
+    def __init__(self, *, channel_id: int, bk_cloud_id: int | None = None) -> None:
+        where = "" if bk_cloud_id is None else f" in cloud area {bk_cloud_id}"
+        super().__init__(
+            f"安装通道不存在: no install channel {channel_id}{where} (list them with GET /api/install_channel/)"
+        )
+
+
 class Conflict(NodeopsError):
     """The object is in a state that does not allow this operation."""
 
@@ -382,6 +440,24 @@ class NothingRunning(Conflict):
             f"订阅[id:{subscription_id}]不存在运行中的任务，请确认: job {job_id} has no PENDING or RUNNING "
             "instance to revoke"
         )
+
+
+class CloudAreaInUse(Conflict):
+    """该区域已存在主机: a cloud area that holds hosts cannot be deleted."""
+
+    code = ErrorCode.CLOUD_IN_USE
+
+    def __init__(self, *, bk_cloud_id: int, hosts: int) -> None:
+        super().__init__(
+            f"该区域已存在主机: cloud area {bk_cloud_id} holds {hosts} host(s) (proxies included); "
+            "uninstall and remove them first"
+        )
+
+
+class AccessPointInUse(Conflict):
+    """The access point cannot be deleted: it is the default, or areas or hosts use it."""
+
+    code = ErrorCode.AP_IN_USE
 
 
 class StoreError(NodeopsError):

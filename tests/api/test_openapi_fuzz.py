@@ -25,6 +25,10 @@ LOG_PATHS = {
     "/api/bk-nodeman/prod/api/job/{job_id}/log/": {"get"},
 }
 INTERNAL_ERROR = 3800500
+# operations that, authorized, send requests to the addresses they are given (ap/test GETs its URLs): a generated
+# host name would be looked up and reached outside the test's loopback, so they are fuzzed unauthorized only
+# (tests/api/test_access_points_api.py covers their validation)
+REACHES_OUT = {("/api/ap/test/", "post")}
 
 
 @pytest.fixture
@@ -85,6 +89,8 @@ def test_no_generated_request_gets_a_server_error_or_a_body_outside_the_envelope
                 @given(case=operation.as_strategy(generation_mode=mode))
                 def fuzz(case: schemathesis.Case) -> None:
                     check_envelope(case.call(base_url=live_server.url, timeout=10))
+                    if (case.path, case.method.lower()) in REACHES_OUT:
+                        return
                     authorized = case.call(base_url=live_server.url, headers={AUTH_HEADER: fuzz_target}, timeout=10)
                     # with valid credentials nothing generated may reach an unhandled exception either
                     assert check_envelope(authorized)["code"] != INTERNAL_ERROR, authorized.text

@@ -4,8 +4,8 @@ fields (an address of the right family, the account, the install path) are made 
 
 Only the shape is checked here (addresses, port, account, auth type, install path, ap_id); what depends on the
 store (a duplicate, a busy host, an access point that does not exist) is decided when the job is created
-(``job_launch``). ``ap_id`` -1 (Node Manager's 自动选择接入点) is the default access point. Secrets never appear
-in messages.
+(``job_launch``). ``ap_id`` -1 (Node Manager's 自动选择接入点, the default) is resolved there too, with the host's
+cloud area (``cloud_areas.settle_hosts``). Secrets never appear in messages.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from nodeops.domain.contract import Contract, Field, Kind, read_field
 from nodeops.domain.instance_id import MAX_HOST_ID
 from nodeops.engine.transports.ssh import login_name_problem
 from nodeops.errors import InvalidInput
-from nodeops.store import packages as package_rows
 from nodeops.store.hosts import Login
 from nodeops.store.models import utcnow
 
@@ -28,7 +27,7 @@ TRANSPORTS = frozenset({"ssh", "local"})
 AUTH_TYPES = frozenset({"PASSWORD", "KEY"})
 MAX_ACCOUNT_CHARS = 64  # the hosts.account column
 MAX_INT32 = 2**31 - 1  # bk_biz_id, bk_cloud_id, ap_id and port are 32-bit columns
-AUTO_AP_ID = -1  # Node Manager's 自动选择接入点 (network spec §15.3); nodeops has one default to choose
+AUTO_AP_ID = -1  # Node Manager's 自动选择接入点 (network spec §15.3): the area's access point, else the default
 
 
 # One host of ``hosts``, as documented (``parse_hosts`` reads it: its problems are named ``hosts[i].field``)
@@ -70,11 +69,12 @@ INSTALL_HOST = Contract(
         Field(
             name="ap_id",
             kind=Kind.INT,
-            default=1,
+            default=AUTO_AP_ID,
             minimum=AUTO_AP_ID,
             maximum=MAX_INT32,
-            description="Access point the agent reports to; -1 (自动选择接入点) is the default one, 1. A host whose "
-            "access point does not exist is refused in ip_filter (unknown_ap).",
+            description="Access point the agent reports to; -1 (自动选择接入点, the default) is its cloud area's "
+            "access point if the area has one, else the default one (the lowest id). A host whose access point does "
+            "not exist is refused in ip_filter (unknown_ap).",
         ),
         Field(name="account", kind=Kind.TEXT, description="SSH login account."),
         Field(
@@ -174,7 +174,7 @@ def read_hosts(items: Sequence[tuple[int, str, Mapping[str, object]]], problems:
         if inner_ip is None and inner_ipv6 is None and f"{where}.inner_ip" not in problems:
             problems[f"{where}.inner_ip"] = "inner_ip or inner_ipv6 is required"
         setup_path = values["setup_path"]
-        if setup_path is not None and (problem := _setup_path_problem(setup_path)):
+        if setup_path is not None and (problem := setup_path_problem(setup_path)):
             problems[f"{where}.setup_path"] = problem
         account = _text(values["account"])
         if account is not None and (problem := _account_problem(account)):
@@ -196,9 +196,9 @@ def read_hosts(items: Sequence[tuple[int, str, Mapping[str, object]]], problems:
                 auth_type=values.text("auth_type") or "PASSWORD",
                 password=_text(values["password"]),
                 key=_text(values["key"]),
-                # -1 (自动选择接入点) is the default access point; whether one exists is checked when the job is
-                # created, where an unknown one refuses the host (unknown_ap)
-                ap_id=package_rows.DEFAULT_AP_ID if ap_id == AUTO_AP_ID else ap_id,
+                # -1 (自动选择接入点) is resolved, and whether the access point exists checked, when the job is
+                # created (``cloud_areas.settle_hosts``), where an unknown one refuses the host (unknown_ap)
+                ap_id=ap_id,
                 setup_path=setup_path if isinstance(setup_path, str) else None,
                 bk_host_id=values.integer("bk_host_id"),
             )
@@ -213,7 +213,7 @@ def _account_problem(account: str) -> str | None:
     return login_name_problem(account)
 
 
-def _setup_path_problem(value: object) -> str | None:
+def setup_path_problem(value: object) -> str | None:
     """Why ``value`` cannot be an install path: it must be absolute, normalised and at least two levels deep,
     so an agent never lands in (or is uninstalled from) ``/`` or a system folder like ``/usr``."""
     if not isinstance(value, str) or not value.startswith("/"):

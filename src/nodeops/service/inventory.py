@@ -23,6 +23,7 @@ from nodeops.domain.instance_id import MAX_HOST_ID, HostKey
 from nodeops.domain.params import MAX_INT32, is_ascii_digits
 from nodeops.domain.scope import TopoObject
 from nodeops.errors import InvalidInput
+from nodeops.service import cloud_areas
 from nodeops.service.auth import Caller
 from nodeops.service.host_requests import INSTALL_HOST, HostRequest, read_hosts
 from nodeops.service.job_commands import require_biz
@@ -551,8 +552,13 @@ class InventoryService:
         """Store a parsed inventory in one transaction, after checking the caller's right on every business each
         row is in now or would be in (``caller`` None: the CLI, no check). Raises PermissionDenied naming those
         businesses and rows, or InvalidInput; either way nothing is written."""
-        rows = [self._host_row(host, extra, has_login) for host, extra, has_login in parsed.hosts]
         with self.db.session() as session:
+            sent = [host for host, _extra, _login in parsed.hosts]
+            settled = cloud_areas.settle_hosts(session, sent, row_name=parsed.row_name)
+            rows = [
+                self._host_row(host, extra, has_login)
+                for host, (_sent, extra, has_login) in zip(settled, parsed.hosts, strict=True)
+            ]
             if caller is not None and not caller.is_superuser:
                 if any(row.login is not None and row.login.transport == "local" for row in rows):
                     raise InvalidInput.field("hosts", "transport 'local' is for superusers only")

@@ -23,6 +23,7 @@ from nodeops.domain.status import Status
 from nodeops.engine import packages
 from nodeops.engine.dispatch import Dispatcher
 from nodeops.errors import ErrorCode, InvalidInput, NodeopsError
+from nodeops.service import cloud_areas
 from nodeops.service.host_requests import HostRequest
 from nodeops.settings import Settings
 from nodeops.store import hosts as host_rows
@@ -299,7 +300,9 @@ class JobLauncher:
 
     def _install_hosts(self, session: Session, job_type: JobType, hosts: Sequence[HostRequest]) -> _Decided:
         """install_job's hosts: each one of a supported OS, with credentials and an existing access point,
-        registered (its login sealed), then refused if busy in another running job."""
+        registered (its login sealed), then refused if busy in another running job. A host in a cloud area that
+        does not exist refuses the request (InvalidInput) before anything is written."""
+        hosts = cloud_areas.settle_hosts(session, hosts)  # ap_id -1 resolved with the host's area
         refused: list[Refused] = []
         accepted: list[HostRequest] = []
         seen: set[tuple[int, str]] = set()
