@@ -22,6 +22,9 @@ SQLITE_FILE_NAME = "nodeops.sqlite3"
 SECRET_KEY_FILE_NAME = "secret_key"
 MAX_BODY_BYTES = 1024 * 1024
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
+# Where a proxy's relay listens on the proxy's inner address, so where its area's agents report: Node Manager's
+# proxy-pass port (network spec §13.2), as the agent's own RELAY_PORT
+RELAY_PORT = 17981
 
 
 def machine_time_zone() -> str:
@@ -90,6 +93,13 @@ class Settings(BaseSettings):
         gt=0,
         le=3600,
         description="Seconds between an installed agent's heartbeats (it also reports at once when it starts).",
+    )
+    proxy_relay_port: int = Field(
+        default=RELAY_PORT,
+        gt=0,
+        le=65535,
+        description="The port a proxy's relay listens on, on the proxy's inner address: its cloud area's agents "
+        "report there (Node Manager's proxy-pass port).",
     )
     heartbeat_poll_s: float = Field(
         default=3.0,
