@@ -276,19 +276,12 @@ def names(
 ) -> tuple[dict[int, str], dict[int, str]]:
     """The names of cloud areas (area 0: 直连区域) and of businesses, by id; an unknown id is left out."""
     clouds = {DIRECT_AREA: DIRECT_AREA_NAME}
-    clouds.update(
-        session.execute(
-            select(CloudArea.bk_cloud_id, CloudArea.bk_cloud_name).where(CloudArea.bk_cloud_id.in_(set(bk_cloud_ids)))
-        ).tuples()
+    areas = select(CloudArea.bk_cloud_id, CloudArea.bk_cloud_name).where(CloudArea.bk_cloud_id.in_(set(bk_cloud_ids)))
+    clouds.update((int(area_id), name) for area_id, name in session.execute(areas))
+    businesses = select(TopoNode.bk_inst_id, TopoNode.bk_inst_name).where(
+        TopoNode.bk_obj_id == "biz", TopoNode.bk_inst_id.in_(set(bk_biz_ids))
     )
-    bizs = dict(
-        session.execute(
-            select(TopoNode.bk_inst_id, TopoNode.bk_inst_name).where(
-                TopoNode.bk_obj_id == "biz", TopoNode.bk_inst_id.in_(set(bk_biz_ids))
-            )
-        ).tuples()
-    )
-    return clouds, {int(key): value for key, value in bizs.items()}
+    return clouds, {int(biz_id): name for biz_id, name in session.execute(businesses)}
 
 
 def set_node_types(session: Session, bk_host_ids: Iterable[int], *, proxy_job: bool) -> None:
