@@ -36,13 +36,14 @@ COMMAND_TIMEOUT_S = 20
 class HeartbeatServer:
     """Records every heartbeat POSTed to it and answers as ``mode`` says: ``ok``, ``http_403`` or ``result_false``."""
 
-    def __init__(self) -> None:
+    def __init__(self, address: tuple[str, int] = ("127.0.0.1", 0)) -> None:
         self.mode = "ok"
         # "close": HTTP/1.0, one request per connection; "keep": HTTP/1.1 keep-alive; "drop": HTTP/1.1 that closes
         # each connection once it has answered, without saying so (as a server whose keep-alive ran out between two
         # heartbeats)
         self.connections = "close"
         self._heartbeats: list[dict[str, Any]] = []
+        self._headers: list[dict[str, str]] = []  # of each heartbeat, in the same order
         self._changed = threading.Condition()
         recorder = self
 
@@ -54,6 +55,7 @@ class HeartbeatServer:
                 payload["_peer"] = self.client_address[1]
                 with recorder._changed:
                     recorder._heartbeats.append(payload)
+                    recorder._headers.append(dict(self.headers.items()))
                     recorder._changed.notify_all()
                 status, body = recorder._answer(payload)
                 data = json.dumps(body).encode()
@@ -72,9 +74,9 @@ class HeartbeatServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(address, Handler)
         self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.url = f"http://{address[0]}:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="heartbeat-server", daemon=True)
         self._thread.start()
 
@@ -90,6 +92,11 @@ class HeartbeatServer:
     def heartbeats(self) -> list[dict[str, Any]]:
         with self._changed:
             return list(self._heartbeats)
+
+    @property
+    def headers(self) -> list[dict[str, str]]:
+        with self._changed:
+            return list(self._headers)
 
     def wait_for(self, match: Callable[[dict[str, Any]], bool], *, timeout_s: float = 3.0) -> dict[str, Any]:
         """The first heartbeat that ``match``es, waiting up to ``timeout_s``; fails the test otherwise."""

@@ -91,6 +91,66 @@ def test_config_must_be_an_object(raw):
         agent.parse_config(raw)
 
 
+@pytest.mark.parametrize(
+    ("listen", "address"),
+    [
+        ("127.0.60.1:17981", ("127.0.60.1", 17981)),
+        ("127.0.60.1:1", ("127.0.60.1", 1)),
+        ("127.0.60.1:65535", ("127.0.60.1", 65535)),
+        ("[::1]:17981", ("::1", 17981)),
+        ("[0:0:0:0:0:0:0:1]:80", ("::1", 80)),
+        ("0.0.0.0:17981", ("0.0.0.0", 17981)),
+    ],
+)
+def test_relay_listen_is_an_ip_literal_and_a_port(listen, address):
+    relay = agent.parse_config(config(relay={"listen": listen})).relay
+
+    assert relay is not None
+    assert (relay.host, relay.port) == address
+    assert (relay.max_clients, relay.client_timeout_s) == (agent.RELAY_MAX_CLIENTS, agent.RELAY_CLIENT_TIMEOUT_S)
+
+
+@pytest.mark.parametrize(
+    ("listen", "problem"),
+    [
+        ("127.0.60.1", "has no port"),
+        ("[::1]", "has no port"),
+        ("::1", "has no port"),
+        ("[::1]17981", "has no port"),
+        ("127.0.60.1:", "has no port"),
+        ("127.0.60.1:0", "has no port"),
+        ("127.0.60.1:65536", "has no port"),
+        ("127.0.60.1:0x50", "has no port"),
+        ("127.0.60.1:١٢", "has no port"),  # digits, but not ASCII ones
+        ("127.0.60.1: 80", "has no port"),
+        ("::1:17981", "must be IP:PORT"),
+        ("[127.0.60.1]:80", "must be IP:PORT"),
+        ("[::1:80", "must be IP:PORT"),
+        ("host.example:80", "must be IP:PORT"),
+        ("127.0.60.256:80", "must be IP:PORT"),
+        ("", "must be IP:PORT"),
+        ("x" * 1000, "must be IP:PORT"),
+        (17981, "must be IP:PORT"),
+        (None, "must be IP:PORT"),
+    ],
+)
+def test_relay_listen_names_what_is_wrong(listen, problem):
+    with pytest.raises(agent.AgentError) as raised:
+        agent.parse_config(config(relay={"listen": listen}))
+
+    assert problem in str(raised.value)
+    assert str(raised.value).startswith("agent.json: relay.listen ")
+    assert len(str(raised.value)) < 400
+
+
+def test_no_relay_is_none_and_the_config_repr_shows_the_relay():
+    assert agent.parse_config(config()).relay is None
+    assert agent.parse_config(config(relay=None)).relay is None
+    parsed = agent.parse_config(config(relay={"listen": "[::1]:17981", "max_clients": 3, "client_timeout_s": 2}))
+    assert "RelaySettings(listen='[::1]:17981', max_clients=3, client_timeout_s=2.0)" in repr(parsed)
+    assert TOKEN not in repr(parsed)
+
+
 # --- heartbeats ----------------------------------------------------------------------------------------------
 
 
