@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Throwaway Redis for the test suite: the broker of NODEOPS_EXECUTOR=celery. Nothing is saved to disk.
 # Usage: scripts/test-redis.sh start|stop|status|url
-#   start    start redis-server on 127.0.0.1 (idempotent), wait until it answers PING, print
-#            `export NODEOPS_TEST_BROKER_URL=...` and write the URL to <dir>/url
+#   start    start redis-server on 127.0.0.1 and on the unix socket <dir>/redis.sock (idempotent), wait
+#            until it answers PING, print `export NODEOPS_TEST_BROKER_URL=...` and write the URL to <dir>/url
 #   stop     stop the server (no-op when it is not running)
 #   status   exit 0 when it answers PING
 #   url      print the broker URL
@@ -17,6 +17,9 @@ PORT=${TEST_REDIS_PORT:-63799}
 HOST=127.0.0.1
 URL="redis://$HOST:$PORT/0"
 PID_FILE=$BASE/redis.pid
+# The service under test inside a network namespace (tests/support/netns.py) has no route to 127.0.0.1 of this
+# one: it reaches Redis through this socket, whose path the tests read from the server (CONFIG GET unixsocket).
+SOCKET=$BASE/redis.sock
 LOG=$BASE/redis.log
 URL_FILE=$BASE/url
 START_TIMEOUT=30
@@ -54,6 +57,8 @@ take_lock() {
 
 cmd_start() {
     bash "$ROOT/scripts/ensure-apt.sh" redis-server
+    # sun_path holds 108 bytes, its terminating NUL included
+    ((${#SOCKET} < 108)) || die "the socket path $SOCKET is too long for a unix socket: set TEST_REDIS_DIR shorter"
     mkdir -p "$BASE"
     take_lock
 
@@ -65,6 +70,9 @@ cmd_start() {
                 || die "something else answers on $HOST:$PORT (not the Redis of $BASE)"
             log "using the test Redis another checkout started (in $other)"
         fi
+        [[ -n $(cli config get unixsocket | tr -d '\r' | sed -n 2p) ]] \
+            || log "this Redis has no unix socket (an older script started it): the tests of the service inside" \
+                "the test network need one; restart it from the checkout that started it ($0 stop, then start)"
         print_url
         return 0
     fi
@@ -73,7 +81,7 @@ cmd_start() {
     : >"$LOG"
     # No persistence (save "", appendonly no): the broker only carries work, and a test run starts empty.
     # 9>&-: the server must not inherit (and hold) the lock.
-    redis-server --bind "$HOST" --port "$PORT" --protected-mode yes \
+    redis-server --bind "$HOST" --port "$PORT" --protected-mode yes --unixsocket "$SOCKET" --unixsocketperm 700 \
         --daemonize yes --pidfile "$PID_FILE" --logfile "$LOG" --dir "$BASE" \
         --save "" --appendonly no --databases 64 \
         9>&- || { tail -n 30 "$LOG" >&2; die "redis-server failed to start"; }

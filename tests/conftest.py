@@ -2,7 +2,8 @@
 migrated database per test on SQLite and PostgreSQL and an empty Redis database per test, the broker
 (``tests.support.services``), a real uvicorn server on 127.0.0.1 (``tests.support.live_server``), the services'
 engine started in the test's event loop, the log API's callers (``tests.support.callers``), a job API on a
-server running the engine (``tests.support.jobs``) and the sshd test hosts on loopback (``tests.support.sshd``).
+server running the engine (``tests.support.jobs``), the sshd test hosts on loopback (``tests.support.sshd``), the
+test network of namespaces (``tests.support.netns``) and the service run inside it (``tests.support.netns_service``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from tests.support.callers import admin, auth, client, esb_app, seed_job, token_
 from tests.support.cluster import cluster
 from tests.support.jobs import api
 from tests.support.live_server import LiveServer, listen_socket, live_server
+from tests.support.netns import network
+from tests.support.netns_service import srv_env, srv_service
 from tests.support.services import (
     BROKER_ENV,
     PG_ENV,
@@ -49,6 +52,7 @@ __all__ = [
     "fresh_pg_url",
     "listen_socket",
     "live_server",
+    "network",
     "pg_admin_url",
     "pg_database_url",
     "pg_template",
@@ -57,6 +61,8 @@ __all__ = [
     "services",
     "settings",
     "sqlite_template",
+    "srv_env",
+    "srv_service",
     "ssh_hosts",
     "ssh_lab",
     "token_for",

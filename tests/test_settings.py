@@ -54,6 +54,13 @@ def test_the_cluster_settings_are_read_from_the_environment(monkeypatch):
     assert (settings.worker_lease_s, settings.reaper_interval_s, settings.worker_concurrency) == (30.0, 0.5, 250)
 
 
+def test_celery_mode_accepts_postgresql_and_redis_on_their_unix_sockets():
+    database_url = "postgresql+psycopg://nodeops@:5432/nodeops?host=%2Frun%2Fpostgresql"
+    broker_url = "redis+socket:///run/redis/redis.sock?virtual_host=3"
+    settings = Settings(**{**CLUSTER, "database_url": database_url, "broker_url": broker_url})  # type: ignore[arg-type]
+    assert (settings.database_url, settings.broker_url) == (database_url, broker_url)
+
+
 @pytest.mark.parametrize("scheme", BROKER_SCHEMES)
 def test_celery_mode_accepts_redis_and_rabbitmq_brokers(scheme):
     url = f"{scheme}://guest:guest@127.0.0.1:5672//"

@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 SQLITE_FILE_NAME = "nodeops.sqlite3"
 SECRET_KEY_FILE_NAME = "secret_key"
 MAX_BODY_BYTES = 1024 * 1024
-BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
+BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "amqp", "amqps", "pyamqp")
 # Where a proxy's relay listens on the proxy's inner address, so where its area's agents report: Node Manager's
 # proxy-pass port (network spec §13.2), as the agent's own RELAY_PORT
 RELAY_PORT = 17981
@@ -167,8 +167,9 @@ class Settings(BaseSettings):
     )
     broker_url: str = Field(
         default="",
-        description="celery mode: the broker that carries work to the workers, redis://host:6379/0 (Redis) or "
-        "amqp://user:password@host:5672// (RabbitMQ); ignored in embedded mode.",
+        description="celery mode: the broker that carries work to the workers, redis://host:6379/0 or "
+        "redis+socket:///path/redis.sock?virtual_host=0 (Redis) or amqp://user:password@host:5672// (RabbitMQ); "
+        "ignored in embedded mode.",
     )
     worker_lease_s: float = Field(
         default=15.0,

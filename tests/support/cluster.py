@@ -1,6 +1,7 @@
 """The distributed mode, as real processes: ``nodeops serve`` in celery mode and ``nodeops worker`` processes on a
 PostgreSQL database of their own and a Redis database of their own (fixture ``broker_url``), on loopback.
-Fixture ``cluster`` (imported by tests/conftest.py)."""
+Fixture ``cluster`` (imported by tests/conftest.py). tests/support/netns_service.py runs the same processes inside
+a network namespace (``command_prefix``), reached through a unix socket (``uds``)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import sqlalchemy as sa
 
 from nodeops.service.container import Services
 from nodeops.settings import Settings
-from tests.support.factories import make_app, make_user
+from tests.support.factories import AppCredentials, make_app, make_user
 from tests.support.jobs import JobApi, dead_port
 from tests.support.services import TEST_SECRET_KEY, TEST_TIME_ZONE, _pg_database
 
@@ -31,7 +32,13 @@ LEASE_S = 5.0  # short, so a lost worker is noticed in seconds, yet renewed (eve
 
 @dataclass
 class Cluster:
-    """An API process and workers on one database and one broker; ``api`` calls the API as ``admin``."""
+    """An API process and workers on one database and one broker; ``api`` calls the API as ``admin``.
+
+    ``executor="embedded"`` runs the API alone, running its jobs itself (SQLite allowed, no broker).
+    ``command_prefix`` goes before every command (``ip netns exec NS``: the processes run inside a network
+    namespace), ``host`` is the address the API binds there, ``public_url`` where agents report (default ``url``),
+    ``uds`` a unix socket that leads to the API's port when this process cannot reach ``url`` itself.
+    """
 
     root: Path
     database_url: str
@@ -41,19 +48,30 @@ class Cluster:
     extra_env: dict[str, str] = field(default_factory=dict)
     api: JobApi | None = None
     db: sa.Engine | None = None
+    executor: str = "celery"
+    host: str = "127.0.0.1"
+    public_url: str = ""
+    command_prefix: list[str] = field(default_factory=list)
+    uds: Path | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def http_client(self, timeout_s: float) -> httpx.Client:
+        """An HTTP client on the API (through ``uds`` when set)."""
+        transport = None if self.uds is None else httpx.HTTPTransport(uds=str(self.uds))
+        return httpx.Client(base_url=self.url, transport=transport, timeout=timeout_s)
+
     def env(self, data_dir: Path, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NODEOPS_")}
         return env | {
-            "NODEOPS_EXECUTOR": "celery",
+            "NODEOPS_EXECUTOR": self.executor,
             "NODEOPS_DATABASE_URL": self.database_url,
             "NODEOPS_BROKER_URL": self.broker_url,
             "NODEOPS_SECRET_KEY": TEST_SECRET_KEY,
-            "NODEOPS_PUBLIC_URL": self.url,
+            "NODEOPS_PUBLIC_URL": self.public_url or self.url,
+            "NODEOPS_HOST": self.host,
             "NODEOPS_PORT": str(self.port),
             "NODEOPS_TIME_ZONE": TEST_TIME_ZONE,
             "NODEOPS_DATA_DIR": str(data_dir),
@@ -66,9 +84,14 @@ class Cluster:
     def _spawn(self, name: str, args: list[str], **extra: str) -> subprocess.Popen[bytes]:
         data_dir = self.root / name
         data_dir.mkdir(exist_ok=True)
+        return self.spawn(name, [NODEOPS, *args], env=self.env(data_dir, **extra))
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start ``argv`` (after ``command_prefix``) as the process ``name``, its output in ``log(name)``;
+        ``stop`` ends it with the others."""
         with (self.root / f"{name}.log").open("ab") as log:
             process = subprocess.Popen(
-                [NODEOPS, *args], env=self.env(data_dir, **extra), stdout=log, stderr=subprocess.STDOUT, cwd=self.root
+                [*self.command_prefix, *argv], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.root
             )
         self.processes[name] = process
         return process
@@ -81,8 +104,8 @@ class Cluster:
         self._spawn("api", ["serve"], **extra)
         deadline = time.monotonic() + 60
         while True:
-            with suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+            with suppress(httpx.HTTPError), self.http_client(timeout_s=2) as client:
+                if client.get("/healthz").status_code == 200:
                     return
             if self.processes["api"].poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"the API did not start:\n{self.log('api')}")
@@ -134,22 +157,28 @@ class Cluster:
                 process.wait(timeout=5)
 
 
+def seed_callers(root: Path, database_url: str) -> AppCredentials:
+    """Make the test app and the superuser ``admin`` in the migrated database ``database_url``."""
+    settings = Settings(
+        data_dir=root / "admin",
+        database_url=database_url,
+        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
+        time_zone=TEST_TIME_ZONE,
+    )
+    services = Services.build(settings)
+    app = make_app(services)
+    make_user(services, "admin", superuser=True)
+    services.close()
+    return app
+
+
 @pytest.fixture
 def cluster(tmp_path: Path, pg_admin_url: str, pg_template: str, broker_url: str) -> Iterator[Cluster]:
     """A migrated PostgreSQL database, an empty Redis database (``broker_url``) and a running API in celery mode
     (workers are started by the test); an app and the superuser ``admin`` exist."""
     for database_url in _pg_database(pg_admin_url, template=pg_template):
         made = Cluster(root=tmp_path, database_url=database_url, broker_url=broker_url, port=dead_port())
-        settings = Settings(
-            data_dir=tmp_path / "admin",
-            database_url=database_url,
-            secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
-            time_zone=TEST_TIME_ZONE,
-        )
-        services = Services.build(settings)
-        app = make_app(services)
-        make_user(services, "admin", superuser=True)
-        services.close()
+        app = seed_callers(tmp_path, database_url)
         made.db = sa.create_engine(database_url)
         try:
             made.start_api()

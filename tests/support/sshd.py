@@ -6,6 +6,9 @@ The user's password is random: the first of concurrent test sessions sets it wit
 root-only file; sessions that start while it runs (they hold a shared lock on ``USER_LOCK``) read it from there.
 sshd runs with ``UsePAM no``, so it checks that password against /etc/shadow; the fixture logs in once to prove it.
 Without root, sshd or useradd these tests are skipped, or fail under ``CI=true``.
+
+``SSHLab.start_in_namespace`` starts one more such host inside a network namespace of the test network
+(tests/support/netns.py), on port 22 of that namespace's own addresses.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ CHPASSWD = ["chpasswd", "--crypt-method", "SHA512"]
 PRIVSEP_DIR = Path("/run/sshd")
 UNREACHABLE_IP = "127.0.10.250"  # in the test range, never given to a host
 START_TIMEOUT_S = 10.0
+IP = "ip"  # iproute2
+NAMESPACE_SSH_PORT = 22  # each network namespace has ports of its own: the hosts there listen where sshd does
 
 
 def _unavailable(reason: str) -> NoReturn:
@@ -82,6 +87,7 @@ class SSHTestHost:
     setup_path: Path
     workdir: Path
     process: subprocess.Popen[bytes] | None = None
+    netns: str | None = None  # the network namespace sshd runs in; None: this process's own
 
     def target(self, **changes: Any) -> SSHTarget:
         """An SSHTarget logging in with the password, host keys unchecked unless ``changes`` say otherwise."""
@@ -106,17 +112,32 @@ class SSHTestHost:
 
     def start(self) -> None:
         config = self.workdir / "sshd_config"
-        log = (self.workdir / "sshd.log").open("ab")
-        self.process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
+        log = self.log_path.open("ab")
+        log_start = log.tell()
+        command = [str(SSHD), "-D", "-e", "-f", str(config)]
+        if self.netns is not None:
+            command = [IP, "netns", "exec", self.netns, *command]  # it execs sshd: the pid stays sshd's
+        self.process = subprocess.Popen(command, stdout=log, stderr=log)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
-            with contextlib.suppress(OSError), socket.create_connection((self.ip, self.port), timeout=0.2):
+            if self._listening(log_start):
                 return
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 _unavailable(f"sshd on {self.ip}:{self.port} did not start: {self.log_tail()}")
             time.sleep(0.02)
+
+    def _listening(self, log_start: int) -> bool:
+        """Whether sshd accepts connections: connected to from here, or, in another network namespace (which this
+        process cannot reach), said so in its log after ``log_start``."""
+        if self.netns is not None:
+            with self.log_path.open("rb") as log:
+                log.seek(log_start)
+                return f"Server listening on {self.ip} port {self.port}.".encode() in log.read()
+        with contextlib.suppress(OSError), socket.create_connection((self.ip, self.port), timeout=0.2):
+            return True
+        return False
 
     def stop(self) -> None:
         if self.process is None:
@@ -135,8 +156,12 @@ class SSHTestHost:
         self.new_host_key()
         self.start()
 
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "sshd.log"
+
     def log_tail(self) -> str:
-        path = self.workdir / "sshd.log"
+        path = self.log_path
         return " | ".join(path.read_text(errors="replace").splitlines()[-5:]) if path.exists() else "(no log)"
 
 
@@ -209,34 +234,55 @@ class SSHLab:
         self.user = _ensure_user(self.root)
         self.version = _openssh_version()
         self.hosts: list[SSHTestHost] = []
+        self.namespace_hosts: list[SSHTestHost] = []
 
     def take(self, count: int) -> list[SSHTestHost]:
         while len(self.hosts) < count:
-            self.hosts.append(self._start_host(len(self.hosts) + 1))
+            number = len(self.hosts) + 1
+            ip = f"127.0.10.{number}"
+            self.hosts.append(self._start_host(f"host{number}", ip, _free_port(ip)))
             if len(self.hosts) == 1:
                 self._prove_login(self.hosts[0])
         return self.hosts[:count]
 
-    def _start_host(self, number: int) -> SSHTestHost:
-        ip = f"127.0.10.{number}"
-        workdir = self.root / f"host{number}"
+    def start_in_namespace(self, netns: str, ip: str, *, also: tuple[str, ...] = ()) -> SSHTestHost:
+        """A host of its own (sshd, host key, ``setup_path``) inside the network namespace ``netns``, on port 22 of
+        ``ip`` and of the addresses ``also`` (a proxy's inner and outer address), logging in the test user.
+
+        Its login cannot be proven from here (no route into the namespace): tests/network/test_namespaces.py
+        logs in from a neighbouring namespace. ``stop_in_namespace`` (or ``close``) ends it."""
+        name = f"{netns}-{ip}"
+        host = self._start_host(name, ip, NAMESPACE_SSH_PORT, netns=netns, also=also)
+        self.namespace_hosts.append(host)
+        return host
+
+    def stop_in_namespace(self, host: SSHTestHost) -> None:
+        """Stop a host ``start_in_namespace`` started and delete its folders."""
+        self.namespace_hosts.remove(host)
+        self._discard(host)
+
+    def _start_host(
+        self, name: str, ip: str, port: int, *, netns: str | None = None, also: tuple[str, ...] = ()
+    ) -> SSHTestHost:
+        workdir = self.root / name
         workdir.mkdir(mode=0o755)
-        setup_path = Path(tempfile.mkdtemp(prefix=f"nodeops-host{number}-", dir="/tmp"))
+        setup_path = Path(tempfile.mkdtemp(prefix=f"nodeops-{name}-", dir="/tmp"))
         os.chown(setup_path, self.user.uid, self.user.gid)
         (workdir / "authorized_keys").write_text(self.user.public_key)
         (workdir / "authorized_keys").chmod(0o644)
         host = SSHTestHost(
             ip=ip,
-            port=_free_port(ip),
+            port=port,
             username=self.user.name,
             password=self.user.password,
             private_key=self.user.private_key,
             setup_path=setup_path,
             workdir=workdir,
+            netns=netns,
         )
         host.new_host_key()
         lines = [
-            f"ListenAddress {ip}:{host.port}",
+            *(f"ListenAddress {address}:{port}" for address in (ip, *also)),
             f"HostKey {host.host_key_path}",
             f"PidFile {workdir / 'sshd.pid'}",
             f"AuthorizedKeysFile {workdir / 'authorized_keys'}",
@@ -257,9 +303,15 @@ class SSHLab:
         if self.version >= (9, 8):
             lines.append("PerSourcePenalties no")  # wrong-password tests must not lock out 127.0.0.0/8
         (workdir / "sshd_config").write_text("\n".join(lines) + "\n")
-        _check([str(SSHD), "-t", "-f", str(workdir / "sshd_config")], f"sshd -t for {ip}")
+        _check([str(SSHD), "-t", "-f", str(workdir / "sshd_config")], f"sshd -t for {name}")
         host.start()
         return host
+
+    @staticmethod
+    def _discard(host: SSHTestHost) -> None:
+        host.stop()
+        shutil.rmtree(host.setup_path, ignore_errors=True)
+        shutil.rmtree(host.workdir, ignore_errors=True)
 
     def _prove_login(self, host: SSHTestHost) -> None:
         async def login() -> int:
@@ -282,9 +334,8 @@ class SSHLab:
             _unavailable(f"`true` exited {status} on {host.ip}:{host.port}")
 
     def close(self) -> None:
-        for host in self.hosts:
-            host.stop()
-            shutil.rmtree(host.setup_path, ignore_errors=True)
+        for host in [*self.hosts, *self.namespace_hosts]:
+            self._discard(host)
         shutil.rmtree(self.root, ignore_errors=True)
         self.user.lock.close()
 
