@@ -206,7 +206,7 @@ class Scenario:
             assert not (self.home(host) / AGENT).exists()
             assert self.host_row(host).agent_status == "NOT_INSTALLED"
 
-    def run_all(self) -> None:
+    def add_area(self) -> None:
         self.sql(
             "INSERT INTO cloud_areas (bk_cloud_id, bk_cloud_name, ap_id, creator, is_visible, created_at) "
             "VALUES (:id, :name, -1, '[]', :visible, CURRENT_TIMESTAMP)",
@@ -214,6 +214,9 @@ class Scenario:
             name=AREA_NAME,
             visible=True,
         )
+
+    def run_all(self) -> None:
+        self.add_area()
         with self.cleanup():
             self.refusals_before_any_proxy()
             proxy_id = self.install_proxy()
@@ -225,3 +228,96 @@ class Scenario:
 
 def _json(value: object) -> object:
     return json.loads(value) if isinstance(value, str) else value
+
+
+BUNDLED_AGENT = Path(__file__).resolve().parents[2] / "src" / "nodeops" / "agent" / AGENT
+CHANNEL_NAME = "通道-loopback"
+
+
+class ChannelScenario(Scenario):
+    """A host of the direct area reached through an install channel whose jump server is an agent of the
+    inventory; its agent reports through a relay the test runs on the jump server, as an operator would."""
+
+    def __init__(self, api: JobApi, db: sa.Engine, hosts: Sequence[SSHTestHost], relay_port: int, server_url: str):
+        super().__init__(api, db, hosts, relay_port)
+        self.jump, self.target = self.proxy, self.agents[0]
+        self.server_url = server_url
+
+    def add_channel(self, name: str, jump_servers: list[str], relay: str | None) -> int:
+        upstream: dict[str, Any] = {"taskserver": [], "btfileserver": [], "dataserver": []}
+        if relay:
+            upstream["channel_proxy_address"] = relay
+        (row,) = self.sql(
+            "INSERT INTO install_channels (name, bk_cloud_id, jump_servers, upstream_servers, hidden, created_at) "
+            "VALUES (:name, 0, :servers, :upstream, :hidden, CURRENT_TIMESTAMP) RETURNING id",
+            name=name,
+            servers=json.dumps(jump_servers),
+            upstream=json.dumps(upstream),
+            hidden=False,
+        )
+        return int(row[0])
+
+    @contextmanager
+    def relay_on_jump_server(self) -> Iterator[str]:
+        listen = f"{self.jump.ip}:{self.relay_port}"
+        relay = subprocess.Popen(
+            [sys.executable, str(BUNDLED_AGENT), "relay", "--listen", listen, "--upstream", self.server_url],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            yield f"http://{listen}"
+        finally:
+            relay.terminate()
+            relay.wait(timeout=10)
+
+    def run_all(self) -> None:
+        jump, target = self.jump, self.target
+        self.add_area()
+        with self.cleanup(), self.relay_on_jump_server() as relay:
+            unknown = self.api.error(
+                INSTALL,
+                {"job_type": "INSTALL_AGENT", "hosts": [self.spec(target, bk_cloud_id=0, install_channel_id=999)]},
+                3801037,
+            )
+            assert "主机的安装通道不存在，请重新选择" in unknown["message"], unknown
+            channel_id = self.add_channel(CHANNEL_NAME, [jump.ip], relay)
+            missing = self.api.error(
+                INSTALL,
+                {
+                    "job_type": "INSTALL_AGENT",
+                    "hosts": [self.spec(target, bk_cloud_id=0, install_channel_id=channel_id)],
+                },
+                3801023,
+            )
+            assert f"安装节点主机{jump.ip}不存在，请确认是否已安装AGENT" in missing["message"], missing
+            elsewhere = self.api.error(
+                INSTALL,
+                {"job_type": "INSTALL_AGENT", "hosts": [self.spec(target, install_channel_id=channel_id)]},
+                3801037,
+            )
+            assert f"cloud area {AREA}" in elsewhere["message"]
+            job_id = self.api.ok(INSTALL, {"job_type": "INSTALL_AGENT", "hosts": [self.spec(jump, bk_cloud_id=0)]})[
+                "job_id"
+            ]
+            self.finished(job_id)
+            answer = self.api.ok(
+                INSTALL,
+                {
+                    "job_type": "INSTALL_AGENT",
+                    "hosts": [self.spec(target, bk_cloud_id=0, install_channel_id=channel_id)],
+                },
+            )
+            self.finished(answer["job_id"])
+            row = self.host_row(target)
+            assert row.node_type == "AGENT" and _json(row.upstream_nodes) == [jump.ip], row
+            assert self.config(target)["server_url"] == relay
+            install = self.steps(answer["job_id"], row.bk_host_id)["安装"]["log"]
+            assert f"选择的安装通道为: {CHANNEL_NAME}" in install, install
+            assert (
+                f"已选择 {jump.ip} 作为本次安装的跳板机" in install
+                and f"经跳板机 {jump.ip} 连接主机 {target.ip}" in install
+            )
+            job_id = self.operate("UNINSTALL_AGENT", [int(row.bk_host_id)])
+            assert f"经跳板机 {jump.ip}" in self.steps(job_id, row.bk_host_id)["卸载Agent"]["log"]
+            assert not (self.home(target) / AGENT).exists()
