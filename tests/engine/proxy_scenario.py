@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,10 +38,15 @@ def free_port(ip: str) -> int:
 class Scenario:
     """One run: its hosts' install paths are folders of their own, whose agents are stopped at the end."""
 
-    def __init__(self, api: JobApi, db: sa.Engine, hosts: Sequence[SSHTestHost], relay_port: int) -> None:
+    def __init__(
+        self, api: JobApi, db: sa.Engine, hosts: Sequence[SSHTestHost], relay_port: int, proxy_inner: str = ""
+    ) -> None:
+        """``hosts``: the proxy (logged in to at its ``ip``, its outer address) and its area's agents;
+        ``proxy_inner``: the proxy's address as its area sees it (default: its ``ip``)."""
         self.api = api
         self.db = db
         self.proxy, *self.agents = hosts
+        self.proxy_inner = proxy_inner or self.proxy.ip
         self.relay_port = relay_port
         self.run = uuid.uuid4().hex[:8]
 
@@ -66,11 +71,14 @@ class Scenario:
             return list(result.all()) if result.returns_rows else []
 
     def host_row(self, host: SSHTestHost) -> Any:
+        inner = self.proxy_inner if host is self.proxy else host.ip
         (row,) = self.sql(
-            "SELECT bk_host_id, node_type, upstream_nodes, agent_status FROM hosts WHERE inner_ip = :ip",
-            ip=host.ip,
+            "SELECT bk_host_id, node_type, upstream_nodes, agent_status FROM hosts WHERE inner_ip = :ip", ip=inner
         )
         return row
+
+    def proxy_spec(self, **changes: Any) -> dict[str, Any]:
+        return self.spec(self.proxy, inner_ip=self.proxy_inner, outer_ip=self.proxy.ip, **changes)
 
     def config(self, host: SSHTestHost) -> dict[str, Any]:
         loaded: dict[str, Any] = json.loads((self.home(host) / "agent.json").read_text())
@@ -106,15 +114,14 @@ class Scenario:
         REPLACE_PROXY without replace_host_id, and agents of an area without an alive proxy."""
         answer = self.api.error(
             INSTALL,
-            {"job_type": "INSTALL_PROXY", "hosts": [self.spec(self.proxy, bk_cloud_id=0, outer_ip=self.proxy.ip)]},
+            {"job_type": "INSTALL_PROXY", "hosts": [self.proxy_spec(bk_cloud_id=0)]},
             3801006,
         )
-        assert "是「直连区域」，不可以安装PROXY" in answer["message"] and self.proxy.ip in answer["message"]
-        answer = self.api.error(INSTALL, {"job_type": "INSTALL_PROXY", "hosts": [self.spec(self.proxy)]}, 3800001)
+        assert "是「直连区域」，不可以安装PROXY" in answer["message"] and self.proxy_inner in answer["message"]
+        no_outer = self.spec(self.proxy, inner_ip=self.proxy_inner)
+        answer = self.api.error(INSTALL, {"job_type": "INSTALL_PROXY", "hosts": [no_outer]}, 3800001)
         assert f"hosts[0].outer_ip: {PROXY_OUTER_REQUIRED}" in answer["message"], answer
-        answer = self.api.error(
-            INSTALL, {"job_type": "REPLACE_PROXY", "hosts": [self.spec(self.proxy, outer_ip=self.proxy.ip)]}, 3800001
-        )
+        answer = self.api.error(INSTALL, {"job_type": "REPLACE_PROXY", "hosts": [self.proxy_spec()]}, 3800001)
         assert "replace_host_id: 替换PROXY必须填写replace_host_id" in answer["message"], answer
         answer = self.api.error(
             INSTALL, {"job_type": "INSTALL_AGENT", "hosts": [self.spec(host) for host in self.agents]}, 3801013
@@ -131,18 +138,16 @@ class Scenario:
 
     def install_proxy(self) -> int:
         proxy = self.proxy
-        job_id = self.api.ok(INSTALL, {"job_type": "INSTALL_PROXY", "hosts": [self.spec(proxy, outer_ip=proxy.ip)]})[
-            "job_id"
-        ]
+        job_id = self.api.ok(INSTALL, {"job_type": "INSTALL_PROXY", "hosts": [self.proxy_spec()]})["job_id"]
         self.finished(job_id)
         row = self.host_row(proxy)
         assert row.node_type == "PROXY" and row.agent_status == "RUNNING", row
         config = self.config(proxy)
-        assert config["relay"] == {"listen": f"{proxy.ip}:{self.relay_port}"}, config
+        assert config["relay"] == {"listen": f"{self.proxy_inner}:{self.relay_port}"}, config
         names = [step["step"] for step in self.api.log(job_id, row.bk_host_id)]
         assert names[1:-1] == ["注册主机到配置平台", "查询主机密码", "选择接入点", "安装", "查询Proxy状态"], names
         steps = self.steps(job_id, row.bk_host_id)
-        assert f"Proxy 转发地址 {proxy.ip}:{self.relay_port}" in steps["安装"]["log"]
+        assert f"Proxy 转发地址 {self.proxy_inner}:{self.relay_port}" in steps["安装"]["log"]
         return int(row.bk_host_id)
 
     def install_agents_through_the_proxy(self) -> list[int]:
@@ -155,8 +160,8 @@ class Scenario:
             row = self.host_row(host)
             host_ids.append(int(row.bk_host_id))
             assert row.node_type == "PAGENT", row
-            assert _json(row.upstream_nodes) == [proxy.ip], row
-            assert self.config(host)["server_url"] == f"http://{proxy.ip}:{self.relay_port}"
+            assert _json(row.upstream_nodes) == [self.proxy_inner], row
+            assert self.config(host)["server_url"] == f"http://{self.proxy_inner}:{self.relay_port}"
             assert "relay" not in self.config(host)
             install = self.steps(answer["job_id"], f"host|instance|host|{host.ip}-{AREA}-0")["安装"]
             assert f"已选择 {proxy.ip} 作为本次安装的跳板机" in install["log"], install["log"]
@@ -226,6 +231,10 @@ class Scenario:
             self.uninstall(host_ids)
 
 
+def _quiet_popen(argv: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def _json(value: object) -> object:
     return json.loads(value) if isinstance(value, str) else value
 
@@ -238,10 +247,27 @@ class ChannelScenario(Scenario):
     """A host of the direct area reached through an install channel whose jump server is an agent of the
     inventory; its agent reports through a relay the test runs on the jump server, as an operator would."""
 
-    def __init__(self, api: JobApi, db: sa.Engine, hosts: Sequence[SSHTestHost], relay_port: int, server_url: str):
+    def __init__(
+        self,
+        api: JobApi,
+        db: sa.Engine,
+        hosts: Sequence[SSHTestHost],
+        relay_port: int,
+        server_url: str,
+        *,
+        relay_ip: str = "",
+        popen: Callable[[list[str]], subprocess.Popen[bytes]] | None = None,
+        jump_ap_id: int | None = None,
+    ) -> None:
+        """``hosts``: the jump server and the host behind it; the relay listens on ``relay_ip`` (default the jump
+        server's ``ip``), started by ``popen`` (default here), forwarding to ``server_url``; the jump server is
+        installed with the access point ``jump_ap_id`` (default the default one)."""
         super().__init__(api, db, hosts, relay_port)
         self.jump, self.target = self.proxy, self.agents[0]
         self.server_url = server_url
+        self.relay_ip = relay_ip or self.jump.ip
+        self.popen = popen or _quiet_popen
+        self.jump_ap_id = jump_ap_id
 
     def add_channel(self, name: str, jump_servers: list[str], relay: str | None) -> int:
         upstream: dict[str, Any] = {"taskserver": [], "btfileserver": [], "dataserver": []}
@@ -259,11 +285,9 @@ class ChannelScenario(Scenario):
 
     @contextmanager
     def relay_on_jump_server(self) -> Iterator[str]:
-        listen = f"{self.jump.ip}:{self.relay_port}"
-        relay = subprocess.Popen(
-            [sys.executable, str(BUNDLED_AGENT), "relay", "--listen", listen, "--upstream", self.server_url],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        listen = f"{self.relay_ip}:{self.relay_port}"
+        relay = self.popen(
+            [sys.executable, str(BUNDLED_AGENT), "relay", "--listen", listen, "--upstream", self.server_url]
         )
         try:
             yield f"http://{listen}"
@@ -297,9 +321,10 @@ class ChannelScenario(Scenario):
                 3801037,
             )
             assert f"cloud area {AREA}" in elsewhere["message"]
-            job_id = self.api.ok(INSTALL, {"job_type": "INSTALL_AGENT", "hosts": [self.spec(jump, bk_cloud_id=0)]})[
-                "job_id"
-            ]
+            ap = {} if self.jump_ap_id is None else {"ap_id": self.jump_ap_id}
+            job_id = self.api.ok(
+                INSTALL, {"job_type": "INSTALL_AGENT", "hosts": [self.spec(jump, bk_cloud_id=0, **ap)]}
+            )["job_id"]
             self.finished(job_id)
             answer = self.api.ok(
                 INSTALL,
