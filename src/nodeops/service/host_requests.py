@@ -31,6 +31,7 @@ MAX_ACCOUNT_CHARS = 64  # the hosts.account column
 MAX_INT32 = 2**31 - 1  # bk_biz_id, bk_cloud_id, ap_id and port are 32-bit columns
 AUTO_AP_ID = -1  # Node Manager's 自动选择接入点 (network spec §15.3); nodeops has one default to choose
 AUTO_CHANNEL_ID = -1  # Node Manager's 自动选择 install channel: no channel (nodeops has no network segments to match)
+MAX_SHOWN_CHARS = 64  # of a bad value, in a message
 PROXY_OUTER_REQUIRED = "Proxy 操作的请求参数 outer_ip 和 outer_ipv6 不能同时为空"
 
 
@@ -280,7 +281,7 @@ def _any_ip(value: object, name: str, problems: dict[str, str]) -> str | None:
     try:
         return ipaddress.ip_address(str(value).strip()).compressed
     except ValueError:
-        problems[name] = f"{str(value)[:64]!r} is not an IP address"
+        problems[name] = f"{_shown(value)} is not an IP address"
         return None
 
 
@@ -291,9 +292,15 @@ def _ip(value: object, name: str, family: int, problems: dict[str, str]) -> str 
     try:
         address = ipaddress.ip_address(str(value).strip())
     except ValueError:
-        problems[name] = f"{value!r} is not an IPv{family} address"
+        problems[name] = f"{_shown(value)} is not an IPv{family} address"
         return None
     if address.version != family:
-        problems[name] = f"{value!r} is not an IPv{family} address"
+        problems[name] = f"{_shown(value)} is not an IPv{family} address"
         return None
     return address.compressed
+
+
+def _shown(value: object) -> str:
+    """A bad value as a message quotes it: its repr, cut to ``MAX_SHOWN_CHARS`` (a request may send megabytes)."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN_CHARS else f"{text[:MAX_SHOWN_CHARS]}…"
