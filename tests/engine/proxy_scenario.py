@@ -197,7 +197,8 @@ class Scenario:
             id=proxy_id,
         )
         answer = self.api.error(OPERATE, {"job_type": "UPGRADE_AGENT", "bk_host_id": host_ids}, 3801013)
-        assert {entry["exception"] for entry in answer["data"]["ip_filter"]} == {"no_proxy"}
+        for entry in answer["data"]["ip_filter"]:
+            assert (entry["exception"], entry["bk_cloud_id"], entry["bk_cloud_name"]) == ("no_proxy", AREA, AREA_NAME)
         restart = self.api.ok(OPERATE, {"job_type": "RESTART_AGENT", "bk_host_id": host_ids[:1]})
         assert restart["ip_filter"] == []  # exempt at launch, as in Node Manager: it fails when it runs
         self.finished(restart["job_id"], "FAILED")

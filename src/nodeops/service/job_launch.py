@@ -20,7 +20,7 @@ login (3801023); it is then reached through them, and needs no proxy.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from nodeops.crypto import SecretBox
@@ -209,17 +209,31 @@ def _operate_refusal(
     return None
 
 
-def _no_proxy_summary(
-    session: Session, summary: Mapping[str, Any], *, bk_cloud_id: int, bk_biz_id: int
-) -> dict[str, Any]:
-    """A host refused for want of an alive proxy, as Node Manager's install_validate lists it (spec §13.5)."""
-    cloud_names, biz_names = proxies.names(session, bk_cloud_ids={bk_cloud_id}, bk_biz_ids={bk_biz_id})
-    return {
-        **summary,
-        "bk_cloud_name": cloud_names.get(bk_cloud_id, ""),
-        "bk_biz_name": biz_names.get(bk_biz_id, ""),
-        "job_id": "",
-    }
+def _with_names(session: Session, refused: Sequence[Refused]) -> list[Refused]:
+    """The refusals, those for want of an alive proxy with the names of their cloud area and business and an
+    empty ``job_id``, as Node Manager's install_validate lists them (network spec §13.5)."""
+    wanting = [r for r in refused if r.exception == _NO_PROXY[1]]
+    if not wanting:
+        return list(refused)
+    clouds, bizs = proxies.names(
+        session,
+        bk_cloud_ids={r.host["bk_cloud_id"] for r in wanting},
+        bk_biz_ids={r.host["bk_biz_id"] for r in wanting},
+    )
+    return [
+        replace(
+            r,
+            host={
+                **r.host,
+                "bk_cloud_name": clouds.get(r.host["bk_cloud_id"], ""),
+                "bk_biz_name": bizs.get(r.host["bk_biz_id"], ""),
+                "job_id": "",
+            },
+        )
+        if r.exception == _NO_PROXY[1]
+        else r
+        for r in refused
+    ]
 
 
 def _check_channel(session: Session, host: HostRequest) -> None:
@@ -348,7 +362,7 @@ class JobLauncher:
             with self.db.session() as session:
                 host_rows.lock_hosts(session)
                 decided = decide(session)
-                ip_filter = [r.as_error_host() for r in decided.refused]
+                ip_filter = [r.as_error_host() for r in _with_names(session, decided.refused)]
                 if not decided.instances:
                     data = {"job_id": "", "ip_filter": ip_filter}
                     if any(r.exception == _NO_PROXY[1] for r in decided.refused):
@@ -402,9 +416,7 @@ class JobLauncher:
             )
             if refusal is not None:
                 if refusal is _NO_PROXY and host is not None:
-                    summary = _no_proxy_summary(
-                        session, summary, bk_cloud_id=host.bk_cloud_id, bk_biz_id=host.bk_biz_id
-                    )
+                    summary.update(bk_cloud_id=host.bk_cloud_id, bk_biz_id=host.bk_biz_id)
                 refused.append(Refused.because(summary, refusal))
             else:
                 assert host is not None
@@ -452,12 +464,7 @@ class JobLauncher:
                 )
             ):
                 refusal = _NO_PROXY
-            if refusal is _NO_PROXY:
-                summary = _no_proxy_summary(
-                    session, _summary(host), bk_cloud_id=host.bk_cloud_id, bk_biz_id=host.bk_biz_id
-                )
-                refused.append(Refused.because(summary, refusal))
-            elif refusal is not None:
+            if refusal is not None:
                 refused.append(Refused.because(_summary(host), refusal))
             else:
                 accepted.append(host)
