@@ -8,6 +8,7 @@ from typing import Any
 
 from nodeops.store.models import CloudArea
 from tests.support.jobs import ESB_JOB
+from tests.support.subscriptions import BACKEND, INVENTORY, topology, wait_result
 
 INSTALL = f"{ESB_JOB}/install/"
 OPERATE = f"{ESB_JOB}/operate/"
@@ -107,3 +108,30 @@ def test_proxy_jobs_are_listed_described_and_their_hosts_kept_to_proxy_job_types
     with services.db.engine.connect() as conn:
         kinds = dict(conn.exec_driver_sql("SELECT inner_ip, node_type FROM hosts").all())
     assert kinds == {UNREACHABLE: "PROXY", "127.0.10.249": "PROXY"}
+
+
+def test_a_subscription_runs_a_proxy_action_and_makes_its_hosts_proxies(api, services, tmp_path):
+    local = {
+        "bk_biz_id": 2,
+        "inner_ip": "127.0.20.31",
+        "transport": "local",
+        "setup_path": str(tmp_path / "host31" / "nodeops-agent"),
+        "modules": [100],
+    }
+    api.ok(f"{INVENTORY}/import/", {"inventory": {"topology": topology(2), "hosts": [local]}})
+    steps = [{"id": "agent", "type": "AGENT", "config": {"job_type": "RELOAD_PROXY"}, "params": {}}]
+    scope = {"object_type": "HOST", "node_type": "TOPO", "nodes": [{"bk_obj_id": "module", "bk_inst_id": 100}]}
+    subscription_id = api.ok(f"{BACKEND}/create/", {"scope": scope, "steps": steps})["subscription_id"]
+    api.ok(f"{BACKEND}/run/", {"subscription_id": subscription_id})
+    (row,) = wait_result(api, subscription_id)["list"]
+    query = {"subscription_id": subscription_id, "instance_id": row["instance_id"]}
+    sub_steps = api.ok(f"{BACKEND}/task_result_detail/", query)["steps"][0]["target_hosts"][0]["sub_steps"]
+    assert [s["node_name"] for s in sub_steps][1:-1] == [
+        "检查Agent状态",
+        "渲染并下发Agent配置",
+        "重载Agent配置",
+        "查询Agent状态",
+    ]
+    assert row["status"] == "FAILED"  # no agent runs there to reload
+    with services.db.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT node_type FROM hosts").scalar() == "PROXY"
