@@ -167,6 +167,9 @@ class Scenario:
             assert f"已选择 {proxy.ip} 作为本次安装的跳板机" in install["log"], install["log"]
             assert f"经Proxy {proxy.ip} 连接主机 {host.ip}" in install["log"], install["log"]
             assert host.password not in install["log"] and proxy.password not in install["log"]
+        # both hops' keys were checked through the database: the P-Agents' asked through the proxy and recorded
+        trusted = {(host, port) for host, port in self.sql("SELECT host, port FROM host_keys")}
+        assert {(h.ip, h.port) for h in (proxy, *self.agents)} <= trusted, trusted
         return host_ids
 
     def operate(self, job_type: str, host_ids: list[int], status: str = "SUCCESS") -> int:
