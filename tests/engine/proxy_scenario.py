@@ -209,6 +209,18 @@ class Scenario:
         assert f"管控区域 -> {AREA} 下无存活的 Proxy" in step["log"], step
         self.sql("UPDATE hosts SET agent_status = 'RUNNING' WHERE bk_host_id = :id", id=proxy_id)
 
+    def a_changed_host_key_behind_the_proxy_is_refused(self, host_ids: list[int]) -> None:
+        """A P-Agent whose SSH host key changed is refused through the proxy as directly, naming the host and
+        how to forget its old key; once forgotten, its new key is trusted on first use."""
+        host, host_id = self.agents[-1], host_ids[-1]
+        host.restart_with_new_host_key()
+        job_id = self.operate("RELOAD_AGENT", [host_id], status="FAILED")
+        step = self.steps(job_id, host_id)["检查Agent状态"]
+        assert f"the host key of {host.ip}:{host.port} has changed" in step["log"], step
+        assert f"nodeops hosts forget-key {host.ip} --port {host.port}" in step["log"]
+        self.sql("DELETE FROM host_keys WHERE host = :ip AND port = :port", ip=host.ip, port=host.port)
+        self.operate("RELOAD_AGENT", [host_id])
+
     def uninstall(self, host_ids: list[int]) -> None:
         self.operate("UNINSTALL_AGENT", host_ids)
         for host in self.agents:
@@ -232,6 +244,7 @@ class Scenario:
             host_ids = self.install_agents_through_the_proxy()
             self.upgrade(host_ids)
             self.a_proxy_that_cannot_be_used_fails_the_step(host_ids, proxy_id)
+            self.a_changed_host_key_behind_the_proxy_is_refused(host_ids)
             self.uninstall(host_ids)
 
 
