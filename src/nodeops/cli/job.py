@@ -69,6 +69,9 @@ def install(
     job_type: str = typer.Option("INSTALL_AGENT", "--job-type", help=f"One of {', '.join(INSTALL_TYPES)}."),
     outer_ip: str | None = typer.Option(None, "--outer-ip", help="Outer IP of a proxy (the service logs in there)."),
     replace_host_id: int | None = typer.Option(None, "--replace-host-id", help="REPLACE_PROXY: the proxy replaced."),
+    install_channel: int | None = typer.Option(
+        None, "--install-channel", help="install_channel_id: reach the hosts through this channel's jump servers."
+    ),
     os_type: str = typer.Option("LINUX", "--os-type", help="os_type of the hosts."),
     local: bool = typer.Option(False, "--local", help="Run on the service's own machine (transport local)."),
     setup_path: str | None = typer.Option(None, "--setup-path", help="Where the agent goes on the host."),
@@ -87,6 +90,8 @@ def install(
     common: dict[str, Any] = {"bk_cloud_id": cloud, "os_type": os_type}
     if outer_ip:
         common["outer_ip"] = outer_ip
+    if install_channel is not None:
+        common["install_channel_id"] = install_channel
     if biz is not None:
         common["bk_biz_id"] = biz
     if local:
