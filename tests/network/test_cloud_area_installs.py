@@ -31,11 +31,18 @@ def test_a_proxy_on_px_then_the_agents_of_its_area_installed_upgraded_and_uninst
         _no_route(srv_service, "srv", host.ip, host.port)
     _no_route(srv_service, "c1", ADDRESSES.srv_px, SRV_PORT)  # their heartbeats can only come through px
     assert srv_service.cluster.db is not None
+    with srv_service.cluster.db.begin() as conn:  # the proxy must report to the outer URL: px cannot reach the other
+        conn.exec_driver_sql(
+            f"UPDATE access_points SET server_url = '{srv_service.url_via_jh}', "
+            f"outer_server_url = '{srv_service.url_via_px}' WHERE id = 1"
+        )
+    _no_route(srv_service, "px", ADDRESSES.srv_jh, SRV_PORT)
     scenario = Scenario(srv_service.api, srv_service.cluster.db, [px, c1_a, c1_b], RELAY_PORT, ADDRESSES.px_c1)
     scenario.add_area()
     try:
         scenario.refusals_before_any_proxy()
         scenario.install_proxy()
+        assert scenario.config(px)["server_url"] == srv_service.url_via_px
         host_ids = scenario.install_agents_through_the_proxy()  # their heartbeats came through px's relay
         scenario.upgrade(host_ids)
         scenario.uninstall(host_ids)
