@@ -28,6 +28,7 @@ DIRECT_AREA_NAME = "直连区域"
 AGENT, PROXY, PAGENT = "AGENT", "PROXY", "PAGENT"  # hosts.node_type (network spec §13.1)
 ALIVE_STATUS = "RUNNING"
 NO_PROXY_LINE = "管控区域 -> {bk_cloud_id} 下无存活的 Proxy"  # Node Manager's words when 安装 finds none
+PROXY_HOP, JUMP_HOP = "Proxy", "跳板机"  # how the log names a hop of each kind
 
 # Where the service logs in to a host of alias h: a proxy at its login_ip, else its outer_ip, else its inner
 # address; any other host at its login_ip, else its inner address (Node Manager's collections/common/remote.py)
@@ -54,7 +55,7 @@ class Hop:
     """A host the service logs in to on the way to another: a proxy of the target's area or a jump server of its
     install channel, with its own login (sealed) and the host keys trusted for ``address:ssh_port``."""
 
-    kind: str  # how the log names it: "Proxy" or "跳板机"
+    kind: str  # how the log names it: PROXY_HOP or JUMP_HOP
     bk_host_id: int
     address: str  # where the service logs in to it
     inner_address: str  # its address as its area sees it: where its relay listens, the target's upstream
@@ -108,6 +109,7 @@ class RouteChooser:
         self._channels: dict[int, tuple[Channel | None, list[Hop]]] = {}
 
     def route(self, *, bk_cloud_id: int, install_channel_id: int | None) -> Route:
+        """The route of a host of area ``bk_cloud_id`` (through its install channel when it has one)."""
         if install_channel_id is not None:
             return self._through_channel(install_channel_id)
         if bk_cloud_id not in self._proxies:
@@ -171,7 +173,7 @@ def alive_proxies(cur: ReadHandle, paramstyle: str, *, bk_cloud_id: int) -> list
     """The alive proxies of the area, with their logins and host keys."""
     return _hops(
         cur,
-        "Proxy",
+        PROXY_HOP,
         f"h.bk_cloud_id = {paramstyle} AND h.node_type = '{PROXY}' AND h.agent_status = '{ALIVE_STATUS}'",
         (bk_cloud_id,),
     )
@@ -184,7 +186,7 @@ def jump_servers(cur: ReadHandle, paramstyle: str, channel: Channel) -> list[Hop
     marks = ", ".join([paramstyle] * len(channel.jump_servers))
     hops = _hops(
         cur,
-        "跳板机",
+        JUMP_HOP,
         f"h.bk_cloud_id = {paramstyle} AND (h.inner_ip IN ({marks}) OR h.inner_ipv6 IN ({marks}))",
         (channel.bk_cloud_id, *channel.jump_servers, *channel.jump_servers),
     )
