@@ -438,7 +438,7 @@ class JobLauncher:
                 )
             seen.add(host_id)
         scope = {known[i.bk_host_id].bk_biz_id for i in instances if i.bk_host_id in known}
-        proxies.set_node_types(
+        proxies.set_node_types(  # only the hosts the job runs on, as install_job
             session, [i.bk_host_id for i in instances if i.bk_host_id is not None], proxy_job=job_type.is_proxy
         )
         return _Decided(instances=instances, refused=refused, bk_biz_scope=scope)
@@ -495,7 +495,6 @@ class JobLauncher:
                 outer_ip=host.outer_ip,
                 login_ip=host.login_ip,
             )
-            proxies.set_node_types(session, [host_id], proxy_job=job_type.is_proxy)
             registered.append((host, host_id))
         busy = host_rows.busy_host_ids(session, [host_id for _h, host_id in registered])
         instances: list[jobs.NewInstance] = []
@@ -522,4 +521,6 @@ class JobLauncher:
                     },
                 )
             )
+        # only the hosts the job runs on: one busy in another job keeps the node type that job gave it
+        proxies.set_node_types(session, [i.bk_host_id for i in instances if i.bk_host_id], proxy_job=job_type.is_proxy)
         return _Decided(instances=instances, refused=refused, bk_biz_scope={h.bk_biz_id for h, _id in registered})
