@@ -62,7 +62,8 @@ class AllHostsFiltered(NodeopsError):
 
 
 class NoAliveProxy(NodeopsError):
-    """不存在可用代理: the cloud areas of every host have no alive proxy (AliveProxyNotExistsError)."""
+    """不存在可用代理: every host was refused, some for want of an alive proxy in their cloud area
+    (AliveProxyNotExistsError)."""
 
     code = ErrorCode.NO_ALIVE_PROXY
 
