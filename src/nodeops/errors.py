@@ -71,9 +71,12 @@ class ErrorCode(IntEnum):
     CLOUD_NOT_FOUND = 3801001
     CLOUD_IN_USE = 3801003
     AP_NOT_FOUND = 3801007
+    PROXY_IN_DIRECT_AREA = 3801006
     JOB_NOT_FOUND = 3801012
+    NO_ALIVE_PROXY = 3801013
     ALL_FILTERED = 3801018
     AP_IN_USE = 3801019
+    HOST_NOT_EXISTS = 3801023
     INSTALL_CHANNEL_NOT_FOUND = 3801037
     PERMISSION_DENIED = 9900403
     FORBIDDEN = 3800403
@@ -407,11 +410,17 @@ class InstallChannelNotFound(NotFound):
 
     code = ErrorCode.INSTALL_CHANNEL_NOT_FOUND
 
-    def __init__(self, *, channel_id: int, bk_cloud_id: int | None = None) -> None:
+    def __init__(self, *, channel_id: int, bk_cloud_id: int | None = None, host_index: int | None = None) -> None:
         where = "" if bk_cloud_id is None else f" in cloud area {bk_cloud_id}"
-        super().__init__(
-            f"安装通道不存在: no install channel {channel_id}{where} (list them with GET /api/install_channel/)"
-        )
+        listed = "list them with GET /api/install_channel/"
+        if host_index is None:  # the channel APIs
+            message = f"安装通道不存在: no install channel {channel_id}{where} ({listed})"
+        else:  # a host of install_job naming it: Node Manager's words first
+            message = (
+                f"主机的安装通道不存在，请重新选择 (hosts[{host_index}]: no install channel {channel_id}{where}; "
+                f"{listed})"
+            )
+        super().__init__(message)
 
 
 class Conflict(NodeopsError):

@@ -22,6 +22,9 @@ SQLITE_FILE_NAME = "nodeops.sqlite3"
 SECRET_KEY_FILE_NAME = "secret_key"
 MAX_BODY_BYTES = 1024 * 1024
 BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "amqp", "amqps", "pyamqp")
+# Where a proxy's relay listens on the proxy's inner address, so where its area's agents report: Node Manager's
+# proxy-pass port (network spec §13.2), as the agent's own RELAY_PORT
+RELAY_PORT = 17981
 
 
 def machine_time_zone() -> str:
@@ -98,6 +101,13 @@ class Settings(BaseSettings):
         description="Heartbeats a RUNNING agent may miss before its host is marked TERMINATED (异常): silent for this "
         "many of its intervals (the one configured into it, else agent_heartbeat_interval_s); its next heartbeat "
         "makes it RUNNING again.",
+    )
+    proxy_relay_port: int = Field(
+        default=RELAY_PORT,
+        gt=0,
+        le=65535,
+        description="The port a proxy's relay listens on, on the proxy's inner address: its cloud area's agents "
+        "report there (Node Manager's proxy-pass port).",
     )
     heartbeat_poll_s: float = Field(
         default=3.0,

@@ -282,8 +282,8 @@ def at_once(api, count: int, path: str, body: dict[str, object]) -> list[dict[st
 
 def test_validation_and_lookup_errors_name_what_is_wrong(api, tmp_path):
     install = f"{ESB_JOB}/install/"
-    answer = api.error(install, {"job_type": "INSTALL_PROXY", "hosts": []}, 3800001)
-    assert "job_type: 'INSTALL_PROXY' must be one of INSTALL_AGENT, REINSTALL_AGENT" in answer["message"]
+    answer = api.error(install, {"job_type": "UPGRADE_PROXY", "hosts": []}, 3800001)
+    assert "job_type: 'UPGRADE_PROXY' must be one of INSTALL_AGENT, INSTALL_PROXY, REINSTALL_AGENT" in answer["message"]
     assert "hosts: this field is required: a non-empty list of hosts" in answer["message"]
     answer = api.error(
         install, {"job_type": "INSTALL_AGENT", "hosts": [7, {"inner_ip": "127.0.0.1", "port": 0}]}, 3800001
@@ -297,7 +297,7 @@ def test_validation_and_lookup_errors_name_what_is_wrong(api, tmp_path):
     assert "hosts[0].bk_biz_id" in answer["message"] and "hosts[0].inner_ip" in answer["message"]
     answer = api.error("/api/job/operate/", {"job_type": "RESTART_AGENT", "bk_host_id": ["x"], "version": "1"}, 3800001)
     assert "bk_host_id[0]: 'x' is not a positive integer" in answer["message"]
-    assert "version: only UPGRADE_AGENT takes a version" in answer["message"]
+    assert "version: only UPGRADE_AGENT and UPGRADE_PROXY take a version" in answer["message"]
     answer = api.error("/api/job/operate/", {"job_type": "UPGRADE_AGENT", "bk_host_id": [1], "version": "9.9"}, 3800001)
     assert "version: agent version '9.9' is not registered" in answer["message"]
 

@@ -220,6 +220,13 @@ def test_job_install_refuses_what_it_cannot_send(stack, cli_env, tmp_path):
     assert done.returncode == 2 and "INSTALL_AGENT" in done.stderr
     done = run(cli_env, "job", "install", "--host", "127.0.20.6", "--biz", "2")  # ssh without credentials
     assert done.returncode == 1 and "3801018" in done.stderr, done.stderr
+    done = run(cli_env, "job", "install", "--host", "127.0.20.6", "--biz", "2", "--job-type", "INSTALL_PROXY")
+    assert done.returncode == 1 and "3800001" in done.stderr and "outer_ip" in done.stderr, done.stderr
+    proxy = ("--host", "127.0.20.6", "--biz", "2", "--cloud", "0", "--outer-ip", "127.0.20.6")
+    done = run(cli_env, "job", "install", *proxy, "--job-type", "INSTALL_PROXY")
+    assert done.returncode == 1 and "3801006" in done.stderr, done.stderr
+    done = run(cli_env, "job", "install", "--host", "127.0.20.6", "--biz", "2", "--install-channel", "77")
+    assert done.returncode == 1 and "3801037" in done.stderr, done.stderr
 
 
 def test_errors_say_what_was_wrong_and_exit_non_zero(stack, cli_env, tmp_path):

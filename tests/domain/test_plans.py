@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nodeops.domain.plans import STEP_NAMES, JobType, PlannedStep, StepCode, plan_steps
+from nodeops.domain.plans import PROXY_JOB_TYPES, STEP_NAMES, JobType, PlannedStep, StepCode, plan_steps
 
 UPDATE_JOB_STATUS = "更新任务状态"
 
@@ -61,6 +61,27 @@ def test_every_step_name_is_its_code_display_name(job_type):
             id="reload_agent",
         ),
         pytest.param(JobType.UNINSTALL_AGENT, ["查询主机密码", "卸载Agent", "更新主机进程状态"], id="uninstall_agent"),
+        pytest.param(
+            JobType.INSTALL_PROXY,
+            ["注册主机到配置平台", "查询主机密码", "选择接入点", "安装", "查询Proxy状态"],
+            id="install_proxy",
+        ),
+        pytest.param(
+            JobType.REPLACE_PROXY,
+            ["注册主机到配置平台", "查询主机密码", "选择接入点", "安装", "查询Proxy状态"],
+            id="replace_proxy",
+        ),
+        pytest.param(
+            JobType.REINSTALL_PROXY, ["查询主机密码", "选择接入点", "安装", "查询Proxy状态"], id="reinstall_proxy"
+        ),
+        pytest.param(JobType.UPGRADE_PROXY, ["批量下发升级包", "执行升级脚本", "查询Proxy状态"], id="upgrade_proxy"),
+        pytest.param(JobType.RESTART_PROXY, ["重启", "查询Proxy状态"], id="restart_proxy"),
+        pytest.param(
+            JobType.RELOAD_PROXY,
+            ["检查Agent状态", "渲染并下发Agent配置", "重载Agent配置", "查询Agent状态"],
+            id="reload_proxy",
+        ),
+        pytest.param(JobType.UNINSTALL_PROXY, ["卸载Proxy", "更新主机进程状态"], id="uninstall_proxy"),
     ],
 )
 def test_plan_body_follows_spec_pipeline_order(job_type, body):
@@ -77,3 +98,16 @@ def test_plans_are_fresh_immutable_tuples():
     assert plan == plan_steps(JobType.RESTART_AGENT)
     with pytest.raises(AttributeError):
         plan[0].name = "x"  # type: ignore[misc]
+
+
+def test_the_proxy_job_types_are_those_ending_in_proxy():
+    assert {t for t in JobType if t.is_proxy} == PROXY_JOB_TYPES
+    assert {t.value for t in PROXY_JOB_TYPES} == {
+        "INSTALL_PROXY",
+        "REINSTALL_PROXY",
+        "REPLACE_PROXY",
+        "UPGRADE_PROXY",
+        "RESTART_PROXY",
+        "RELOAD_PROXY",
+        "UNINSTALL_PROXY",
+    }

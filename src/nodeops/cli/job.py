@@ -28,8 +28,17 @@ app = typer.Typer(help="Jobs: install, operate, list, show, revoke, retry (a cli
 
 ESB_JOB = "/api/c/compapi/v2/nodeman/api/job"
 FOLLOW_POLL_S = 1.0
-INSTALL_TYPES = ("INSTALL_AGENT", "REINSTALL_AGENT")
-OPERATE_TYPES = ("UPGRADE_AGENT", "RESTART_AGENT", "RELOAD_AGENT", "UNINSTALL_AGENT")
+INSTALL_TYPES = ("INSTALL_AGENT", "REINSTALL_AGENT", "INSTALL_PROXY", "REINSTALL_PROXY", "REPLACE_PROXY")
+OPERATE_TYPES = (
+    "UPGRADE_AGENT",
+    "RESTART_AGENT",
+    "RELOAD_AGENT",
+    "UNINSTALL_AGENT",
+    "UPGRADE_PROXY",
+    "RESTART_PROXY",
+    "RELOAD_PROXY",
+    "UNINSTALL_PROXY",
+)
 PASSWORD_ENV = "NODEOPS_HOST_PASSWORD"
 
 UrlOption = typer.Option(None, "--url", envvar="NODEOPS_URL", help="The service (default: its own address).")
@@ -57,7 +66,12 @@ def install(
     host: list[str] = typer.Option([], "--host", help="Host IP (inner_ip); repeat for several."),
     biz: int | None = typer.Option(None, "--biz", help="bk_biz_id of the hosts."),
     cloud: int = typer.Option(0, "--cloud", help="bk_cloud_id of the hosts."),
-    job_type: str = typer.Option("INSTALL_AGENT", "--job-type", help="INSTALL_AGENT or REINSTALL_AGENT."),
+    job_type: str = typer.Option("INSTALL_AGENT", "--job-type", help=f"One of {', '.join(INSTALL_TYPES)}."),
+    outer_ip: str | None = typer.Option(None, "--outer-ip", help="Outer IP of a proxy (the service logs in there)."),
+    replace_host_id: int | None = typer.Option(None, "--replace-host-id", help="REPLACE_PROXY: the proxy replaced."),
+    install_channel: int | None = typer.Option(
+        None, "--install-channel", help="install_channel_id: reach the hosts through this channel's jump servers."
+    ),
     os_type: str = typer.Option("LINUX", "--os-type", help="os_type of the hosts."),
     local: bool = typer.Option(False, "--local", help="Run on the service's own machine (transport local)."),
     setup_path: str | None = typer.Option(None, "--setup-path", help="Where the agent goes on the host."),
@@ -68,11 +82,16 @@ def install(
     follow: bool = FollowOption,
     url: str | None = UrlOption,
 ) -> None:
-    """Install (or reinstall) the agent on hosts. An SSH password is read from $NODEOPS_HOST_PASSWORD."""
+    """Install (or reinstall, or replace) the agent or proxy of hosts. An SSH password is read from
+    $NODEOPS_HOST_PASSWORD."""
     if job_type not in INSTALL_TYPES:
         raise usage_error(f"--job-type {job_type!r} must be one of {', '.join(INSTALL_TYPES)}")
     hosts: list[dict[str, Any]] = _hosts_from_file(hosts_file) if hosts_file else []
     common: dict[str, Any] = {"bk_cloud_id": cloud, "os_type": os_type}
+    if outer_ip:
+        common["outer_ip"] = outer_ip
+    if install_channel is not None:
+        common["install_channel_id"] = install_channel
     if biz is not None:
         common["bk_biz_id"] = biz
     if local:
@@ -94,7 +113,10 @@ def install(
     if not hosts:
         raise usage_error("no host: give --host IP (repeatable) or --hosts-file FILE")
     with connected(ctx, url) as remote:
-        data = remote.post("/api/job/install/", {"job_type": job_type, "hosts": hosts})
+        body: dict[str, Any] = {"job_type": job_type, "hosts": hosts}
+        if replace_host_id is not None:
+            body["replace_host_id"] = replace_host_id
+        data = remote.post("/api/job/install/", body)
         _started(data, job_type, len(hosts))
         if follow:
             _follow_and_exit(remote, int(data["job_id"]))
@@ -103,13 +125,13 @@ def install(
 @app.command()
 def operate(
     ctx: typer.Context,
-    job_type: str = typer.Argument(..., help="UPGRADE_AGENT, RESTART_AGENT, RELOAD_AGENT or UNINSTALL_AGENT."),
+    job_type: str = typer.Argument(..., help=f"One of {', '.join(OPERATE_TYPES)}."),
     host_id: list[int] = typer.Option(..., "--host-id", help="bk_host_id; repeat for several."),
-    version: str | None = typer.Option(None, "--version", help="Agent version for UPGRADE_AGENT (default newest)."),
+    version: str | None = typer.Option(None, "--version", help="Agent version for UPGRADE_* (default newest)."),
     follow: bool = FollowOption,
     url: str | None = UrlOption,
 ) -> None:
-    """Upgrade, restart, reload or uninstall the agent of hosts already installed."""
+    """Upgrade, restart, reload or uninstall the agent (or proxy) of hosts already installed."""
     if job_type not in OPERATE_TYPES:
         raise usage_error(f"JOB_TYPE {job_type!r} must be one of {', '.join(OPERATE_TYPES)}")
     body: dict[str, Any] = {"job_type": job_type, "bk_host_id": host_id}

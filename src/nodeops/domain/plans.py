@@ -17,6 +17,21 @@ class JobType(StrEnum):
     RESTART_AGENT = "RESTART_AGENT"  # 重启 Agent
     RELOAD_AGENT = "RELOAD_AGENT"  # 重载配置
     UNINSTALL_AGENT = "UNINSTALL_AGENT"  # 卸载 Agent
+    INSTALL_PROXY = "INSTALL_PROXY"  # 安装 Proxy
+    REINSTALL_PROXY = "REINSTALL_PROXY"  # 重装 Proxy
+    REPLACE_PROXY = "REPLACE_PROXY"  # 替换 Proxy: INSTALL_PROXY's plan on the new host (network spec §13.7)
+    UPGRADE_PROXY = "UPGRADE_PROXY"  # 升级 Proxy
+    RESTART_PROXY = "RESTART_PROXY"  # 重启 Proxy
+    RELOAD_PROXY = "RELOAD_PROXY"  # 重载配置
+    UNINSTALL_PROXY = "UNINSTALL_PROXY"  # 卸载 Proxy
+
+    @property
+    def is_proxy(self) -> bool:
+        """A ``*_PROXY`` job: its hosts are proxies (node_type PROXY, network spec §13.1)."""
+        return self.value.endswith("_PROXY")
+
+
+PROXY_JOB_TYPES = frozenset(job_type for job_type in JobType if job_type.is_proxy)
 
 
 class StepCode(StrEnum):
@@ -34,7 +49,9 @@ class StepCode(StrEnum):
     RELOAD_AGENT = "reload_agent"
     RESTART_AGENT = "restart_agent"
     UNINSTALL_AGENT = "uninstall_agent"
+    UNINSTALL_PROXY = "uninstall_proxy"
     QUERY_AGENT_STATUS = "query_agent_status"
+    QUERY_PROXY_STATUS = "query_proxy_status"
     UPDATE_PROCESS_STATUS = "update_process_status"
 
 
@@ -51,7 +68,9 @@ STEP_NAMES: dict[StepCode, str] = {
     StepCode.RELOAD_AGENT: "重载Agent配置",
     StepCode.RESTART_AGENT: "重启",
     StepCode.UNINSTALL_AGENT: "卸载Agent",
+    StepCode.UNINSTALL_PROXY: "卸载Proxy",
     StepCode.QUERY_AGENT_STATUS: "查询Agent状态",
+    StepCode.QUERY_PROXY_STATUS: "查询Proxy状态",
     StepCode.UPDATE_PROCESS_STATUS: "更新主机进程状态",
 }
 
@@ -84,7 +103,18 @@ _BODIES: dict[JobType, tuple[StepCode, ...]] = {
         _S.QUERY_AGENT_STATUS,
     ),
     JobType.UNINSTALL_AGENT: (_S.QUERY_PASSWORD, _S.UNINSTALL_AGENT, _S.UPDATE_PROCESS_STATUS),
+    # Node Manager's proxy pipelines without the steps we have no honest equivalent for (docs/job-types.md):
+    # no security groups (配置策略), no GSE file server (检测 GSE Server 到 Proxy 策略), no files for nginx to serve
+    # (the three pushes, 启动 NGINX 服务): the relay is part of the agent, started by 安装 with it
+    JobType.INSTALL_PROXY: (_S.REGISTER_HOST, _S.QUERY_PASSWORD, _S.CHOOSE_AP, _S.INSTALL, _S.QUERY_PROXY_STATUS),
+    JobType.REINSTALL_PROXY: (_S.QUERY_PASSWORD, _S.CHOOSE_AP, _S.INSTALL, _S.QUERY_PROXY_STATUS),
+    JobType.UPGRADE_PROXY: (_S.PUSH_UPGRADE_PACKAGE, _S.RUN_UPGRADE_SCRIPT, _S.QUERY_PROXY_STATUS),
+    JobType.RESTART_PROXY: (_S.RESTART_AGENT, _S.QUERY_PROXY_STATUS),
+    # Node Manager runs RELOAD_AGENT's pipeline for a proxy, 查询Agent状态 included (spec §5.3)
+    JobType.RELOAD_PROXY: (_S.CHECK_AGENT_STATUS, _S.RENDER_AND_PUSH_CONFIG, _S.RELOAD_AGENT, _S.QUERY_AGENT_STATUS),
+    JobType.UNINSTALL_PROXY: (_S.UNINSTALL_PROXY, _S.UPDATE_PROCESS_STATUS),
 }
+_BODIES[JobType.REPLACE_PROXY] = _BODIES[JobType.INSTALL_PROXY]  # ReplaceProxy(InstallProxy) in Node Manager
 
 
 def plan_steps(job_type: JobType) -> tuple[PlannedStep, ...]:

@@ -23,14 +23,7 @@ from nodeops.domain.plans import JobType
 from nodeops.errors import InvalidInput
 
 AGENT_STEP_TYPE = "AGENT"
-AGENT_ACTIONS = (
-    JobType.INSTALL_AGENT,
-    JobType.REINSTALL_AGENT,
-    JobType.UPGRADE_AGENT,
-    JobType.RESTART_AGENT,
-    JobType.RELOAD_AGENT,
-    JobType.UNINSTALL_AGENT,
-)
+AGENT_ACTIONS = tuple(JobType)  # the agent and proxy actions of Node Manager's AGENT step
 MAX_NODES = 10_000
 
 

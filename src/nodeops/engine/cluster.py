@@ -41,6 +41,7 @@ from nodeops.engine.packages import ChosenPackage, LocalPackages
 from nodeops.engine.pipeline import HostPipeline
 from nodeops.engine.steps import StepTimeouts, TransportFactory
 from nodeops.errors import LeaseLost, NodeopsError, TransientStoreError
+from nodeops.settings import RELAY_PORT
 from nodeops.store import cluster, pipelines
 from nodeops.store.db import Database, ReadHandle
 from nodeops.store.models import utcnow
@@ -67,6 +68,7 @@ class WorkerConfig:
     step_timeout_s: float
     heartbeat_interval_s: float
     claim_retry_s: float = 0.2  # how often a host waiting for its turn (or for a slot) tries again
+    relay_port: int = RELAY_PORT  # where proxies' relays listen (configured into proxies and their agents)
 
 
 MAX_MESSAGE_RECORDS = 10_000
@@ -211,6 +213,7 @@ class ClusterWorker:
             timeouts=timeouts or StepTimeouts(),
             step_timeout_s=config.step_timeout_s,
             heartbeat_interval_s=config.heartbeat_interval_s,
+            relay_port=config.relay_port,
         )
         self.reaper = Reaper(db, tz, publish, interval_s=config.reaper_interval_s)
         self._on_lease_lost = on_lease_lost

@@ -22,6 +22,7 @@ from nodeops.engine.logwriter import LogWriter
 from nodeops.engine.packages import ChosenPackage, LocalPackages
 from nodeops.engine.steps import STEPS, StepContext, StepTimeouts, TransportFactory
 from nodeops.errors import NodeopsError
+from nodeops.settings import RELAY_PORT
 from nodeops.store.db import Database
 from nodeops.store.models import utcnow
 from nodeops.store.pipelines import BlockedWork, HostWork, PlannedRun
@@ -53,6 +54,7 @@ class HostPipeline:
         timeouts: StepTimeouts,
         step_timeout_s: float,
         heartbeat_interval_s: float,
+        relay_port: int = RELAY_PORT,
     ) -> None:
         self.db = db
         self.writer = writer
@@ -64,6 +66,7 @@ class HostPipeline:
         self.timeouts = timeouts
         self.step_timeout_s = step_timeout_s
         self.heartbeat_interval_s = heartbeat_interval_s
+        self.relay_port = relay_port  # where proxies' relays listen (configured into proxies and their agents)
 
     async def run(self, work: HostWork, package: ChosenPackage, *, prologue: str = "") -> None:
         """The pipeline of one host, once it has its turn: the record RUNNING, then each step until one fails;
@@ -83,6 +86,7 @@ class HostPipeline:
             connect=self.connect,
             heartbeats=self.heartbeats,
             heartbeat_interval_s=self.heartbeat_interval_s,
+            relay_port=self.relay_port,
         )
         outcome = Status.SUCCESS
         try:

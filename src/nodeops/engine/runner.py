@@ -28,6 +28,7 @@ from nodeops.engine.packages import ChosenPackage, LocalPackages
 from nodeops.engine.pipeline import FanOut, HostPipeline
 from nodeops.engine.steps import DEFAULT_HEARTBEAT_INTERVAL_S, StepTimeouts, TransportFactory
 from nodeops.errors import NodeopsError
+from nodeops.settings import RELAY_PORT
 from nodeops.store import attempts, hosts, jobs, pipelines
 from nodeops.store.db import Database
 from nodeops.store.models import utcnow
@@ -89,6 +90,7 @@ class Engine:
         heartbeats: HeartbeatWaiters | None = None,
         heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
         renderer: AnswerRenderer | None = None,
+        relay_port: int = RELAY_PORT,
     ) -> None:
         """``heartbeats`` is shared with the heartbeat API of the process, so it wakes the steps waiting for a
         heartbeat; ``heartbeat_interval_s`` is the rhythm configured into agents this engine installs;
@@ -108,6 +110,7 @@ class Engine:
             timeouts=timeouts or StepTimeouts(),
             step_timeout_s=self.fan_out.step_timeout_s,
             heartbeat_interval_s=heartbeat_interval_s,
+            relay_port=relay_port,
         )
         self._limit = asyncio.Semaphore(self.fan_out.limit)
         self._hosts: dict[int, _HostTurn] = {}  # the hosts some pipeline runs on or waits for

@@ -26,7 +26,9 @@ from nodeops.engine.logwriter import LogWriter
 from nodeops.engine.packages import ChosenPackage, LocalPackages
 from nodeops.engine.transports.base import CommandResult, Transport
 from nodeops.errors import AuthFailed, CommandFailed, TransportError
+from nodeops.settings import RELAY_PORT
 from nodeops.store import agents as agent_rows
+from nodeops.store import proxies
 from nodeops.store.db import Database, ReadHandle
 from nodeops.store.models import utcnow
 from nodeops.store.pipelines import HostWork, PlannedRun
@@ -56,7 +58,7 @@ TransportFactory = Callable[[HostWork, SecretBox, LogWriter], Transport]
 
 class StepContext:
     """One host's pipeline state: its work item, the log, a lazily connected transport, the package (whose local
-    file ``package_file`` gives, from the process's ``LocalPackages``)."""
+    file ``package_file`` gives, from the process's ``LocalPackages``), and the relay port of proxies."""
 
     def __init__(
         self,
@@ -72,6 +74,7 @@ class StepContext:
         heartbeats: HeartbeatWaiters | None = None,
         heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
         worker_id: str | None = None,
+        relay_port: int = RELAY_PORT,
     ) -> None:
         self.work = work
         self.db = db
@@ -84,7 +87,9 @@ class StepContext:
         self.heartbeats = HeartbeatWaiters() if heartbeats is None else heartbeats
         self.heartbeat_interval_s = heartbeat_interval_s
         self.worker_id = worker_id
+        self.relay_port = relay_port
         self._transport: Transport | None = None
+        self._hop_named_in: int | None = None  # the step whose log last said which hop the host is reached through
         self.step: PlannedRun | None = None
         self.step_started_at: datetime = utcnow()
 
@@ -94,9 +99,30 @@ class StepContext:
             self.writer.line(self.work.record_id, self.step.index, level, part)
 
     def transport(self) -> Transport:
+        """The host's transport, connected on first use; each step that uses it through a hop says which."""
+        assert self.step is not None
+        route = self.work.route
+        if route is not None and route.hop is not None and self._hop_named_in != self.step.index:
+            self._hop_named_in = self.step.index
+            hop = route.hop
+            self.log("INFO", f"经{hop.kind} {hop.address} 连接主机 {self.work.ip} (through {hop.kind} {hop.address})")
         if self._transport is None:
             self._transport = self._connect(self.work, self.box, self.writer)
         return self._transport
+
+    @property
+    def report_url(self) -> str:
+        """Where the host's agent reports: through its proxy's relay (a P-Agent), to its install channel's relay
+        when it has one, to the access point's outer URL (a proxy), else to the access point."""
+        work = self.work
+        route = work.route
+        if route is not None and route.channel is not None:
+            return route.channel.proxy_address or work.server_url
+        if route is not None and route.hop is not None:
+            return f"http://{_host_port(route.hop.inner_address, self.relay_port)}"
+        if work.node_type == proxies.PROXY:
+            return work.outer_server_url or work.server_url
+        return work.server_url
 
     async def run(self, command: str, *, what: str, timeout_s: float | None = None) -> CommandResult:
         """Run a command, streaming its output into the log; raise CommandFailed (naming ``what``) on non-zero."""
@@ -178,10 +204,20 @@ async def query_password(ctx: StepContext) -> None:
 
 async def choose_ap(ctx: StepContext) -> None:
     ctx.log("INFO", f"已选择接入点 {ctx.work.server_url} 作为本次安装的接入点, 安装路径 {ctx.work.setup_path}")
+    if ctx.report_url != ctx.work.server_url:
+        ctx.log("INFO", f"Agent 上报地址为 {ctx.report_url}")
 
 
 async def install(ctx: StepContext) -> None:
-    """Push the package, unpack it into the install path, write the config, start the daemon."""
+    """Push the package, unpack it into the install path, write the config, start the daemon; a host not
+    reached directly says first which proxy or jump server (and install channel) it is reached through."""
+    route = ctx.work.route
+    if route is not None:
+        if route.channel is not None:
+            ctx.log("INFO", f"选择的安装通道为: {route.channel.name}")
+        if route.hop is not None:
+            ctx.log("INFO", f"主机的上游节点为: {route.hop.inner_address}")
+            ctx.log("INFO", f"已选择 {route.hop.address} 作为本次安装的跳板机")
     await _set_agent(ctx, status="INSTALLING", clear_heartbeat=True)
     await ctx.run(f"{_REQUIRE_PYTHON} mkdir -p {ctx.home}", what="creating the install path")
     await ctx.run(  # a reinstall replaces a running agent: stop it first, or the old one keeps reporting
@@ -291,7 +327,9 @@ STEPS: dict[StepCode, Step] = {
     StepCode.RELOAD_AGENT: reload_agent,
     StepCode.RESTART_AGENT: restart_agent,
     StepCode.UNINSTALL_AGENT: uninstall_agent,
+    StepCode.UNINSTALL_PROXY: uninstall_agent,
     StepCode.QUERY_AGENT_STATUS: query_agent_status,
+    StepCode.QUERY_PROXY_STATUS: query_agent_status,
     StepCode.UPDATE_PROCESS_STATUS: update_process_status,
 }
 
@@ -317,16 +355,21 @@ async def _unpack(ctx: StepContext) -> None:
 
 
 async def _write_config(ctx: StepContext) -> None:
-    """A fresh per-host token each time: its hash is stored, the token itself only reaches the host."""
+    """A fresh per-host token each time: its hash is stored, the token itself only reaches the host. A proxy's
+    agent also relays its area's agents (``relay``, on its inner address); a host reached through a hop has it
+    recorded as its upstream node."""
     token = secrets.token_urlsafe(32)
     ctx.writer.add_secret(token)
-    config = {
-        "server_url": ctx.work.server_url,
+    server_url = ctx.report_url
+    config: dict[str, object] = {
+        "server_url": server_url,
         "bk_host_id": ctx.work.bk_host_id,
         "instance_id": ctx.work.instance_id,
         "token": token,
         "interval_s": ctx.heartbeat_interval_s,
     }
+    if ctx.work.node_type == proxies.PROXY:
+        config["relay"] = {"listen": _host_port(ctx.work.ip, ctx.relay_port)}
     await ctx.put_text(json.dumps(config), f"{ctx.work.setup_path}/agent.json")
     await ctx.run(f"chmod 600 {ctx.home}/agent.json", what="protecting the config")
     await _set_agent(
@@ -335,7 +378,18 @@ async def _write_config(ctx: StepContext) -> None:
         token_hash=hashlib.sha256(token.encode()).digest(),
         heartbeat_interval_s=ctx.heartbeat_interval_s,
     )
-    ctx.log("INFO", f"已写入 Agent 配置: 上报地址 {ctx.work.server_url}, 主机 {ctx.work.bk_host_id}")
+    ctx.log("INFO", f"已写入 Agent 配置: 上报地址 {server_url}, 主机 {ctx.work.bk_host_id}")
+    if "relay" in config:
+        ctx.log("INFO", f"Proxy 转发地址 {_host_port(ctx.work.ip, ctx.relay_port)} (relay for the area's agents)")
+    route = ctx.work.route
+    if route is not None and route.hop is not None:
+        nodes = [route.hop.inner_address]
+        await ctx.db.call(lambda: proxies.set_upstream_nodes(ctx.db, bk_host_id=ctx.work.bk_host_id, nodes=nodes))
+
+
+def _host_port(address: str, port: int) -> str:
+    """``address:port``, an IPv6 address in brackets."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 async def _set_agent(

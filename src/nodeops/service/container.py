@@ -79,6 +79,7 @@ class Services:
                 heartbeats=heartbeats,
                 timeouts=StepTimeouts(poll_interval_s=settings.heartbeat_poll_s),
                 heartbeat_interval_s=settings.agent_heartbeat_interval_s,
+                relay_port=settings.proxy_relay_port,
                 renderer=AnswerRenderer(settings.tz, step_max_bytes=settings.log_step_max_bytes),
             )
         logs = LogService(db, auth, settings.tz, step_max_bytes=settings.log_step_max_bytes)
@@ -153,6 +154,7 @@ def run_worker(settings: Settings, *, name: str | None, concurrency: int | None,
         reaper_interval_s=settings.reaper_interval_s,
         step_timeout_s=settings.step_timeout_s,
         heartbeat_interval_s=settings.agent_heartbeat_interval_s,
+        relay_port=settings.proxy_relay_port,
     )
     worker = ClusterWorker(
         db,

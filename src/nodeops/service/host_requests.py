@@ -5,7 +5,8 @@ fields (an address of the right family, the account, the install path) are made 
 Only the shape is checked here (addresses, port, account, auth type, install path, ap_id); what depends on the
 store (a duplicate, a busy host, an access point that does not exist) is decided when the job is created
 (``job_launch``). ``ap_id`` -1 (Node Manager's 自动选择接入点, the default) is resolved there too, with the host's
-cloud area (``cloud_areas.settle_hosts``). Secrets never appear in messages.
+cloud area (``cloud_areas.settle_hosts``), and ``install_channel_id`` -1 (自动选择) is no channel. A proxy needs an
+outer (or login) address, the one the service logs in to (``proxy_problems``). Secrets never appear in messages.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ AUTH_TYPES = frozenset({"PASSWORD", "KEY"})
 MAX_ACCOUNT_CHARS = 64  # the hosts.account column
 MAX_INT32 = 2**31 - 1  # bk_biz_id, bk_cloud_id, ap_id and port are 32-bit columns
 AUTO_AP_ID = -1  # Node Manager's 自动选择接入点 (network spec §15.3): the area's access point, else the default
+AUTO_CHANNEL_ID = -1  # Node Manager's 自动选择 install channel: no channel (nodeops has no network segments to match)
+MAX_SHOWN_CHARS = 64  # of a bad value, in a message
+PROXY_OUTER_REQUIRED = "Proxy 操作的请求参数 outer_ip 和 outer_ipv6 不能同时为空"
 
 
 # One host of ``hosts``, as documented (``parse_hosts`` reads it: its problems are named ``hosts[i].field``)
@@ -97,6 +101,26 @@ INSTALL_HOST = Contract(
             description="nodeops: ssh, or local (run on the service's machine), in any case.",
         ),
         Field(name="setup_path", kind=Kind.TEXT, description="nodeops: absolute install path on the host."),
+        Field(
+            name="outer_ip",
+            kind=Kind.TEXT,
+            description="Outer IPv4: where the service logs in to a proxy (unless login_ip is given); a proxy "
+            "needs outer_ip, outer_ipv6 or login_ip.",
+        ),
+        Field(name="outer_ipv6", kind=Kind.TEXT, description="Outer IPv6, when the proxy has no outer_ip."),
+        Field(
+            name="login_ip",
+            kind=Kind.TEXT,
+            description="The address the service logs in to, when it is not the host's inner (or a proxy's outer) one.",
+        ),
+        Field(
+            name="install_channel_id",
+            kind=Kind.INT,
+            minimum=AUTO_CHANNEL_ID,
+            maximum=MAX_INT32,
+            description="Install channel (安装通道) of the host's area whose jump servers the service reaches it "
+            "through; -1 or absent: none.",
+        ),
     ),
     documented=(),
 )
@@ -129,6 +153,9 @@ class HostRequest:
     ap_id: int
     setup_path: str | None
     bk_host_id: int | None
+    outer_ip: str | None = None  # IPv4, else IPv6
+    login_ip: str | None = None
+    install_channel_id: int | None = None
 
     @property
     def ip(self) -> str:
@@ -176,6 +203,10 @@ def read_hosts(items: Sequence[tuple[int, str, Mapping[str, object]]], problems:
         setup_path = values["setup_path"]
         if setup_path is not None and (problem := setup_path_problem(setup_path)):
             problems[f"{where}.setup_path"] = problem
+        outer_ip = _ip(values["outer_ip"], f"{where}.outer_ip", 4, problems)
+        outer_ipv6 = _ip(values["outer_ipv6"], f"{where}.outer_ipv6", 6, problems)
+        login_ip = _any_ip(values["login_ip"], f"{where}.login_ip", problems)
+        channel_id = values.integer("install_channel_id")
         account = _text(values["account"])
         if account is not None and (problem := _account_problem(account)):
             problems[f"{where}.account"] = f"the account of host {inner_ip or inner_ipv6 or '?'} {problem}"
@@ -201,9 +232,22 @@ def read_hosts(items: Sequence[tuple[int, str, Mapping[str, object]]], problems:
                 ap_id=ap_id,
                 setup_path=setup_path if isinstance(setup_path, str) else None,
                 bk_host_id=values.integer("bk_host_id"),
+                outer_ip=outer_ip or outer_ipv6,
+                login_ip=login_ip,
+                install_channel_id=None if channel_id in (None, AUTO_CHANNEL_ID) else channel_id,
             )
         )
     return parsed
+
+
+def proxy_problems(hosts: Sequence[HostRequest]) -> dict[str, str]:
+    """What makes these hosts unfit to be proxies: each needs the address the service logs in to from outside
+    its area (network spec §13.1)."""
+    return {
+        f"hosts[{host.index}].outer_ip": f"{PROXY_OUTER_REQUIRED} (host {host.ip}; or give login_ip)"
+        for host in hosts
+        if not (host.outer_ip or host.login_ip)
+    }
 
 
 def _account_problem(account: str) -> str | None:
@@ -230,6 +274,17 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _any_ip(value: object, name: str, problems: dict[str, str]) -> str | None:
+    """The IPv4 or IPv6 address ``value``, compressed; None when absent or bad (then named ``name``)."""
+    if value is None or value == "":
+        return None
+    try:
+        return ipaddress.ip_address(str(value).strip()).compressed
+    except ValueError:
+        problems[name] = f"{_shown(value)} is not an IP address"
+        return None
+
+
 def _ip(value: object, name: str, family: int, problems: dict[str, str]) -> str | None:
     """The address ``value`` of IP ``family`` (4 or 6), compressed; None when absent or bad (then named ``name``)."""
     if value is None or value == "":
@@ -237,9 +292,15 @@ def _ip(value: object, name: str, family: int, problems: dict[str, str]) -> str 
     try:
         address = ipaddress.ip_address(str(value).strip())
     except ValueError:
-        problems[name] = f"{value!r} is not an IPv{family} address"
+        problems[name] = f"{_shown(value)} is not an IPv{family} address"
         return None
     if address.version != family:
-        problems[name] = f"{value!r} is not an IPv{family} address"
+        problems[name] = f"{_shown(value)} is not an IPv{family} address"
         return None
     return address.compressed
+
+
+def _shown(value: object) -> str:
+    """A bad value as a message quotes it: its repr, cut to ``MAX_SHOWN_CHARS`` (a request may send megabytes)."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN_CHARS else f"{text[:MAX_SHOWN_CHARS]}…"

@@ -68,11 +68,19 @@ INSTALL = Contract(
             kind=Kind.CHOICE,
             required=True,
             choices=tuple(sorted(INSTALL_TYPES)),
-            description="INSTALL_AGENT or REINSTALL_AGENT.",
+            description="INSTALL_AGENT, REINSTALL_AGENT, INSTALL_PROXY, REINSTALL_PROXY or REPLACE_PROXY.",
         ),
         HOSTS,
+        Field(
+            name="replace_host_id",
+            kind=Kind.INT,
+            maximum=MAX_HOST_ID,
+            description="REPLACE_PROXY: the bk_host_id of the proxy replaced (required, then unused, as in Node "
+            "Manager: the old proxy is left as it is).",
+        ),
     ),
 )
+REPLACE_HOST_REQUIRED = "替换PROXY必须填写replace_host_id"
 OPERATE = Contract(
     "OperateJobRequest",
     "operate_job (操作类任务): an agent operation on hosts known by their bk_host_id.",
@@ -82,7 +90,8 @@ OPERATE = Contract(
             kind=Kind.CHOICE,
             required=True,
             choices=tuple(sorted(OPERATE_TYPES)),
-            description="UPGRADE_AGENT, RESTART_AGENT, RELOAD_AGENT or UNINSTALL_AGENT.",
+            description="UPGRADE_AGENT, RESTART_AGENT, RELOAD_AGENT, UNINSTALL_AGENT, or the same of a proxy "
+            "(UPGRADE_PROXY ...).",
         ),
         Field(
             name="bk_host_id",
@@ -95,7 +104,7 @@ OPERATE = Contract(
         Field(
             name="version",
             kind=Kind.TEXT,
-            description="nodeops, UPGRADE_AGENT only: the agent version to push (default the newest).",
+            description="nodeops, UPGRADE_AGENT and UPGRADE_PROXY only: the agent version to push (default newest).",
         ),
     ),
 )
@@ -210,6 +219,8 @@ class JobCommands:
         problems: dict[str, str] = {}
         values = INSTALL.gather(params, problems)
         hosts = read_hosts(values.objects("hosts"), problems)
+        if values.text("job_type") == JobType.REPLACE_PROXY and values.integer("replace_host_id") is None:
+            problems.setdefault("replace_host_id", REPLACE_HOST_REQUIRED)
         if self.settings.executor == "celery":
             for host in hosts:
                 if host.transport == "local":
@@ -238,8 +249,8 @@ class JobCommands:
         if version is not None and version != "":
             if not isinstance(version, str):
                 problems["version"] = "must be a version string such as 0.2.0"
-            elif job_type is not None and job_type != JobType.UPGRADE_AGENT:
-                problems["version"] = f"only UPGRADE_AGENT takes a version, not {job_type}"
+            elif job_type is not None and job_type not in (JobType.UPGRADE_AGENT, JobType.UPGRADE_PROXY):
+                problems["version"] = f"only UPGRADE_AGENT and UPGRADE_PROXY take a version, not {job_type}"
         else:
             version = None
         OPERATE.check(problems)

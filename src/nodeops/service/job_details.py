@@ -41,6 +41,13 @@ JOB_TYPE_DISPLAY: dict[str, str] = {
     JobType.RESTART_AGENT: "重启 Agent",
     JobType.RELOAD_AGENT: "重载配置",
     JobType.UNINSTALL_AGENT: "卸载 Agent",
+    JobType.INSTALL_PROXY: "安装 Proxy",
+    JobType.REINSTALL_PROXY: "重装 Proxy",
+    JobType.REPLACE_PROXY: "替换 Proxy",
+    JobType.UPGRADE_PROXY: "升级 Proxy",
+    JobType.RESTART_PROXY: "重启 Proxy",
+    JobType.RELOAD_PROXY: "重载配置",
+    JobType.UNINSTALL_PROXY: "卸载 Proxy",
 }
 OP_TYPE_DISPLAY = {
     "INSTALL": "安装",
@@ -49,6 +56,7 @@ OP_TYPE_DISPLAY = {
     "RESTART": "重启",
     "RELOAD": "重载",
     "UNINSTALL": "卸载",
+    "REPLACE": "替换",
 }
 STEP_TYPE_DISPLAY = {"AGENT": "Agent", "PLUGIN": "插件", "PROXY": "Proxy"}
 STATUS_DISPLAY = {

@@ -8,32 +8,50 @@ credentials, busy in another running job; FILTERED: the job type cannot handle i
 ``install_validate`` does (spec §6.3). A host whose access point does not exist is refused the same way
 (IGNORED, ``unknown_ap``), so no record is created that the engine could not run. A job whose every host is
 refused is not created: 3801018 with ``data.ip_filter``.
+
+Proxies and P-Agents (network spec §13): every host of a job gets the node type the job makes it (``*_PROXY``:
+PROXY; an agent job: AGENT in the direct area, PAGENT elsewhere). An agent of a cloud area whose area has no alive
+proxy is refused (IGNORED, ``no_proxy``), except by RESTART_AGENT, as Node Manager; when that leaves no host,
+the answer is 3801013 with the same ``data``. A proxy cannot be in the direct area (3801006). A host of an install
+channel needs the channel to exist in its area (3801037) and each of its jump servers in the inventory with a
+login (3801023); it is then reached through them, and needs no proxy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from nodeops.crypto import SecretBox
 from nodeops.domain.instance_id import HostKey, host_instance_id
-from nodeops.domain.plans import JobType, plan_steps
+from nodeops.domain.plans import PROXY_JOB_TYPES, JobType, plan_steps
 from nodeops.domain.status import Status
 from nodeops.engine import packages
 from nodeops.engine.dispatch import Dispatcher
-from nodeops.errors import ErrorCode, InvalidInput, NodeopsError
+from nodeops.errors import ErrorCode, InstallChannelNotFound, InvalidInput, NodeopsError
 from nodeops.service import cloud_areas
-from nodeops.service.host_requests import HostRequest
+from nodeops.service.host_requests import HostRequest, proxy_problems
 from nodeops.settings import Settings
 from nodeops.store import hosts as host_rows
-from nodeops.store import jobs
+from nodeops.store import jobs, proxies
 from nodeops.store import packages as package_rows
 from nodeops.store.db import Database, Session
 from nodeops.store.models import Host
 
-INSTALL_TYPES = frozenset({JobType.INSTALL_AGENT, JobType.REINSTALL_AGENT})
-OPERATE_TYPES = frozenset({JobType.UPGRADE_AGENT, JobType.RESTART_AGENT, JobType.RELOAD_AGENT, JobType.UNINSTALL_AGENT})
+INSTALL_TYPES = frozenset(
+    {
+        JobType.INSTALL_AGENT,
+        JobType.REINSTALL_AGENT,
+        JobType.INSTALL_PROXY,
+        JobType.REINSTALL_PROXY,
+        JobType.REPLACE_PROXY,
+    }
+)
+OPERATE_TYPES = frozenset(JobType) - INSTALL_TYPES
+# the agent jobs Node Manager runs on a cloud area's hosts without an alive proxy (its install_validate skips
+# RESTART): the step that reaches the host then fails saying so
+NO_PROXY_EXEMPT = frozenset({JobType.RESTART_AGENT})
 SUPPORTED_OS = frozenset({"LINUX"})
 AGENT_VERSION_PARAM = "agent_version"  # in the subscription step's params: the package the job pushes
 
@@ -44,8 +62,28 @@ class AllHostsFiltered(NodeopsError):
     code = ErrorCode.ALL_FILTERED
 
 
+class NoAliveProxy(NodeopsError):
+    """不存在可用代理: every host was refused, some for want of an alive proxy in their cloud area
+    (AliveProxyNotExistsError)."""
+
+    code = ErrorCode.NO_ALIVE_PROXY
+
+
+class ProxyInDirectArea(NodeopsError):
+    """A proxy cannot be installed in the direct area (ProxyNotAvaliableError)."""
+
+    code = ErrorCode.PROXY_IN_DIRECT_AREA
+
+
+class JumpServerNotFound(NodeopsError):
+    """A jump server of an install channel is not a host of the inventory with a login (HostNotExists)."""
+
+    code = ErrorCode.HOST_NOT_EXISTS
+
+
 Reason = tuple[Status, str, str]  # why a host is refused: its status, exception and msg in ip_filter
 _BUSY: Reason = (Status.IGNORED, "running", "the host is busy in another running job")
+_NO_PROXY: Reason = (Status.IGNORED, "no_proxy", "该「管控区域」下不存在代理")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,17 +151,50 @@ def _install_refusal(job_type: JobType, host: HostRequest, *, seen: set[tuple[in
     return None
 
 
+def _needs_alive_proxy(job_type: JobType, *, bk_cloud_id: int, install_channel_id: int | None) -> bool:
+    """Whether the job reaches this host through an alive proxy of its area, which must exist when it starts."""
+    return (
+        not job_type.is_proxy
+        and job_type not in NO_PROXY_EXEMPT
+        and bk_cloud_id != proxies.DIRECT_AREA
+        and install_channel_id is None
+    )
+
+
+def _node_type_refusal(job_type: JobType, host: Host) -> Reason | None:
+    """A proxy is operated by the ``*_PROXY`` jobs, and only a proxy by them (Node Manager's wrong node type)."""
+    is_proxy = host.node_type == proxies.PROXY
+    if job_type.is_proxy == is_proxy:
+        return None
+    op = job_type.value.rpartition("_")[0]
+    wanted = f"{op}_PROXY" if is_proxy else f"{op}_AGENT"
+    return Status.IGNORED, "node_type", f"the host's node type is {host.node_type}: operate it with {wanted}"
+
+
 def _operate_refusal(
-    job_type: JobType, host_id: int, host: Host | None, *, seen: set[int], busy: set[int], access_points: set[int]
+    job_type: JobType,
+    host_id: int,
+    host: Host | None,
+    *,
+    seen: set[int],
+    busy: set[int],
+    access_points: set[int],
+    alive_areas: set[int],
 ) -> Reason | None:
     """Why operate_job refuses this host up front, or None to run it."""
     if host_id in seen:
         return Status.IGNORED, "duplicated", f"bk_host_id {host_id} appears twice"
     if host is None:
         return Status.IGNORED, "unknown_host", f"no host with bk_host_id {host_id}; install it first"
+    if (refusal := _node_type_refusal(job_type, host)) is not None:
+        return refusal
+    if host.bk_cloud_id not in alive_areas and _needs_alive_proxy(
+        job_type, bk_cloud_id=host.bk_cloud_id, install_channel_id=host.install_channel_id
+    ):
+        return _NO_PROXY
     if host_id in busy:
         return _BUSY
-    if host.agent_status == "NOT_INSTALLED" and job_type != JobType.UNINSTALL_AGENT:
+    if host.agent_status == "NOT_INSTALLED" and job_type not in (JobType.UNINSTALL_AGENT, JobType.UNINSTALL_PROXY):
         return Status.IGNORED, "not_installed", "no agent is installed on this host"
     if host.os_type not in SUPPORTED_OS:
         return Status.FILTERED, "os_not_supported", f"{job_type} does not support {host.os_type}"
@@ -132,6 +203,49 @@ def _operate_refusal(
             host.ap_id, "reinstall the host with an existing ap_id, or -1 for the default access point"
         )
     return None
+
+
+def _with_names(session: Session, refused: Sequence[Refused]) -> list[Refused]:
+    """The refusals, those for want of an alive proxy with the names of their cloud area and business and an
+    empty ``job_id``, as Node Manager's install_validate lists them (network spec §13.5)."""
+    wanting = [r for r in refused if r.exception == _NO_PROXY[1]]
+    if not wanting:
+        return list(refused)
+    clouds, bizs = proxies.names(
+        session,
+        bk_cloud_ids={r.host["bk_cloud_id"] for r in wanting},
+        bk_biz_ids={r.host["bk_biz_id"] for r in wanting},
+    )
+    return [
+        replace(
+            r,
+            host={
+                **r.host,
+                "bk_cloud_name": clouds.get(r.host["bk_cloud_id"], ""),
+                "bk_biz_name": bizs.get(r.host["bk_biz_id"], ""),
+                "job_id": "",
+            },
+        )
+        if r.exception == _NO_PROXY[1]
+        else r
+        for r in refused
+    ]
+
+
+def _check_channel(session: Session, host: HostRequest) -> None:
+    """A host's install channel must exist in its area, and each jump server be a host of it with a login."""
+    assert host.install_channel_id is not None
+    checked = proxies.check_channel(session, channel_id=host.install_channel_id, bk_cloud_id=host.bk_cloud_id)
+    if checked is None:
+        raise InstallChannelNotFound(
+            channel_id=host.install_channel_id, bk_cloud_id=host.bk_cloud_id, host_index=host.index
+        )
+    if checked.missing_jump_servers:
+        first = checked.missing_jump_servers[0]
+        raise JumpServerNotFound(
+            f"安装节点主机{first}不存在，请确认是否已安装AGENT (jump server {first} of install channel "
+            f"「{checked.channel.name}」 is not a host of cloud area {checked.channel.bk_cloud_id} with a login)"
+        )
 
 
 class NewTask(Protocol):
@@ -188,9 +302,16 @@ class JobLauncher:
     async def install(
         self, *, job_type: JobType, hosts: Sequence[HostRequest], created_by: str, from_system: str
     ) -> StartedJob:
-        """Register the hosts, refuse what cannot run, create the job and start it."""
+        """Register the hosts, refuse what cannot run, create the job and start it. A proxy needs the address
+        the service logs in to (3800001) and a cloud area (3801006)."""
         if job_type not in INSTALL_TYPES:
             raise InvalidInput.field("job_type", f"must be one of {', '.join(sorted(INSTALL_TYPES))}")
+        if job_type in PROXY_JOB_TYPES:
+            if problems := proxy_problems(hosts):
+                raise InvalidInput(problems)
+            direct = [host.ip for host in hosts if host.bk_cloud_id == proxies.DIRECT_AREA]
+            if direct:
+                raise ProxyInDirectArea(f"{', '.join(direct)} 是「直连区域」，不可以安装PROXY")
         return await self._start(
             job_type, created_by, from_system, None, lambda session: self._install_hosts(session, job_type, hosts)
         )
@@ -236,11 +357,16 @@ class JobLauncher:
             with self.db.session() as session:
                 host_rows.lock_hosts(session)
                 decided = decide(session)
-                ip_filter = [r.as_error_host() for r in decided.refused]
+                ip_filter = [r.as_error_host() for r in _with_names(session, decided.refused)]
                 if not decided.instances:
-                    raise AllHostsFiltered(
-                        "every host was refused; see data.ip_filter", data={"job_id": "", "ip_filter": ip_filter}
-                    )
+                    data = {"job_id": "", "ip_filter": ip_filter}
+                    if any(r.exception == _NO_PROXY[1] for r in decided.refused):
+                        raise NoAliveProxy(
+                            "不存在可用代理: no alive proxy in the cloud area of the hosts refused with no_proxy "
+                            "(see data.ip_filter); install a proxy there (INSTALL_PROXY) first",
+                            data=data,
+                        )
+                    raise AllHostsFiltered("every host was refused; see data.ip_filter", data=data)
                 created = jobs.create_job(
                     session,
                     job_type=job_type,
@@ -268,13 +394,24 @@ class JobLauncher:
         known = host_rows.hosts_by_id(session, list(bk_host_ids))
         busy = host_rows.busy_host_ids(session, list(known))
         access_points = package_rows.existing_access_points(session, {host.ap_id for host in known.values()})
+        alive_areas = proxies.areas_with_alive_proxy(session, {host.bk_cloud_id for host in known.values()})
         instances: list[jobs.NewInstance] = []
         seen: set[int] = set()
         for host_id in bk_host_ids:
             host = known.get(host_id)
             summary: dict[str, Any] = {"bk_host_id": host_id, "ip": host.inner_ip if host else ""}
-            refusal = _operate_refusal(job_type, host_id, host, seen=seen, busy=busy, access_points=access_points)
+            refusal = _operate_refusal(
+                job_type,
+                host_id,
+                host,
+                seen=seen,
+                busy=busy,
+                access_points=access_points,
+                alive_areas=alive_areas,
+            )
             if refusal is not None:
+                if refusal is _NO_PROXY and host is not None:
+                    summary.update(bk_cloud_id=host.bk_cloud_id, bk_biz_id=host.bk_biz_id)
                 refused.append(Refused.because(summary, refusal))
             else:
                 assert host is not None
@@ -296,18 +433,34 @@ class JobLauncher:
                 )
             seen.add(host_id)
         scope = {known[i.bk_host_id].bk_biz_id for i in instances if i.bk_host_id in known}
+        proxies.set_node_types(  # only the hosts the job runs on, as install_job
+            session, [i.bk_host_id for i in instances if i.bk_host_id is not None], proxy_job=job_type.is_proxy
+        )
         return _Decided(instances=instances, refused=refused, bk_biz_scope=scope)
 
     def _install_hosts(self, session: Session, job_type: JobType, hosts: Sequence[HostRequest]) -> _Decided:
-        """install_job's hosts: each one of a supported OS, with credentials and an existing access point,
-        registered (its login sealed), then refused if busy in another running job. A host in a cloud area that
+        """install_job's hosts: each one of a supported OS, with credentials, an existing access point, and an
+        alive proxy in its cloud area unless it has an install channel (which must be usable), registered (its
+        login sealed, its node type set), then refused if busy in another running job. A host in a cloud area that
         does not exist refuses the request (InvalidInput) before anything is written."""
         hosts = cloud_areas.settle_hosts(session, hosts)  # ap_id -1 resolved with the host's area
+        for host in hosts:
+            if host.install_channel_id is not None:
+                _check_channel(session, host)
         refused: list[Refused] = []
         accepted: list[HostRequest] = []
         seen: set[tuple[int, str]] = set()
+        alive_areas = proxies.areas_with_alive_proxy(session, {host.bk_cloud_id for host in hosts})
         for host in hosts:
             refusal = _install_refusal(job_type, host, seen=seen)
+            if (
+                refusal is None
+                and host.bk_cloud_id not in alive_areas
+                and _needs_alive_proxy(
+                    job_type, bk_cloud_id=host.bk_cloud_id, install_channel_id=host.install_channel_id
+                )
+            ):
+                refusal = _NO_PROXY
             if refusal is not None:
                 refused.append(Refused.because(_summary(host), refusal))
             else:
@@ -331,6 +484,13 @@ class JobLauncher:
                     login=host.sealed_login(self.box, retention_s=self.settings.credentials_retention_s),
                     bk_host_id=host.bk_host_id,
                 ),
+            )
+            proxies.set_placement(
+                session,
+                host_id,
+                install_channel_id=host.install_channel_id,
+                outer_ip=host.outer_ip,
+                login_ip=host.login_ip,
             )
             registered.append((host, host_id))
         busy = host_rows.busy_host_ids(session, [host_id for _h, host_id in registered])
@@ -358,4 +518,6 @@ class JobLauncher:
                     },
                 )
             )
+        # only the hosts the job runs on: one busy in another job keeps the node type that job gave it
+        proxies.set_node_types(session, [i.bk_host_id for i in instances if i.bk_host_id], proxy_job=job_type.is_proxy)
         return _Decided(instances=instances, refused=refused, bk_biz_scope={h.bk_biz_id for h, _id in registered})

@@ -53,7 +53,7 @@ from nodeops.service.job_details import (
 )
 from nodeops.service.job_launch import AGENT_VERSION_PARAM, ChoosePackage, LaunchedTask, launch
 from nodeops.service.paging import out_of_range
-from nodeops.store import inventory, subscriptions
+from nodeops.store import inventory, proxies, subscriptions
 from nodeops.store import jobs as job_rows
 from nodeops.store.db import ReadHandle, Session
 from nodeops.store.log_reads import JobAccess
@@ -506,6 +506,8 @@ class SubscriptionService:
                     remove_missing=partial is None,
                 )
                 subscriptions.widen_job_scope(session, sub.job_id, {t.bk_biz_id for t in targets})
+                # what the action makes its hosts (a proxy, or an agent of its area), as a job's launch does
+                proxies.set_node_types(session, [t.bk_host_id for t in targets], proxy_job=action.is_proxy)
                 return LaunchedTask(job_id=sub.job_id, task_id=task_id)
 
         launched = await launch(self.db, self.engine, create)

@@ -12,8 +12,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nodeops.domain.status import ACTIVE, JobStatistics, Status, aggregate_job_status
+from nodeops.store import proxies
 from nodeops.store.db import ReadHandle, session_cursor, stored_utc
 from nodeops.store.models import InstanceRecord, Job, RecordStep, utcnow
+from nodeops.store.proxies import Route, RouteChooser
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,7 +30,8 @@ class PlannedRun:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HostWork:
-    """Everything one host pipeline needs: its record, its host (credentials still sealed), its steps."""
+    """Everything one host pipeline needs: its record, its host (credentials still sealed), its steps, and for
+    a host not reached directly the route chosen when the work was read (``store.proxies``)."""
 
     record_id: int
     job_id: int
@@ -48,8 +51,16 @@ class HostWork:
     server_url: str
     agent_version: str | None
     steps: tuple[PlannedRun, ...]
-    # the SSH host keys trusted for ip:ssh_port when the work was read ("algorithm base64"); None: not read
+    # the SSH host keys trusted for address:ssh_port when the work was read ("algorithm base64"); None: not read
     host_keys: tuple[str, ...] | None = None
+    address: str = ""  # where the service logs in to the host (network spec §13.1); empty: ``ip``
+    node_type: str = proxies.AGENT
+    outer_server_url: str | None = None  # the access point's URL as seen from outside (a proxy reports there)
+    route: Route | None = None  # None: reached directly
+
+    @property
+    def ssh_address(self) -> str:
+        return self.address or self.ip
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,20 +95,23 @@ def record_work(session: Session, *, record_id: int) -> HostWork | BlockedWork |
     return (work.runnable or work.blocked or [None])[0]
 
 
-# the address a host is reached at, as HostWork.ip has it: its IPv4 address, else its IPv6 one
-_ADDRESS = "COALESCE(NULLIF(h.inner_ip, ''), h.inner_ipv6, '')"
+# the address a host is known by, as HostWork.ip has it: its IPv4 address, else its IPv6 one
+_ADDRESS = proxies.inner_address_sql("h")
+_SSH_ADDRESS = proxies.ssh_address_sql("h")
 
 
 def _work(session: Session, where: str, value: int) -> TaskWork:
     """Three statements on the session's driver cursor (records with host and access point, their steps, the
-    host keys of their addresses), whatever the number of records: a worker reads this once per host."""
+    host keys of their addresses), whatever the number of records: a worker reads this once per host. Hosts
+    reached through a proxy or a jump server get their route, which reads the candidates of each area or
+    channel once."""
     cur, p = session_cursor(session)
     where = where.format(p=p)
     cur.execute(
         "SELECT r.id, r.job_id, r.instance_id, r.bk_host_id, h.bk_host_id, h.ap_id, a.id, "
         f"{_ADDRESS}, h.bk_cloud_id, h.os_type, h.transport, h.ssh_port, h.account, h.auth_type, h.password_enc, "
         "h.key_enc, h.credentials_expire_at, COALESCE(NULLIF(h.setup_path, ''), a.linux_setup_path), a.server_url, "
-        "h.agent_version "
+        f"h.agent_version, {_SSH_ADDRESS}, h.node_type, h.install_channel_id, a.outer_server_url "
         "FROM instance_records r LEFT JOIN hosts h ON h.bk_host_id = r.bk_host_id "
         f"LEFT JOIN access_points a ON a.id = h.ap_id WHERE {where} ORDER BY r.id",
         (value,),
@@ -115,7 +129,7 @@ def _work(session: Session, where: str, value: int) -> TaskWork:
             steps.setdefault(record_id, []).append(PlannedRun(index=index, code=code, name=name, status=status))
         cur.execute(
             "SELECT DISTINCT k.host, k.port, k.algorithm, k.key FROM host_keys k "
-            f"JOIN hosts h ON k.host = {_ADDRESS} AND k.port = h.ssh_port "
+            f"JOIN hosts h ON k.host = {_SSH_ADDRESS} AND k.port = h.ssh_port "
             f"JOIN instance_records r ON r.bk_host_id = h.bk_host_id WHERE {where} ORDER BY k.host, k.port",
             (value,),
         )
@@ -123,6 +137,7 @@ def _work(session: Session, where: str, value: int) -> TaskWork:
             keys.setdefault((host, port), []).append(f"{algorithm} {key}")
     runnable: list[HostWork] = []
     blocked: list[BlockedWork] = []
+    routes = RouteChooser(cur, p)
     for row in rows:
         record_id, job_id, instance_id, record_host_id, host_id, ap_id, found_ap, ip = row[:8]
         planned = tuple(steps.get(record_id, ()))
@@ -139,7 +154,13 @@ def _work(session: Session, where: str, value: int) -> TaskWork:
                 )
             )
             continue
-        cloud, os_type, transport, port, account, auth_type, password, key, expire, path, url, version = row[8:]
+        cloud, os_type, transport, port, account, auth_type, password, key, expire, path, url, version = row[8:20]
+        address, node_type, channel_id, outer_url = row[20:]
+        route = None
+        if transport != "local" and proxies.needs_route(
+            node_type=node_type, bk_cloud_id=cloud, install_channel_id=channel_id
+        ):
+            route = routes.route(bk_cloud_id=cloud, install_channel_id=channel_id)
         runnable.append(
             HostWork(
                 record_id=record_id,
@@ -160,7 +181,11 @@ def _work(session: Session, where: str, value: int) -> TaskWork:
                 server_url=url,
                 agent_version=version,
                 steps=planned,
-                host_keys=tuple(keys.get((ip, port), ())),
+                host_keys=tuple(keys.get((address, port), ())),
+                address=address,
+                node_type=node_type,
+                outer_server_url=outer_url,
+                route=route,
             )
         )
     return TaskWork(runnable=runnable, blocked=blocked)

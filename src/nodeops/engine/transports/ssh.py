@@ -15,6 +15,11 @@ is given (the database's ``host_keys`` table in the service, shared by every pro
 - ``strict`` accepts only keys the store already holds.
 - ``off`` checks nothing; only for tests and benches on loopback.
 
+A host the service cannot reach directly is reached through another one (a proxy of its cloud area, or a jump
+server of its install channel): the transport given ``via`` logs in to that hop first, with the hop's own login
+and host key check, and opens its own SSH connection inside a direct-tcpip channel of the hop's (OpenSSH's
+``ProxyJump``); nothing is copied to the hop, and the host's key is checked as any other's.
+
 The connection is opened lazily by the first ``run``/``put`` (or by ``connect()``), retried once when the host
 resets it, as Node Manager does (an overloaded sshd drops connections beyond its ``MaxStartups``), and reopened
 if it is lost between calls. Commands run under a small ``sh`` wrapper that puts their output in one stream and kills
@@ -202,14 +207,17 @@ class SSHTransport:
         *,
         upload_limiter: UploadLimiter | None = None,
         host_keys: HostKeyStore | None = None,
+        via: SSHTransport | None = None,
     ) -> None:
-        """``host_keys`` holds the trusted keys; it is needed unless the target's host_key_policy is ``off``."""
+        """``host_keys`` holds the trusted keys; it is needed unless the target's host_key_policy is ``off``.
+        ``via``: the transport of the hop the host is reached through, which this one closes with itself."""
         if target.host_key_policy is not HostKeyPolicy.OFF and host_keys is None:
             raise ValueError(f"host_key_policy {target.host_key_policy.value!r} needs a host key store")
         self.target = target
         # Without a shared limiter each transport still bounds itself to PUT_PARALLEL_WRITES chunks.
         self.upload_limiter = UploadLimiter() if upload_limiter is None else upload_limiter
         self.host_keys = host_keys
+        self.via = via
         self._conn: asyncssh.SSHClientConnection | None = None
         self._connect_lock = asyncio.Lock()
         self.closed = False
@@ -308,13 +316,17 @@ class SSHTransport:
     async def aclose(self) -> None:
         self.closed = True
         conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-            try:
-                async with asyncio.timeout(CLOSE_GRACE_S):
-                    await conn.wait_closed()
-            except TimeoutError:
-                conn.abort()  # the host stopped reading: drop the socket rather than wait for it
+        try:
+            if conn is not None:
+                conn.close()
+                try:
+                    async with asyncio.timeout(CLOSE_GRACE_S):
+                        await conn.wait_closed()
+                except TimeoutError:
+                    conn.abort()  # the host stopped reading: drop the socket rather than wait for it
+        finally:
+            if self.via is not None:
+                await self.via.aclose()
 
     async def _send(self, src: Path, local: BinaryIO, remote: asyncssh.SFTPClientFile) -> None:
         limiter = self.upload_limiter
@@ -380,14 +392,17 @@ class SSHTransport:
                     "give an unencrypted key in OpenSSH or PEM format",
                     host=target.host,
                 ) from exc
-        checker = _HostKeyChecker(target, self.host_keys)
         for attempt in (1, 2):
+            # the hop's connection, opened (or reopened) first; its failures name the hop
+            tunnel = None if self.via is None else await self.via._connection()
+            checker = _HostKeyChecker(target, self.host_keys, tunnel)
             try:
                 with self._mapped_errors(connecting=checker):
                     known_hosts = await checker.known_hosts()
                     return await asyncssh.connect(
                         target.host,
                         target.port,
+                        tunnel=tunnel or (),
                         username=target.username,
                         password=target.password,
                         client_keys=client_keys,
@@ -432,6 +447,11 @@ class SSHTransport:
             raise HostUnreachable(f"{what} the connection ({exc.reason})", host=target.host) from exc
         except asyncssh.SFTPError:
             raise
+        except asyncssh.ChannelOpenError as exc:
+            hop = "the hop" if self.via is None else self.via.target.address
+            raise HostUnreachable(
+                f"cannot reach {target.address} through {hop}: {exc.reason}", host=target.host
+            ) from exc
         except asyncssh.Error as exc:
             raise TransportError(f"SSH to {target.address} failed: {exc.reason}", host=target.host) from exc
         except TimeoutError as exc:
@@ -455,9 +475,12 @@ class SSHTransport:
 class _HostKeyChecker:
     """Applies ``SSHTarget.host_key_policy`` to one connection attempt, with the keys of ``store``."""
 
-    def __init__(self, target: SSHTarget, store: HostKeyStore | None) -> None:
+    def __init__(
+        self, target: SSHTarget, store: HostKeyStore | None, tunnel: asyncssh.SSHClientConnection | None = None
+    ) -> None:
         self.target = target
         self.store = store
+        self.tunnel = tunnel  # the hop's connection the host is reached through, if any
         self.known = False  # the store held a key for this host before this attempt (so a mismatch is a change)
 
     async def known_hosts(self) -> asyncssh.SSHKnownHosts | None:
@@ -471,7 +494,9 @@ class _HostKeyChecker:
         self.known = bool(keys)
         if not keys and target.host_key_policy is HostKeyPolicy.ACCEPT_NEW:
             async with asyncio.timeout(target.connect_timeout_s):
-                shown = await asyncssh.get_server_host_key(target.host, target.port, config=[])
+                shown = await asyncssh.get_server_host_key(
+                    target.host, target.port, tunnel=self.tunnel or (), config=[]
+                )
             if shown is not None:
                 algorithm, blob = shown.export_public_key("openssh").decode().split()[:2]
                 keys = await store.add(target.host, target.port, f"{algorithm} {blob}")

@@ -1,0 +1,82 @@
+"""Installs the service cannot make directly, in the test network (tests/support/netns.py), in both executors: a
+proxy on px, then c1's two hosts of cloud area 1 installed, upgraded and uninstalled by SSH through it, their
+heartbeats reaching the service through the proxy's relay; and c2's host installed through an install channel whose
+jump server is jh, reporting through a relay an operator runs on jh. Each test first shows that srv cannot reach the
+hosts it then installs."""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+
+from tests.engine.proxy_scenario import ChannelScenario, Scenario
+from tests.support.netns import ADDRESSES, unreachable
+from tests.support.netns_service import SRV_PORT, SrvService
+
+RELAY_PORT = 17981  # the setting's default: every namespace has ports of its own
+JH_ACCESS_POINT = 2  # the access point of agents that reach the service through jh
+
+
+def _no_route(service: SrvService, role: str, ip: str, port: int) -> None:
+    code = service.network.tcp_connect(role, ip, port)
+    assert unreachable(code), f"{role} reaches {ip}:{port} ({errno.errorcode.get(code, code)})"
+
+
+def test_a_proxy_on_px_then_the_agents_of_its_area_installed_upgraded_and_uninstalled_through_it(
+    srv_service: SrvService,
+) -> None:
+    network = srv_service.network
+    px, c1_a, c1_b = (network.hosts[name] for name in ("px", "c1_a", "c1_b"))
+    for host in (c1_a, c1_b):
+        _no_route(srv_service, "srv", host.ip, host.port)
+    _no_route(srv_service, "c1", ADDRESSES.srv_px, SRV_PORT)  # their heartbeats can only come through px
+    assert srv_service.cluster.db is not None
+    with srv_service.cluster.db.begin() as conn:  # the proxy must report to the outer URL: px cannot reach the other
+        conn.exec_driver_sql(
+            f"UPDATE access_points SET server_url = '{srv_service.url_via_jh}', "
+            f"outer_server_url = '{srv_service.url_via_px}' WHERE id = 1"
+        )
+    _no_route(srv_service, "px", ADDRESSES.srv_jh, SRV_PORT)
+    scenario = Scenario(srv_service.api, srv_service.cluster.db, [px, c1_a, c1_b], RELAY_PORT, ADDRESSES.px_c1)
+    scenario.add_area()
+    try:
+        scenario.refusals_before_any_proxy()
+        scenario.install_proxy()
+        assert scenario.config(px)["server_url"] == srv_service.url_via_px
+        host_ids = scenario.install_agents_through_the_proxy()  # their heartbeats came through px's relay
+        scenario.upgrade(host_ids)
+        scenario.uninstall(host_ids)
+    finally:
+        network.stop_agents()
+
+
+def test_a_host_behind_jh_installed_through_an_install_channel(srv_service: SrvService) -> None:
+    network = srv_service.network
+    jh, c2_a = network.hosts["jh"], network.hosts["c2_a"]
+    _no_route(srv_service, "srv", c2_a.ip, c2_a.port)
+    _no_route(srv_service, "c2", ADDRESSES.srv_jh, SRV_PORT)
+    assert srv_service.cluster.db is not None
+    with srv_service.cluster.db.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO access_points (id, name, server_url, linux_setup_path, description, is_enabled, created_at) "
+            f"VALUES ({JH_ACCESS_POINT}, 'via jh', '{srv_service.url_via_jh}', '/usr/local/nodeops-agent', '', "
+            "true, CURRENT_TIMESTAMP)"
+        )
+
+    def in_jh(argv: list[str]) -> subprocess.Popen[bytes]:
+        return network.popen("jh", argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    scenario = ChannelScenario(
+        srv_service.api,
+        srv_service.cluster.db,
+        [jh, c2_a],
+        RELAY_PORT,
+        srv_service.url_via_jh,
+        relay_ip=ADDRESSES.jh_c2,
+        popen=in_jh,
+        jump_ap_id=JH_ACCESS_POINT,
+    )
+    try:
+        scenario.run_all()
+    finally:
+        network.stop_agents()
