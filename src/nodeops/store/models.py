@@ -169,6 +169,7 @@ class Host(Base):
     install_channel_id: Mapped[int | None] = mapped_column(Integer)
     upstream_nodes: Mapped[list[Any] | None] = mapped_column(JSON)  # the proxy/jump host it was last reached through
     heartbeat_interval_s: Mapped[float | None] = mapped_column(Float)  # its agent's configured rhythm
+    is_manual: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # installed by hand
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -310,6 +311,8 @@ class Subscription(Base):
     from_system: Mapped[str] = mapped_column(String(64), default="")
     enable: Mapped[bool] = mapped_column(Boolean, default=True)
     is_deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # its runs' batches and failure threshold ({batch_size, max_fail_percentage, batch_interval_s}); null: all at once
+    rollout: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -343,6 +346,8 @@ class Job(Base):
     is_auto_trigger: Mapped[bool] = mapped_column(Boolean, default=False)
     start_at: Mapped[datetime] = mapped_column(default=utcnow)
     end_at: Mapped[datetime | None]
+    # its batches and failure threshold ({batch_size, max_fail_percentage, batch_interval_s}); null: all at once
+    rollout: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class SubscriptionTask(Base):
@@ -415,6 +420,33 @@ class InstanceRecord(Base):
     # celery mode: the worker that claimed the record (PENDING -> RUNNING), and a revoke's request to it
     worker_id: Mapped[str | None] = mapped_column(String(128))
     revoke_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    batch: Mapped[int | None] = mapped_column(Integer)  # the rolling batch of its host (null: no batches)
+
+
+class InstallToken(Base):
+    """A one-time, expiring token of a manual install's command (its SHA-256 only), for one record's step."""
+
+    __tablename__ = "install_tokens"
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    record_id: Mapped[int] = mapped_column(ForeignKey("instance_records.id", ondelete="CASCADE"), index=True)
+    step_index: Mapped[int] = mapped_column(Integer)
+    purpose: Mapped[str] = mapped_column(String(32))
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RecordAttachment(Base):
+    """A file attached to a record after it ran (the agent's own log, fetched by collect_log)."""
+
+    __tablename__ = "record_attachments"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    record_id: Mapped[int] = mapped_column(ForeignKey("instance_records.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class RecordStep(Base):
