@@ -56,12 +56,22 @@ def test_a_host_in_an_unknown_area_refuses_the_install_and_writes_nothing(api, s
     assert counts(services) == (0, 0)
 
 
+def alive_proxy(services, ip: str, area: int) -> None:
+    """A proxy of ``area`` whose agent runs: the area's agents are accepted (else IGNORED, no_proxy)."""
+    with services.db.session() as session:
+        session.add(
+            Host(bk_biz_id=2, bk_cloud_id=area, inner_ip=ip, node_type="PROXY", agent_status="RUNNING", ap_id=1)
+        )
+
+
 def test_ap_id_minus_one_is_the_areas_access_point_else_the_default(api, services):
     port = dead_port()
     net = NetApi(api.client, api.app)
     ap_id = net.ok("POST", "/api/ap/", {"name": "ap-area"})["id"]
     with_ap = net.ok("POST", "/api/cloud/", {"bk_cloud_name": "with-ap", "ap_id": ap_id})["bk_cloud_id"]
     auto = net.ok("POST", "/api/cloud/", {"bk_cloud_name": "auto"})["bk_cloud_id"]
+    alive_proxy(services, "127.0.41.101", with_ap)
+    alive_proxy(services, "127.0.41.102", auto)
     hosts = [
         ssh_host("127.0.41.1", with_ap, port, ap_id=-1),
         ssh_host("127.0.41.2", with_ap, port),  # ap_id left out: -1
@@ -71,7 +81,11 @@ def test_ap_id_minus_one_is_the_areas_access_point_else_the_default(api, service
     ]
     started = api.ok(f"{ESB_JOB}/install/", {"job_type": "INSTALL_AGENT", "hosts": hosts})
     with services.db.session() as session:
-        found = {ip: ap for ip, ap in session.execute(select(Host.inner_ip, Host.ap_id))}
+        found = {
+            ip: ap
+            for ip, ap, kind in session.execute(select(Host.inner_ip, Host.ap_id, Host.node_type))
+            if kind != "PROXY"
+        }
     assert found == {"127.0.41.1": ap_id, "127.0.41.2": ap_id, "127.0.41.3": 1, "127.0.41.4": 1, "127.0.41.5": 1}
     api.wait(started["job_id"])
     imported = api.ok(f"{INVENTORY}/import/", {"inventory": {"hosts": [ssh_host("127.0.41.9", with_ap, port)]}})
