@@ -62,13 +62,15 @@ class AgentWatch:
         return min(MAX_PERIOD_S, max(MIN_PERIOD_S, min(interval, self.default_interval_s) / 2))
 
     async def _run(self) -> None:
+        # the first look waits a period too: an agent silent since before a restart is marked within one period
+        # of it, and a process starting does not open a connection and a thread for it while it starts
+        shortest: float | None = None
         while True:
-            shortest: float | None = None
+            await asyncio.sleep(self.period_s(shortest))
             try:
                 shortest = (await self.sweep()).shortest_interval_s
             except Exception:  # a failed look must not stop the next one
                 log.exception("looking for silent agents failed", extra={"action": "agent_watch_failed"})
-            await asyncio.sleep(self.period_s(shortest))
 
     async def aclose(self) -> None:
         if self._task is not None:
