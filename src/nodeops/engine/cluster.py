@@ -224,7 +224,7 @@ class ClusterWorker:
         )
         self._chosen: dict[str, ChosenPackage] = {}
         self._thread = threading.Thread(target=self._loop.run_forever, name="nodeops-worker-loop", daemon=True)
-        self._running: dict[int, asyncio.Task[None]] = {}  # record_id -> its pipeline
+        self._running: dict[int, asyncio.Task[Status]] = {}  # record_id -> its pipeline
         self._claimed: set[int] = set()  # the records this worker claimed and has not finished
         self._background: set[asyncio.Task[None]] = set()
         self._lost = threading.Event()
@@ -402,12 +402,23 @@ class ClusterWorker:
         failed attempt, a record this worker already runs is its own: that attempt's commit was not heard."""
         worker_id = self.config.worker_id
         with self.db.session() as session:
-            outcome = cluster.claim(session, record_id=record_id, worker_id=worker_id, limit=self.config.job_limit)
+            outcome = cluster.claim(
+                self.db,
+                session,
+                record_id=record_id,
+                worker_id=worker_id,
+                limit=self.config.job_limit,
+                line_for=self._stop_line,
+            )
             if after_failure and outcome is cluster.Claim.GONE:
                 if cluster.running_owner(session, record_id=record_id) == worker_id:
                     outcome = cluster.Claim.CLAIMED
             work = pipelines.record_work(session, record_id=record_id) if outcome is cluster.Claim.CLAIMED else None
             return Claimed(outcome, work)
+
+    def _stop_line(self, reason: str) -> str:
+        """The log line of a record its job's failure threshold keeps from starting (whole lines)."""
+        return "\n".join(format_lines(reason, level="WARNING", stamp=line_stamp(self.tz)))
 
     def _job_of(self, record_id: int) -> int | None:
         with self.db.session() as session:

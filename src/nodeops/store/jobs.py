@@ -16,6 +16,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from nodeops.domain.plans import PlannedStep
+from nodeops.domain.rollout import Rollout
 from nodeops.domain.status import Status
 from nodeops.store.db import Database
 from nodeops.store.models import (
@@ -58,9 +59,10 @@ def create_job(
     steps: Sequence[PlannedStep],
     error_hosts: Sequence[dict[str, Any]] = (),
     step_params: dict[str, Any] | None = None,
+    rollout: Rollout | None = None,
 ) -> CreatedJob:
     """Create a job, its subscription (one ``agent`` step, with ``step_params``), its first task and a PENDING
-    record per instance."""
+    record per instance; with a ``rollout``, each record gets the batch of its instance's position."""
     nodes = [_node_of(instance) for instance in instances]
     subscription_id = add_subscription(
         session,
@@ -80,6 +82,7 @@ def create_job(
         bk_biz_scope=bk_biz_scope,
         error_hosts=error_hosts,
         subscription_id=subscription_id,
+        rollout=rollout,
     )
     task = SubscriptionTask(
         subscription_id=subscription_id,
@@ -97,6 +100,7 @@ def create_job(
         instances=instances,
         steps=steps,
         attempt=1,
+        rollout=rollout,
     )
     return CreatedJob(job_id=job_id, subscription_id=subscription_id, task_id=task.id, record_ids=record_ids)
 
@@ -148,6 +152,7 @@ def add_job(
     bk_biz_scope: Sequence[int],
     subscription_id: int,
     error_hosts: Sequence[dict[str, Any]] = (),
+    rollout: Rollout | None = None,
 ) -> int:
     """Insert the job a subscription runs for (PENDING, no statistics yet); returns its id."""
     job = Job(
@@ -158,6 +163,7 @@ def add_job(
         error_hosts=list(error_hosts),
         subscription_id=subscription_id,
         statistics={},
+        rollout=None if rollout is None else rollout.as_dict(),
     )
     session.add(job)
     session.flush()
@@ -173,8 +179,10 @@ def add_records(
     instances: Sequence[NewInstance],
     steps: Sequence[PlannedStep],
     attempt: int,
+    rollout: Rollout | None = None,
 ) -> dict[str, int]:
-    """Insert a PENDING record per instance, each with every planned step PENDING; returns their ids."""
+    """Insert a PENDING record per instance, each with every planned step PENDING (and, with a ``rollout``, the
+    batch of its position among ``instances``); returns their ids."""
     if not instances:
         return {}
     now = utcnow()
@@ -192,8 +200,9 @@ def add_records(
             "is_latest": True,
             "created_at": now,
             "updated_at": now,
+            "batch": None if rollout is None else rollout.batch_of(position),
         }
-        for i in instances
+        for position, i in enumerate(instances)
     ]
     ids = list(session.scalars(insert(InstanceRecord).returning(InstanceRecord.id, sort_by_parameter_order=True), rows))
     session.execute(
