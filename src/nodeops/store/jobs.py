@@ -163,8 +163,9 @@ def add_job(
         error_hosts=list(error_hosts),
         subscription_id=subscription_id,
         statistics={},
-        rollout=None if rollout is None else rollout.as_dict(),
     )
+    if rollout is not None:  # else left out of the insert: SQL NULL, not JSON null
+        job.rollout = rollout.as_dict()
     session.add(job)
     session.flush()
     return job.id
