@@ -197,13 +197,14 @@ def _ignore_unstarted(db: Database, session: Session, *, task_id: int, line: str
     )
     if not pending:
         return
-    first = dict(
-        session.execute(
+    first: dict[int, int] = {
+        record_id: index
+        for record_id, index in session.execute(
             select(RecordStep.record_id, func.min(RecordStep.step_index))
             .where(RecordStep.record_id.in_(pending), RecordStep.status != Status.SUCCESS.value)
             .group_by(RecordStep.record_id)
-        ).tuples()
-    )
+        )
+    }
     now = utcnow()
     jobs.write_progress(
         db,
