@@ -4,33 +4,16 @@ the claim lock). A host fails for a real reason: a wrong password."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-
+from tests.cluster import test_cluster
 from tests.cluster.test_cluster import INSTALL
 from tests.support.cluster import Cluster
 
 WRONG_PASSWORD = "not-the-password-4"
 
 
-@pytest.fixture
-def run() -> Iterator[str]:
-    """A name for this test's install folders; the agents installed there are stopped at the end."""
-    name = uuid.uuid4().hex[:8]
-    yield name
-    for script in Path("/tmp").glob(f"nodeops-host*/agent-{name}/**/nodeops_agent.py"):
-        subprocess.run(
-            [sys.executable, str(script), "stop", "--home", str(script.parent)],
-            check=False,
-            capture_output=True,
-            timeout=20,
-        )
+run = test_cluster.run  # the fixture naming this test's install folders (its agents stopped at the end)
 
 
 def _hosts(ssh_hosts, count: int, run: str, failing: set[int]) -> list[dict[str, object]]:
