@@ -12,7 +12,7 @@ Pure: imports only the stdlib and ``nodeops.domain``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +56,10 @@ class Rollout:
         if self.batch_size is None:
             return 1
         return position // self.batch_size + 1
+
+    def batches(self, instance_ids: Sequence[str]) -> dict[str, int]:
+        """The batch of each instance of a run, by its position in ``instance_ids``."""
+        return {instance_id: self.batch_of(position) for position, instance_id in enumerate(instance_ids)}
 
     def threshold_reached(self, *, started: int, failed: int) -> bool:
         """Whether ``failed`` of ``started`` hosts is more than the threshold allows."""

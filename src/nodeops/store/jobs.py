@@ -7,7 +7,7 @@ so appending costs the same whatever the log's length.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -100,7 +100,7 @@ def create_job(
         instances=instances,
         steps=steps,
         attempt=1,
-        rollout=rollout,
+        batches=None if rollout is None else rollout.batches([i.instance_id for i in instances]),
     )
     return CreatedJob(job_id=job_id, subscription_id=subscription_id, task_id=task.id, record_ids=record_ids)
 
@@ -180,10 +180,10 @@ def add_records(
     instances: Sequence[NewInstance],
     steps: Sequence[PlannedStep],
     attempt: int,
-    rollout: Rollout | None = None,
+    batches: Mapping[str, int] | None = None,
 ) -> dict[str, int]:
-    """Insert a PENDING record per instance, each with every planned step PENDING (and, with a ``rollout``, the
-    batch of its position among ``instances``); returns their ids."""
+    """Insert a PENDING record per instance, each with every planned step PENDING and its rolling batch in
+    ``batches`` (by instance_id; none: no batches); returns their ids."""
     if not instances:
         return {}
     now = utcnow()
@@ -201,9 +201,9 @@ def add_records(
             "is_latest": True,
             "created_at": now,
             "updated_at": now,
-            "batch": None if rollout is None else rollout.batch_of(position),
+            "batch": None if batches is None else batches.get(i.instance_id),
         }
-        for position, i in enumerate(instances)
+        for i in instances
     ]
     ids = list(session.scalars(insert(InstanceRecord).returning(InstanceRecord.id, sort_by_parameter_order=True), rows))
     session.execute(
