@@ -121,6 +121,13 @@ def test_a_retry_runs_without_batches(api, services, tmp_path) -> None:
         ({"script_hooks": [{"name": "firewall_off"}]}, "script_hooks[0].script"),
         ({"script_hooks": {"name": "x"}}, "script_hooks"),
         ({"script_hooks": [{"name": "x", "script": "true", "when": "later"}]}, "script_hooks[0].when"),
+        ({"batch_size": {"a": 1}}, "batch_size"),
+        ({"batch_size": 10**30}, "batch_size"),
+        ({"max_fail_percentage": [20]}, "max_fail_percentage"),
+        ({"batch_size": 1, "batch_interval_s": "\uff11\uff10"}, "batch_interval_s"),
+        ({"script_hooks": [{"name": "a\u0007b", "script": "true"}]}, "script_hooks[0].name"),
+        ({"script_hooks": [{"name": "x", "script": ["echo"]}]}, "script_hooks[0].script"),
+        ({"script_hooks": [{"name": "x", "script": "#" * 70_000}]}, "script_hooks[0].script"),
     ],
 )
 def test_bad_rollout_and_hooks_answer_3800001_naming_the_field(api, tmp_path, extra, field) -> None:
