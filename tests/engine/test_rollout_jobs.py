@@ -4,12 +4,16 @@ path is under /proc, where nothing can be created."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from tests.support.jobs import ESB_JOB, local_host
+from tests.support.jobs import AGENT, ESB_JOB, local_host
 
 INSTALL = f"{ESB_JOB}/install/"
 FAILING = "/proc/nodeops-forbidden/agent"  # mkdir -p fails there, whoever runs it
@@ -169,7 +173,7 @@ def test_script_hooks_run_as_steps_of_their_own_with_their_output_in_the_log(api
     before, after = steps[4]["log"], steps[7]["log"]
     assert "before 准备" in before and "in /tmp/nodeops-hook." in before, before
     assert "after" in after and steps[7]["status"] == "SUCCESS"
-    assert not list(__import__("pathlib").Path("/tmp").glob("nodeops-hook.*/hook.sh"))
+    assert not list(Path("/tmp").glob("nodeops-hook.*/hook.sh"))
 
 
 def test_a_failing_hook_fails_its_host_and_stops_its_pipeline(api, tmp_path) -> None:
@@ -185,3 +189,27 @@ def test_a_failing_hook_fails_its_host_and_stops_its_pipeline(api, tmp_path) -> 
     assert "not ready" in hook["log"] and "status 3" in hook["log"] and "script hook gate failed" in hook["log"]
     assert all(s["status"] == "PENDING" for s in steps[5:])
     assert not (tmp_path / "host1" / "nodeops-agent" / "VERSION").exists()
+
+
+def test_a_hook_on_an_sshd_host_runs_as_the_login_account(api, ssh_hosts) -> None:
+    (host,) = ssh_hosts(1)
+    spec = {
+        "bk_biz_id": 2,
+        "inner_ip": host.ip,
+        "port": host.port,
+        "account": host.username,
+        "password": host.password,
+        "setup_path": f"{host.setup_path}/agent-{uuid.uuid4().hex[:8]}",
+    }
+    hooks = [{"name": "who", "script": 'echo "user=$(id -un)"; ls -ld .'}]
+    try:
+        job_id = api.ok(INSTALL, {"job_type": "INSTALL_AGENT", "hosts": [spec], "script_hooks": hooks})["job_id"]
+        done = api.wait(job_id, timeout_s=90)
+    finally:
+        script = Path(str(spec["setup_path"])) / AGENT
+        subprocess.run([sys.executable, str(script), "stop", "--home", str(script.parent)], check=False, timeout=20)
+    assert done["status"] == "SUCCESS", done
+    steps = api.log(job_id, done["list"][0]["instance_id"])
+    hook = next(s for s in steps if s["step"] == "执行脚本钩子: who")
+    assert f"user={host.username}" in hook["log"], hook["log"]
+    assert "drwx------" in hook["log"] and host.password not in str(steps)
