@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+from nodeops.engine.cluster import WAIT_HOLD_S
 from tests.cluster import test_cluster
 from tests.cluster.test_cluster import INSTALL
 from tests.support.cluster import Cluster
@@ -70,7 +71,9 @@ def test_a_revoke_during_the_batch_interval_ends_the_job_at_once(cluster: Cluste
     }
     job_id = int(cluster.api.ok(INSTALL, body)["job_id"])
     cluster.api.wait(job_id, until=lambda data: data["list"][0]["status"] == "SUCCESS", timeout_s=90)
-    time.sleep(1.5)  # the second batch waits for its interval: its claims answer "wait"
+    time.sleep(WAIT_HOLD_S + 1.5)  # the second batch waits for its interval: its claims answer "wait"
+    received = sum(cluster.log(name, tail=0).count("nodeops.run_host[") for name in ("w1", "w2"))
+    assert received > 2 * 3, "a message held past WAIT_HOLD_S goes back to the queue"  # each: received, succeeded
     assert [row["status"] for row in cluster.api.details(job_id, pagesize=-1)["list"]] == [
         "SUCCESS",
         "PENDING",
