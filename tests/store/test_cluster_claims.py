@@ -28,7 +28,9 @@ def _worker(services, worker_id: str, lease_s: float = 30) -> str:
 
 def _claim(services, record_id: int, worker_id: str, limit: int = 100) -> cluster.Claim:
     with services.db.session() as session:
-        return cluster.claim(session, record_id=record_id, worker_id=worker_id, limit=limit)
+        return cluster.claim(
+            services.db, session, record_id=record_id, worker_id=worker_id, limit=limit, line_for=lambda r: r + "\n"
+        )
 
 
 def _status(services, record_id: int) -> tuple[str, str | None]:

@@ -60,6 +60,13 @@ def connected(ctx: typer.Context, url: str | None) -> Iterator[Remote]:
         raise remote_failure(exc) from None
 
 
+BatchSizeOption = typer.Option(None, "--batch-size", help="Hosts per rolling batch, in the order given.")
+MaxFailOption = typer.Option(
+    None, "--max-fail-percentage", help="Start no more hosts once more than this % of those started failed."
+)
+BatchIntervalOption = typer.Option(None, "--batch-interval", help="Seconds between one batch's end and the next.")
+
+
 @app.command()
 def install(
     ctx: typer.Context,
@@ -79,6 +86,12 @@ def install(
     port: int | None = typer.Option(None, "--port", help="SSH port."),
     key_file: Path | None = typer.Option(None, "--key-file", help="SSH private key file (auth_type KEY)."),
     hosts_file: Path | None = typer.Option(None, "--hosts-file", help="JSON list of host objects, as install_job."),
+    hooks_file: Path | None = typer.Option(
+        None, "--hooks-file", help='JSON list of script hooks [{"name", "script", "when"}], as install_job.'
+    ),
+    batch_size: int | None = BatchSizeOption,
+    max_fail_percentage: float | None = MaxFailOption,
+    batch_interval: float | None = BatchIntervalOption,
     follow: bool = FollowOption,
     url: str | None = UrlOption,
 ) -> None:
@@ -113,9 +126,15 @@ def install(
     if not hosts:
         raise usage_error("no host: give --host IP (repeatable) or --hosts-file FILE")
     with connected(ctx, url) as remote:
-        body: dict[str, Any] = {"job_type": job_type, "hosts": hosts}
+        body: dict[str, Any] = {
+            "job_type": job_type,
+            "hosts": hosts,
+            **_rollout(batch_size, max_fail_percentage, batch_interval),
+        }
         if replace_host_id is not None:
             body["replace_host_id"] = replace_host_id
+        if hooks_file is not None:
+            body["script_hooks"] = _json_list(hooks_file, "--hooks-file", "script hook objects")
         data = remote.post("/api/job/install/", body)
         _started(data, job_type, len(hosts))
         if follow:
@@ -128,13 +147,20 @@ def operate(
     job_type: str = typer.Argument(..., help=f"One of {', '.join(OPERATE_TYPES)}."),
     host_id: list[int] = typer.Option(..., "--host-id", help="bk_host_id; repeat for several."),
     version: str | None = typer.Option(None, "--version", help="Agent version for UPGRADE_* (default newest)."),
+    batch_size: int | None = BatchSizeOption,
+    max_fail_percentage: float | None = MaxFailOption,
+    batch_interval: float | None = BatchIntervalOption,
     follow: bool = FollowOption,
     url: str | None = UrlOption,
 ) -> None:
     """Upgrade, restart, reload or uninstall the agent (or proxy) of hosts already installed."""
     if job_type not in OPERATE_TYPES:
         raise usage_error(f"JOB_TYPE {job_type!r} must be one of {', '.join(OPERATE_TYPES)}")
-    body: dict[str, Any] = {"job_type": job_type, "bk_host_id": host_id}
+    body: dict[str, Any] = {
+        "job_type": job_type,
+        "bk_host_id": host_id,
+        **_rollout(batch_size, max_fail_percentage, batch_interval),
+    }
     if version:
         body["version"] = version
     with connected(ctx, url) as remote:
@@ -241,15 +267,30 @@ def usage_error(message: str) -> typer.Exit:
 
 
 def _hosts_from_file(path: Path) -> list[dict[str, Any]]:
+    return _json_list(path, "--hosts-file", "host objects")
+
+
+def _json_list(path: Path, option: str, what: str) -> list[dict[str, Any]]:
+    """The JSON list of objects in the file an option names, or a usage error saying what is wrong with it."""
     try:
-        hosts = json.loads(path.read_text())
+        items = json.loads(path.read_text())
     except OSError as exc:
-        raise usage_error(f"--hosts-file {path}: {exc.strerror}") from None
+        raise usage_error(f"{option} {path}: {exc.strerror}") from None
     except ValueError as exc:
-        raise usage_error(f"--hosts-file {path} is not JSON: {exc}") from None
-    if not isinstance(hosts, list) or not all(isinstance(h, dict) for h in hosts):
-        raise usage_error(f"--hosts-file {path} must hold a JSON list of host objects")
-    return hosts
+        raise usage_error(f"{option} {path} is not JSON: {exc}") from None
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise usage_error(f"{option} {path} must hold a JSON list of {what}")
+    return items
+
+
+def _rollout(batch_size: int | None, max_fail_percentage: float | None, batch_interval: float | None) -> dict[str, Any]:
+    """The rolling-batch parameters given on the command line (the service validates them)."""
+    given = {
+        "batch_size": batch_size,
+        "max_fail_percentage": max_fail_percentage,
+        "batch_interval_s": batch_interval,
+    }
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def _tasks(data: Any) -> str:

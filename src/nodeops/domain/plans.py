@@ -6,6 +6,7 @@ spec §5.3 lists for the job type that we have an honest equivalent for. Pure: i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -53,6 +54,7 @@ class StepCode(StrEnum):
     QUERY_AGENT_STATUS = "query_agent_status"
     QUERY_PROXY_STATUS = "query_proxy_status"
     UPDATE_PROCESS_STATUS = "update_process_status"
+    RUN_SCRIPT_HOOK = "run_script_hook"  # one script hook of the job (its name follows the prefix)
 
 
 STEP_NAMES: dict[StepCode, str] = {
@@ -72,7 +74,34 @@ STEP_NAMES: dict[StepCode, str] = {
     StepCode.QUERY_AGENT_STATUS: "查询Agent状态",
     StepCode.QUERY_PROXY_STATUS: "查询Proxy状态",
     StepCode.UPDATE_PROCESS_STATUS: "更新主机进程状态",
+    StepCode.RUN_SCRIPT_HOOK: "执行脚本钩子",
 }
+HOOK_STEP_SEPARATOR = ": "  # a hook's step is named 执行脚本钩子: {hook name}
+
+
+class HookWhen(StrEnum):
+    """When a script hook runs: just before the step that starts the agent (安装), or once it reports."""
+
+    BEFORE_START = "before_start"
+    AFTER_START = "after_start"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScriptHook:
+    """A user's script run on the host as a step of its own (ours, for Linux: docs/compatibility.md)."""
+
+    name: str
+    script: str
+    when: HookWhen
+
+
+def hook_step_name(hook_name: str) -> str:
+    return f"{STEP_NAMES[StepCode.RUN_SCRIPT_HOOK]}{HOOK_STEP_SEPARATOR}{hook_name}"
+
+
+def hook_name_of(step_name: str) -> str:
+    """The hook a step named by ``hook_step_name`` runs."""
+    return step_name.partition(HOOK_STEP_SEPARATOR)[2]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,7 +146,18 @@ _BODIES: dict[JobType, tuple[StepCode, ...]] = {
 _BODIES[JobType.REPLACE_PROXY] = _BODIES[JobType.INSTALL_PROXY]  # ReplaceProxy(InstallProxy) in Node Manager
 
 
-def plan_steps(job_type: JobType) -> tuple[PlannedStep, ...]:
-    """The ordered steps every host of a job of this type goes through."""
-    codes = (StepCode.UPDATE_JOB_STATUS, *_BODIES[job_type], StepCode.UPDATE_JOB_STATUS)
-    return tuple(PlannedStep(index=i, code=code, name=STEP_NAMES[code]) for i, code in enumerate(codes))
+def plan_steps(job_type: JobType, hooks: Sequence[ScriptHook] = ()) -> tuple[PlannedStep, ...]:
+    """The ordered steps every host of a job of this type goes through. ``hooks`` (a plan with 安装 only) each
+    add a step: the ``before_start`` ones just before 安装, the ``after_start`` ones right after the step that
+    waits for the agent's report, each group in the order given."""
+    body = list(_BODIES[job_type])
+    named: list[tuple[StepCode, str]] = [(code, STEP_NAMES[code]) for code in body]
+    if hooks:
+        if StepCode.INSTALL not in body:
+            raise ValueError(f"{job_type} does not start an agent: script hooks need a plan with 安装")
+        start = body.index(StepCode.INSTALL)
+        before = [(StepCode.RUN_SCRIPT_HOOK, hook_step_name(h.name)) for h in hooks if h.when == HookWhen.BEFORE_START]
+        after = [(StepCode.RUN_SCRIPT_HOOK, hook_step_name(h.name)) for h in hooks if h.when == HookWhen.AFTER_START]
+        named = [*named[:start], *before, named[start], named[start + 1], *after, *named[start + 2 :]]
+    edge = (StepCode.UPDATE_JOB_STATUS, STEP_NAMES[StepCode.UPDATE_JOB_STATUS])
+    return tuple(PlannedStep(index=i, code=code, name=name) for i, (code, name) in enumerate([edge, *named, edge]))

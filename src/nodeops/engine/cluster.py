@@ -56,6 +56,9 @@ UNPUBLISHED_AFTER_S = 10.0  # a task committed this long ago and never published
 MAX_CLAIM_RETRY_S = 1.0  # the longest pause of a claim waiting for its host's turn or a slot
 REVOKE_BACKSTOP_S = 1.0  # a revoke whose notice was lost still reaches the worker within this
 SETTLE_S = 0.02  # a host's end is written at most this long after it, not at the log writer's next tick
+# a message whose rolling batch is still closed after this is published again and its thread freed: threads held
+# by later batches could otherwise leave an earlier batch's message (republished by the reaper) waiting forever
+WAIT_HOLD_S = 3.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -224,7 +227,7 @@ class ClusterWorker:
         )
         self._chosen: dict[str, ChosenPackage] = {}
         self._thread = threading.Thread(target=self._loop.run_forever, name="nodeops-worker-loop", daemon=True)
-        self._running: dict[int, asyncio.Task[None]] = {}  # record_id -> its pipeline
+        self._running: dict[int, asyncio.Task[Status]] = {}  # record_id -> its pipeline
         self._claimed: set[int] = set()  # the records this worker claimed and has not finished
         self._background: set[asyncio.Task[None]] = set()
         self._lost = threading.Event()
@@ -311,10 +314,16 @@ class ClusterWorker:
 
     async def _run(self, task_id: int, record_ids: Sequence[int], package_version: str) -> None:
         package: ChosenPackage | None = None
-        for record_id in record_ids:
+        for position, record_id in enumerate(record_ids):
             claimed = await self._claim(record_id)
             if claimed is None:
                 continue
+            if claimed.outcome is cluster.Claim.WAIT:  # its batch is not open: back of the queue, thread freed
+                rest = list(record_ids[position:])
+                await asyncio.get_running_loop().run_in_executor(
+                    None, self.reaper.publish, task_id, rest, package_version
+                )
+                return
             job_id, first_step = None, 0
             try:
                 work = claimed.work
@@ -371,9 +380,11 @@ class ClusterWorker:
 
     async def _claim(self, record_id: int) -> Claimed | None:
         """Wait for the record's turn: its work once this worker claimed it, None if it is no longer PENDING.
-        While its host is busy, the cluster full or the database away for a moment (``TransientStoreError``), it
-        tries again after a pause that grows to ``MAX_CLAIM_RETRY_S``."""
+        While its host is busy, the cluster full, its rolling batch not open or the database away for a moment
+        (``TransientStoreError``), it tries again after a pause that grows to ``MAX_CLAIM_RETRY_S``; a batch still
+        closed after ``WAIT_HOLD_S`` returns the WAIT claim, for the message to go back to the queue."""
         pause_s, failed = self.config.claim_retry_s, False
+        waiting_since = asyncio.get_running_loop().time()
         while True:
             try:
                 claimed = await self.db.call(functools.partial(self._claim_once, record_id, after_failure=failed))
@@ -394,6 +405,11 @@ class ClusterWorker:
             if claimed.outcome is cluster.Claim.FENCED:
                 self._lease_lost()
                 raise LeaseLost(self.config.worker_id)
+            if (
+                claimed.outcome is cluster.Claim.WAIT
+                and asyncio.get_running_loop().time() - waiting_since > WAIT_HOLD_S
+            ):
+                return claimed
             await asyncio.sleep(pause_s * (0.5 + random.random()))
             pause_s = min(pause_s * 2, MAX_CLAIM_RETRY_S)
 
@@ -402,12 +418,23 @@ class ClusterWorker:
         failed attempt, a record this worker already runs is its own: that attempt's commit was not heard."""
         worker_id = self.config.worker_id
         with self.db.session() as session:
-            outcome = cluster.claim(session, record_id=record_id, worker_id=worker_id, limit=self.config.job_limit)
+            outcome = cluster.claim(
+                self.db,
+                session,
+                record_id=record_id,
+                worker_id=worker_id,
+                limit=self.config.job_limit,
+                line_for=self._stop_line,
+            )
             if after_failure and outcome is cluster.Claim.GONE:
                 if cluster.running_owner(session, record_id=record_id) == worker_id:
                     outcome = cluster.Claim.CLAIMED
             work = pipelines.record_work(session, record_id=record_id) if outcome is cluster.Claim.CLAIMED else None
             return Claimed(outcome, work)
+
+    def _stop_line(self, reason: str) -> str:
+        """The log line of a record its job's failure threshold keeps from starting (whole lines)."""
+        return "\n".join(format_lines(reason, level="WARNING", stamp=line_stamp(self.tz)))
 
     def _job_of(self, record_id: int) -> int | None:
         with self.db.session() as session:

@@ -68,10 +68,10 @@ class HostPipeline:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.relay_port = relay_port  # where proxies' relays listen (configured into proxies and their agents)
 
-    async def run(self, work: HostWork, package: ChosenPackage, *, prologue: str = "") -> None:
+    async def run(self, work: HostWork, package: ChosenPackage, *, prologue: str = "") -> Status:
         """The pipeline of one host, once it has its turn: the record RUNNING, then each step until one fails;
-        the record ends SUCCESS or FAILED, also when cancelled. ``prologue``, when given, is the first line of the
-        first step run (a worker names itself there)."""
+        the record ends SUCCESS or FAILED (returned), also when cancelled. ``prologue``, when given, is the first
+        line of the first step run (a worker names itself there)."""
         writer = self.writer
         writer.record(work.record_id, Status.RUNNING, start_at=utcnow())
         context = StepContext(
@@ -104,6 +104,7 @@ class HostPipeline:
             with contextlib.suppress(Exception):
                 await asyncio.shield(context.aclose())
             writer.record(work.record_id, outcome, finish_at=utcnow())
+        return outcome
 
     async def _run_step(self, context: StepContext, step: PlannedRun, prologue: str) -> bool:
         writer, record_id = self.writer, context.work.record_id
@@ -163,6 +164,14 @@ class HostPipeline:
                 },
             )
         return outcome == Status.SUCCESS
+
+    def ignore_unstarted(self, record_id: int, step_index: int, reason: str) -> None:
+        """End a record that will not start (its job passed its failure threshold) IGNORED, its first step too,
+        with ``reason`` in that step's log."""
+        now = utcnow()
+        self.writer.step(record_id, step_index, Status.IGNORED, start_at=now, finish_at=now)
+        self.writer.line(record_id, step_index, "WARNING", reason)
+        self.writer.record(record_id, Status.IGNORED, finish_at=now)
 
     def fail_blocked(self, work: BlockedWork) -> None:
         """End a record that cannot run FAILED, its first step not yet passed with it, saying why in its log."""

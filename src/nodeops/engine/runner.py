@@ -20,6 +20,7 @@ from datetime import tzinfo
 
 from nodeops.crypto import SecretBox
 from nodeops.domain.answer import AnswerRenderer
+from nodeops.domain.rollout import Rollout
 from nodeops.domain.status import Status
 from nodeops.engine.dispatch import REVOKED_LINE, cancel_all
 from nodeops.engine.heartbeats import HeartbeatWaiters
@@ -63,6 +64,30 @@ async def forget_credentials_forever(db: Database) -> None:
 class _HostTurn:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     users: int = 0  # pipelines running on the host or waiting for it
+
+
+@dataclass
+class _Rolling:
+    """A task's batches as it runs (``domain.rollout``): which are open, and how many hosts started and failed."""
+
+    plan: Rollout
+    opened: dict[int, asyncio.Event]
+    started: int = 0
+    failed: int = 0
+    stop_reason: str | None = None  # set once the threshold is passed: no host starts after that
+
+    async def turn(self, batch: int | None) -> None:
+        """Until the host's batch is open (a record without one, of a retry, runs at once)."""
+        if batch is not None and batch in self.opened:
+            await self.opened[batch].wait()
+
+    def ended(self, outcome: Status) -> None:
+        """A host ended: the threshold is checked, and once passed every batch opens so the hosts waiting end."""
+        self.failed += outcome == Status.FAILED
+        if self.stop_reason is None and self.plan.threshold_reached(started=self.started, failed=self.failed):
+            self.stop_reason = self.plan.stop_reason(started=self.started, failed=self.failed)
+            for event in self.opened.values():
+                event.set()
 
 
 @dataclass
@@ -214,20 +239,31 @@ class Engine:
 
     async def _run_task(self, job_id: int, task_id: int, run: _JobRun, package: ChosenPackage) -> None:
         tasks: dict[int, asyncio.Task[None]] = {}
+        controller: asyncio.Task[None] | None = None
         try:
             work = await self.db.call(lambda: self._pending(task_id))
             await self.db.call(lambda: self._mark_running(job_id))
             for blocked in work.blocked:
                 self.pipeline.fail_blocked(blocked)
+            rolling = None
+            if work.rollout is not None:
+                batches = sorted({item.batch for item in work.runnable if item.batch is not None})
+                rolling = _Rolling(plan=work.rollout, opened={batch: asyncio.Event() for batch in batches})
             tasks = {
                 item.record_id: asyncio.get_running_loop().create_task(
-                    self._run_host(item, run, package), name=f"host-{item.ip}"
+                    self._run_host(item, run, package, rolling), name=f"host-{item.ip}"
                 )
                 for item in work.runnable
             }
             run.tasks.update(tasks)
+            if rolling is not None:
+                controller = asyncio.get_running_loop().create_task(
+                    self._roll(rolling, work.runnable, tasks), name=f"job-{job_id}-batches"
+                )
             await asyncio.gather(*tasks.values(), return_exceptions=True)
         finally:
+            if controller is not None:
+                await cancel_all([controller])
             for record_id in tasks:
                 run.tasks.pop(record_id, None)
             await self.writer.flush()
@@ -235,6 +271,18 @@ class Engine:
             run.submitted -= 1
             if run.submitted <= 0:
                 run.done.set()
+
+    @staticmethod
+    async def _roll(rolling: _Rolling, runnable: Sequence[HostWork], tasks: dict[int, asyncio.Task[None]]) -> None:
+        """Open the batches one by one: the next once every host of this one has ended and the interval passed
+        (no pause once the threshold stopped the job: the hosts left end at once)."""
+        for position, batch in enumerate(rolling.opened):
+            if position and rolling.stop_reason is None and rolling.plan.batch_interval_s > 0:
+                await asyncio.sleep(rolling.plan.batch_interval_s)
+            rolling.opened[batch].set()
+            members = [tasks[item.record_id] for item in runnable if item.batch == batch]
+            if members:
+                await asyncio.wait(members)
 
     @contextlib.asynccontextmanager
     async def _host_turn(self, bk_host_id: int) -> AsyncIterator[None]:
@@ -250,10 +298,14 @@ class Engine:
             if not turn.users:
                 del self._hosts[bk_host_id]
 
-    async def _run_host(self, work: HostWork, run: _JobRun, package: ChosenPackage) -> None:
+    async def _run_host(
+        self, work: HostWork, run: _JobRun, package: ChosenPackage, rolling: _Rolling | None = None
+    ) -> None:
         writer = self.writer
         async with contextlib.AsyncExitStack() as held:
             try:
+                if rolling is not None:  # its batch first: a host waiting for its batch holds nothing
+                    await rolling.turn(work.batch)
                 if run.revoked or work.record_id in run.revoked_records:
                     raise asyncio.CancelledError
                 # the host first, then a slot: a pipeline waiting for its host holds no slot
@@ -269,9 +321,17 @@ class Engine:
                 writer.record(work.record_id, Status.FAILED, finish_at=utcnow())
                 raise
             try:
-                await self.pipeline.run(work, package)
+                if rolling is not None:
+                    if rolling.stop_reason is not None:  # the threshold was passed while it waited
+                        first = next((s.index for s in work.steps if s.status != Status.SUCCESS.value), 0)
+                        self.pipeline.ignore_unstarted(work.record_id, first, rolling.stop_reason)
+                        return
+                    rolling.started += 1
+                outcome = await self.pipeline.run(work, package)
             finally:
                 self._limit.release()
+            if rolling is not None:
+                rolling.ended(outcome)
 
     def _pending(self, task_id: int) -> TaskWork:
         with self.db.session() as session:

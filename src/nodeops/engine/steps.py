@@ -8,6 +8,7 @@ line by line as it arrives. Credentials are opened only here, when a transport c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -20,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from nodeops.crypto import SecretBox
-from nodeops.domain.plans import StepCode
+from nodeops.domain.plans import StepCode, hook_name_of
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.logwriter import LogWriter
 from nodeops.engine.packages import ChosenPackage, LocalPackages
@@ -28,12 +29,13 @@ from nodeops.engine.transports.base import CommandResult, Transport
 from nodeops.errors import AuthFailed, CommandFailed, TransportError
 from nodeops.settings import RELAY_PORT
 from nodeops.store import agents as agent_rows
-from nodeops.store import proxies
+from nodeops.store import pipelines, proxies
 from nodeops.store.db import Database, ReadHandle
 from nodeops.store.models import utcnow
 from nodeops.store.pipelines import HostWork, PlannedRun
 
 AGENT_SCRIPT = "nodeops_agent.py"
+HOOK_FILE = "hook.sh"
 MISSING_PYTHON_EXIT = 97
 # The agent reports once when it starts, which is what 查询Agent状态 waits for; the steady rhythm after that only
 # says it is still alive, so it can be slow: each heartbeat costs the service a request and a write.
@@ -314,6 +316,44 @@ async def query_agent_status(ctx: StepContext) -> None:
     ctx.log("INFO", f"Agent 心跳正常, 版本 {version}")
 
 
+async def run_script_hook(ctx: StepContext) -> None:
+    """Run one of the job's script hooks (the step's name says which): its script pushed into a private folder
+    made for it (never on a command line), run by ``sh`` with the login account's rights, its output streamed into
+    the log; a non-zero exit fails the step, hence the host. The folder is removed whatever happens."""
+    assert ctx.step is not None
+    name = hook_name_of(ctx.step.name)
+    script = await ctx.db.call(lambda: _hook_script(ctx.db, job_id=ctx.work.job_id, name=name))
+    if script is None:
+        raise CommandFailed(exit_status=-1, detail=f"the job has no script hook named {name}")
+    made = await ctx.transport().run(
+        "umask 077 && mktemp -d /tmp/nodeops-hook.XXXXXXXX", timeout_s=ctx.timeouts.command_s
+    )
+    folder = made.tail[-1].strip() if made.ok and made.tail else ""
+    if not folder.startswith("/tmp/nodeops-hook."):
+        raise CommandFailed(exit_status=made.exit_status, detail="creating a private folder for the hook failed")
+    quoted = shlex.quote(folder)
+    try:
+        await ctx.put_text(script, f"{folder}/{HOOK_FILE}")
+        ctx.log(
+            "INFO", f"执行脚本钩子 {name} ({len(script.encode())} bytes, sh, as {ctx.work.account or 'this account'})"
+        )
+        result = await ctx.transport().run(
+            f"cd {quoted} && NODEOPS_HOOK_NAME={shlex.quote(name)} NODEOPS_SETUP_PATH={ctx.home} sh ./{HOOK_FILE}",
+            timeout_s=ctx.timeouts.command_s,
+            on_line=lambda line: ctx.log("INFO", line),
+        )
+        if not result.ok:
+            raise CommandFailed(exit_status=result.exit_status, detail=f"script hook {name} failed")
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(ctx.transport().run(f"rm -rf {quoted}", timeout_s=ctx.timeouts.command_s))
+
+
+def _hook_script(db: Database, *, job_id: int, name: str) -> str | None:
+    with db.session() as session:
+        return pipelines.script_hook(session, job_id=job_id, name=name)
+
+
 STEPS: dict[StepCode, Step] = {
     StepCode.UPDATE_JOB_STATUS: update_job_status,
     StepCode.REGISTER_HOST: register_host,
@@ -331,6 +371,7 @@ STEPS: dict[StepCode, Step] = {
     StepCode.QUERY_AGENT_STATUS: query_agent_status,
     StepCode.QUERY_PROXY_STATUS: query_agent_status,
     StepCode.UPDATE_PROCESS_STATUS: update_process_status,
+    StepCode.RUN_SCRIPT_HOOK: run_script_hook,
 }
 
 

@@ -17,9 +17,10 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nodeops.domain import rollout, script_hooks
 from nodeops.domain.contract import Contract, Field, Kind, Values
 from nodeops.domain.instance_id import MAX_HOST_ID, InstanceId, parse_instance_ids
-from nodeops.domain.plans import JobType
+from nodeops.domain.plans import HookWhen, JobType
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.engine.dispatch import Dispatcher
 from nodeops.errors import (
@@ -59,6 +60,50 @@ OPERATE_ACTION = "agent_operate"  # the IAM action install/operate need, on ever
 
 # --- the requests (job_id of retry, revoke and retry_node is in the path) ------------------------------------
 
+# nodeops: rolling batches and the failure threshold of install_job and operate_job (domain.rollout)
+ROLLOUT_FIELDS = (
+    Field(
+        name="batch_size",
+        kind=Kind.VALUE,
+        schema={"type": "integer", "minimum": 1, "maximum": rollout.MAX_BATCH_SIZE},
+        description="nodeops: hosts per batch, in the order given; batch n+1 starts once every host of batch n "
+        "has ended (default: every host at once).",
+    ),
+    Field(
+        name="max_fail_percentage",
+        kind=Kind.VALUE,
+        schema={"type": "number", "minimum": 0, "maximum": 100},
+        description="nodeops: once more than this share of the hosts started so far failed, no other host "
+        "starts; those not started end IGNORED (default: no threshold).",
+    ),
+    Field(
+        name="batch_interval_s",
+        kind=Kind.VALUE,
+        schema={"type": "number", "minimum": 0, "maximum": rollout.MAX_BATCH_INTERVAL_S},
+        description="nodeops: seconds between the end of a batch and the start of the next (default 0).",
+    ),
+)
+SCRIPT_HOOKS = Field(
+    name="script_hooks",
+    kind=Kind.VALUE,
+    schema={
+        "type": "array",
+        "maxItems": script_hooks.MAX_HOOKS,
+        "items": {
+            "type": "object",
+            "required": ["name", "script"],
+            "properties": {
+                "name": {"type": "string", "maxLength": script_hooks.MAX_NAME_CHARS},
+                "script": {"type": "string", "description": f"sh, at most {script_hooks.MAX_SCRIPT_BYTES} bytes"},
+                "when": {"type": "string", "enum": [w.value for w in HookWhen], "default": "before_start"},
+            },
+        },
+    },
+    description="Scripts run on each host as steps of their own (执行脚本钩子: name), with the login account's "
+    "rights: before_start just before 安装, after_start once the agent reported. nodeops: each hook carries its sh "
+    "script (Node Manager's named hooks are Windows built-ins).",
+)
+
 INSTALL = Contract(
     "InstallJobRequest",
     "install_job (安装类任务): install or reinstall agents on hosts given with their login.",
@@ -78,6 +123,8 @@ INSTALL = Contract(
             description="REPLACE_PROXY: the bk_host_id of the proxy replaced (required, then unused, as in Node "
             "Manager: the old proxy is left as it is).",
         ),
+        SCRIPT_HOOKS,
+        *ROLLOUT_FIELDS,
     ),
 )
 REPLACE_HOST_REQUIRED = "替换PROXY必须填写replace_host_id"
@@ -106,6 +153,7 @@ OPERATE = Contract(
             kind=Kind.TEXT,
             description="nodeops, UPGRADE_AGENT and UPGRADE_PROXY only: the agent version to push (default newest).",
         ),
+        *ROLLOUT_FIELDS,
     ),
 )
 JOB_INSTANCES = Contract(
@@ -221,6 +269,8 @@ class JobCommands:
         hosts = read_hosts(values.objects("hosts"), problems)
         if values.text("job_type") == JobType.REPLACE_PROXY and values.integer("replace_host_id") is None:
             problems.setdefault("replace_host_id", REPLACE_HOST_REQUIRED)
+        hooks = script_hooks.read_script_hooks(params.get(SCRIPT_HOOKS.name), problems)
+        plan = rollout.read_rollout(params, problems)
         if self.settings.executor == "celery":
             for host in hosts:
                 if host.transport == "local":
@@ -234,7 +284,12 @@ class JobCommands:
             current = await self.db.call(lambda: self._registered_biz_ids(hosts))
             require_biz(caller, {host.bk_biz_id for host in hosts} | current)
         started = await self.launcher.install(
-            job_type=job_type, hosts=hosts, created_by=caller.username, from_system=caller.app_code
+            job_type=job_type,
+            hosts=hosts,
+            created_by=caller.username,
+            from_system=caller.app_code,
+            rollout=plan,
+            hooks=hooks,
         )
         return self._started(started)
 
@@ -253,6 +308,7 @@ class JobCommands:
                 problems["version"] = f"only UPGRADE_AGENT and UPGRADE_PROXY take a version, not {job_type}"
         else:
             version = None
+        plan = rollout.read_rollout(params, problems)
         OPERATE.check(problems)
         assert job_type is not None and (version is None or isinstance(version, str))
         if not caller.is_superuser:  # unknown hosts are refused in ip_filter, not here
@@ -264,6 +320,7 @@ class JobCommands:
             created_by=caller.username,
             from_system=caller.app_code,
             version=version,
+            rollout=plan,
         )
         return self._started(started)
 

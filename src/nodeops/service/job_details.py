@@ -11,6 +11,7 @@ caller's right to view it is checked (9900403). ``instance_id`` values take ever
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -71,6 +72,7 @@ STATUS_DISPLAY = {
     Status.IGNORED: "已忽略",
 }
 CONDITION_KEYS = ("ip", "instance_id", "status", "exclude_instance_ids")
+_LINE_PREFIX = re.compile(r"^\[[^\]]*\] ")  # a log line's "[time LEVEL] "
 
 
 def job_meta(job_type: str) -> dict[str, str]:
@@ -246,9 +248,15 @@ class JobDetails:
             ap_ids = job_reads.host_ap_ids(
                 session, [instance.bk_host_id for instance in page if instance.bk_host_id is not None]
             )
+            reasons = job_reads.ignored_reasons(
+                session, [instance.record_id for instance in page if instance.status == Status.IGNORED.value]
+            )
         now = utcnow()
         meta = job_meta(job.job_type)
-        rows = [self._row(instance, steps[instance.record_id], meta, ap_ids, now) for instance in page]
+        rows = [
+            self._row(instance, steps[instance.record_id], meta, ap_ids, now, reasons.get(instance.record_id))
+            for instance in page
+        ]
         rows.extend(self._filtered_rows(job, query))
         statuses = [Status(instance.status) for instance in instances]
         statuses += [_error_host_status(host, Status.IGNORED) for host in job.error_hosts]
@@ -302,11 +310,16 @@ class JobDetails:
         meta: Mapping[str, str],
         ap_ids: Mapping[int, int],
         now: datetime,
+        ignored_reason: str | None = None,
     ) -> dict[str, Any]:
+        """One instance's row; an instance its job's failure threshold kept from starting shows why as its
+        ``status_display``, as a host refused up front does."""
         host = instance.host
         inner_ip = host.get("bk_host_innerip") or None
         inner_ipv6 = host.get("bk_host_innerip_v6") or None
         node_id, status_display, step = _current_step(steps, Status(instance.status))
+        if ignored_reason is not None:
+            status_display = _LINE_PREFIX.sub("", ignored_reason, count=1)
         cost = None
         if instance.start_at is not None:
             cost = ((instance.finish_at or now) - instance.start_at).total_seconds()
@@ -332,6 +345,7 @@ class JobDetails:
             "is_manual": False,
             "ap_id": ap_ids.get(instance.bk_host_id) if instance.bk_host_id is not None else None,
             "attempt": instance.attempt,
+            "batch": instance.batch,  # nodeops: its rolling batch (null: the job has none)
         }
 
     @staticmethod
@@ -373,8 +387,11 @@ def _record_ids(instances: Sequence[Instance], wanted: Sequence[InstanceId]) -> 
 
 def _current_step(steps: Sequence[StepState], status: Status) -> tuple[int, str, str]:
     """``(node_id, status_display, step)`` as Node Manager's ``get_current_step_display``: the first RUNNING
-    or FAILED step, else the last step (执行成功 when it succeeded, else 等待执行)."""
+    or FAILED step, else the last step (执行成功 when it succeeded, else 等待执行); a step IGNORED (the job's
+    failure threshold kept the host from starting) is the current one too."""
     for step in steps:
+        if step.status == Status.IGNORED.value:
+            return step.index, STATUS_DISPLAY[Status.IGNORED], step.name
         if step.status == Status.RUNNING.value:
             return step.index, f"正在 {step.name}", step.name
         if step.status == Status.FAILED.value:

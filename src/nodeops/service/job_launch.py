@@ -25,7 +25,8 @@ from typing import Any, Protocol, TypeVar
 
 from nodeops.crypto import SecretBox
 from nodeops.domain.instance_id import HostKey, host_instance_id
-from nodeops.domain.plans import PROXY_JOB_TYPES, JobType, plan_steps
+from nodeops.domain.plans import PROXY_JOB_TYPES, JobType, ScriptHook, plan_steps
+from nodeops.domain.rollout import Rollout
 from nodeops.domain.status import Status
 from nodeops.engine import packages
 from nodeops.engine.dispatch import Dispatcher
@@ -38,6 +39,7 @@ from nodeops.store import jobs, proxies
 from nodeops.store import packages as package_rows
 from nodeops.store.db import Database, Session
 from nodeops.store.models import Host
+from nodeops.store.pipelines import SCRIPT_HOOKS_PARAM
 
 INSTALL_TYPES = frozenset(
     {
@@ -54,6 +56,13 @@ OPERATE_TYPES = frozenset(JobType) - INSTALL_TYPES
 NO_PROXY_EXEMPT = frozenset({JobType.RESTART_AGENT})
 SUPPORTED_OS = frozenset({"LINUX"})
 AGENT_VERSION_PARAM = "agent_version"  # in the subscription step's params: the package the job pushes
+
+
+def hook_params(hooks: Sequence[ScriptHook]) -> dict[str, Any]:
+    """The subscription step's params that keep a job's script hooks (none: no key, as before)."""
+    if not hooks:
+        return {}
+    return {SCRIPT_HOOKS_PARAM: [{"name": h.name, "script": h.script, "when": h.when.value} for h in hooks]}
 
 
 class AllHostsFiltered(NodeopsError):
@@ -300,10 +309,18 @@ class JobLauncher:
         self.box = box
 
     async def install(
-        self, *, job_type: JobType, hosts: Sequence[HostRequest], created_by: str, from_system: str
+        self,
+        *,
+        job_type: JobType,
+        hosts: Sequence[HostRequest],
+        created_by: str,
+        from_system: str,
+        rollout: Rollout | None = None,
+        hooks: Sequence[ScriptHook] = (),
     ) -> StartedJob:
-        """Register the hosts, refuse what cannot run, create the job and start it. A proxy needs the address
-        the service logs in to (3800001) and a cloud area (3801006)."""
+        """Register the hosts, refuse what cannot run, create the job and start it (in batches with a
+        ``rollout``, each host running the script ``hooks``). A proxy needs the address the service logs in to
+        (3800001) and a cloud area (3801006)."""
         if job_type not in INSTALL_TYPES:
             raise InvalidInput.field("job_type", f"must be one of {', '.join(sorted(INSTALL_TYPES))}")
         if job_type in PROXY_JOB_TYPES:
@@ -313,7 +330,13 @@ class JobLauncher:
             if direct:
                 raise ProxyInDirectArea(f"{', '.join(direct)} 是「直连区域」，不可以安装PROXY")
         return await self._start(
-            job_type, created_by, from_system, None, lambda session: self._install_hosts(session, job_type, hosts)
+            job_type,
+            created_by,
+            from_system,
+            None,
+            lambda session: self._install_hosts(session, job_type, hosts),
+            rollout=rollout,
+            hooks=hooks,
         )
 
     async def operate(
@@ -324,8 +347,10 @@ class JobLauncher:
         created_by: str,
         from_system: str,
         version: str | None = None,
+        rollout: Rollout | None = None,
     ) -> StartedJob:
-        """Run an agent operation on known hosts; UPGRADE moves them to ``version`` (default the newest)."""
+        """Run an agent operation on known hosts (in batches with a ``rollout``); UPGRADE moves them to
+        ``version`` (default the newest)."""
         if job_type not in OPERATE_TYPES:
             raise InvalidInput.field("job_type", f"must be one of {', '.join(sorted(OPERATE_TYPES))}")
         if not bk_host_ids:
@@ -336,6 +361,7 @@ class JobLauncher:
             from_system,
             version,
             lambda session: self._operate_hosts(session, job_type, bk_host_ids),
+            rollout=rollout,
         )
 
     async def _start(
@@ -345,6 +371,9 @@ class JobLauncher:
         from_system: str,
         version: str | None,
         decide: Callable[[Session], _Decided],
+        *,
+        rollout: Rollout | None,
+        hooks: Sequence[ScriptHook] = (),
     ) -> StartedJob:
         """Create a job and launch it: the agent package of ``version`` (None: the newest) chosen, then, in one
         unit of work with the hosts locked, ``decide(session)`` decides the request's hosts and the job of those
@@ -374,9 +403,11 @@ class JobLauncher:
                     from_system=from_system,
                     bk_biz_scope=sorted(decided.bk_biz_scope),
                     instances=decided.instances,
-                    steps=plan_steps(job_type),
+                    steps=plan_steps(job_type, hooks),
                     error_hosts=ip_filter,
-                    step_params={AGENT_VERSION_PARAM: chosen},  # a retry pushes the same package
+                    # a retry pushes the same package and runs the same hooks (the steps name them)
+                    step_params={AGENT_VERSION_PARAM: chosen, **hook_params(hooks)},
+                    rollout=rollout,
                 )
             return StartedJob(
                 job_id=created.job_id,

@@ -21,6 +21,7 @@ from nodeops.domain.answer import capped_log
 from nodeops.domain.contract import Contract, Field, Kind
 from nodeops.domain.instance_id import InstanceId, parse_instance_ids
 from nodeops.domain.plans import JobType, plan_steps
+from nodeops.domain.rollout import read_rollout
 from nodeops.domain.scope import (
     SCOPE,
     STEPS,
@@ -44,7 +45,7 @@ from nodeops.errors import (
     TaskNotFound,
 )
 from nodeops.service.auth import Caller
-from nodeops.service.job_commands import JobCommands, require_biz
+from nodeops.service.job_commands import ROLLOUT_FIELDS, JobCommands, require_biz
 from nodeops.service.job_details import (
     JOB_TYPE_DISPLAY,
     LINE_TIME_FORMAT,
@@ -108,6 +109,7 @@ CREATE = Contract(
         STEPS,
         _NAME,
         _RUN_IMMEDIATELY,
+        *ROLLOUT_FIELDS,
     ),
 )
 INFO = Contract(
@@ -127,6 +129,7 @@ UPDATE = Contract(
         _RUN_IMMEDIATELY,
         Field(name="steps", kind=Kind.OBJECTS, default=[], noun="steps", description="[{id, params[, config]}]."),
         replace(_SCOPE, item=SUBSCRIPTION_SCOPE),
+        *ROLLOUT_FIELDS,
     ),
 )
 DELETE = Contract("SubscriptionIdRequest", "delete: the subscription.", (SUBSCRIPTION_ID,))
@@ -304,6 +307,7 @@ class SubscriptionService:
         steps = parse_steps(values.objects("steps"), problems)
         name = self._name(values["name"], problems)
         run_now = values.flag("run_immediately")
+        plan = read_rollout(params, problems)
         CREATE.check(problems)
         assert scope is not None and steps
 
@@ -314,6 +318,8 @@ class SubscriptionService:
                 subscription_id = subscriptions_create(
                     session, scope=scope, steps=steps, name=name, caller=caller, targets=targets
                 )
+                if plan is not None:
+                    subscriptions.set_rollout(session, subscription_id, plan)
                 job_id = self._find(session, subscription_id).job_id
             return subscription_id, job_id
 
@@ -379,6 +385,7 @@ class SubscriptionService:
             "from_system": sub.from_system,
             "create_time": self._time(sub.created_at, TIME_FORMAT),
             "job_id": sub.job_id,
+            "rollout": sub.rollout,  # nodeops: its runs' batch_size, max_fail_percentage, batch_interval_s
         }
 
     async def update(self, caller: Caller, params: Mapping[str, object]) -> dict[str, Any]:
@@ -389,6 +396,7 @@ class SubscriptionService:
         name = self._name(values["name"], problems)
         run_now = values.flag("run_immediately")
         raw_steps = values.objects("steps")
+        plan = read_rollout(params, problems)
         UPDATE.check(problems)
 
         def update() -> None:
@@ -404,6 +412,8 @@ class SubscriptionService:
                 subscriptions.update_subscription(
                     session, subscription_id, scope=scope.as_json(), steps=changes, name=name
                 )
+                if plan is not None:  # given: replaces the runs' batches and threshold
+                    subscriptions.set_rollout(session, subscription_id, plan)
                 subscriptions.widen_job_scope(session, sub.job_id, {t.bk_biz_id for t in targets})
 
         await self.db.call(update)

@@ -26,10 +26,11 @@ from datetime import timedelta
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
+from nodeops.domain.rollout import Rollout
 from nodeops.domain.status import Status
 from nodeops.store import jobs, pipelines
 from nodeops.store.db import Database, ReadHandle, session_cursor
-from nodeops.store.models import InstanceRecord, RecordStep, SubscriptionTask, Worker, utcnow
+from nodeops.store.models import InstanceRecord, Job, RecordStep, SubscriptionTask, Worker, utcnow
 from nodeops.store.notices import REVOKE_CHANNEL, notify
 
 CLAIM_LOCK = "nodeops.claims"  # one decision on what runs at a time, across the cluster
@@ -45,6 +46,7 @@ class Claim(enum.StrEnum):
     BUSY = "busy"  # another record of its host is RUNNING: try again later
     FULL = "full"  # the cluster runs its limit of records: try again later
     FENCED = "fenced"  # this worker's lease has ended: it must stop
+    WAIT = "wait"  # its rolling batch is not open yet: try again later
 
 
 def register_worker(
@@ -96,12 +98,32 @@ def live_workers(session: Session) -> list[str]:
     )
 
 
-def claim(session: Session, *, record_id: int, worker_id: str, limit: int) -> Claim:
+def claim(
+    db: Database,
+    session: Session,
+    *,
+    record_id: int,
+    worker_id: str,
+    limit: int,
+    line_for: Callable[[str], str],
+) -> Claim:
     """Move the record PENDING -> RUNNING for ``worker_id`` if its host runs nothing else and fewer than ``limit``
     records run in the cluster; the job becomes RUNNING with its first claimed record. A claim that succeeds is
-    two statements (the lock; the conditional update with the job's status); one that does not reads why."""
+    three statements (the lock; the record's batch; the conditional update with the job's status); one that does
+    not reads why. A record of a rolling batch is first checked by ``_rollout_gate`` under the same lock, so the
+    threshold is decided once: ``line_for(reason)`` is the whole log line the records it stops get."""
     cur, p = session_cursor(session)  # the hottest statements of a worker: on the driver, in the session
     cur.execute(f"SELECT pg_advisory_xact_lock(hashtext({p}))", (CLAIM_LOCK,))
+    cur.execute(
+        f"SELECT task_id, job_id, batch FROM instance_records WHERE id = {p} AND status = 'PENDING'", (record_id,)
+    )
+    row = cur.fetchone()
+    if row is not None and row[2] is not None:
+        gate = _rollout_gate(
+            db, session, task_id=row[0], job_id=row[1], batch=row[2], worker_id=worker_id, line_for=line_for
+        )
+        if gate is not None:
+            return gate
     now = utcnow().replace(tzinfo=None)
     cur.execute(
         f"WITH claimed AS (UPDATE instance_records AS r SET status = 'RUNNING', worker_id = {p}, start_at = {p}, "
@@ -118,6 +140,79 @@ def claim(session: Session, *, record_id: int, worker_id: str, limit: int) -> Cl
     if cur.fetchone() is None:
         return _why_not_claimed(session, record_id=record_id, worker_id=worker_id, limit=limit)
     return Claim.CLAIMED
+
+
+def _rollout_gate(
+    db: Database,
+    session: Session,
+    *,
+    task_id: int,
+    job_id: int | None,
+    batch: int,
+    worker_id: str,
+    line_for: Callable[[str], str],
+) -> Claim | None:
+    """Whether a record of ``batch`` may be claimed now (None), under the claim lock: once more than the job's
+    ``max_fail_percentage`` of the task's hosts started so far failed, every PENDING record of the task ends
+    IGNORED (the reason in its first step's log) and the claim is GONE; before every host of the earlier
+    batches has ended and ``batch_interval_s`` has passed since the last one did, WAIT."""
+    stored = session.scalar(select(Job.rollout).where(Job.id == job_id)) if job_id is not None else None
+    plan = Rollout.stored(stored)
+    if plan is None:
+        return None
+    cur, p = session_cursor(session)
+    cur.execute(
+        "SELECT count(*) FILTER (WHERE start_at IS NOT NULL), "
+        "count(*) FILTER (WHERE start_at IS NOT NULL AND status = 'FAILED'), "
+        f"count(*) FILTER (WHERE batch < {p} AND status IN ('PENDING', 'RUNNING')), "
+        f"max(finish_at) FILTER (WHERE batch < {p}) "
+        f"FROM instance_records WHERE task_id = {p} AND batch IS NOT NULL",
+        (batch, batch, task_id),
+    )
+    started, failed, earlier_active, last_end = cur.fetchone() or (0, 0, 0, None)
+    if plan.threshold_reached(started=started, failed=failed):
+        if not hold_lease(session, worker_id=worker_id):
+            return Claim.FENCED
+        _ignore_unstarted(db, session, task_id=task_id, line=line_for(plan.stop_reason(started=started, failed=failed)))
+        if job_id is not None:
+            pipelines.refresh_job_if_settled(session, job_id=job_id)
+        return Claim.GONE
+    if earlier_active:
+        return Claim.WAIT
+    now = utcnow().replace(tzinfo=None)
+    if last_end is not None and last_end + timedelta(seconds=plan.batch_interval_s) > now:
+        return Claim.WAIT
+    return None
+
+
+def _ignore_unstarted(db: Database, session: Session, *, task_id: int, line: str) -> None:
+    """End every PENDING record of the task IGNORED, its first step not yet passed too, ``line`` in its log."""
+    pending = list(
+        session.scalars(
+            select(InstanceRecord.id)
+            .where(InstanceRecord.task_id == task_id, InstanceRecord.status == Status.PENDING.value)
+            .order_by(InstanceRecord.id)
+            .with_for_update()
+        )
+    )
+    if not pending:
+        return
+    first: dict[int, int] = {
+        record_id: index
+        for record_id, index in session.execute(
+            select(RecordStep.record_id, func.min(RecordStep.step_index))
+            .where(RecordStep.record_id.in_(pending), RecordStep.status != Status.SUCCESS.value)
+            .group_by(RecordStep.record_id)
+        )
+    }
+    now = utcnow()
+    jobs.write_progress(
+        db,
+        session,
+        chunks=[(record_id, first.get(record_id, 0), line) for record_id in pending],
+        steps=[jobs.StepProgress(r, first.get(r, 0), Status.IGNORED, now, now) for r in pending],
+        records=[jobs.RecordProgress(record_id, Status.IGNORED, None, now) for record_id in pending],
+    )
 
 
 def _why_not_claimed(session: Session, *, record_id: int, worker_id: str, limit: int) -> Claim:

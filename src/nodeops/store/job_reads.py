@@ -16,12 +16,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from nodeops.domain.status import Status
 from nodeops.store.db import lock_for_update
 from nodeops.store.models import (
     Host,
     InstanceRecord,
     Job,
     RecordStep,
+    StepLog,
     SubscriptionStep,
     SubscriptionTask,
 )
@@ -61,6 +63,7 @@ class Instance:
     instance_info: dict[str, Any]
     start_at: datetime | None
     finish_at: datetime | None
+    batch: int | None = None  # its rolling batch (None: no batches, or a retry's record)
 
     @property
     def host(self) -> dict[str, Any]:
@@ -152,9 +155,28 @@ def latest_instances(session: Session, job_id: int) -> list[Instance]:
             instance_info=dict(record.instance_info or {}),
             start_at=record.start_at,
             finish_at=record.finish_at,
+            batch=record.batch,
         )
         for record, first_id in rows
     ]
+
+
+def ignored_reasons(session: Session, record_ids: Sequence[int]) -> dict[int, str]:
+    """The last log line of the IGNORED step of each record that has one (why it did not start), as written."""
+    if not record_ids:
+        return {}
+    reasons: dict[int, str] = {}
+    for record_id, text in session.execute(
+        select(StepLog.record_id, StepLog.text)
+        .join(
+            RecordStep,
+            (RecordStep.record_id == StepLog.record_id) & (RecordStep.step_index == StepLog.step_index),
+        )
+        .where(StepLog.record_id.in_(list(record_ids)), RecordStep.status == Status.IGNORED.value)
+        .order_by(StepLog.record_id, StepLog.id)
+    ):
+        reasons[record_id] = text.rsplit("\n", 1)[-1]
+    return reasons
 
 
 def steps_of(session: Session, record_ids: Sequence[int]) -> dict[int, list[StepState]]:

@@ -7,7 +7,7 @@ so appending costs the same whatever the log's length.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,6 +16,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from nodeops.domain.plans import PlannedStep
+from nodeops.domain.rollout import Rollout
 from nodeops.domain.status import Status
 from nodeops.store.db import Database
 from nodeops.store.models import (
@@ -58,9 +59,10 @@ def create_job(
     steps: Sequence[PlannedStep],
     error_hosts: Sequence[dict[str, Any]] = (),
     step_params: dict[str, Any] | None = None,
+    rollout: Rollout | None = None,
 ) -> CreatedJob:
     """Create a job, its subscription (one ``agent`` step, with ``step_params``), its first task and a PENDING
-    record per instance."""
+    record per instance; with a ``rollout``, each record gets the batch of its instance's position."""
     nodes = [_node_of(instance) for instance in instances]
     subscription_id = add_subscription(
         session,
@@ -80,6 +82,7 @@ def create_job(
         bk_biz_scope=bk_biz_scope,
         error_hosts=error_hosts,
         subscription_id=subscription_id,
+        rollout=rollout,
     )
     task = SubscriptionTask(
         subscription_id=subscription_id,
@@ -97,6 +100,7 @@ def create_job(
         instances=instances,
         steps=steps,
         attempt=1,
+        batches=None if rollout is None else rollout.batches([i.instance_id for i in instances]),
     )
     return CreatedJob(job_id=job_id, subscription_id=subscription_id, task_id=task.id, record_ids=record_ids)
 
@@ -148,6 +152,7 @@ def add_job(
     bk_biz_scope: Sequence[int],
     subscription_id: int,
     error_hosts: Sequence[dict[str, Any]] = (),
+    rollout: Rollout | None = None,
 ) -> int:
     """Insert the job a subscription runs for (PENDING, no statistics yet); returns its id."""
     job = Job(
@@ -159,6 +164,8 @@ def add_job(
         subscription_id=subscription_id,
         statistics={},
     )
+    if rollout is not None:  # else left out of the insert: SQL NULL, not JSON null
+        job.rollout = rollout.as_dict()
     session.add(job)
     session.flush()
     return job.id
@@ -173,8 +180,10 @@ def add_records(
     instances: Sequence[NewInstance],
     steps: Sequence[PlannedStep],
     attempt: int,
+    batches: Mapping[str, int] | None = None,
 ) -> dict[str, int]:
-    """Insert a PENDING record per instance, each with every planned step PENDING; returns their ids."""
+    """Insert a PENDING record per instance, each with every planned step PENDING and its rolling batch in
+    ``batches`` (by instance_id; none: no batches); returns their ids."""
     if not instances:
         return {}
     now = utcnow()
@@ -192,6 +201,7 @@ def add_records(
             "is_latest": True,
             "created_at": now,
             "updated_at": now,
+            "batch": None if batches is None else batches.get(i.instance_id),
         }
         for i in instances
     ]

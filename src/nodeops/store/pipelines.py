@@ -5,17 +5,20 @@ A host's agent state (heartbeats, status, version, token) is written in ``store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from nodeops.domain.rollout import Rollout
 from nodeops.domain.status import ACTIVE, JobStatistics, Status, aggregate_job_status
 from nodeops.store import proxies
 from nodeops.store.db import ReadHandle, session_cursor, stored_utc
-from nodeops.store.models import InstanceRecord, Job, RecordStep, utcnow
+from nodeops.store.models import InstanceRecord, Job, RecordStep, SubscriptionStep, SubscriptionTask, utcnow
 from nodeops.store.proxies import Route, RouteChooser
+
+SCRIPT_HOOKS_PARAM = "script_hooks"  # the subscription step's params that keep a job's hooks (service.job_launch)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,6 +60,7 @@ class HostWork:
     node_type: str = proxies.AGENT
     outer_server_url: str | None = None  # the access point's URL as seen from outside (a proxy reports there)
     route: Route | None = None  # None: reached directly
+    batch: int | None = None  # its rolling batch (None: the job has none, or this is a retry's record)
 
     @property
     def ssh_address(self) -> str:
@@ -77,16 +81,26 @@ class BlockedWork:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskWork:
-    """Every PENDING record of a task, in record order: the ones to run, and the ones that cannot run."""
+    """Every PENDING record of a task, in record order: the ones to run, and the ones that cannot run, with the
+    job's rollout when its records have batches (None: every host at once, no threshold)."""
 
     runnable: list[HostWork]
     blocked: list[BlockedWork]
+    rollout: Rollout | None = None
 
 
 def pending_work(session: Session, *, task_id: int) -> TaskWork:
     """The PENDING records of a task with their hosts and steps. A record whose host or access point is
     missing is in ``blocked``, never left out: it must still be ended, or its job would never finish."""
-    return _work(session, "r.task_id = {p} AND r.status = 'PENDING'", task_id)
+    work = _work(session, "r.task_id = {p} AND r.status = 'PENDING'", task_id)
+    if any(item.batch is not None for item in work.runnable):
+        stored = session.scalar(
+            select(Job.rollout)
+            .join(SubscriptionTask, SubscriptionTask.job_id == Job.id)
+            .where(SubscriptionTask.id == task_id)
+        )
+        work = replace(work, rollout=Rollout.stored(stored))
+    return work
 
 
 def record_work(session: Session, *, record_id: int) -> HostWork | BlockedWork | None:
@@ -111,7 +125,7 @@ def _work(session: Session, where: str, value: int) -> TaskWork:
         "SELECT r.id, r.job_id, r.instance_id, r.bk_host_id, h.bk_host_id, h.ap_id, a.id, "
         f"{_ADDRESS}, h.bk_cloud_id, h.os_type, h.transport, h.ssh_port, h.account, h.auth_type, h.password_enc, "
         "h.key_enc, h.credentials_expire_at, COALESCE(NULLIF(h.setup_path, ''), a.linux_setup_path), a.server_url, "
-        f"h.agent_version, {_SSH_ADDRESS}, h.node_type, h.install_channel_id, a.outer_server_url "
+        f"h.agent_version, {_SSH_ADDRESS}, h.node_type, h.install_channel_id, a.outer_server_url, r.batch "
         "FROM instance_records r LEFT JOIN hosts h ON h.bk_host_id = r.bk_host_id "
         f"LEFT JOIN access_points a ON a.id = h.ap_id WHERE {where} ORDER BY r.id",
         (value,),
@@ -155,7 +169,7 @@ def _work(session: Session, where: str, value: int) -> TaskWork:
             )
             continue
         cloud, os_type, transport, port, account, auth_type, password, key, expire, path, url, version = row[8:20]
-        address, node_type, channel_id, outer_url = row[20:]
+        address, node_type, channel_id, outer_url, batch = row[20:]
         route = None
         if transport != "local" and proxies.needs_route(
             node_type=node_type, bk_cloud_id=cloud, install_channel_id=channel_id
@@ -186,9 +200,25 @@ def _work(session: Session, where: str, value: int) -> TaskWork:
                 node_type=node_type,
                 outer_server_url=outer_url,
                 route=route,
+                batch=batch,
             )
         )
     return TaskWork(runnable=runnable, blocked=blocked)
+
+
+def script_hook(session: Session, *, job_id: int, name: str) -> str | None:
+    """The sh script of the job's script hook ``name``, kept in its subscription step's params (None: none)."""
+    params = session.scalar(
+        select(SubscriptionStep.params)
+        .join(Job, Job.subscription_id == SubscriptionStep.subscription_id)
+        .where(Job.id == job_id)
+        .order_by(SubscriptionStep.index)
+        .limit(1)
+    )
+    for hook in (params or {}).get(SCRIPT_HOOKS_PARAM) or ():
+        if isinstance(hook, dict) and hook.get("name") == name and isinstance(hook.get("script"), str):
+            return str(hook["script"])
+    return None
 
 
 def refresh_job(session: Session, *, job_id: int) -> Status:

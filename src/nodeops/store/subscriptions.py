@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from nodeops.domain.answer import DEFAULT_STEP_MAX_BYTES
 from nodeops.domain.instance_id import InstanceId
 from nodeops.domain.plans import PlannedStep
+from nodeops.domain.rollout import Rollout
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.store import instances, jobs
 from nodeops.store.db import lock_for_update, session_cursor, stored_utc
@@ -67,6 +68,7 @@ class SubscriptionInfo:
     job_id: int
     job_type: str
     bk_biz_scope: frozenset[int]
+    rollout: dict[str, Any] | None = None  # its runs' batches and threshold (the job's copy, which the engines read)
 
     @property
     def scope(self) -> dict[str, Any]:
@@ -104,6 +106,7 @@ def find_subscriptions(session: Session, ids: Sequence[int], *, with_nodes: bool
             Job.id,
             Job.job_type,
             Job.bk_biz_scope,
+            Job.rollout,
         )
         .join(Job, Job.subscription_id == sub.id)
         .where(sub.id.in_(list(ids)))
@@ -141,6 +144,7 @@ def find_subscriptions(session: Session, ids: Sequence[int], *, with_nodes: bool
             job_id=int(row[12]),
             job_type=row[13],
             bk_biz_scope=frozenset(int(b) for b in row[14] or ()),
+            rollout=row[15],
         )
         for row in rows
     }
@@ -178,6 +182,14 @@ def update_subscription(
             .where(SubscriptionStep.subscription_id == subscription_id, SubscriptionStep.step_id == step["id"])
             .values(**changes)
         )
+
+
+def set_rollout(session: Session, subscription_id: int, rollout: Rollout) -> None:
+    """Give the subscription's runs batches and a threshold: kept on the subscription and on its job (which the
+    engines read, as for a job's)."""
+    value = rollout.as_dict()
+    session.execute(update(Subscription).where(Subscription.id == subscription_id).values(rollout=value))
+    session.execute(update(Job).where(Job.subscription_id == subscription_id).values(rollout=value))
 
 
 def set_subscription(
@@ -287,6 +299,8 @@ def add_run(
                 instance_info=target.instance_info,
             )
         )
+    rollout = Rollout.stored(subscription.rollout)
+    batches = None if rollout is None else rollout.batches([t.instance_id for t in targets])
     for attempt, new_instances in sorted(by_attempt.items()):
         jobs.add_records(
             session,
@@ -296,6 +310,7 @@ def add_run(
             instances=new_instances,
             steps=plan,
             attempt=attempt,
+            batches=batches,
         )
     now = utcnow()
     if removed:
