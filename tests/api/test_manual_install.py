@@ -1,0 +1,164 @@
+"""Manual installs over real HTTP: a shell runs the command get_job_commands gives, as a person would on the host."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from nodeops.settings import Settings
+from nodeops.store.models import InstallToken, utcnow
+from tests.support.jobs import JobApi
+from tests.support.services import TEST_SECRET_KEY, TEST_TIME_ZONE
+
+MIXED = "不允许混合操作【手动安装】和【自动安装】的主机"
+
+
+@pytest.fixture
+def settings(tmp_path, database_url, listen_socket) -> Settings:
+    """A manual 安装 gives up after a few seconds here, and reads the store often."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
+        time_zone=TEST_TIME_ZONE,
+        port=listen_socket.getsockname()[1],
+        manual_install_timeout_s=20,
+        manual_install_poll_s=0.2,
+    )
+
+
+def manual_host(root: Path, n: int, **extra: object) -> dict[str, object]:
+    return {
+        "bk_biz_id": 2,
+        "bk_cloud_id": 0,
+        "inner_ip": f"127.0.21.{n}",
+        "os_type": "LINUX",
+        "is_manual": True,
+        "setup_path": str(root / f"manual{n}" / "nodeops-agent"),
+        **extra,
+    }
+
+
+def commands(api: JobApi, job_id: int, **params: Any) -> dict[str, Any]:
+    common = {"bk_app_code": api.app.code, "bk_app_secret": api.app.secret, "bk_username": api.username}
+    answer: dict[str, Any] = api.client.get(f"/api/job/{job_id}/get_job_commands/", params={**common, **params}).json()
+    return answer
+
+
+def wait_command(api: JobApi, job_id: int, bk_host_id: int) -> str:
+    deadline = time.monotonic() + 20
+    while True:
+        answer = commands(api, job_id, bk_host_id=bk_host_id)
+        assert answer["result"], answer
+        if "solutions" in answer["data"]:
+            solution = answer["data"]["solutions"][0]
+            assert solution["type"] == "shell" and solution["steps"][0]["type"] == "commands"
+            content = solution["steps"][0]["contents"][0]
+            assert content["name"] == "run_cmd"
+            return str(content["text"])
+        assert answer["data"] == {"status": "PENDING"}
+        assert time.monotonic() < deadline, answer
+        time.sleep(0.1)
+
+
+def run(command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60, check=False)
+
+
+def install(api: JobApi, *hosts: dict[str, object]) -> tuple[int, list[int]]:
+    data = api.ok("/api/job/install/", {"job_type": "INSTALL_AGENT", "hosts": list(hosts)})
+    details = api.wait(data["job_id"], until=lambda d: bool(d["list"]))
+    return data["job_id"], [row["bk_host_id"] for row in details["list"]]
+
+
+def test_a_manual_host_is_installed_by_its_command_and_the_token_works_once(api, tmp_path):
+    job_id, (host_id,) = install(api, manual_host(tmp_path, 1))
+    command = wait_command(api, job_id, host_id)
+    api.wait_step(job_id, host_id, "安装", "RUNNING")
+    done = run(command)
+    assert done.returncode == 0, done.stdout + done.stderr
+    finished = api.wait(job_id)
+    assert finished["status"] == "SUCCESS", finished
+    steps = {step["step"]: step for step in api.log(job_id, host_id)}
+    install_log = steps["安装"]["log"]
+    assert "等待手动执行安装命令" in install_log
+    assert "已解压 nodeops-agent 0.1.0" in install_log and "安装完成" in install_log
+    assert steps["查询Agent状态"]["status"] == "SUCCESS"
+    assert (tmp_path / "manual1" / "nodeops-agent" / "VERSION").read_text().strip() == "0.1.0"
+    token = command.split('"token": "')[1].split('"')[0]
+    assert all(token not in step["log"] for step in steps.values())
+
+    again = run(command)
+    assert again.returncode != 0
+    assert "token 已使用" in again.stdout and "3800403" in again.stdout, again.stdout
+
+
+def test_a_failing_command_fails_the_step_with_its_reason(api, tmp_path):
+    blocker = tmp_path / "blocked"
+    blocker.write_text("a file where the install path's parent should be")
+    job_id, (host_id,) = install(api, manual_host(tmp_path, 2, setup_path=str(blocker / "nodeops-agent")))
+    failed = run(wait_command(api, job_id, host_id))
+    assert failed.returncode != 0
+    finished = api.wait(job_id)
+    assert finished["status"] == "FAILED"
+    step = next(s for s in api.log(job_id, host_id) if s["step"] == "安装")
+    assert step["status"] == "FAILED" and "手动安装失败: exit status" in step["log"], step["log"]
+
+
+def test_nobody_running_the_command_times_out(api, tmp_path):
+    """This module's settings give the step 20 s."""
+    job_id, (host_id,) = install(api, manual_host(tmp_path, 3))
+    finished = api.wait(job_id, timeout_s=60)
+    step = next(s for s in api.log(job_id, host_id) if s["step"] == "安装")
+    assert step["status"] == "FAILED" and "安装超时" in step["log"], step["log"]
+    assert finished["status"] == "FAILED"
+
+
+def test_an_expired_token_and_hostile_reports_are_refused(api, tmp_path, services):
+    job_id, (host_id,) = install(api, manual_host(tmp_path, 4))
+    command = wait_command(api, job_id, host_id)
+    with services.db.session() as session:
+        session.execute(update(InstallToken).values(expires_at=utcnow() - timedelta(seconds=1)))
+    expired = run(command)
+    assert expired.returncode != 0 and "token 已过期" in expired.stdout, expired.stdout
+
+    url = api.client.base_url
+    for body in ({"token": "x" * 5000}, {"token": "令牌"}, [1, 2], {"token": None}, {}):
+        answer = httpx.post(f"{url}/api/agent/install/script/", json=body).json()
+        assert answer["result"] is False and answer["code"] in (3800403, 3800001), answer
+    answer = httpx.post(
+        f"{url}/api/agent/install/script/", content=b"\xff garbage", headers={"Content-Type": "application/json"}
+    ).json()
+    assert answer["result"] is False
+    huge = {"token": "t", "lines": ["x" * 1000] * 2000}
+    answer = httpx.post(f"{url}/api/agent/install/report/", json=huge).json()
+    assert answer["result"] is False and answer["code"] in (3800413, 3800403, 3800001), answer
+    answer = httpx.post(f"{url}/api/agent/install/report/", json={"token": "unknown", "lines": ["中文"]}).json()
+    assert answer["code"] == 3800403 and "token 非法" in answer["message"], answer
+
+
+def test_mixing_manual_and_automatic_hosts_answers_3801024(api, tmp_path):
+    automatic = {**manual_host(tmp_path, 5), "is_manual": False, "account": "root", "password": "pw"}
+    answer = api.error(
+        "/api/job/install/", {"job_type": "INSTALL_AGENT", "hosts": [manual_host(tmp_path, 6), automatic]}, 3801024
+    )
+    assert MIXED in answer["message"]
+
+
+def test_get_job_commands_validates(api, tmp_path):
+    job_id, (host_id,) = install(api, manual_host(tmp_path, 7))
+    assert commands(api, job_id)["code"] == 3800001
+    assert commands(api, job_id, bk_host_id="abc")["code"] == 3800001
+    unknown = commands(api, job_id, bk_host_id=999999)
+    assert unknown["code"] == 3801023 and "主机不存在" in unknown["message"]
+    assert commands(api, 987654, bk_host_id=host_id)["code"] == 3801012
+    outsider = commands(api.as_user("outsider"), job_id, bk_host_id=host_id)
+    assert outsider["result"] is False and outsider["code"] == 9900403
+    api.ok(f"/api/job/{job_id}/revoke/", {})
