@@ -14,7 +14,7 @@ from sqlalchemy import update
 
 from nodeops.settings import Settings
 from nodeops.store.models import InstallToken, utcnow
-from tests.support.jobs import JobApi
+from tests.support.jobs import JobApi, stop_agents
 from tests.support.services import TEST_SECRET_KEY, TEST_TIME_ZONE
 
 MIXED = "不允许混合操作【手动安装】和【自动安装】的主机"
@@ -162,3 +162,23 @@ def test_get_job_commands_validates(api, tmp_path):
     outsider = commands(api.as_user("outsider"), job_id, bk_host_id=host_id)
     assert outsider["result"] is False and outsider["code"] == 9900403
     api.ok(f"/api/job/{job_id}/revoke/", {})
+
+
+def test_a_celery_worker_runs_the_waiting_step_and_the_api_process_takes_the_reports(cluster, tmp_path):
+    """The report reaches the API process; the worker process waiting in 安装 reads its end from the store."""
+    cluster.start_api(NODEOPS_MANUAL_INSTALL_POLL_S="0.2")
+    cluster.start_worker("w1", NODEOPS_MANUAL_INSTALL_POLL_S="0.2")
+    api = cluster.api
+    assert api is not None
+    try:
+        job_id, (host_id,) = install(api, manual_host(tmp_path, 8))
+        command = wait_command(api, job_id, host_id)
+        api.wait_step(job_id, host_id, "安装", "RUNNING")
+        done = run(command)
+        assert done.returncode == 0, done.stdout + done.stderr
+        finished = api.wait(job_id, timeout_s=60)
+        assert finished["status"] == "SUCCESS", (finished, cluster.log("w1"))
+        install_log = next(s["log"] for s in api.log(job_id, host_id) if s["step"] == "安装")
+        assert "等待手动执行安装命令" in install_log and "已解压 nodeops-agent" in install_log
+    finally:
+        stop_agents(tmp_path)
