@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -12,12 +14,16 @@ import httpx
 import pytest
 from sqlalchemy import update
 
+from nodeops.agent import nodeops_agent
 from nodeops.settings import Settings
 from nodeops.store.models import InstallToken, utcnow
 from tests.support.jobs import JobApi, stop_agents
+from tests.support.network_api import add_host
 from tests.support.services import TEST_SECRET_KEY, TEST_TIME_ZONE
 
 MIXED = "不允许混合操作【手动安装】和【自动安装】的主机"
+PROXY_IP = "127.0.22.1"  # the proxy of the cloud area; its relay listens there
+AGENT_PROGRAM = Path(nodeops_agent.__file__)
 
 
 @pytest.fixture
@@ -31,7 +37,15 @@ def settings(tmp_path, database_url, listen_socket) -> Settings:
         port=listen_socket.getsockname()[1],
         manual_install_timeout_s=20,
         manual_install_poll_s=0.2,
+        proxy_relay_port=free_port(PROXY_IP),
     )
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def manual_host(root: Path, n: int, **extra: object) -> dict[str, object]:
@@ -182,3 +196,85 @@ def test_a_celery_worker_runs_the_waiting_step_and_the_api_process_takes_the_rep
         assert "等待手动执行安装命令" in install_log and "已解压 nodeops-agent" in install_log
     finally:
         stop_agents(tmp_path)
+
+
+def test_a_host_in_a_cloud_area_installs_through_its_proxys_relay(api, tmp_path, services):
+    area = api.ok("/api/cloud/", {"bk_cloud_name": "idc-manual"})["bk_cloud_id"]
+    add_host(
+        services, PROXY_IP, area=area, node_type="PROXY", agent_status="RUNNING", account="root", password_enc=b"x"
+    )
+    port = services.settings.proxy_relay_port
+    relay_log = (tmp_path / "relay.log").open("w")
+    relay = subprocess.Popen(
+        [
+            sys.executable,
+            str(AGENT_PROGRAM),
+            "relay",
+            "--listen",
+            f"{PROXY_IP}:{port}",
+            "--upstream",
+            str(api.client.base_url),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=relay_log,
+    )
+    try:
+        job_id, (host_id,) = install(api, manual_host(tmp_path, 9, bk_cloud_id=area))
+        command = wait_command(api, job_id, host_id)
+        assert f"http://{PROXY_IP}:{port}/api/agent/install/script/" in command
+        done = run(command)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert api.wait(job_id)["status"] == "SUCCESS"
+        assert "已解压 nodeops-agent" in next(s["log"] for s in api.log(job_id, host_id) if s["step"] == "安装")
+    finally:
+        relay.kill()
+        relay.wait(timeout=10)
+        relay_log.close()
+
+
+def test_reports_take_non_ascii_lines_and_are_refused_once_expired_or_ended(api, tmp_path, services):
+    job_id, (host_id,) = install(api, manual_host(tmp_path, 10))
+    command = wait_command(api, job_id, host_id)
+    token = command.split('"token": "')[1].split('"')[0]
+    url = f"{api.client.base_url}/api/agent/install"
+    script = httpx.post(f"{url}/script/", json={"token": token})
+    assert script.headers["content-type"].startswith("text/x-shellscript") and script.text.startswith("#!/bin/sh")
+    report_token = script.text.split("NODEOPS_REPORT_TOKEN=")[1].split("\n")[0].strip("'")
+    assert token not in script.text
+    again = httpx.post(f"{url}/script/", json={"token": token}).json()
+    assert again["code"] == 3800403 and "token 已使用" in again["message"]
+
+    lines = ["中文输出 ✓ émoji 🚀", "with\x00nul", "x" * 20000, report_token]
+    assert httpx.post(f"{url}/report/", json={"token": report_token, "lines": lines}).json()["result"]
+    with services.db.session() as session:
+        session.execute(update(InstallToken).values(expires_at=utcnow() - timedelta(seconds=1)))
+    expired = httpx.post(f"{url}/report/", json={"token": report_token, "lines": ["late"]}).json()
+    assert expired["code"] == 3800403 and "token 已过期" in expired["message"]
+    with services.db.session() as session:
+        session.execute(update(InstallToken).values(expires_at=utcnow() + timedelta(seconds=60)))
+    bad = httpx.post(f"{url}/report/", json={"token": report_token, "status": "MAYBE"}).json()
+    assert bad["code"] == 3800001
+    end = {"token": report_token, "lines": ["bye"], "status": "DONE", "exit_code": 0}
+    assert httpx.post(f"{url}/report/", json=end).json()["result"]
+    ended = httpx.post(f"{url}/report/", json={"token": report_token, "lines": ["after the end"]}).json()
+    assert ended["code"] == 3800403 and "已结束" in ended["message"]
+
+    api.wait_step(job_id, host_id, "安装", "SUCCESS")
+    log = next(s["log"] for s in api.log(job_id, host_id) if s["step"] == "安装")
+    assert "中文输出 ✓ émoji 🚀" in log and "withnul" in log and "(line cut)" in log
+    assert report_token not in log and "after the end" not in log and "late" not in log
+    api.ok(f"/api/job/{job_id}/revoke/", {})
+
+
+def test_a_client_stalling_on_the_script_request_holds_nobody_else(api, tmp_path):
+    job_id, (host_id,) = install(api, manual_host(tmp_path, 11))
+    command = wait_command(api, job_id, host_id)
+    port = int(str(api.client.base_url).rsplit(":", 1)[1].rstrip("/"))
+    with socket.create_connection(("127.0.0.1", port)) as stalled:
+        stalled.sendall(
+            b"POST /api/agent/install/script/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"token": '
+        )
+        done = run(command)  # the host's own command still gets its script meanwhile
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert api.wait(job_id)["status"] == "SUCCESS"

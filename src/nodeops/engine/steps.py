@@ -202,7 +202,7 @@ async def register_host(ctx: StepContext) -> None:
 
 async def query_password(ctx: StepContext) -> None:
     w = ctx.work
-    if w.is_manual:
+    if w.is_manual and any(step.code == StepCode.INSTALL.value for step in w.steps):
         ctx.log("INFO", "手动安装 (is_manual): 无需登录信息, 安装命令由用户在主机上执行")
         return
     if w.transport == "local":

@@ -28,6 +28,9 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from nodeops.domain.contract import Contract, Field, Kind
 from nodeops.domain.instance_id import MAX_HOST_ID
 from nodeops.domain.plans import StepCode
@@ -44,7 +47,7 @@ from nodeops.store import agents as agent_rows
 from nodeops.store import install_tokens, job_reads, jobs
 from nodeops.store import packages as package_rows
 from nodeops.store.db import Database
-from nodeops.store.models import Host, InstanceRecord, RecordStep
+from nodeops.store.models import Host, InstanceRecord
 from nodeops.store.pipelines import HostWork, record_work
 
 SCRIPT_PATH = "/api/agent/install/script/"
@@ -55,7 +58,6 @@ REPORT_BATCH_LINES = 50  # the script reports every this many lines...
 REPORT_BATCH_S = 0.5  # ...or this often, whichever comes first
 REPORT_OUTCOMES = ("RUNNING", install_tokens.DONE, install_tokens.FAILED)
 PENDING = {"status": "PENDING"}
-INSTALL_STEP_NAMES = ("安装",)  # the steps get_job_commands looks for (Node Manager's, minus uninstall: not here)
 
 GET_JOB_COMMANDS = Contract(
     "GetJobCommands",
@@ -141,9 +143,8 @@ class ManualInstall:
             caller.require_job_view(job_access(job))
             if session.get(Host, bk_host_id) is None:
                 raise HostNotExists(f"主机不存在: no host with bk_host_id {bk_host_id}")
-            record_id = session.scalar(
-                InstanceRecord.__table__.select()
-                .with_only_columns(InstanceRecord.id)
+            record_id = session.scalar(  # the host's latest attempt in the job
+                select(InstanceRecord.id)
                 .where(InstanceRecord.job_id == job_id, InstanceRecord.bk_host_id == bk_host_id)
                 .order_by(InstanceRecord.id.desc())
                 .limit(1)
@@ -418,15 +419,15 @@ def _solution(command: str) -> dict[str, Any]:
     }
 
 
-def _target(session: Any, record_id: int) -> _Target:
+def _target(session: Session, record_id: int) -> _Target:
+    """The record's host and its 安装 step, as the engine reads them."""
     work = record_work(session, record_id=record_id)
     if not isinstance(work, HostWork):
         raise HostNotExists(f"主机不存在: the host of record {record_id} is gone, or its access point")
     step = next((s for s in work.steps if s.code == StepCode.INSTALL.value), None)
     if step is None:
         raise InvalidInput.field("bk_host_id", "the host's job has no 安装 step")
-    status = session.get(RecordStep, (record_id, step.index))
-    return _Target(work=work, step_index=step.index, step_status=status.status if status else step.status)
+    return _Target(work=work, step_index=step.index, step_status=step.status)
 
 
 def _is_root(work: HostWork) -> bool:
