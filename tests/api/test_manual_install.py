@@ -144,7 +144,7 @@ def test_an_expired_token_and_hostile_reports_are_refused(api, tmp_path, service
     assert expired.returncode != 0 and "token 已过期" in expired.stdout, expired.stdout
 
     url = api.client.base_url
-    for body in ({"token": "x" * 5000}, {"token": "令牌"}, [1, 2], {"token": None}, {}):
+    for body in ({"token": "x" * 5000}, {"token": "令牌"}, [1, 2], {"token": None}, {"token": 7}, {}):
         answer = httpx.post(f"{url}/api/agent/install/script/", json=body).json()
         assert answer["result"] is False and answer["code"] in (3800403, 3800001), answer
     answer = httpx.post(

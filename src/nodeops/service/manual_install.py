@@ -173,7 +173,7 @@ class ManualInstall:
     async def script(self, body: object) -> str:
         """Spend the command's token and answer the install script; InstallTokenRefused (3800403) says why not."""
         values = SCRIPT_REQUEST.read(_body(body))
-        token = _token(values.text("token"))
+        token = _token(values["token"])
         return await self.db.call(lambda: self._script(token))
 
     def _script(self, token: str) -> str:
@@ -227,7 +227,7 @@ class ManualInstall:
         """Append the script's lines to the step's log, and record its end; refused for a token not usable or
         a step that has ended."""
         values = REPORT_REQUEST.read(_body(body))
-        token = _token(values.text("token"))
+        token = _token(values["token"])
         lines = _lines(values["lines"])
         status = values.text("status") or "RUNNING"
         exit_code = values.integer("exit_code")
@@ -444,8 +444,15 @@ def _body(body: object) -> Mapping[str, object]:
     return body
 
 
-def _token(token: str | None) -> str:
-    if not token or len(token) > MAX_TOKEN_CHARS or not token.isascii() or not token.isprintable():
+def _token(token: object) -> str:
+    """The token as sent, when it may be one; anything else is refused as an unknown token."""
+    if (
+        not isinstance(token, str)
+        or not token
+        or len(token) > MAX_TOKEN_CHARS
+        or not token.isascii()
+        or not token.isprintable()
+    ):
         raise InstallTokenRefused(REFUSALS[install_tokens.Refusal.UNKNOWN])
     return token
 

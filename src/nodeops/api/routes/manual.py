@@ -11,11 +11,12 @@ proxy's relay forwards them.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from nodeops.api.bodies import parse_json_object
 from nodeops.api.envelope import json_response, success_body
 from nodeops.api.routing import add_route, use_case_endpoint
 from nodeops.api.schemas import Envelope
@@ -38,14 +39,15 @@ async def _commands(services: Services, caller: Caller, params: dict[str, Any]) 
     return await ManualInstall(services.db, services.settings).commands(caller, params)
 
 
-async def script(request: Request, body: Annotated[Any, Body()] = None) -> Response:
+async def script(request: Request) -> Response:
     """The install script of the command's one-time token (spent by this call)."""
-    text = await _service(request).script(body)
+    text = await _service(request).script(parse_json_object(await request.body()))
     return Response(text.encode("utf-8"), media_type=SCRIPT_MEDIA_TYPE, headers={"Cache-Control": "no-store"})
 
 
-async def report(request: Request, body: Annotated[Any, Body()] = None) -> Response:
+async def report(request: Request) -> Response:
     """Lines of the install script's output, and its end."""
+    body = parse_json_object(await request.body())
     return json_response(success_body(await _service(request).report(body)))
 
 
