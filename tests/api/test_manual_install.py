@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +23,7 @@ from tests.support.network_api import add_host
 from tests.support.services import TEST_SECRET_KEY, TEST_TIME_ZONE
 
 MIXED = "不允许混合操作【手动安装】和【自动安装】的主机"
+RACERS = 6
 PROXY_IP = "127.0.22.1"  # the proxy of the cloud area; its relay listens there
 AGENT_PROGRAM = Path(nodeops_agent.__file__)
 
@@ -278,3 +280,30 @@ def test_a_client_stalling_on_the_script_request_holds_nobody_else(api, tmp_path
         done = run(command)  # the host's own command still gets its script meanwhile
         assert done.returncode == 0, done.stdout + done.stderr
     assert api.wait(job_id)["status"] == "SUCCESS"
+
+
+def test_two_hosts_racing_with_one_command_get_one_script(api, tmp_path):
+    job_id, (host_id,) = install(api, manual_host(tmp_path, 12))
+    command = wait_command(api, job_id, host_id)
+    api.wait_step(job_id, host_id, "安装", "RUNNING")
+    token = command.split('"token": "')[1].split('"')[0]
+    url = f"{api.client.base_url}/api/agent/install/script/"
+    start = threading.Barrier(RACERS)
+    answers: list[httpx.Response] = []
+
+    def fetch() -> None:
+        start.wait()
+        answers.append(httpx.post(url, json={"token": token}, timeout=30))
+
+    threads = [threading.Thread(target=fetch) for _ in range(RACERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    scripts = [a for a in answers if a.text.startswith("#!/bin/sh")]
+    assert len(scripts) == 1
+    refused = [a.json() for a in answers if a not in scripts]
+    assert len(refused) == RACERS - 1 and {a["code"] for a in refused} == {3800403}
+    bad = httpx.post(url.replace("script", "report"), json={"token": "t", "lines": [1, {"a": 2}]}).json()
+    assert bad["code"] == 3800001 and "lines" in bad["message"]
+    api.ok(f"/api/job/{job_id}/revoke/", {})
