@@ -17,7 +17,7 @@ from sqlalchemy import update
 
 from nodeops.agent import nodeops_agent
 from nodeops.settings import Settings
-from nodeops.store.models import InstallToken, utcnow
+from nodeops.store.models import Host, InstallToken, utcnow
 from tests.support.jobs import JobApi, stop_agents
 from tests.support.network_api import add_host
 from tests.support.services import TEST_SECRET_KEY, TEST_TIME_ZONE
@@ -228,6 +228,8 @@ def test_a_host_in_a_cloud_area_installs_through_its_proxys_relay(api, tmp_path,
         assert done.returncode == 0, done.stdout + done.stderr
         assert api.wait(job_id)["status"] == "SUCCESS"
         assert "已解压 nodeops-agent" in next(s["log"] for s in api.log(job_id, host_id) if s["step"] == "安装")
+        with services.db.session() as session:
+            assert session.get(Host, host_id).upstream_nodes == [PROXY_IP]
     finally:
         relay.kill()
         relay.wait(timeout=10)

@@ -224,10 +224,10 @@ async def choose_ap(ctx: StepContext) -> None:
 async def install(ctx: StepContext) -> None:
     """Push the package, unpack it into the install path, write the config, start the daemon; a host not
     reached directly says first which proxy or jump server (and install channel) it is reached through."""
-    route = ctx.work.route
     if ctx.work.is_manual:
         await install_manually(ctx)
         return
+    route = ctx.work.route
     if route is not None:
         if route.channel is not None:
             ctx.log("INFO", f"选择的安装通道为: {route.channel.name}")

@@ -44,7 +44,7 @@ from nodeops.service.job_details import job_access, parse_job_id
 from nodeops.service.job_launch import AGENT_VERSION_PARAM
 from nodeops.settings import Settings
 from nodeops.store import agents as agent_rows
-from nodeops.store import install_tokens, job_reads, jobs
+from nodeops.store import install_tokens, job_reads, jobs, proxies
 from nodeops.store import packages as package_rows
 from nodeops.store.db import Database
 from nodeops.store.models import Host, InstanceRecord
@@ -214,6 +214,10 @@ class ManualInstall:
             token_hash=hashlib.sha256(agent_token.encode()).digest(),
             heartbeat_interval_s=interval_s,
         )
+        route = target.work.route
+        if route is not None and route.hop is not None:  # as an SSH install records it (engine.steps)
+            nodes = [route.hop.inner_address]
+            proxies.set_upstream_nodes(self.db, bk_host_id=target.work.bk_host_id, nodes=nodes)
         return install_script(
             work=target.work,
             report_to=_join(url, REPORT_PATH),
