@@ -28,9 +28,6 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from nodeops.domain.contract import Contract, Field, Kind
 from nodeops.domain.instance_id import MAX_HOST_ID
 from nodeops.domain.plans import StepCode
@@ -46,8 +43,8 @@ from nodeops.settings import Settings
 from nodeops.store import agents as agent_rows
 from nodeops.store import install_tokens, job_reads, jobs, proxies
 from nodeops.store import packages as package_rows
-from nodeops.store.db import Database
-from nodeops.store.models import Host, InstanceRecord
+from nodeops.store.db import Database, Session
+from nodeops.store.models import Host
 from nodeops.store.pipelines import HostWork, record_work
 
 SCRIPT_PATH = "/api/agent/install/script/"
@@ -143,12 +140,7 @@ class ManualInstall:
             caller.require_job_view(job_access(job))
             if session.get(Host, bk_host_id) is None:
                 raise HostNotExists(f"主机不存在: no host with bk_host_id {bk_host_id}")
-            record_id = session.scalar(  # the host's latest attempt in the job
-                select(InstanceRecord.id)
-                .where(InstanceRecord.job_id == job_id, InstanceRecord.bk_host_id == bk_host_id)
-                .order_by(InstanceRecord.id.desc())
-                .limit(1)
-            )
+            record_id = install_tokens.host_record(session, job_id=job_id, bk_host_id=bk_host_id)
             if record_id is None:
                 raise HostNotExists(f"主机不存在: host {bk_host_id} is not in job {job_id}")
             target = _target(session, record_id)

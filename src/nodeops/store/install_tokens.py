@@ -23,7 +23,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from nodeops.store.models import InstallToken, RecordStep, utcnow
+from nodeops.store.models import InstallToken, InstanceRecord, RecordStep, utcnow
 
 COMMAND = "command"
 REPORT = "report"
@@ -158,6 +158,16 @@ def step_status(session: Session, step: TokenStep) -> str | None:
         select(RecordStep.status).where(
             RecordStep.record_id == step.record_id, RecordStep.step_index == step.step_index
         )
+    )
+
+
+def host_record(session: Session, *, job_id: int, bk_host_id: int) -> int | None:
+    """The id of the host's latest record in the job (the one get_job_commands gives a command for), or None."""
+    return session.scalar(
+        select(InstanceRecord.id)
+        .where(InstanceRecord.job_id == job_id, InstanceRecord.bk_host_id == bk_host_id)
+        .order_by(InstanceRecord.id.desc())
+        .limit(1)
     )
 
 
