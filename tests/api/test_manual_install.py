@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import sys
@@ -94,7 +95,8 @@ def install(api: JobApi, *hosts: dict[str, object]) -> tuple[int, list[int]]:
     return data["job_id"], [row["bk_host_id"] for row in details["list"]]
 
 
-def test_a_manual_host_is_installed_by_its_command_and_the_token_works_once(api, tmp_path):
+def test_a_manual_host_is_installed_by_its_command_and_the_token_works_once(api, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
     job_id, (host_id,) = install(api, manual_host(tmp_path, 1))
     command = wait_command(api, job_id, host_id)
     api.wait_step(job_id, host_id, "安装", "RUNNING")
@@ -114,6 +116,7 @@ def test_a_manual_host_is_installed_by_its_command_and_the_token_works_once(api,
     again = run(command)
     assert again.returncode != 0
     assert "token 已使用" in again.stdout and "3800403" in again.stdout, again.stdout
+    assert token not in caplog.text  # nor in the service's own log
 
 
 def test_a_failing_command_fails_the_step_with_its_reason(api, tmp_path):
