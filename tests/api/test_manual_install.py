@@ -17,8 +17,13 @@ import pytest
 from sqlalchemy import update
 
 from nodeops.agent import nodeops_agent
+from nodeops.domain.plans import JobType
+from nodeops.engine import packages
+from nodeops.service.host_requests import parse_hosts
 from nodeops.settings import Settings
+from nodeops.store import packages as package_rows
 from nodeops.store.models import Host, InstallToken, utcnow
+from tests.support.factories import make_app, make_user
 from tests.support.jobs import JobApi, stop_agents
 from tests.support.network_api import add_host
 from tests.support.services import TEST_SECRET_KEY, TEST_TIME_ZONE
@@ -312,3 +317,24 @@ def test_two_hosts_racing_with_one_command_get_one_script(api, tmp_path):
     bad = httpx.post(url.replace("script", "report"), json={"token": "t", "lines": [1, {"a": 2}]}).json()
     assert bad["code"] == 3800001 and "lines" in bad["message"]
     api.ok(f"/api/job/{job_id}/revoke/", {})
+
+
+async def test_get_job_commands_is_pending_until_the_install_step_runs(services, live_server, tmp_path):
+    """No engine runs here: the job's records stay PENDING, and so does the answer."""
+    app = make_app(services)
+    make_user(services, "admin", superuser=True)
+    with services.db.session() as session:
+        package_rows.ensure_default_access_point(session, server_url=live_server.url)
+    packages.register(services.db, services.settings.packages_dir)
+    started = await services.jobs.install(
+        job_type=JobType.INSTALL_AGENT,
+        hosts=parse_hosts([manual_host(tmp_path, 13)]),
+        created_by="admin",
+        from_system="test",
+    )
+    common = {"bk_app_code": app.code, "bk_app_secret": app.secret, "bk_username": "admin"}
+    async with httpx.AsyncClient(base_url=live_server.url) as client:
+        answer = (
+            await client.get(f"/api/job/{started.job_id}/get_job_commands/", params={**common, "bk_host_id": 1})
+        ).json()
+    assert answer["result"] and answer["data"] == {"status": "PENDING"}, answer
