@@ -35,7 +35,7 @@ from nodeops.domain.status import Status
 from nodeops.engine import packages
 from nodeops.engine.logwriter import MAX_LINE_CHARS, format_lines, line_stamp
 from nodeops.engine.steps import AGENT_SCRIPT, agent_config, report_url
-from nodeops.errors import HostNotExists, InstallTokenRefused, InvalidInput, JobNotFound
+from nodeops.errors import HostNotExists, InstallTokenRefused, InvalidInput, JobNotFound, PackageUnavailable
 from nodeops.service.auth import Caller
 from nodeops.service.job_details import job_access, parse_job_id
 from nodeops.service.job_launch import AGENT_VERSION_PARAM
@@ -189,12 +189,14 @@ class ManualInstall:
             )
             job = job_reads.find_job(session, target.work.job_id)
             version = None if job is None else job.step_params.get(AGENT_VERSION_PARAM)
-        chosen = packages.choose(self.db, version if isinstance(version, str) else None)
-        with self.db.session() as session:
+            chosen = packages.choose(self.db, version if isinstance(version, str) else None)
             stored = package_rows.content_of(session, chosen.sha256)
             content = b"" if stored is None else bytes(stored.content)
-        if hashlib.sha256(content).hexdigest() != chosen.sha256:
-            raise InstallTokenRefused(f"agent package {chosen.version} has no stored bytes; build it again")
+            if hashlib.sha256(content).hexdigest() != chosen.sha256:  # before the token is spent for nothing
+                raise PackageUnavailable(
+                    f"agent package {chosen.version} has no stored bytes; `nodeops agent build --version "
+                    f"{chosen.version}`, then run the command again"
+                )
         url = report_url(target.work, self.settings.proxy_relay_port)
         interval_s = self.settings.agent_heartbeat_interval_s
         config = agent_config(target.work, agent_token, url, interval_s, self.settings.proxy_relay_port)
