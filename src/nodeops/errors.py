@@ -77,6 +77,7 @@ class ErrorCode(IntEnum):
     ALL_FILTERED = 3801018
     AP_IN_USE = 3801019
     HOST_NOT_EXISTS = 3801023
+    MIXED_MANUAL_HOSTS = 3801024
     INSTALL_CHANNEL_NOT_FOUND = 3801037
     PERMISSION_DENIED = 9900403
     FORBIDDEN = 3800403
@@ -523,3 +524,21 @@ class CommandFailed(TransportError):
         self.exit_status = exit_status
         message = f"command exited with status {exit_status}"
         super().__init__(f"{message}: {detail}" if detail else message, host=host)
+
+
+class MixedManualHosts(NodeopsError):
+    """不允许混合操作【手动安装】和【自动安装】的主机"""
+
+    code = ErrorCode.MIXED_MANUAL_HOSTS
+
+
+class HostNotExists(NotFound):
+    """主机不存在"""
+
+    code = ErrorCode.HOST_NOT_EXISTS
+
+
+class InstallTokenRefused(NodeopsError):
+    """A manual install's token that is unknown, already used, expired, or whose step has ended."""
+
+    code = ErrorCode.FORBIDDEN

@@ -116,6 +116,28 @@ class Settings(BaseSettings):
         description="How often a step waiting for an agent's heartbeat reads the store, in case no notice woke it "
         "(a heartbeat taken by another process whose notice was lost).",
     )
+    manual_install_timeout_s: float = Field(
+        default=360.0,
+        gt=0,
+        le=86400,
+        description="How long the 安装 step of a manual host (is_manual) waits for someone to run its install "
+        "command (get_job_commands) and for that command to end, before it fails with 安装超时 (Node Manager's "
+        "POLLING_TIMEOUT).",
+    )
+    manual_install_poll_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="How often the 安装 step of a manual host reads the store for the end its install command "
+        "reported (the report may reach any process).",
+    )
+    install_token_ttl_s: int = Field(
+        default=3600,
+        gt=0,
+        le=86400,
+        description="How long a manual install's one-time command token, and the token its script reports with, "
+        "stay valid (Node Manager's 3600 s).",
+    )
     ssh_host_key_policy: str = Field(
         default="accept-new",
         pattern="^(accept-new|strict|off)$",

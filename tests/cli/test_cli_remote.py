@@ -9,8 +9,10 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from rich.console import Console
 from rich.text import Text
@@ -268,3 +270,30 @@ def test_without_identity_in_the_environment_the_demo_access_is_used(stack, cli_
     done = run({**env, "NODEOPS_BK_TOKEN": stack.token}, "job", "show", str(seed.job_id))
     assert done.returncode == 0, done.stderr
     assert_no_secret(stack, done)
+
+
+def test_job_commands_prints_the_manual_hosts_command_which_installs_it(stack, cli_env):
+    host = {
+        "bk_biz_id": 2,
+        "inner_ip": "127.0.21.9",
+        "is_manual": True,
+        "setup_path": str(stack.root / "manual9" / "nodeops-agent"),
+    }
+    common = {"bk_app_code": stack.app.code, "bk_app_secret": stack.app.secret, "bk_username": "admin"}
+    started = httpx.post(
+        f"{stack.url}/api/job/install/", json={**common, "job_type": "INSTALL_AGENT", "hosts": [host]}
+    ).json()
+    assert started["result"], started
+    job_id = started["data"]["job_id"]
+    deadline = time.monotonic() + 20
+    while (done := run(cli_env, "job", "commands", str(job_id), "1")).returncode == 2:
+        assert "PENDING" in done.stdout
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert done.returncode == 0, done.stdout + done.stderr
+    installed = subprocess.run(["sh", "-c", done.stdout], capture_output=True, text=True, timeout=60, check=False)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert "安装完成" in installed.stdout
+    done = run(cli_env, "job", "show", str(job_id), "--follow")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert run(cli_env, "job", "commands", str(job_id), "999999").returncode == 1

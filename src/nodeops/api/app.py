@@ -20,7 +20,17 @@ from nodeops.api.fastpath.openapi import REQUESTS as LOG_REQUESTS
 from nodeops.api.fastpath.openapi import describe_log_api
 from nodeops.api.headers import NoSniff
 from nodeops.api.limits import BodyLimit
-from nodeops.api.routes import agents, health, inventory, jobs, log_reading, network, session, subscriptions
+from nodeops.api.routes import (
+    agents,
+    health,
+    inventory,
+    jobs,
+    log_reading,
+    manual,
+    network,
+    session,
+    subscriptions,
+)
 from nodeops.service import inventory as inventory_requests
 from nodeops.service import subscriptions as subscription_requests
 from nodeops.service.container import Services
@@ -75,6 +85,7 @@ def create_app(
     app.include_router(subscriptions.router)
     app.include_router(inventory.router)
     app.include_router(network.router)
+    app.include_router(manual.router)
     mount_viewer(app)  # the log viewer at /, the API's docs at /docs, /web/static/; after the API's routes
     app.add_middleware(BodyLimit)
     app.add_middleware(NoSniff)
@@ -98,6 +109,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         *subscription_requests.REQUESTS,
         *inventory_requests.REQUESTS,
         *network.REQUESTS,
+        *manual.REQUESTS,
     ):
         components.update(contract.component_schemas())
         components[contract.name] = contract.json_schema()

@@ -24,7 +24,8 @@ from nodeops.cli.log import remote_failure
 from nodeops.cli.remote import NotServed, Remote, RemoteError, resolve_identity, resolve_url
 from nodeops.cli.render import ACTIVE, STATUS_STYLE, HostProgress, duration, statistics_summary, status_text
 
-app = typer.Typer(help="Jobs: install, operate, list, show, revoke, retry (a client of a running service).")
+app = typer.Typer(help="Jobs: install, operate, list, show, revoke, retry, commands (a client of a running service).")
+PENDING_EXIT = 2  # `job commands`: the host is not waiting for its command yet
 
 ESB_JOB = "/api/c/compapi/v2/nodeman/api/job"
 FOLLOW_POLL_S = 1.0
@@ -259,6 +260,27 @@ def retry(
         console.print(Text.assemble("job ", (str(job_id), "bold"), " retried ", _tasks(data)))
         if follow:
             _follow_and_exit(remote, job_id)
+
+
+@app.command("commands")
+def job_commands(
+    ctx: typer.Context,
+    job_id: int = typer.Argument(..., help="The job's id."),
+    bk_host_id: int = typer.Argument(..., help="The manual host's bk_host_id."),
+    url: str | None = UrlOption,
+) -> None:
+    """The command installing a manual host (get_job_commands): run it on the host. Each call gives a new
+    one-time command; until the host's 安装 step runs, it says PENDING (exit 2)."""
+    with connected(ctx, url) as remote:
+        data = remote.get(f"/api/job/{job_id}/get_job_commands/", {"bk_host_id": bk_host_id})
+    solutions = data.get("solutions") if isinstance(data, dict) else None
+    if not solutions:
+        console.print(f"PENDING: host {bk_host_id} has not reached 安装 yet; ask again in a moment")
+        raise typer.Exit(code=PENDING_EXIT)
+    for solution in solutions:
+        for step in solution.get("steps") or []:
+            for content in step.get("contents") or []:
+                print(content.get("text") or "")
 
 
 def usage_error(message: str) -> typer.Exit:

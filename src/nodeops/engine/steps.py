@@ -29,7 +29,7 @@ from nodeops.engine.transports.base import CommandResult, Transport
 from nodeops.errors import AuthFailed, CommandFailed, TransportError
 from nodeops.settings import RELAY_PORT
 from nodeops.store import agents as agent_rows
-from nodeops.store import pipelines, proxies
+from nodeops.store import install_tokens, pipelines, proxies
 from nodeops.store.db import Database, ReadHandle
 from nodeops.store.models import utcnow
 from nodeops.store.pipelines import HostWork, PlannedRun
@@ -53,6 +53,10 @@ class StepTimeouts:
     # 查询Agent状态 is woken by the heartbeat API of this process, or by a notice of another's; it reads the store
     # this often in case the heartbeat went to another process and no notice reached this one
     poll_interval_s: float = 3.0
+    # a manual host's 安装 waits this long for its install command to be run and to end (Node Manager's 360 s),
+    # reading the store this often for the end the command reported (the report may reach any process)
+    manual_install_s: float = 360.0
+    manual_poll_s: float = 2.0
 
 
 TransportFactory = Callable[[HostWork, SecretBox, LogWriter], Transport]
@@ -116,15 +120,7 @@ class StepContext:
     def report_url(self) -> str:
         """Where the host's agent reports: through its proxy's relay (a P-Agent), to its install channel's relay
         when it has one, to the access point's outer URL (a proxy), else to the access point."""
-        work = self.work
-        route = work.route
-        if route is not None and route.channel is not None:
-            return route.channel.proxy_address or work.server_url
-        if route is not None and route.hop is not None:
-            return f"http://{_host_port(route.hop.inner_address, self.relay_port)}"
-        if work.node_type == proxies.PROXY:
-            return work.outer_server_url or work.server_url
-        return work.server_url
+        return report_url(self.work, self.relay_port)
 
     async def run(self, command: str, *, what: str, timeout_s: float | None = None) -> CommandResult:
         """Run a command, streaming its output into the log; raise CommandFailed (naming ``what``) on non-zero."""
@@ -180,6 +176,20 @@ class StepContext:
 
 _REQUIRE_PYTHON = f"command -v python3 >/dev/null 2>&1 || exit {MISSING_PYTHON_EXIT};"
 
+
+def report_url(work: HostWork, relay_port: int) -> str:
+    """Where a host's agent reports (``StepContext.report_url``); a manual host's install command calls there
+    too, so one in a cloud area goes through its proxy's relay."""
+    route = work.route
+    if route is not None and route.channel is not None:
+        return route.channel.proxy_address or work.server_url
+    if route is not None and route.hop is not None:
+        return f"http://{_host_port(route.hop.inner_address, relay_port)}"
+    if work.node_type == proxies.PROXY:
+        return work.outer_server_url or work.server_url
+    return work.server_url
+
+
 Step = Callable[[StepContext], Awaitable[None]]
 
 
@@ -194,6 +204,9 @@ async def register_host(ctx: StepContext) -> None:
 
 async def query_password(ctx: StepContext) -> None:
     w = ctx.work
+    if w.is_manual and any(step.code == StepCode.INSTALL.value for step in w.steps):
+        ctx.log("INFO", "手动安装 (is_manual): 无需登录信息, 安装命令由用户在主机上执行")
+        return
     if w.transport == "local":
         ctx.log("INFO", "本机执行 (transport local), 无需登录信息")
         return
@@ -213,6 +226,9 @@ async def choose_ap(ctx: StepContext) -> None:
 async def install(ctx: StepContext) -> None:
     """Push the package, unpack it into the install path, write the config, start the daemon; a host not
     reached directly says first which proxy or jump server (and install channel) it is reached through."""
+    if ctx.work.is_manual:
+        await install_manually(ctx)
+        return
     route = ctx.work.route
     if route is not None:
         if route.channel is not None:
@@ -228,6 +244,42 @@ async def install(ctx: StepContext) -> None:
     await _push_and_unpack(ctx)
     await _write_config(ctx)
     await ctx.run(ctx.agent("start"), what="starting the agent")
+
+
+async def install_manually(ctx: StepContext) -> None:
+    """A manual host: wait until someone runs the command get_job_commands gives and it reports its end.
+
+    The command's lines reach this step's log through the report API in whichever process takes them; that API
+    records the script's end with its token (``store.install_tokens``), which this step reads every
+    ``manual_poll_s``: no notice is needed, a wait of seconds for a person is no cost. A reported failure fails the
+    step with the script's reason; nobody running it within ``manual_install_s`` fails it with 安装超时.
+    """
+    route = ctx.work.route
+    channel = route.channel.name if route is not None and route.channel is not None else "默认通道"
+    ctx.log("INFO", f"选择的安装通道为: {channel}")
+    await _set_agent(ctx, status="INSTALLING", clear_heartbeat=True)
+    ctx.log("INFO", "等待手动执行安装命令")
+    ctx.log("INFO", f"(get_job_commands gives the command; waiting at most {ctx.timeouts.manual_install_s:g} s)")
+    assert ctx.step is not None
+    record_id, step_index = ctx.work.record_id, ctx.step.index
+
+    def read_outcome() -> tuple[str, str | None] | None:
+        with ctx.db.session() as session:
+            return install_tokens.outcome_of(session, record_id=record_id, step_index=step_index)
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ctx.timeouts.manual_install_s
+    while (outcome := await ctx.db.call(read_outcome)) is None:
+        remaining_s = deadline - loop.time()
+        if remaining_s <= 0:
+            raise TransportError(
+                f"安装超时: the install command was not run, or did not report its end, within "
+                f"{ctx.timeouts.manual_install_s:g} s; run the command from get_job_commands on the host, then retry"
+            )
+        await asyncio.sleep(min(ctx.timeouts.manual_poll_s, remaining_s))
+    status, detail = outcome
+    if status != install_tokens.DONE:
+        raise TransportError(f"手动安装失败: {detail or 'the install command failed'}")
 
 
 async def push_upgrade_package(ctx: StepContext) -> None:
@@ -402,15 +454,7 @@ async def _write_config(ctx: StepContext) -> None:
     token = secrets.token_urlsafe(32)
     ctx.writer.add_secret(token)
     server_url = ctx.report_url
-    config: dict[str, object] = {
-        "server_url": server_url,
-        "bk_host_id": ctx.work.bk_host_id,
-        "instance_id": ctx.work.instance_id,
-        "token": token,
-        "interval_s": ctx.heartbeat_interval_s,
-    }
-    if ctx.work.node_type == proxies.PROXY:
-        config["relay"] = {"listen": _host_port(ctx.work.ip, ctx.relay_port)}
+    config = agent_config(ctx.work, token, server_url, ctx.heartbeat_interval_s, ctx.relay_port)
     await ctx.put_text(json.dumps(config), f"{ctx.work.setup_path}/agent.json")
     await ctx.run(f"chmod 600 {ctx.home}/agent.json", what="protecting the config")
     await _set_agent(
@@ -426,6 +470,20 @@ async def _write_config(ctx: StepContext) -> None:
     if route is not None and route.hop is not None:
         nodes = [route.hop.inner_address]
         await ctx.db.call(lambda: proxies.set_upstream_nodes(ctx.db, bk_host_id=ctx.work.bk_host_id, nodes=nodes))
+
+
+def agent_config(work: HostWork, token: str, server_url: str, interval_s: float, relay_port: int) -> dict[str, object]:
+    """The host's agent.json: where and as whom it reports, how often; a proxy's agent also relays its area's."""
+    config: dict[str, object] = {
+        "server_url": server_url,
+        "bk_host_id": work.bk_host_id,
+        "instance_id": work.instance_id,
+        "token": token,
+        "interval_s": interval_s,
+    }
+    if work.node_type == proxies.PROXY:
+        config["relay"] = {"listen": _host_port(work.ip, relay_port)}
+    return config
 
 
 def _host_port(address: str, port: int) -> str:

@@ -77,7 +77,7 @@ class Services:
                 packages.LocalPackages(db, settings.packages_dir),
                 fan_out=FanOut(limit=settings.job_limit, step_timeout_s=settings.step_timeout_s),
                 heartbeats=heartbeats,
-                timeouts=StepTimeouts(poll_interval_s=settings.heartbeat_poll_s),
+                timeouts=step_timeouts(settings),
                 heartbeat_interval_s=settings.agent_heartbeat_interval_s,
                 relay_port=settings.proxy_relay_port,
                 renderer=AnswerRenderer(settings.tz, step_max_bytes=settings.log_step_max_bytes),
@@ -128,6 +128,15 @@ class Services:
         self.db.dispose()
 
 
+def step_timeouts(settings: Settings) -> StepTimeouts:
+    """The steps' waits as configured (the embedded engine's and a worker's alike)."""
+    return StepTimeouts(
+        poll_interval_s=settings.heartbeat_poll_s,
+        manual_install_s=settings.manual_install_timeout_s,
+        manual_poll_s=settings.manual_install_poll_s,
+    )
+
+
 def _transports(settings: Settings, db: Database) -> TransportFactory:
     return transport_factory(db=db, policy=settings.ssh_host_key_policy, connect_timeout_s=30.0)
 
@@ -164,7 +173,7 @@ def run_worker(settings: Settings, *, name: str | None, concurrency: int | None,
         config,
         celery_dispatch.publisher(app),
         packages_dir=settings.packages_dir,
-        timeouts=StepTimeouts(poll_interval_s=settings.heartbeat_poll_s),
+        timeouts=step_timeouts(settings),
         renderer=AnswerRenderer(settings.tz, step_max_bytes=settings.log_step_max_bytes),
         on_lease_lost=lambda: os._exit(LEASE_LOST_EXIT),
     )

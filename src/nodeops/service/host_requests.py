@@ -80,6 +80,13 @@ INSTALL_HOST = Contract(
             "access point if the area has one, else the default one (the lowest id). A host whose access point does "
             "not exist is refused in ip_filter (unknown_ap).",
         ),
+        Field(
+            name="is_manual",
+            kind=Kind.BOOL,
+            default=False,
+            description="手动安装: the service does not log in; someone runs the command get_job_commands gives on "
+            "the host. The login fields are optional then. One request may not mix manual and other hosts (3801024).",
+        ),
         Field(name="account", kind=Kind.TEXT, description="SSH login account."),
         Field(
             name="auth_type",
@@ -156,6 +163,7 @@ class HostRequest:
     outer_ip: str | None = None  # IPv4, else IPv6
     login_ip: str | None = None
     install_channel_id: int | None = None
+    is_manual: bool = False
 
     @property
     def ip(self) -> str:
@@ -174,6 +182,7 @@ class HostRequest:
             credentials_expire_at=utcnow() + timedelta(seconds=retention_s) if retention_s and has_secret else None,
             ap_id=self.ap_id,
             setup_path=self.setup_path,
+            is_manual=self.is_manual,
         )
 
 
@@ -235,6 +244,7 @@ def read_hosts(items: Sequence[tuple[int, str, Mapping[str, object]]], problems:
                 outer_ip=outer_ip or outer_ipv6,
                 login_ip=login_ip,
                 install_channel_id=None if channel_id in (None, AUTO_CHANNEL_ID) else channel_id,
+                is_manual=values.flag("is_manual"),
             )
         )
     return parsed

@@ -29,6 +29,7 @@ from nodeops.errors import (
     InvalidInput,
     JobNotFound,
     LocalTransportDenied,
+    MixedManualHosts,
     NoFailedStep,
     NothingRunning,
     PermissionDenied,
@@ -283,6 +284,8 @@ class JobCommands:
             # the hosts' businesses as asked, and as they are now: an install moves a host to the one asked
             current = await self.db.call(lambda: self._registered_biz_ids(hosts))
             require_biz(caller, {host.bk_biz_id for host in hosts} | current)
+        if len({host.is_manual for host in hosts}) > 1:  # after permission, before the hosts (as Node Manager)
+            raise MixedManualHosts()
         started = await self.launcher.install(
             job_type=job_type,
             hosts=hosts,

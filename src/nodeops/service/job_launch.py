@@ -155,7 +155,7 @@ def _install_refusal(job_type: JobType, host: HostRequest, *, seen: set[tuple[in
             "os_not_supported",
             f"{job_type} supports {', '.join(sorted(SUPPORTED_OS))}, not {host.os_type}",
         )
-    if host.transport == "ssh" and not (host.account and (host.password or host.key)):
+    if host.transport == "ssh" and not host.is_manual and not (host.account and (host.password or host.key)):
         return Status.IGNORED, "no_credentials", "an ssh host needs account and password (or key)"
     return None
 

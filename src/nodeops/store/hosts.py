@@ -27,6 +27,7 @@ class Login:
     credentials_expire_at: datetime | None = None
     ap_id: int = 1
     setup_path: str | None = None
+    is_manual: bool = False  # installed by someone running get_job_commands' command (network spec §16)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -424,7 +424,8 @@ class InstanceRecord(Base):
 
 
 class InstallToken(Base):
-    """A one-time, expiring token of a manual install's command (its SHA-256 only), for one record's step."""
+    """A one-time, expiring token of a manual install's command (its SHA-256 only), for one record's step; the
+    token the install script reports with also keeps how the script ended."""
 
     __tablename__ = "install_tokens"
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
@@ -434,6 +435,8 @@ class InstallToken(Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    outcome: Mapped[str | None] = mapped_column(String(16))  # DONE or FAILED, once the install script ended
+    detail: Mapped[str | None] = mapped_column(String(500))  # why it failed
 
 
 class RecordAttachment(Base):

@@ -61,6 +61,7 @@ class HostWork:
     outer_server_url: str | None = None  # the access point's URL as seen from outside (a proxy reports there)
     route: Route | None = None  # None: reached directly
     batch: int | None = None  # its rolling batch (None: the job has none, or this is a retry's record)
+    is_manual: bool = False  # installed by someone running get_job_commands' command on it (network spec §16)
 
     @property
     def ssh_address(self) -> str:
@@ -125,7 +126,7 @@ def _work(session: Session, where: str, value: int) -> TaskWork:
         "SELECT r.id, r.job_id, r.instance_id, r.bk_host_id, h.bk_host_id, h.ap_id, a.id, "
         f"{_ADDRESS}, h.bk_cloud_id, h.os_type, h.transport, h.ssh_port, h.account, h.auth_type, h.password_enc, "
         "h.key_enc, h.credentials_expire_at, COALESCE(NULLIF(h.setup_path, ''), a.linux_setup_path), a.server_url, "
-        f"h.agent_version, {_SSH_ADDRESS}, h.node_type, h.install_channel_id, a.outer_server_url, r.batch "
+        f"h.agent_version, {_SSH_ADDRESS}, h.node_type, h.install_channel_id, a.outer_server_url, r.batch, h.is_manual "
         "FROM instance_records r LEFT JOIN hosts h ON h.bk_host_id = r.bk_host_id "
         f"LEFT JOIN access_points a ON a.id = h.ap_id WHERE {where} ORDER BY r.id",
         (value,),
@@ -169,7 +170,7 @@ def _work(session: Session, where: str, value: int) -> TaskWork:
             )
             continue
         cloud, os_type, transport, port, account, auth_type, password, key, expire, path, url, version = row[8:20]
-        address, node_type, channel_id, outer_url, batch = row[20:]
+        address, node_type, channel_id, outer_url, batch, is_manual = row[20:]
         route = None
         if transport != "local" and proxies.needs_route(
             node_type=node_type, bk_cloud_id=cloud, install_channel_id=channel_id
@@ -201,6 +202,7 @@ def _work(session: Session, where: str, value: int) -> TaskWork:
                 outer_server_url=outer_url,
                 route=route,
                 batch=batch,
+                is_manual=bool(is_manual),
             )
         )
     return TaskWork(runnable=runnable, blocked=blocked)
