@@ -504,6 +504,14 @@ class AuthFailed(TransportError):
     """The host refused the login: check the account, password or key."""
 
 
+class PrivilegeRefused(TransportError):
+    """The account may not install: it is not root, may not ``sudo -n``, and cannot write the install path."""
+
+
+class AccessPointUnreachable(TransportError):
+    """The host cannot reach the URL its agent will report to."""
+
+
 class HostUnreachable(TransportError):
     """The host did not answer on its SSH port."""
 

@@ -102,6 +102,13 @@ INSTALL_HOST = Contract(
         ),
         Field(name="setup_path", kind=Kind.TEXT, description="nodeops: absolute install path on the host."),
         Field(
+            name="owned_path",
+            kind=Kind.BOOL,
+            default=False,
+            description="nodeops: an account that is neither root nor allowed `sudo -n` installs as itself into "
+            "setup_path, a folder it can write (without this, such an account is refused).",
+        ),
+        Field(
             name="outer_ip",
             kind=Kind.TEXT,
             description="Outer IPv4: where the service logs in to a proxy (unless login_ip is given); a proxy "
@@ -156,6 +163,7 @@ class HostRequest:
     outer_ip: str | None = None  # IPv4, else IPv6
     login_ip: str | None = None
     install_channel_id: int | None = None
+    owned_path: bool = False
 
     @property
     def ip(self) -> str:
@@ -174,6 +182,7 @@ class HostRequest:
             credentials_expire_at=utcnow() + timedelta(seconds=retention_s) if retention_s and has_secret else None,
             ap_id=self.ap_id,
             setup_path=self.setup_path,
+            owned_path=self.owned_path,
         )
 
 
@@ -235,6 +244,7 @@ def read_hosts(items: Sequence[tuple[int, str, Mapping[str, object]]], problems:
                 outer_ip=outer_ip or outer_ipv6,
                 login_ip=login_ip,
                 install_channel_id=None if channel_id in (None, AUTO_CHANNEL_ID) else channel_id,
+                owned_path=values.flag("owned_path"),
             )
         )
     return parsed

@@ -27,6 +27,7 @@ class Login:
     credentials_expire_at: datetime | None = None
     ap_id: int = 1
     setup_path: str | None = None
+    owned_path: bool = False  # the account installs as itself into setup_path (no root, no sudo)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
