@@ -44,6 +44,7 @@ def _hosts(ssh_hosts, count: int, run: str, *, slow: int = 0) -> list[dict[str, 
             "inner_ip": host.ip,
             "port": host.port,
             "account": host.username,
+            "owned_path": True,  # the test user has no sudo: it installs into its own folder
             "password": host.password,
             "setup_path": f"{host.setup_path}/agent-{run}",
             **({"ap_id": SLOW_AP} if n < slow else {}),

@@ -9,7 +9,8 @@ created, their passwords set and the sudoers file written by the first session t
 as the test user's are.
 
 The user's password is random: the first of concurrent test sessions sets it with chpasswd and writes it to a
-root-only file; sessions that start while it runs (they hold a shared lock on ``/run/nodeops-test-user.lock``) read it from there.
+root-only file; sessions that start while it runs (they hold a shared lock on
+``/run/nodeops-test-user.lock``) read it from there.
 sshd runs with ``UsePAM no``, so it checks that password against /etc/shadow; the fixture logs in once to prove it.
 Without root, sshd or useradd these tests are skipped, or fail under ``CI=true``.
 
