@@ -3,14 +3,18 @@ root-owned path through ``sudo -n`` (then upgrades and uninstalls there); a user
 with sudo's own words, or installs into a folder it owns when the request says ``owned_path`` (and is refused,
 naming the path, when it cannot write it). No password reaches a log, an answer, a table or the service's log.
 
-Diagnoses: an access point that refuses, or never answers, fails 安装 in seconds naming the URL and the error."""
+Diagnoses: an access point that refuses, or never answers, fails 安装 in seconds naming the URL and the error; an
+agent that exits at start leaves the tail of its own log (agent.log) in 安装's log."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import pwd
 import shutil
 import socket
+import tarfile
 import tempfile
 import time
 import uuid
@@ -23,6 +27,7 @@ from nodeops.domain.plans import JobType
 from nodeops.engine import packages
 from nodeops.engine.steps import StepTimeouts
 from nodeops.service.host_requests import parse_hosts
+from nodeops.store import packages as package_rows
 from nodeops.store.models import AccessPoint, Base
 from tests.engine.test_ssh_jobs import _host_ids, read_log
 from tests.support.factories import make_app, make_user
@@ -175,3 +180,56 @@ async def test_an_access_point_that_refuses_or_never_answers_fails_install_in_se
             assert next(s for s in steps if s["step"] == "查询Agent状态")["status"] == "PENDING"
     finally:
         silent.close()
+
+
+BROKEN_VERSION = "9.9.9"  # the newest registered: install_job chooses it
+BROKEN_AGENT = b"""#!/usr/bin/env python3
+import os, sys
+home = sys.argv[sys.argv.index("--home") + 1]
+if sys.argv[1] == "start":
+    with open(os.path.join(home, "agent.log"), "a") as log:
+        log.write("starting nodeops agent\\nfatal: cannot open /dev/nodeops-broken-device\\n")
+    print("the agent did not start")
+    sys.exit(1)
+print("stopped")
+sys.exit(3 if sys.argv[1] == "status" else 0)
+"""
+
+
+def register_broken_package(services):
+    """A package whose agent writes why it cannot run into its agent.log and exits at start."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        for name, data in (("VERSION", f"{BROKEN_VERSION}\n".encode()), ("nodeops_agent.py", BROKEN_AGENT)):
+            info = tarfile.TarInfo(f"nodeops-agent/{name}")
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    content = raw.getvalue()
+    sha256 = hashlib.sha256(content).hexdigest()
+    path = services.settings.packages_dir / f"nodeops-agent-{BROKEN_VERSION}.tar.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    with services.db.session() as session:
+        package_rows.keep_content(session, sha256=sha256, version=BROKEN_VERSION, content=content)
+        package_rows.upsert(session, version=BROKEN_VERSION, path=str(path), sha256=sha256, size_bytes=len(content))
+
+
+async def test_an_agent_that_exits_at_start_leaves_its_own_log_tail_in_the_install_log(
+    services, live_server, engine, ssh_hosts
+):
+    app = make_app(services)
+    make_user(services, "admin", superuser=True)
+    host = ssh_hosts(8)[7]
+    register_broken_package(services)
+    run = uuid.uuid4().hex[:8]
+    hosts = [request(host, host.username, host.setup_path / f"broken-{run}", owned_path=True)]
+    started = await services.jobs.install(
+        job_type=JobType.INSTALL_AGENT, hosts=parse_hosts(hosts), created_by="admin", from_system="test"
+    )
+    await engine.wait(started.job_id)
+    steps = read_log(live_server, app, started.job_id, f"host|instance|host|{host.ip}-0-0")
+    install = next(s for s in steps if s["step"] == "安装")
+    assert install["status"] == "FAILED", steps
+    log = install["log"]
+    assert "starting the agent failed" in log and "agent.log 的最后" in log, log
+    assert "fatal: cannot open /dev/nodeops-broken-device" in log, log
