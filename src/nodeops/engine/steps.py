@@ -21,12 +21,13 @@ from pathlib import Path, PurePosixPath
 
 from nodeops.crypto import SecretBox
 from nodeops.domain.plans import StepCode
-from nodeops.engine import diagnoses
+from nodeops.engine import diagnoses, privilege
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.logwriter import LogWriter
 from nodeops.engine.packages import ChosenPackage, LocalPackages
+from nodeops.engine.privilege import Privilege
 from nodeops.engine.transports.base import CommandResult, Transport
-from nodeops.errors import AccessPointUnreachable, AuthFailed, CommandFailed, PrivilegeRefused, TransportError
+from nodeops.errors import AccessPointUnreachable, AuthFailed, CommandFailed, TransportError
 from nodeops.settings import PING_PATH, RELAY_PORT
 from nodeops.store import agents as agent_rows
 from nodeops.store import proxies
@@ -39,14 +40,6 @@ MISSING_PYTHON_EXIT = 97
 # The agent reports once when it starts, which is what 查询Agent状态 waits for; the steady rhythm after that only
 # says it is still alive, so it can be slow: each heartbeat costs the service a request and a write.
 DEFAULT_HEARTBEAT_INTERVAL_S = 30.0
-ROOT_ACCOUNT = "root"
-# what the privilege probe prints last: the account is root, may ``sudo -n``, or neither (sudo's own words before)
-PROBE_ROOT, PROBE_SUDO, PROBE_NEITHER = "nodeops-privilege:root", "nodeops-privilege:sudo", "nodeops-privilege:none"
-_PRIVILEGE_PROBE = (
-    f'if [ "$(id -u)" = 0 ]; then echo {PROBE_ROOT}; '
-    f"elif ! command -v sudo >/dev/null 2>&1; then echo 'sudo: command not found'; echo {PROBE_NEITHER}; "
-    f"elif sudo -n true 2>&1; then echo {PROBE_SUDO}; else echo {PROBE_NEITHER}; fi"
-)
 UPLOAD_DIR_TEMPLATE = "/tmp/nodeops-upload.XXXXXXXX"
 
 
@@ -99,7 +92,7 @@ class StepContext:
         self.worker_id = worker_id
         self.relay_port = relay_port
         self._transport: Transport | None = None
-        self._sudo: bool | None = None  # None until the first command decides (``_privileged``)
+        self._privilege: Privilege | None = None  # None until the first command decides (``_privileged``)
         self._hop_named_in: int | None = None  # the step whose log last said which hop the host is reached through
         self.step: PlannedRun | None = None
         self.step_started_at: datetime = utcnow()
@@ -135,15 +128,11 @@ class StepContext:
             return work.outer_server_url or work.server_url
         return work.server_url
 
-    async def run(
-        self, command: str, *, what: str, timeout_s: float | None = None, as_account: bool = False
-    ) -> CommandResult:
+    async def run(self, command: str, *, what: str, timeout_s: float | None = None) -> CommandResult:
         """Run a command, streaming its output into the log; raise CommandFailed (naming ``what``) on non-zero.
-
-        It runs with the rights the install needs (``_privileged``: through ``sudo -n`` for an account allowed
-        to), unless ``as_account``: then as the login account itself, in its own environment."""
-        if not as_account and await self._privileged():
-            command = f"sudo -n sh -c {shlex.quote(command)}"
+        It runs with the rights the install needs (``_privileged``: through ``sudo -n`` for an account allowed to)."""
+        if await self._privileged():
+            command = privilege.wrap(command, Privilege.SUDO)
         result = await self.transport().run(
             command, timeout_s=timeout_s or self.timeouts.command_s, on_line=lambda line: self.log("INFO", line)
         )
@@ -186,45 +175,18 @@ class StepContext:
                 what=f"moving the upload into {dest}",
             )
         finally:
-            await self.transport().run(f"rm -f {shlex.quote(staged)}; rmdir {shlex.quote(folder)}", timeout_s=10)
+            await self.transport().run(
+                f"rm -f {shlex.quote(staged)}; rmdir {shlex.quote(folder)}", timeout_s=self.timeouts.command_s
+            )
 
     async def _privileged(self) -> bool:
-        """Whether commands go through ``sudo -n``, decided by the first command that reaches the host (network
-        spec §18): root, or an account the request said installs into a path it owns, run as themselves; any
-        other account must be allowed ``sudo -n``, else PrivilegeRefused says what is missing."""
-        if self._sudo is not None:
-            return self._sudo
-        work = self.work
-        if work.transport == "local" or work.account == ROOT_ACCOUNT:
-            self._sudo = False
-            return False
-        probe = await self.transport().run(_PRIVILEGE_PROBE, timeout_s=self.timeouts.command_s)
-        verdict = probe.tail[-1] if probe.tail else ""
-        said = "; ".join(probe.tail[:-1]) or f"the probe exited {probe.exit_status}"
-        if verdict in (PROBE_ROOT, PROBE_SUDO) and not (verdict == PROBE_SUDO and work.owned_path):
-            self._sudo = verdict == PROBE_SUDO
-            if self._sudo:
-                self.log(
-                    "INFO", f"账户 {work.account} 以 sudo -n 执行安装命令 (the account runs the install with sudo)"
-                )
-            return self._sudo
-        if not work.owned_path:
-            raise PrivilegeRefused(
-                f'the account {work.account} may not sudo without a password (NOPASSWD): sudo said "{said}"; '
-                "allow it NOPASSWD sudo, log in as root, or ask for owned_path to install into a folder it owns"
-            )
-        path = self.home
-        wrote = await self.transport().run(
-            f"mkdir -p {path} 2>&1 && test -w {path} && test -x {path}", timeout_s=self.timeouts.command_s
-        )
-        if not wrote.ok:
-            raise PrivilegeRefused(
-                f"the account {work.account} cannot write the install path {work.setup_path} (owned_path: no root, "
-                f"no sudo){': ' + '; '.join(wrote.tail) if wrote.tail else ''}; choose a folder it owns"
-            )
-        self._sudo = False
-        self.log("INFO", f"账户 {work.account} 以自身权限安装到 {work.setup_path} (owned_path)")
-        return False
+        """Whether commands go through ``sudo -n``: decided by the first command that reaches the host
+        (``engine.privilege``), which raises PrivilegeRefused naming what is missing."""
+        if self._privilege is None:
+            self._privilege = await privilege.decide(self.transport(), self.work, timeout_s=self.timeouts.command_s)
+            if self._privilege is not Privilege.AS_ACCOUNT:
+                self.log("INFO", f"账户 {self.work.account} 以 {self._privilege} 执行安装 ({self.work.setup_path})")
+        return self._privilege is Privilege.SUDO
 
     async def package_file(self) -> Path:
         """The local file of the package this job pushes; raises PackageUnavailable if it cannot be had."""
