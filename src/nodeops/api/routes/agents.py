@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 
-from nodeops.api.deps import inventory_service
+from nodeops.api.deps import ParamsDep, inventory_service
 from nodeops.api.envelope import json_response, success_body
 from nodeops.api.fastpath.heartbeat import HEARTBEAT_PATH
 from nodeops.api.routing import add_route, use_case_endpoint
@@ -54,8 +54,9 @@ add_route(
 )
 
 
-async def ping(request: Request) -> Response:
-    """The access point answers: no body is read and nothing is checked, so it tells only that it is reachable."""
+async def ping(params: ParamsDep) -> Response:
+    """The access point answers: the body (a JSON object, ``{}``) is read as every body is, and nothing else is
+    checked, so it tells only that the service is reachable."""
     return json_response(success_body({"pong": True}))
 
 
