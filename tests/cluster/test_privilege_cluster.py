@@ -82,7 +82,7 @@ def test_a_sudo_install_succeeds_and_an_unreachable_access_point_fails_at_once_o
 
     logs = {ip: api.log(job_id, f"host|instance|host|{ip}-0-0") for ip in (sudo_host.ip, other.ip)}
     sudo_install = next(s for s in logs[sudo_host.ip] if s["step"] == "安装")
-    assert "以 sudo -n 执行安装" in sudo_install["log"], sudo_install
+    assert "以 sudo -n 执行命令" in sudo_install["log"], sudo_install
     assert (root_owned / "agent" / "agent.json").stat().st_uid == 0
     failed = next(s for s in logs[other.ip] if s["step"] == "安装")
     assert failed["status"] == "FAILED", logs[other.ip]

@@ -185,7 +185,8 @@ class StepContext:
         if self._privilege is None:
             self._privilege = await privilege.decide(self.transport(), self.work, timeout_s=self.timeouts.command_s)
             if self._privilege is not Privilege.AS_ACCOUNT:
-                self.log("INFO", f"账户 {self.work.account} 以 {self._privilege} 执行安装 ({self.work.setup_path})")
+                work = self.work
+                self.log("INFO", f"账户 {work.account} 以 {self._privilege} 执行命令 (install path {work.setup_path})")
         return self._privilege is Privilege.SUDO
 
     async def package_file(self) -> Path:
