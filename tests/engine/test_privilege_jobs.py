@@ -116,7 +116,7 @@ async def test_root_sudo_and_owned_path_install_and_the_rest_are_refused_saying_
 
         packages.register(services.db, services.settings.packages_dir, "0.3.0")
         (host_id,) = await services.db.call(lambda: _host_ids(services, [as_sudo.ip]))
-        for job_type in (JobType.UPGRADE_AGENT, JobType.UNINSTALL_AGENT):
+        for job_type in (JobType.UPGRADE_AGENT, JobType.RESTART_AGENT, JobType.RELOAD_AGENT, JobType.UNINSTALL_AGENT):
             job = await services.jobs.operate(
                 job_type=job_type, bk_host_ids=[host_id], created_by="admin", from_system="test"
             )
@@ -126,7 +126,9 @@ async def test_root_sudo_and_owned_path_install_and_the_rest_are_refused_saying_
             logs[f"{job_type}"] = steps
         assert not (root_owned / "agent").exists()
 
-        secrets = [as_sudo.login(SUDO_USER).password, refused.login(NOSUDO_USER).password]
+        root_key = as_root.login(ROOT).private_key
+        assert root_key is not None
+        secrets = [as_sudo.login(SUDO_USER).password, refused.login(NOSUDO_USER).password, root_key.splitlines()[1]]
         everything = dump_tables(services) + caplog.text + repr(logs)
         assert not [s for s in secrets if s and s in everything]
     finally:
