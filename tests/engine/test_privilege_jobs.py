@@ -1,7 +1,8 @@
 """Installs without root on real sshd hosts (network spec §18): root installs; a NOPASSWD sudo user installs into a
-root-owned path through ``sudo -n`` (then upgrades and uninstalls there); a user without sudo is refused in 安装
-with sudo's own words, or installs into a folder it owns when the request says ``owned_path`` (and is refused,
-naming the path, when it cannot write it). No password reaches a log, an answer, a table or the service's log.
+root-owned path through ``sudo -n`` (then upgrades, restarts, reloads and uninstalls); a user without sudo is
+refused in 安装 with sudo's own words, or installs into a folder it owns when the request says ``owned_path`` (and
+is refused, naming the path, when it cannot write it). No password or key reaches a log, an answer, a table or the
+service's log.
 
 Diagnoses: an access point that refuses, or never answers, fails 安装 in seconds naming the URL and the error; an
 agent that exits at start leaves the tail of its own log (agent.log) in 安装's log."""
