@@ -236,3 +236,36 @@ async def test_an_agent_that_exits_at_start_leaves_its_own_log_tail_in_the_insta
     log = install["log"]
     assert "starting the agent failed" in log and "agent.log 的最后" in log, log
     assert "fatal: cannot open /dev/nodeops-broken-device" in log, log
+
+
+async def test_proxy_variables_of_the_account_s_environment_are_named_with_their_credentials_masked(
+    services, live_server, engine, tmp_path, monkeypatch
+):
+    app = make_app(services)
+    make_user(services, "admin", superuser=True)
+    closed = socket.socket()
+    closed.bind(("127.0.10.251", 0))
+    refused_url = f"http://127.0.10.251:{closed.getsockname()[1]}"
+    closed.close()
+    add_access_point(services, 43, refused_url)
+    # the local transport runs commands in this process's environment: the "account's" here
+    monkeypatch.setenv("http_proxy", "http://squid-user:squid-secret@127.0.0.1:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.2")
+    host = {
+        "bk_biz_id": 2,
+        "inner_ip": "127.0.20.9",
+        "transport": "local",
+        "setup_path": str(tmp_path / "agent"),
+        "ap_id": 43,
+    }
+    started = await services.jobs.install(
+        job_type=JobType.INSTALL_AGENT, hosts=parse_hosts([host]), created_by="admin", from_system="test"
+    )
+    await engine.wait(started.job_id)
+    for name in ("http_proxy", "NO_PROXY"):  # the log API is read straight, not through the made-up proxy
+        monkeypatch.delenv(name)
+    steps = read_log(live_server, app, started.job_id, "host|instance|host|127.0.20.9-0-0")
+    log = next(s for s in steps if s["step"] == "安装")["log"]
+    assert "proxy variable http_proxy=http://***@127.0.0.1:3128 in the account's environment" in log, log
+    assert "proxy variable NO_PROXY=127.0.0.2" in log and "squid-secret" not in log, log
+    assert f"POST {refused_url}/api/agent/ping/: connection refused" in log, log
