@@ -10,7 +10,7 @@ SERVICE_STAMP := $(VENV)/.installed-service
 DEV_STAMP     := $(VENV)/.installed-dev
 UV_PIN    := uv==0.13.9
 LOCK_OPTS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes --no-header
-APT_TEST_PKGS := postgresql redis-server openssh-server iproute2 wrk chromium fonts-wqy-zenhei
+APT_TEST_PKGS := postgresql redis-server openssh-server sudo iproute2 wrk chromium fonts-wqy-zenhei
 # bench/ may not exist yet; ruff errors on missing paths.
 LINT_PATHS := $(wildcard src tests bench)
 

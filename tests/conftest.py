@@ -18,7 +18,7 @@ from nodeops.engine.steps import StepTimeouts
 from nodeops.service.container import Services
 from tests.support.callers import admin, auth, client, esb_app, seed_job, token_for
 from tests.support.cluster import cluster
-from tests.support.jobs import api
+from tests.support.jobs import api, silent_ap_url
 from tests.support.live_server import LiveServer, listen_socket, live_server
 from tests.support.netns import network
 from tests.support.netns_service import srv_env, srv_service
@@ -60,6 +60,7 @@ __all__ = [
     "seed_job",
     "services",
     "settings",
+    "silent_ap_url",
     "sqlite_template",
     "srv_env",
     "srv_service",

@@ -190,6 +190,18 @@ class InstanceNotFound(NotFound):
         super().__init__(f"{message}: {detail}" if detail else message)
 
 
+class AttachmentNotFound(NotFound):
+    """No attachment with this id on the instance's records (collect_log answers the ids)."""
+
+    code = ErrorCode.INSTANCE_NOT_FOUND
+
+    def __init__(self, *, job_id: int, instance_id: str, attachment_id: int) -> None:
+        super().__init__(
+            f"instance {instance_id!r} of job {job_id} has no attachment {attachment_id}; "
+            "collect_log answers the attachment_id of the agent log it fetched"
+        )
+
+
 class NoFailedStep(NotFound):
     """无法获取失败任务节点: the instance has no failed step to retry."""
 
@@ -440,6 +452,23 @@ class InstanceTaskIsRunning(Conflict):
         )
 
 
+class InstanceStillActive(Conflict):
+    """The instance's newest attempt has not finished: its agent log is collected once it has."""
+
+    def __init__(self, *, job_id: int, instance_id: str, status: str) -> None:
+        super().__init__(
+            f"instance {instance_id!r} of job {job_id} is {status}; collect its agent log once it has finished "
+            "(or revoke it first)"
+        )
+
+
+class AgentLogUnavailable(Conflict):
+    """The agent's log could not be fetched from the host (unreachable, refused, no log there)."""
+
+    def __init__(self, *, ip: str, reason: str) -> None:
+        super().__init__(f"the agent log of host {ip} could not be fetched: {reason}")
+
+
 class NothingRunning(Conflict):
     """No instance of the job is pending or running."""
 
@@ -503,6 +532,14 @@ class TransportError(NodeopsError):
 
 class AuthFailed(TransportError):
     """The host refused the login: check the account, password or key."""
+
+
+class PrivilegeRefused(TransportError):
+    """The account may not install: it is not root, may not ``sudo -n``, and cannot write the install path."""
+
+
+class AccessPointUnreachable(TransportError):
+    """The host cannot reach the URL its agent will report to."""
 
 
 class HostUnreachable(TransportError):

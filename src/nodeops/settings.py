@@ -25,6 +25,8 @@ BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "amqp", "amqps", "pyamqp")
 # Where a proxy's relay listens on the proxy's inner address, so where its area's agents report: Node Manager's
 # proxy-pass port (network spec §13.2), as the agent's own RELAY_PORT
 RELAY_PORT = 17981
+# what the 安装 step POSTs to from the host before it starts the agent (a path the relays forward)
+PING_PATH = "/api/agent/ping/"
 
 
 def machine_time_zone() -> str:

@@ -16,7 +16,6 @@ from nodeops.store.models import AccessPoint, Host
 from tests.support.jobs import (
     ESB_JOB,
     JobApi,
-    dead_port,
     local_host,
 )
 
@@ -200,10 +199,10 @@ def test_failed_host_is_retried_then_resumed_from_its_failed_step(api, services,
     api.error(f"/api/job/{job_id}/revoke/", {}, 3800016)
 
 
-def test_revoke_stops_running_steps_and_the_job_stays_terminated(api, services, tmp_path):
-    # agents of access point 2 report to a port nobody listens on, so 查询Agent状态 waits for a heartbeat
+def test_revoke_stops_running_steps_and_the_job_stays_terminated(api, services, tmp_path, silent_ap_url):
+    # agents of access point 2 report where no heartbeat is taken, so 查询Agent状态 waits for one
     with services.db.session() as session:
-        session.add(AccessPoint(id=2, name="dead", server_url=f"http://127.0.0.1:{dead_port()}"))
+        session.add(AccessPoint(id=2, name="silent", server_url=silent_ap_url))
     hosts = [local_host(tmp_path, 1, ap_id=2), local_host(tmp_path, 2, ap_id=2)]
     job_id = api.ok("/api/job/install/", {"job_type": "INSTALL_AGENT", "hosts": hosts})["job_id"]
     api.wait_step(job_id, HOST1, "查询Agent状态", "RUNNING")
@@ -239,10 +238,10 @@ def test_revoke_stops_running_steps_and_the_job_stays_terminated(api, services, 
     assert data["status"] == "TERMINATED" and [r["attempt"] for r in data["list"]] == [1, 2]
 
 
-def test_concurrent_installs_and_retries_of_one_host_start_it_once(api, services, tmp_path):
-    # the agent reports to a port nobody listens on, so the job keeps running at 查询Agent状态
+def test_concurrent_installs_and_retries_of_one_host_start_it_once(api, services, tmp_path, silent_ap_url):
+    # the agent reports where no heartbeat is taken, so the job keeps running at 查询Agent状态
     with services.db.session() as session:
-        session.add(AccessPoint(id=2, name="dead", server_url=f"http://127.0.0.1:{dead_port()}"))
+        session.add(AccessPoint(id=2, name="silent", server_url=silent_ap_url))
     host = local_host(tmp_path, 3, ap_id=2)
     host3 = "host|instance|host|127.0.20.3-0-0"
 

@@ -11,7 +11,6 @@ import pytest
 from nodeops.settings import Settings
 from nodeops.store import subscriptions
 from nodeops.store.models import AccessPoint
-from tests.support.jobs import dead_port
 from tests.support.logs import append
 from tests.support.subscriptions import BACKEND, ESB_BACKEND, INVENTORY, topology, wait_result
 
@@ -230,15 +229,17 @@ def test_a_task_result_shows_its_own_task_only_and_reads_no_scope_nodes(api, inv
         _ = lean.scope
 
 
-def test_run_refuses_a_disabled_subscription_and_a_second_run_while_the_first_runs(api, services, inventory, tmp_path):
+def test_run_refuses_a_disabled_subscription_and_a_second_run_while_the_first_runs(
+    api, services, inventory, tmp_path, silent_ap_url
+):
     subscription_id = subscribe(api, "HOST", "INSTANCE", [{"bk_host_id": inventory["127.0.20.1"]}])
     api.ok(f"{BACKEND}/switch/", {"subscription_id": subscription_id, "action": "disable"})
     answer = api.error(f"{BACKEND}/run/", {"subscription_id": subscription_id}, 3800003)
     assert "disabled" in answer["message"] and "enable" in answer["message"]
     api.ok(f"{BACKEND}/switch/", {"subscription_id": subscription_id, "action": "enable"})
-    # an agent reporting to a port nobody listens on keeps the install's 查询Agent状态 waiting
+    # an agent reporting where no heartbeat is taken keeps the install's 查询Agent状态 waiting
     with services.db.session() as session:
-        session.add(AccessPoint(id=2, name="dead", server_url=f"http://127.0.0.1:{dead_port()}"))
+        session.add(AccessPoint(id=2, name="silent", server_url=silent_ap_url))
     api.ok(f"{INVENTORY}/import/", {"inventory": {"hosts": [{**local(tmp_path, 2, [100]), "ap_id": 2}]}})
     install = api.ok(
         f"{BACKEND}/create/",

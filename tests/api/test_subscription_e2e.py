@@ -34,6 +34,7 @@ def host_entry(host, module: int, run: str) -> dict:
         "modules": [module],
         "port": host.port,
         "account": host.username,
+        "owned_path": True,  # the test user has no sudo: it installs into its own folder
         "password": host.password,
         "setup_path": f"{host.setup_path}/agent-{run}",
     }

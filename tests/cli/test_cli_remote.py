@@ -182,7 +182,9 @@ def save_terminal_picture(raw: str, command: str, name: str) -> None:
 def test_job_commands_install_list_show_retry_and_revoke(stack, cli_env):
     setup = str(stack.root / "host5" / "nodeops-agent")
     done = run(
-        cli_env, "job", "install", "--host", "127.0.20.5", "--biz", "2", "--local", "--setup-path", setup, "--follow"
+        cli_env,
+        *("job", "install", "--host", "127.0.20.5", "--biz", "2", "--local"),
+        *("--setup-path", setup, "--owned-path", "--follow"),
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "job 1 started: INSTALL_AGENT on 1 host" in done.stdout

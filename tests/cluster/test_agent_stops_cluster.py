@@ -41,6 +41,7 @@ def test_a_killed_agent_on_an_ssh_host_is_terminated_then_running_again(cluster:
     placed = {"bk_biz_id": 2, "inner_ip": host.ip, "modules": [100]}
     api.ok(f"{INVENTORY}/import/", {"inventory": {"topology": topology(2), "hosts": [placed]}})
     login = {"port": host.port, "account": host.username, "password": host.password, "setup_path": str(home)}
+    login["owned_path"] = True  # the test user has no sudo: it installs into its own folder
     job = api.ok(INSTALL, {"job_type": "INSTALL_AGENT", "hosts": [{"bk_biz_id": 2, "inner_ip": host.ip, **login}]})
     done = api.wait(int(job["job_id"]), timeout_s=120)
     assert done["status"] == "SUCCESS", done

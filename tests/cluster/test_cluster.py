@@ -44,6 +44,7 @@ def _hosts(ssh_hosts, count: int, run: str, *, slow: int = 0) -> list[dict[str, 
             "inner_ip": host.ip,
             "port": host.port,
             "account": host.username,
+            "owned_path": True,  # the test user has no sudo: it installs into its own folder
             "password": host.password,
             "setup_path": f"{host.setup_path}/agent-{run}",
             **({"ap_id": SLOW_AP} if n < slow else {}),
@@ -78,10 +79,10 @@ def test_a_job_on_twenty_hosts_runs_on_both_workers(cluster: Cluster, ssh_hosts,
     assert f"run by worker {owner}" in steps[0]["log"] or any(f"run by worker {owner}" in s["log"] for s in steps)
 
 
-SLOW_AP = 2  # an access point whose server nobody answers: 查询Agent状态 waits until the step times out
+SLOW_AP = 2  # an access point that takes no heartbeat (``silent_ap_url``): 查询Agent状态 waits until it times out
 
 
-def _slow_access_point(cluster: Cluster) -> None:
+def _slow_access_point(cluster: Cluster, url: str) -> None:
     assert cluster.db is not None
     with cluster.db.begin() as conn:
         conn.execute(
@@ -89,7 +90,7 @@ def _slow_access_point(cluster: Cluster) -> None:
                 "INSERT INTO access_points (id, name, server_url, linux_setup_path, created_at) "
                 "VALUES (:id, 'silent', :url, '/usr/local/nodeops-agent', now())"
             ),
-            {"id": SLOW_AP, "url": f"http://127.0.0.1:{dead_port()}"},
+            {"id": SLOW_AP, "url": url},
         )
 
 
@@ -131,8 +132,10 @@ def _revisions(cluster: Cluster, job_id: int) -> dict[int, tuple[int, str]]:
     }
 
 
-def test_a_killed_worker_s_hosts_fail_and_the_other_finishes_the_job(cluster: Cluster, ssh_hosts, run: str) -> None:
-    _slow_access_point(cluster)
+def test_a_killed_worker_s_hosts_fail_and_the_other_finishes_the_job(
+    cluster: Cluster, ssh_hosts, run: str, silent_ap_url: str
+) -> None:
+    _slow_access_point(cluster, silent_ap_url)
     cluster.extra_env["NODEOPS_STEP_TIMEOUT_S"] = "20"
     cluster.start_worker("w1", concurrency=3)
     cluster.start_worker("w2", concurrency=3)
@@ -197,8 +200,10 @@ def test_a_killed_worker_s_hosts_fail_and_the_other_finishes_the_job(cluster: Cl
     assert _revisions(cluster, job_id) == revisions
 
 
-def test_a_paused_worker_past_its_lease_writes_nothing_more_and_exits(cluster: Cluster, ssh_hosts, run: str) -> None:
-    _slow_access_point(cluster)
+def test_a_paused_worker_past_its_lease_writes_nothing_more_and_exits(
+    cluster: Cluster, ssh_hosts, run: str, silent_ap_url: str
+) -> None:
+    _slow_access_point(cluster, silent_ap_url)
     cluster.extra_env["NODEOPS_STEP_TIMEOUT_S"] = "20"
     cluster.start_worker("w1", concurrency=2)
     cluster.start_worker("w2", concurrency=2)
@@ -227,8 +232,10 @@ def test_a_paused_worker_past_its_lease_writes_nothing_more_and_exits(cluster: C
     assert "lost its lease" in cluster.log("w1")
 
 
-def test_revoke_ends_the_hosts_of_every_worker_at_once(cluster: Cluster, ssh_hosts, run: str) -> None:
-    _slow_access_point(cluster)
+def test_revoke_ends_the_hosts_of_every_worker_at_once(
+    cluster: Cluster, ssh_hosts, run: str, silent_ap_url: str
+) -> None:
+    _slow_access_point(cluster, silent_ap_url)
     cluster.start_worker("w1", concurrency=2)
     cluster.start_worker("w2", concurrency=2)
     hosts = _hosts(ssh_hosts, 6, run, slow=6)
@@ -335,8 +342,10 @@ def test_a_heartbeat_wakes_the_waiting_step_on_either_worker_even_after_its_list
     )  # listening again
 
 
-def test_an_api_process_starting_fails_nothing_another_process_runs(cluster: Cluster, ssh_hosts, run) -> None:
-    _slow_access_point(cluster)
+def test_an_api_process_starting_fails_nothing_another_process_runs(
+    cluster: Cluster, ssh_hosts, run, silent_ap_url: str
+) -> None:
+    _slow_access_point(cluster, silent_ap_url)
     cluster.start_worker("w1", concurrency=2)
     cluster.start_worker("w2", concurrency=2)
     hosts = _hosts(ssh_hosts, 2, run, slow=2)

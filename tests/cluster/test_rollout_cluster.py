@@ -26,6 +26,7 @@ def _hosts(ssh_hosts, count: int, run: str, failing: set[int]) -> list[dict[str,
             "account": host.username,
             "password": WRONG_PASSWORD if n in failing else host.password,
             "setup_path": f"{host.setup_path}/agent-{run}",
+            "owned_path": True,  # the test user has no sudo: it installs into its own folder
         }
         for n, host in enumerate(ssh_hosts(count))
     ]

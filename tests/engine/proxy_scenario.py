@@ -60,6 +60,7 @@ class Scenario:
             "inner_ip": host.ip,
             "port": host.port,
             "account": host.username,
+            "owned_path": True,  # the test user has no sudo: it installs into its own folder
             "password": host.password,
             "setup_path": str(self.home(host)),
             **changes,

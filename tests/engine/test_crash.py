@@ -32,14 +32,14 @@ def _nodeops() -> str:
 class Service:
     """``nodeops serve`` as a subprocess on its own data dir (SQLite)."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, public_url: str) -> None:
         self.port = _free_port()
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("NODEOPS_")},
             "NODEOPS_DATA_DIR": str(tmp_path / "data"),
             "NODEOPS_PORT": str(self.port),
-            # agents report to a port where nothing listens: 查询Agent状态 keeps waiting, so the kill lands mid-step
-            "NODEOPS_PUBLIC_URL": f"http://127.0.0.1:{_free_port()}",
+            # agents report where no heartbeat is taken: 查询Agent状态 keeps waiting, so the kill lands mid-step
+            "NODEOPS_PUBLIC_URL": public_url,
         }
         self.url = f"http://127.0.0.1:{self.port}"
         self.tmp_path = tmp_path
@@ -84,8 +84,8 @@ class Service:
 
 
 @pytest.fixture
-def service(tmp_path):
-    made = Service(tmp_path)
+def service(tmp_path, silent_ap_url):
+    made = Service(tmp_path, silent_ap_url)
     made.cli("db", "upgrade")
     yield made
     made.stop()

@@ -57,6 +57,7 @@ async def test_a_package_registered_on_another_machine_is_pushed_from_the_databa
         "inner_ip": host.ip,
         "port": host.port,
         "account": host.username,
+        "owned_path": True,  # the test user has no sudo: it installs into its own folder
         "password": host.password,
         "setup_path": str(setup_path),
     }

@@ -67,6 +67,7 @@ async def test_install_on_sshd_hosts_fails_each_bad_host_with_its_reason_and_the
             "inner_ip": host.ip,
             "port": host.port,
             "account": host.username,
+            "owned_path": True,  # the test user has no sudo: it installs into its own folder
             "password": host.password,
             "setup_path": f"{host.setup_path}/agent-{run}",
             **changes,
@@ -100,7 +101,7 @@ async def test_install_on_sshd_hosts_fails_each_bad_host_with_its_reason_and_the
             assert {s["status"] for s in logs[host.ip]} == {"SUCCESS"}, logs[host.ip]
         reasons = {
             wrong_password.ip: "refused the login",
-            failing.ip: "creating the install path failed",
+            failing.ip: "cannot write the install path /root/nodeops-forbidden/agent",
             slow.ip: "timed out",
             UNREACHABLE: UNREACHABLE,
         }

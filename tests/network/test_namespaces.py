@@ -119,6 +119,7 @@ def install_host(host: SSHTestHost, folder: str) -> dict[str, object]:
         "inner_ip": host.ip,
         "port": host.port,
         "account": host.username,
+        "owned_path": True,  # the test user has no sudo: it installs into its own folder
         "password": host.password,
         "setup_path": f"{host.setup_path}/{folder}",
     }

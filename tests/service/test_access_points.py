@@ -13,17 +13,17 @@ from nodeops.domain.plans import JobType
 from nodeops.service.host_requests import parse_hosts
 from nodeops.store.models import AccessPoint, Host, InstanceRecord, Job, RecordStep, StepLog
 from nodeops.store.packages import DEFAULT_AP_ID
-from tests.support.jobs import ESB_JOB, dead_port, local_host
+from tests.support.jobs import ESB_JOB, local_host
 
 HOST1 = "host|instance|host|127.0.20.1-0-0"
 HOST2 = "host|instance|host|127.0.20.2-0-0"
 FINAL = ("SUCCESS", "FAILED", "PART_FAILED", "TERMINATED")
 
 
-def add_dead_access_point(services, ap_id: int = 2) -> None:
-    """An access point whose agents report to a port nobody listens on: 查询Agent状态 waits for a heartbeat."""
+def add_dead_access_point(services, url: str, ap_id: int = 2) -> None:
+    """An access point (``silent_ap_url``) that takes no heartbeat: 查询Agent状态 waits for one."""
     with services.db.session() as session:
-        session.add(AccessPoint(id=ap_id, name="dead", server_url=f"http://127.0.0.1:{dead_port()}"))
+        session.add(AccessPoint(id=ap_id, name="dead", server_url=url))
 
 
 def drop_access_point(services, ap_id: int) -> None:
@@ -69,8 +69,10 @@ def test_a_negative_ap_id_other_than_minus_one_is_a_validation_error(api, tmp_pa
     assert "hosts[0].ap_id: -2 is not an integer from -1 to 2147483647" in answer["message"]
 
 
-def test_a_record_whose_access_point_vanished_ends_failed_through_revoke_and_retry(api, services, tmp_path):
-    add_dead_access_point(services)
+def test_a_record_whose_access_point_vanished_ends_failed_through_revoke_and_retry(
+    api, services, tmp_path, silent_ap_url
+):
+    add_dead_access_point(services, silent_ap_url)
     hosts = [local_host(tmp_path, 1, ap_id=2), local_host(tmp_path, 2)]
     job_id = api.ok("/api/job/install/", {"job_type": "INSTALL_AGENT", "hosts": hosts})["job_id"]
     api.wait_step(job_id, HOST1, "查询Agent状态", "RUNNING")
@@ -122,9 +124,9 @@ def test_operate_refuses_a_host_whose_access_point_is_gone(api, services, tmp_pa
     ids=["access_point", "host"],
 )
 async def test_a_record_whose_host_or_access_point_is_deleted_before_it_runs_ends_failed(
-    services, engine, tmp_path, gone, reason
+    services, engine, tmp_path, gone, reason, silent_ap_url
 ):
-    add_dead_access_point(services)
+    add_dead_access_point(services, silent_ap_url)
     started = await services.jobs.install(
         job_type=JobType.INSTALL_AGENT,
         hosts=parse_hosts([local_host(tmp_path, 1, ap_id=2)]),

@@ -1,11 +1,14 @@
 """Helpers of the job API tests: a server running the engine in its own event loop, an API client (fixture ``api``,
-imported by tests/conftest.py), agents."""
+imported by tests/conftest.py), agents, and an access point that answers the 安装 step's reachability check but
+takes no heartbeat (fixture ``silent_ap_url``): its hosts wait in 查询Agent状态."""
 
 from __future__ import annotations
 
+import http.server
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,12 +19,44 @@ import httpx
 import pytest
 
 from nodeops.service.container import Services
+from nodeops.settings import PING_PATH
 from tests.support.factories import AppCredentials, make_app, make_user
 from tests.support.live_server import LiveServer
 
 ESB_JOB = "/api/c/compapi/v2/nodeman/api/job"
 AGENT = "nodeops_agent.py"
 ACTIVE = ("PENDING", "RUNNING")
+
+
+class _PingOnly(http.server.BaseHTTPRequestHandler):
+    """Answers POST .../api/agent/ping/ as the service does, everything else 503 (an agent keeps retrying)."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        ok = self.path.endswith(PING_PATH)
+        body = b'{"result": true, "code": 0, "message": "", "data": {"pong": true}}' if ok else b"{}"
+        self.send_response(200 if ok else 503)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def silent_ap_url() -> Iterator[str]:
+    """The URL of an access point that answers the reachability check and never takes a heartbeat."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _PingOnly)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def dead_port() -> int:

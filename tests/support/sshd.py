@@ -2,8 +2,15 @@
 127.0.10.2, ..., each with its own host key, config, free port and ``setup_path`` folder, all logging in the
 dedicated system user ``nodeops-test`` (created if missing; root's password is never touched).
 
+For installs without root (network spec §18) every host also lets in ``root`` (by the test user's key only:
+``PermitRootLogin prohibit-password``), ``nodeops-sudo`` (NOPASSWD sudo, from /etc/sudoers.d/nodeops-sudo) and
+``nodeops-nosudo`` (no sudo): ``SSHTestHost.login(account)`` gives each one's credentials. The two users are
+created, their passwords set and the sudoers file written by the first session that needs them, idempotently,
+as the test user's are.
+
 The user's password is random: the first of concurrent test sessions sets it with chpasswd and writes it to a
-root-only file; sessions that start while it runs (they hold a shared lock on ``USER_LOCK``) read it from there.
+root-only file; sessions that start while it runs (they hold a shared lock on
+``/run/nodeops-test-user.lock``) read it from there.
 sshd runs with ``UsePAM no``, so it checks that password against /etc/shadow; the fixture logs in once to prove it.
 Without root, sshd or useradd these tests are skipped, or fail under ``CI=true``.
 
@@ -39,8 +46,12 @@ from nodeops.errors import TransportError
 SSHD = Path("/usr/sbin/sshd")
 SSH_KEYGEN = "ssh-keygen"
 TEST_USER = "nodeops-test"
-USER_LOCK = Path("/run/nodeops-test-user.lock")
-USER_PASSWORD_FILE = Path("/run/nodeops-test-user.password")
+SUDO_USER = "nodeops-sudo"  # may run anything with sudo, without a password
+NOSUDO_USER = "nodeops-nosudo"  # may not sudo
+ROOT = "root"
+SUDOERS_FILE = Path(f"/etc/sudoers.d/{SUDO_USER}")
+SUDOERS_LINE = f"{SUDO_USER} ALL=(ALL) NOPASSWD: ALL\n"
+SUDOERS_MODE = 0o440
 # Every login checks the password against its hash: yescrypt (Debian's default) takes ~20 ms of CPU a login, SHA-512
 # ~1 ms, and the hosts share the machine's cores with the service under test.
 CHPASSWD = ["chpasswd", "--crypt-method", "SHA512"]
@@ -67,12 +78,19 @@ def _check(command: list[str], what: str) -> subprocess.CompletedProcess[str]:
 @dataclass
 class LabUser:
     name: str
-    password: str
-    private_key: str  # OpenSSH PEM text of an ed25519 key
-    public_key: str
+    password: str = field(repr=False)
     uid: int
     gid: int
     lock: IO[str]
+
+
+@dataclass(frozen=True)
+class AccountLogin:
+    """How one account of a test host logs in: a password, or (root) the test user's key."""
+
+    account: str
+    password: str | None = field(repr=False)
+    private_key: str | None = field(repr=False)
 
 
 @dataclass
@@ -88,6 +106,14 @@ class SSHTestHost:
     workdir: Path
     process: subprocess.Popen[bytes] | None = None
     netns: str | None = None  # the network namespace sshd runs in; None: this process's own
+    passwords: dict[str, str] = field(default_factory=dict, repr=False)  # the other accounts' (sudo, no sudo)
+
+    def login(self, account: str) -> AccountLogin:
+        """``root`` (by key), the test user, ``nodeops-sudo`` or ``nodeops-nosudo`` (by password)."""
+        if account == ROOT:
+            return AccountLogin(account=ROOT, password=None, private_key=self.private_key)
+        password = self.password if account == self.username else self.passwords[account]
+        return AccountLogin(account=account, password=password, private_key=None)
 
     def target(self, **changes: Any) -> SSHTarget:
         """An SSHTarget logging in with the password, host keys unchecked unless ``changes`` say otherwise."""
@@ -177,47 +203,51 @@ def _free_port(ip: str) -> int:
         return int(sock.getsockname()[1])
 
 
-def _ensure_user(root: Path) -> LabUser:
+def _ensure_user(name: str) -> LabUser:
+    """The system user ``name``, created if missing, with a random password (SHA-512 hashed) set by the first of
+    concurrent sessions and shared with the others through a root-only file."""
     try:
-        pwd.getpwnam(TEST_USER)
+        pwd.getpwnam(name)
     except KeyError:
         created = subprocess.run(
-            ["useradd", "--create-home", "--shell", "/bin/sh", TEST_USER], capture_output=True, text=True
+            ["useradd", "--create-home", "--shell", "/bin/sh", name], capture_output=True, text=True
         )
         try:
-            pwd.getpwnam(TEST_USER)  # another session may have created it at the same time
+            pwd.getpwnam(name)  # another session may have created it at the same time
         except KeyError:
-            _unavailable(f"useradd {TEST_USER} failed: {created.stderr.strip()}")
-    entry = pwd.getpwnam(TEST_USER)
+            _unavailable(f"useradd {name} failed: {created.stderr.strip()}")
+    entry = pwd.getpwnam(name)
 
-    lock = USER_LOCK.open("a")
+    lock = Path(f"/run/{name}-user.lock").open("a")
+    password_file = Path(f"/run/{name}-user.password")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         # Another session is running with the current password: share it rather than change it under its feet.
         fcntl.flock(lock, fcntl.LOCK_SH)
-        password = USER_PASSWORD_FILE.read_text().strip()
+        password = password_file.read_text().strip()
     else:
         password = secrets.token_urlsafe(18)
-        changed = subprocess.run(CHPASSWD, input=f"{TEST_USER}:{password}\n", capture_output=True, text=True)
+        changed = subprocess.run(CHPASSWD, input=f"{name}:{password}\n", capture_output=True, text=True)
         if changed.returncode != 0:
-            _unavailable(f"chpasswd for {TEST_USER} failed: {changed.stderr.strip()}")
-        fd = os.open(USER_PASSWORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            _unavailable(f"chpasswd for {name} failed: {changed.stderr.strip()}")
+        fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as file:
             file.write(password)
         fcntl.flock(lock, fcntl.LOCK_SH)
+    return LabUser(name=name, password=password, uid=entry.pw_uid, gid=entry.pw_gid, lock=lock)
 
-    key_path = root / "client_ed25519"
-    _check([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", TEST_USER, "-f", str(key_path)], "ssh-keygen")
-    return LabUser(
-        name=TEST_USER,
-        password=password,
-        private_key=key_path.read_text(),
-        public_key=key_path.with_suffix(".pub").read_text(),
-        uid=entry.pw_uid,
-        gid=entry.pw_gid,
-        lock=lock,
-    )
+
+def _ensure_sudoers() -> None:
+    """``nodeops-sudo`` may sudo without a password: /etc/sudoers.d/nodeops-sudo, rewritten only if it differs."""
+    if shutil.which("sudo") is None:
+        _unavailable("sudo is missing: install sudo (make test does)")
+    if not SUDOERS_FILE.exists() or SUDOERS_FILE.read_text() != SUDOERS_LINE:
+        staged = SUDOERS_FILE.with_name(f".{SUDOERS_FILE.name}.{os.getpid()}")  # sudo skips names with a dot
+        staged.write_text(SUDOERS_LINE)
+        staged.chmod(SUDOERS_MODE)
+        _check(["visudo", "-c", "-q", "-f", str(staged)], "visudo -c")
+        staged.replace(SUDOERS_FILE)
 
 
 class SSHLab:
@@ -231,7 +261,13 @@ class SSHLab:
         PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
         self.root = Path(tempfile.mkdtemp(prefix="nodeops-sshd-", dir="/tmp"))
         self.root.chmod(0o755)  # sshd reads authorized_keys as the test user
-        self.user = _ensure_user(self.root)
+        self.user = _ensure_user(TEST_USER)
+        self.others = [_ensure_user(SUDO_USER), _ensure_user(NOSUDO_USER)]
+        _ensure_sudoers()
+        key_path = self.root / "client_ed25519"
+        _check([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", TEST_USER, "-f", str(key_path)], "ssh-keygen")
+        self.private_key = key_path.read_text()
+        self.public_key = key_path.with_suffix(".pub").read_text()
         self.version = _openssh_version()
         self.hosts: list[SSHTestHost] = []
         self.namespace_hosts: list[SSHTestHost] = []
@@ -268,17 +304,18 @@ class SSHLab:
         workdir.mkdir(mode=0o755)
         setup_path = Path(tempfile.mkdtemp(prefix=f"nodeops-{name}-", dir="/tmp"))
         os.chown(setup_path, self.user.uid, self.user.gid)
-        (workdir / "authorized_keys").write_text(self.user.public_key)
+        (workdir / "authorized_keys").write_text(self.public_key)
         (workdir / "authorized_keys").chmod(0o644)
         host = SSHTestHost(
             ip=ip,
             port=port,
             username=self.user.name,
             password=self.user.password,
-            private_key=self.user.private_key,
+            private_key=self.private_key,
             setup_path=setup_path,
             workdir=workdir,
             netns=netns,
+            passwords={user.name: user.password for user in self.others},
         )
         host.new_host_key()
         lines = [
@@ -286,11 +323,11 @@ class SSHLab:
             f"HostKey {host.host_key_path}",
             f"PidFile {workdir / 'sshd.pid'}",
             f"AuthorizedKeysFile {workdir / 'authorized_keys'}",
-            f"AllowUsers {self.user.name}",
+            f"AllowUsers {' '.join([self.user.name, *(user.name for user in self.others), ROOT])}",
             "PasswordAuthentication yes",
             "PubkeyAuthentication yes",
             "KbdInteractiveAuthentication no",
-            "PermitRootLogin no",
+            "PermitRootLogin prohibit-password",
             "UsePAM no",
             "StrictModes no",
             "UseDNS no",
@@ -337,7 +374,8 @@ class SSHLab:
         for host in [*self.hosts, *self.namespace_hosts]:
             self._discard(host)
         shutil.rmtree(self.root, ignore_errors=True)
-        self.user.lock.close()
+        for user in [self.user, *self.others]:
+            user.lock.close()
 
 
 @pytest.fixture(scope="session")

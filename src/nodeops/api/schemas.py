@@ -134,6 +134,21 @@ class RetryNodeResponse(Envelope):
     data: RetryNodeData | None = None
 
 
+class CollectLogData(BaseModel):
+    job_id: int
+    instance_id: str
+    attachment_id: int
+    name: str
+    size_bytes: int
+    host_size_bytes: int
+    truncated: bool
+    download_url: str
+
+
+class CollectLogResponse(Envelope):
+    data: CollectLogData | None = None
+
+
 class JobListRow(BaseModel):
     id: int
     job_type: str

@@ -83,6 +83,9 @@ def install(
     os_type: str = typer.Option("LINUX", "--os-type", help="os_type of the hosts."),
     local: bool = typer.Option(False, "--local", help="Run on the service's own machine (transport local)."),
     setup_path: str | None = typer.Option(None, "--setup-path", help="Where the agent goes on the host."),
+    owned_path: bool = typer.Option(
+        False, "--owned-path", help="An account without root or NOPASSWD sudo installs as itself into --setup-path."
+    ),
     account: str | None = typer.Option(None, "--account", help="SSH user."),
     port: int | None = typer.Option(None, "--port", help="SSH port."),
     key_file: Path | None = typer.Option(None, "--key-file", help="SSH private key file (auth_type KEY)."),
@@ -112,6 +115,8 @@ def install(
         common["transport"] = "local"
     if setup_path:
         common["setup_path"] = setup_path
+    if owned_path:
+        common["owned_path"] = True
     if account:
         common["account"] = account
     if port is not None:

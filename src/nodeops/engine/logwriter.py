@@ -47,13 +47,18 @@ def line_stamp(tz: tzinfo, at_s: float | None = None) -> str:
     return datetime.fromtimestamp(int(time.time() if at_s is None else at_s), tz).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def mask(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` as a log keeps it: each of ``secrets`` as ``******``, then ``redact``."""
+    for secret in secrets:
+        text = text.replace(secret, "******")
+    return redact(text)
+
+
 def format_lines(message: str, *, level: str, stamp: str, secrets: Iterable[str] = ()) -> list[str]:
     """The log lines ``message`` becomes, as every line of a step's log is written: each physical line masked
-    (each of ``secrets`` as ``******``, then ``redact``), cut at ``MAX_LINE_CHARS``, as ``[stamp LEVEL] text``."""
-    for secret in secrets:
-        message = message.replace(secret, "******")
+    (``mask``), cut at ``MAX_LINE_CHARS``, as ``[stamp LEVEL] text``."""
     lines = []
-    for text in redact(message).splitlines() or [""]:
+    for text in mask(message, secrets).splitlines() or [""]:
         if len(text) > MAX_LINE_CHARS:
             text = text[:MAX_LINE_CHARS] + " …(line cut)"
         lines.append(f"[{stamp} {level}] {text}")
@@ -118,6 +123,11 @@ class LogWriter:
         self._worker_id = worker_id
         self._on_lease_lost = on_lease_lost
         self.lease_lost = False
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The exact texts masked in every line written (passwords opened at connect time, agent tokens)."""
+        return self._secrets
 
     def add_secret(self, secret: str) -> None:
         """Mask this exact text (a password, a token) wherever it would appear in a line."""

@@ -18,16 +18,18 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from nodeops.crypto import SecretBox
 from nodeops.domain.plans import StepCode, hook_name_of
+from nodeops.engine import diagnoses, privilege
 from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.logwriter import LogWriter
 from nodeops.engine.packages import ChosenPackage, LocalPackages
+from nodeops.engine.privilege import Privilege
 from nodeops.engine.transports.base import CommandResult, Transport
-from nodeops.errors import AuthFailed, CommandFailed, TransportError
-from nodeops.settings import RELAY_PORT
+from nodeops.errors import AccessPointUnreachable, AuthFailed, CommandFailed, TransportError
+from nodeops.settings import PING_PATH, RELAY_PORT
 from nodeops.store import agents as agent_rows
 from nodeops.store import install_tokens, pipelines, proxies
 from nodeops.store.db import Database, ReadHandle
@@ -40,6 +42,7 @@ MISSING_PYTHON_EXIT = 97
 # The agent reports once when it starts, which is what 查询Agent状态 waits for; the steady rhythm after that only
 # says it is still alive, so it can be slow: each heartbeat costs the service a request and a write.
 DEFAULT_HEARTBEAT_INTERVAL_S = 30.0
+UPLOAD_DIR_TEMPLATE = "/tmp/nodeops-upload.XXXXXXXX"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,6 +98,7 @@ class StepContext:
         self.worker_id = worker_id
         self.relay_port = relay_port
         self._transport: Transport | None = None
+        self._privilege: Privilege | None = None  # None until the first command decides (``_privileged``)
         self._hop_named_in: int | None = None  # the step whose log last said which hop the host is reached through
         self.step: PlannedRun | None = None
         self.step_started_at: datetime = utcnow()
@@ -123,7 +127,10 @@ class StepContext:
         return report_url(self.work, self.relay_port)
 
     async def run(self, command: str, *, what: str, timeout_s: float | None = None) -> CommandResult:
-        """Run a command, streaming its output into the log; raise CommandFailed (naming ``what``) on non-zero."""
+        """Run a command, streaming its output into the log; raise CommandFailed (naming ``what``) on non-zero.
+        It runs with the rights the install needs (``_privileged``: through ``sudo -n`` for an account allowed to)."""
+        if await self._privileged():
+            command = privilege.wrap(command, Privilege.SUDO)
         result = await self.transport().run(
             command, timeout_s=timeout_s or self.timeouts.command_s, on_line=lambda line: self.log("INFO", line)
         )
@@ -142,9 +149,43 @@ class StepContext:
         try:
             with os.fdopen(fd, "w") as handle:
                 handle.write(text)
-            await self.transport().put(Path(name), dest, timeout_s=self.timeouts.upload_s)
+            await self.put(Path(name), dest)
         finally:
             os.unlink(name)
+
+    async def put(self, src: Path, dest: str) -> None:
+        """Copy ``src`` to ``dest`` on the host. Through sudo, the account cannot write there: the file goes to a
+        folder of its own under /tmp (mode 700), then ``sudo -n`` moves it in and gives it to root."""
+        if not await self._privileged():
+            await self.transport().put(src, dest, timeout_s=self.timeouts.upload_s)
+            return
+        made = await self.transport().run(
+            f"umask 077; mktemp -d {UPLOAD_DIR_TEMPLATE}", timeout_s=self.timeouts.command_s
+        )
+        if not made.ok or not made.tail:
+            raise CommandFailed(exit_status=made.exit_status, detail="creating an upload folder under /tmp failed")
+        folder = made.tail[-1]
+        staged = f"{folder}/{PurePosixPath(dest).name}"
+        try:
+            await self.transport().put(src, staged, timeout_s=self.timeouts.upload_s)
+            await self.run(
+                f"mv -f {shlex.quote(staged)} {shlex.quote(dest)} && chown 0:0 {shlex.quote(dest)}",
+                what=f"moving the upload into {dest}",
+            )
+        finally:
+            await self.transport().run(
+                f"rm -f {shlex.quote(staged)}; rmdir {shlex.quote(folder)}", timeout_s=self.timeouts.command_s
+            )
+
+    async def _privileged(self) -> bool:
+        """Whether commands go through ``sudo -n``: decided by the first command that reaches the host
+        (``engine.privilege``), which raises PrivilegeRefused naming what is missing."""
+        if self._privilege is None:
+            self._privilege = await privilege.decide(self.transport(), self.work, timeout_s=self.timeouts.command_s)
+            if self._privilege is not Privilege.AS_ACCOUNT:
+                work = self.work
+                self.log("INFO", f"账户 {work.account} 以 {self._privilege} 执行命令 (install path {work.setup_path})")
+        return self._privilege is Privilege.SUDO
 
     async def package_file(self) -> Path:
         """The local file of the package this job pushes; raises PackageUnavailable if it cannot be had."""
@@ -243,7 +284,8 @@ async def install(ctx: StepContext) -> None:
     )
     await _push_and_unpack(ctx)
     await _write_config(ctx)
-    await ctx.run(ctx.agent("start"), what="starting the agent")
+    await _check_access_point(ctx)
+    await _start_agent(ctx, "start", what="starting the agent")
 
 
 async def install_manually(ctx: StepContext) -> None:
@@ -284,7 +326,7 @@ async def install_manually(ctx: StepContext) -> None:
 
 async def push_upgrade_package(ctx: StepContext) -> None:
     await ctx.run(f"test -f {ctx.home}/{AGENT_SCRIPT}", what="finding the installed agent")
-    await ctx.transport().put(await ctx.package_file(), _staged(ctx), timeout_s=ctx.timeouts.upload_s)
+    await ctx.put(await ctx.package_file(), _staged(ctx))
     ctx.log("INFO", f"已下发 nodeops-agent {ctx.package.version} ({ctx.package.sha256[:12]})")
 
 
@@ -292,7 +334,7 @@ async def run_upgrade_script(ctx: StepContext) -> None:
     await _set_agent(ctx, status="UPGRADING", clear_heartbeat=True)
     await ctx.run(ctx.agent("stop"), what="stopping the agent")
     await _unpack(ctx)
-    await ctx.run(ctx.agent("start"), what="starting the new agent")
+    await _start_agent(ctx, "start", what="starting the new agent")
 
 
 async def check_agent_status(ctx: StepContext) -> None:
@@ -306,12 +348,12 @@ async def render_and_push_config(ctx: StepContext) -> None:
 
 async def reload_agent(ctx: StepContext) -> None:
     await _set_agent(ctx, status="RELOADING", clear_heartbeat=True)
-    await ctx.run(ctx.agent("restart"), what="reloading the agent")
+    await _start_agent(ctx, "restart", what="reloading the agent")
 
 
 async def restart_agent(ctx: StepContext) -> None:
     await _set_agent(ctx, status="RESTARTING", clear_heartbeat=True)
-    await ctx.run(ctx.agent("restart"), what="restarting the agent")
+    await _start_agent(ctx, "restart", what="restarting the agent")
 
 
 AGENT_FILES = (AGENT_SCRIPT, "VERSION", "agent.json", "agent.pid", "agent.log", "agent.log.1")
@@ -359,6 +401,7 @@ async def query_agent_status(ctx: StepContext) -> None:
             remaining_s = deadline - loop.time()
             if remaining_s <= 0:
                 got = f"last heartbeat version {version}" if seen else "no heartbeat"
+                await _log_agent_tail(ctx)
                 raise TransportError(f"查询 Agent 状态超时: {got} within {ctx.timeouts.heartbeat_s:g} s")
             woken = await watch.wait(min(ctx.timeouts.poll_interval_s, remaining_s))
             if woken and not watch.take_missed():
@@ -427,12 +470,62 @@ STEPS: dict[StepCode, Step] = {
 }
 
 
+async def _check_access_point(ctx: StepContext) -> None:
+    """From the host, as the login account (its environment is what a person checking by hand has), POST to the
+    URL the agent will report to; fail at once, naming the URL and the error, rather than after the heartbeat's
+    timeout (``engine.diagnoses``)."""
+    url = ctx.report_url.rstrip("/") + PING_PATH
+    ctx.log("INFO", f"检查主机到接入点的连通性 (checking from the host that POST {url} answers)")
+    lines: list[str] = []
+
+    def seen(line: str) -> None:
+        lines.append(line)
+        ctx.log("INFO" if line == diagnoses.AP_CHECK_OK else "WARNING", line)
+
+    timeout_s = diagnoses.AP_CHECK_TIMEOUT_S
+    command = f"{_REQUIRE_PYTHON} python3 -c {shlex.quote(diagnoses.AP_CHECK_SCRIPT)} {shlex.quote(url)} {timeout_s:g}"
+    result = await ctx.transport().run(command, timeout_s=timeout_s + ctx.timeouts.command_s, on_line=seen)
+    if result.exit_status == MISSING_PYTHON_EXIT:
+        raise CommandFailed(exit_status=result.exit_status, detail="python3 is not installed on the host")
+    if not result.ok:
+        failed = [
+            line.removeprefix(diagnoses.AP_CHECK_FAILED) for line in lines if line.startswith(diagnoses.AP_CHECK_FAILED)
+        ]
+        error = failed[-1] if failed else f"the check exited {result.exit_status}"
+        raise AccessPointUnreachable(
+            f"主机无法访问接入点 (the host cannot reach the access point): POST {url}: {error}"
+        )
+
+
+async def _start_agent(ctx: StepContext, command: str, *, what: str) -> None:
+    """(Re)start the agent; if it does not come up, its own log's tail says why."""
+    try:
+        await ctx.run(ctx.agent(command), what=what)
+    except CommandFailed:
+        await _log_agent_tail(ctx)
+        raise
+
+
+async def _log_agent_tail(ctx: StepContext) -> None:
+    """Append the last lines of the agent's own log on the host (the agent masks its token there itself)."""
+    lines = diagnoses.AGENT_LOG_TAIL_LINES
+    ctx.log(
+        "WARNING", f"Agent 日志 {ctx.work.setup_path}/agent.log 的最后 {lines} 行 (the tail of the agent's own log):"
+    )
+    try:
+        await ctx.run(
+            f"tail -n {lines} {ctx.home}/agent.log 2>/dev/null || echo '(no agent.log)'", what="reading agent.log"
+        )
+    except TransportError as exc:
+        ctx.log("WARNING", f"无法读取 agent.log (the agent's log could not be read): {exc}")
+
+
 def _staged(ctx: StepContext) -> str:
     return f"{ctx.work.setup_path}/.nodeops-agent-{ctx.package.version}.tgz"
 
 
 async def _push_and_unpack(ctx: StepContext) -> None:
-    await ctx.transport().put(await ctx.package_file(), _staged(ctx), timeout_s=ctx.timeouts.upload_s)
+    await ctx.put(await ctx.package_file(), _staged(ctx))
     ctx.log("INFO", f"已下发 nodeops-agent {ctx.package.version} 到 {ctx.work.setup_path}")
     await _unpack(ctx)
 

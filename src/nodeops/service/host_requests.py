@@ -109,6 +109,13 @@ INSTALL_HOST = Contract(
         ),
         Field(name="setup_path", kind=Kind.TEXT, description="nodeops: absolute install path on the host."),
         Field(
+            name="owned_path",
+            kind=Kind.BOOL,
+            default=False,
+            description="nodeops: an account that is neither root nor allowed `sudo -n` installs as itself into "
+            "setup_path, a folder it can write (without this, such an account is refused).",
+        ),
+        Field(
             name="outer_ip",
             kind=Kind.TEXT,
             description="Outer IPv4: where the service logs in to a proxy (unless login_ip is given); a proxy "
@@ -164,6 +171,7 @@ class HostRequest:
     login_ip: str | None = None
     install_channel_id: int | None = None
     is_manual: bool = False
+    owned_path: bool = False
 
     @property
     def ip(self) -> str:
@@ -183,6 +191,7 @@ class HostRequest:
             ap_id=self.ap_id,
             setup_path=self.setup_path,
             is_manual=self.is_manual,
+            owned_path=self.owned_path,
         )
 
 
@@ -245,6 +254,7 @@ def read_hosts(items: Sequence[tuple[int, str, Mapping[str, object]]], problems:
                 login_ip=login_ip,
                 install_channel_id=None if channel_id in (None, AUTO_CHANNEL_ID) else channel_id,
                 is_manual=values.flag("is_manual"),
+                owned_path=values.flag("owned_path"),
             )
         )
     return parsed

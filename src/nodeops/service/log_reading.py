@@ -33,9 +33,10 @@ from nodeops.domain.log_search import LEVELS, Matcher, compile_query, line_level
 from nodeops.domain.params import is_ascii_digits, parse_int
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.domain.terminal import strip_ansi, strip_controls
-from nodeops.errors import InstanceNotFound, InvalidInput, JobNotFound
+from nodeops.errors import AttachmentNotFound, InstanceNotFound, InvalidInput, JobNotFound
 from nodeops.service.auth import Caller, CommonArgs
-from nodeops.service.instance_log import LogService, TailQuery, parse_log_query, parse_tail_query
+from nodeops.service.instance_log import LogQuery, LogService, TailQuery, parse_log_query, parse_tail_query
+from nodeops.store import attachments
 from nodeops.store.db import Database, ReadHandle
 from nodeops.store.log_reads import JobAccess, RecordRef
 from nodeops.store.log_scans import PAGE, JobRow, LogScans, RecordRow
@@ -54,6 +55,11 @@ ARCHIVE_FLUSH_BYTES = 64 * 1024
 
 
 JOB = Contract("JobLogsRequest", "A job's logs: job_id.", (JOB_ID,))
+ATTACHMENT = Contract(
+    "LogAttachmentRequest",
+    "A download of a file attached to the instance's record instead of its log.",
+    (Field(name="attachment_id", kind=Kind.INT, description="What collect_log answered: the agent's own log."),),
+)
 SEARCH = Contract(
     "LogSearchRequest",
     "Search the logs of a job (or one instance) for ``q``.",
@@ -364,12 +370,33 @@ class LogReading:
         (colours kept, every other control dropped: ``_served``), each step under a header line, read a page of
         chunks at a time."""
         query = await self._validated(args, lambda: parse_log_query(params))
+        attachment_id = await self._validated(args, lambda: ATTACHMENT.read(params).integer("attachment_id"))
+        if attachment_id is not None:
+            return await self._open_attachment(args, query, attachment_id)
         record = await self.db.read(lambda cur: self.logs.find_record(cur, args, query))
         record_id = record.record_id
         assert record_id is not None
         row = await self.db.read(lambda cur: self.scans.record_row(cur, record_id))
         name = f"job-{query.job_id}-{_host_name(row)}-{row.attempt}.log"
         return name, self._text_of(row.record_id)
+
+    async def _open_attachment(
+        self, args: CommonArgs, query: LogQuery, attachment_id: int
+    ) -> tuple[str, AsyncIterator[bytes]]:
+        """The file ``attachment_id`` attached to one of the instance's records (any attempt), after the same
+        checks as its log; one of another instance or job is not found, as a missing one is."""
+
+        def find(cur: ReadHandle) -> attachments.Attachment:
+            found = attachments.find_attachment(cur, self.db.paramstyle, attachment_id=attachment_id)
+            record = self.logs.find_record(cur, args, query, record_id=found.record_id if found else None)
+            if found is None or record.record_id != found.record_id:
+                raise AttachmentNotFound(
+                    job_id=query.job_id, instance_id=str(query.instance), attachment_id=attachment_id
+                )
+            return found
+
+        found = await self.db.read(find)
+        return found.name, _once(found.content)
 
     async def _text_of(self, record_id: int) -> AsyncIterator[bytes]:
         _status, steps = await self.db.read(lambda cur: self.logs.reads.fetch_state(cur, record_id))
@@ -651,3 +678,8 @@ def _host_name(record: RecordRow) -> str:
 
 def _event_id(at: datetime) -> str:
     return str(int(at.timestamp() * 1_000_000))
+
+
+async def _once(content: bytes) -> AsyncIterator[bytes]:
+    """A download of bytes already in hand."""
+    yield content

@@ -28,6 +28,7 @@ class Login:
     ap_id: int = 1
     setup_path: str | None = None
     is_manual: bool = False  # installed by someone running get_job_commands' command (network spec §16)
+    owned_path: bool = False  # the account installs as itself into setup_path (no root, no sudo)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

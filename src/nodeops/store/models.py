@@ -170,6 +170,8 @@ class Host(Base):
     upstream_nodes: Mapped[list[Any] | None] = mapped_column(JSON)  # the proxy/jump host it was last reached through
     heartbeat_interval_s: Mapped[float | None] = mapped_column(Float)  # its agent's configured rhythm
     is_manual: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # installed by hand
+    # without root or sudo, the account installs into setup_path, a folder it can write (network spec §18)
+    owned_path: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -59,6 +59,7 @@ class HostWork:
     address: str = ""  # where the service logs in to the host (network spec §13.1); empty: ``ip``
     node_type: str = proxies.AGENT
     outer_server_url: str | None = None  # the access point's URL as seen from outside (a proxy reports there)
+    owned_path: bool = False  # no root, no sudo: the account installs as itself into setup_path (§18)
     route: Route | None = None  # None: reached directly
     batch: int | None = None  # its rolling batch (None: the job has none, or this is a retry's record)
     is_manual: bool = False  # installed by someone running get_job_commands' command on it (network spec §16)
@@ -126,7 +127,8 @@ def _work(session: Session, where: str, value: int) -> TaskWork:
         "SELECT r.id, r.job_id, r.instance_id, r.bk_host_id, h.bk_host_id, h.ap_id, a.id, "
         f"{_ADDRESS}, h.bk_cloud_id, h.os_type, h.transport, h.ssh_port, h.account, h.auth_type, h.password_enc, "
         "h.key_enc, h.credentials_expire_at, COALESCE(NULLIF(h.setup_path, ''), a.linux_setup_path), a.server_url, "
-        f"h.agent_version, {_SSH_ADDRESS}, h.node_type, h.install_channel_id, a.outer_server_url, r.batch, h.is_manual "
+        f"h.agent_version, {_SSH_ADDRESS}, h.node_type, h.install_channel_id, a.outer_server_url, r.batch, "
+        "h.is_manual, h.owned_path "
         "FROM instance_records r LEFT JOIN hosts h ON h.bk_host_id = r.bk_host_id "
         f"LEFT JOIN access_points a ON a.id = h.ap_id WHERE {where} ORDER BY r.id",
         (value,),
@@ -170,7 +172,7 @@ def _work(session: Session, where: str, value: int) -> TaskWork:
             )
             continue
         cloud, os_type, transport, port, account, auth_type, password, key, expire, path, url, version = row[8:20]
-        address, node_type, channel_id, outer_url, batch, is_manual = row[20:]
+        address, node_type, channel_id, outer_url, batch, is_manual, owned_path = row[20:]
         route = None
         if transport != "local" and proxies.needs_route(
             node_type=node_type, bk_cloud_id=cloud, install_channel_id=channel_id
@@ -203,6 +205,7 @@ def _work(session: Session, where: str, value: int) -> TaskWork:
                 route=route,
                 batch=batch,
                 is_manual=bool(is_manual),
+                owned_path=bool(owned_path),
             )
         )
     return TaskWork(runnable=runnable, blocked=blocked)

@@ -4,6 +4,8 @@
   answers it outside FastAPI (``api.fastpath.heartbeat.HeartbeatPath``); the route below is the same endpoint
   for the OpenAPI schema (and for an app mounted without the fast path); both hand the body to
   ``Services.heartbeat_groups``.
+- ``POST /api/agent/ping/``: what the 安装 step calls from the host before it starts the agent, to learn whether
+  the URL the agent will report to answers (a POST under ``/api/agent/`` so a proxy's relay forwards it too).
 - ``POST /api/v2/host/agent_status/`` and ``/api/v2/host/node_statistic/``: the agent statuses, and the hosts,
   of businesses, sets and modules counted (network spec §17).
 - ``GET /api/host/proxies/?bk_cloud_id=`` and ``/api/host/biz_proxies/?bk_biz_id=``, also at their ESB addresses
@@ -18,7 +20,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 
-from nodeops.api.deps import inventory_service
+from nodeops.api.deps import ParamsDep, inventory_service
 from nodeops.api.envelope import json_response, success_body
 from nodeops.api.fastpath.heartbeat import HEARTBEAT_PATH
 from nodeops.api.routing import add_route, use_case_endpoint
@@ -28,6 +30,7 @@ from nodeops.service.auth import Caller
 from nodeops.service.container import Services
 from nodeops.service.inventory import InventoryService
 from nodeops.service.proxies import ProxyService
+from nodeops.settings import PING_PATH
 
 router = APIRouter(tags=["agent"])
 
@@ -47,6 +50,22 @@ add_route(
     heartbeat,
     operation_id="heartbeat_api_agent_heartbeat__post",
     summary="Heartbeat",
+    response=Envelope,
+)
+
+
+async def ping(params: ParamsDep) -> Response:
+    """The access point answers: the body (a JSON object, ``{}``) is read as every body is, and nothing else is
+    checked, so it tells only that the service is reachable."""
+    return json_response(success_body({"pong": True}))
+
+
+add_route(
+    router,
+    PING_PATH,
+    ping,
+    operation_id="ping_api_agent_ping__post",
+    summary="Reachability check of an access point from a host",
     response=Envelope,
 )
 

@@ -1,7 +1,8 @@
 """The job APIs at their ESB and nodeman addresses (spec §1.3, §8), all POST and all answering the envelope.
 
 - ESB: ``/api/c/compapi/v2/nodeman/api/job/{install,operate,details}/`` (details: job_id in the body)
-- nodeman: ``/api/job/install/``, ``/api/job/operate/``, ``/api/job/{job_id}/{details,retry,revoke,retry_node}/``
+- nodeman: ``/api/job/install/``, ``/api/job/operate/``,
+  ``/api/job/{job_id}/{details,retry,revoke,retry_node,collect_log}/``
 
 Routes only pass the request's parameters to ``JobCommands`` (the commands) or ``JobDetails`` and wrap its
 answer; the body is read by the use case through its contract (``domain.contract``), which also describes it in
@@ -20,6 +21,7 @@ from pydantic import BaseModel
 from nodeops.api.deps import make_job_commands
 from nodeops.api.routing import UseCase, add_route, use_case_endpoint
 from nodeops.api.schemas import (
+    CollectLogResponse,
     JobDetailsResponse,
     JobListResponse,
     JobTasksResponse,
@@ -27,7 +29,7 @@ from nodeops.api.schemas import (
     StartedJobResponse,
 )
 from nodeops.domain.contract import Contract
-from nodeops.service import job_commands, job_details, job_list
+from nodeops.service import agent_logs, job_commands, job_details, job_list
 from nodeops.service.auth import Caller
 from nodeops.service.container import Services
 from nodeops.service.job_commands import JobCommands
@@ -42,6 +44,7 @@ REQUESTS: tuple[Contract, ...] = (
     job_details.DETAILS,
     job_details.ESB_DETAILS,
     job_list.JOB_LIST,
+    agent_logs.COLLECT_LOG,
 )
 
 
@@ -58,6 +61,10 @@ def _details(jobs: JobCommands, caller: Caller, params: dict[str, Any]) -> Await
     return JobDetails(jobs.db, jobs.tz).details(caller, params)
 
 
+def _collect_log(jobs: JobCommands, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
+    return agent_logs.AgentLogs(jobs.db, jobs.settings, jobs.launcher.box).collect(caller, params)
+
+
 def _job_list(jobs: JobCommands, caller: Caller, params: dict[str, Any]) -> Awaitable[Any]:
     return job_list.list_jobs(jobs.db, jobs.tz, caller, params)
 
@@ -68,6 +75,7 @@ DETAILS = "查询任务详情 (details_job): the job, its statistics and a page 
 RETRY = "重试任务 (retry): run the failed instances again as a new attempt"
 REVOKE = "终止任务 (revoke): stop the pending and running instances; the job ends TERMINATED"
 RETRY_NODE = "原子粒度重试 (retry_node): re-run one instance from its failed step"
+COLLECT_LOG = "采集日志 (collect_log): fetch the agent's own log of a finished instance from its host"
 JOB_LIST = "任务历史 (job_list): the jobs the caller may view, filtered, sorted and paged"
 Route = tuple[str, str, Callable[[JobCommands, Caller, dict[str, Any]], Awaitable[Any]], str, Contract, type[BaseModel]]
 ROUTES: tuple[Route, ...] = (
@@ -100,6 +108,14 @@ ROUTES: tuple[Route, ...] = (
         RETRY_NODE,
         job_commands.RETRY_NODE,
         RetryNodeResponse,
+    ),
+    (
+        "/api/job/{job_id}/collect_log/",
+        "job_collect_job_log",
+        _collect_log,
+        COLLECT_LOG,
+        agent_logs.COLLECT_LOG,
+        CollectLogResponse,
     ),
     (f"{ESB_JOB}/job_list/", "esb_job_list", _job_list, JOB_LIST, job_list.JOB_LIST, JobListResponse),
     ("/api/job/job_list/", "job_list_job", _job_list, JOB_LIST, job_list.JOB_LIST, JobListResponse),
