@@ -40,6 +40,7 @@ def test_a_subscription_run_stops_at_its_threshold(api, ssh_hosts) -> None:
             "account": host.username,
             "password": "not-the-password-5" if n == 0 else host.password,
             "setup_path": f"{host.setup_path}/agent-{run}",
+            "owned_path": True,  # the test user has no sudo: it installs into its own folder
         }
         for n, host in enumerate(hosts)
     ]
