@@ -25,15 +25,19 @@ START_TIMEOUT_S = 10.0
 IO_TIMEOUT_S = 10.0
 
 
-def _echo_once(listener: socket.socket) -> None:
-    """Answer one connection, once it has read to the end, with everything it sent reversed (an answer the
-    forwarder looped back by mistake would not match)."""
-    conn, _ = listener.accept()
-    with conn:
-        received = bytearray()
-        while chunk := conn.recv(65536):
-            received += chunk
-        conn.sendall(bytes(received[::-1]))
+def _echo(listener: socket.socket) -> None:
+    """Answer each connection, once it has read to the end, with everything it sent reversed (an answer the
+    forwarder looped back by mistake would not match), until one sent something: the forwarder may pass on the
+    empty connection that probed it was up before the test's own."""
+    while True:
+        conn, _ = listener.accept()
+        with conn:
+            received = bytearray()
+            while chunk := conn.recv(65536):
+                received += chunk
+            conn.sendall(bytes(received[::-1]))
+        if received:
+            return
 
 
 @pytest.fixture
@@ -64,7 +68,7 @@ def test_bytes_go_both_ways_unchanged_and_the_end_of_a_request_is_passed_on(sock
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        server = threading.Thread(target=_echo_once, args=(listener,))
+        server = threading.Thread(target=_echo, args=(listener,))
         server.start()
         with forwarding(socket_path, listener.getsockname()[1]), socket.socket(socket.AF_UNIX) as client:
             client.settimeout(IO_TIMEOUT_S)
