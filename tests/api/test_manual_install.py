@@ -176,6 +176,13 @@ def test_mixing_manual_and_automatic_hosts_answers_3801024(api, tmp_path):
     assert MIXED in answer["message"]
 
 
+def test_script_hooks_with_manual_hosts_are_refused_saying_why(api, tmp_path):
+    hooks = [{"name": "before", "script": "true"}]
+    body = {"job_type": "INSTALL_AGENT", "hosts": [manual_host(tmp_path, 8)], "script_hooks": hooks}
+    answer = api.error("/api/job/install/", body, 3800001)
+    assert answer["message"].startswith("script_hooks: a manual host's install runs no command over SSH"), answer
+
+
 def test_get_job_commands_validates(api, tmp_path):
     job_id, (host_id,) = install(api, manual_host(tmp_path, 7))
     assert commands(api, job_id)["code"] == 3800001

@@ -239,6 +239,12 @@ def require_biz(
 # --- use cases ----------------------------------------------------------------------------------------------
 
 
+MANUAL_HOOKS = (
+    "a manual host's install runs no command over SSH, where script hooks run: install it without script_hooks "
+    "and run them on the host with its command"
+)
+
+
 class JobCommands:
     """The commands on jobs; cheap to build (it holds the process's shared objects)."""
 
@@ -286,6 +292,8 @@ class JobCommands:
             require_biz(caller, {host.bk_biz_id for host in hosts} | current)
         if len({host.is_manual for host in hosts}) > 1:  # after permission, before the hosts (as Node Manager)
             raise MixedManualHosts()
+        if hooks and any(host.is_manual for host in hosts):  # a hook runs over SSH, which a manual host has not
+            raise InvalidInput({SCRIPT_HOOKS.name: MANUAL_HOOKS})
         started = await self.launcher.install(
             job_type=job_type,
             hosts=hosts,
