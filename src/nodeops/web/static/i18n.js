@@ -171,6 +171,8 @@
     "SSH port": "SSH 端口",
     "Authentication": "认证方式",
     "Password": "密码",
+    "By password": "密码认证",
+    "By key": "密钥认证",
     "Private key": "密钥",
     "The key in OpenSSH or PEM form; it is stored encrypted and never shown again.": "OpenSSH 或 PEM 格式的私钥；加密保存，不再显示。",
     "nodeops options": "nodeops 选项",
