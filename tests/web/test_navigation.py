@@ -71,7 +71,8 @@ def test_back_and_forward_while_a_job_loads_show_the_current_route_and_stop_the_
     expect(page.locator("details.step")).to_have_count(5, timeout=UI_TIMEOUT_MS)
 
     streams: list[str] = []
-    page.on("request", lambda request: streams.append(request.url) if f"/api/job/{running}/events/" in request.url else None)
+    stream = f"/api/job/{running}/events/"
+    page.on("request", lambda request: streams.append(request.url) if stream in request.url else None)
     held = Held(page, f"**/api/job/{running}/details/**")
     page.go_back()  # the running job's page starts loading ...
     page.wait_for_function(f"location.hash === '#/task-list/{running}'")
