@@ -46,7 +46,7 @@ def test_signing_in_then_opening_a_deep_link_at_once_shows_the_instance(stack, p
     held = Held(page, "**/api/job/job_list/**")
     page.get_by_label("bk_token").fill(stack.token)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_function("location.hash === '#/'")
+    expect(page).to_have_url(re.compile(r"/#/$"), timeout=UI_TIMEOUT_MS)
     page.wait_for_timeout(200)
     assert held.routes, "the job list was not asked for"
     page.goto(instance_url(stack, seed.job_id, SEED_INSTANCE))  # the deep link, while the list still loads
@@ -75,7 +75,7 @@ def test_back_and_forward_while_a_job_loads_show_the_current_route_and_stop_the_
     page.on("request", lambda request: streams.append(request.url) if stream in request.url else None)
     held = Held(page, f"**/api/job/{running}/details/**")
     page.go_back()  # the running job's page starts loading ...
-    page.wait_for_function(f"location.hash === '#/task-list/{running}'")
+    expect(page).to_have_url(re.compile(f"#/task-list/{running}$"), timeout=UI_TIMEOUT_MS)
     page.wait_for_timeout(200)
     assert held.routes, "the job's details were not asked for"
     page.go_forward()  # ... and is left before its answer came

@@ -1,0 +1,113 @@
+"""The viewer in Chinese and English: the same job page in both, the language chosen by Node Manager's
+blueking_language cookie, else the browser's languages, switched in the header (which sets the cookie, readable by
+the page, path=/, SameSite=Lax); every call carries bk_language; every word the pages show has its Chinese form."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from tests.support.factories import make_seed_job
+from tests.support.live_jobs import artifact
+from tests.web.test_viewer import SEED_INSTANCE, UI_TIMEOUT_MS, instance_url, make_failed_job
+
+STATIC = Path(__file__).resolve().parents[2] / "src" / "nodeops" / "web" / "static"
+
+
+def sign_in_with_link(page: Page, stack) -> None:
+    """The sign-in link (no session yet: it signs in at once), whatever the page's language."""
+    page.goto(f"{stack.url}/#/signin?bk_token={stack.token}")
+    expect(page).to_have_url(re.compile(r"/#/$"), timeout=UI_TIMEOUT_MS)
+    expect(page.locator("#who")).to_be_visible(timeout=UI_TIMEOUT_MS)
+
+
+def set_language_cookie(page: Page, stack, value: str) -> None:
+    page.context.add_cookies([{"name": "blueking_language", "value": value, "url": stack.url}])
+
+
+def test_the_same_job_page_in_chinese_and_in_english(stack, browser):
+    made = make_failed_job(stack)
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url) if "/api/" in request.url else None)
+    set_language_cookie(page, stack, "zh-cn")
+    sign_in_with_link(page, stack)
+    page.goto(f"{stack.url}/#/task-list/{made.job_id}")
+    heading = page.get_by_role("heading", level=1)
+    expect(heading).to_contain_text(f"任务 {made.job_id}", timeout=UI_TIMEOUT_MS)
+    assert page.evaluate("document.documentElement.lang") == "zh-CN"
+    expect(page.get_by_role("heading", name="主机实例")).to_be_visible()
+    expect(page.get_by_role("link", name="下载全部日志 (.tar.gz)")).to_be_visible()
+    expect(page.get_by_role("button", name="重试失败主机")).to_be_visible()
+    expect(page.locator(".stats .fact-FAILED dt")).to_have_text("执行失败")
+    expect(page.get_by_role("button", name="筛选")).to_be_visible()
+    expect(page.locator("#instances caption")).to_have_text("1 个实例")
+    header = page.get_by_role("navigation", name="主导航")  # the header's own words
+    expect(header.get_by_role("link", name="任务历史")).to_be_visible()
+    expect(page.get_by_role("button", name="退出登录")).to_be_visible()
+    page.screenshot(path=artifact("viewer-job-zh.png"), full_page=True)
+    assert asked and all("bk_language=zh-cn" in url for url in asked), asked
+
+    # the switch: the cookie changes, the page is drawn again in English, the calls follow
+    asked.clear()
+    page.get_by_label("语言").select_option("en")
+    expect(heading).to_contain_text(f"Job {made.job_id}", timeout=UI_TIMEOUT_MS)
+    assert page.evaluate("document.documentElement.lang") == "en"
+    expect(page.get_by_role("heading", name="Instances")).to_be_visible()
+    expect(page.get_by_role("link", name="Download every log (.tar.gz)")).to_be_visible()
+    expect(page.get_by_role("button", name="Retry the failed hosts")).to_be_visible()
+    expect(page.locator(".stats .fact-FAILED dt")).to_have_text("Failed")
+    expect(page.locator("#instances caption")).to_have_text("1 instance")
+    expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Jobs", exact=True)).to_be_visible()
+    (cookie,) = [c for c in context.cookies() if c["name"] == "blueking_language"]
+    assert cookie["value"] == "en" and cookie["path"] == "/" and cookie["sameSite"] == "Lax", cookie
+    assert not cookie["httpOnly"], cookie
+    assert asked and all("bk_language=en" in url for url in asked), asked
+
+    # kept across a reload: the cookie decides
+    page.reload()
+    expect(heading).to_contain_text(f"Job {made.job_id}", timeout=UI_TIMEOUT_MS)
+    assert page.locator("#language").input_value() == "en"
+    context.close()
+
+
+def test_without_the_cookie_the_browsers_language_decides(stack, browser):
+    for locale, jobs in [("zh-CN", "任务历史"), ("en-GB", "Jobs"), ("fr-FR", "Jobs")]:
+        context = browser.new_context(locale=locale)
+        page = context.new_page()
+        sign_in_with_link(page, stack)
+        expect(page.get_by_role("heading", level=1)).to_have_text(jobs, timeout=UI_TIMEOUT_MS)
+        assert not [c for c in context.cookies() if c["name"] == "blueking_language"]  # nothing set unasked
+        context.close()
+
+
+def test_every_word_of_every_page_has_its_chinese_form(stack, page):
+    seed = make_seed_job(stack.services)
+    made = make_failed_job(stack)
+    set_language_cookie(page, stack, "zh-cn")
+    sign_in_with_link(page, stack)
+    for url, ready in [
+        (f"{stack.url}/#/", "table.grid"),
+        (f"{stack.url}/#/task-list/{made.job_id}", "#instances"),
+        (instance_url(stack, made.job_id, made.instance_id), "details.step"),
+        (instance_url(stack, seed.job_id, SEED_INSTANCE), "details.step"),
+        (f"{stack.url}/#/hosts", "#hosts"),
+        (f"{stack.url}/#/install", "#install-form"),
+    ]:
+        page.goto(url)
+        expect(page.locator(ready).first).to_be_visible(timeout=UI_TIMEOUT_MS)
+    page.goto(f"{stack.url}/#/task-list/{made.job_id}")
+    page.get_by_role("button", name="重试失败主机").click()
+    expect(page.get_by_role("dialog")).to_contain_text("重试任务")
+    page.keyboard.press("Escape")
+    assert page.evaluate("window.NodeopsI18n.missing()") == []
+
+    # and every literal key of app.js is in the dictionary
+    source = (STATIC / "app.js").read_text(encoding="utf-8")
+    literal = set(re.findall(r'\bt\(\s*"((?:[^"\\]|\\.)*)"', source))
+    literal |= {key for pair in re.findall(r'\bt\([^()]*?\?\s*"([^"]*)"\s*:\s*"([^"]*)"', source) for key in pair}
+    known = set(page.evaluate("window.NodeopsI18n.keys()"))
+    assert literal and not (literal - known), sorted(literal - known)
