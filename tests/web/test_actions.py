@@ -91,25 +91,23 @@ def test_a_granted_user_retries_failed_hosts_then_one_host_from_its_step(stack, 
     rows = rows_by_ip(stack, job_id)
     assert rows["127.0.20.2"]["attempt"] == 2 and rows["127.0.20.1"]["attempt"] == 1, data
 
-    # one host from its failed step, from its row
+    # one host from its failed step, from its row, then from its own page
     page.reload()
-    row_retry = page.get_by_role("button", name="Retry 127.0.20.2 from its failed step")
-    expect(row_retry).to_be_visible(timeout=UI_TIMEOUT_MS)
-    row_retry.click()
-    confirm(page, "Retry 127.0.20.2 from its failed step?", "Retry")
-    expect(page.locator("#flash")).to_contain_text("127.0.20.2 runs again from", timeout=UI_TIMEOUT_MS)
-    stack.api.wait(job_id, lambda d: {r["ip"]: r for r in d["list"]}["127.0.20.2"]["attempt"] == 3)
-
-    # and from the instance page
-    stack.api.wait(job_id)
+    retry_node_of(page, stack, job_id, "127.0.20.2", attempt=3)
     instance_id = rows_by_ip(stack, job_id)["127.0.20.2"]["instance_id"]
     page.goto(instance_url(stack, job_id, instance_id))
-    page_retry = page.get_by_role("button", name="Retry 127.0.20.2 from its failed step")
-    expect(page_retry).to_be_visible(timeout=UI_TIMEOUT_MS)
-    page_retry.click()
-    confirm(page, "Retry 127.0.20.2 from its failed step?", "Retry")
-    expect(page.locator("#flash")).to_contain_text("runs again from", timeout=UI_TIMEOUT_MS)
-    stack.api.wait(job_id, lambda d: {r["ip"]: r for r in d["list"]}["127.0.20.2"]["attempt"] == 4)
+    retry_node_of(page, stack, job_id, "127.0.20.2", attempt=4)
+
+
+def retry_node_of(page: Page, stack: Stack, job_id: int, ip: str, *, attempt: int) -> None:
+    """Press the page's retry_node button of ``ip``, confirm, and wait for its attempt ``attempt`` to end."""
+    button = page.get_by_role("button", name=f"Retry {ip} from its failed step")
+    expect(button).to_be_visible(timeout=UI_TIMEOUT_MS)
+    button.click()
+    confirm(page, f"Retry {ip} from its failed step?", "Retry")
+    expect(page.locator("#flash")).to_contain_text(f"{ip} runs again from", timeout=UI_TIMEOUT_MS)
+    stack.api.wait(job_id, lambda d: {r["ip"]: r for r in d["list"]}[ip]["attempt"] == attempt)
+    stack.api.wait(job_id)
 
 
 def test_a_granted_user_revokes_a_job_and_one_host(stack, page):
@@ -154,7 +152,7 @@ def test_a_granted_user_starts_an_operate_job_on_hosts_chosen_in_a_job_and_in_th
     page.get_by_label("Operation").select_option("RESTART_AGENT")
     start.click()
     confirm(page, "Restart the agent of 1 hosts?", "Start Restart")
-    expect(page).to_have_url(re.compile(r"#/task-list/\d+$"), timeout=UI_TIMEOUT_MS)
+    expect(page).to_have_url(re.compile(rf"#/task-list/(?!{job_id}$)\d+$"), timeout=UI_TIMEOUT_MS)
     new_id = int(page.url.rsplit("/", 1)[1])
     assert new_id != job_id and job_count(stack) == before + 1
     expect(page.locator("#flash")).to_contain_text(f"Job {new_id} started")

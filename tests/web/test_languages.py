@@ -16,6 +16,43 @@ from tests.web.test_viewer import SEED_INSTANCE, UI_TIMEOUT_MS, instance_url, ma
 STATIC = Path(__file__).resolve().parents[2] / "src" / "nodeops" / "web" / "static"
 
 
+# the words of a failed job's page: heading, html lang, section, link, button, statistic, caption, header
+ZH_WORDS = (
+    "任务 {id}",
+    "zh-CN",
+    "主机实例",
+    "下载全部日志 (.tar.gz)",
+    "重试失败主机",
+    "执行失败",
+    "1 个实例",
+    "主导航",
+    "任务历史",
+)
+EN_WORDS = (
+    "Job {id}",
+    "en",
+    "Instances",
+    "Download every log (.tar.gz)",
+    "Retry the failed hosts",
+    "Failed",
+    "1 instance",
+    "Main",
+    "Jobs",
+)
+
+
+def expect_job_page(page: Page, job_id: int, words: tuple[str, ...]) -> None:
+    title, lang, section, link, button, failed, caption, nav, jobs = words
+    expect(page.get_by_role("heading", level=1)).to_contain_text(title.format(id=job_id), timeout=UI_TIMEOUT_MS)
+    assert page.evaluate("document.documentElement.lang") == lang
+    expect(page.get_by_role("heading", name=section)).to_be_visible()
+    expect(page.get_by_role("link", name=link)).to_be_visible()
+    expect(page.get_by_role("button", name=button)).to_be_visible()
+    expect(page.locator(".stats .fact-FAILED dt")).to_have_text(failed)
+    expect(page.locator("#instances caption")).to_have_text(caption)
+    expect(page.get_by_role("navigation", name=nav).get_by_role("link", name=jobs, exact=True)).to_be_visible()
+
+
 def sign_in_with_link(page: Page, stack) -> None:
     """The sign-in link (no session yet: it signs in at once), whatever the page's language."""
     page.goto(f"{stack.url}/#/signin?bk_token={stack.token}")
@@ -36,32 +73,14 @@ def test_the_same_job_page_in_chinese_and_in_english(stack, browser):
     set_language_cookie(page, stack, "zh-cn")
     sign_in_with_link(page, stack)
     page.goto(f"{stack.url}/#/task-list/{made.job_id}")
-    heading = page.get_by_role("heading", level=1)
-    expect(heading).to_contain_text(f"任务 {made.job_id}", timeout=UI_TIMEOUT_MS)
-    assert page.evaluate("document.documentElement.lang") == "zh-CN"
-    expect(page.get_by_role("heading", name="主机实例")).to_be_visible()
-    expect(page.get_by_role("link", name="下载全部日志 (.tar.gz)")).to_be_visible()
-    expect(page.get_by_role("button", name="重试失败主机")).to_be_visible()
-    expect(page.locator(".stats .fact-FAILED dt")).to_have_text("执行失败")
-    expect(page.get_by_role("button", name="筛选")).to_be_visible()
-    expect(page.locator("#instances caption")).to_have_text("1 个实例")
-    header = page.get_by_role("navigation", name="主导航")  # the header's own words
-    expect(header.get_by_role("link", name="任务历史")).to_be_visible()
-    expect(page.get_by_role("button", name="退出登录")).to_be_visible()
+    expect_job_page(page, made.job_id, ZH_WORDS)
     page.screenshot(path=artifact("viewer-job-zh.png"), full_page=True)
     assert asked and all("bk_language=zh-cn" in url for url in asked), asked
 
     # the switch: the cookie changes, the page is drawn again in English, the calls follow
     asked.clear()
     page.get_by_label("语言").select_option("en")
-    expect(heading).to_contain_text(f"Job {made.job_id}", timeout=UI_TIMEOUT_MS)
-    assert page.evaluate("document.documentElement.lang") == "en"
-    expect(page.get_by_role("heading", name="Instances")).to_be_visible()
-    expect(page.get_by_role("link", name="Download every log (.tar.gz)")).to_be_visible()
-    expect(page.get_by_role("button", name="Retry the failed hosts")).to_be_visible()
-    expect(page.locator(".stats .fact-FAILED dt")).to_have_text("Failed")
-    expect(page.locator("#instances caption")).to_have_text("1 instance")
-    expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Jobs", exact=True)).to_be_visible()
+    expect_job_page(page, made.job_id, EN_WORDS)
     (cookie,) = [c for c in context.cookies() if c["name"] == "blueking_language"]
     assert cookie["value"] == "en" and cookie["path"] == "/" and cookie["sameSite"] == "Lax", cookie
     assert not cookie["httpOnly"], cookie
@@ -69,7 +88,7 @@ def test_the_same_job_page_in_chinese_and_in_english(stack, browser):
 
     # kept across a reload: the cookie decides
     page.reload()
-    expect(heading).to_contain_text(f"Job {made.job_id}", timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_role("heading", level=1)).to_contain_text(f"Job {made.job_id}", timeout=UI_TIMEOUT_MS)
     assert page.locator("#language").input_value() == "en"
     context.close()
 

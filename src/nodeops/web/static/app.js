@@ -483,6 +483,13 @@
     }
   }
 
+  // A button that runs ``act`` with ``options`` when pressed (and is disabled while it runs).
+  function actionButton(attrs, options) {
+    const button = el("button", { type: "button", ...attrs });
+    button.addEventListener("click", () => act({ ...options(), button }));
+    return button;
+  }
+
   function actionMessage(id) {
     return el("div", { class: "action-message", id, "aria-live": "polite" });
   }
@@ -613,29 +620,25 @@
   // The job's own actions: retry its failed hosts, revoke it. Shown when the job's state allows them; the API
   // decides whether the caller may.
   function jobActions(route, jobId, message) {
-    const retry = el("button", { type: "button", id: "retry-job", text: t("Retry the failed hosts"), hidden: true });
-    const revoke = el("button", { type: "button", id: "revoke-job", class: "danger", text: t("Revoke the job"), hidden: true });
-    const group = el("div", { class: "toolbar actions", role: "group", "aria-label": t("Job actions") }, retry, revoke);
     let failed = 0;
-    retry.addEventListener("click", () => act({
+    const retry = actionButton({ id: "retry-job", text: t("Retry the failed hosts"), hidden: true }, () => ({
       title: t("Retry the failed hosts of job {id}?", { id: jobId }),
       text: t("The {n} failed hosts run again as a new attempt; the others are left as they are.", { n: failed }),
       confirm: t("Retry"),
       message,
-      button: retry,
       call: () => api(`/api/job/${jobId}/retry/`, { method: "POST", body: {} }),
       done: () => { flash = t("Retry started: the failed hosts run again."); rerender(route); },
     }));
-    revoke.addEventListener("click", () => act({
+    const revoke = actionButton({ id: "revoke-job", class: "danger", text: t("Revoke the job"), hidden: true }, () => ({
       title: t("Revoke job {id}?", { id: jobId }),
       text: t("Its pending and running hosts stop, and the job ends TERMINATED."),
       confirm: t("Revoke"),
       danger: true,
       message,
-      button: revoke,
       call: () => api(`/api/job/${jobId}/revoke/`, { method: "POST", body: {} }),
       done: () => { flash = t("Job {id} revoked.", { id: jobId }); rerender(route); },
     }));
+    const group = el("div", { class: "toolbar actions", role: "group", "aria-label": t("Job actions") }, retry, revoke);
     group.update = (data) => {
       failed = (data.statistics || {}).failed_count || 0;
       retry.hidden = !failed;
@@ -655,34 +658,30 @@
     const name = row.ip || row.instance_id;
     const buttons = [];
     if (row.status === "FAILED") {
-      const retry = el("button", { type: "button", class: "retry-node", "aria-label": t("Retry {host} from its failed step", { host: name }), text: t("Retry from the failed step") });
-      retry.addEventListener("click", () => act({
+      const label = t("Retry {host} from its failed step", { host: name });
+      buttons.push(actionButton({ class: "retry-node", "aria-label": label, text: t("Retry from the failed step") }, () => ({
         title: t("Retry {host} from its failed step?", { host: name }),
         text: t("A new attempt of this host starts at the step that failed; the steps before it are kept."),
         confirm: t("Retry"),
         message,
-        button: retry,
         call: () => api(`/api/job/${jobId}/retry_node/`, { method: "POST", body: { instance_id: row.instance_id } }),
         done: (data) => {
           flash = t("{host} runs again from {step}.", { host: name, step: data.retry_node_name || "" });
           rerender(route);
         },
-      }));
-      buttons.push(retry);
+      })));
     }
     if (ACTIVE.has(row.status)) {
-      const revoke = el("button", { type: "button", class: "revoke-node danger", "aria-label": t("Revoke {host}", { host: name }), text: t("Revoke") });
-      revoke.addEventListener("click", () => act({
+      const label = t("Revoke {host}", { host: name });
+      buttons.push(actionButton({ class: "revoke-node danger", "aria-label": label, text: t("Revoke") }, () => ({
         title: t("Revoke {host}?", { host: name }),
         text: t("This host stops; the job's other hosts go on."),
         confirm: t("Revoke"),
         danger: true,
         message,
-        button: revoke,
         call: () => api(`/api/job/${jobId}/revoke/`, { method: "POST", body: { instance_id_list: [row.instance_id] } }),
         done: () => { flash = t("{host} revoked.", { host: name }); rerender(route); },
-      }));
-      buttons.push(revoke);
+      })));
     }
     return buttons;
   }
