@@ -9,6 +9,7 @@ import re
 from playwright.sync_api import Page, Route, expect
 
 from tests.support.factories import make_seed_job
+from tests.support.jobs import local_host
 from tests.web.test_viewer import SEED_INSTANCE, UI_TIMEOUT_MS, instance_url, make_failed_job, sign_in
 
 SETTLE_MS = 500  # after a released answer arrived: time for the page's code to (wrongly) draw it
@@ -115,3 +116,24 @@ def test_many_fast_route_changes_end_on_the_last_one(stack, page):
     expect(heading).to_contain_text(f"Job {jobs[1]}", timeout=UI_TIMEOUT_MS)
     expect(page.locator("#instances tbody tr")).to_have_count(1)
     assert page.evaluate("location.hash") == f"#/task-list/{jobs[1]}"
+
+
+def test_an_action_answered_after_its_page_was_left_does_not_take_the_reader_away(stack, page):
+    installed = stack.api.ok("/api/job/install/", {"job_type": "INSTALL_AGENT", "hosts": [local_host(stack.root, 2)]})
+    stack.api.wait(installed["job_id"], timeout_s=90)
+    sign_in(page, stack)
+    page.goto(f"{stack.url}/#/task-list/{installed['job_id']}")
+    page.get_by_role("checkbox", name="Choose 127.0.20.2").check()
+    held = Held(page, "**/api/job/operate/**")
+    page.get_by_role("button", name="Start on the chosen hosts").click()
+    page.get_by_role("dialog").get_by_role("button", name="Start Restart").click()
+    expect(page.get_by_role("button", name="Start on the chosen hosts")).to_be_disabled()  # while it is asked
+    assert held.routes
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Jobs").click()
+    expect(page.get_by_role("heading", name="Jobs", exact=True)).to_be_visible(timeout=UI_TIMEOUT_MS)
+    held.release()  # the service answers: the job started, the reader stays where they went
+    started = stack.api.ok("/api/job/job_list/", {"job_type": ["RESTART_AGENT"]})
+    assert started["total"] == 1, started
+    expect(page).to_have_url(re.compile(r"/#/$"))
+    expect(page.get_by_role("heading", name="Jobs", exact=True)).to_be_visible()
+    expect(page.locator("#announcer")).to_contain_text("Done", timeout=UI_TIMEOUT_MS)

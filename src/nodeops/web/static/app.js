@@ -468,12 +468,18 @@
   }
 
   // Confirm, call the API, then ``done`` with its data; a refusal is shown in ``message`` as the API words it.
+  // An answer that comes after the page was left is only announced: it does not take the reader elsewhere.
   async function act({ title, text, confirm, danger, call, done, message, button }) {
     if (!(await confirmDialog({ title, text, confirm, danger }))) return;
+    const asked = navigation;
     if (button) button.disabled = true;
     message.replaceChildren();
     try {
       const data = await call();
+      if (asked !== navigation) {
+        announce(t("{title} Done.", { title }));
+        return;
+      }
       await done(data);
     } catch (exc) {
       if (exc instanceof ApiError && AUTH_CODES.has(exc.code)) { showError(exc); return; }

@@ -107,6 +107,7 @@
     "Live: updates as the hosts progress.": "实时：随主机进度更新。",
     // actions
     "Cancel": "取消",
+    "{title} Done.": "{title} 已完成。",
     "Job actions": "任务操作",
     "Host actions": "主机操作",
     "Retry": "重试",
