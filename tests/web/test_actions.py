@@ -297,3 +297,45 @@ def test_install_form_shows_a_refusal_clears_the_password_and_starts_nothing(sta
     expect(alert).to_contain_text("<img/src=x")
     expect(page.locator("#injected")).to_have_count(0)
     assert job_count(stack) == before
+
+    # too many hosts at once: said before anything is asked
+    calls = len([r for r in responses if "/api/job/install/" in r.url])
+    page.get_by_label("Inner IPs").fill("\n".join(f"127.0.40.{n}" for n in range(1, 102)))
+    page.get_by_role("button", name="Install", exact=True).click()
+    expect(alert).to_have_text("At most 100 hosts at once.")
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    assert len([r for r in responses if "/api/job/install/" in r.url]) == calls
+
+
+def test_the_host_list_pages_keeps_the_choice_across_pages_and_shows_only_the_users_businesses(stack, page):
+    rows = [f"2,127.0.30.{n}" for n in range(1, 26)] + [f"3,127.0.31.{n}" for n in range(1, 4)]
+    stack.api.ok("/api/inventory/import/", {"csv": "bk_biz_id,inner_ip\n" + "\n".join(rows) + "\n"})
+    sign_in_as(page, stack, "viewer")  # business 2 only
+    page.goto(f"{stack.url}/#/hosts")
+    table = page.locator("#hosts")
+    expect(table.locator("caption")).to_have_text("25 hosts", timeout=UI_TIMEOUT_MS)
+    expect(table.locator("tbody tr")).to_have_count(20)
+    expect(table).not_to_contain_text("127.0.31.")
+    page.get_by_role("checkbox", name="Choose 127.0.30.1", exact=True).check()
+    page.get_by_role("link", name="Next →").click()
+    expect(page.get_by_role("navigation", name="Pages")).to_contain_text("Page 2 of 2", timeout=UI_TIMEOUT_MS)
+    expect(table.locator("tbody tr")).to_have_count(5)
+    page.get_by_role("checkbox", name="Choose 127.0.30.25").check()
+    expect(page.locator("#hosts-operate-count")).to_have_text("2 hosts chosen")
+    page.get_by_role("link", name="← Previous").click()
+    expect(page.get_by_role("checkbox", name="Choose 127.0.30.1", exact=True)).to_be_checked(timeout=UI_TIMEOUT_MS)
+
+    # odd filters: no match, or the API's reason, never a broken page
+    ip = page.get_by_label("IP", exact=True)
+    ip.fill("\uff11\uff12\uff17\uff0e\uff10")  # 127.0 in full-width digits
+    page.get_by_role("button", name="Filter").click()
+    expect(table).to_contain_text("No host matches", timeout=UI_TIMEOUT_MS)
+    ip.fill("1" * 65)
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_role("alert")).to_contain_text("Error 3800001", timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_role("alert")).to_contain_text("ip")
+
+    sign_in_as(page, stack, "outsider")  # business 3 only
+    page.goto(f"{stack.url}/#/hosts")
+    expect(table.locator("caption")).to_have_text("3 hosts", timeout=UI_TIMEOUT_MS)
+    expect(table).not_to_contain_text("127.0.30.")
