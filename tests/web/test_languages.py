@@ -106,6 +106,9 @@ def test_without_the_cookie_the_browsers_language_decides(stack, browser):
 def test_every_word_of_every_page_has_its_chinese_form(stack, page):
     seed = make_seed_job(stack.services)
     made = make_failed_job(stack)
+    errors: list[str] = []  # a script or style the page's policy refused, an exception of the viewer
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
     set_language_cookie(page, stack, "zh-cn")
     sign_in_with_link(page, stack)
     for url, ready in [
@@ -123,6 +126,10 @@ def test_every_word_of_every_page_has_its_chinese_form(stack, page):
     expect(page.get_by_role("dialog")).to_contain_text("重试任务")
     page.keyboard.press("Escape")
     assert page.evaluate("window.NodeopsI18n.missing()") == []
+    # the record works: an unknown key shows as itself and is kept
+    assert page.evaluate("window.NodeopsI18n.t('no such {x}', { x: 1 })") == "no such 1"
+    assert page.evaluate("window.NodeopsI18n.missing()") == ["no such {x}"]
+    assert errors == [], errors
 
     # and every literal key of app.js is in the dictionary
     source = (STATIC / "app.js").read_text(encoding="utf-8")
