@@ -885,16 +885,19 @@
       areaProblem = errorText(exc);
     }
     still(route);
-    const field = (id, label, input, help) => el("div", { class: "field" },
-      el("label", { for: id, text: label }), input,
-      help ? el("p", { class: "help", id: `${id}-help`, text: help }) : null);
+    const field = (id, label, input, help) => {
+      if (help) input.setAttribute("aria-describedby", `${id}-help`);
+      return el("div", { class: "field" },
+        el("label", { for: id, text: label }), input,
+        help ? el("p", { class: "help", id: `${id}-help`, text: help }) : null);
+    };
     const jobType = el("select", { id: "i-job-type", name: "job_type" },
       ["INSTALL_AGENT", "REINSTALL_AGENT"].map((value) => el("option", { value, text: value })));
     const biz = el("input", { id: "i-biz", name: "bk_biz_id", type: "number", min: 0, step: 1, required: true, inputmode: "numeric" });
     const cloud = el("select", { id: "i-cloud", name: "bk_cloud_id" },
       (areas.length ? areas : [{ bk_cloud_id: 0, bk_cloud_name: t("Direct area") }]).map((area) =>
         el("option", { value: area.bk_cloud_id, text: `${area.bk_cloud_name || ""} (${area.bk_cloud_id})` })));
-    const ips = el("textarea", { id: "i-ips", name: "inner_ip", rows: 3, required: true, spellcheck: "false", autocomplete: "off", "aria-describedby": "i-ips-help" });
+    const ips = el("textarea", { id: "i-ips", name: "inner_ip", rows: 3, required: true, spellcheck: "false", autocomplete: "off" });
     const os = el("select", { id: "i-os", name: "os_type" }, OS_TYPES.map((value) => el("option", { value, text: value })));
     const account = el("input", { id: "i-account", name: "account", type: "text", value: "root", required: true, autocomplete: "off", spellcheck: "false" });
     const port = el("input", { id: "i-port", name: "port", type: "number", min: 1, max: 65535, value: 22, required: true, inputmode: "numeric" });
