@@ -2,11 +2,17 @@
 //   #/                                      jobs (job_list), with a status filter and paging
 //   #/task-list/{job_id}                    one job (details_job), kept current by /api/job/{id}/events/
 //   #/task-list/{job_id}/log/{instance_id}  one instance's steps and logs, followed live while it runs
+//   #/hosts                                 hosts (inventory host search), paged, chosen for an operate job
+//   #/install                               an install form (install_job)
 //   #/signin                                sign in with a bk_token (POST /web/session/, an HttpOnly cookie)
 // Every text from the service is put into the page as text (never as HTML): logs may hold markup.
+// Every word of the page comes from i18n.js (t): zh or en, as the blueking_language cookie or the browser says.
+// Actions (retry, revoke, operate, install) ask first in a dialog; the API decides who may do them, and its
+// refusal is shown as it answers it.
 "use strict";
 
 (() => {
+  const { t } = window.NodeopsI18n;
   const AUTH_CODES = new Set([1306000, 1306403, 1306406]);
   const MISSING_API_CODES = new Set([3800404, 3800405]);
   const ACTIVE = new Set(["PENDING", "RUNNING"]);
@@ -15,12 +21,18 @@
     PENDING: "○", RUNNING: "◔", SUCCESS: "✓", FAILED: "✗", PART_FAILED: "◑",
     TERMINATED: "■", IGNORED: "–", FILTERED: "–", REMOVED: "–",
   };
+  // i18n.js has each one in Chinese (Node Manager's own display names)
   const STATUS_TEXT = {
-    PENDING: "等待执行", RUNNING: "正在执行", SUCCESS: "执行成功", FAILED: "执行失败", PART_FAILED: "部分失败",
-    TERMINATED: "已终止", REMOVED: "已移除", FILTERED: "被过滤的", IGNORED: "已忽略",
+    PENDING: "Pending", RUNNING: "Running", SUCCESS: "Succeeded", FAILED: "Failed", PART_FAILED: "Partly failed",
+    TERMINATED: "Terminated", REMOVED: "Removed", FILTERED: "Filtered", IGNORED: "Ignored",
   };
+  // operate_job's agent operations the viewer offers (the API has the proxies' too)
+  const OPERATIONS = [
+    ["RESTART_AGENT", "Restart"], ["RELOAD_AGENT", "Reload"], ["UPGRADE_AGENT", "Upgrade"], ["UNINSTALL_AGENT", "Uninstall"],
+  ];
   const JOB_PAGESIZE = 20;
   const INSTANCE_PAGESIZE = 20;
+  const HOST_PAGESIZE = 20;
   const POLL_MS = 1000;
   const MAX_TAIL_PAGES = 64; // a viewer shows at most this many pages of max_bytes; the download has the rest
 
@@ -59,7 +71,7 @@
     const known = STATUS_ICON[status] !== undefined;
     return el("span", {
       class: `status status-${known ? status : "UNKNOWN"}`,
-      title: STATUS_TEXT[status] || status,
+      title: STATUS_TEXT[status] ? t(STATUS_TEXT[status]) : status,
       "data-status": status,
     }, el("span", { class: "status-icon", "aria-hidden": "true", text: STATUS_ICON[status] || "?" }), ` ${status}`, extra || "");
   }
@@ -72,10 +84,10 @@
   function duration(seconds) {
     if (seconds === null || seconds === undefined || seconds === "") return "—";
     const s = Math.max(0, Math.round(Number(seconds)));
-    if (s < 60) return `${s} s`;
+    if (s < 60) return t("{s} s", { s });
     const m = Math.floor(s / 60);
-    if (m < 60) return `${m} min ${s % 60} s`;
-    return `${Math.floor(m / 60)} h ${m % 60} min`;
+    if (m < 60) return t("{m} min {s} s", { m, s: s % 60 });
+    return t("{h} h {m} min", { h: Math.floor(m / 60), m: m % 60 });
   }
 
   function stepSeconds(step) {
@@ -136,6 +148,11 @@
 
   // ---- API -----------------------------------------------------------------------------------------------
 
+  // A path with the viewer's language (bk_language), so step names and status displays come back in it.
+  function withLanguage(path) {
+    return `${path}${path.includes("?") ? "&" : "?"}bk_language=${encodeURIComponent(window.NodeopsI18n.bkLanguage())}`;
+  }
+
   async function api(path, options) {
     const opts = options || {};
     const init = { method: opts.method || "GET", credentials: "same-origin", headers: { "X-Nodeops-Web": "1" } };
@@ -145,21 +162,21 @@
     }
     let response;
     try {
-      response = await fetch(path, init);
+      response = await fetch(withLanguage(path), init);
     } catch (exc) {
-      throw new ApiError(0, `The service did not answer (${exc.message}). Is it running?`, 0);
+      throw new ApiError(0, t("The service did not answer ({reason}). Is it running?", { reason: exc.message }), 0);
     }
     let answer = null;
     try {
       answer = await response.json();
     } catch (exc) {
-      throw new ApiError(3800000 + response.status, `${path} answered HTTP ${response.status} without JSON`, response.status);
+      throw new ApiError(3800000 + response.status, t("{path} answered HTTP {status} without JSON", { path, status: response.status }), response.status);
     }
     if (!answer || typeof answer !== "object" || !("result" in answer)) {
       const code = response.status === 404 ? 3800404 : 3800000 + response.status;
-      throw new ApiError(code, `${path} answered HTTP ${response.status}`, response.status);
+      throw new ApiError(code, t("{path} answered HTTP {status}", { path, status: response.status }), response.status);
     }
-    if (!answer.result) throw new ApiError(answer.code, answer.message || `error ${answer.code}`, response.status);
+    if (!answer.result) throw new ApiError(answer.code, answer.message || t("error {code}", { code: answer.code }), response.status);
     return answer.data;
   }
 
@@ -179,7 +196,7 @@
       return;
     }
     const box = el("div", { class: "error", role: "alert" },
-      el("strong", { text: exc instanceof ApiError && exc.code ? `Error ${exc.code}: ` : "Error: " }),
+      el("strong", { text: exc instanceof ApiError && exc.code ? t("Error {code}: ", { code: exc.code }) : t("Error: ") }),
       exc.message || String(exc));
     (container || main).prepend(box);
   }
@@ -192,6 +209,8 @@
     const params = new URLSearchParams(rawQuery || "");
     const parts = path.split("/").filter(Boolean);
     if (parts[0] === "signin") return { view: "signin", params };
+    if (parts[0] === "hosts") return { view: "hosts", params };
+    if (parts[0] === "install") return { view: "install", params };
     if (parts[0] === "task-list" && /^\d+$/.test(parts[1] || "")) {
       if (parts[2] === "log" && parts.length >= 4) {
         return { view: "instance", jobId: Number(parts[1]), instanceId: decodeURIComponent(parts.slice(3).join("/")), params };
@@ -208,40 +227,68 @@
     cleanup = [];
   }
 
+  // Each render gets the next navigation number; one whose number is no longer the latest was left (the route
+  // changed while it awaited the service) and must not touch the page, nor leave a stream or a timer running.
+  let navigation = 0;
+
+  class Superseded extends Error {}
+
+  function isCurrent(route) {
+    return route.navigation === navigation;
+  }
+
+  // Call after each await of a render: throws Superseded (dropped by render) once the route has changed.
+  function still(route) {
+    if (!isCurrent(route)) throw new Superseded("the route changed");
+  }
+
+  // What the view must stop when it is left; stopped at once if it has been left already.
+  function onLeave(route, stop) {
+    if (isCurrent(route)) cleanup.push(stop);
+    else stop();
+  }
+
   async function render() {
     if (location.hash && !location.hash.startsWith("#/")) return; // an in-page anchor, not a route
     stopView();
     const route = parseRoute();
+    navigation += 1;
+    route.navigation = navigation;
     document.getElementById("who").hidden = route.view === "signin";
-    main.replaceChildren(el("p", { class: "loading", text: "Loading…" }));
+    main.replaceChildren(el("p", { class: "loading", text: t("Loading…") }));
     try {
       if (route.view === "signin") await renderSignin(route);
       else if (route.view === "job") await renderJob(route);
       else if (route.view === "instance") await renderInstance(route);
+      else if (route.view === "hosts") await renderHosts(route);
+      else if (route.view === "install") await renderInstall(route);
       else await renderJobs(route);
     } catch (exc) {
+      if (exc instanceof Superseded || !isCurrent(route)) return;
       main.replaceChildren();
       showError(exc);
     }
+    if (!isCurrent(route)) return;
+    showFlash();
     if (document.activeElement === document.body || !main.contains(document.activeElement)) focusHeading();
   }
 
   // ---- sign in -------------------------------------------------------------------------------------------
 
   async function renderSignin(route) {
-    setTitle("Sign in");
+    setTitle(t("Sign in"));
     const input = el("input", {
       id: "bk-token", name: "bk_token", type: "password", autocomplete: "off", required: true, spellcheck: "false",
       "aria-describedby": "bk-token-help",
     });
     const message = el("div", { id: "signin-message", role: "alert" });
     const form = el("form", { class: "signin card", "aria-labelledby": "signin-title" },
-      el("h1", { id: "signin-title", text: "Sign in to nodeops" }),
+      el("h1", { id: "signin-title", text: t("Sign in to nodeops") }),
       el("label", { for: "bk-token", text: "bk_token" }),
       input,
       el("p", { id: "bk-token-help", class: "help" },
-        "A ticket from ", el("code", { text: "nodeops token issue NAME" }), ". It is kept in an HttpOnly cookie."),
-      el("button", { type: "submit", class: "primary", text: "Sign in" }),
+        t("A ticket from "), el("code", { text: "nodeops token issue NAME" }), t(". It is kept in an HttpOnly cookie.")),
+      el("button", { type: "submit", class: "primary", text: t("Sign in") }),
       message);
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
@@ -251,13 +298,13 @@
         const name = data && typeof data === "object" ? data.username || data.bk_username || "" : "";
         if (name) localStorage.setItem("nodeops.username", name);
         else localStorage.removeItem("nodeops.username");
-        document.getElementById("who-name").textContent = name ? `Signed in as ${name}` : "";
+        showWho(name);
         input.value = "";
         const next = sessionStorage.getItem("nodeops.after-signin") || "#/";
         sessionStorage.removeItem("nodeops.after-signin");
         location.hash = next === "#/signin" ? "#/" : next;
       } catch (exc) {
-        message.replaceChildren(el("p", { class: "error", text: `Sign-in failed: ${exc.message}` }));
+        message.replaceChildren(el("p", { class: "error", text: t("Sign-in failed: {reason}", { reason: exc.message }) }));
         input.focus();
       }
     });
@@ -268,24 +315,24 @@
     history.replaceState(null, "", "#/signin"); // out of the address bar and the history
     input.value = given;
     const current = await currentSession();
+    still(route);
     if (current === null) {
       form.requestSubmit();
       return;
     }
     // A link can carry anyone's token: followed unseen, it would swap the operator's session for its user's,
     // and what they do next would be done, and shown, as that user. So it asks.
-    setTitle("Switch user?");
+    setTitle(t("Switch user?"));
     const keep = el("button", {
-      type: "button", text: current ? `Stay signed in as ${current}` : "Stay signed in",
+      type: "button", text: current ? t("Stay signed in as {name}", { name: current }) : t("Stay signed in"),
       onclick: () => { input.value = ""; location.hash = "#/"; },
     });
-    form.querySelector("button[type=submit]").textContent = "Sign in with the link's token";
+    form.querySelector("button[type=submit]").textContent = t("Sign in with the link's token");
     const heading = form.querySelector("h1");
-    heading.textContent = "Switch user?";
+    heading.textContent = t("Switch user?");
     heading.after(el("p", { class: "error", id: "signin-switch", role: "alert" },
-      `You are already signed in${current ? ` as ${current}` : ""}. This link signs in with the bk_token it carries, `,
-      "which may be someone else's: what you do next would be done as its user. Sign in with it only if you ",
-      "asked for this link."));
+      current ? t("You are already signed in as {name}.", { name: current }) : t("You are already signed in."),
+      " ", t("This link signs in with the bk_token it carries, which may be someone else's: what you do next would be done as its user. Sign in with it only if you asked for this link.")));
     form.append(keep);
     keep.focus();
   }
@@ -311,23 +358,28 @@
     location.hash = "#/signin";
   }
 
+  function showWho(name) {
+    document.getElementById("who-name").textContent = name ? t("Signed in as {name}", { name }) : "";
+  }
+
   // ---- jobs ----------------------------------------------------------------------------------------------
 
   async function renderJobs(route) {
-    setTitle("Jobs");
+    setTitle(t("Jobs"));
     const page = Math.max(1, Number(route.params.get("page")) || 1);
     const status = route.params.get("status") || "";
     const body = { page, pagesize: JOB_PAGESIZE, sort: { head: "id", sort_type: "DEC" } };
     if (status) body.status = [status];
     const data = await api("/api/job/job_list/", { method: "POST", body });
+    still(route);
     const pages = Math.max(1, Math.ceil((data.total || 0) / JOB_PAGESIZE));
 
     const select = el("select", { id: "job-status", name: "status" },
-      el("option", { value: "", text: "Any status" }),
-      STATUSES.slice(0, 6).map((s) => el("option", { value: s, selected: s === status, text: `${s} (${STATUS_TEXT[s]})` })));
-    const filter = el("form", { class: "filters", role: "search", "aria-label": "Filter jobs" },
-      el("label", { for: "job-status", text: "Status" }), select,
-      el("button", { type: "submit", text: "Filter" }));
+      el("option", { value: "", text: t("Any status") }),
+      STATUSES.slice(0, 6).map((s) => el("option", { value: s, selected: s === status, text: `${s} (${t(STATUS_TEXT[s])})` })));
+    const filter = el("form", { class: "filters", role: "search", "aria-label": t("Filter jobs") },
+      el("label", { for: "job-status", text: t("Status") }), select,
+      el("button", { type: "submit", text: t("Filter") }));
     filter.addEventListener("submit", (event) => {
       event.preventDefault();
       location.hash = `#/?${query({ status: select.value, page: 1 })}`;
@@ -336,7 +388,7 @@
     const rows = (data.list || []).map((job) => {
       const stats = job.statistics || {};
       return el("tr", {},
-        el("td", {}, el("a", { href: `#/task-list/${job.id}`, text: `Job ${job.id}` })),
+        el("td", {}, el("a", { href: `#/task-list/${job.id}`, text: t("Job {id}", { id: job.id }) })),
         el("td", {}, job.job_type_display ? `${job.job_type_display} ` : "", el("span", { class: "muted", text: job.job_type })),
         el("td", {}, statusBadge(job.status)),
         el("td", {}, statsText(stats)),
@@ -345,11 +397,11 @@
         el("td", { text: duration(job.cost_time) }));
     });
     const table = el("table", { class: "grid" },
-      el("caption", { text: `${data.total || 0} job${data.total === 1 ? "" : "s"}${status ? ` with status ${status}` : ""}` }),
-      el("thead", {}, el("tr", {}, ["Job", "Type", "Status", "Hosts", "Created by", "Started", "Took"].map((h) => el("th", { scope: "col", text: h })))),
-      el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 7, class: "muted", text: "No job matches." }))));
+      el("caption", { text: `${t(data.total === 1 ? "{n} job" : "{n} jobs", { n: data.total || 0 })}${status ? t(" with status {status}", { status }) : ""}` }),
+      el("thead", {}, el("tr", {}, ["Job", "Type", "Status", "Hosts", "Created by", "Started", "Took"].map((h) => el("th", { scope: "col", text: t(h) })))),
+      el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 7, class: "muted", text: t("No job matches.") }))));
     main.replaceChildren(
-      el("h1", { text: "Jobs" }),
+      el("h1", { text: t("Jobs") }),
       filter,
       el("div", { class: "table-wrap" }, table),
       pager(page, pages, (p) => `#/?${query({ status, page: p })}`));
@@ -357,17 +409,162 @@
 
   function statsText(stats) {
     const parts = [];
-    for (const [key, label] of [["success_count", "ok"], ["failed_count", "failed"], ["running_count", "running"], ["pending_count", "pending"], ["ignored_count", "ignored"]]) {
-      if (stats[key]) parts.push(`${stats[key]} ${label}`);
+    for (const [key, label] of [["success_count", "{n} ok"], ["failed_count", "{n} failed"], ["running_count", "{n} running"], ["pending_count", "{n} pending"], ["ignored_count", "{n} ignored"]]) {
+      if (stats[key]) parts.push(t(label, { n: stats[key] }));
     }
-    return `${stats.total_count || 0} total${parts.length ? ` · ${parts.join(", ")}` : ""}`;
+    return `${t("{n} total", { n: stats.total_count || 0 })}${parts.length ? ` · ${parts.join(", ")}` : ""}`;
   }
 
   function pager(page, pages, href) {
-    return el("nav", { class: "pager", "aria-label": "Pages" },
-      page > 1 ? el("a", { href: href(page - 1), rel: "prev", text: "← Previous" }) : el("span", { class: "muted", text: "← Previous" }),
-      el("span", { text: ` Page ${page} of ${pages} ` }),
-      page < pages ? el("a", { href: href(page + 1), rel: "next", text: "Next →" }) : el("span", { class: "muted", text: "Next →" }));
+    return el("nav", { class: "pager", "aria-label": t("Pages") },
+      page > 1 ? el("a", { href: href(page - 1), rel: "prev", text: t("← Previous") }) : el("span", { class: "muted", text: t("← Previous") }),
+      el("span", { text: ` ${t("Page {page} of {pages}", { page, pages })} ` }),
+      page < pages ? el("a", { href: href(page + 1), rel: "next", text: t("Next →") }) : el("span", { class: "muted", text: t("Next →") }));
+  }
+
+  // ---- actions -------------------------------------------------------------------------------------------
+
+  let flash = null; // a message for the next page drawn (an action's outcome, then a navigation)
+
+  function showFlash() {
+    if (!flash) return;
+    main.prepend(el("p", { class: "notice", role: "status", id: "flash", text: flash }));
+    flash = null;
+  }
+
+  function errorText(exc) {
+    return `${exc instanceof ApiError && exc.code ? t("Error {code}: ", { code: exc.code }) : t("Error: ")}${exc.message || String(exc)}`;
+  }
+
+  // Ask before an action: a modal <dialog> (focus moves into it, Esc or Cancel says no), then focus back where it
+  // was. Resolves true when confirmed. Leaving the page answers no.
+  function confirmDialog({ title, text, confirm, danger }) {
+    return new Promise((resolve) => {
+      const opener = document.activeElement;
+      const cancel = el("button", { type: "button", id: "confirm-cancel", text: t("Cancel") });
+      const ok = el("button", { type: "button", id: "confirm-ok", class: danger ? "danger" : "primary", text: confirm });
+      const dialog = el("dialog", { class: "confirm card", "aria-labelledby": "confirm-title", "aria-describedby": "confirm-text" },
+        el("h2", { id: "confirm-title", text: title }),
+        el("div", { id: "confirm-text" }, [text].flat().map((part) => el("p", { text: part }))),
+        el("div", { class: "dialog-buttons" }, cancel, ok));
+      let answered = false;
+      const finish = (yes) => {
+        if (answered) return;
+        answered = true;
+        if (dialog.open) dialog.close();
+        dialog.remove();
+        if (opener && opener.isConnected && typeof opener.focus === "function") opener.focus();
+        resolve(yes);
+      };
+      cancel.addEventListener("click", () => finish(false));
+      ok.addEventListener("click", () => finish(true));
+      dialog.addEventListener("cancel", (event) => { event.preventDefault(); finish(false); }); // Esc
+      dialog.addEventListener("close", () => finish(false));
+      cleanup.push(() => finish(false));
+      document.body.append(dialog);
+      dialog.showModal();
+      cancel.focus(); // the safe answer first: Enter alone does nothing harmful
+    });
+  }
+
+  // Confirm, call the API, then ``done`` with its data; a refusal is shown in ``message`` as the API words it.
+  // An answer that comes after the page was left is only announced: it does not take the reader elsewhere.
+  async function act({ title, text, confirm, danger, call, done, message, button }) {
+    if (!(await confirmDialog({ title, text, confirm, danger }))) return;
+    const asked = navigation;
+    if (button) button.disabled = true;
+    message.replaceChildren();
+    try {
+      const data = await call();
+      if (asked !== navigation) {
+        announce(t("{title} Done.", { title }));
+        return;
+      }
+      await done(data);
+    } catch (exc) {
+      if (exc instanceof ApiError && AUTH_CODES.has(exc.code)) { showError(exc); return; }
+      message.replaceChildren(el("p", { class: "error", role: "alert", text: errorText(exc) }));
+    } finally {
+      if (button) button.disabled = false;
+    }
+  }
+
+  // A button that runs ``act`` with ``options`` when pressed (and is disabled while it runs).
+  function actionButton(attrs, options) {
+    const button = el("button", { type: "button", ...attrs });
+    button.addEventListener("click", () => act({ ...options(), button }));
+    return button;
+  }
+
+  function actionMessage(id) {
+    return el("div", { class: "action-message", id, "aria-live": "polite" });
+  }
+
+  // The operate form under a list of hosts with checkboxes: ``chosen`` (bk_host_id -> label) is the selection.
+  function operateForm(prefix, chosen, message) {
+    const type = el("select", { id: `${prefix}-type`, name: "job_type" },
+      OPERATIONS.map(([value, label]) => el("option", { value, text: `${t(label)} (${value})` })));
+    const count = el("span", { class: "muted", id: `${prefix}-count`, role: "status" });
+    const start = el("button", { type: "submit", class: "primary", text: t("Start on the chosen hosts") });
+    const form = el("form", { class: "filters operate", "aria-label": t("Operate on the chosen hosts") },
+      el("label", { for: `${prefix}-type`, text: t("Operation") }), type, start, count);
+    form.update = () => {
+      count.textContent = t(chosen.size === 1 ? "{n} host chosen" : "{n} hosts chosen", { n: chosen.size });
+    };
+    form.update();
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (!chosen.size) {
+        message.replaceChildren(el("p", { class: "error", role: "alert", text: t("Choose at least one host with its checkbox first.") }));
+        return;
+      }
+      const label = t(OPERATIONS.find(([value]) => value === type.value)[1]);
+      const names = [...chosen.values()];
+      act({
+        title: t("{operation} the agent of {n} hosts?", { operation: label, n: names.length }),
+        text: [t("A new {job_type} job starts on: {hosts}", { job_type: type.value, hosts: names.join(", ") })],
+        confirm: t("Start {operation}", { operation: label }),
+        danger: type.value === "UNINSTALL_AGENT",
+        message,
+        button: start,
+        call: () => api("/api/job/operate/", { method: "POST", body: { job_type: type.value, bk_host_id: [...chosen.keys()] } }),
+        done: (data) => {
+          const left = (data.ip_filter || []).length;
+          flash = left
+            ? t("Job {id} started; {n} hosts were left out (see the job).", { id: data.job_id, n: left })
+            : t("Job {id} started.", { id: data.job_id });
+          chosen.clear();
+          location.hash = `#/task-list/${data.job_id}`;
+        },
+      });
+    });
+    return form;
+  }
+
+  // A checkbox choosing one host (bk_host_id) into ``chosen``.
+  function chooseBox(chosen, hostId, label, form) {
+    const box = el("input", { type: "checkbox", class: "choose", "aria-label": t("Choose {host}", { host: label }), checked: chosen.has(hostId) });
+    box.addEventListener("change", () => {
+      if (box.checked) chosen.set(hostId, label);
+      else chosen.delete(hostId);
+      form.update();
+    });
+    return box;
+  }
+
+  // The header checkbox choosing every row of the table it heads.
+  function chooseAllBox(table, form) {
+    const all = el("input", { type: "checkbox", class: "choose-all", "aria-label": t("Choose every host of this page") });
+    all.addEventListener("change", () => {
+      for (const box of table.querySelectorAll("input.choose")) {
+        if (box.checked !== all.checked) {
+          box.checked = all.checked;
+          box.dispatchEvent(new Event("change"));
+        }
+      }
+      form.update();
+    });
+    return all;
   }
 
   // ---- one job -------------------------------------------------------------------------------------------
@@ -380,16 +577,20 @@
       instance_id: route.params.get("instance_id") || "",
       page: Math.max(1, Number(route.params.get("page")) || 1),
     };
-    setTitle(`Job ${jobId}`);
+    setTitle(t("Job {id}", { id: jobId }));
     const summary = el("section", { class: "card job-summary", "aria-labelledby": "job-title" });
+    const message = actionMessage("action-message");
+    const actions = jobActions(route, jobId, message);
     const instances = el("section", { "aria-labelledby": "instances-title" });
     const live = el("p", { class: "live muted", role: "status" });
     const filterForm = jobFilterForm(jobId, filters);
+    const chosen = new Map(); // bk_host_id -> ip, for an operate job; kept while the page refreshes
+    const operate = operateForm("job-operate", chosen, message);
     main.replaceChildren(
-      el("nav", { class: "breadcrumb", "aria-label": "Breadcrumb" }, el("a", { href: "#/", text: "Jobs" }), " › ", `Job ${jobId}`),
-      summary, live,
-      el("h2", { id: "instances-title", text: "Instances" }),
-      filterForm, instances);
+      el("nav", { class: "breadcrumb", "aria-label": t("Breadcrumb") }, el("a", { href: "#/", text: t("Jobs") }), " › ", t("Job {id}", { id: jobId })),
+      summary, actions, message, live,
+      el("h2", { id: "instances-title", text: t("Instances") }),
+      filterForm, operate, instances);
 
     let latest = null;
     const load = async () => {
@@ -407,30 +608,102 @@
         }
         throw exc;
       }
+      still(route);
       latest = data;
       renderJobSummary(summary, data);
-      renderInstances(instances, jobId, data, filters);
+      actions.update(data);
+      renderInstances(instances, jobId, data, filters, { route, chosen, operate, message });
       return data;
     };
     const first = await load();
+    still(route);
     focusHeading();
-    if (ACTIVE.has(first.status)) followJob(jobId, load, live);
-    else live.textContent = `Job ${first.status}.`;
+    if (ACTIVE.has(first.status)) followJob(route, jobId, load, live);
+    else live.textContent = t("Job {status}.", { status: first.status });
     return latest;
+  }
+
+  // The job's own actions: retry its failed hosts, revoke it. Shown when the job's state allows them; the API
+  // decides whether the caller may.
+  function jobActions(route, jobId, message) {
+    let failed = 0;
+    const retry = actionButton({ id: "retry-job", text: t("Retry the failed hosts"), hidden: true }, () => ({
+      title: t("Retry the failed hosts of job {id}?", { id: jobId }),
+      text: t("The {n} failed hosts run again as a new attempt; the others are left as they are.", { n: failed }),
+      confirm: t("Retry"),
+      message,
+      call: () => api(`/api/job/${jobId}/retry/`, { method: "POST", body: {} }),
+      done: () => { flash = t("Retry started: the failed hosts run again."); rerender(route); },
+    }));
+    const revoke = actionButton({ id: "revoke-job", class: "danger", text: t("Revoke the job"), hidden: true }, () => ({
+      title: t("Revoke job {id}?", { id: jobId }),
+      text: t("Its pending and running hosts stop, and the job ends TERMINATED."),
+      confirm: t("Revoke"),
+      danger: true,
+      message,
+      call: () => api(`/api/job/${jobId}/revoke/`, { method: "POST", body: {} }),
+      done: () => { flash = t("Job {id} revoked.", { id: jobId }); rerender(route); },
+    }));
+    const group = el("div", { class: "toolbar actions", role: "group", "aria-label": t("Job actions") }, retry, revoke);
+    group.update = (data) => {
+      failed = (data.statistics || {}).failed_count || 0;
+      retry.hidden = !failed;
+      revoke.hidden = !ACTIVE.has(data.status);
+      group.hidden = retry.hidden && revoke.hidden;
+    };
+    return group;
+  }
+
+  // Draw the current route again (after an action changed what it shows), if it is still the current one.
+  function rerender(route) {
+    if (isCurrent(route)) render();
+  }
+
+  // One instance's actions: retry it from its failed step, revoke it.
+  function instanceActions(route, jobId, row, message) {
+    const name = row.ip || row.instance_id;
+    const buttons = [];
+    if (row.status === "FAILED") {
+      const label = t("Retry {host} from its failed step", { host: name });
+      buttons.push(actionButton({ class: "retry-node", "aria-label": label, text: t("Retry from the failed step") }, () => ({
+        title: t("Retry {host} from its failed step?", { host: name }),
+        text: t("A new attempt of this host starts at the step that failed; the steps before it are kept."),
+        confirm: t("Retry"),
+        message,
+        call: () => api(`/api/job/${jobId}/retry_node/`, { method: "POST", body: { instance_id: row.instance_id } }),
+        done: (data) => {
+          flash = t("{host} runs again from {step}.", { host: name, step: data.retry_node_name || "" });
+          rerender(route);
+        },
+      })));
+    }
+    if (ACTIVE.has(row.status)) {
+      const label = t("Revoke {host}", { host: name });
+      buttons.push(actionButton({ class: "revoke-node danger", "aria-label": label, text: t("Revoke") }, () => ({
+        title: t("Revoke {host}?", { host: name }),
+        text: t("This host stops; the job's other hosts go on."),
+        confirm: t("Revoke"),
+        danger: true,
+        message,
+        call: () => api(`/api/job/${jobId}/revoke/`, { method: "POST", body: { instance_id_list: [row.instance_id] } }),
+        done: () => { flash = t("{host} revoked.", { host: name }); rerender(route); },
+      })));
+    }
+    return buttons;
   }
 
   function jobFilterForm(jobId, filters) {
     const status = el("select", { id: "f-status", name: "status" },
-      el("option", { value: "", text: "Any status" }),
+      el("option", { value: "", text: t("Any status") }),
       ["PENDING", "RUNNING", "SUCCESS", "FAILED"].map((s) => el("option", { value: s, selected: s === filters.status, text: s })));
     const ip = el("input", { id: "f-ip", name: "ip", type: "search", value: filters.ip, placeholder: "127.0.0", inputmode: "decimal" });
     const inst = el("input", { id: "f-instance", name: "instance_id", type: "search", value: filters.instance_id, placeholder: "host|instance|host|1" });
-    const form = el("form", { class: "filters", role: "search", "aria-label": "Filter instances" },
-      el("label", { for: "f-status", text: "Status" }), status,
+    const form = el("form", { class: "filters", role: "search", "aria-label": t("Filter instances") },
+      el("label", { for: "f-status", text: t("Status") }), status,
       el("label", { for: "f-ip", text: "IP" }), ip,
       el("label", { for: "f-instance", text: "instance_id" }), inst,
-      el("button", { type: "submit", text: "Filter" }),
-      el("button", { type: "reset", text: "Clear" }));
+      el("button", { type: "submit", text: t("Filter") }),
+      el("button", { type: "reset", text: t("Clear") }));
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       location.hash = `#/task-list/${jobId}?${query({ status: status.value, ip: ip.value.trim(), instance_id: inst.value.trim() })}`;
@@ -451,58 +724,65 @@
         el("span", { class: `seg seg-${status}`, style: null, "data-width": ((stats[key] / Math.max(1, total)) * 100).toFixed(2) })));
     for (const seg of bar.children) seg.style.width = `${seg.dataset.width}%`;
     section.replaceChildren(
-      el("h1", { id: "job-title" }, `Job ${data.job_id} · ${data.job_type_display || data.job_type} `, statusBadge(data.status)),
+      el("h1", { id: "job-title" }, `${t("Job {id}", { id: data.job_id })} · ${data.job_type_display || data.job_type} `, statusBadge(data.status)),
       el("dl", { class: "facts" },
-        fact("Type", data.job_type),
-        fact("Created by", data.created_by || "—"),
-        fact("Started", data.start_time || "—"),
-        fact("Ended", data.end_time || "—"),
-        fact("Took", duration(data.cost_time))),
-      el("dl", { class: "facts stats", "aria-label": "Statistics" },
-        fact("Total", total),
-        fact("Succeeded", stats.success_count || 0, "SUCCESS"),
-        fact("Failed", stats.failed_count || 0, "FAILED"),
-        fact("Running", stats.running_count || 0, "RUNNING"),
-        fact("Pending", stats.pending_count || 0, "PENDING"),
-        fact("Ignored", stats.ignored_count || 0, "IGNORED")),
+        fact(t("Type"), data.job_type),
+        fact(t("Created by"), data.created_by || "—"),
+        fact(t("Started"), data.start_time || "—"),
+        fact(t("Ended"), data.end_time || "—"),
+        fact(t("Took"), duration(data.cost_time))),
+      el("dl", { class: "facts stats", "aria-label": t("Statistics") },
+        fact(t("Total"), total),
+        fact(t("Succeeded"), stats.success_count || 0, "SUCCESS"),
+        fact(t("Failed"), stats.failed_count || 0, "FAILED"),
+        fact(t("Running"), stats.running_count || 0, "RUNNING"),
+        fact(t("Pending"), stats.pending_count || 0, "PENDING"),
+        fact(t("Ignored"), stats.ignored_count || 0, "IGNORED")),
       bar,
-      el("p", {}, el("a", { href: `/api/job/${data.job_id}/log/archive/`, download: `job-${data.job_id}-logs.tar.gz`, text: "Download every log (.tar.gz)" })));
+      el("p", {}, el("a", { href: `/api/job/${data.job_id}/log/archive/`, download: `job-${data.job_id}-logs.tar.gz`, text: t("Download every log (.tar.gz)") })));
   }
 
   function fact(label, value, status) {
     return el("div", { class: status ? `fact fact-${status}` : "fact" }, el("dt", { text: label }), el("dd", { text: String(value) }));
   }
 
-  function renderInstances(section, jobId, data, filters) {
+  function renderInstances(section, jobId, data, filters, { route, chosen, operate, message }) {
     const rows = (data.list || []).map((row) => {
       if (row.filter_host) {
         return el("tr", { class: "filtered" },
+          el("td", {}),
           el("td", { text: row.instance_id || "—" }), el("td", { text: row.ip || row.inner_ip || "—" }),
           el("td", { text: row.bk_host_id ?? "—" }), el("td", {}, statusBadge(row.status || "IGNORED")),
-          el("td", { colspan: 4, text: row.status_display || row.msg || "" }));
+          el("td", { colspan: 5, text: row.status_display || row.msg || "" }));
       }
       const link = `#/task-list/${jobId}/log/${encodeInstance(row.instance_id)}`;
+      const name = row.ip || row.instance_id;
       return el("tr", { "data-instance-id": row.instance_id },
-        el("td", {}, el("a", { href: link, "aria-label": `Log of ${row.ip || row.instance_id}`, text: row.instance_id })),
+        el("td", {}, Number.isInteger(row.bk_host_id) ? chooseBox(chosen, row.bk_host_id, name, operate) : ""),
+        el("td", {}, el("a", { href: link, "aria-label": t("Log of {host}", { host: name }), text: row.instance_id })),
         el("td", { text: row.ip || "—" }),
         el("td", { text: row.bk_host_id ?? "—" }),
         el("td", {}, statusBadge(row.status)),
         el("td", { text: row.status_display || row.step || "" }),
         el("td", { text: row.start_time || "—" }),
         el("td", { text: duration(row.cost_time) }),
-        el("td", { text: row.attempt ?? 1 }));
+        el("td", { text: row.attempt ?? 1 }),
+        el("td", { class: "row-actions" }, instanceActions(route, jobId, row, message)));
     });
     const pages = Math.max(1, Math.ceil((data.total || 0) / INSTANCE_PAGESIZE));
     const base = { status: filters.status, ip: filters.ip, instance_id: filters.instance_id };
+    const table = el("table", { class: "grid", id: "instances" },
+      el("caption", { text: t(data.total === 1 ? "{n} instance" : "{n} instances", { n: data.total || 0 }) }));
+    const headers = ["instance_id", "IP", "bk_host_id", "Status", "Step", "Started", "Took", "Attempt", "Actions"];
+    table.append(
+      el("thead", {}, el("tr", {}, el("th", { scope: "col" }, chooseAllBox(table, operate)), headers.map((h) => el("th", { scope: "col", text: t(h) })))),
+      el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 10, class: "muted", text: t("No instance matches.") }))));
     section.replaceChildren(
-      el("div", { class: "table-wrap" }, el("table", { class: "grid", id: "instances" },
-        el("caption", { text: `${data.total || 0} instance${data.total === 1 ? "" : "s"}` }),
-        el("thead", {}, el("tr", {}, ["instance_id", "IP", "bk_host_id", "Status", "Step", "Started", "Took", "Attempt"].map((h) => el("th", { scope: "col", text: h })))),
-        el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 8, class: "muted", text: "No instance matches." }))))),
+      el("div", { class: "table-wrap" }, table),
       pager(filters.page, pages, (p) => `#/task-list/${jobId}?${query({ ...base, page: p })}`));
   }
 
-  function followJob(jobId, load, live) {
+  function followJob(route, jobId, load, live) {
     let timer = null;
     let stopped = false;
     const refresh = () => {
@@ -513,23 +793,23 @@
           const data = await load();
           if (!ACTIVE.has(data.status)) finish(data.status);
         } catch (exc) {
-          live.textContent = `Could not refresh: ${exc.message}`;
+          if (!(exc instanceof Superseded)) live.textContent = t("Could not refresh: {reason}", { reason: exc.message });
         }
       }, 300);
     };
     const finish = (status) => {
       stopped = true;
-      live.textContent = `Job ${status || "ended"}.`;
-      announce(`Job ${jobId} ${status || "ended"}`);
+      live.textContent = t("Job {status}.", { status: status || t("ended") });
+      announce(t("Job {id} {status}", { id: jobId, status: status || t("ended") }));
     };
-    live.textContent = "Live: updates as the hosts progress.";
+    live.textContent = t("Live: updates as the hosts progress.");
     const poll = () => {
       const interval = window.setInterval(() => { if (stopped) window.clearInterval(interval); else refresh(); }, 2000);
-      cleanup.push(() => window.clearInterval(interval));
+      onLeave(route, () => window.clearInterval(interval));
     };
     if (!window.EventSource) { poll(); return; }
-    const source = new EventSource(`/api/job/${jobId}/events/`);
-    cleanup.push(() => { stopped = true; source.close(); if (timer) window.clearTimeout(timer); });
+    const source = new EventSource(withLanguage(`/api/job/${jobId}/events/`));
+    onLeave(route, () => { stopped = true; source.close(); if (timer) window.clearTimeout(timer); });
     source.addEventListener("instance", refresh);
     source.addEventListener("job", refresh);
     source.addEventListener("end", () => { source.close(); refresh(); });
@@ -538,20 +818,185 @@
     });
   }
 
+  // ---- hosts ---------------------------------------------------------------------------------------------
+
+  const hostChoice = new Map(); // bk_host_id -> IP chosen on #/hosts, kept across its pages
+
+  async function renderHosts(route) {
+    setTitle(t("Hosts"));
+    const page = Math.max(1, Number(route.params.get("page")) || 1);
+    const ip = route.params.get("ip") || "";
+    const data = await api("/api/inventory/hosts/", { method: "POST", body: { page, pagesize: HOST_PAGESIZE, ip: ip || undefined } });
+    still(route);
+    const pages = Math.max(1, Math.ceil((data.total || 0) / HOST_PAGESIZE));
+    const ipBox = el("input", { id: "h-ip", name: "ip", type: "search", value: ip, placeholder: "127.0.0", inputmode: "decimal" });
+    const filter = el("form", { class: "filters", role: "search", "aria-label": t("Filter hosts") },
+      el("label", { for: "h-ip", text: "IP" }), ipBox,
+      el("button", { type: "submit", text: t("Filter") }));
+    filter.addEventListener("submit", (event) => {
+      event.preventDefault();
+      location.hash = `#/hosts?${query({ ip: ipBox.value.trim(), page: 1 })}`;
+    });
+    const message = actionMessage("action-message");
+    const operate = operateForm("hosts-operate", hostChoice, message);
+    const table = el("table", { class: "grid", id: "hosts" },
+      el("caption", { text: t(data.total === 1 ? "{n} host" : "{n} hosts", { n: data.total || 0 }) }));
+    const rows = (data.list || []).map((host) => {
+      const name = host.inner_ip || host.inner_ipv6 || String(host.bk_host_id);
+      return el("tr", { "data-host-id": host.bk_host_id },
+        el("td", {}, chooseBox(hostChoice, host.bk_host_id, name, operate)),
+        el("td", { text: host.bk_host_id }),
+        el("td", { text: name }),
+        el("td", { text: host.bk_cloud_id ?? "—" }),
+        el("td", { text: host.bk_biz_id ?? "—" }),
+        el("td", { text: host.os_type || "—" }),
+        el("td", {}, host.status || host.agent_status || "—", host.status_display ? el("span", { class: "muted", text: ` ${host.status_display}` }) : ""),
+        el("td", { text: host.agent_version || "—" }));
+    });
+    table.append(
+      el("thead", {}, el("tr", {}, el("th", { scope: "col" }, chooseAllBox(table, operate)),
+        ["bk_host_id", "IP", "Cloud area", "Business", "OS", "Agent", "Version"].map((h) => el("th", { scope: "col", text: t(h) })))),
+      el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 8, class: "muted", text: t("No host matches.") }))));
+    main.replaceChildren(
+      el("h1", { text: t("Hosts") }),
+      filter, operate, message,
+      el("div", { class: "table-wrap" }, table),
+      pager(page, pages, (p) => `#/hosts?${query({ ip, page: p })}`));
+  }
+
+  // ---- install -------------------------------------------------------------------------------------------
+
+  const OS_TYPES = ["LINUX", "WINDOWS", "AIX", "SOLARIS"];
+  const MAX_INSTALL_HOSTS = 100;
+
+  // The IPs of the install form's field: separated by commas, spaces or new lines, each once.
+  function parseIps(text) {
+    return [...new Set(text.split(/[\s,;，；]+/).map((ip) => ip.trim()).filter(Boolean))];
+  }
+
+  async function renderInstall(route) {
+    setTitle(t("Install agents"));
+    let areas = [];
+    let areaProblem = null;
+    try {
+      areas = await api("/api/cloud/?with_default_area=true");
+    } catch (exc) {
+      if (exc instanceof ApiError && AUTH_CODES.has(exc.code)) throw exc;
+      areaProblem = errorText(exc);
+    }
+    still(route);
+    const field = (id, label, input, help) => {
+      if (help) input.setAttribute("aria-describedby", `${id}-help`);
+      return el("div", { class: "field" },
+        el("label", { for: id, text: label }), input,
+        help ? el("p", { class: "help", id: `${id}-help`, text: help }) : null);
+    };
+    const jobType = el("select", { id: "i-job-type", name: "job_type" },
+      ["INSTALL_AGENT", "REINSTALL_AGENT"].map((value) => el("option", { value, text: value })));
+    const biz = el("input", { id: "i-biz", name: "bk_biz_id", type: "number", min: 0, step: 1, required: true, inputmode: "numeric" });
+    const cloud = el("select", { id: "i-cloud", name: "bk_cloud_id" },
+      (areas.length ? areas : [{ bk_cloud_id: 0, bk_cloud_name: t("Direct area") }]).map((area) =>
+        el("option", { value: area.bk_cloud_id, text: `${area.bk_cloud_name || ""} (${area.bk_cloud_id})` })));
+    const ips = el("textarea", { id: "i-ips", name: "inner_ip", rows: 3, required: true, spellcheck: "false", autocomplete: "off" });
+    const os = el("select", { id: "i-os", name: "os_type" }, OS_TYPES.map((value) => el("option", { value, text: value })));
+    const account = el("input", { id: "i-account", name: "account", type: "text", value: "root", required: true, autocomplete: "off", spellcheck: "false" });
+    const port = el("input", { id: "i-port", name: "port", type: "number", min: 1, max: 65535, value: 22, required: true, inputmode: "numeric" });
+    const byPassword = el("input", { type: "radio", name: "auth_type", id: "i-auth-password", value: "PASSWORD", checked: true });
+    const byKey = el("input", { type: "radio", name: "auth_type", id: "i-auth-key", value: "KEY" });
+    // secrets: never prefilled, never remembered by the browser, cleared once sent
+    const password = el("input", { id: "i-password", name: "password", type: "password", autocomplete: "off", spellcheck: "false" });
+    const key = el("textarea", { id: "i-key", name: "key", rows: 4, autocomplete: "off", spellcheck: "false", class: "secret" });
+    const passwordField = field("i-password", t("Password"), password);
+    const keyField = field("i-key", t("Private key"), key, t("The key in OpenSSH or PEM form; it is stored encrypted and never shown again."));
+    const showAuth = () => {
+      passwordField.hidden = !byPassword.checked;
+      keyField.hidden = byPassword.checked;
+    };
+    byPassword.addEventListener("change", showAuth);
+    byKey.addEventListener("change", showAuth);
+    showAuth();
+    const transport = el("select", { id: "i-transport", name: "transport" },
+      [["ssh", t("SSH (log in to the host)")], ["local", t("local (the service's own machine; superusers)")]].map(([value, label]) => el("option", { value, text: label })));
+    const setupPath = el("input", { id: "i-setup-path", name: "setup_path", type: "text", spellcheck: "false", autocomplete: "off" });
+    const message = actionMessage("action-message");
+    const submit = el("button", { type: "submit", class: "primary", text: t("Install") });
+    const form = el("form", { class: "card install", id: "install-form", "aria-labelledby": "install-title", autocomplete: "off" },
+      el("h1", { id: "install-title", text: t("Install agents") }),
+      areaProblem ? el("p", { class: "error", role: "alert", text: t("The cloud areas could not be read: {reason}", { reason: areaProblem }) }) : null,
+      field("i-job-type", t("Job type"), jobType),
+      field("i-biz", t("Business (bk_biz_id)"), biz),
+      field("i-cloud", t("Cloud area"), cloud),
+      field("i-ips", t("Inner IPs"), ips, t("One or more IPs, separated by commas, spaces or new lines; they share the login below.")),
+      field("i-os", t("OS"), os),
+      field("i-account", t("Login account"), account),
+      field("i-port", t("SSH port"), port),
+      el("fieldset", { class: "auth" },
+        el("legend", { text: t("Authentication") }),
+        el("span", { class: "check" }, byPassword, el("label", { for: "i-auth-password", text: t("By password") })),
+        el("span", { class: "check" }, byKey, el("label", { for: "i-auth-key", text: t("By key") }))),
+      passwordField, keyField,
+      el("details", { class: "advanced" },
+        el("summary", { text: t("nodeops options") }),
+        field("i-transport", t("Transport"), transport),
+        field("i-setup-path", t("Install path (setup_path)"), setupPath, t("An absolute path on the host; empty: the access point's default."))),
+      el("div", { class: "dialog-buttons" }, submit),
+      message);
+    const clearSecrets = () => { password.value = ""; key.value = ""; };
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      message.replaceChildren();
+      const list = parseIps(ips.value);
+      const problems = [];
+      if (!list.length) problems.push(t("Give at least one IP."));
+      if (list.length > MAX_INSTALL_HOSTS) problems.push(t("At most {n} hosts at once.", { n: MAX_INSTALL_HOSTS }));
+      if (problems.length) {
+        message.replaceChildren(el("p", { class: "error", role: "alert", text: problems.join(" ") }));
+        return;
+      }
+      const login = { account: account.value.trim(), port: Number(port.value), auth_type: byPassword.checked ? "PASSWORD" : "KEY" };
+      const secret = byPassword.checked ? { password: password.value } : { key: key.value };
+      const extra = { transport: transport.value };
+      if (setupPath.value.trim()) extra.setup_path = setupPath.value.trim();
+      const hosts = list.map((ip) => ({
+        bk_biz_id: Number(biz.value), bk_cloud_id: Number(cloud.value), inner_ip: ip, os_type: os.value, ...login, ...secret, ...extra,
+      }));
+      act({
+        title: t("Install on {n} hosts?", { n: hosts.length }),
+        text: t("A new {job_type} job logs in as {account} to: {hosts}", { job_type: jobType.value, account: login.account, hosts: list.join(", ") }),
+        confirm: t("Install"),
+        message,
+        button: submit,
+        call: async () => {
+          try {
+            return await api("/api/job/install/", { method: "POST", body: { job_type: jobType.value, hosts } });
+          } finally {
+            clearSecrets(); // sent once: whatever the answer, the page keeps no copy
+          }
+        },
+        done: (data) => {
+          flash = t("Job {id} started.", { id: data.job_id });
+          location.hash = `#/task-list/${data.job_id}`;
+        },
+      });
+    });
+    main.replaceChildren(form);
+  }
+
   // ---- one instance --------------------------------------------------------------------------------------
 
   async function renderInstance(route) {
     const { jobId, instanceId } = route;
-    setTitle(`Job ${jobId} · ${instanceId}`);
-    const view = new InstanceView(jobId, instanceId);
-    cleanup.push(() => view.stop());
+    setTitle(`${t("Job {id}", { id: jobId })} · ${instanceId}`);
+    const view = new InstanceView(route);
+    onLeave(route, () => view.stop());
     await view.start();
   }
 
   class InstanceView {
-    constructor(jobId, instanceId) {
-      this.jobId = jobId;
-      this.instanceId = instanceId;
+    constructor(route) {
+      this.route = route;
+      this.jobId = route.jobId;
+      this.instanceId = route.instanceId;
       this.steps = []; // {step, status, start_time, finish_time, lines: [], node refs}
       this.cursor = "";
       this.finished = false;
@@ -575,8 +1020,11 @@
 
     async start() {
       const id = this.instanceId;
-      const downloadHref = `${this.base()}/download/?${query({ instance_id: id })}`;
-      this.heading = el("h1", { id: "instance-title" }, `Log of ${id}`);
+      const downloadHref = withLanguage(`${this.base()}/download/?${query({ instance_id: id })}`);
+      this.heading = el("h1", { id: "instance-title" }, t("Log of {host}", { host: id }));
+      this.message = actionMessage("action-message");
+      this.actions = el("div", { class: "toolbar actions", role: "group", "aria-label": t("Host actions") });
+      this.actionsFor = null; // the status and IP the actions were drawn for
       this.statusLine = el("p", { class: "instance-status" });
       this.live = el("p", { class: "live muted", role: "status", id: "live-status" });
       this.stepsBox = el("div", { class: `steps${this.wrap ? " wrap" : ""}`, id: "steps" });
@@ -590,37 +1038,38 @@
       });
       const followBox = el("input", { type: "checkbox", id: "follow-log", checked: this.follow });
       followBox.addEventListener("change", () => { this.follow = followBox.checked; if (this.follow) this.scrollToEnd(); });
-      const toolbar = el("div", { class: "toolbar", role: "group", "aria-label": "Log display" },
-        el("a", { class: "button", id: "download-log", href: downloadHref, download: `job-${this.jobId}-${id.replace(/[^\w.-]+/g, "_")}.log`, text: "Download log" }),
-        el("span", { class: "check" }, wrapBox, el("label", { for: "wrap-lines", text: "Wrap lines" })),
-        el("span", { class: "check" }, followBox, el("label", { for: "follow-log", text: "Scroll with new lines" })),
-        el("button", { type: "button", id: "expand-all", onclick: () => this.setOpen(true), text: "Expand all" }),
-        el("button", { type: "button", id: "collapse-all", onclick: () => this.setOpen(false), text: "Collapse all" }));
+      const toolbar = el("div", { class: "toolbar", role: "group", "aria-label": t("Log display") },
+        el("a", { class: "button", id: "download-log", href: downloadHref, download: `job-${this.jobId}-${id.replace(/[^\w.-]+/g, "_")}.log`, text: t("Download log") }),
+        el("span", { class: "check" }, wrapBox, el("label", { for: "wrap-lines", text: t("Wrap lines") })),
+        el("span", { class: "check" }, followBox, el("label", { for: "follow-log", text: t("Scroll with new lines") })),
+        el("button", { type: "button", id: "expand-all", onclick: () => this.setOpen(true), text: t("Expand all") }),
+        el("button", { type: "button", id: "collapse-all", onclick: () => this.setOpen(false), text: t("Collapse all") }));
 
       const q = el("input", { id: "search-q", name: "q", type: "search", required: true, spellcheck: "false" });
       const regex = el("input", { id: "search-regex", type: "checkbox" });
       const cased = el("input", { id: "search-case", type: "checkbox" });
-      const search = el("form", { class: "filters search", role: "search", "aria-label": "Search this log" },
-        el("label", { for: "search-q", text: "Search" }), q,
-        el("span", { class: "check" }, regex, el("label", { for: "search-regex", text: "Regular expression" })),
-        el("span", { class: "check" }, cased, el("label", { for: "search-case", text: "Match case" })),
-        el("button", { type: "submit", text: "Search" }),
-        el("button", { type: "button", id: "search-clear", text: "Clear", onclick: () => { q.value = ""; this.clearSearch(); q.focus(); } }));
+      const search = el("form", { class: "filters search", role: "search", "aria-label": t("Search this log") },
+        el("label", { for: "search-q", text: t("Search") }), q,
+        el("span", { class: "check" }, regex, el("label", { for: "search-regex", text: t("Regular expression") })),
+        el("span", { class: "check" }, cased, el("label", { for: "search-case", text: t("Match case") })),
+        el("button", { type: "submit", text: t("Search") }),
+        el("button", { type: "button", id: "search-clear", text: t("Clear"), onclick: () => { q.value = ""; this.clearSearch(); q.focus(); } }));
       search.addEventListener("submit", (event) => {
         event.preventDefault();
         this.search(q.value, regex.checked, cased.checked);
       });
 
       main.replaceChildren(
-        el("nav", { class: "breadcrumb", "aria-label": "Breadcrumb" },
-          el("a", { href: "#/", text: "Jobs" }), " › ",
-          el("a", { href: `#/task-list/${this.jobId}`, text: `Job ${this.jobId}` }), " › ", id),
-        this.heading, this.statusLine, toolbar, search, this.results, this.live, this.stepsBox);
+        el("nav", { class: "breadcrumb", "aria-label": t("Breadcrumb") },
+          el("a", { href: "#/", text: t("Jobs") }), " › ",
+          el("a", { href: `#/task-list/${this.jobId}`, text: t("Job {id}", { id: this.jobId }) }), " › ", id),
+        this.heading, this.statusLine, this.actions, this.message, toolbar, search, this.results, this.live, this.stepsBox);
       this.describeHost();
       await this.loadAll();
+      still(this.route);
       this.renderStatus();
       if (!this.finished) this.followLive();
-      else this.live.textContent = "This instance has finished; its log is complete.";
+      else this.live.textContent = t("This instance has finished; its log is complete.");
     }
 
     async describeHost() {
@@ -629,7 +1078,9 @@
           method: "POST", body: { pagesize: 1, conditions: [{ key: "instance_id", value: [this.instanceId] }] },
         });
         const row = (data.list || [])[0];
-        if (row && row.ip) this.heading.textContent = `Log of ${row.ip} (${this.instanceId})`;
+        if (this.stopped) return;
+        if (row && row.ip) this.heading.textContent = `${t("Log of {host}", { host: row.ip })} (${this.instanceId})`;
+        this.ip = row ? row.ip : undefined;
         this.jobType = data.job_type;
         this.attempt = row ? row.attempt : undefined;
         this.renderStatus();
@@ -641,9 +1092,15 @@
     renderStatus() {
       if (!this.status) return;
       this.statusLine.replaceChildren(
-        "Status ", statusBadge(this.status),
-        this.attempt ? ` · attempt ${this.attempt}` : "",
+        `${t("Status")} `, statusBadge(this.status),
+        this.attempt ? ` · ${t("attempt {n}", { n: this.attempt })}` : "",
         this.jobType ? ` · ${this.jobType}` : "");
+      const drawnFor = `${this.status}|${this.ip || ""}`;
+      if (this.actionsFor !== drawnFor) {
+        this.actionsFor = drawnFor;
+        const row = { instance_id: this.instanceId, ip: this.ip, status: this.status };
+        this.actions.replaceChildren(...instanceActions(this.route, this.jobId, row, this.message));
+      }
     }
 
     // The first read: every page of the tail answer from the start (or the seed answer if tails are not served).
@@ -652,6 +1109,7 @@
         let data;
         try {
           data = await api(this.tailUrl());
+          still(this.route);
         } catch (exc) {
           if (exc instanceof ApiError && MISSING_API_CODES.has(exc.code) && page === 0) {
             this.mode = "seed";
@@ -703,7 +1161,7 @@
         const summary = el("summary", {});
         const log = el("div", {
           class: "log", role: "log", "aria-live": "polite", "aria-relevant": "additions",
-          "aria-label": `Log of step ${i + 1}`, id: `log-${i}`,
+          "aria-label": t("Log of step {n}", { n: i + 1 }), id: `log-${i}`,
         });
         const details = el("details", { class: "step", id: `step-${i}`, "data-index": i }, summary, log);
         this.stepsBox.append(details);
@@ -736,9 +1194,9 @@
         el("span", { class: "step-name", text: step.step }), " ",
         statusBadge(step.status || "PENDING"), " ",
         el("span", { class: "step-times muted" },
-          step.start_time ? `${step.start_time} → ${step.finish_time || "…"}` : "not started",
+          step.start_time ? `${step.start_time} → ${step.finish_time || "…"}` : t("not started"),
           took !== null ? ` (${duration(took)})` : ""));
-      step.log.setAttribute("aria-label", `Log of step ${index + 1}, ${step.step}`);
+      step.log.setAttribute("aria-label", t("Log of step {n}, {step}", { n: index + 1, step: step.step }));
     }
 
     // A step's text in a tail answer: whole lines joined by newlines, none before or after.
@@ -818,8 +1276,8 @@
     followLive() {
       if (this.mode === "seed") { this.poll(); return; }
       if (!window.EventSource) { this.poll(); return; }
-      this.live.textContent = "Following live…";
-      const url = `${this.base()}/stream/?${query({ instance_id: this.instanceId })}&cursor=${encodeURIComponent(this.cursor)}`;
+      this.live.textContent = t("Following live…");
+      const url = withLanguage(`${this.base()}/stream/?${query({ instance_id: this.instanceId })}&cursor=${encodeURIComponent(this.cursor)}`);
       const source = new EventSource(url);
       this.source = source;
       source.addEventListener("line", (event) => {
@@ -845,7 +1303,7 @@
       });
       source.addEventListener("error", () => {
         if (source.readyState === EventSource.CLOSED && !this.stopped && !this.finished) {
-          this.live.textContent = "Following live (polling)…";
+          this.live.textContent = t("Following live (polling)…");
           this.poll();
         }
       });
@@ -866,7 +1324,7 @@
           if (!this.mergeTail(data)) break;
         }
       } catch (exc) {
-        this.live.textContent = `Could not read the log: ${exc.message}`;
+        this.live.textContent = t("Could not read the log: {reason}", { reason: exc.message });
       }
     }
 
@@ -884,8 +1342,8 @@
     end() {
       this.finished = true;
       this.renderStatus();
-      this.live.textContent = `Finished: ${this.status}. The log is complete.`;
-      announce(`Instance finished: ${this.status}`);
+      this.live.textContent = t("Finished: {status}. The log is complete.", { status: this.status });
+      announce(t("Instance finished: {status}", { status: this.status }));
     }
 
     stop() {
@@ -911,7 +1369,7 @@
       this.pattern = regex ? null : new RegExp(escapeRegExp(q), cased ? "g" : "gi");
       this.hitSpans = new Map();
       let shown = this.rehighlight();
-      const summary = el("p", { id: "search-summary", text: `${shown} match${shown === 1 ? "" : "es"} highlighted in the log below.` });
+      const summary = el("p", { id: "search-summary", text: t(shown === 1 ? "{n} match highlighted in the log below." : "{n} matches highlighted in the log below.", { n: shown }) });
       this.results.replaceChildren(summary);
       let data;
       try {
@@ -930,13 +1388,13 @@
       const items = (data.list || []).map((hit) => {
         const text = marked(hit.text, (hit.spans || []).map(([start, end]) => [unitOffset(hit.text, start), unitOffset(hit.text, end)]));
         return el("li", {},
-          el("button", { type: "button", class: "link-button", onclick: () => this.jumpTo(hit.step_index, hit.line_no), text: `${hit.step} · line ${hit.line_no}` }),
+          el("button", { type: "button", class: "link-button", onclick: () => this.jumpTo(hit.step_index, hit.line_no), text: `${hit.step} · ${t("line {n}", { n: hit.line_no })}` }),
           " ", el("code", { class: `hit${hit.level ? ` lvl-${hit.level}` : ""}` }, text));
       });
-      const lines = `${data.total} matching line${data.total === 1 ? "" : "s"}`;
-      const counted = data.complete === false ? `at least ${lines} (the search stopped at its time limit)` : lines;
-      summary.textContent = `${counted} in this instance's log; ${shown} match${shown === 1 ? "" : "es"} highlighted below.`;
-      if (items.length) this.results.append(el("ol", { class: "hits", "aria-label": "Matching lines" }, items));
+      const lines = t(data.total === 1 ? "{n} matching line" : "{n} matching lines", { n: data.total });
+      const counted = data.complete === false ? t("at least {lines} (the search stopped at its time limit)", { lines }) : lines;
+      summary.textContent = t(shown === 1 ? "{lines} in this instance's log; {n} match highlighted below." : "{lines} in this instance's log; {n} matches highlighted below.", { lines: counted, n: shown });
+      if (items.length) this.results.append(el("ol", { class: "hits", "aria-label": t("Matching lines") }, items));
     }
 
     jumpTo(stepIndex, lineNo) {
@@ -957,13 +1415,27 @@
 
   // ---- start ---------------------------------------------------------------------------------------------
 
+  // The page's own words (index.html marks them data-i18n) and the language switch, which re-renders the route.
+  function translatePage() {
+    document.documentElement.lang = window.NodeopsI18n.htmlLang();
+    for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+    for (const node of document.querySelectorAll("[data-i18n-label]")) node.setAttribute("aria-label", t(node.dataset.i18nLabel));
+    showWho(localStorage.getItem("nodeops.username"));
+  }
+
+  const languageSelect = document.getElementById("language");
+  languageSelect.value = window.NodeopsI18n.language();
+  languageSelect.addEventListener("change", () => {
+    window.NodeopsI18n.setLanguage(languageSelect.value);
+    translatePage();
+    render();
+  });
+  translatePage();
   document.getElementById("sign-out").addEventListener("click", signOut);
   document.getElementById("skip-link").addEventListener("click", (event) => {
     event.preventDefault();
     main.focus();
   });
-  const who = localStorage.getItem("nodeops.username");
-  if (who) document.getElementById("who-name").textContent = `Signed in as ${who}`;
   window.addEventListener("hashchange", render);
   render();
 })();
