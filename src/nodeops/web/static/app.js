@@ -390,6 +390,9 @@
       summary, live,
       el("h2", { id: "instances-title", text: "Instances" }),
       filterForm, instances);
+    const timeline = el("section", { class: "card", id: "timeline" });
+    live.after(timeline); // a job at a glance (timeline.js), stopped with the view
+    cleanup.push(window.NodeopsTimeline.mount(timeline, jobId, { api }));
 
     let latest = null;
     const load = async () => {
