@@ -110,6 +110,13 @@ def test_timeline_pages_are_bounded_and_past_the_last_is_refused(api, finished_j
     # the series always counts every host, whatever the page
     assert second["series"]["points"][-1] == first["series"]["points"][-1]
 
+    # without its trailing slash, and HEAD: the same route
+    common = {"bk_app_code": api.app.code, "bk_app_secret": api.app.secret, "bk_username": api.username}
+    bare = api.client.get(f"/api/job/{job_id}/timeline", params={**common, "pagesize": 2}).json()
+    assert bare["result"] is True and bare["data"]["list"] == first["list"]
+    head = api.client.head(f"/api/job/{job_id}/timeline/", params=common)
+    assert head.status_code == 200 and head.content == b""
+
     answer = get_timeline(api, job_id, pagesize=2, page=3)
     assert (answer["result"], answer["code"], answer["data"]) == (False, 3800001, None)
     assert "page 3 is out of range: 3 hosts make 2 page(s) of 2" in answer["message"]
