@@ -9,14 +9,69 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime, timedelta
 
 from playwright.sync_api import Page, expect
 
+from nodeops.domain.instance_id import HostKey, host_instance_id
+from nodeops.domain.plans import JobType, PlannedStep, StepCode
+from nodeops.domain.status import Status
+from nodeops.service.container import Services
+from nodeops.store import jobs
 from tests.support.jobs import local_host
 from tests.support.live_jobs import Stack, artifact
 from tests.web.test_viewer import UI_TIMEOUT_MS, sign_in
 
 JOB_END_TIMEOUT_MS = 60_000
+HOSTILE_STEP = "<img src=x onerror=window.pwned=1>"
+WIDE_PLAN = (
+    PlannedStep(index=0, code=StepCode.UPDATE_JOB_STATUS, name="准备 <b>bold</b>"),
+    PlannedStep(index=1, code=StepCode.INSTALL, name=HOSTILE_STEP),
+    PlannedStep(index=2, code=StepCode.UPDATE_JOB_STATUS, name="完成 ✓ 🚀"),
+)
+
+
+def make_wide_job(services: Services, hosts: int) -> int:
+    """A finished job of ``hosts`` hosts (127.1.x.y) whose steps' names hold markup, CJK and emoji; host n's middle
+    step takes n seconds, and the last host failed there."""
+    begin = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    made = []
+    for n in range(1, hosts + 1):
+        ip = f"127.1.{n // 250}.{n % 250 + 1}"
+        made.append(
+            jobs.NewInstance(
+                instance_id=str(host_instance_id(bk_host_id=1000 + n)),
+                bk_host_id=1000 + n,
+                host_key=str(HostKey.of(ip, 0)),
+                instance_info={"host": {"bk_host_innerip": ip, "bk_cloud_id": 0, "bk_biz_id": 2}},
+            )
+        )
+    with services.db.session() as session:
+        created = jobs.create_job(
+            session,
+            job_type=JobType.INSTALL_AGENT,
+            created_by="admin",
+            from_system="esb_test",
+            bk_biz_scope=[2],
+            instances=made,
+            steps=WIDE_PLAN,
+        )
+        steps, records = [], []
+        for n, instance in enumerate(made, start=1):
+            record_id = created.record_ids[instance.instance_id]
+            failed = n == hosts
+            middle = begin + timedelta(seconds=1)
+            end = middle + timedelta(seconds=n)
+            steps += [
+                jobs.StepProgress(record_id, 0, Status.SUCCESS, begin, middle),
+                jobs.StepProgress(record_id, 1, Status.FAILED if failed else Status.SUCCESS, middle, end),
+            ]
+            if not failed:
+                steps.append(jobs.StepProgress(record_id, 2, Status.SUCCESS, end, end))
+            status = Status.FAILED if failed else Status.SUCCESS
+            records.append(jobs.RecordProgress(record_id, status, begin, end))
+        jobs.write_progress(services.db, session, chunks=[], steps=steps, records=records)
+    return created.job_id
 
 
 def timeline_of(stack: Stack, job_id: int) -> dict:
@@ -154,3 +209,42 @@ def test_timeline_speaks_chinese_and_stops_polling_once_the_view_is_left(stack, 
     page.wait_for_timeout(2500)
     assert len(polls) == left_at, "the timeline kept polling after its view was left"
     stack.api.wait(job_id, timeout_s=60)
+
+
+def test_timeline_of_many_hosts_draws_a_page_at_a_time_and_shows_hostile_names_as_text(stack, page):
+    job_id = make_wide_job(stack.services, 250)
+    sign_in(page, stack)
+    page.goto(f"{stack.url}/#/task-list/{job_id}")
+    timeline = page.locator("#timeline")
+    rows = timeline.locator(".tl-row")
+    expect(rows).to_have_count(100, timeout=UI_TIMEOUT_MS)  # at most a page of rows is drawn
+    expect(timeline.locator(".tl-bar")).to_have_count(300)
+    pager = timeline.locator(".tl-pager")
+    expect(pager).to_contain_text("Hosts 1\u2013100 of 250")
+    expect(pager.get_by_role("button", name="Previous hosts")).to_be_disabled()
+    expect(timeline).to_have_attribute("data-live", "0")
+
+    # names are text: the markup shows as written and runs nothing
+    expect(rows.first.locator(".tl-bar").nth(1)).to_have_attribute("data-step", HOSTILE_STEP)
+    expect(rows.first).to_have_attribute("aria-label", re.compile(re.escape(HOSTILE_STEP)))
+    timeline.locator(".tl-text summary").click()
+    expect(timeline.locator(".tl-table tbody tr").nth(1)).to_contain_text(HOSTILE_STEP)
+    expect(timeline.locator(".tl-table tbody tr").nth(2)).to_contain_text("完成 ✓ 🚀")
+    assert timeline.locator(".tl-table img, .tl-table b, .tl-slowest img").count() == 0
+    assert page.evaluate("window.pwned") is None
+
+    # the longest steps of the page are the last hosts' middle steps, longest first
+    expect(timeline.locator(".tl-slowest li").first).to_contain_text("127.1.0.101")
+    expect(timeline.locator(".tl-slowest li").first).to_contain_text("1 min 40 s")
+
+    pager.get_by_role("button", name="Next hosts").click()
+    expect(pager).to_contain_text("Hosts 101\u2013200 of 250", timeout=UI_TIMEOUT_MS)
+    expect(rows).to_have_count(100)
+    expect(rows.first.locator(".tl-host")).to_have_text("127.1.0.102")
+    pager.get_by_role("button", name="Next hosts").click()
+    expect(pager).to_contain_text("Hosts 201\u2013250 of 250", timeout=UI_TIMEOUT_MS)
+    expect(rows).to_have_count(50)
+    expect(pager.get_by_role("button", name="Next hosts")).to_be_disabled()
+    expect(rows.last.locator(".tl-bar-FAILED")).to_have_count(1)
+    # the chart counts every host, whatever the page
+    expect(timeline.get_by_role("img")).to_have_attribute("aria-label", re.compile("249 done, 1 failed, 0 running"))
