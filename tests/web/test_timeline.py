@@ -16,6 +16,7 @@ from playwright.sync_api import Page, expect
 from nodeops.domain.instance_id import HostKey, host_instance_id
 from nodeops.domain.plans import JobType, PlannedStep, StepCode
 from nodeops.domain.status import Status
+from nodeops.service import admin
 from nodeops.service.container import Services
 from nodeops.store import jobs
 from tests.support.jobs import local_host
@@ -152,6 +153,8 @@ def test_timeline_draws_every_hosts_steps_follows_the_job_and_is_usable_by_keybo
     expect(listed.first).to_contain_text("安装")
     expect(timeline.locator('.tl-bar[data-rank="1"]')).to_have_attribute("data-step", "安装")
 
+    timeline.screenshot(path=artifact("timeline.png"))  # the drawing, as a test artifact
+
     # the text alternatives hold the same data: every step, and every point of the chart
     timeline.locator(".tl-text summary").click()
     text_rows = timeline.locator(".tl-table tbody tr")
@@ -166,7 +169,6 @@ def test_timeline_draws_every_hosts_steps_follows_the_job_and_is_usable_by_keybo
     chart = timeline.get_by_role("img")
     expect(chart).to_have_attribute("aria-label", re.compile("2 done, 1 failed, 0 running"))
     assert timeline.locator("polyline.tl-line-done").get_attribute("points").count(",") == 60
-    timeline.screenshot(path=artifact("timeline.png"))
     page.screenshot(path=artifact("timeline-page.png"), full_page=True)
 
     # keyboard: the rows are one tab stop, arrows walk them, Enter opens the host's log
@@ -248,3 +250,20 @@ def test_timeline_of_many_hosts_draws_a_page_at_a_time_and_shows_hostile_names_a
     expect(rows.last.locator(".tl-bar-FAILED")).to_have_count(1)
     # the chart counts every host, whatever the page
     expect(timeline.get_by_role("img")).to_have_attribute("aria-label", re.compile("249 done, 1 failed, 0 running"))
+
+
+def test_a_stranger_gets_no_timeline_and_no_polling(stack, page):
+    job_id = make_wide_job(stack.services, 3)  # business 2's
+    key = stack.services.settings.resolved_secret_key()
+    token = admin.token(stack.services.db, key, username="outsider", ttl_s=3600)  # business 3 only
+    polls: list[str] = []
+    page.on("response", lambda response: polls.append(response.url) if "/timeline/" in response.url else None)
+    page.goto(f"{stack.url}/#/signin?bk_token={token}")
+    expect(page.get_by_role("heading", name="Jobs", exact=True)).to_be_visible(timeout=UI_TIMEOUT_MS)
+    page.goto(f"{stack.url}/#/task-list/{job_id}")
+    expect(page.get_by_role("alert")).to_contain_text("9900403", timeout=UI_TIMEOUT_MS)
+    page.wait_for_timeout(3000)  # its one retry finds the view gone, and stops
+    assert page.locator(".tl-row, .tl-bar").count() == 0
+    assert 1 <= len(polls) <= 2, polls
+    answer = page.evaluate(f"fetch('/api/job/{job_id}/timeline/').then(r => r.json())")
+    assert answer["code"] == 9900403 and answer["data"]["permission"]["bk_biz_ids"] == [2], answer
