@@ -7,12 +7,14 @@ parameter is answered in the envelope, naming the field.
 from __future__ import annotations
 
 import itertools
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from nodeops.service.job_timeline import series
+from nodeops.store.job_reads import Instance
 from tests.support.jobs import JobApi, local_host
 
 STEP_FIELDS = ("step", "status", "start_time", "finish_time")
@@ -183,3 +185,57 @@ def test_timeline_refuses_a_nul_and_every_bad_field_at_once(api):
     assert answer["result"] is False and answer["code"] == 3800001, answer
     both = get_timeline(api, 1, page="0", pagesize="1000", points="0")
     assert all(name in both["message"] for name in ("page", "pagesize", "points")), both
+
+
+# --- the series, as a pure function ----------------------------------------------------------------------------
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def instance(status: str, start_s: float | None, finish_s: float | None) -> Instance:
+    def at(s: float | None) -> datetime | None:
+        return None if s is None else T0 + timedelta(seconds=s)
+
+    return Instance(
+        record_id=1,
+        first_record_id=1,
+        task_id=1,
+        instance_id="host|instance|host|1",
+        bk_host_id=1,
+        host_key=None,
+        attempt=1,
+        status=status,
+        instance_info={},
+        start_at=at(start_s),
+        finish_at=at(finish_s),
+    )
+
+
+@pytest.mark.parametrize(
+    ("instances", "end_s", "points", "expected"),
+    [
+        ([], 10, 3, [(0, 0, 0), (0, 0, 0), (0, 0, 0)]),
+        # one host running from 0 to 10, then done; a finish counts at its own instant
+        ([instance("SUCCESS", 0, 10)], 10, 3, [(0, 0, 1), (0, 0, 1), (1, 0, 0)]),
+        # failed and terminated both count as failed; a still running host has no finish
+        (
+            [instance("FAILED", 1, 4), instance("TERMINATED", 2, 6), instance("RUNNING", 3, None)],
+            8,
+            5,
+            [(0, 0, 0), (0, 0, 2), (0, 1, 2), (0, 2, 1), (0, 2, 1)],
+        ),
+        # never started (IGNORED, or ended before starting): never counted
+        ([instance("IGNORED", None, None), instance("FAILED", None, 3)], 6, 2, [(0, 0, 0), (0, 1, 0)]),
+        # a job of no length: every point at its start
+        ([instance("SUCCESS", 0, 0)], 0, 2, [(1, 0, 0), (1, 0, 0)]),
+    ],
+)
+def test_series_counts_hosts_done_failed_running_at_each_instant(instances, end_s, points, expected):
+    tz = ZoneInfo("Asia/Shanghai")
+    result = series(instances, start_at=T0, end_at=T0 + timedelta(seconds=end_s), points=points, tz=tz)
+    assert [(p["done"], p["failed"], p["running"]) for p in result["points"]] == expected
+    assert result["points"][0]["time_ms"] == int(T0.timestamp() * 1000)
+    assert result["points"][-1]["time"] == (T0 + timedelta(seconds=end_s)).astimezone(tz).strftime(
+        "%Y-%m-%d %H:%M:%S%z"
+    )
+    assert result["interval_s"] == end_s / (points - 1)
