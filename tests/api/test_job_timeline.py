@@ -239,3 +239,17 @@ def test_series_counts_hosts_done_failed_running_at_each_instant(instances, end_
         "%Y-%m-%d %H:%M:%S%z"
     )
     assert result["interval_s"] == end_s / (points - 1)
+
+
+def test_timeline_is_described_in_the_openapi_schema(api):
+    schema = api.client.get("/openapi.json").json()
+    operation = schema["paths"]["/api/job/{job_id}/timeline/"]["get"]
+    assert operation["operationId"] == "job_timeline" and "requestBody" not in operation
+    described = {p["name"]: (p["in"], p["schema"]) for p in operation["parameters"]}
+    assert described["job_id"][0] == "path"
+    assert described["pagesize"] == ("query", described["pagesize"][1]) and described["pagesize"][1]["maximum"] == 500
+    assert described["points"][1]["minimum"] == 2 and described["page"][1]["default"] == 1
+    answer = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    assert answer == "#/components/schemas/JobTimelineResponse"
+    data = schema["components"]["schemas"]["JobTimelineData"]["properties"]
+    assert {"list", "series", "now_ms", "statistics"} <= set(data)

@@ -112,7 +112,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         *inventory_requests.REQUESTS,
         *network.REQUESTS,
         *manual.REQUESTS,
-        *timeline.REQUESTS,
     ):
         components.update(contract.component_schemas())
         components[contract.name] = contract.json_schema()

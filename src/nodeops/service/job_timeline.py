@@ -7,7 +7,8 @@ the parameters are validated (every bad field named at once), then the job is lo
 caller's right to view it (9900403, the same refusal details_job answers). Each step's status and times are
 rendered by the log API's own renderer (``domain.answer.AnswerRenderer.step_fields``), so the timeline and the
 log API never disagree; the exact instants (``*_ms``, milliseconds since the epoch) are added for drawing. The
-page's steps are one query (``store.job_reads.steps_of``). Imports only ``store``, ``domain`` and ``errors``.
+page's steps are one query (``store.job_reads.steps_of``). Imports ``store``, ``domain``, ``errors`` and the
+services whose rules it shares (``job_details``, ``paging``, ``auth``).
 """
 
 from __future__ import annotations
@@ -52,12 +53,8 @@ POINTS = Field(
     maximum=MAX_POINTS,
     description=f"Points of the done / failed / running series, from 2 to {MAX_POINTS}.",
 )
-TIMELINE = Contract(
-    "JobTimelineRequest",
-    "The job's timeline (nodeops): job_id is in the path, the rest in the query string.",
-    (PAGE, PAGESIZE, POINTS),
-)
-_REQUEST = Contract("JobTimelineParams", "", (JOB_ID, PAGE, PAGESIZE, POINTS), documented=())
+# the query string; job_id is the path's (its OpenAPI description: api.routes.timeline's parameters)
+TIMELINE = Contract("JobTimelineRequest", "The job's timeline (nodeops).", (JOB_ID, PAGE, PAGESIZE, POINTS))
 
 
 def epoch_ms(at: datetime | None) -> int | None:
@@ -76,7 +73,7 @@ class JobTimeline:
     async def timeline(self, caller: Caller, params: Mapping[str, object]) -> dict[str, Any]:
         """One page of the job's hosts with their steps, and the chart's series over all of its hosts; raises
         InvalidInput (a bad field, or a page past the last), JobNotFound, PermissionDenied."""
-        request = _REQUEST.read(params)
+        request = TIMELINE.read(params)
         job_id = request.integer("job_id") or 0
         page = request.integer("page") or 1
         pagesize = request.integer("pagesize") or DEFAULT_PAGESIZE
