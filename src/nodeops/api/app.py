@@ -30,6 +30,7 @@ from nodeops.api.routes import (
     network,
     session,
     subscriptions,
+    timeline,
 )
 from nodeops.service import inventory as inventory_requests
 from nodeops.service import subscriptions as subscription_requests
@@ -86,6 +87,7 @@ def create_app(
     app.include_router(inventory.router)
     app.include_router(network.router)
     app.include_router(manual.router)
+    app.include_router(timeline.router)
     mount_viewer(app)  # the log viewer at /, the API's docs at /docs, /web/static/; after the API's routes
     app.add_middleware(BodyLimit)
     app.add_middleware(NoSniff)

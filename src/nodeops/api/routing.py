@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from nodeops.api.bodies import refuse_nul
 from nodeops.api.deps import CallerDep, ParamsDep, ServicesDep
 from nodeops.api.envelope import json_response, success_body
-from nodeops.domain.contract import Contract
+from nodeops.domain.contract import Contract, field_schema
 from nodeops.service.auth import Caller
 from nodeops.service.container import Services
 from nodeops.service.subscriptions import ResultStream
@@ -83,20 +83,31 @@ def add_route(
     summary: str,
     methods: Sequence[str] = ("POST",),
     request: Contract | None = None,
+    query: Contract | None = None,
     response: type[BaseModel] | None = None,
     tags: list[str] | None = None,
 ) -> None:
     """Route ``methods`` on ``path``, and hidden from the schema the same without its trailing slash (HEAD, when
     asked, is hidden too: one operation id per path in the schema). Every route answers the envelope, with
     ``response`` the model of its success; ``request`` is the contract of its JSON body, if any (``api.app`` puts
-    each contract's schema in the components)."""
+    each contract's schema in the components); ``query`` the contract of its query string, each of its fields
+    described as a query parameter (but ``job_id``, the path's)."""
     ok: dict[str, Any] = {"description": "The envelope; errors too answer HTTP 200 with result false and a code."}
     if response is not None:
         ok["model"] = response
-    body = None
+    body: dict[str, Any] | None = None
     if request is not None:
         schema = {"$ref": f"#/components/schemas/{request.name}"}
         body = {"requestBody": {"required": False, "content": {"application/json": {"schema": schema}}}}
+    if query is not None:
+        body = {
+            **(body or {}),
+            "parameters": [
+                {"name": item.name, "in": "query", "required": item.required, "schema": field_schema(item)}
+                for item in query.fields
+                if item.name != "job_id"
+            ],
+        }
     listed = [method for method in methods if method != "HEAD"]
     router.add_api_route(
         path,

@@ -169,3 +169,65 @@ class JobListData(BaseModel):
 
 class JobListResponse(Envelope):
     data: JobListData | None = None
+
+
+# --- the job timeline (ours) ---------------------------------------------------------------------------------
+
+
+class TimelineStep(BaseModel):
+    """One step of a host's latest attempt: as the log API shows it, plus its exact instants for drawing."""
+
+    index: int = Field(description="Its place in the plan, from 0.")
+    step: str = Field(description="节点名称, as the log API names it.")
+    status: Status = Field(description="As the log API's (steps before a RUNNING or FAILED one read SUCCESS).")
+    start_time: str | None = Field(description="`YYYY-MM-DD HH:MM:SS` in the service's zone, as the log API's.")
+    finish_time: str | None = Field(description="Null until the step has finished, as the log API's.")
+    start_ms: int | None = Field(description="The start, in milliseconds since the epoch.")
+    finish_ms: int | None = Field(description="The finish, in milliseconds since the epoch; null with finish_time.")
+
+
+class TimelineHost(BaseModel):
+    instance_id: str
+    ip: str | None
+    bk_host_id: int | None
+    status: Status
+    attempt: int = Field(description="The attempt shown: the instance's latest.")
+    start_time: str | None
+    end_time: str | None
+    start_ms: int | None
+    end_ms: int | None
+    steps: list[TimelineStep]
+
+
+class TimelinePoint(BaseModel):
+    time: str = Field(description="`YYYY-MM-DD HH:MM:SS%z` in the service's zone.")
+    time_ms: int
+    done: int = Field(description="Hosts whose latest attempt had succeeded by then.")
+    failed: int = Field(description="Hosts whose latest attempt had failed or been terminated by then.")
+    running: int = Field(description="Hosts whose latest attempt was running then.")
+
+
+class TimelineSeries(BaseModel):
+    interval_s: float = Field(description="Seconds between two points.")
+    points: list[TimelinePoint] = Field(description="From the job's start to its end (or now), evenly spread.")
+
+
+class JobTimelineData(BaseModel):
+    job_id: int
+    job_type: str
+    status: Status = Field(description="As details_job's.")
+    statistics: dict[str, int]
+    start_time: str | None
+    end_time: str | None
+    start_ms: int | None
+    end_ms: int | None
+    now_ms: int = Field(description="The service's clock when it answered: running steps last until then.")
+    total: int = Field(description="Hosts of the job (their latest attempts); refused hosts are not counted.")
+    page: int
+    pagesize: int
+    hosts: list[TimelineHost] = Field(alias="list", description="One page of hosts, in details_job's order.")
+    series: TimelineSeries
+
+
+class JobTimelineResponse(Envelope):
+    data: JobTimelineData | None = None

@@ -207,6 +207,21 @@ def parse_details_query(params: Mapping[str, object]) -> DetailsQuery:
     )
 
 
+def settle_job(
+    job: JobInfo, instances: Sequence[Instance], now: datetime
+) -> tuple[JobStatistics, Status, datetime | None]:
+    """The job's statistics, status and end as the job APIs show them: counted from its instances' latest records
+    and its hosts refused up front; a finished job the engine has not stored as such ends with its last host."""
+    statuses = [Status(instance.status) for instance in instances]
+    statuses += [_error_host_status(host, Status.IGNORED) for host in job.error_hosts]
+    statistics = JobStatistics.count(statuses)
+    status = aggregate_job_status(statistics, Status(job.status))
+    end_at = job.end_at
+    if end_at is None and status not in ACTIVE:  # finished, and the engine has not stored it yet
+        end_at = max((i.finish_at for i in instances if i.finish_at is not None), default=now)
+    return statistics, status, end_at
+
+
 def job_access(job: JobInfo) -> JobAccess:
     """What a caller's right to view ``job`` is checked against."""
     return JobAccess(job_id=job.job_id, bk_biz_scope=job.bk_biz_scope)
@@ -258,13 +273,7 @@ class JobDetails:
             for instance in page
         ]
         rows.extend(self._filtered_rows(job, query))
-        statuses = [Status(instance.status) for instance in instances]
-        statuses += [_error_host_status(host, Status.IGNORED) for host in job.error_hosts]
-        statistics = JobStatistics.count(statuses)
-        status = aggregate_job_status(statistics, Status(job.status))
-        end_at = job.end_at
-        if end_at is None and status not in ACTIVE:  # finished, and the engine has not stored it yet
-            end_at = max((i.finish_at for i in instances if i.finish_at is not None), default=now)
+        statistics, status, end_at = settle_job(job, instances, now)
         return {
             "job_id": job.job_id,
             "created_by": job.created_by,

@@ -591,6 +591,9 @@
       summary, actions, message, live,
       el("h2", { id: "instances-title", text: t("Instances") }),
       filterForm, operate, instances);
+    const timeline = el("section", { class: "card", id: "timeline" });
+    live.after(timeline); // a job at a glance (timeline.js), stopped with the view
+    onLeave(route, window.NodeopsTimeline.mount(timeline, jobId, { api }));
 
     let latest = null;
     const load = async () => {
