@@ -241,6 +241,38 @@ class Settings(BaseSettings):
         description="Seconds an app is refused from a client address once its failures reach auth_max_failures.",
     )
 
+    # --- notifications (webhooks when a job ends; docs/operations.md "Notifications") ---
+    webhook_url: str = Field(
+        default="",
+        description="Where the end of a job is notified when its request gave no webhook_url (applied when the job "
+        "or subscription is created), e.g. http://127.0.0.1:9000/hooks/nodeops; empty = only jobs that ask.",
+    )
+    webhook_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="Key of the X-Nodeops-Signature header (HMAC-SHA256 of '<unix time>.<body>'); empty = "
+        "notifications are sent unsigned.",
+    )
+    webhook_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="Longest wait to connect to a receiver, and again for its answer; a receiver that takes longer "
+        "fails the attempt, which is retried.",
+    )
+    webhook_max_attempts: int = Field(
+        default=6, ge=1, le=20, description="Attempts per notification before it is left FAILED."
+    )
+    webhook_backoff_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Wait after the first failed attempt; doubled after each further one (at most an hour).",
+    )
+    webhook_concurrency: int = Field(default=8, ge=1, le=256, description="Notifications one process sends at once.")
+    webhook_poll_s: float = Field(
+        default=1.0, gt=0, le=60, description="Seconds between two looks of a process for notifications due."
+    )
+
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
