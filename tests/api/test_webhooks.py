@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from nodeops.store.models import AccessPoint, Job
 from tests.support.jobs import ACTIVE, ESB_JOB, dead_port, local_host
+from tests.support.subscriptions import BACKEND
 from tests.support.webhook_receiver import STALL, Receiver, verify
 
 SECRET = "whsec-test-9f8e7d6c5b4a"
@@ -250,3 +251,48 @@ def test_hostile_webhook_urls_are_refused_naming_the_field(api, services, tmp_pa
         assert "s3cr3tpw" not in json.dumps(answer) and "a" * 100 not in answer["message"]
     with services.db.session() as session:
         assert session.scalar(select(func.count()).select_from(Job)) == 0
+
+
+def test_a_subscription_s_webhook_notifies_each_run_and_update_replaces_or_stops_it(api, services, tmp_path, receiver):
+    installed = api.ok(f"{ESB_JOB}/install/", {"job_type": "INSTALL_AGENT", "hosts": [local_host(tmp_path, 1)]})
+    host_id = api.wait(installed["job_id"])["list"][0]["bk_host_id"]
+    created = api.ok(
+        f"{BACKEND}/create/",
+        {
+            "scope": {"object_type": "HOST", "node_type": "INSTANCE", "nodes": [{"bk_host_id": host_id}]},
+            "steps": [{"id": "agent", "type": "AGENT", "config": {"job_type": "RESTART_AGENT"}}],
+            "webhook_url": receiver.url,
+            "run_immediately": True,
+        },
+    )
+    subscription_id, job_id = created["subscription_id"], created["job_id"]
+    api.wait(job_id, until=_notified("DELIVERED"))
+    (received,) = receiver.wait(1)
+    payload = verify(received, SECRET.encode())
+    assert (payload["subscription_id"], payload["job_id"], payload["task_id"]) == (
+        subscription_id,
+        job_id,
+        created["task_id"],
+    )
+    (info,) = api.ok(f"{BACKEND}/info/", {"subscription_id_list": [subscription_id]})
+    assert info["webhook_url"] == receiver.url
+
+    # another run of the subscription is another end of its job: notified again
+    again = api.ok(f"{BACKEND}/run/", {"subscription_id": subscription_id})
+    api.wait(job_id, until=_notified("DELIVERED", 2))
+    assert verify(receiver.wait(2)[1], SECRET.encode())["task_id"] == again["task_id"]
+
+    # a bad URL in an update changes nothing; '' stops the notifications
+    api.error(
+        f"{BACKEND}/update/", {"subscription_id": subscription_id, "scope": info["scope"], "webhook_url": "x"}, 3800001
+    )
+    api.ok(f"{BACKEND}/update/", {"subscription_id": subscription_id, "scope": info["scope"], "webhook_url": ""})
+    (info,) = api.ok(f"{BACKEND}/info/", {"subscription_id_list": [subscription_id]})
+    assert info["webhook_url"] is None
+    third = api.ok(f"{BACKEND}/run/", {"subscription_id": subscription_id})
+    data = api.wait(job_id, until=lambda d: d["status"] not in ACTIVE and third["task_id"] in d["task_id_list"])
+    assert len(data["notifications"]) == 2 and len(receiver.requests) == 2
+
+    # a stranger cannot read the subscription, so not its webhook either
+    refused = api.as_user("outsider").error(f"{BACKEND}/info/", {"subscription_id_list": [subscription_id]}, 9900403)
+    assert receiver.url not in json.dumps(refused)
