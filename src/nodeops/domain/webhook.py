@@ -38,7 +38,8 @@ def webhook_url_problem(value: object) -> str | None:
     except ValueError:
         return f"{URL_RULE}; its host or port is not valid"
     if parts.scheme.lower() not in ("http", "https"):
-        return f"{URL_RULE}; its scheme is {parts.scheme or 'missing'!s}"
+        scheme = parts.scheme if 0 < len(parts.scheme) <= 16 else ("missing" if not parts.scheme else "not one")
+        return f"{URL_RULE}; its scheme is {scheme}"
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         return f"{URL_RULE}; it carries user:password"
     if not parts.hostname:
