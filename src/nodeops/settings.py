@@ -241,7 +241,7 @@ class Settings(BaseSettings):
         description="Seconds an app is refused from a client address once its failures reach auth_max_failures.",
     )
 
-    # --- notifications (webhooks when a job ends; docs/operations.md "Notifications") ---
+    # --- notifications (webhooks when a job ends; docs/notifications.md) ---
     webhook_url: str = Field(
         default="",
         description="Where the end of a job is notified when its request gave no webhook_url (applied when the job "

@@ -1,6 +1,6 @@
 """A webhook receiver for the notification tests: a real HTTP server on 127.0.0.1 that answers each POST as
 scripted (a status, or ``STALL``: it never answers until closed), keeps every request, and verifies signatures
-the way docs/operations.md tells a receiver to."""
+the way docs/notifications.md tells a receiver to."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Notifications when a job ends: the rules of a webhook URL, the signature a receiver checks, the backoff.
 
 Pure: imports only the standard library. The table, the delivery loop and the HTTP client are in
-``store.webhooks`` and ``service.webhooks``; docs/operations.md shows how a receiver verifies a signature.
+``store.webhooks`` and ``service.webhooks``; docs/notifications.md shows how a receiver verifies a signature.
 """
 
 from __future__ import annotations
