@@ -13,6 +13,7 @@ import secrets
 from datetime import tzinfo
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -280,6 +281,34 @@ class Settings(BaseSettings):
             sample = ", ".join(sorted(available_timezones())[:3])
             raise ValueError(f"time zone {value!r} is not an IANA zone name (e.g. Asia/Shanghai, UTC, {sample})")
         return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str) -> str:
+        """The rule of a request's webhook_url (``domain.webhook``, which this leaf may not import), for the
+        default: refused at start rather than on the first job. The URL is not repeated: it may carry a password."""
+        url = value.strip()
+        if not url:
+            return ""
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (an invalid port raises)
+        except ValueError:
+            parts = None
+        if (
+            parts is None
+            or len(url) > 2048
+            or not url.isascii()
+            or any(char.isspace() or not char.isprintable() for char in url)
+            or parts.scheme.lower() not in ("http", "https")
+            or not parts.hostname
+            or "@" in parts.netloc
+        ):
+            raise ValueError(
+                "NODEOPS_WEBHOOK_URL must be an http:// or https:// URL of at most 2048 ASCII characters with a host "
+                "and no user:password, e.g. http://127.0.0.1:9000/hooks/nodeops (or empty)"
+            )
+        return url
 
     @field_validator("host")
     @classmethod

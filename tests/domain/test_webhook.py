@@ -6,6 +6,7 @@ import hashlib
 import hmac
 
 import pytest
+from pydantic import ValidationError
 
 from nodeops.domain.webhook import (
     MAX_URL_CHARS,
@@ -15,6 +16,7 @@ from nodeops.domain.webhook import (
     signature,
     webhook_url_problem,
 )
+from nodeops.settings import Settings
 
 
 @pytest.mark.parametrize(
@@ -104,3 +106,30 @@ def test_signature_is_hmac_sha256_of_timestamp_dot_body():
 )
 def test_backoff_doubles_up_to_the_cap(attempts, wait_s):
     assert backoff_s(attempts, base_s=10.0) == wait_s
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "http://alice:s3cr3tpw@127.0.0.1/",
+        "http://127.0.0.1:99999/",
+        "http://例え.テスト/",
+        "http:///x",
+        "http://127.0.0.1/a b",
+        "http://127.0.0.1/" + "a" * 2048,
+    ],
+)
+def test_a_default_url_the_requests_would_refuse_is_refused_at_start(monkeypatch, url):
+    monkeypatch.setenv("NODEOPS_WEBHOOK_URL", url)
+    with pytest.raises(ValidationError, match="NODEOPS_WEBHOOK_URL must be an http") as refused:
+        Settings()
+    # the message the CLI prints (pydantic's own str() of the error shows a cut of the input)
+    (message,) = [str(error["ctx"]["error"]) for error in refused.value.errors()]
+    assert "s3cr3tpw" not in message
+    assert webhook_url_problem(url) is not None  # the same rule as a request's
+
+
+def test_the_default_url_is_read_stripped():
+    assert Settings(webhook_url=" http://127.0.0.1:9000/hook ").webhook_url == "http://127.0.0.1:9000/hook"
+    assert Settings(webhook_url="  ").webhook_url == ""

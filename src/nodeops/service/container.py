@@ -26,7 +26,7 @@ from nodeops.service.instance_log import LogService
 from nodeops.service.job_launch import JobLauncher
 from nodeops.service.log_reading import LogReading
 from nodeops.service.retention import RetentionJanitor
-from nodeops.service.webhooks import Notifier, default_webhook_url
+from nodeops.service.webhooks import Notifier
 from nodeops.settings import Settings
 from nodeops.store import packages as package_rows
 from nodeops.store.access import AccessReads
@@ -56,7 +56,6 @@ class Services:
 
         Nothing runs until ``start()``: commands that only read or administer never start the engine.
         """
-        default_webhook_url(settings)  # a bad NODEOPS_WEBHOOK_URL stops the start, naming it
         db = Database.connect(settings.database_url, statement_timeout_s=settings.db_statement_timeout_s)
         secret_key = settings.resolved_secret_key()
         throttle = Throttle(

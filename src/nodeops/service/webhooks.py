@@ -37,14 +37,8 @@ USER_AGENT = "nodeops-webhook"
 
 
 def default_webhook_url(settings: Settings) -> str | None:
-    """NODEOPS_WEBHOOK_URL, checked as a request's would be (None: unset); raises ValueError naming the setting."""
-    url = settings.webhook_url.strip()
-    if not url:
-        return None
-    problem = webhook.webhook_url_problem(url)
-    if problem is not None:
-        raise ValueError(f"NODEOPS_WEBHOOK_URL {problem}")
-    return url
+    """NODEOPS_WEBHOOK_URL (None: unset), as ``Settings`` checked it when it was read."""
+    return settings.webhook_url or None
 
 
 def job_page_url(settings: Settings, job_id: int) -> str:
