@@ -76,10 +76,9 @@ def record_end(session: Session, job: Job) -> int | None:
     if not url:
         return None
     task_id = int(session.scalar(select(func.max(SubscriptionTask.id)).where(SubscriptionTask.job_id == job.id)) or 0)
+    # one per end, even if the URL changed since (a later recount of the same end records nothing)
     known = session.scalar(
-        select(WebhookDelivery.id).where(
-            WebhookDelivery.job_id == job.id, WebhookDelivery.task_id == task_id, WebhookDelivery.url == url
-        )
+        select(WebhookDelivery.id).where(WebhookDelivery.job_id == job.id, WebhookDelivery.task_id == task_id)
     )
     if known is not None:
         return None
