@@ -44,6 +44,10 @@ def test_the_recount_that_ends_a_job_records_one_delivery_with_its_facts(service
     job_id = _ended_job(services)
     with services.db.session() as session:  # a later recount of the same end records nothing more
         pipelines.refresh_job(session, job_id=job_id)
+    with services.db.session() as session:  # nor once the URL changed: an end is notified once
+        subscription_id = session.scalar(select(Job.subscription_id).where(Job.id == job_id))
+        webhooks.set_webhook_url(session, subscription_id, "http://127.0.0.1:10/other")
+        pipelines.refresh_job(session, job_id=job_id)
     (delivery,) = _deliveries(services)
     assert (delivery.job_id, delivery.url, delivery.status, delivery.attempts) == (job_id, URL, "PENDING", 0)
     assert delivery.payload["status"] == "SUCCESS" and delivery.payload["job_id"] == job_id
