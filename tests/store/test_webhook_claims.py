@@ -8,10 +8,11 @@ import threading
 import time
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from nodeops.domain.status import Status
-from nodeops.store import pipelines, webhooks
+from nodeops.store import cluster, jobs, pipelines, webhooks
 from nodeops.store.models import Job, WebhookDelivery, utcnow
 from nodeops.store.retention import delete_expired
 from tests.support.factories import StepRun, make_job
@@ -104,3 +105,23 @@ def test_deliveries_go_with_their_job_when_it_is_deleted(services):
     delete_expired(services.db, utcnow() + timedelta(days=1), batch=10)
     with services.db.session() as session:
         assert session.scalar(select(func.count()).select_from(WebhookDelivery)) == 0
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_revoke_in_celery_mode_is_notified_terminated_once_its_running_host_stopped(services):
+    running = [StepRun(Status.RUNNING, "2024-05-01 10:00:00", None, "[2024-05-01 10:00:00 INFO] running")]
+    job = make_job(services, runs=running, record_status=Status.RUNNING)
+    with services.db.session() as session:
+        subscription_id = session.scalar(select(Job.subscription_id).where(Job.id == job.job_id))
+        webhooks.set_webhook_url(session, subscription_id, URL)
+    with services.db.session() as session:
+        cluster.request_revoke(services.db, session, job_id=job.job_id, record_ids=[job.record_id], line="revoked")
+    assert _deliveries(services) == []  # its host still runs: the job has not ended yet
+    with services.db.session() as session:  # its worker stops it, then recounts
+        jobs.write_progress(
+            services.db, session, records=[jobs.RecordProgress(job.record_id, Status.FAILED, None, utcnow())]
+        )
+    with services.db.session() as session:
+        assert pipelines.refresh_job_if_settled(session, job_id=job.job_id)
+    (delivery,) = _deliveries(services)
+    assert delivery.payload["status"] == "TERMINATED" and delivery.payload["statistics"]["failed_count"] == 1
