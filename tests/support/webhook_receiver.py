@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 STALL = "stall"
+DRIP = "drip"  # answers 200 at once, then its body a byte every 0.2 s, never ending it
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,17 @@ class Receiver:
                 if answer == STALL:
                     receiver._closing.wait(60)
                     self.close_connection = True
+                    return
+                if answer == DRIP:
+                    self.send_response(200)
+                    self.send_header("Content-Length", "1000000")
+                    self.end_headers()
+                    try:
+                        while not receiver._closing.wait(0.2):
+                            self.wfile.write(b"x")
+                            self.wfile.flush()
+                    except OSError:
+                        pass
                     return
                 reply = b"x" * 100_000  # a long answer: the sender reads a little and drops the rest
                 self.send_response(int(answer))
