@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from nodeops.store.models import AccessPoint, Job
+from nodeops.store.models import AccessPoint, Job, WebhookDelivery
 from tests.support.jobs import ACTIVE, ESB_JOB, dead_port, local_host
 from tests.support.subscriptions import BACKEND
 from tests.support.webhook_receiver import DRIP, STALL, Receiver, verify
@@ -96,6 +96,10 @@ def test_a_receiver_answering_500_then_200_gets_the_signed_notification_twice(
     # the secret is nowhere but in the signature
     assert SECRET not in json.dumps(data) and SECRET not in caplog.text
     assert all(SECRET.encode() not in r.body for r in receiver.requests)
+    with services.db.session() as session:
+        (row,) = session.scalars(select(WebhookDelivery)).all()
+        stored = json.dumps([row.url, row.payload, row.attempt_log, row.last_error, row.claim_token])
+    assert SECRET not in stored and row.status == "DELIVERED" and row.last_http_status == 200
 
     # a user granted on the business sees the notifications; a stranger sees nothing of the job
     assert api.as_user("viewer").details(job_id)["notifications"] == data["notifications"]
