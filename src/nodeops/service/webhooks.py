@@ -81,7 +81,6 @@ class Notifier:
         self._slots = settings.webhook_concurrency
         self._sending: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
         self._client: httpx.AsyncClient | None = None
 
     def start(self) -> None:
@@ -93,10 +92,6 @@ class Notifier:
             headers={"User-Agent": USER_AGENT},
         )
         self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="nodeops-webhooks")
-
-    def wake(self) -> None:
-        """Look for due deliveries now rather than at the next poll."""
-        self._wake.set()
 
     async def aclose(self) -> None:
         """Stop: sends in flight are abandoned unrecorded, like a process that died; their claims lapse."""
@@ -114,11 +109,9 @@ class Notifier:
         while True:
             try:
                 await self.deliver_due()
-            except NodeopsError:
+            except Exception:  # the loop outlives any one failure (a database away for a while)
                 log.exception("reading due notifications failed", extra={"action": "webhook_claim_failed"})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.webhook_poll_s)
-            self._wake.clear()
+            await asyncio.sleep(self.settings.webhook_poll_s)
 
     async def deliver_due(self) -> int:
         """Claim the deliveries due (as many as free slots) and start sending each; returns how many."""
@@ -213,7 +206,7 @@ class Notifier:
                 return None, f"no answer within {2 * self.timeout_s:g} s"
         except httpx.ConnectError:
             return None, "connection refused or host unreachable"
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # any other failure of the exchange (httpx's, or an address it cannot use)
             if status is None:
                 return None, type(exc).__name__
         # its status is its answer: a body cut short, or too slow to come, changes nothing
