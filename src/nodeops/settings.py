@@ -13,6 +13,7 @@ import secrets
 from datetime import tzinfo
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -241,6 +242,38 @@ class Settings(BaseSettings):
         description="Seconds an app is refused from a client address once its failures reach auth_max_failures.",
     )
 
+    # --- notifications (webhooks when a job ends; docs/notifications.md) ---
+    webhook_url: str = Field(
+        default="",
+        description="Where the end of a job is notified when its request gave no webhook_url (applied when the job "
+        "or subscription is created), e.g. http://127.0.0.1:9000/hooks/nodeops; empty = only jobs that ask.",
+    )
+    webhook_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="Key of the X-Nodeops-Signature header (HMAC-SHA256 of '<unix time>.<body>'); empty = "
+        "notifications are sent unsigned.",
+    )
+    webhook_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="Longest wait to connect to a receiver, and again for its answer; a receiver that takes longer "
+        "fails the attempt, which is retried.",
+    )
+    webhook_max_attempts: int = Field(
+        default=6, ge=1, le=20, description="Attempts per notification before it is left FAILED."
+    )
+    webhook_backoff_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Wait after the first failed attempt; doubled after each further one (at most an hour).",
+    )
+    webhook_concurrency: int = Field(default=8, ge=1, le=256, description="Notifications one process sends at once.")
+    webhook_poll_s: float = Field(
+        default=1.0, gt=0, le=60, description="Seconds between two looks of a process for notifications due."
+    )
+
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -248,6 +281,34 @@ class Settings(BaseSettings):
             sample = ", ".join(sorted(available_timezones())[:3])
             raise ValueError(f"time zone {value!r} is not an IANA zone name (e.g. Asia/Shanghai, UTC, {sample})")
         return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str) -> str:
+        """The rule of a request's webhook_url (``domain.webhook``, which this leaf may not import), for the
+        default: refused at start rather than on the first job. The URL is not repeated: it may carry a password."""
+        url = value.strip()
+        if not url:
+            return ""
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (an invalid port raises)
+        except ValueError:
+            parts = None
+        if (
+            parts is None
+            or len(url) > 2048
+            or not url.isascii()
+            or any(char.isspace() or not char.isprintable() for char in url)
+            or parts.scheme.lower() not in ("http", "https")
+            or not parts.hostname
+            or "@" in parts.netloc
+        ):
+            raise ValueError(
+                "NODEOPS_WEBHOOK_URL must be an http:// or https:// URL of at most 2048 ASCII characters with a host "
+                "and no user:password, e.g. http://127.0.0.1:9000/hooks/nodeops (or empty)"
+            )
+        return url
 
     @field_validator("host")
     @classmethod

@@ -214,7 +214,11 @@ class Engine:
 
     async def revoke(self, job_id: int, record_ids: Sequence[int], *, whole_job: bool) -> None:
         """Cancel the job's pipelines (only those of ``record_ids`` unless ``whole_job``) and mark the job
-        TERMINATED; records among ``record_ids`` no pipeline of this process runs end FAILED with the 已终止 line."""
+        TERMINATED; records among ``record_ids`` no pipeline of this process runs end FAILED with the 已终止 line.
+
+        The job is TERMINATED before its pipelines are cancelled: the recount after the last one stops is the one
+        that ends the job (and records its notification, ``store.webhooks``), and it must already say TERMINATED."""
+        await self.db.call(lambda: self._mark_terminated(job_id))
         run = self._runs.get(job_id)
         if run is not None:
             if whole_job:
@@ -344,6 +348,10 @@ class Engine:
     def _refresh(self, job_id: int) -> None:
         with self.db.session() as session:
             pipelines.refresh_job(session, job_id=job_id)
+
+    def _mark_terminated(self, job_id: int) -> None:
+        with self.db.session() as session:
+            jobs.set_job_status(session, job_id=job_id, status=Status.TERMINATED, end_at=utcnow())
 
     def _terminate(self, job_id: int, record_ids: Sequence[int], line: str) -> None:
         with self.db.session() as session:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -23,6 +26,7 @@ from nodeops.service.instance_log import LogService
 from nodeops.service.job_launch import JobLauncher
 from nodeops.service.log_reading import LogReading
 from nodeops.service.retention import RetentionJanitor
+from nodeops.service.webhooks import Notifier
 from nodeops.settings import Settings
 from nodeops.store import packages as package_rows
 from nodeops.store.access import AccessReads
@@ -42,6 +46,7 @@ class Services:
     heartbeat_groups: HeartbeatGroups  # the heartbeat API's writes, in groups
     retention: RetentionJanitor  # deletes old jobs when NODEOPS_RETENTION_DAYS > 0
     agent_watch: AgentWatch  # marks agents that stopped heartbeating TERMINATED
+    notifier: Notifier  # sends the webhooks of ended jobs (service.webhooks)
     # task id -> the action it runs, for task results; a task's actions never change once it exists
     task_actions: dict[int, str] = field(default_factory=dict)
 
@@ -97,13 +102,15 @@ class Services:
             agent_watch=AgentWatch(
                 db, misses=settings.agent_missed_heartbeats, default_interval_s=settings.agent_heartbeat_interval_s
             ),
+            notifier=Notifier(db, settings),
         )
 
     async def start(self) -> None:
         """Make access point 1 point at this service, register the bundled agent (its bytes into the database) and
         store the bytes of packages registered without them, import a known_hosts file left in the data dir, start
         the engine (which fails what a previous process left running), then the background work: retention and
-        the watch for agents that stop (in each API process, in both modes: ``service.agent_watch``)."""
+        the watch for agents that stop (in each API process, in both modes: ``service.agent_watch``) and the
+        delivery of webhooks (``service.webhooks``)."""
 
         def prepare() -> None:
             with self.db.session() as session:
@@ -116,8 +123,10 @@ class Services:
         await self.engine.start()
         self.retention.start()
         self.agent_watch.start()
+        self.notifier.start()
 
     async def aclose(self) -> None:
+        await self.notifier.aclose()
         await self.agent_watch.aclose()
         await self.retention.aclose()
         await self.engine.aclose()
@@ -177,7 +186,33 @@ def run_worker(settings: Settings, *, name: str | None, concurrency: int | None,
         renderer=AnswerRenderer(settings.tz, step_max_bytes=settings.log_step_max_bytes),
         on_lease_lost=lambda: os._exit(LEASE_LOST_EXIT),
     )
+    notifier = NotifierThread(Notifier(db, settings))
+    notifier.start()
     try:
         celery_dispatch.run_worker(app, worker, name=worker_id, concurrency=concurrency, celery_args=celery_args)
     finally:
+        notifier.stop()
         db.dispose()
+
+
+class NotifierThread:
+    """A worker's ``Notifier``, on a loop of its own in a thread: the worker's loop belongs to its engine."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="nodeops-webhooks", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+        async def begin() -> None:
+            self.notifier.start()
+
+        asyncio.run_coroutine_threadsafe(begin(), self._loop).result(timeout=30)
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self.notifier.aclose(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)

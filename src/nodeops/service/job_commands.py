@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nodeops.domain import rollout, script_hooks
+from nodeops.domain import rollout, script_hooks, webhook
 from nodeops.domain.contract import Contract, Field, Kind, Values
 from nodeops.domain.instance_id import MAX_HOST_ID, InstanceId, parse_instance_ids
 from nodeops.domain.plans import HookWhen, JobType
@@ -105,6 +105,15 @@ SCRIPT_HOOKS = Field(
     "script (Node Manager's named hooks are Windows built-ins).",
 )
 
+# nodeops: where the job's end is notified (service.webhooks); also a subscription's (create, update)
+WEBHOOK_URL = Field(
+    name="webhook_url",
+    kind=Kind.VALUE,
+    schema={"type": "string", "maxLength": webhook.MAX_URL_CHARS, "format": "uri"},
+    description="nodeops: an http(s) URL POSTed a signed JSON notification when the job ends (each end: its run, "
+    "each retry); no user:password in it. Default: NODEOPS_WEBHOOK_URL.",
+)
+
 INSTALL = Contract(
     "InstallJobRequest",
     "install_job (安装类任务): install or reinstall agents on hosts given with their login.",
@@ -126,6 +135,7 @@ INSTALL = Contract(
         ),
         SCRIPT_HOOKS,
         *ROLLOUT_FIELDS,
+        WEBHOOK_URL,
     ),
 )
 REPLACE_HOST_REQUIRED = "替换PROXY必须填写replace_host_id"
@@ -155,6 +165,7 @@ OPERATE = Contract(
             description="nodeops, UPGRADE_AGENT and UPGRADE_PROXY only: the agent version to push (default newest).",
         ),
         *ROLLOUT_FIELDS,
+        WEBHOOK_URL,
     ),
 )
 JOB_INSTANCES = Contract(
@@ -278,6 +289,7 @@ class JobCommands:
             problems.setdefault("replace_host_id", REPLACE_HOST_REQUIRED)
         hooks = script_hooks.read_script_hooks(params.get(SCRIPT_HOOKS.name), problems)
         plan = rollout.read_rollout(params, problems)
+        webhook_url = webhook.read_webhook_url(values[WEBHOOK_URL.name], WEBHOOK_URL.name, problems)
         if self.settings.executor == "celery":
             for host in hosts:
                 if host.transport == "local":
@@ -301,6 +313,7 @@ class JobCommands:
             from_system=caller.app_code,
             rollout=plan,
             hooks=hooks,
+            webhook_url=webhook_url,
         )
         return self._started(started)
 
@@ -320,6 +333,7 @@ class JobCommands:
         else:
             version = None
         plan = rollout.read_rollout(params, problems)
+        webhook_url = webhook.read_webhook_url(values[WEBHOOK_URL.name], WEBHOOK_URL.name, problems)
         OPERATE.check(problems)
         assert job_type is not None and (version is None or isinstance(version, str))
         if not caller.is_superuser:  # unknown hosts are refused in ip_filter, not here
@@ -332,6 +346,7 @@ class JobCommands:
             from_system=caller.app_code,
             version=version,
             rollout=plan,
+            webhook_url=webhook_url,
         )
         return self._started(started)
 

@@ -24,8 +24,9 @@ from nodeops.domain.status import ACTIVE, JobStatistics, Status, aggregate_job_s
 from nodeops.errors import JobNotFound
 from nodeops.service.auth import Caller
 from nodeops.service.paging import out_of_range
+from nodeops.service.webhooks import notifications
 from nodeops.store import instances as store_instances
-from nodeops.store import job_reads
+from nodeops.store import job_reads, webhooks
 from nodeops.store.db import Database
 from nodeops.store.job_reads import Instance, JobInfo, StepState
 from nodeops.store.log_reads import JobAccess
@@ -266,6 +267,7 @@ class JobDetails:
             reasons = job_reads.ignored_reasons(
                 session, [instance.record_id for instance in page if instance.status == Status.IGNORED.value]
             )
+            deliveries = webhooks.deliveries_of(session, job.job_id)
         now = utcnow()
         meta = job_meta(job.job_type)
         rows = [
@@ -291,6 +293,8 @@ class JobDetails:
             "meta": meta,
             "subscription_id": job.subscription_id,
             "task_id_list": job.task_ids,
+            # nodeops: the webhook deliveries of its ends (service.webhooks), each with every attempt
+            "notifications": notifications(deliveries, self._time),
         }
 
     @staticmethod

@@ -33,9 +33,10 @@ from nodeops.engine.dispatch import Dispatcher
 from nodeops.errors import ErrorCode, InstallChannelNotFound, InvalidInput, NodeopsError
 from nodeops.service import cloud_areas
 from nodeops.service.host_requests import HostRequest, proxy_problems
+from nodeops.service.webhooks import default_webhook_url
 from nodeops.settings import Settings
 from nodeops.store import hosts as host_rows
-from nodeops.store import jobs, proxies
+from nodeops.store import jobs, proxies, webhooks
 from nodeops.store import packages as package_rows
 from nodeops.store.db import Database, Session
 from nodeops.store.models import Host
@@ -317,9 +318,11 @@ class JobLauncher:
         from_system: str,
         rollout: Rollout | None = None,
         hooks: Sequence[ScriptHook] = (),
+        webhook_url: str | None = None,
     ) -> StartedJob:
         """Register the hosts, refuse what cannot run, create the job and start it (in batches with a
-        ``rollout``, each host running the script ``hooks``). A proxy needs the address the service logs in to
+        ``rollout``, each host running the script ``hooks``; its end notified at ``webhook_url``, else at the
+        default of the settings). A proxy needs the address the service logs in to
         (3800001) and a cloud area (3801006)."""
         if job_type not in INSTALL_TYPES:
             raise InvalidInput.field("job_type", f"must be one of {', '.join(sorted(INSTALL_TYPES))}")
@@ -337,6 +340,7 @@ class JobLauncher:
             lambda session: self._install_hosts(session, job_type, hosts),
             rollout=rollout,
             hooks=hooks,
+            webhook_url=webhook_url,
         )
 
     async def operate(
@@ -348,9 +352,10 @@ class JobLauncher:
         from_system: str,
         version: str | None = None,
         rollout: Rollout | None = None,
+        webhook_url: str | None = None,
     ) -> StartedJob:
         """Run an agent operation on known hosts (in batches with a ``rollout``); UPGRADE moves them to
-        ``version`` (default the newest)."""
+        ``version`` (default the newest). Its end is notified at ``webhook_url``, else at the settings' default."""
         if job_type not in OPERATE_TYPES:
             raise InvalidInput.field("job_type", f"must be one of {', '.join(sorted(OPERATE_TYPES))}")
         if not bk_host_ids:
@@ -362,6 +367,7 @@ class JobLauncher:
             version,
             lambda session: self._operate_hosts(session, job_type, bk_host_ids),
             rollout=rollout,
+            webhook_url=webhook_url,
         )
 
     async def _start(
@@ -374,6 +380,7 @@ class JobLauncher:
         *,
         rollout: Rollout | None,
         hooks: Sequence[ScriptHook] = (),
+        webhook_url: str | None = None,
     ) -> StartedJob:
         """Create a job and launch it: the agent package of ``version`` (None: the newest) chosen, then, in one
         unit of work with the hosts locked, ``decide(session)`` decides the request's hosts and the job of those
@@ -409,6 +416,9 @@ class JobLauncher:
                     step_params={AGENT_VERSION_PARAM: chosen, **hook_params(hooks)},
                     rollout=rollout,
                 )
+                notify_at = webhook_url or default_webhook_url(self.settings)
+                if notify_at is not None:
+                    webhooks.set_webhook_url(session, created.subscription_id, notify_at)
             return StartedJob(
                 job_id=created.job_id,
                 subscription_id=created.subscription_id,

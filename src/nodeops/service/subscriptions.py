@@ -36,6 +36,7 @@ from nodeops.domain.scope import (
 )
 from nodeops.domain.status import Status, backtrace_steps, collect_status
 from nodeops.domain.terminal import strip_controls
+from nodeops.domain.webhook import mask_url, read_webhook_url
 from nodeops.errors import (
     Conflict,
     InstanceTaskIsRunning,
@@ -45,7 +46,7 @@ from nodeops.errors import (
     TaskNotFound,
 )
 from nodeops.service.auth import Caller
-from nodeops.service.job_commands import ROLLOUT_FIELDS, JobCommands, require_biz
+from nodeops.service.job_commands import ROLLOUT_FIELDS, WEBHOOK_URL, JobCommands, require_biz
 from nodeops.service.job_details import (
     JOB_TYPE_DISPLAY,
     LINE_TIME_FORMAT,
@@ -54,7 +55,8 @@ from nodeops.service.job_details import (
 )
 from nodeops.service.job_launch import AGENT_VERSION_PARAM, ChoosePackage, LaunchedTask, launch
 from nodeops.service.paging import out_of_range
-from nodeops.store import inventory, proxies, subscriptions
+from nodeops.service.webhooks import default_webhook_url
+from nodeops.store import inventory, proxies, subscriptions, webhooks
 from nodeops.store import jobs as job_rows
 from nodeops.store.db import ReadHandle, Session
 from nodeops.store.log_reads import JobAccess
@@ -110,6 +112,7 @@ CREATE = Contract(
         _NAME,
         _RUN_IMMEDIATELY,
         *ROLLOUT_FIELDS,
+        WEBHOOK_URL,
     ),
 )
 INFO = Contract(
@@ -130,6 +133,7 @@ UPDATE = Contract(
         Field(name="steps", kind=Kind.OBJECTS, default=[], noun="steps", description="[{id, params[, config]}]."),
         replace(_SCOPE, item=SUBSCRIPTION_SCOPE),
         *ROLLOUT_FIELDS,
+        replace(WEBHOOK_URL, description="nodeops: replaces where its job's ends are notified; null or '' stops it."),
     ),
 )
 DELETE = Contract("SubscriptionIdRequest", "delete: the subscription.", (SUBSCRIPTION_ID,))
@@ -308,6 +312,7 @@ class SubscriptionService:
         name = self._name(values["name"], problems)
         run_now = values.flag("run_immediately")
         plan = read_rollout(params, problems)
+        webhook_url = read_webhook_url(values[WEBHOOK_URL.name], WEBHOOK_URL.name, problems)
         CREATE.check(problems)
         assert scope is not None and steps
 
@@ -320,6 +325,9 @@ class SubscriptionService:
                 )
                 if plan is not None:
                     subscriptions.set_rollout(session, subscription_id, plan)
+                notify_at = webhook_url or default_webhook_url(self.jobs.settings)
+                if notify_at is not None:
+                    webhooks.set_webhook_url(session, subscription_id, notify_at)
                 job_id = self._find(session, subscription_id).job_id
             return subscription_id, job_id
 
@@ -357,19 +365,21 @@ class SubscriptionService:
         values = INFO.read(params)
         ids, show_deleted = values.integers("subscription_id_list"), values.flag("show_deleted")
 
-        def read() -> list[SubscriptionInfo]:
+        def read() -> tuple[list[SubscriptionInfo], dict[int, str | None]]:
             with self.db.session() as session:
                 found = subscriptions.find_subscriptions(session, ids)
+                urls = webhooks.webhook_urls(session, list(found))
             missing = [i for i in ids if i not in found or (found[i].is_deleted and not show_deleted)]
             if missing:
                 raise SubscriptionNotFound(subscription_ids=missing)
             for sub in found.values():
                 caller.require_job_view(_access(sub))
-            return [found[i] for i in ids]
+            return [found[i] for i in ids], urls
 
-        return [self._info(sub) for sub in await self.db.call(read)]
+        subs, urls = await self.db.call(read)
+        return [self._info(sub, urls.get(sub.id)) for sub in subs]
 
-    def _info(self, sub: SubscriptionInfo) -> dict[str, Any]:
+    def _info(self, sub: SubscriptionInfo, webhook_url: str | None) -> dict[str, Any]:
         return {
             "id": sub.id,
             "name": sub.name,
@@ -386,6 +396,7 @@ class SubscriptionService:
             "create_time": self._time(sub.created_at, TIME_FORMAT),
             "job_id": sub.job_id,
             "rollout": sub.rollout,  # nodeops: its runs' batch_size, max_fail_percentage, batch_interval_s
+            "webhook_url": None if webhook_url is None else mask_url(webhook_url),  # nodeops: where its ends go
         }
 
     async def update(self, caller: Caller, params: Mapping[str, object]) -> dict[str, Any]:
@@ -397,6 +408,8 @@ class SubscriptionService:
         run_now = values.flag("run_immediately")
         raw_steps = values.objects("steps")
         plan = read_rollout(params, problems)
+        new_webhook = WEBHOOK_URL.name in params
+        webhook_url = read_webhook_url(values[WEBHOOK_URL.name], WEBHOOK_URL.name, problems)
         UPDATE.check(problems)
 
         def update() -> None:
@@ -414,6 +427,8 @@ class SubscriptionService:
                 )
                 if plan is not None:  # given: replaces the runs' batches and threshold
                     subscriptions.set_rollout(session, subscription_id, plan)
+                if new_webhook:  # given: replaces where the job's ends are notified (null or '': nowhere)
+                    webhooks.set_webhook_url(session, subscription_id, webhook_url)
                 subscriptions.widen_job_scope(session, sub.job_id, {t.bk_biz_id for t in targets})
 
         await self.db.call(update)

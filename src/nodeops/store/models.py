@@ -315,6 +315,9 @@ class Subscription(Base):
     is_deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     # its runs' batches and failure threshold ({batch_size, max_fail_percentage, batch_interval_s}); null: all at once
     rollout: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # nodeops: where its job's end is notified (a job's own webhook_url, or the default when it was created);
+    # null: nowhere (store.webhooks)
+    webhook_url: Mapped[str | None] = mapped_column(String(2048))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -509,3 +512,33 @@ class Worker(Base):
     lease_until: Mapped[datetime]
     ended_at: Mapped[datetime | None]
     end_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class WebhookDelivery(Base):
+    """A notification that a job ended, to one URL (``store.webhooks``): written in the transaction that ends
+    the job, so none is lost, then POSTed by a delivery loop until a 2xx answer or ``max_attempts``.
+
+    One per end of the job: its first run, and each retry or subscription run that ends it again (``task_id``,
+    the job's newest task when it ended). ``next_attempt_at`` is when it is due; a process sending it pushes that
+    forward by a lease and writes ``claim_token`` (a conditional UPDATE), so no two send one attempt, and one that
+    dies mid-send leaves it due again once the lease passes. ``attempt_log`` is every attempt's
+    ``{at, duration_ms, http_status | error}``. The signing secret is never stored here.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("job_id", "task_id", "url"), Index(None, "status", "next_attempt_at"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[int] = mapped_column(BigInteger)
+    url: Mapped[str] = mapped_column(String(2048))
+    event: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="PENDING")  # PENDING, DELIVERED or FAILED
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempt_log: Mapped[list[Any]] = mapped_column(default=list)
+    next_attempt_at: Mapped[datetime]
+    claim_token: Mapped[str | None] = mapped_column(String(64))
+    last_http_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]

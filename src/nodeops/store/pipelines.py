@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from nodeops.domain.rollout import Rollout
 from nodeops.domain.status import ACTIVE, JobStatistics, Status, aggregate_job_status
-from nodeops.store import proxies
+from nodeops.store import proxies, webhooks
 from nodeops.store.db import ReadHandle, session_cursor, stored_utc
 from nodeops.store.models import InstanceRecord, Job, RecordStep, SubscriptionStep, SubscriptionTask, utcnow
 from nodeops.store.proxies import Route, RouteChooser
@@ -233,6 +233,10 @@ def refresh_job(session: Session, *, job_id: int) -> Status:
     once recount one after the other: the second reads the records after the first has committed, and the job
     cannot be left RUNNING by a recount that read before the other host ended. Call it in its own short
     transaction, after the records' changes are committed.
+
+    The recount that finds the job ended with none of its records active any more (the end of its first run, of
+    a retry, of a revoke once its running hosts stopped) also records the webhook delivery of that end, in the
+    same transaction (``store.webhooks.record_end``): a job never ends without it.
     """
     job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
     if job is None:
@@ -261,6 +265,10 @@ def refresh_job(session: Session, *, job_id: int) -> Status:
     job.statistics = stats.as_dict()
     if status not in ACTIVE and job.end_at is None:
         job.end_at = utcnow()
+    if status not in ACTIVE:
+        cur, p = session_cursor(session)
+        if not job_has_active_records(cur, p, job_id=job_id):
+            webhooks.record_end(session, job)
     return status
 
 

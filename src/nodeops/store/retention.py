@@ -26,6 +26,7 @@ from nodeops.store.models import (
     Subscription,
     SubscriptionStep,
     SubscriptionTask,
+    WebhookDelivery,
 )
 
 
@@ -84,6 +85,7 @@ def delete_expired(db: Database, before: datetime, *, batch: int) -> Cleaned:
             if session.scalar(select(Job.status).where(Job.id == job_id)) in {s.value for s in ACTIVE}:
                 continue  # retried meanwhile: its new attempts run; leave the job (its old records are gone)
             session.execute(delete(SubscriptionTask).where(SubscriptionTask.job_id == job_id))
+            session.execute(delete(WebhookDelivery).where(WebhookDelivery.job_id == job_id))
             session.execute(delete(Job).where(Job.id == job_id))
             if not session.scalar(select(func.count()).select_from(Job).where(Job.subscription_id == subscription_id)):
                 session.execute(delete(SubscriptionTask).where(SubscriptionTask.subscription_id == subscription_id))
