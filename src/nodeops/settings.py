@@ -241,6 +241,25 @@ class Settings(BaseSettings):
         description="Seconds an app is refused from a client address once its failures reach auth_max_failures.",
     )
 
+    # --- metrics (docs/operations.md) ---
+    metrics_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Bearer token that reads /metrics (Prometheus text format): `Authorization: Bearer <token>`; "
+        "empty = no metrics endpoint at all (it answers as an unknown path), on the API and on every worker.",
+    )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1",
+        description="celery mode: address each `nodeops worker` serves its own /metrics on (when metrics_token "
+        "is set).",
+    )
+    worker_metrics_port: int = Field(
+        default=9464,
+        ge=0,
+        le=65535,
+        description="celery mode: port of a worker's /metrics listener (0 = any free port, logged at start); "
+        "workers sharing a machine each need their own (`nodeops worker --metrics-port`).",
+    )
+
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -249,7 +268,7 @@ class Settings(BaseSettings):
             raise ValueError(f"time zone {value!r} is not an IANA zone name (e.g. Asia/Shanghai, UTC, {sample})")
         return value
 
-    @field_validator("host")
+    @field_validator("host", "worker_metrics_host")
     @classmethod
     def _ip_literal(cls, value: str) -> str:
         if value == "localhost":

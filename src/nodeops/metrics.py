@@ -1,0 +1,319 @@
+"""The service's Prometheus metrics: every definition, the scrape's text, the bearer check and a worker's listener.
+
+A shared leaf (``tests/test_layers.py``), so the engine (steps, the log writer), the service (heartbeats) and the
+API (HTTP requests) all count into the same objects, and the only module that imports ``prometheus_client``.
+Two kinds of figures:
+
+- **this process's own**, in ``PROCESS`` (counters, histograms and gauges kept in memory, observed where the
+  thing happens): each process exports its own, the API at ``/metrics``, each ``nodeops worker`` on its listener;
+- **the store's**, read at scrape time (``StoreCounts``, one bounded GROUP BY query each, ``store.metrics_reads``)
+  and turned into gauges by ``StoreCollector``, a collector of the scrape's own registry.
+
+Label values are bounded: job types, step names, statuses and route templates are finite sets of the code's, and
+a path no route matches is counted as ``UNMATCHED``. docs/operations.md lists every metric. Imports nothing from
+nodeops but ``nodeops.errors``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import http.server
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from nodeops.errors import ErrorCode, MetricsUnauthorized, NodeopsError, RouteNotFound
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+PROCESS = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=PROCESS)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+
+UNMATCHED = "unmatched"  # the route label of a path no route matches: one label, whatever the path
+
+# --- jobs and steps (the embedded engine and each worker count their own) -----------------------------------
+STEP_SECONDS = Histogram(
+    "nodeops_step_duration_seconds",
+    "How long a step took on a host, from its start to its end (whatever its outcome), by job type and step code.",
+    ("job_type", "step"),
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+    registry=PROCESS,
+)
+HOSTS_RUNNING = Gauge(
+    "nodeops_hosts_running",
+    "Host pipelines this process is running now.",
+    registry=PROCESS,
+)
+JOB_LIMIT = Gauge(
+    "nodeops_job_limit_hosts",
+    "Hosts this process may run at once (NODEOPS_JOB_LIMIT; a worker: its concurrency).",
+    registry=PROCESS,
+)
+
+# --- heartbeats (the API processes) ---------------------------------------------------------------------------
+HEARTBEATS_RECEIVED = Counter(
+    "nodeops_heartbeats_received_total",
+    "Agent heartbeats accepted and committed.",
+    registry=PROCESS,
+)
+HEARTBEATS_REFUSED = Counter(
+    "nodeops_heartbeats_refused_total",
+    "Agent heartbeats refused, by reason: invalid (a malformed body), token (a wrong token or an unknown host), "
+    "store (the store failed to write its group).",
+    ("reason",),
+    registry=PROCESS,
+)
+
+# --- job logs (engine.logwriter) --------------------------------------------------------------------------------
+LOG_LINES = Counter("nodeops_log_lines_written_total", "Job log lines committed to the store.", registry=PROCESS)
+LOG_BYTES = Counter(
+    "nodeops_log_written_bytes_total", "Job log bytes (UTF-8) committed to the store.", registry=PROCESS
+)
+LOG_FLUSH_SECONDS = Histogram(
+    "nodeops_log_flush_duration_seconds",
+    "How long one write of a batch of log lines and status changes took (one transaction), failed ones too.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=PROCESS,
+)
+LOG_FLUSH_FAILURES = Counter(
+    "nodeops_log_flush_failures_total",
+    "Failed writes of a log batch, by kind: transient (written again), refused (held back, tried again), "
+    "dropped (refused too often: its lines are lost).",
+    ("kind",),
+    registry=PROCESS,
+)
+
+# --- HTTP (every answer of an API process, the fast path's included) ----------------------------------------
+HTTP_REQUESTS = Counter(
+    "nodeops_http_requests_total",
+    "HTTP requests answered, by route template, method, HTTP status and envelope code ('' when not an envelope).",
+    ("route", "method", "status", "code"),
+    registry=PROCESS,
+)
+HTTP_SECONDS = Histogram(
+    "nodeops_http_request_duration_seconds",
+    "Time from a request's arrival (its headers read) to its answer, by route template and method.",
+    ("route", "method"),
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=PROCESS,
+)
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_counted: dict[tuple[str, str, int, str], Any] = {}  # label children, looked up once (the fast path's cost)
+_timed: dict[tuple[str, str], Any] = {}
+
+
+def http_answered(route: str, method: str, status: int, code: str, seconds: float) -> None:
+    """Count one answered request; ``route`` is a template or ``UNMATCHED``, never a raw path. A method outside
+    HTTP's usual ones is counted as ``OTHER``."""
+    if method not in _METHODS:
+        method = "OTHER"
+    key = (route, method, status, code)
+    counter = _counted.get(key)
+    if counter is None:
+        counter = _counted[key] = HTTP_REQUESTS.labels(route, method, str(status), code)
+    counter.inc()
+    timer = _timed.get(key[:2])
+    if timer is None:
+        timer = _timed[key[:2]] = HTTP_SECONDS.labels(route, method)
+    timer.observe(seconds)
+
+
+_ENVELOPE_CODE = re.compile(rb'^\{"result":(?:true|false),"code":(\d{1,9})[,}]')
+
+
+def envelope_code(body: bytes) -> str:
+    """The ``code`` of an envelope as the service writes it (``{"result":…,"code":N,…}``), from its first bytes;
+    ``""`` for any other body."""
+    match = _ENVELOPE_CODE.match(body[:48])
+    return match.group(1).decode() if match else ""
+
+
+def outcome_code(outcome: object) -> str:
+    """The envelope code of a fast-path outcome: 0 for an answer, the error's code, else the internal one."""
+    if isinstance(outcome, bytes):
+        return "0"
+    if isinstance(outcome, NodeopsError):
+        return str(int(outcome.code))
+    return str(int(ErrorCode.INTERNAL))
+
+
+# --- the store's figures, read at scrape time ----------------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreCounts:
+    """What the store holds now, as the scrape read it; ``None`` where this process does not read it."""
+
+    jobs: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (job_type, status) -> jobs
+    instances: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (job_type, status) -> latest records
+    agents: Mapping[str, int] = field(default_factory=dict)  # running / abnormal / not_installed -> hosts
+    workers_alive: int | None = None  # celery mode: workers holding a lease
+    queue_depth: int | None = None  # celery mode: messages waiting in the broker's queue
+    read_seconds: float = 0.0
+    failed: str = ""  # why the store (or the broker) could not be read; then the figures above are partial
+
+
+class StoreCollector(Collector):
+    """The gauges of ``counts``: a collector of one scrape's registry (``render``)."""
+
+    def __init__(self, counts: StoreCounts) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self.counts
+        jobs = GaugeMetricFamily(
+            "nodeops_jobs", "Jobs in the store, by job type and status.", labels=("job_type", "status")
+        )
+        for (job_type, status), number in sorted(counts.jobs.items()):
+            jobs.add_metric((job_type, status), number)
+        yield jobs
+        instances = GaugeMetricFamily(
+            "nodeops_instances",
+            "Host instances of jobs (each instance's latest attempt), by job type and status.",
+            labels=("job_type", "status"),
+        )
+        for (job_type, status), number in sorted(counts.instances.items()):
+            instances.add_metric((job_type, status), number)
+        yield instances
+        agents = GaugeMetricFamily(
+            "nodeops_agents",
+            "Hosts by agent status as Node Manager counts them: running, abnormal (异常), not_installed.",
+            labels=("status",),
+        )
+        for status, number in sorted(counts.agents.items()):
+            agents.add_metric((status,), number)
+        yield agents
+        if counts.workers_alive is not None:
+            yield GaugeMetricFamily(
+                "nodeops_workers_alive",
+                "Cluster workers holding a lease now (celery mode).",
+                value=counts.workers_alive,
+            )
+        if counts.queue_depth is not None:
+            yield GaugeMetricFamily(
+                "nodeops_queue_depth_messages",
+                "Messages waiting in the broker's host queue (celery mode).",
+                value=counts.queue_depth,
+            )
+        yield GaugeMetricFamily(
+            "nodeops_store_scrape_ok",
+            "1 when the scrape read the store (and broker) in full, else 0.",
+            value=0 if counts.failed else 1,
+        )
+        yield GaugeMetricFamily(
+            "nodeops_store_scrape_duration_seconds",
+            "How long the scrape's store reads took.",
+            value=counts.read_seconds,
+        )
+
+
+def render(counts: StoreCounts | None) -> bytes:
+    """The scrape's text: this process's metrics, then the store's gauges of ``counts`` (when given)."""
+    text = generate_latest(PROCESS)
+    if counts is None:
+        return text
+    scrape = CollectorRegistry(auto_describe=False)
+    scrape.register(StoreCollector(counts))
+    return text + generate_latest(scrape)
+
+
+# --- who may read it ------------------------------------------------------------------------------------------
+def is_authorized(header: bytes | None, token: str) -> bool:
+    """Whether an ``Authorization`` header's raw bytes are ``Bearer <token>``, compared in constant time (a wrong
+    length, non-ASCII bytes, a huge value: simply refused)."""
+    if not token or header is None:
+        return False
+    return hmac.compare_digest(header, b"Bearer " + token.encode())
+
+
+# --- a worker's listener ------------------------------------------------------------------------------------------
+class MetricsListener:
+    """``GET /metrics`` on its own HTTP listener (a ``nodeops worker``'s), with the same bearer token as the API;
+    ``read`` gives the store's counts of each scrape (``None``: this process's own figures only). Every other path
+    is 404 and a wrong token 401, answered as the API answers them, in the envelope."""
+
+    def __init__(self, host: str, port: int, token: str, read: Callable[[], StoreCounts | None]) -> None:
+        listener = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            timeout = 10  # a client that stalls holds a thread at most this long
+            server_version = "nodeops"
+            sys_version = ""
+
+            def do_GET(self) -> None:
+                listener.answer(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # no line per scrape in the service's log
+
+        self.token = token
+        self.read = read
+        self.server = http.server.ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(target=self.server.serve_forever, name="nodeops-metrics", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info(
+            "metrics at http://%s:%d/metrics",
+            self.server.server_address[0],
+            self.port,
+            extra={"action": "metrics_listening", "port": self.port},
+        )
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def answer(self, request: http.server.BaseHTTPRequestHandler) -> None:
+        path = request.path.split("?", 1)[0]
+        if path != "/metrics":
+            self._send(request, 404, _envelope(RouteNotFound(path=path[:200])))
+            return
+        header = request.headers.get("Authorization")
+        raw = None if header is None else header.encode("latin-1", "replace")
+        if not is_authorized(raw, self.token):
+            self._send(request, 401, _envelope(MetricsUnauthorized()), bearer=True)
+            return
+        counts: StoreCounts | None = None
+        try:
+            counts = self.read()
+        except Exception:  # the process's own figures are still worth answering
+            log.exception("reading the store for metrics failed", extra={"action": "metrics_read_failed"})
+            counts = StoreCounts(failed="read failed")
+        body = render(counts)
+        request.send_response(200)
+        request.send_header("Content-Type", CONTENT_TYPE)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+    @staticmethod
+    def _send(request: http.server.BaseHTTPRequestHandler, status: int, body: bytes, *, bearer: bool = False) -> None:
+        request.send_response(status)
+        request.send_header("Content-Type", "application/json")
+        request.send_header("X-Content-Type-Options", "nosniff")
+        if bearer:
+            request.send_header("WWW-Authenticate", 'Bearer realm="nodeops metrics"')
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+
+def _envelope(error: NodeopsError) -> bytes:
+    """The envelope of ``error``, as the API writes it (``api.envelope``, which this leaf may not import)."""
+    code = int(error.code)
+    body = {"result": False, "code": code, "message": f"{error.message}（{code}）", "data": None, "errors": None}
+    return json.dumps(body, ensure_ascii=False).encode()
