@@ -26,7 +26,15 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_PLAIN_0_0_4,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
@@ -35,7 +43,8 @@ from nodeops.errors import ErrorCode, MetricsUnauthorized, NodeopsError, RouteNo
 
 log = logging.getLogger(__name__)
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+disable_created_metrics()  # no ``*_created`` series beside every counter and histogram: half the text, no use here
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the classic text format, which every Prometheus reads
 PROCESS = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=PROCESS)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
 
