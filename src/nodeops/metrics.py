@@ -43,7 +43,8 @@ from nodeops.errors import ErrorCode, MetricsUnauthorized, NodeopsError, RouteNo
 
 log = logging.getLogger(__name__)
 
-disable_created_metrics()  # type: ignore[no-untyped-call]  # no ``*_created`` series beside every counter and histogram: half the text, no use here
+# no ``*_created`` series beside every counter and histogram: half the text, and no use here
+disable_created_metrics()  # type: ignore[no-untyped-call]
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the classic text format, which every Prometheus reads
 PROCESS = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=PROCESS)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
