@@ -38,7 +38,9 @@ def run() -> Iterator[str]:
 def test_a_job_run_by_a_worker_is_counted_by_the_worker_and_the_api(cluster: Cluster, ssh_hosts, run: str) -> None:
     cluster.start_api(NODEOPS_METRICS_TOKEN=TOKEN)
     port = dead_port()
-    cluster.start_worker("w1", concurrency=7, NODEOPS_METRICS_TOKEN=TOKEN, NODEOPS_WORKER_METRICS_PORT=str(port))
+    argv = ["worker", "--name", "w1", "--concurrency", "7", "--metrics-port", str(port)]
+    cluster._spawn("w1", argv, NODEOPS_METRICS_TOKEN=TOKEN, NODEOPS_WORKER_METRICS_PORT="1")  # the option wins
+    cluster.wait_for(lambda: "w1" in " ".join(cluster.live_workers()), "worker w1 to take its lease", 60, "w1")
     worker_url = f"http://127.0.0.1:{port}"
     hosts = [
         {

@@ -30,16 +30,27 @@ class StoreFigures:
 def read_figures(session: Session, *, workers: bool) -> StoreFigures:
     """The scrape's figures, in the caller's session (one read transaction); ``workers`` reads the live workers
     too (celery mode: PostgreSQL only, it compares leases with the database's clock)."""
-    jobs = session.execute(select(Job.job_type, Job.status, func.count()).group_by(Job.job_type, Job.status))
-    instances = session.execute(
+    return StoreFigures(
+        jobs=jobs_by_type_and_status(session),
+        instances=instances_by_type_and_status(session),
+        agents_by_status=inventory.count_by_status(session, inventory.HostQuery()),
+        workers_alive=len(cluster.live_workers(session)) if workers else None,
+    )
+
+
+def jobs_by_type_and_status(session: Session) -> dict[tuple[str, str], int]:
+    """``(job_type, status) -> jobs``: one grouped count over ``jobs``."""
+    rows = session.execute(select(Job.job_type, Job.status, func.count()).group_by(Job.job_type, Job.status))
+    return {(str(job_type), str(status)): int(count) for job_type, status, count in rows}
+
+
+def instances_by_type_and_status(session: Session) -> dict[tuple[str, str], int]:
+    """``(job_type, status) -> instances``, each instance counted once, by its latest record: one grouped count of
+    the records joined to their job's type."""
+    rows = session.execute(
         select(Job.job_type, InstanceRecord.status, func.count())
         .join(Job, Job.id == InstanceRecord.job_id)
         .where(InstanceRecord.is_latest.is_(True))
         .group_by(Job.job_type, InstanceRecord.status)
     )
-    return StoreFigures(
-        jobs={(str(job_type), str(status)): int(count) for job_type, status, count in jobs},
-        instances={(str(job_type), str(status)): int(count) for job_type, status, count in instances},
-        agents_by_status=inventory.count_by_status(session, inventory.HostQuery()),
-        workers_alive=len(cluster.live_workers(session)) if workers else None,
-    )
+    return {(str(job_type), str(status)): int(count) for job_type, status, count in rows}
