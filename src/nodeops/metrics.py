@@ -214,28 +214,19 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         counts = self.counts
-        jobs = GaugeMetricFamily(
-            "nodeops_jobs", "Jobs in the store, by job type and status.", labels=("job_type", "status")
-        )
-        for (job_type, status), number in sorted(counts.jobs.items()):
-            jobs.add_metric((job_type, status), number)
-        yield jobs
-        instances = GaugeMetricFamily(
+        yield _gauges("nodeops_jobs", "Jobs in the store, by job type and status.", ("job_type", "status"), counts.jobs)
+        yield _gauges(
             "nodeops_instances",
             "Host instances of jobs (each instance's latest attempt), by job type and status.",
-            labels=("job_type", "status"),
+            ("job_type", "status"),
+            counts.instances,
         )
-        for (job_type, status), number in sorted(counts.instances.items()):
-            instances.add_metric((job_type, status), number)
-        yield instances
-        agents = GaugeMetricFamily(
+        yield _gauges(
             "nodeops_agents",
             "Hosts by agent status as Node Manager counts them: running, abnormal (异常), not_installed.",
-            labels=("status",),
+            ("status",),
+            {(status,): number for status, number in counts.agents.items()},
         )
-        for status, number in sorted(counts.agents.items()):
-            agents.add_metric((status,), number)
-        yield agents
         if counts.workers_alive is not None:
             yield GaugeMetricFamily(
                 "nodeops_workers_alive",
@@ -258,6 +249,14 @@ class StoreCollector(Collector):
             "How long the scrape's store reads took.",
             value=counts.read_seconds,
         )
+
+
+def _gauges(name: str, documentation: str, labels: tuple[str, ...], values: Mapping[Any, int]) -> Metric:
+    """A gauge family with one sample per ``values`` item (label values -> number), in label order."""
+    family = GaugeMetricFamily(name, documentation, labels=labels)
+    for label_values, number in sorted(values.items()):
+        family.add_metric(label_values, number)
+    return family
 
 
 def render(counts: StoreCounts | None) -> bytes:

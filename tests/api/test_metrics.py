@@ -12,37 +12,26 @@ import logging
 import socket
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from pydantic import SecretStr
 
-from nodeops.settings import Settings
+from nodeops.service.container import Services
 from nodeops.store.models import InstanceRecord, RecordStep
 from tests.support.factories import make_agents
 from tests.support.jobs import ESB_JOB, local_host, serving
+from tests.support.live_server import LiveServer
 from tests.support.metrics import TOKEN, names, scrape, total, value
-from tests.support.services import TEST_SECRET_KEY, TEST_TIME_ZONE
 
 HEARTBEAT = "/api/agent/heartbeat/"
 
 
-def _settings(tmp_path: Path, database_url: str, listen_socket: socket.socket, **extra: object) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        secret_key=TEST_SECRET_KEY,  # type: ignore[arg-type]
-        time_zone=TEST_TIME_ZONE,
-        port=listen_socket.getsockname()[1],
-        **extra,  # type: ignore[arg-type]
-    )
-
-
 @pytest.fixture
-def settings(tmp_path, database_url, listen_socket):
-    """The test settings with a metrics token (``tests.support.services.settings`` has none)."""
-    return _settings(tmp_path, database_url, listen_socket, metrics_token=TOKEN)
+def settings(settings):
+    """The test settings (``tests.support.services.settings``) with a metrics token."""
+    return settings.model_copy(update={"metrics_token": SecretStr(TOKEN)})
 
 
 @pytest.fixture
@@ -153,11 +142,8 @@ def test_heartbeats_received_and_refused_are_counted_by_reason(services, client)
         assert delta("nodeops_http_requests_total", **labels) == times, code
 
 
-def test_metrics_are_off_without_a_token(tmp_path, database_url, listen_socket):
-    from nodeops.service.container import Services
-    from tests.support.live_server import LiveServer
-
-    services = Services.build(_settings(tmp_path, database_url, listen_socket))
+def test_metrics_are_off_without_a_token(settings, listen_socket):
+    services = Services.build(settings.model_copy(update={"metrics_token": SecretStr("")}))
     server = LiveServer(services, listen_socket)
     server.start()
     try:

@@ -4,35 +4,18 @@ instances, the workers alive, the broker's queue depth); the worker's listener t
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import uuid
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.cluster import test_cluster
+from tests.cluster.test_cluster import INSTALL
 from tests.support.cluster import Cluster
 from tests.support.jobs import dead_port
 from tests.support.metrics import TOKEN, parse, scrape, total, value
 
-INSTALL = "/api/c/compapi/v2/nodeman/api/job/install/"
-
-
-@pytest.fixture
-def run() -> Iterator[str]:
-    """A name for this test's install folders; the agents installed there are stopped at the end."""
-    name = uuid.uuid4().hex[:8]
-    yield name
-    for script in Path("/tmp").glob(f"nodeops-host*/agent-{name}/**/nodeops_agent.py"):
-        subprocess.run(
-            [sys.executable, str(script), "stop", "--home", str(script.parent)],
-            check=False,
-            capture_output=True,
-            timeout=20,
-        )
+run = test_cluster.run  # the fixture naming this test's install folders (its agents stopped at the end)
 
 
 def test_a_job_run_by_a_worker_is_counted_by_the_worker_and_the_api(cluster: Cluster, ssh_hosts, run: str) -> None:
@@ -42,18 +25,7 @@ def test_a_job_run_by_a_worker_is_counted_by_the_worker_and_the_api(cluster: Clu
     cluster._spawn("w1", argv, NODEOPS_METRICS_TOKEN=TOKEN, NODEOPS_WORKER_METRICS_PORT="1")  # the option wins
     cluster.wait_for(lambda: "w1" in " ".join(cluster.live_workers()), "worker w1 to take its lease", 60, "w1")
     worker_url = f"http://127.0.0.1:{port}"
-    hosts = [
-        {
-            "bk_biz_id": 2,
-            "inner_ip": host.ip,
-            "port": host.port,
-            "account": host.username,
-            "owned_path": True,  # the test user has no sudo: it installs into its own folder
-            "password": host.password,
-            "setup_path": f"{host.setup_path}/agent-{run}",
-        }
-        for host in ssh_hosts(2)
-    ]
+    hosts = [host.install_spec(f"agent-{run}") for host in ssh_hosts(2)]
     assert cluster.api is not None
     job_id = int(cluster.api.ok(INSTALL, {"job_type": "INSTALL_AGENT", "hosts": hosts})["job_id"])
     done = cluster.api.wait(job_id, timeout_s=120)
@@ -107,18 +79,7 @@ def test_the_worker_listener_is_off_without_a_token_and_the_queue_depth_counts_w
         httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
     cluster.signal("quiet", 19)  # SIGSTOP: the worker takes nothing, the messages wait in the broker
     try:
-        hosts = [
-            {
-                "bk_biz_id": 2,
-                "inner_ip": host.ip,
-                "port": host.port,
-                "account": host.username,
-                "owned_path": True,
-                "password": host.password,
-                "setup_path": f"{host.setup_path}/agent-{run}",
-            }
-            for host in ssh_hosts(3)
-        ]
+        hosts = [host.install_spec(f"agent-{run}") for host in ssh_hosts(3)]
         assert cluster.api is not None
         cluster.api.ok(INSTALL, {"job_type": "INSTALL_AGENT", "hosts": hosts})
         with cluster.http_client(timeout_s=30) as client:

@@ -24,32 +24,41 @@ class HttpMetrics:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "http":
+            await _Answer(scope, send).observe(self.app, receive)
+        else:  # lifespan, websockets: nothing to count
             await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 0
-        code = ""
-        first_body = True
 
-        async def observed(message: Message) -> None:
-            nonlocal status, code, first_body
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body" and first_body:
-                first_body = False
-                code = metrics.envelope_code(message.get("body", b""))
-            await send(message)
 
+class _Answer:
+    """One request's answer as it is sent: its status and envelope code."""
+
+    def __init__(self, scope: Scope, send: Send) -> None:
+        self.scope = scope
+        self.send = send
+        self.started = time.perf_counter()
+        self.status = 0
+        self.code = ""
+        self.first_body = True
+
+    async def observe(self, app: ASGIApp, receive: Receive) -> None:
+        """Run ``app`` on the request, then count it with its route's template (set by the router in the scope)."""
         try:
-            await self.app(scope, receive, observed)
+            await app(self.scope, receive, self._sent)
         except Exception:
-            if status == 0:  # answered by the envelope's last handler, outside this middleware: 3800500
-                status, code = 200, str(int(ErrorCode.INTERNAL))
+            if self.status == 0:  # answered by the envelope's last handler, outside this middleware: 3800500
+                self.status, self.code = 200, str(int(ErrorCode.INTERNAL))
             raise
         finally:
-            route = scope.get("route")
+            route = self.scope.get("route")
             template = getattr(route, "path", None) if route is not None else None
-            metrics.http_answered(
-                template or metrics.UNMATCHED, scope["method"], status, code, time.perf_counter() - started
-            )
+            seconds = time.perf_counter() - self.started
+            metrics.http_answered(template or metrics.UNMATCHED, self.scope["method"], self.status, self.code, seconds)
+
+    async def _sent(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        elif message["type"] == "http.response.body" and self.first_body:
+            self.first_body = False
+            self.code = metrics.envelope_code(message.get("body", b""))
+        await self.send(message)
