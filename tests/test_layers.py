@@ -19,7 +19,9 @@ SRC = Path(nodeops.__file__).resolve().parent.parent
 PACKAGE = SRC / "nodeops"
 
 # Shared leaves: anyone may import them; they import nothing from nodeops but nodeops.errors.
-LEAVES = frozenset({"nodeops", "nodeops.errors", "nodeops.settings", "nodeops.process_logging", "nodeops.crypto"})
+LEAVES = frozenset(
+    {"nodeops", "nodeops.errors", "nodeops.settings", "nodeops.process_logging", "nodeops.crypto", "nodeops.metrics"}
+)
 
 # The layers, lowest first. A layer may import itself, the leaves and any layer below it.
 RANK = {"domain": 0, "store": 1, "engine": 2, "service": 3, "web": 4, "api": 5, "cli": 6}
@@ -43,6 +45,7 @@ THIRD_PARTY = {
     "kombu": ("nodeops.engine.dispatch.celery",),
     "redis": ("nodeops.engine.dispatch.celery",),
     "re2": ("nodeops.domain.log_search",),  # every user's pattern is compiled and matched in one place
+    "prometheus_client": ("nodeops.metrics",),  # every metric is defined, and the scrape made, in one module
     # the HTTP protocol the service runs (the log lane, the connection guard) is built in one package
     "uvicorn": ("nodeops.api.fastpath",),
     "httptools": ("nodeops.api.fastpath",),

@@ -25,6 +25,7 @@
     ├── PermissionDenied              9900403
     │   └── LocalTransportDenied      9900403 (transport local, superusers only)
     ├── AgentTokenRejected            3800403
+    ├── MetricsUnauthorized           3800401 (/metrics without its bearer token; HTTP 401)
     ├── Forbidden                     3800403 (a network object the caller may not change: Node Manager without IAM)
     ├── DuplicateAccessPointName      3800028 (接入点名称重复)
     ├── Conflict                      3800003
@@ -80,6 +81,7 @@ class ErrorCode(IntEnum):
     MIXED_MANUAL_HOSTS = 3801024
     INSTALL_CHANNEL_NOT_FOUND = 3801037
     PERMISSION_DENIED = 9900403
+    UNAUTHORIZED = 3800401  # /metrics without its bearer token (HTTP 401)
     FORBIDDEN = 3800403
     ESB_USER_AUTH_FAILED = 1306000
     ESB_APP_PERMISSION = 1306403
@@ -383,6 +385,12 @@ class AgentTokenRejected(NodeopsError):
 
     def __init__(self, *, bk_host_id: int) -> None:
         super().__init__(f"heartbeat refused: wrong token for host {bk_host_id} (reinstall the agent to renew it)")
+
+
+class MetricsUnauthorized(NodeopsError):
+    """Metrics need the header 'Authorization: Bearer <NODEOPS_METRICS_TOKEN>'; the token given is missing or wrong."""
+
+    code = ErrorCode.UNAUTHORIZED
 
 
 class Forbidden(NodeopsError):

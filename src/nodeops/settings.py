@@ -274,6 +274,25 @@ class Settings(BaseSettings):
         default=1.0, gt=0, le=60, description="Seconds between two looks of a process for notifications due."
     )
 
+    # --- metrics (docs/operations.md) ---
+    metrics_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Bearer token that reads /metrics (Prometheus text format): `Authorization: Bearer <token>`; "
+        "empty = no metrics endpoint at all (it answers as an unknown path), on the API and on every worker.",
+    )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1",
+        description="celery mode: address each `nodeops worker` serves its own /metrics on (when metrics_token "
+        "is set).",
+    )
+    worker_metrics_port: int = Field(
+        default=9464,
+        ge=0,
+        le=65535,
+        description="celery mode: port of a worker's /metrics listener (0 = any free port, logged at start); "
+        "workers sharing a machine each need their own (`nodeops worker --metrics-port`).",
+    )
+
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -310,7 +329,7 @@ class Settings(BaseSettings):
             )
         return url
 
-    @field_validator("host")
+    @field_validator("host", "worker_metrics_host")
     @classmethod
     def _ip_literal(cls, value: str) -> str:
         if value == "localhost":

@@ -52,15 +52,7 @@ async def test_a_package_registered_on_another_machine_is_pushed_from_the_databa
     cached = services.settings.packages_dir / f"{registered.sha256}.tar.gz"
     assert not cached.exists()
     setup_path = host.setup_path / f"agent-{uuid.uuid4().hex[:8]}"
-    spec = {
-        "bk_biz_id": 2,
-        "inner_ip": host.ip,
-        "port": host.port,
-        "account": host.username,
-        "owned_path": True,  # the test user has no sudo: it installs into its own folder
-        "password": host.password,
-        "setup_path": str(setup_path),
-    }
+    spec = host.install_spec(setup_path.name)
     started = await services.jobs.install(
         job_type=JobType.INSTALL_AGENT, hosts=parse_hosts([spec]), created_by="admin", from_system="test"
     )

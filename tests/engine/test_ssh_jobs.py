@@ -62,16 +62,7 @@ async def test_install_on_sshd_hosts_fails_each_bad_host_with_its_reason_and_the
     run = uuid.uuid4().hex[:8]
 
     def spec(host, **changes):
-        return {
-            "bk_biz_id": 2,
-            "inner_ip": host.ip,
-            "port": host.port,
-            "account": host.username,
-            "owned_path": True,  # the test user has no sudo: it installs into its own folder
-            "password": host.password,
-            "setup_path": f"{host.setup_path}/agent-{run}",
-            **changes,
-        }
+        return {**host.install_spec(f"agent-{run}"), **changes}
 
     # the timeout host: the package's destination is a FIFO nobody reads, so the upload blocks
     fifo_dir = slow.setup_path / f"agent-{run}"

@@ -114,15 +114,7 @@ def installs(srv_service: SrvService) -> Iterator[str]:
 
 
 def install_host(host: SSHTestHost, folder: str) -> dict[str, object]:
-    return {
-        "bk_biz_id": 2,
-        "inner_ip": host.ip,
-        "port": host.port,
-        "account": host.username,
-        "owned_path": True,  # the test user has no sudo: it installs into its own folder
-        "password": host.password,
-        "setup_path": f"{host.setup_path}/{folder}",
-    }
+    return host.install_spec(folder)
 
 
 def test_the_service_inside_srv_installs_an_agent_on_the_proxy_host_and_it_reports_back(

@@ -115,6 +115,18 @@ class SSHTestHost:
         password = self.password if account == self.username else self.passwords[account]
         return AccountLogin(account=account, password=password, private_key=None)
 
+    def install_spec(self, folder: str) -> dict[str, object]:
+        """install_job's host for this sshd: the test user by password, into ``setup_path/folder`` it owns."""
+        return {
+            "bk_biz_id": 2,
+            "inner_ip": self.ip,
+            "port": self.port,
+            "account": self.username,
+            "owned_path": True,  # the test user has no sudo: it installs into its own folder
+            "password": self.password,
+            "setup_path": f"{self.setup_path}/{folder}",
+        }
+
     def target(self, **changes: Any) -> SSHTarget:
         """An SSHTarget logging in with the password, host keys unchecked unless ``changes`` say otherwise."""
         values: dict[str, Any] = {

@@ -19,6 +19,7 @@ from nodeops.api.fastpath.openapi import MODELS as LOG_MODELS
 from nodeops.api.fastpath.openapi import REQUESTS as LOG_REQUESTS
 from nodeops.api.fastpath.openapi import describe_log_api
 from nodeops.api.headers import NoSniff
+from nodeops.api.http_metrics import HttpMetrics
 from nodeops.api.limits import BodyLimit
 from nodeops.api.routes import (
     agents,
@@ -27,6 +28,7 @@ from nodeops.api.routes import (
     jobs,
     log_reading,
     manual,
+    metrics,
     network,
     session,
     subscriptions,
@@ -35,6 +37,7 @@ from nodeops.api.routes import (
 from nodeops.service import inventory as inventory_requests
 from nodeops.service import subscriptions as subscription_requests
 from nodeops.service.container import Services
+from nodeops.service.metrics import MetricsReader
 from nodeops.settings import Settings
 from nodeops.web.viewer import mount_viewer
 
@@ -88,9 +91,12 @@ def create_app(
     app.include_router(network.router)
     app.include_router(manual.router)
     app.include_router(timeline.router)
+    app.include_router(metrics.router)
+    app.state.metrics = MetricsReader(services.db, settings)
     mount_viewer(app)  # the log viewer at /, the API's docs at /docs, /web/static/; after the API's routes
     app.add_middleware(BodyLimit)
     app.add_middleware(NoSniff)
+    app.add_middleware(HttpMetrics)  # outermost: counts every answer, the other middlewares' too
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return wrap_app(app, services, settings)
 

@@ -26,6 +26,14 @@ def worker(
     name: str | None = typer.Option(
         None, "--name", "-n", help="This worker's name in records and logs (default: the machine's name)."
     ),
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Port of this worker's /metrics, served when NODEOPS_METRICS_TOKEN is set (NODEOPS_WORKER_METRICS_PORT; "
+        "0 = any free port).",
+    ),
 ) -> None:
     """Run host pipelines from the broker (celery mode). Options after `--` go to Celery's worker as they are."""
     from nodeops.cli.app import require_current_schema
@@ -46,4 +54,4 @@ def worker(
         raise typer.Exit(code=2)
     require_current_schema(settings)
     configure_logging()
-    run_worker(settings, name=name, concurrency=concurrency, celery_args=ctx.args)
+    run_worker(settings, name=name, concurrency=concurrency, celery_args=ctx.args, metrics_port=metrics_port)

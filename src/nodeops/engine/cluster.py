@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
 
+from nodeops import metrics
 from nodeops.crypto import SecretBox
 from nodeops.domain.answer import AnswerRenderer
 from nodeops.domain.status import Status
@@ -219,6 +220,7 @@ class ClusterWorker:
             relay_port=config.relay_port,
         )
         self.reaper = Reaper(db, tz, publish, interval_s=config.reaper_interval_s)
+        metrics.JOB_LIMIT.set(config.concurrency)  # this worker's share of the cluster's hosts at once
         self._on_lease_lost = on_lease_lost
         self._loop = asyncio.new_event_loop()
         # the database calls of every pipeline (claims, log flushes, reads) run in these threads

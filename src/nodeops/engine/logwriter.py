@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
+from nodeops import metrics
 from nodeops.domain.answer import AnswerRenderer
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.errors import LeaseLost, TransientStoreError
@@ -195,6 +196,7 @@ class LogWriter:
                 self._writing = False
                 raise
             except Exception:
+                metrics.LOG_FLUSH_FAILURES.labels("refused").inc()
                 self._held, self._held_failures, self._held_upto = batch, 1, upto
                 raise
             await self._advance(upto)
@@ -241,7 +243,9 @@ class LogWriter:
         except Exception:
             self._held_failures += 1
             if self._held_failures < MAX_FAILED_WRITES:
+                metrics.LOG_FLUSH_FAILURES.labels("refused").inc()
                 raise
+            metrics.LOG_FLUSH_FAILURES.labels("dropped").inc()
             self._held, self._held_failures = [], 0
             lines = sum(isinstance(op, _Line) for op in held)
             log.error(
@@ -263,6 +267,7 @@ class LogWriter:
                 await self.db.call(functools.partial(self._write, batch))
             except TransientStoreError:
                 self._writing = False
+                metrics.LOG_FLUSH_FAILURES.labels("transient").inc()
                 log.warning(
                     "writing logs failed for a passing reason; trying the same batch again in %.1f s",
                     delay_s,
@@ -380,16 +385,27 @@ class LogWriter:
                     op.finish_at or (known.finish_at if known else None),
                 )
         finished = [r.record_id for r in records.values() if r.status is not None and r.status not in ACTIVE]
+        rows = [(record_id, index, "\n".join(lines)) for (record_id, index), lines in chunks.items()]
+        started_s = time.perf_counter()
+        try:
+            self._commit(rows, list(steps.values()), list(records.values()), finished)
+        finally:
+            metrics.LOG_FLUSH_SECONDS.observe(time.perf_counter() - started_s)
+        metrics.LOG_LINES.inc(sum(len(lines) for lines in chunks.values()))
+        metrics.LOG_BYTES.inc(sum(len(text.encode()) for _record_id, _index, text in rows))
+
+    def _commit(
+        self,
+        chunks: list[tuple[int, int, str]],
+        steps: list[jobs.StepProgress],
+        records: list[jobs.RecordProgress],
+        finished: list[int],
+    ) -> None:
+        """The batch's one transaction (``_write``'s), fenced by the worker's lease when there is one."""
         with self.db.session() as session:
             if self._worker_id is not None and not cluster.hold_lease(session, worker_id=self._worker_id):
                 raise LeaseLost(self._worker_id or "")
-            jobs.write_progress(
-                self.db,
-                session,
-                chunks=[(record_id, index, "\n".join(lines)) for (record_id, index), lines in chunks.items()],
-                steps=list(steps.values()),
-                records=list(records.values()),
-            )
+            jobs.write_progress(self.db, session, chunks=chunks, steps=steps, records=records)
             if finished:  # last: after every line and status change of this batch
                 answers.seal(session, self._reads, self._renderer, finished)
 

@@ -14,6 +14,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
+from nodeops import metrics
 from nodeops.crypto import SecretBox
 from nodeops.domain.plans import StepCode
 from nodeops.domain.status import Status
@@ -89,6 +90,7 @@ class HostPipeline:
             relay_port=self.relay_port,
         )
         outcome = Status.SUCCESS
+        metrics.HOSTS_RUNNING.inc()
         try:
             for step in work.steps:
                 if step.status == Status.SUCCESS.value:  # retry_node resumes after the steps that passed
@@ -104,6 +106,7 @@ class HostPipeline:
             with contextlib.suppress(Exception):
                 await asyncio.shield(context.aclose())
             writer.record(work.record_id, outcome, finish_at=utcnow())
+            metrics.HOSTS_RUNNING.dec()
         return outcome
 
     async def _run_step(self, context: StepContext, step: PlannedRun, prologue: str) -> bool:
@@ -146,7 +149,11 @@ class HostPipeline:
                 writer.line(record_id, step.index, "WARNING", f"{step.name} 已终止 (revoked by a user)")
             else:
                 writer.line(record_id, step.index, "ERROR", f"{step.name} 失败: {reason}")
-            writer.step(record_id, step.index, outcome, finish_at=utcnow())
+            finished_at = utcnow()
+            writer.step(record_id, step.index, outcome, finish_at=finished_at)
+            metrics.STEP_SECONDS.labels(context.work.job_type, step.code).observe(
+                (finished_at - context.step_started_at).total_seconds()
+            )
             # a step that ends well is in the job's log already; the service's own log names the others
             # (at INFO, a fleet-wide job would write a line per host and step, and spend CPU formatting them)
             log.log(

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import tzinfo
 
+from nodeops import metrics
 from nodeops.crypto import SecretBox
 from nodeops.domain.answer import AnswerRenderer
 from nodeops.domain.rollout import Rollout
@@ -138,6 +139,7 @@ class Engine:
             relay_port=relay_port,
         )
         self._limit = asyncio.Semaphore(self.fan_out.limit)
+        metrics.JOB_LIMIT.set(self.fan_out.limit)
         self._hosts: dict[int, _HostTurn] = {}  # the hosts some pipeline runs on or waits for
         self._runs: dict[int, _JobRun] = {}
         self._background: set[asyncio.Task[None]] = set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import threading
 from collections.abc import Sequence
@@ -19,12 +20,14 @@ from nodeops.engine.heartbeats import HeartbeatWaiters
 from nodeops.engine.pipeline import FanOut
 from nodeops.engine.runner import Engine
 from nodeops.engine.steps import StepTimeouts, TransportFactory
+from nodeops.metrics import MetricsListener
 from nodeops.service.agent_watch import AgentWatch
 from nodeops.service.auth import Authenticator, Throttle
 from nodeops.service.heartbeat_groups import HeartbeatGroups
 from nodeops.service.instance_log import LogService
 from nodeops.service.job_launch import JobLauncher
 from nodeops.service.log_reading import LogReading
+from nodeops.service.metrics import read_counts
 from nodeops.service.retention import RetentionJanitor
 from nodeops.service.webhooks import Notifier
 from nodeops.settings import Settings
@@ -153,9 +156,17 @@ def _transports(settings: Settings, db: Database) -> TransportFactory:
 LEASE_LOST_EXIT = 75  # a worker that lost its lease ends at once with this status (EX_TEMPFAIL: start it again)
 
 
-def run_worker(settings: Settings, *, name: str | None, concurrency: int | None, celery_args: Sequence[str]) -> None:
+def run_worker(
+    settings: Settings,
+    *,
+    name: str | None,
+    concurrency: int | None,
+    celery_args: Sequence[str],
+    metrics_port: int | None = None,
+) -> None:
     """``nodeops worker``: one worker process of the cluster, until Celery's worker stops (SIGTERM: it finishes its
-    hosts first). Should it lose its lease, it ends at once (exit status 75) without writing anything more."""
+    hosts first). Should it lose its lease, it ends at once (exit status 75) without writing anything more. With
+    NODEOPS_METRICS_TOKEN set it serves its own /metrics (``worker_metrics``) while it runs."""
     from nodeops.engine.dispatch import celery as celery_dispatch
 
     concurrency = concurrency or settings.worker_concurrency
@@ -188,9 +199,12 @@ def run_worker(settings: Settings, *, name: str | None, concurrency: int | None,
     )
     notifier = NotifierThread(Notifier(db, settings))
     notifier.start()
+    listener = worker_metrics(settings, db, port=metrics_port)
     try:
         celery_dispatch.run_worker(app, worker, name=worker_id, concurrency=concurrency, celery_args=celery_args)
     finally:
+        if listener is not None:
+            listener.stop()
         notifier.stop()
         db.dispose()
 
@@ -216,3 +230,19 @@ class NotifierThread:
             asyncio.run_coroutine_threadsafe(self.notifier.aclose(), self._loop).result(timeout=30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+
+
+def worker_metrics(settings: Settings, db: Database, *, port: int | None) -> MetricsListener | None:
+    """A worker's own /metrics listener, started (on ``port``, else NODEOPS_WORKER_METRICS_PORT), when
+    NODEOPS_METRICS_TOKEN is set; None when it is not."""
+    token = settings.metrics_token.get_secret_value()
+    if not token:
+        return None
+    listener = MetricsListener(
+        settings.worker_metrics_host,
+        settings.worker_metrics_port if port is None else port,
+        token,
+        functools.partial(read_counts, db, settings),
+    )
+    listener.start()
+    return listener

@@ -24,8 +24,9 @@ import functools
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from nodeops import metrics
 from nodeops.engine.heartbeats import HeartbeatWaiters
-from nodeops.errors import AgentTokenRejected
+from nodeops.errors import AgentTokenRejected, InvalidInput, StoreError
 from nodeops.service.agent_watch import log_revived
 from nodeops.service.agents import read_heartbeat
 from nodeops.store import agents as agent_rows
@@ -59,7 +60,20 @@ class HeartbeatGroups:
         Raises InvalidInput for a malformed body (at once), AgentTokenRejected for a wrong token or an unknown
         host, and StoreError when its group's transaction fails.
         """
-        beat = read_heartbeat(body)
+        try:
+            await self._receive(read_heartbeat(body))
+        except InvalidInput:
+            metrics.HEARTBEATS_REFUSED.labels("invalid").inc()
+            raise
+        except AgentTokenRejected:
+            metrics.HEARTBEATS_REFUSED.labels("token").inc()
+            raise
+        except StoreError:
+            metrics.HEARTBEATS_REFUSED.labels("store").inc()
+            raise
+        metrics.HEARTBEATS_RECEIVED.inc()
+
+    async def _receive(self, beat: AgentHeartbeat) -> None:
         loop = asyncio.get_running_loop()
         writer = self._writer
         if writer is not None and not writer.done() and writer.get_loop() is not loop:

@@ -63,6 +63,7 @@ class HostWork:
     route: Route | None = None  # None: reached directly
     batch: int | None = None  # its rolling batch (None: the job has none, or this is a retry's record)
     is_manual: bool = False  # installed by someone running get_job_commands' command on it (network spec §16)
+    job_type: str = ""  # its job's (INSTALL_AGENT, ...): the label of its steps' durations (``nodeops.metrics``)
 
     @property
     def ssh_address(self) -> str:
@@ -128,8 +129,9 @@ def _work(session: Session, where: str, value: int) -> TaskWork:
         f"{_ADDRESS}, h.bk_cloud_id, h.os_type, h.transport, h.ssh_port, h.account, h.auth_type, h.password_enc, "
         "h.key_enc, h.credentials_expire_at, COALESCE(NULLIF(h.setup_path, ''), a.linux_setup_path), a.server_url, "
         f"h.agent_version, {_SSH_ADDRESS}, h.node_type, h.install_channel_id, a.outer_server_url, r.batch, "
-        "h.is_manual, h.owned_path "
+        "h.is_manual, h.owned_path, j.job_type "
         "FROM instance_records r LEFT JOIN hosts h ON h.bk_host_id = r.bk_host_id "
+        "LEFT JOIN jobs j ON j.id = r.job_id "
         f"LEFT JOIN access_points a ON a.id = h.ap_id WHERE {where} ORDER BY r.id",
         (value,),
     )
@@ -172,7 +174,7 @@ def _work(session: Session, where: str, value: int) -> TaskWork:
             )
             continue
         cloud, os_type, transport, port, account, auth_type, password, key, expire, path, url, version = row[8:20]
-        address, node_type, channel_id, outer_url, batch, is_manual, owned_path = row[20:]
+        address, node_type, channel_id, outer_url, batch, is_manual, owned_path, job_type = row[20:]
         route = None
         if transport != "local" and proxies.needs_route(
             node_type=node_type, bk_cloud_id=cloud, install_channel_id=channel_id
@@ -206,6 +208,7 @@ def _work(session: Session, where: str, value: int) -> TaskWork:
                 batch=batch,
                 is_manual=bool(is_manual),
                 owned_path=bool(owned_path),
+                job_type=job_type or "",
             )
         )
     return TaskWork(runnable=runnable, blocked=blocked)

@@ -10,10 +10,12 @@ the heartbeats that arrive together in one transaction.
 from __future__ import annotations
 
 import logging
+import time
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from nodeops import metrics
 from nodeops.api.bodies import log_client_gone, read_json_body
 from nodeops.api.envelope import error_body, internal_error_body, success_body
 from nodeops.api.fastpath.respond import send_answer
@@ -36,6 +38,7 @@ class HeartbeatPath:
         if scope["type"] != "http" or scope["path"] != HEARTBEAT_PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         try:
             body_fields = await read_json_body(receive, scope["headers"])
             await self.services.heartbeat_groups.receive(body_fields)
@@ -49,3 +52,4 @@ class HeartbeatPath:
             log.exception("unhandled error on POST %s", HEARTBEAT_PATH, extra={"action": "unhandled_error"})
             body = internal_error_body()
         await send_answer(send, body)
+        metrics.http_answered(HEARTBEAT_PATH, "POST", 200, metrics.envelope_code(body), time.perf_counter() - started)

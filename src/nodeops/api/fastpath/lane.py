@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any, cast
@@ -45,7 +46,8 @@ from typing import Any, cast
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from nodeops.api.fastpath.log import envelope, log_address, prepare
+from nodeops import metrics
+from nodeops.api.fastpath.log import envelope, log_address, log_route, prepare
 from nodeops.api.fastpath.respond import encode_answer
 from nodeops.service.instance_log import LogService, Prepared
 
@@ -73,6 +75,8 @@ class _Request:
     prepared: Prepared
     path: str
     keep_alive: bool
+    route: str  # its address template: the route label of its metrics
+    arrived_s: float  # time.perf_counter() when its headers were read
 
 
 class LogLane:
@@ -150,7 +154,9 @@ class LogLane:
     def _respond(self, waiting: list[_Request], outcomes: list[bytes | Exception]) -> None:
         self.batches += 1
         self.requests += len(waiting)
+        now_s = time.perf_counter()
         for request, outcome in zip(waiting, outcomes, strict=True):
+            metrics.http_answered(request.route, "GET", 200, metrics.outcome_code(outcome), now_s - request.arrived_s)
             try:
                 request.protocol.lane_respond(envelope(outcome, "GET", request.path), request.keep_alive)
             except Exception:  # one connection's failure is not the others'
@@ -223,7 +229,14 @@ class LaneProtocol(HttpToolsProtocol):
         except Exception as exc:  # answered in its turn, as its error (``fastpath.log.envelope``)
             prepared = exc
         keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
-        return _Request(protocol=self, prepared=prepared, path=path, keep_alive=keep_alive)
+        return _Request(
+            protocol=self,
+            prepared=prepared,
+            path=path,
+            keep_alive=keep_alive,
+            route=log_route(path, address[1]),
+            arrived_s=time.perf_counter(),
+        )
 
     def on_body(self, body: bytes) -> None:
         if self._lane_request is None:

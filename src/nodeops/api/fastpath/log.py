@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from functools import lru_cache
 from typing import Any
@@ -26,6 +27,7 @@ from urllib.parse import unquote
 
 from starlette.requests import ClientDisconnect
 
+from nodeops import metrics
 from nodeops.api.bodies import log_client_gone, read_json_body
 from nodeops.api.envelope import error_body, internal_error_body, success_body_encoded
 from nodeops.api.fastpath.respond import send_answer
@@ -66,10 +68,15 @@ class LogFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and (address := log_address(scope["path"])) is not None:
+            started = time.perf_counter()
             methods, path_job_id = address
             body = await self._answer(scope, receive, methods, path_job_id)
             if body is not None:
                 await send_answer(send, body)
+                route = log_route(scope["path"], path_job_id)
+                metrics.http_answered(
+                    route, scope["method"], 200, metrics.envelope_code(body), time.perf_counter() - started
+                )
             return
         await self.app(scope, receive, send)
 
@@ -102,6 +109,13 @@ def log_address(path: str) -> tuple[tuple[str, ...], str | None] | None:
     if path.startswith(("/api/job/", "/api/bk-nodeman/")) and (match := _JOB_PATH.match(path)):
         return ("GET",), match.group(1)
     return None
+
+
+def log_route(path: str, path_job_id: str | None) -> str:
+    """The address template of a log API path (``log_address``'s), the route label of its metrics."""
+    if path_job_id is None:
+        return ESB_PATH
+    return APIGW_PATH if path.startswith("/api/bk-nodeman/") else NODEMAN_PATH
 
 
 def prepare(

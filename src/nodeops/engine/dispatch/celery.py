@@ -60,6 +60,34 @@ def publisher(app: Celery) -> Publish:
     return publish
 
 
+QUEUE_DEPTH_TIMEOUT_S = 3.0  # a broker that does not answer within this fails the scrape's figure, not the scrape
+
+
+def queue_depth(broker_url: str) -> int:
+    """Messages waiting in the host queue now (a metrics scrape's figure): one passive declare on a connection of
+    its own, bounded by ``QUEUE_DEPTH_TIMEOUT_S``. Raises whatever the broker's client raises."""
+    from kombu.connection import Connection
+    from kombu.exceptions import ChannelError
+
+    options = {
+        "socket_timeout": QUEUE_DEPTH_TIMEOUT_S,
+        "socket_connect_timeout": QUEUE_DEPTH_TIMEOUT_S,
+        "max_retries": 0,
+    }
+    connection = Connection(  # type: ignore[no-untyped-call]
+        broker_url, connect_timeout=QUEUE_DEPTH_TIMEOUT_S, transport_options=options
+    )
+    with connection as conn:
+        conn.ensure_connection(max_retries=1, timeout=QUEUE_DEPTH_TIMEOUT_S)
+        try:
+            declared = conn.default_channel.queue_declare(queue=QUEUE, passive=True)
+        except ChannelError as exc:
+            if str(getattr(exc, "reply_code", "")) == "404":  # no such queue yet (Redis: an empty one): nothing waits
+                return 0
+            raise
+        return int(declared.message_count)
+
+
 class CeleryDispatcher:
     """The API process's dispatcher in celery mode: it runs no pipeline itself."""
 
