@@ -19,6 +19,7 @@ from typing import Any
 
 from nodeops.domain.answer import capped_log
 from nodeops.domain.contract import Contract, Field, Kind
+from nodeops.domain.i18n import Language, job_type_display
 from nodeops.domain.instance_id import InstanceId, parse_instance_ids
 from nodeops.domain.plans import JobType, plan_steps
 from nodeops.domain.rollout import read_rollout
@@ -47,7 +48,6 @@ from nodeops.errors import (
 from nodeops.service.auth import Caller
 from nodeops.service.job_commands import ROLLOUT_FIELDS, JobCommands, require_biz
 from nodeops.service.job_details import (
-    JOB_TYPE_DISPLAY,
     LINE_TIME_FORMAT,
     MAX_PAGESIZE,
     TIME_FORMAT,
@@ -660,7 +660,7 @@ class SubscriptionService:
         self, record: RecordRow, step_id: str, action: str, detail: list[SubStep] | None, job_id: int | None
     ) -> dict[str, Any]:
         host = record.instance_info.get("host") or {}
-        node_name = f"[{step_id}] {JOB_TYPE_DISPLAY.get(action, action)}"
+        node_name = f"[{step_id}] {job_type_display(action, Language.ZH)}"
         step: dict[str, Any] = {
             "id": step_id,
             "type": "AGENT",
