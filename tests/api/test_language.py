@@ -275,3 +275,36 @@ def test_a_hostile_language_value_never_breaks_an_answer(served):
     assert answer["result"] is True and answer["data"]["job_type_display"] == "安装 Agent"
     body = served.lane_get(served.log_target(), hostile_headers)
     assert [s["step"] for s in steps_of(body)] == INSTALL_STEPS_ZH
+
+
+def sse_events(body: str) -> list[tuple[str, dict[str, Any]]]:
+    """The (event, data) pairs of a finished Server-Sent Events stream."""
+    events = []
+    for block in body.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in fields:
+            events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+def test_the_viewers_tail_and_streams_name_steps_in_the_language_asked(served):
+    base = f"/api/job/{served.job_id}"
+    query = {**served.common(), "instance_id": HOST1}
+    for headers, names in (
+        (None, INSTALL_STEPS_ZH),
+        ({"Cookie": "blueking_language=en"}, INSTALL_STEPS_EN),
+        ({"Accept-Language": "en-US,en;q=0.9"}, INSTALL_STEPS_EN),
+    ):
+        tail = served.client.get(f"{base}/log/tail/", params=query, headers=headers).json()["data"]
+        assert [s["step"] for s in tail["steps"]] == names
+        stream = served.client.get(f"{base}/log/stream/", params=query, headers=headers, timeout=30)
+        events = sse_events(stream.text)
+        assert [e["step"] for kind, e in events if kind == "step"] == names
+        lines = [e for kind, e in events if kind == "line"]
+        assert lines and {e["step"] for e in lines} <= set(names)
+        assert events[-1] == ("end", {"status": "SUCCESS"})
+        changes = sse_events(served.client.get(f"{base}/events/", params=served.common(), headers=headers).text)
+        (instance,) = [e for kind, e in changes if kind == "instance"]
+        assert instance["status"] == "SUCCESS" and instance["step"] == names[-1]
+    tail = served.client.get(f"{base}/log/tail/", params={**query, "bk_language": "en"}).json()["data"]
+    assert [s["step"] for s in tail["steps"]] == INSTALL_STEPS_EN

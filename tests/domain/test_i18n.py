@@ -197,7 +197,10 @@ def test_every_error_message_reads_in_english_with_its_facts_and_unchanged_in_ch
     [
         ("系统错误，请联系管理员 (internal error)", "System error, please contact administrator (internal error)"),
         ("订阅(3, 4)不存在: no subscription", "Subscription (3, 4) does not exist: no subscription"),
-        ("订阅[id:9]不存在运行中的任务，请确认: job 5", "Subscription [id:9] has no running tasks, please confirm: job 5"),
+        (
+            "订阅[id:9]不存在运行中的任务，请确认: job 5",
+            "Subscription [id:9] has no running tasks, please confirm: job 5",
+        ),
         ("不存在ID为: 77 的管控区域 (list them)", 'No "BK-Net" with id: 77 (list them)'),
         ("接入点(id:8)不存在", "Access point (id: 8) does not exist"),
         ("安装通道「甲 乙」正在被 3 台主机使用: x", 'Install channel "甲 乙" is used by 3 host(s): x'),

@@ -27,6 +27,7 @@ import orjson
 
 from nodeops.domain.answer import StepLog
 from nodeops.domain.contract import JOB_ID, Contract, Field, Kind
+from nodeops.domain.i18n import DEFAULT_LANGUAGE, Language, step_name
 from nodeops.domain.instance_id import InstanceId
 from nodeops.domain.log_cursor import Chunk, LogCursor
 from nodeops.domain.log_search import LEVELS, Matcher, compile_query, line_level
@@ -150,23 +151,34 @@ class LogReading:
 
     # --- tail and follow ---------------------------------------------------------------------------------------
 
-    async def tail(self, args: CommonArgs, params: Mapping[str, object]) -> dict[str, Any]:
+    async def tail(
+        self, args: CommonArgs, params: Mapping[str, object], language: Language = DEFAULT_LANGUAGE
+    ) -> dict[str, Any]:
         """The REST form of the tail answer: the log API with a cursor (missing: from the start)."""
-        return await self.logs.instance_tail(args, {**params, "cursor": params.get("cursor") or ""})
+        return await self.logs.instance_tail(args, {**params, "cursor": params.get("cursor") or ""}, language)
 
     async def open_log_stream(
-        self, args: CommonArgs, params: Mapping[str, object], last_event_id: str | None
+        self,
+        args: CommonArgs,
+        params: Mapping[str, object],
+        last_event_id: str | None,
+        language: Language = DEFAULT_LANGUAGE,
     ) -> AsyncIterator[bytes]:
-        """Check the request, then return the stream of one instance's log: ``line``, ``step``, ``end`` events.
-        ``Last-Event-ID`` (else ``cursor``) resumes right after the line that carried it."""
+        """Check the request, then return the stream of one instance's log: ``line``, ``step``, ``end`` events,
+        step names in ``language``. ``Last-Event-ID`` (else ``cursor``) resumes right after the line that
+        carried it."""
         cursor = last_event_id if last_event_id else params.get("cursor") or ""
         query = await self._validated(args, lambda: parse_tail_query({**params, "cursor": cursor}))
         query = TailQuery(log=query.log, cursor=query.cursor, max_bytes=STREAM_PAGE_BYTES)
         first = await self.db.read(lambda cur: self.logs.read_after(cur, args, query))
-        return self._log_events(args, query, first)
+        return self._log_events(args, query, first, language)
 
     async def _log_events(
-        self, args: CommonArgs, query: TailQuery, read: tuple[RecordRef, str, list[StepLog], Any]
+        self,
+        args: CommonArgs,
+        query: TailQuery,
+        read: tuple[RecordRef, str, list[StepLog], Any],
+        language: Language,
     ) -> AsyncIterator[bytes]:
         shown: dict[int, dict[str, Any]] = {}
         last_sent = time.monotonic()
@@ -175,9 +187,10 @@ class LogReading:
             assert record.record_id is not None
             out: list[bytes] = []
             fields = self.logs.renderer.step_fields(steps)
-            names = {step.index: step.name for step in steps}
+            names = {step.index: step_name(step.name, language) for step in steps}
             for step, field in zip(steps, fields, strict=True):
                 del field["log"]
+                field["step"] = names[step.index]
                 if shown.get(step.index) != field:
                     shown[step.index] = field
                     out.append(sse("step", {"step_index": step.index, **field}))
@@ -205,11 +218,15 @@ class LogReading:
             read = await self.db.read(lambda cur, q=query: self.logs.read_after(cur, args, q))  # type: ignore[misc]
 
     async def open_job_events(
-        self, args: CommonArgs, params: Mapping[str, object], last_event_id: str | None
+        self,
+        args: CommonArgs,
+        params: Mapping[str, object],
+        last_event_id: str | None,
+        language: Language = DEFAULT_LANGUAGE,
     ) -> AsyncIterator[bytes]:
-        """Check the request, then return the stream of a job's status changes: ``instance``, ``job``, ``end``.
-        Each event's id is the time of the newest change it includes; reconnecting with it sends only the
-        instances changed since."""
+        """Check the request, then return the stream of a job's status changes: ``instance``, ``job``, ``end``,
+        step names in ``language``. Each event's id is the time of the newest change it includes; reconnecting
+        with it sends only the instances changed since."""
         problems: dict[str, str] = {}
         since = datetime.fromtimestamp(0, UTC)
         job_id = JOB.gather(params, problems).integer("job_id")
@@ -224,9 +241,11 @@ class LogReading:
             await self._validated(args, lambda: _raise(problems))
         assert job_id is not None
         await self.db.read(lambda cur: self.authorize_job(cur, args, job_id))
-        return self._job_events(args, job_id, since)
+        return self._job_events(args, job_id, since, language)
 
-    async def _job_events(self, args: CommonArgs, job_id: int, since: datetime) -> AsyncIterator[bytes]:
+    async def _job_events(
+        self, args: CommonArgs, job_id: int, since: datetime, language: Language
+    ) -> AsyncIterator[bytes]:
         seen: dict[str, tuple[int, str, str]] = {}  # instance_id -> (attempt, status, step)
         shown_job: tuple[str, str] | None = None
         last_sent = time.monotonic()
@@ -246,7 +265,7 @@ class LogReading:
                     "bk_host_id": record.bk_host_id,
                     "ip": record.ip,
                     "status": record.status,
-                    "step": step,
+                    "step": step_name(step, language),
                     "attempt": record.attempt,
                 }
                 out.append(sse("instance", data, _event_id(since)))

@@ -15,7 +15,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response, StreamingResponse
 
-from nodeops.api.deps import ParamsDep, ServicesDep, gather_args
+from nodeops.api.deps import LanguageDep, ParamsDep, ServicesDep, gather_args
 from nodeops.api.envelope import json_response, success_body
 from nodeops.api.routing import Endpoint, JobIdPath, add_route
 from nodeops.service.auth import CommonArgs
@@ -36,21 +36,33 @@ async def _envelope(answer: Awaitable[Any]) -> Response:
     return json_response(success_body(await answer))
 
 
-async def tail(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep) -> Response:
-    return await _envelope(services.reading.tail(args, {**params, "job_id": job_id}))
+async def tail(
+    job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep, language: LanguageDep
+) -> Response:
+    return await _envelope(services.reading.tail(args, {**params, "job_id": job_id}, language))
 
 
 async def stream(
-    job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep, last_event_id: LastEventId = None
+    job_id: JobIdPath,
+    args: ArgsDep,
+    params: ParamsDep,
+    services: ServicesDep,
+    language: LanguageDep,
+    last_event_id: LastEventId = None,
 ) -> Response:
-    events = await services.reading.open_log_stream(args, {**params, "job_id": job_id}, last_event_id)
+    events = await services.reading.open_log_stream(args, {**params, "job_id": job_id}, last_event_id, language)
     return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 async def events(
-    job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep, last_event_id: LastEventId = None
+    job_id: JobIdPath,
+    args: ArgsDep,
+    params: ParamsDep,
+    services: ServicesDep,
+    language: LanguageDep,
+    last_event_id: LastEventId = None,
 ) -> Response:
-    changes = await services.reading.open_job_events(args, {**params, "job_id": job_id}, last_event_id)
+    changes = await services.reading.open_job_events(args, {**params, "job_id": job_id}, last_event_id, language)
     return StreamingResponse(changes, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
