@@ -17,20 +17,13 @@ import httpx
 import pytest
 
 from nodeops.api.fastpath.lane import LaneProtocol, LogLane
+from nodeops.domain.plans import JobType, plan_steps
 from tests.support.api import ESB_PATH, nodeman_path
 from tests.support.factories import AppCredentials, make_app, make_user
 from tests.support.jobs import ESB_JOB, JobApi, local_host, stop_agents
 from tests.support.live_server import LiveServer
 
-INSTALL_STEPS_ZH = [
-    "更新任务状态",
-    "注册主机到配置平台",
-    "查询主机密码",
-    "选择接入点",
-    "安装",
-    "查询Agent状态",
-    "更新任务状态",
-]
+INSTALL_STEPS_ZH = [step.name for step in plan_steps(JobType.INSTALL_AGENT)]  # the seed's names, as stored
 INSTALL_STEPS_EN = [
     "Update task status",
     "Register host to configuration platform",

@@ -134,7 +134,9 @@ def prepare(
             accept_language = value.decode("latin-1")
     if path_job_id is not None:
         params["job_id"] = path_job_id
-    language = resolve_language(params.get(LANGUAGE_PARAM), cookie, accept_language)
+    language = DEFAULT_LANGUAGE  # the common case, asked nothing: no call at all
+    if cookie is not None or accept_language is not None or LANGUAGE_PARAM in params:
+        language = resolve_language(params.get(LANGUAGE_PARAM), cookie, accept_language)
     args = CommonArgs.gather(params, auth_header, cookie=cookie, method=method, web_header=web_header, client=client)
     return args, params, language
 
