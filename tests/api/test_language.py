@@ -301,3 +301,23 @@ def test_the_viewers_tail_and_streams_name_steps_in_the_language_asked(served):
         assert instance["status"] == "SUCCESS" and instance["step"] == names[-1]
     tail = served.client.get(f"{base}/log/tail/", params={**query, "bk_language": "en"}).json()["data"]
     assert [s["step"] for s in tail["steps"]] == INSTALL_STEPS_EN
+
+
+def test_search_and_batch_name_steps_in_the_language_asked_and_find_a_step_by_either_name(served):
+    base = f"/api/job/{served.job_id}/log"
+    for params, names in (({}, INSTALL_STEPS_ZH), ({"bk_language": "en"}, INSTALL_STEPS_EN)):
+        found = served.client.get(f"{base}/search/", params={**served.common(), "q": "INFO", **params}).json()
+        assert found["result"] is True and found["data"]["total"] > 0, found
+        assert {hit["step"] for hit in found["data"]["list"]} <= set(names)
+        batch = served.post(f"{base}/batch/", {"instance_id_list": [HOST1], **params})["data"]
+        assert [s["step"] for s in batch[0]["steps"]] == names
+        tail = served.post(f"{base}/batch/", {"instance_id_list": [HOST1], "tail": 3, **params})["data"]
+        assert tail[0]["lines"] and {line["step"] for line in tail[0]["lines"]} <= set(names)
+    # a step is found by its name in either language (the viewer shows the one it asked for)
+    by_name = {}
+    for name in ("安装", "Install"):
+        answer = served.client.get(f"{base}/search/", params={**served.common(), "q": "INFO", "step": name}).json()
+        assert answer["result"] is True, answer
+        by_name[name] = [(hit["step_index"], hit["line_no"]) for hit in answer["data"]["list"]]
+    assert by_name["安装"] and by_name["安装"] == by_name["Install"]
+    assert {index for index, _line in by_name["Install"]} == {INSTALL_STEPS_EN.index("Install")}

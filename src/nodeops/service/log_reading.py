@@ -187,7 +187,7 @@ class LogReading:
             assert record.record_id is not None
             out: list[bytes] = []
             fields = self.logs.renderer.step_fields(steps)
-            names = {step.index: step_name(step.name, language) for step in steps}
+            names = _step_names(steps, language)
             for step, field in zip(steps, fields, strict=True):
                 del field["log"]
                 field["step"] = names[step.index]
@@ -297,19 +297,23 @@ class LogReading:
 
     # --- search ----------------------------------------------------------------------------------------------
 
-    async def search(self, args: CommonArgs, params: Mapping[str, object]) -> dict[str, Any]:
+    async def search(
+        self, args: CommonArgs, params: Mapping[str, object], language: Language = DEFAULT_LANGUAGE
+    ) -> dict[str, Any]:
         """Lines matching ``q`` across the job's instances (newest attempt of each) or one instance, a page of
-        them with the total; scanned a page of chunks at a time in a search thread, for at most
-        ``search_budget_s`` from now (waiting for a thread included)."""
+        them with the total, step names in ``language``; scanned a page of chunks at a time in a search thread,
+        for at most ``search_budget_s`` from now (waiting for a thread included)."""
         query = await self._validated(args, lambda: parse_search_query(params))
         deadline = time.monotonic() + self.search_budget_s
         with self._searchers_lock:
             if self._searchers is None:
                 self._searchers = ThreadPoolExecutor(max_workers=SEARCH_THREADS, thread_name_prefix="nodeops-search")
             searchers = self._searchers
-        return await asyncio.get_running_loop().run_in_executor(searchers, self._search, args, query, deadline)
+        return await asyncio.get_running_loop().run_in_executor(
+            searchers, self._search, args, query, deadline, language
+        )
 
-    def _search(self, args: CommonArgs, query: SearchQuery, deadline: float) -> dict[str, Any]:
+    def _search(self, args: CommonArgs, query: SearchQuery, deadline: float, language: Language) -> dict[str, Any]:
         matcher = query.matcher
         first = (query.page - 1) * query.pagesize
         found: list[dict[str, Any]] = []
@@ -320,7 +324,7 @@ class LogReading:
                 if not complete:
                     break
                 _status, steps = self.logs.reads.fetch_state(cur, record.record_id)
-                names = {step.index: step.name for step in steps}
+                names = _step_names(steps, language)
                 wanted = _step_index(query.step, steps)
                 if query.step is not None and wanted is None:
                     searched += 1  # it has no such step: nothing to scan
@@ -523,14 +527,16 @@ class LogReading:
 
     # --- batch -------------------------------------------------------------------------------------------------
 
-    async def batch(self, args: CommonArgs, params: Mapping[str, object]) -> list[dict[str, Any]]:
+    async def batch(
+        self, args: CommonArgs, params: Mapping[str, object], language: Language = DEFAULT_LANGUAGE
+    ) -> list[dict[str, Any]]:
         """Several instances of a job at once, in the order asked: the seed's steps of each, or with ``tail``
-        its last N lines. Unknown instance_ids answer 3800007 naming every one."""
+        its last N lines, step names in ``language``. Unknown instance_ids answer 3800007 naming every one."""
         job_id, instances, tail = await self._validated(args, lambda: parse_batch_query(params))
-        return await self.db.call(lambda: self._batch(args, job_id, instances, tail))
+        return await self.db.call(lambda: self._batch(args, job_id, instances, tail, language))
 
     def _batch(
-        self, args: CommonArgs, job_id: int, instances: Sequence[InstanceId], tail: int | None
+        self, args: CommonArgs, job_id: int, instances: Sequence[InstanceId], tail: int | None, language: Language
     ) -> list[dict[str, Any]]:
         answers: list[dict[str, Any]] = []
         with self.db.cursor() as cur:
@@ -555,7 +561,7 @@ class LogReading:
                     "status": status,
                 }
                 if tail is not None:
-                    answer["lines"] = self._last_lines(cur, record.record_id, steps, tail)
+                    answer["lines"] = self._last_lines(cur, record.record_id, steps, tail, language)
                 else:
                     body = record.answer
                     if body is None:
@@ -574,13 +580,15 @@ class LogReading:
                             "instance_ids at once, or add `tail` for their last lines",
                         )
                     answer["steps"] = orjson.loads(body)
+                    for step in answer["steps"]:
+                        step["step"] = step_name(step["step"], language)
                 answers.append(answer)
         return answers
 
     def _last_lines(
-        self, cur: ReadHandle, record_id: int, steps: Sequence[StepLog], count: int
+        self, cur: ReadHandle, record_id: int, steps: Sequence[StepLog], count: int, language: Language
     ) -> list[dict[str, Any]]:
-        names = {step.index: step.name for step in steps}
+        names = _step_names(steps, language)
         lines: list[dict[str, Any]] = []
         for chunk in self.scans.chunks_backwards(cur, record_id):
             for text in reversed(chunk.text.split("\n")):
@@ -596,6 +604,11 @@ class LogReading:
 
 
 # --- validation and helpers -----------------------------------------------------------------------------------
+
+
+def _step_names(steps: Sequence[StepLog], language: Language) -> dict[int, str]:
+    """Each step's name in ``language``, by its index."""
+    return {step.index: step_name(step.name, language) for step in steps}
 
 
 def _served(page: Sequence[Chunk]) -> bytes:
@@ -683,10 +696,11 @@ def _current_step(steps: Sequence[StepLog]) -> str:
 
 
 def _step_index(wanted: int | str | None, steps: Sequence[StepLog]) -> int | None:
+    """The index of the step ``wanted`` names: by its index, or its name in either language."""
     if wanted is None:
         return None
     for step in steps:
-        if step.index == wanted or step.name == wanted:
+        if step.index == wanted or step.name == wanted or step_name(step.name, Language.EN) == wanted:
             return step.index
     return None
 

@@ -66,8 +66,10 @@ async def events(
     return StreamingResponse(changes, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-async def search(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep) -> Response:
-    return await _envelope(services.reading.search(args, {**params, "job_id": job_id}))
+async def search(
+    job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep, language: LanguageDep
+) -> Response:
+    return await _envelope(services.reading.search(args, {**params, "job_id": job_id}, language))
 
 
 def _attachment(name: str, body: AsyncIterator[bytes], media_type: str) -> Response:
@@ -87,8 +89,10 @@ async def archive(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services:
     return _attachment(name, body, "application/gzip")
 
 
-async def batch(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep) -> Response:
-    return await _envelope(services.reading.batch(args, {**params, "job_id": job_id}))
+async def batch(
+    job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep, language: LanguageDep
+) -> Response:
+    return await _envelope(services.reading.batch(args, {**params, "job_id": job_id}, language))
 
 
 ROUTES: tuple[tuple[str, Endpoint, list[str], str, str], ...] = (
