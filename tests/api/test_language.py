@@ -321,3 +321,27 @@ def test_search_and_batch_name_steps_in_the_language_asked_and_find_a_step_by_ei
         by_name[name] = [(hit["step_index"], hit["line_no"]) for hit in answer["data"]["list"]]
     assert by_name["安装"] and by_name["安装"] == by_name["Install"]
     assert {index for index, _line in by_name["Install"]} == {INSTALL_STEPS_EN.index("Install")}
+
+
+def test_task_result_names_its_nodes_in_the_language_asked(served):
+    subscription_id = served.post(f"/api/job/{served.job_id}/details/", {})["data"]["subscription_id"]
+    backend = "/backend/api/subscription"
+    asked = {"subscription_id": subscription_id, "need_detail": True, "page": 1, "pagesize": 10}
+    results = {}
+    for language, body in (("zh", {}), ("en", {"bk_language": "en"})):
+        answer = served.post(f"{backend}/task_result/", {**asked, **body})
+        assert answer["result"] is True, answer
+        (step,) = answer["data"]["list"][0]["steps"]
+        results[language] = step
+        detail = served.post(
+            f"{backend}/task_result_detail/", {"subscription_id": subscription_id, "instance_id": HOST1, **body}
+        )
+        assert detail["data"]["steps"] == answer["data"]["list"][0]["steps"]
+    zh, en = results["zh"], results["en"]
+    assert zh["node_name"].endswith("安装 Agent") and en["node_name"].endswith("Install Agent")
+    assert [s["node_name"] for s in zh["target_hosts"][0]["sub_steps"]] == INSTALL_STEPS_ZH
+    assert [s["node_name"] for s in en["target_hosts"][0]["sub_steps"]] == INSTALL_STEPS_EN
+    # the logs and statuses are the same in both
+    assert [(s["log"], s["status"]) for s in en["target_hosts"][0]["sub_steps"]] == [
+        (s["log"], s["status"]) for s in zh["target_hosts"][0]["sub_steps"]
+    ]
