@@ -5,7 +5,8 @@ Order as the original (spec §10): authentication, then validation, then the job
 record. Every address of the log API goes through ``parse_log_query`` and ``LogService.instance_log``; with a
 ``cursor`` it answers a tail answer instead (``LogService.instance_tail``, docs/log-reading.md "Cursors").
 Following, searching and downloading logs are in ``log_reading``; the process's own logging is
-``nodeops.process_logging``.
+``nodeops.process_logging``. Answers are Chinese as stored and sealed; an English one is the same answer with
+its step names translated (``domain.i18n``), kept in the same cache under its own key.
 """
 
 from __future__ import annotations

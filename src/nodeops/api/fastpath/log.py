@@ -6,6 +6,8 @@
 
 With our ``cursor`` parameter the same addresses answer a tail answer (``LogService.instance_tail``); without
 it nothing else is done. The web viewer's session cookie is accepted as on every API (``CommonArgs.gather``).
+The language of the answer (``api.language``) is read along with the headers; a request that asks nothing costs
+no more than before and gets the seed's Chinese step names.
 
 This is the hottest path of the service, so it does not go through FastAPI's per-request machinery
 (routing, dependency injection, response models): ``LogFastPath`` is a pure ASGI middleware that answers these
