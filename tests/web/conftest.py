@@ -28,7 +28,10 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    # the API answers in Chinese unless asked otherwise, and Chromium's own Accept-Language (en-US) asks for English
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, accept_downloads=True, extra_http_headers={"Accept-Language": "zh-CN"}
+    )
     opened = context.new_page()
     yield opened
     context.close()

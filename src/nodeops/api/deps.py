@@ -1,4 +1,5 @@
-"""The routes' dependencies: the services, the request's parameters, and the caller they authenticate.
+"""The routes' dependencies: the services, the request's parameters, the language it asked for, and the caller
+they authenticate (who carries that language to the use cases: ``Caller.language``).
 
 ``CallerDep`` gathers the ESB common args (spec §1.1) from the query string, the JSON body and the
 ``X-Bkapi-Authorization`` header (else the web session cookie), and authenticates them; what it raises is
@@ -8,11 +9,14 @@ tolerated, as on the log API.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from nodeops.api.bodies import parse_json_object
+from nodeops.api.language import request_language
+from nodeops.domain.i18n import DEFAULT_LANGUAGE, Language
 from nodeops.service.auth import AUTH_HEADER, WEB_HEADER, Caller, CommonArgs
 from nodeops.service.container import Services
 from nodeops.service.inventory import InventoryService
@@ -38,10 +42,20 @@ async def request_params(request: Request) -> dict[str, Any]:
 ParamsDep = Annotated[dict[str, Any], Depends(request_params)]
 
 
-async def current_caller(request: Request, params: ParamsDep, services: ServicesDep) -> Caller:
-    """The authenticated caller; raises the ESB error saying what is missing or wrong."""
+def language_of(request: Request, params: ParamsDep) -> Language:
+    """The language the request asked for (``api.language``); the envelope's handlers answer in it too."""
+    return request_language(request, params)
+
+
+LanguageDep = Annotated[Language, Depends(language_of)]
+
+
+async def current_caller(request: Request, params: ParamsDep, services: ServicesDep, language: LanguageDep) -> Caller:
+    """The authenticated caller, in the language the request asked for; raises the ESB error saying what is
+    missing or wrong."""
     args = gather_args(request, params)
-    return await services.db.read(lambda cur: services.auth.authenticate(cur, args))
+    caller = await services.db.read(lambda cur: services.auth.authenticate(cur, args))
+    return caller if language is DEFAULT_LANGUAGE else replace(caller, language=language)
 
 
 def gather_args(request: Request, params: dict[str, Any]) -> CommonArgs:

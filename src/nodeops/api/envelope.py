@@ -2,7 +2,9 @@
 
 HTTP status is 200 for business errors, as the original. Node Manager appends its code to every error message
 in full-width parentheses (``"…（3801012）"``); ESB's own 1306xxx errors do not. Anything unforeseen is logged
-with its traceback and answered with 3800500, never a 500 page. A client that goes away before its body has
+with its traceback and answered with 3800500, never a 500 page. A message is in the language the request asked
+for (``api.language``): in English, its Chinese phrases are replaced and its facts kept; the code suffix is the
+same in both. A client that goes away before its body has
 arrived is no error of ours: it is logged in one line, without a traceback.
 """
 
@@ -20,6 +22,8 @@ from starlette.requests import ClientDisconnect
 
 from nodeops.api.bodies import log_client_gone
 from nodeops.api.headers import NOSNIFF
+from nodeops.api.language import request_language
+from nodeops.domain.i18n import DEFAULT_LANGUAGE, Language, translate_message
 from nodeops.errors import (
     ESB_CODES,
     ErrorCode,
@@ -47,22 +51,24 @@ def success_body_encoded(data_json: bytes) -> bytes:
     return _SUCCESS_HEAD + data_json + b"}"
 
 
-def error_payload(exc: NodeopsError) -> dict[str, Any]:
+def error_payload(exc: NodeopsError, language: Language = DEFAULT_LANGUAGE) -> dict[str, Any]:
+    """The envelope of an error, its message in ``language`` (``domain.i18n.translate_message``)."""
     code = exc.code
-    message = exc.message if code in ESB_CODES else f"{exc.message}（{int(code)}）"
+    text = translate_message(exc.message, language)
+    message = text if code in ESB_CODES else f"{text}（{int(code)}）"
     return {"result": False, "code": int(code), "message": message, "data": exc.data, "errors": None}
 
 
-def error_body(exc: NodeopsError) -> bytes:
-    return orjson.dumps(error_payload(exc))
+def error_body(exc: NodeopsError, language: Language = DEFAULT_LANGUAGE) -> bytes:
+    return orjson.dumps(error_payload(exc, language))
 
 
-def internal_error_body() -> bytes:
+def internal_error_body(language: Language = DEFAULT_LANGUAGE) -> bytes:
     return orjson.dumps(
         {
             "result": False,
             "code": int(ErrorCode.INTERNAL),
-            "message": f"{INTERNAL_MESSAGE}（{int(ErrorCode.INTERNAL)}）",
+            "message": f"{translate_message(INTERNAL_MESSAGE, language)}（{int(ErrorCode.INTERNAL)}）",
             "data": None,
             "errors": None,
         }
@@ -76,17 +82,17 @@ def json_response(body: bytes) -> Response:
 def install_handlers(app: FastAPI) -> None:
     """Register the envelope handlers on the FastAPI app."""
 
-    async def on_nodeops_error(_request: Request, exc: Exception) -> Response:
+    async def on_nodeops_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, NodeopsError)
-        return json_response(error_body(exc))
+        return json_response(error_body(exc, request_language(request)))
 
-    async def on_validation_error(_request: Request, exc: Exception) -> Response:
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         problems: dict[str, str] = {}
         for error in exc.errors():
             field = ".".join(str(part) for part in error.get("loc", ())[1:]) or "body"
             problems.setdefault(field, str(error.get("msg", "invalid")))
-        return json_response(error_body(InvalidInput(problems)))
+        return json_response(error_body(InvalidInput(problems), request_language(request)))
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -110,7 +116,7 @@ def install_handlers(app: FastAPI) -> None:
                     }
                 )
             )
-        return json_response(error_body(error))
+        return json_response(error_body(error, request_language(request)))
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.error(
@@ -120,7 +126,7 @@ def install_handlers(app: FastAPI) -> None:
             exc_info=exc,
             extra={"action": "unhandled_error"},
         )
-        return json_response(internal_error_body())
+        return json_response(internal_error_body(request_language(request)))
 
     async def on_client_gone(request: Request, _exc: Exception) -> Response:
         log_client_gone(request.method, request.url.path)

@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import orjson
 
+from nodeops.domain.i18n import Language
 from nodeops.errors import (
     AppAuthFailed,
     AuthError,
@@ -116,11 +117,16 @@ class CommonArgs(NamedTuple):
 
 def session_token(cookie: str) -> str:
     """The web session's bk_token in a Cookie header ("" when absent)."""
-    if SESSION_COOKIE not in cookie:
+    return cookie_value(cookie, SESSION_COOKIE)
+
+
+def cookie_value(cookie: str, wanted: str) -> str:
+    """The value of the cookie named ``wanted`` in a Cookie header ("" when absent)."""
+    if wanted not in cookie:
         return ""
     for part in cookie.split(";"):
         name, _, value = part.strip().partition("=")
-        if name == SESSION_COOKIE:
+        if name == wanted:
             return value.strip().strip('"')
     return ""
 
@@ -137,6 +143,8 @@ class Caller:
     username: str
     is_superuser: bool
     biz_ids: frozenset[int]
+    # the language the request asked its answers in (``api.language``): it changes display texts, never rights
+    language: Language = Language.ZH
 
     def require_job_view(self, job: JobAccess) -> None:
         """Raise PermissionDenied unless the caller may view every business of the job (spec §10)."""

@@ -5,7 +5,8 @@ Order as the original (spec §10): authentication, then validation, then the job
 record. Every address of the log API goes through ``parse_log_query`` and ``LogService.instance_log``; with a
 ``cursor`` it answers a tail answer instead (``LogService.instance_tail``, docs/log-reading.md "Cursors").
 Following, searching and downloading logs are in ``log_reading``; the process's own logging is
-``nodeops.process_logging``.
+``nodeops.process_logging``. Answers are Chinese as stored and sealed; an English one is the same answer with
+its step names translated (``domain.i18n``), kept in the same cache under its own key.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import orjson
 
 from nodeops.domain.answer import DEFAULT_STEP_MAX_BYTES, AnswerRenderer, StepLog
 from nodeops.domain.contract import JOB_ID, Contract, Field, Kind, Values
+from nodeops.domain.i18n import DEFAULT_LANGUAGE, Language, step_name
 from nodeops.domain.instance_id import InstanceId
 from nodeops.domain.log_cursor import START, LogCursor, Position, Taken, parse_cursor, take
 from nodeops.domain.status import ACTIVE, Status
@@ -34,9 +36,9 @@ BODY_CACHE_BYTES = 64 * 1024 * 1024
 TAIL_DEFAULT_BYTES = 1024 * 1024
 TAIL_MAX_BYTES = 8 * 1024 * 1024
 
-# one request of a batch (``LogService.answer_batch``): the caller's common args and parameters, or the error
-# reading them raised
-Prepared = tuple[CommonArgs, Mapping[str, object]] | Exception
+# one request of a batch (``LogService.answer_batch``): the caller's common args, parameters and the language it
+# asked for, or the error reading them raised
+Prepared = tuple[CommonArgs, Mapping[str, object], Language] | Exception
 
 
 class LogQuery(NamedTuple):  # built on every log request: a NamedTuple builds faster than a frozen dataclass
@@ -121,14 +123,18 @@ class LogService:
         self.auth = auth
         self.reads = LogReads(db)
         self.renderer = AnswerRenderer(tz, step_max_bytes=step_max_bytes)
-        # what a record without a sealed answer renders to, per (record_id, revision): a revision only grows, so
-        # an entry is either current or never asked for again and ages out
+        # what a record without a sealed answer renders to, per (record_id, revision), and the English form of
+        # any record's answer, per (record_id, revision, Language.EN): a revision only grows, so an entry is
+        # either current or never asked for again and ages out
         self._bodies = ByteBudgetCache(max_bytes=BODY_CACHE_BYTES)
 
-    async def answer(self, args: CommonArgs, params: Mapping[str, object]) -> bytes:
+    async def answer(
+        self, args: CommonArgs, params: Mapping[str, object], language: Language = DEFAULT_LANGUAGE
+    ) -> bytes:
         """What the log API's addresses answer, as the ``data`` JSON: the tail answer when ``params`` has a
-        ``cursor``, else the instance's log (``instance_log``). Raises NodeopsError."""
-        return await self.db.read(lambda cur: self._answer(cur, args, params))
+        ``cursor``, else the instance's log (``instance_log``), its step names in ``language``. Raises
+        NodeopsError."""
+        return await self.db.read(lambda cur: self._answer(cur, args, params, language))
 
     def answer_batch(self, requests: Sequence[Prepared]) -> list[bytes | Exception]:
         """``answer`` for several requests at once, on the caller's thread (``Database.read_batch``), in order:
@@ -156,8 +162,8 @@ class LogService:
                 raise failure
 
             return fail
-        args, params = prepared
-        return lambda cur: self._answer(cur, args, params)
+        args, params, language = prepared
+        return lambda cur: self._answer(cur, args, params, language)
 
     def _lookups_ahead(self, requests: Sequence[Prepared]) -> Ahead:
         """The lookups the requests will run first (``LogReads.look_up``), all read in one statement."""
@@ -172,25 +178,35 @@ class LogService:
             wanted.append((query.job_id, query.instance))
         return self.reads.lookups_ahead(wanted, self.renderer.zone)
 
-    def _answer(self, cur: ReadHandle, args: CommonArgs, params: Mapping[str, object]) -> bytes:
+    def _answer(self, cur: ReadHandle, args: CommonArgs, params: Mapping[str, object], language: Language) -> bytes:
         if "cursor" in params:  # our extension: a tail answer (docs/log-reading.md, "Cursors")
-            return orjson.dumps(self._instance_tail(cur, args, params))
-        return self._instance_log(cur, args, params)
+            return orjson.dumps(self._instance_tail(cur, args, params, language))
+        return self._instance_log(cur, args, params, language)
 
-    async def instance_log(self, args: CommonArgs, params: Mapping[str, object]) -> bytes:
+    async def instance_log(
+        self, args: CommonArgs, params: Mapping[str, object], language: Language = DEFAULT_LANGUAGE
+    ) -> bytes:
         """The ``data`` of the log API as JSON: authenticate, validate, authorize, then every step of the
-        instance's plan in order as the seed's five fields. Raises NodeopsError."""
-        return await self.db.read(lambda cur: self._instance_log(cur, args, params))
+        instance's plan in order as the seed's five fields, step names in ``language``. Raises NodeopsError."""
+        return await self.db.read(lambda cur: self._instance_log(cur, args, params, language))
 
-    def _instance_log(self, cur: ReadHandle, args: CommonArgs, params: Mapping[str, object]) -> bytes:
+    def _instance_log(
+        self, cur: ReadHandle, args: CommonArgs, params: Mapping[str, object], language: Language
+    ) -> bytes:
         try:
             query = parse_log_query(params)
         except InvalidInput:
             self.auth.authenticate(cur, args)  # an unauthenticated caller learns nothing about its input
             raise
         record = self.find_record(cur, args, query)
+        if language is not Language.ZH:  # the stored and rendered answers are Chinese: its own entry
+            return self._translated(cur, query, record, language)
         if record.answer is not None:  # finished, and sealed at this revision
             return record.answer
+        return self._rendered(cur, query, record)
+
+    def _rendered(self, cur: ReadHandle, query: LogQuery, record: RecordRef) -> bytes:
+        """The answer of a record without a sealed one, rendered once per revision."""
         assert record.record_id is not None
         key = (record.record_id, record.revision)
         body = self._bodies.get(key)
@@ -199,6 +215,20 @@ class LogService:
             body = self.renderer.render(
                 steps, job_id=query.job_id, instance_id=record.instance_id, attempt=record.attempt
             )
+            self._bodies.put(key, body)
+        return body
+
+    def _translated(self, cur: ReadHandle, query: LogQuery, record: RecordRef, language: Language) -> bytes:
+        """The answer with its step names in ``language``, byte for byte the Chinese one otherwise (a log's text
+        is stored as the engine wrote it), made once per revision."""
+        assert record.record_id is not None
+        key = (record.record_id, record.revision, language)
+        body = self._bodies.get(key)
+        if body is None:
+            data = orjson.loads(record.answer if record.answer is not None else self._rendered(cur, query, record))
+            for step in data:
+                step["step"] = step_name(step["step"], language)
+            body = orjson.dumps(data)
             self._bodies.put(key, body)
         return body
 
@@ -225,19 +255,24 @@ class LogService:
             )
         return record
 
-    async def instance_tail(self, args: CommonArgs, params: Mapping[str, object]) -> dict[str, Any]:
+    async def instance_tail(
+        self, args: CommonArgs, params: Mapping[str, object], language: Language = DEFAULT_LANGUAGE
+    ) -> dict[str, Any]:
         """The tail answer (docs/log-reading.md, "Cursors"): every step's status and times, and only the text
-        written after ``cursor``, at most ``max_bytes`` of it, with the cursor to read on from."""
-        return await self.db.read(lambda cur: self._instance_tail(cur, args, params))
+        written after ``cursor``, at most ``max_bytes`` of it, with the cursor to read on from; step names in
+        ``language``."""
+        return await self.db.read(lambda cur: self._instance_tail(cur, args, params, language))
 
-    def _instance_tail(self, cur: ReadHandle, args: CommonArgs, params: Mapping[str, object]) -> dict[str, Any]:
+    def _instance_tail(
+        self, cur: ReadHandle, args: CommonArgs, params: Mapping[str, object], language: Language
+    ) -> dict[str, Any]:
         try:
             query = parse_tail_query(params)
         except InvalidInput:
             self.auth.authenticate(cur, args)
             raise
         record, status, steps, taken = self.read_after(cur, args, query)
-        return self.tail_answer(record, status, steps, taken)
+        return self.tail_answer(record, status, steps, taken, language)
 
     def read_after(
         self, cur: ReadHandle, args: CommonArgs, query: TailQuery
@@ -257,7 +292,14 @@ class LogService:
         chunks = self.reads.chunks_after(cur, record.record_id, position.chunk_id)
         return record, status, steps, take(chunks, position, query.max_bytes)
 
-    def tail_answer(self, record: RecordRef, status: str, steps: list[StepLog], taken: Taken) -> dict[str, Any]:
+    def tail_answer(
+        self,
+        record: RecordRef,
+        status: str,
+        steps: list[StepLog],
+        taken: Taken,
+        language: Language = DEFAULT_LANGUAGE,
+    ) -> dict[str, Any]:
         assert record.record_id is not None
         texts: dict[int, list[str]] = {}
         for piece in taken.pieces:
@@ -265,6 +307,7 @@ class LogService:
         fields = self.renderer.step_fields(steps)
         for step, field in zip(steps, fields, strict=True):
             field["log"] = strip_ansi("\n".join(texts.get(step.index, ())))
+            field["step"] = step_name(step.name, language)
         return {
             "instance_id": record.instance_id,
             "attempt": record.attempt,

@@ -1,6 +1,6 @@
 """The job details use case (details_job, spec §8): one page of a job's instances with their current step, the
-job's statistics and status; and what the job APIs share to read a request: ``parse_job_id``, the display
-tables and formats.
+job's statistics and status; and what the job APIs share to read a request: ``parse_job_id``, ``job_meta`` and
+the formats. Its display texts are in the caller's language (``Caller.language``, ``domain.i18n``).
 
 Order inside a request as Node Manager (spec §10): the caller is authenticated first (``api.deps``), then the
 parameters are validated (every bad field named at once), then the job is looked up (3801012), then the
@@ -18,8 +18,18 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from nodeops.domain.contract import JOB_ID, Contract, Field, Kind, read_field
+from nodeops.domain.i18n import (
+    OP_TYPE_DISPLAY,
+    STEP_TYPE_DISPLAY,
+    Language,
+    display_of,
+    job_type_display,
+    status_display,
+    step_failed_display,
+    step_name,
+    step_running_display,
+)
 from nodeops.domain.instance_id import InstanceId, parse_instance_ids
-from nodeops.domain.plans import JobType
 from nodeops.domain.status import ACTIVE, JobStatistics, Status, aggregate_job_status
 from nodeops.errors import JobNotFound
 from nodeops.service.auth import Caller
@@ -36,57 +46,21 @@ MAX_PAGESIZE = 2**31 - 1
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S%z"  # how Node Manager's JSON renders datetimes (spec §1.2)
 LINE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
-JOB_TYPE_DISPLAY: dict[str, str] = {
-    JobType.INSTALL_AGENT: "安装 Agent",
-    JobType.REINSTALL_AGENT: "重装 Agent",
-    JobType.UPGRADE_AGENT: "升级 Agent",
-    JobType.RESTART_AGENT: "重启 Agent",
-    JobType.RELOAD_AGENT: "重载配置",
-    JobType.UNINSTALL_AGENT: "卸载 Agent",
-    JobType.INSTALL_PROXY: "安装 Proxy",
-    JobType.REINSTALL_PROXY: "重装 Proxy",
-    JobType.REPLACE_PROXY: "替换 Proxy",
-    JobType.UPGRADE_PROXY: "升级 Proxy",
-    JobType.RESTART_PROXY: "重启 Proxy",
-    JobType.RELOAD_PROXY: "重载配置",
-    JobType.UNINSTALL_PROXY: "卸载 Proxy",
-}
-OP_TYPE_DISPLAY = {
-    "INSTALL": "安装",
-    "REINSTALL": "重装",
-    "UPGRADE": "升级",
-    "RESTART": "重启",
-    "RELOAD": "重载",
-    "UNINSTALL": "卸载",
-    "REPLACE": "替换",
-}
-STEP_TYPE_DISPLAY = {"AGENT": "Agent", "PLUGIN": "插件", "PROXY": "Proxy"}
-STATUS_DISPLAY = {
-    Status.PENDING: "等待执行",
-    Status.RUNNING: "正在执行",
-    Status.SUCCESS: "执行成功",
-    Status.FAILED: "执行失败",
-    Status.PART_FAILED: "部分失败",
-    Status.TERMINATED: "已终止",
-    Status.REMOVED: "已移除",
-    Status.FILTERED: "被过滤的",
-    Status.IGNORED: "已忽略",
-}
 CONDITION_KEYS = ("ip", "instance_id", "status", "exclude_instance_ids")
 _LINE_PREFIX = re.compile(r"^\[[^\]]*\] ")  # a log line's "[time LEVEL] "
 
 
-def job_meta(job_type: str) -> dict[str, str]:
+def job_meta(job_type: str, language: Language = Language.ZH) -> dict[str, str]:
     """``{type, step_type, op_type, op_type_display, step_type_display}`` of a job type, as Node Manager's
-    ``unzip_job_type`` splits ``{OP}_{STEP}`` (spec §5.1)."""
+    ``unzip_job_type`` splits ``{OP}_{STEP}`` (spec §5.1), its displays in ``language``."""
     op_type, _, step_type = job_type.rpartition("_")
     op_type = op_type.replace("MAIN_", "")
     return {
         "type": step_type,
         "step_type": step_type,
         "op_type": op_type,
-        "op_type_display": OP_TYPE_DISPLAY.get(op_type, op_type),
-        "step_type_display": STEP_TYPE_DISPLAY.get(step_type, step_type),
+        "op_type_display": display_of(OP_TYPE_DISPLAY, op_type, language),
+        "step_type_display": display_of(STEP_TYPE_DISPLAY, step_type, language),
     }
 
 
@@ -269,9 +243,10 @@ class JobDetails:
             )
             deliveries = webhooks.deliveries_of(session, job.job_id)
         now = utcnow()
-        meta = job_meta(job.job_type)
+        language = caller.language
+        meta = job_meta(job.job_type, language)
         rows = [
-            self._row(instance, steps[instance.record_id], meta, ap_ids, now, reasons.get(instance.record_id))
+            self._row(instance, steps[instance.record_id], meta, ap_ids, now, language, reasons.get(instance.record_id))
             for instance in page
         ]
         rows.extend(self._filtered_rows(job, query))
@@ -280,7 +255,7 @@ class JobDetails:
             "job_id": job.job_id,
             "created_by": job.created_by,
             "job_type": job.job_type,
-            "job_type_display": JOB_TYPE_DISPLAY.get(job.job_type, job.job_type),
+            "job_type_display": job_type_display(job.job_type, language),
             "ip_filter_list": [host.get("ip", "") for host in job.error_hosts],
             "total": total,
             "list": rows,
@@ -323,16 +298,18 @@ class JobDetails:
         meta: Mapping[str, str],
         ap_ids: Mapping[int, int],
         now: datetime,
+        language: Language,
         ignored_reason: str | None = None,
     ) -> dict[str, Any]:
-        """One instance's row; an instance its job's failure threshold kept from starting shows why as its
-        ``status_display``, as a host refused up front does."""
+        """One instance's row, its displays in ``language``; an instance its job's failure threshold kept from
+        starting shows why as its ``status_display`` (a line of its log: as written), as a host refused up front
+        does."""
         host = instance.host
         inner_ip = host.get("bk_host_innerip") or None
         inner_ipv6 = host.get("bk_host_innerip_v6") or None
-        node_id, status_display, step = _current_step(steps, Status(instance.status))
+        node_id, display, step = _current_step(steps, Status(instance.status), language)
         if ignored_reason is not None:
-            status_display = _LINE_PREFIX.sub("", ignored_reason, count=1)
+            display = _LINE_PREFIX.sub("", ignored_reason, count=1)
         cost = None
         if instance.start_at is not None:
             cost = ((instance.finish_at or now) - instance.start_at).total_seconds()
@@ -347,7 +324,7 @@ class JobDetails:
             "bk_biz_id": host.get("bk_biz_id"),
             "bk_biz_name": None,
             "status": instance.status,
-            "status_display": status_display,
+            "status_display": display,
             "step": step,
             "node_id": node_id,
             "op_type": meta["op_type"],
@@ -398,25 +375,28 @@ def _record_ids(instances: Sequence[Instance], wanted: Sequence[InstanceId]) -> 
     return {found.record_id for found in store_instances.pick(instances, wanted) if found is not None}
 
 
-def _current_step(steps: Sequence[StepState], status: Status) -> tuple[int, str, str]:
-    """``(node_id, status_display, step)`` as Node Manager's ``get_current_step_display``: the first RUNNING
-    or FAILED step, else the last step (执行成功 when it succeeded, else 等待执行); a step IGNORED (the job's
-    failure threshold kept the host from starting) is the current one too."""
+def _current_step(steps: Sequence[StepState], status: Status, language: Language) -> tuple[int, str, str]:
+    """``(node_id, status_display, step)`` as Node Manager's ``get_current_step_display``, in ``language``: the
+    first RUNNING or FAILED step, else the last step (执行成功 when it succeeded, else 等待执行); a step IGNORED
+    (the job's failure threshold kept the host from starting) is the current one too."""
     for step in steps:
         if step.status == Status.IGNORED.value:
-            return step.index, STATUS_DISPLAY[Status.IGNORED], step.name
+            return step.index, status_display(Status.IGNORED, language), step_name(step.name, language)
         if step.status == Status.RUNNING.value:
-            return step.index, f"正在 {step.name}", step.name
+            name = step_name(step.name, language)
+            return step.index, step_running_display(name, language), name
         if step.status == Status.FAILED.value:
-            return step.index, f"{step.name} 失败", step.name
+            name = step_name(step.name, language)
+            return step.index, step_failed_display(name, language), name
     if not steps:
-        return -1, STATUS_DISPLAY.get(status, status.value), ""
+        return -1, status_display(status, language), ""
     last = steps[-1]
+    name = step_name(last.name, language)
     if last.status == Status.SUCCESS.value:
-        return last.index, STATUS_DISPLAY[Status.SUCCESS], last.name
+        return last.index, status_display(Status.SUCCESS, language), name
     if status == Status.FAILED:  # ended before any step ran (revoked while queued, or the service restarted)
-        return -1, STATUS_DISPLAY[Status.FAILED], last.name
-    return -1, STATUS_DISPLAY[Status.PENDING], last.name
+        return -1, status_display(Status.FAILED, language), name
+    return -1, status_display(Status.PENDING, language), name
 
 
 def _error_host_status(host: Mapping[str, Any], default: Status) -> Status:

@@ -12,10 +12,11 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from nodeops.domain.contract import Contract, Field, Kind
+from nodeops.domain.i18n import JOB_TYPE_DISPLAY, Language, job_type_display
 from nodeops.domain.params import MAX_BIGINT, MAX_INT32
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.service.auth import Caller
-from nodeops.service.job_details import JOB_TYPE_DISPLAY, TIME_FORMAT
+from nodeops.service.job_details import TIME_FORMAT
 from nodeops.store import job_list
 from nodeops.store.db import Database
 from nodeops.store.models import utcnow
@@ -87,9 +88,10 @@ def parse_job_list_query(params: Mapping[str, object], tz: tzinfo) -> JobListQue
         problems["pagesize"] = f"must be -1 (every job) or from 1 to {MAX_PAGESIZE}"
     job_ids = values.integers("job_id")
     job_types = [str(t) for _where, t in values.items("job_type")]
-    unknown = [t for t in job_types if t not in JOB_TYPE_DISPLAY]
+    known_types = JOB_TYPE_DISPLAY[Language.ZH]
+    unknown = [t for t in job_types if t not in known_types]
     if unknown:
-        problems["job_type"] = f"{unknown[0]!r} must be one of {', '.join(sorted(JOB_TYPE_DISPLAY))}"
+        problems["job_type"] = f"{unknown[0]!r} must be one of {', '.join(sorted(known_types))}"
     statuses = [str(s) for _where, s in values.items("status")]
     known = {s.value for s in Status}
     if any(s not in known for s in statuses):
@@ -149,15 +151,15 @@ async def list_jobs(db: Database, tz: tzinfo, caller: Caller, params: Mapping[st
 
     total, rows = await db.call(read)
     now = utcnow()
-    return {"total": total, "list": [_row(row, tz, now) for row in rows]}
+    return {"total": total, "list": [_row(row, tz, now, caller.language) for row in rows]}
 
 
-def _row(job: job_list.JobRow, tz: tzinfo, now: datetime) -> dict[str, Any]:
+def _row(job: job_list.JobRow, tz: tzinfo, now: datetime, language: Language) -> dict[str, Any]:
     end_at = job.end_at if Status(job.status) not in ACTIVE else None
     return {
         "id": job.job_id,
         "job_type": job.job_type,
-        "job_type_display": JOB_TYPE_DISPLAY.get(job.job_type, job.job_type),
+        "job_type_display": job_type_display(job.job_type, language),
         "status": job.status,
         "statistics": job.statistics,
         "created_by": job.created_by,

@@ -27,6 +27,7 @@ import orjson
 
 from nodeops.domain.answer import StepLog
 from nodeops.domain.contract import JOB_ID, Contract, Field, Kind
+from nodeops.domain.i18n import DEFAULT_LANGUAGE, Language, step_name
 from nodeops.domain.instance_id import InstanceId
 from nodeops.domain.log_cursor import Chunk, LogCursor
 from nodeops.domain.log_search import LEVELS, Matcher, compile_query, line_level
@@ -150,23 +151,34 @@ class LogReading:
 
     # --- tail and follow ---------------------------------------------------------------------------------------
 
-    async def tail(self, args: CommonArgs, params: Mapping[str, object]) -> dict[str, Any]:
+    async def tail(
+        self, args: CommonArgs, params: Mapping[str, object], language: Language = DEFAULT_LANGUAGE
+    ) -> dict[str, Any]:
         """The REST form of the tail answer: the log API with a cursor (missing: from the start)."""
-        return await self.logs.instance_tail(args, {**params, "cursor": params.get("cursor") or ""})
+        return await self.logs.instance_tail(args, {**params, "cursor": params.get("cursor") or ""}, language)
 
     async def open_log_stream(
-        self, args: CommonArgs, params: Mapping[str, object], last_event_id: str | None
+        self,
+        args: CommonArgs,
+        params: Mapping[str, object],
+        last_event_id: str | None,
+        language: Language = DEFAULT_LANGUAGE,
     ) -> AsyncIterator[bytes]:
-        """Check the request, then return the stream of one instance's log: ``line``, ``step``, ``end`` events.
-        ``Last-Event-ID`` (else ``cursor``) resumes right after the line that carried it."""
+        """Check the request, then return the stream of one instance's log: ``line``, ``step``, ``end`` events,
+        step names in ``language``. ``Last-Event-ID`` (else ``cursor``) resumes right after the line that
+        carried it."""
         cursor = last_event_id if last_event_id else params.get("cursor") or ""
         query = await self._validated(args, lambda: parse_tail_query({**params, "cursor": cursor}))
         query = TailQuery(log=query.log, cursor=query.cursor, max_bytes=STREAM_PAGE_BYTES)
         first = await self.db.read(lambda cur: self.logs.read_after(cur, args, query))
-        return self._log_events(args, query, first)
+        return self._log_events(args, query, first, language)
 
     async def _log_events(
-        self, args: CommonArgs, query: TailQuery, read: tuple[RecordRef, str, list[StepLog], Any]
+        self,
+        args: CommonArgs,
+        query: TailQuery,
+        read: tuple[RecordRef, str, list[StepLog], Any],
+        language: Language,
     ) -> AsyncIterator[bytes]:
         shown: dict[int, dict[str, Any]] = {}
         last_sent = time.monotonic()
@@ -175,9 +187,10 @@ class LogReading:
             assert record.record_id is not None
             out: list[bytes] = []
             fields = self.logs.renderer.step_fields(steps)
-            names = {step.index: step.name for step in steps}
+            names = _step_names(steps, language)
             for step, field in zip(steps, fields, strict=True):
                 del field["log"]
+                field["step"] = names[step.index]
                 if shown.get(step.index) != field:
                     shown[step.index] = field
                     out.append(sse("step", {"step_index": step.index, **field}))
@@ -205,11 +218,15 @@ class LogReading:
             read = await self.db.read(lambda cur, q=query: self.logs.read_after(cur, args, q))  # type: ignore[misc]
 
     async def open_job_events(
-        self, args: CommonArgs, params: Mapping[str, object], last_event_id: str | None
+        self,
+        args: CommonArgs,
+        params: Mapping[str, object],
+        last_event_id: str | None,
+        language: Language = DEFAULT_LANGUAGE,
     ) -> AsyncIterator[bytes]:
-        """Check the request, then return the stream of a job's status changes: ``instance``, ``job``, ``end``.
-        Each event's id is the time of the newest change it includes; reconnecting with it sends only the
-        instances changed since."""
+        """Check the request, then return the stream of a job's status changes: ``instance``, ``job``, ``end``,
+        step names in ``language``. Each event's id is the time of the newest change it includes; reconnecting
+        with it sends only the instances changed since."""
         problems: dict[str, str] = {}
         since = datetime.fromtimestamp(0, UTC)
         job_id = JOB.gather(params, problems).integer("job_id")
@@ -224,9 +241,11 @@ class LogReading:
             await self._validated(args, lambda: _raise(problems))
         assert job_id is not None
         await self.db.read(lambda cur: self.authorize_job(cur, args, job_id))
-        return self._job_events(args, job_id, since)
+        return self._job_events(args, job_id, since, language)
 
-    async def _job_events(self, args: CommonArgs, job_id: int, since: datetime) -> AsyncIterator[bytes]:
+    async def _job_events(
+        self, args: CommonArgs, job_id: int, since: datetime, language: Language
+    ) -> AsyncIterator[bytes]:
         seen: dict[str, tuple[int, str, str]] = {}  # instance_id -> (attempt, status, step)
         shown_job: tuple[str, str] | None = None
         last_sent = time.monotonic()
@@ -246,7 +265,7 @@ class LogReading:
                     "bk_host_id": record.bk_host_id,
                     "ip": record.ip,
                     "status": record.status,
-                    "step": step,
+                    "step": step_name(step, language),
                     "attempt": record.attempt,
                 }
                 out.append(sse("instance", data, _event_id(since)))
@@ -278,19 +297,23 @@ class LogReading:
 
     # --- search ----------------------------------------------------------------------------------------------
 
-    async def search(self, args: CommonArgs, params: Mapping[str, object]) -> dict[str, Any]:
+    async def search(
+        self, args: CommonArgs, params: Mapping[str, object], language: Language = DEFAULT_LANGUAGE
+    ) -> dict[str, Any]:
         """Lines matching ``q`` across the job's instances (newest attempt of each) or one instance, a page of
-        them with the total; scanned a page of chunks at a time in a search thread, for at most
-        ``search_budget_s`` from now (waiting for a thread included)."""
+        them with the total, step names in ``language``; scanned a page of chunks at a time in a search thread,
+        for at most ``search_budget_s`` from now (waiting for a thread included)."""
         query = await self._validated(args, lambda: parse_search_query(params))
         deadline = time.monotonic() + self.search_budget_s
         with self._searchers_lock:
             if self._searchers is None:
                 self._searchers = ThreadPoolExecutor(max_workers=SEARCH_THREADS, thread_name_prefix="nodeops-search")
             searchers = self._searchers
-        return await asyncio.get_running_loop().run_in_executor(searchers, self._search, args, query, deadline)
+        return await asyncio.get_running_loop().run_in_executor(
+            searchers, self._search, args, query, deadline, language
+        )
 
-    def _search(self, args: CommonArgs, query: SearchQuery, deadline: float) -> dict[str, Any]:
+    def _search(self, args: CommonArgs, query: SearchQuery, deadline: float, language: Language) -> dict[str, Any]:
         matcher = query.matcher
         first = (query.page - 1) * query.pagesize
         found: list[dict[str, Any]] = []
@@ -301,7 +324,7 @@ class LogReading:
                 if not complete:
                     break
                 _status, steps = self.logs.reads.fetch_state(cur, record.record_id)
-                names = {step.index: step.name for step in steps}
+                names = _step_names(steps, language)
                 wanted = _step_index(query.step, steps)
                 if query.step is not None and wanted is None:
                     searched += 1  # it has no such step: nothing to scan
@@ -504,14 +527,16 @@ class LogReading:
 
     # --- batch -------------------------------------------------------------------------------------------------
 
-    async def batch(self, args: CommonArgs, params: Mapping[str, object]) -> list[dict[str, Any]]:
+    async def batch(
+        self, args: CommonArgs, params: Mapping[str, object], language: Language = DEFAULT_LANGUAGE
+    ) -> list[dict[str, Any]]:
         """Several instances of a job at once, in the order asked: the seed's steps of each, or with ``tail``
-        its last N lines. Unknown instance_ids answer 3800007 naming every one."""
+        its last N lines, step names in ``language``. Unknown instance_ids answer 3800007 naming every one."""
         job_id, instances, tail = await self._validated(args, lambda: parse_batch_query(params))
-        return await self.db.call(lambda: self._batch(args, job_id, instances, tail))
+        return await self.db.call(lambda: self._batch(args, job_id, instances, tail, language))
 
     def _batch(
-        self, args: CommonArgs, job_id: int, instances: Sequence[InstanceId], tail: int | None
+        self, args: CommonArgs, job_id: int, instances: Sequence[InstanceId], tail: int | None, language: Language
     ) -> list[dict[str, Any]]:
         answers: list[dict[str, Any]] = []
         with self.db.cursor() as cur:
@@ -536,7 +561,7 @@ class LogReading:
                     "status": status,
                 }
                 if tail is not None:
-                    answer["lines"] = self._last_lines(cur, record.record_id, steps, tail)
+                    answer["lines"] = self._last_lines(cur, record.record_id, steps, tail, language)
                 else:
                     body = record.answer
                     if body is None:
@@ -555,13 +580,15 @@ class LogReading:
                             "instance_ids at once, or add `tail` for their last lines",
                         )
                     answer["steps"] = orjson.loads(body)
+                    for step in answer["steps"]:
+                        step["step"] = step_name(step["step"], language)
                 answers.append(answer)
         return answers
 
     def _last_lines(
-        self, cur: ReadHandle, record_id: int, steps: Sequence[StepLog], count: int
+        self, cur: ReadHandle, record_id: int, steps: Sequence[StepLog], count: int, language: Language
     ) -> list[dict[str, Any]]:
-        names = {step.index: step.name for step in steps}
+        names = _step_names(steps, language)
         lines: list[dict[str, Any]] = []
         for chunk in self.scans.chunks_backwards(cur, record_id):
             for text in reversed(chunk.text.split("\n")):
@@ -577,6 +604,11 @@ class LogReading:
 
 
 # --- validation and helpers -----------------------------------------------------------------------------------
+
+
+def _step_names(steps: Sequence[StepLog], language: Language) -> dict[int, str]:
+    """Each step's name in ``language``, by its index."""
+    return {step.index: step_name(step.name, language) for step in steps}
 
 
 def _served(page: Sequence[Chunk]) -> bytes:
@@ -664,10 +696,11 @@ def _current_step(steps: Sequence[StepLog]) -> str:
 
 
 def _step_index(wanted: int | str | None, steps: Sequence[StepLog]) -> int | None:
+    """The index of the step ``wanted`` names: by its index, or its name in either language."""
     if wanted is None:
         return None
     for step in steps:
-        if step.index == wanted or step.name == wanted:
+        if step.index == wanted or step.name == wanted or step_name(step.name, Language.EN) == wanted:
             return step.index
     return None
 

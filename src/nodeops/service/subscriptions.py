@@ -19,6 +19,7 @@ from typing import Any
 
 from nodeops.domain.answer import capped_log
 from nodeops.domain.contract import Contract, Field, Kind
+from nodeops.domain.i18n import Language, job_type_display, step_name
 from nodeops.domain.instance_id import InstanceId, parse_instance_ids
 from nodeops.domain.plans import JobType, plan_steps
 from nodeops.domain.rollout import read_rollout
@@ -48,7 +49,6 @@ from nodeops.errors import (
 from nodeops.service.auth import Caller
 from nodeops.service.job_commands import ROLLOUT_FIELDS, WEBHOOK_URL, JobCommands, require_biz
 from nodeops.service.job_details import (
-    JOB_TYPE_DISPLAY,
     LINE_TIME_FORMAT,
     MAX_PAGESIZE,
     TIME_FORMAT,
@@ -583,8 +583,8 @@ class SubscriptionService:
 
         sub, result_query = await self.db.read(prepare)
         if query.pagesize == -1 or query.return_all:
-            return await self._stream(sub, result_query, query)
-        return await self.db.read(lambda _cur: self._page(sub, result_query, query))
+            return await self._stream(sub, result_query, query, caller.language)
+        return await self.db.read(lambda _cur: self._page(sub, result_query, query, caller.language))
 
     def _result_query(self, session: Session, sub: SubscriptionInfo, query: _ResultParams) -> ResultQuery:
         task_ids = query.task_ids
@@ -606,7 +606,9 @@ class SubscriptionService:
             without_removed=not query.out_of_scope,
         )
 
-    def _page(self, sub: SubscriptionInfo, result_query: ResultQuery, query: _ResultParams) -> dict[str, Any]:
+    def _page(
+        self, sub: SubscriptionInfo, result_query: ResultQuery, query: _ResultParams, language: Language
+    ) -> dict[str, Any]:
         with self.db.session() as session:
             counter = subscriptions.status_counter(session, result_query)
             total = (
@@ -617,10 +619,12 @@ class SubscriptionService:
                 field, value = ("start", query.start) if query.start is not None else ("page", query.page)
                 raise out_of_range(field, value, total=total, pagesize=query.pagesize, noun="instances")
             records = subscriptions.page_records(session, result_query, offset=offset, limit=query.pagesize)
-            rows = self._rows(session, sub, records, need_detail=query.need_detail)
+            rows = self._rows(session, sub, records, need_detail=query.need_detail, language=language)
         return {"total": total, "list": rows, "status_counter": counter}
 
-    async def _stream(self, sub: SubscriptionInfo, result_query: ResultQuery, query: _ResultParams) -> ResultStream:
+    async def _stream(
+        self, sub: SubscriptionInfo, result_query: ResultQuery, query: _ResultParams, language: Language
+    ) -> ResultStream:
         head = None
         if query.return_all:
 
@@ -642,7 +646,7 @@ class SubscriptionService:
             if records is None:
                 return None
             with self.db.session() as session:
-                return self._rows(session, sub, records, need_detail=query.need_detail)
+                return self._rows(session, sub, records, need_detail=query.need_detail, language=language)
 
         async def rows() -> AsyncIterator[list[dict[str, Any]]]:
             while (batch := await self.db.read(next_batch)) is not None:
@@ -651,7 +655,13 @@ class SubscriptionService:
         return ResultStream(head=head, rows=rows())
 
     def _rows(
-        self, session: Session, sub: SubscriptionInfo, records: Sequence[RecordRow], *, need_detail: bool
+        self,
+        session: Session,
+        sub: SubscriptionInfo,
+        records: Sequence[RecordRow],
+        *,
+        need_detail: bool,
+        language: Language,
     ) -> list[dict[str, Any]]:
         unknown = sorted({r.task_id for r in records} - self._actions.keys())
         if unknown:
@@ -667,15 +677,24 @@ class SubscriptionService:
         )
         step_id = sub.steps[0].step_id if sub.steps else "agent"
         return [
-            self._row(r, step_id, self._actions.get(r.task_id, sub.job_type), steps.get(r.record_id), sub.job_id)
+            self._row(
+                r, step_id, self._actions.get(r.task_id, sub.job_type), steps.get(r.record_id), sub.job_id, language
+            )
             for r in records
         ]
 
     def _row(
-        self, record: RecordRow, step_id: str, action: str, detail: list[SubStep] | None, job_id: int | None
+        self,
+        record: RecordRow,
+        step_id: str,
+        action: str,
+        detail: list[SubStep] | None,
+        job_id: int | None,
+        language: Language,
     ) -> dict[str, Any]:
+        """One instance's row; its node names in ``language`` (its logs as stored)."""
         host = record.instance_info.get("host") or {}
-        node_name = f"[{step_id}] {JOB_TYPE_DISPLAY.get(action, action)}"
+        node_name = f"[{step_id}] {job_type_display(action, language)}"
         step: dict[str, Any] = {
             "id": step_id,
             "type": "AGENT",
@@ -693,7 +712,7 @@ class SubscriptionService:
             sub_steps = [
                 {
                     "index": s.index,
-                    "node_name": s.name,
+                    "node_name": step_name(s.name, language),
                     "step_code": s.code,
                     "pipeline_id": f"{record.record_id}-{s.index}",
                     "log": capped_log(
@@ -768,7 +787,7 @@ class SubscriptionService:
                 records = subscriptions.page_records(session, query, offset=0, limit=1)
                 if not records:
                     raise RecordNotFound(subscription_id=subscription_id, instance_id=str(wanted[0]))
-                return self._rows(session, sub, records, need_detail=True)[0]
+                return self._rows(session, sub, records, need_detail=True, language=caller.language)[0]
 
         return await self.db.call(read)
 
@@ -797,7 +816,8 @@ class SubscriptionService:
                     records = subscriptions.page_records(session, query, offset=0, limit=max(total, 1))
                     running = subscriptions.running_task(session, sub.id)
                     agents = inventory.agent_states(session, [self._host_id(r) for r in records])
-                    rows = self._rows(session, sub, records, need_detail=False)  # no logs for every instance
+                    # no logs for every instance
+                    rows = self._rows(session, sub, records, need_detail=False, language=caller.language)
                     instances = []
                     for record, row in zip(records, rows, strict=True):
                         info = record.instance_info

@@ -49,6 +49,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from nodeops import metrics
 from nodeops.api.fastpath.log import envelope, log_address, log_route, prepare
 from nodeops.api.fastpath.respond import encode_answer
+from nodeops.domain.i18n import DEFAULT_LANGUAGE
 from nodeops.service.instance_log import LogService, Prepared
 
 log = logging.getLogger(__name__)
@@ -157,8 +158,11 @@ class LogLane:
         now_s = time.perf_counter()
         for request, outcome in zip(waiting, outcomes, strict=True):
             metrics.http_answered(request.route, "GET", 200, metrics.outcome_code(outcome), now_s - request.arrived_s)
+            prepared = request.prepared
+            language = DEFAULT_LANGUAGE if isinstance(prepared, Exception) else prepared[2]
             try:
-                request.protocol.lane_respond(envelope(outcome, "GET", request.path), request.keep_alive)
+                body = envelope(outcome, "GET", request.path, language)
+                request.protocol.lane_respond(body, request.keep_alive)
             except Exception:  # one connection's failure is not the others'
                 log.exception("could not answer a log request", extra={"action": "unhandled_error"})
                 request.protocol.transport.close()

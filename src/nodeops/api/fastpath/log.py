@@ -6,6 +6,8 @@
 
 With our ``cursor`` parameter the same addresses answer a tail answer (``LogService.instance_tail``); without
 it nothing else is done. The web viewer's session cookie is accepted as on every API (``CommonArgs.gather``).
+The language of the answer (``api.language``) is read along with the headers; a request that asks nothing costs
+no more than before and gets the seed's Chinese step names.
 
 This is the hottest path of the service, so it does not go through FastAPI's per-request machinery
 (routing, dependency injection, response models): ``LogFastPath`` is a pure ASGI middleware that answers these
@@ -31,6 +33,8 @@ from nodeops import metrics
 from nodeops.api.bodies import log_client_gone, read_json_body
 from nodeops.api.envelope import error_body, internal_error_body, success_body_encoded
 from nodeops.api.fastpath.respond import send_answer
+from nodeops.api.language import resolve_language
+from nodeops.domain.i18n import DEFAULT_LANGUAGE, LANGUAGE_PARAM, Language
 from nodeops.errors import MethodNotAllowed, NodeopsError
 from nodeops.service.auth import AUTH_HEADER, WEB_HEADER, CommonArgs
 from nodeops.service.container import Services
@@ -84,22 +88,23 @@ class LogFastPath:
         self, scope: Scope, receive: Receive, methods: tuple[str, ...], path_job_id: str | None
     ) -> bytes | None:
         """The envelope to answer, or None when the client went away before sending its whole body."""
+        language = DEFAULT_LANGUAGE  # until the request is read
         try:
             method = scope["method"]
             if method not in methods and not (method == "HEAD" and "GET" in methods):
                 raise MethodNotAllowed(method=method, allowed=methods)
             body = await read_json_body(receive, scope["headers"]) if method == "POST" else None
             client = scope.get("client")
-            args, params = prepare(
+            args, params, language = prepare(
                 method, scope["query_string"], scope["headers"], path_job_id, body, client=client[0] if client else ""
             )
-            outcome: bytes | Exception = await self.services.logs.answer(args, params)
+            outcome: bytes | Exception = await self.services.logs.answer(args, params, language)
         except ClientDisconnect:
             log_client_gone(scope["method"], scope["path"])
             return None
         except Exception as exc:
             outcome = exc
-        return envelope(outcome, scope.get("method"), scope.get("path"))
+        return envelope(outcome, scope.get("method"), scope.get("path"), language)
 
 
 def log_address(path: str) -> tuple[tuple[str, ...], str | None] | None:
@@ -126,14 +131,14 @@ def prepare(
     body: Mapping[str, object] | None,
     *,
     client: str,
-) -> tuple[CommonArgs, dict[str, object]]:
-    """The caller's common args and the request's parameters: the query, then the JSON body's fields, then the
-    job id of the path; ``client`` is the peer's address. Raises NodeopsError (a bad ``X-Bkapi-Authorization``
-    header)."""
+) -> tuple[CommonArgs, dict[str, object], Language]:
+    """The caller's common args, the request's parameters (the query, then the JSON body's fields, then the job
+    id of the path) and the language it asked for (``api.language``); ``client`` is the peer's address. Raises
+    NodeopsError (a bad ``X-Bkapi-Authorization`` header)."""
     params: dict[str, object] = parse_query(query_string)
     if body is not None:
         params.update(body)
-    auth_header = cookie = web_header = None
+    auth_header = cookie = web_header = accept_language = None
     for name, value in headers:
         if name == _AUTH_HEADER:
             auth_header = value.decode("latin-1")
@@ -141,21 +146,26 @@ def prepare(
             cookie = value.decode("latin-1")
         elif name == _WEB_HEADER:
             web_header = value.decode("latin-1")
+        elif name == b"accept-language":
+            accept_language = value.decode("latin-1")
     if path_job_id is not None:
         params["job_id"] = path_job_id
+    language = DEFAULT_LANGUAGE  # the common case, asked nothing: no call at all
+    if cookie is not None or accept_language is not None or LANGUAGE_PARAM in params:
+        language = resolve_language(params.get(LANGUAGE_PARAM), cookie, accept_language)
     args = CommonArgs.gather(params, auth_header, cookie=cookie, method=method, web_header=web_header, client=client)
-    return args, params
+    return args, params, language
 
 
-def envelope(outcome: bytes | Exception, method: object, path: object) -> bytes:
-    """The envelope of one answer: its ``data`` JSON, or its error; anything unforeseen is logged with its
-    traceback and answered 3800500."""
+def envelope(outcome: bytes | Exception, method: object, path: object, language: Language = DEFAULT_LANGUAGE) -> bytes:
+    """The envelope of one answer: its ``data`` JSON, or its error in ``language``; anything unforeseen is logged
+    with its traceback and answered 3800500."""
     if isinstance(outcome, bytes):
         return success_body_encoded(outcome)
     if isinstance(outcome, NodeopsError):
-        return error_body(outcome)
+        return error_body(outcome, language)
     log.error("unhandled error on %s %s", method, path, exc_info=outcome, extra={"action": "unhandled_error"})
-    return internal_error_body()
+    return internal_error_body(language)
 
 
 # callers repeat the same encoded values (secrets, instance_ids) on every request

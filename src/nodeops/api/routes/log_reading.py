@@ -9,15 +9,17 @@ a download, is answered in the envelope. A missing trailing slash is accepted, a
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response, StreamingResponse
 
-from nodeops.api.deps import ParamsDep, ServicesDep, gather_args
+from nodeops.api.deps import LanguageDep, ParamsDep, ServicesDep, gather_args
 from nodeops.api.envelope import json_response, success_body
 from nodeops.api.routing import Endpoint, JobIdPath, add_route
+from nodeops.domain.i18n import Language
 from nodeops.service.auth import CommonArgs
 
 router = APIRouter(tags=["log reading"])
@@ -32,30 +34,43 @@ LastEventId = Annotated[str | None, Header(alias="Last-Event-ID")]
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+@dataclass(frozen=True, slots=True)
+class JobRead:
+    """What every route here hands to ``LogReading``: the identity, the parameters (the path's job_id among
+    them) and the language the answer is in."""
+
+    args: CommonArgs
+    params: dict[str, Any]
+    language: Language
+
+
+async def job_read(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, language: LanguageDep) -> JobRead:
+    return JobRead(args=args, params={**params, "job_id": job_id}, language=language)
+
+
+JobReadDep = Annotated[JobRead, Depends(job_read)]
+
+
 async def _envelope(answer: Awaitable[Any]) -> Response:
     return json_response(success_body(await answer))
 
 
-async def tail(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep) -> Response:
-    return await _envelope(services.reading.tail(args, {**params, "job_id": job_id}))
+async def tail(read: JobReadDep, services: ServicesDep) -> Response:
+    return await _envelope(services.reading.tail(read.args, read.params, read.language))
 
 
-async def stream(
-    job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep, last_event_id: LastEventId = None
-) -> Response:
-    events = await services.reading.open_log_stream(args, {**params, "job_id": job_id}, last_event_id)
+async def stream(read: JobReadDep, services: ServicesDep, last_event_id: LastEventId = None) -> Response:
+    events = await services.reading.open_log_stream(read.args, read.params, last_event_id, read.language)
     return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-async def events(
-    job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep, last_event_id: LastEventId = None
-) -> Response:
-    changes = await services.reading.open_job_events(args, {**params, "job_id": job_id}, last_event_id)
+async def events(read: JobReadDep, services: ServicesDep, last_event_id: LastEventId = None) -> Response:
+    changes = await services.reading.open_job_events(read.args, read.params, last_event_id, read.language)
     return StreamingResponse(changes, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-async def search(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep) -> Response:
-    return await _envelope(services.reading.search(args, {**params, "job_id": job_id}))
+async def search(read: JobReadDep, services: ServicesDep) -> Response:
+    return await _envelope(services.reading.search(read.args, read.params, read.language))
 
 
 def _attachment(name: str, body: AsyncIterator[bytes], media_type: str) -> Response:
@@ -65,18 +80,18 @@ def _attachment(name: str, body: AsyncIterator[bytes], media_type: str) -> Respo
     return StreamingResponse(body, media_type=media_type, headers=headers)
 
 
-async def download(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep) -> Response:
-    name, body = await services.reading.open_download(args, {**params, "job_id": job_id})
+async def download(read: JobReadDep, services: ServicesDep) -> Response:
+    name, body = await services.reading.open_download(read.args, read.params)
     return _attachment(name, body, "text/plain; charset=utf-8")
 
 
-async def archive(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep) -> Response:
-    name, body = await services.reading.open_archive(args, {**params, "job_id": job_id})
+async def archive(read: JobReadDep, services: ServicesDep) -> Response:
+    name, body = await services.reading.open_archive(read.args, read.params)
     return _attachment(name, body, "application/gzip")
 
 
-async def batch(job_id: JobIdPath, args: ArgsDep, params: ParamsDep, services: ServicesDep) -> Response:
-    return await _envelope(services.reading.batch(args, {**params, "job_id": job_id}))
+async def batch(read: JobReadDep, services: ServicesDep) -> Response:
+    return await _envelope(services.reading.batch(read.args, read.params, read.language))
 
 
 ROUTES: tuple[tuple[str, Endpoint, list[str], str, str], ...] = (
