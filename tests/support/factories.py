@@ -219,6 +219,14 @@ SEED_STEPS = (
         "2021-09-16 15:07:20",
     ),
 )
+# the seed's step names as the API gives them in English (bk_language=en), in the same order
+SEED_STEPS_EN = (
+    "Update task status",
+    "Transfer upgrade package",
+    "Run upgrade script",
+    "Query Agent Status",
+    "Update task status",
+)
 
 
 def make_seed_job(services: Services, *, sealed: bool = True) -> MadeJob:

@@ -28,10 +28,8 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    # the API answers in Chinese unless asked otherwise, and Chromium's own Accept-Language (en-US) asks for English
-    context = browser.new_context(
-        viewport={"width": 1280, "height": 900}, accept_downloads=True, extra_http_headers={"Accept-Language": "zh-CN"}
-    )
+    # Chromium's own locale (en-US): the viewer speaks English and asks the API for English (bk_language=en)
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     opened = context.new_page()
     yield opened
     context.close()

@@ -7,33 +7,26 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.support.factories import SEED_STEPS, make_seed_job
+from tests.support.factories import SEED_STEPS, SEED_STEPS_EN, make_seed_job
 from tests.support.live_jobs import artifact
-from tests.web.test_viewer import SEED_INSTANCE, UI_TIMEOUT_MS, instance_url, sign_in
-
-SEED_STEPS_EN = [
-    "Update task status",
-    "Transfer upgrade package",
-    "Run upgrade script",
-    "Query Agent Status",
-    "Update task status",
-]
+from tests.web.test_viewer import SEED_INSTANCE, UI_TIMEOUT_MS, instance_url, sign_in_with_link
 
 
 @pytest.mark.parametrize(
     ("how", "english"),
-    [("cookie en", True), ("accept-language en-US", True), ("cookie zh-cn over en-US", False), ("zh-CN", False)],
+    [("cookie en over zh-CN", True), ("en-US", True), ("cookie zh-cn over en-US", False), ("zh-CN", False)],
 )
 def test_the_instance_page_shows_steps_in_the_browsers_language(stack, browser, how, english):
-    headers = {"Accept-Language": "zh-CN"} if how == "zh-CN" else {"Accept-Language": "en-US,en;q=0.9"}
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, extra_http_headers=headers)
+    # the browser's locale: navigator.languages and its Accept-Language
+    locale = "zh-CN" if how in ("zh-CN", "cookie en over zh-CN") else "en-US"
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale=locale)
     if how.startswith("cookie"):
-        value = "en" if how == "cookie en" else "zh-cn"
+        value = "en" if how.startswith("cookie en ") else "zh-cn"
         context.add_cookies([{"name": "blueking_language", "value": value, "url": stack.url}])
     page = context.new_page()
     try:
         seed = make_seed_job(stack.services)
-        sign_in(page, stack)
+        sign_in_with_link(page, stack)
         page.goto(instance_url(stack, seed.job_id, SEED_INSTANCE))
         summaries = page.locator("details.step summary")
         expect(summaries).to_have_count(len(SEED_STEPS), timeout=UI_TIMEOUT_MS)

@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 from tests.support.factories import make_seed_job
 from tests.support.live_jobs import artifact
-from tests.web.test_viewer import SEED_INSTANCE, UI_TIMEOUT_MS, instance_url, make_failed_job
+from tests.web.test_viewer import SEED_INSTANCE, UI_TIMEOUT_MS, instance_url, make_failed_job, sign_in_with_link
 
 STATIC = Path(__file__).resolve().parents[2] / "src" / "nodeops" / "web" / "static"
 
@@ -51,13 +51,6 @@ def expect_job_page(page: Page, job_id: int, words: tuple[str, ...]) -> None:
     expect(page.locator(".stats .fact-FAILED dt")).to_have_text(failed)
     expect(page.locator("#instances caption")).to_have_text(caption)
     expect(page.get_by_role("navigation", name=nav).get_by_role("link", name=jobs, exact=True)).to_be_visible()
-
-
-def sign_in_with_link(page: Page, stack) -> None:
-    """The sign-in link (no session yet: it signs in at once), whatever the page's language."""
-    page.goto(f"{stack.url}/#/signin?bk_token={stack.token}")
-    expect(page).to_have_url(re.compile(r"/#/$"), timeout=UI_TIMEOUT_MS)
-    expect(page.locator("#who")).to_be_visible(timeout=UI_TIMEOUT_MS)
 
 
 def set_language_cookie(page: Page, stack, value: str) -> None:

@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 
 from nodeops.domain.status import Status
 from nodeops.service import admin
-from tests.support.factories import SEED_STEPS, StepRun, make_job, make_seed_job, make_user
+from tests.support.factories import SEED_STEPS, SEED_STEPS_EN, StepRun, make_job, make_seed_job, make_user
 from tests.support.jobs import local_host
 from tests.support.live_jobs import SLOW_LINE, SLOW_LINES, Stack, artifact, publish_doc_image
 
@@ -40,6 +40,13 @@ def sign_in(page: Page, stack: Stack) -> None:
     page.get_by_label("bk_token").fill(stack.token)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Jobs", exact=True)).to_be_visible(timeout=UI_TIMEOUT_MS)
+
+
+def sign_in_with_link(page: Page, stack: Stack) -> None:
+    """The sign-in link (no session yet: it signs in at once), whatever the page's language."""
+    page.goto(f"{stack.url}/#/signin?bk_token={stack.token}")
+    expect(page).to_have_url(re.compile(r"/#/$"), timeout=UI_TIMEOUT_MS)
+    expect(page.locator("#who")).to_be_visible(timeout=UI_TIMEOUT_MS)
 
 
 def make_failed_job(stack: Stack):
@@ -182,7 +189,8 @@ def test_instance_page_shows_each_step_of_the_seed_example_with_status_times_and
     page.goto(instance_url(stack, seed.job_id, SEED_INSTANCE))
     steps = page.locator("details.step")
     expect(steps).to_have_count(len(SEED_STEPS), timeout=UI_TIMEOUT_MS)
-    for index, (name, status, log, start, finish) in enumerate(SEED_STEPS):
+    # the viewer speaks the browser's English, and asks the API for English step names (bk_language=en)
+    for index, ((_, status, log, start, finish), name) in enumerate(zip(SEED_STEPS, SEED_STEPS_EN, strict=True)):
         step = steps.nth(index)
         summary = step.locator("summary")
         expect(summary).to_contain_text(f"{index + 1}. {name}")
