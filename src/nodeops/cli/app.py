@@ -55,7 +55,7 @@ def root(
         problems = "; ".join(_configuration_problem(error) for error in exc.errors())
         err_console.print(f"[red]error:[/red] bad configuration: {escape(problems)}", highlight=False)
         raise typer.Exit(code=2) from None
-    configure_logging("WARNING")  # through the redacting filter; `serve` raises it to INFO
+    configure_logging("WARNING", settings.log_format)  # through the redacting filter; `serve` raises it to INFO
     ctx.obj = CliState(settings=settings)
 
 
@@ -98,7 +98,7 @@ def serve(
         err_console.print(f"[red]error:[/red] --fd {fd}: {getattr(exc, 'strerror', None) or exc}", highlight=False)
         raise typer.Exit(code=2) from None
     require_current_schema(settings)
-    configure_logging()
+    configure_logging(log_format=settings.log_format)
     _allow_open_files(settings)
     _serve(settings, demo=demo, sock=sock)
 

@@ -45,5 +45,5 @@ def worker(
         )
         raise typer.Exit(code=2)
     require_current_schema(settings)
-    configure_logging()
+    configure_logging(log_format=settings.log_format)
     run_worker(settings, name=name, concurrency=concurrency, celery_args=ctx.args)

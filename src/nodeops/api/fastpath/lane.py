@@ -47,6 +47,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from nodeops.api.fastpath.log import envelope, log_address, prepare
 from nodeops.api.fastpath.respond import encode_answer
+from nodeops.request_context import request_id_of, serving
 from nodeops.service.instance_log import LogService, Prepared
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class _Request:
     prepared: Prepared
     path: str
     keep_alive: bool
+    request_id: str  # its id (``nodeops.request_context``), as ``fastpath.request_ids`` gives the others
 
 
 class LogLane:
@@ -152,7 +154,9 @@ class LogLane:
         self.requests += len(waiting)
         for request, outcome in zip(waiting, outcomes, strict=True):
             try:
-                request.protocol.lane_respond(envelope(outcome, "GET", request.path), request.keep_alive)
+                with serving(request.request_id):  # the envelope's request_id, and its error's log record
+                    body = envelope(outcome, "GET", request.path)
+                request.protocol.lane_respond(body, request.keep_alive, request.request_id)
             except Exception:  # one connection's failure is not the others'
                 log.exception("could not answer a log request", extra={"action": "unhandled_error"})
                 request.protocol.transport.close()
@@ -223,7 +227,8 @@ class LaneProtocol(HttpToolsProtocol):
         except Exception as exc:  # answered in its turn, as its error (``fastpath.log.envelope``)
             prepared = exc
         keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
-        return _Request(protocol=self, prepared=prepared, path=path, keep_alive=keep_alive)
+        request_id = request_id_of(self.headers)
+        return _Request(protocol=self, prepared=prepared, path=path, keep_alive=keep_alive, request_id=request_id)
 
     def on_body(self, body: bytes) -> None:
         if self._lane_request is None:
@@ -240,13 +245,14 @@ class LaneProtocol(HttpToolsProtocol):
             self.flow.pause_reading()
         self.lane.add(request, self.loop)
 
-    def lane_respond(self, body: bytes, keep_alive: bool) -> None:
+    def lane_respond(self, body: bytes, keep_alive: bool, request_id: str) -> None:
         """Write one answer of the lane: the status line, uvicorn's default headers (server, date), ours, body."""
         self._lane_waiting -= 1
         if self.transport.is_closing():
             return  # the client went away while its answer was being read
         close = not keep_alive or (self._lane_closing and not self._lane_waiting)
-        self.transport.write(encode_answer(200, self.server_state.default_headers, body, close=close))
+        default_headers = self.server_state.default_headers
+        self.transport.write(encode_answer(200, default_headers, body, request_id=request_id, close=close))
         if close:
             self.server_state.total_requests += 1
             self.transport.close()
