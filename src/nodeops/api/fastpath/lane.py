@@ -120,15 +120,16 @@ class LogLane:
         if not waiting:
             return  # answered early, for a connection's order (LaneProtocol.on_headers_complete)
         prepared = [request.prepared for request in waiting]
+        request_ids = [request.request_id for request in waiting]
         if self.inline:
             try:
-                outcomes: list[bytes | Exception] = self.logs.answer_batch(prepared)
+                outcomes: list[bytes | Exception] = self.logs.answer_batch(prepared, request_ids)
             except Exception as exc:  # the batch itself failed: every request gets the error
                 outcomes = [exc] * len(waiting)
             self._respond(waiting, outcomes)
             return
         try:
-            reading = self.logs.answer_batch_later(prepared)
+            reading = self.logs.answer_batch_later(prepared, request_ids)
         except Exception as exc:  # e.g. the loop is closing: every request gets the error
             self._respond(waiting, [exc] * len(waiting))
             return
