@@ -18,7 +18,7 @@ import logging
 import re
 import traceback
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 import orjson
 
@@ -127,12 +127,18 @@ CHATTY_LOGGERS = ("asyncssh",)
 LogFormat = Literal["text", "json"]
 
 
+def log_handler(log_format: LogFormat = "text", stream: TextIO | None = None) -> logging.Handler:
+    """The process's one handler: the redacting filter, then text or JSON lines, to ``stream`` (stderr)."""
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    return handler
+
+
 def configure_logging(level: str = "INFO", log_format: LogFormat = "text") -> None:
     """Send every logger of the process, uvicorn's and Celery's included, through the redacting filter to
     stderr, as text or as JSON lines (``NODEOPS_LOG_FORMAT``)."""
-    handler = logging.StreamHandler()
-    handler.addFilter(RedactingFilter())
-    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    handler = log_handler(log_format)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
