@@ -33,7 +33,8 @@ LEAVES = frozenset(
 LEAF_IMPORTS = frozenset({"nodeops.errors", "nodeops.request_context"})
 
 # The layers, lowest first. A layer may import itself, the leaves and any layer below it.
-RANK = {"domain": 0, "store": 1, "engine": 2, "service": 3, "web": 4, "api": 5, "cli": 6}
+# (``nodeops.__main__``, ``python -m nodeops``, is the command's entry point: above the CLI it runs)
+RANK = {"domain": 0, "store": 1, "engine": 2, "service": 3, "web": 4, "api": 5, "cli": 6, "__main__": 7}
 
 # Exceptions to "anything below": what a layer may import from nodeops, when narrower.
 ONLY = {

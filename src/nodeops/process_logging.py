@@ -48,9 +48,12 @@ class RedactingFilter(logging.Filter):
         cleaned = redact(message)
         if cleaned != message or record.args:
             record.msg, record.args = cleaned, None
+        # what every formatter writes for the exception (``Formatter.format`` keeps an exc_text it finds; another
+        # handler may have formatted the record first)
         if record.exc_info and not record.exc_text:
-            # what every formatter writes for the exception (``Formatter.format`` keeps an exc_text it finds)
-            record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
+            record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         if not hasattr(record, "request_id"):  # a record may name its request itself (``extra``)

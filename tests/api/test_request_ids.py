@@ -7,6 +7,7 @@ CRLF, quotes, markup) is replaced by a fresh one and never echoed. Real uvicorn 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
 from typing import Any
@@ -15,21 +16,20 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import pytest
 
+from nodeops.process_logging import RedactingFilter
 from nodeops.request_context import accept_request_id, current_request_id, request_id_of, serving
 from tests.support.api import ESB_PATH, nodeman_path
-from tests.support.factories import make_app, make_seed_job, make_user
+from tests.support.factories import make_seed_job
 
 FRESH = re.compile(r"[0-9a-f]{32}")
 BACKEND = "/api/c/compapi/v2/nodeman/backend/api/subscription"
 
 
 @pytest.fixture
-def seeded(services) -> dict[str, str]:
-    """The seed's job 1 (host 1) and the common args of a superuser's call."""
-    app = make_app(services)
-    make_user(services, "admin", superuser=True)
+def seeded(services, auth) -> dict[str, str]:
+    """The seed's job 1 (host 1); the common args of the superuser's calls."""
     make_seed_job(services)
-    return {"bk_app_code": app.code, "bk_app_secret": app.secret, "bk_username": "admin"}
+    return auth
 
 
 def calls(common: dict[str, str]) -> list[tuple[str, str, dict[str, Any], int]]:
@@ -87,6 +87,28 @@ def test_a_pipelined_connection_gets_each_answer_with_its_own_id(services, live_
     answers = exchange(live_server.url, payload, 8)
     assert [body["request_id"] for _head, body in answers] == [f"pipelined-{n}" for n in range(8)]
     assert [head["x-request-id"] for head, _body in answers] == [f"pipelined-{n}" for n in range(8)]
+
+
+def test_an_unforeseen_error_is_answered_and_logged_under_the_requests_id(services, live_server, caplog, monkeypatch):
+    caplog.set_level(logging.ERROR)
+    caplog.handler.addFilter(RedactingFilter())  # as the service's own handler: it stamps the request id
+
+    async def broken(*_args: object) -> None:
+        raise RuntimeError("the database broke (password=hunter2)")
+
+    monkeypatch.setattr(services.db, "read", broken)  # /healthz: a FastAPI route
+    monkeypatch.setattr(services.heartbeat_groups, "receive", broken)  # the heartbeat path
+    # a new connection each: uvicorn closes one whose request raised, after its answer
+    for path, method, mine in (("/healthz", "GET", "broken-route"), ("/api/agent/heartbeat/", "POST", "broken-hb")):
+        body_of = {"json": {}} if method == "POST" else {}
+        response = httpx.request(method, live_server.url + path, headers={"X-Request-Id": mine}, timeout=10, **body_of)
+        body, header = body_and_header(response)
+        assert (body["code"], body["request_id"], header) == (3800500, mine, mine)
+        assert "hunter2" not in response.text
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    by_request = {getattr(record, "request_id", None) for record in errors}
+    assert by_request == {"broken-route", "broken-hb"}, [(r.name, r.getMessage()) for r in errors]
+    assert all("hunter2" not in (record.exc_text or "") for record in errors)
 
 
 HOSTILE = [

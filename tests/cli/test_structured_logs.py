@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,8 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+
+from tests.support.served import wait_until_serving
 
 START_TIMEOUT_S = 30
 ESB_PATH = "/api/c/compapi/v2/nodeman/api/job/log/"
@@ -63,18 +64,7 @@ class Server:
                 stderr=err,
                 stdin=subprocess.DEVNULL,
             )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if self.process.poll() is not None:
-                pytest.fail(f"nodeops serve exited {self.process.returncode}:\n{self.err_path.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"nodeops serve did not answer within {START_TIMEOUT_S}s:\n{self.err_path.read_text()}")
-            time.sleep(0.1)
+        wait_until_serving(self.process, self.url, self.err_path, START_TIMEOUT_S)
 
     def stop(self) -> str:
         if self.process is not None and self.process.poll() is None:

@@ -39,7 +39,7 @@ class RequestIds:
             await send(message)
 
         token = REQUEST_ID.set(request_id)
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            REQUEST_ID.reset(token)
+        await self.app(scope, receive, send_with_id)
+        # not in ``finally``: an exception that escapes is logged by the server once this returns, with this id
+        # still current (each request runs in a task of its own, which ends with it)
+        REQUEST_ID.reset(token)
