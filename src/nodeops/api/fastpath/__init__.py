@@ -10,9 +10,9 @@
 - ``request_ids``: ``RequestIds``, the outermost layer, which gives every request its id (``X-Request-Id``).
 
 Only this package imports uvicorn's and httptools' internals (``tests/test_layers.py``). The rest of ``api``
-uses ``wrap_app`` (``create_app``), ``openapi`` (its schema), ``respond.send_answer`` (``BodyLimit``) and
-``heartbeat.HEARTBEAT_PATH`` (the heartbeat's FastAPI route); ``nodeops serve`` runs uvicorn with the wrapped
-application's ``http_protocol``.
+uses ``wrap_app`` (``create_app``, which returns its ``request_ids.RequestIds``), ``openapi`` (its schema),
+``respond.send_answer`` (``BodyLimit``) and ``heartbeat.HEARTBEAT_PATH`` (the heartbeat's FastAPI route);
+``nodeops serve`` runs uvicorn with the wrapped application's ``http_protocol``.
 """
 
 from __future__ import annotations
