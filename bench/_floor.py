@@ -70,7 +70,7 @@ class FixedAnswers:
     def __init__(self, size: int) -> None:
         self.data = fixed_body(size)[len(_HEAD) - 1 : -1]  # the quoted string that fills the envelope to size
 
-    def answer_batch(self, requests: list[Any]) -> list[bytes]:
+    def answer_batch(self, requests: list[Any], request_ids: list[str] | None = None) -> list[bytes]:
         return [self.data] * len(requests)
 
 

@@ -18,13 +18,24 @@ import nodeops
 SRC = Path(nodeops.__file__).resolve().parent.parent
 PACKAGE = SRC / "nodeops"
 
-# Shared leaves: anyone may import them; they import nothing from nodeops but nodeops.errors.
+# Shared leaves: anyone may import them; they import nothing from nodeops but nodeops.errors and
+# nodeops.request_context (the id of the request being served, which the process's log records carry).
 LEAVES = frozenset(
-    {"nodeops", "nodeops.errors", "nodeops.settings", "nodeops.process_logging", "nodeops.crypto", "nodeops.metrics"}
+    {
+        "nodeops",
+        "nodeops.errors",
+        "nodeops.settings",
+        "nodeops.process_logging",
+        "nodeops.crypto",
+        "nodeops.request_context",
+        "nodeops.metrics",
+    }
 )
+LEAF_IMPORTS = frozenset({"nodeops.errors", "nodeops.request_context"})
 
 # The layers, lowest first. A layer may import itself, the leaves and any layer below it.
-RANK = {"domain": 0, "store": 1, "engine": 2, "service": 3, "web": 4, "api": 5, "cli": 6}
+# (``nodeops.__main__``, ``python -m nodeops``, is the command's entry point: above the CLI it runs)
+RANK = {"domain": 0, "store": 1, "engine": 2, "service": 3, "web": 4, "api": 5, "cli": 6, "__main__": 7}
 
 # Exceptions to "anything below": what a layer may import from nodeops, when narrower.
 ONLY = {
@@ -149,7 +160,9 @@ def violation(imp: Import) -> str | None:
         what = ", ".join(sorted(allowed)) or "nothing from nodeops"
         return f"{source_layer} may import only {what}"
     if source_layer in LEAVES:
-        return None if imp.target == "nodeops.errors" else "a shared leaf may import only nodeops.errors"
+        return (
+            None if imp.target in LEAF_IMPORTS else "a shared leaf may import only " + ", ".join(sorted(LEAF_IMPORTS))
+        )
     if target_layer in LEAVES:
         return None
     if target_layer == "agent":  # the engine packages the agent's files; the agent imports nothing back

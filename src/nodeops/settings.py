@@ -293,6 +293,13 @@ class Settings(BaseSettings):
         "workers sharing a machine each need their own (`nodeops worker --metrics-port`).",
     )
 
+    # structured logs and the package (issue 16)
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="The process's own log on stderr (not job logs): text lines, or one JSON object per line "
+        "(ts, level, logger, message, request_id, exc, and the record's extra fields) for a log collector.",
+    )
+
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str) -> str:

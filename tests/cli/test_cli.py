@@ -28,6 +28,7 @@ from nodeops.service.security import secret_matches, verify_token
 from nodeops.settings import Settings
 from nodeops.store.access import AccessReads
 from nodeops.store.db import Database
+from tests.support.served import wait_until_serving
 
 COMMAND_TIMEOUT_S = 60
 SERVER_START_TIMEOUT_S = 20
@@ -253,18 +254,7 @@ def server(cli, tmp_path):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"nodeops serve exited {process.returncode}:\n{(tmp_path / 'serve.err').read_text()}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"nodeops serve did not answer /healthz within {SERVER_START_TIMEOUT_S}s")
-            time.sleep(0.1)
+        wait_until_serving(process, base, tmp_path / "serve.err", SERVER_START_TIMEOUT_S)
         yield base
     finally:
         if process.poll() is None:

@@ -116,7 +116,7 @@ def test_two_api_processes_answer_on_one_port_survive_a_kill_and_stop_on_sigterm
 
         answers = set()
         for _ in range(40):  # new connections: the kernel hands them to either process
-            with httpx.Client(timeout=5) as client:
+            with httpx.Client(timeout=5, headers={"X-Request-Id": "same"}) as client:  # else each answer's own
                 answers.add(client.get(url, params=params).content)
         assert len(answers) == 1 and b'"result":true' in next(iter(answers))
 

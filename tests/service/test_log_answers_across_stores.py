@@ -18,6 +18,7 @@ from nodeops.api.fastpath.log import envelope, prepare
 from nodeops.domain.answer import DEFAULT_STEP_MAX_BYTES
 from nodeops.domain.plans import JobType, plan_steps
 from nodeops.domain.status import Status
+from nodeops.request_context import serving
 from nodeops.service.container import Services
 from nodeops.settings import Settings
 from tests.support.factories import StepRun, make_app, make_job, make_seed_job, make_user
@@ -123,12 +124,13 @@ def _answers_batched(services: Services, secret: str) -> list[bytes]:
 def test_both_stores_answer_byte_for_byte_alike_one_by_one_and_batched(stores):
     (sqlite, sqlite_secret), (pg, pg_secret) = stores
     assert sqlite.db.is_sqlite and not pg.db.is_sqlite
-    on_sqlite = _answers_one_by_one(sqlite, sqlite_secret)
-    on_pg = _answers_one_by_one(pg, pg_secret)
-    for request, a, b in zip(REQUESTS, on_sqlite, on_pg, strict=True):
-        assert a == b, request
-    assert _answers_batched(sqlite, sqlite_secret) == on_sqlite
-    assert _answers_batched(pg, pg_secret) == on_pg
+    with serving("across-stores"):  # every envelope's request_id: one id for all, as if one request
+        on_sqlite = _answers_one_by_one(sqlite, sqlite_secret)
+        on_pg = _answers_one_by_one(pg, pg_secret)
+        for request, a, b in zip(REQUESTS, on_sqlite, on_pg, strict=True):
+            assert a == b, request
+        assert _answers_batched(sqlite, sqlite_secret) == on_sqlite
+        assert _answers_batched(pg, pg_secret) == on_pg
     # the answers are what they should be, not merely alike: a success, a capped running step, each error
     assert on_sqlite[0].startswith(b'{"result":true,"code":0') and "开始更新任务状态".encode() in on_sqlite[0]
     assert on_sqlite[0] == on_sqlite[1] == on_sqlite[2] == on_sqlite[3] == on_sqlite[5]

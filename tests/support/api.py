@@ -14,9 +14,16 @@ AUTH_HEADER = "X-Bkapi-Authorization"
 # the ways a caller reaches the log API: ESB with either verb, nodeman's own path, the API gateway
 ADDRESSES = ("esb_get", "esb_post", "nodeman", "apigw")
 
-SUCCESS_KEYS = ["result", "code", "message", "data"]
-ERROR_KEYS = ["result", "code", "message", "data", "errors"]
+# ESB adds request_id to every body (spec §1.2)
+SUCCESS_KEYS = ["result", "code", "message", "data", "request_id"]
+ERROR_KEYS = ["result", "code", "message", "data", "errors", "request_id"]
 STEP_KEYS = ["step", "status", "log", "start_time", "finish_time"]
+
+
+def without_request_id(body: dict[str, Any]) -> dict[str, Any]:
+    """An envelope without its ``request_id`` (a fresh one per answer), after checking that it has one."""
+    assert isinstance(body.get("request_id"), str) and body["request_id"], body
+    return {key: value for key, value in body.items() if key != "request_id"}
 
 
 def nodeman_path(job_id: object) -> str:

@@ -14,10 +14,10 @@ from fastapi.openapi.utils import get_openapi
 import nodeops
 from nodeops.api.envelope import install_handlers
 from nodeops.api.fastpath import wrap_app
-from nodeops.api.fastpath.log import LogFastPath
 from nodeops.api.fastpath.openapi import MODELS as LOG_MODELS
 from nodeops.api.fastpath.openapi import REQUESTS as LOG_REQUESTS
 from nodeops.api.fastpath.openapi import describe_log_api
+from nodeops.api.fastpath.request_ids import RequestIds
 from nodeops.api.headers import NoSniff
 from nodeops.api.http_metrics import HttpMetrics
 from nodeops.api.limits import BodyLimit
@@ -49,11 +49,12 @@ def create_app(
     services: Services | None = None,
     *,
     on_started: Callable[[Services], Coroutine[Any, Any, None]] | None = None,
-) -> LogFastPath:
+) -> RequestIds:
     """Build the ASGI application; ``services`` defaults to ones built from ``settings``.
 
     The result is the log fast path wrapped around the heartbeat fast path, wrapped around the FastAPI app:
-    log requests and agent heartbeats never enter FastAPI, everything else does. Serve it with
+    log requests and agent heartbeats never enter FastAPI, everything else does; outside them all, each request
+    gets its id (``fastpath.request_ids``). Serve it with
     ``http=app.http_protocol``: on SQLite, that protocol answers the log API's GETs before ASGI (``api.fastpath``),
     and on every database it holds clients to the read timeouts and the connection cap.
     ``on_started`` runs in the background once the services have started (``nodeops serve --demo`` runs its

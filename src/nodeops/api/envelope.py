@@ -1,4 +1,8 @@
-"""The response envelope ``{result, code, message, data}`` and the only exception handlers (spec §1.2).
+"""The response envelope ``{result, code, message, data, request_id}`` and the only exception handlers (spec §1.2).
+
+Every envelope ends with ``request_id``, as ESB adds it to every body it forwards: the id of the request being
+answered (``nodeops.request_context``), which its log records carry too. Bodies built outside any request (a
+test, the connection guard's refusals before a request exists) get a fresh one.
 
 HTTP status is 200 for business errors, as the original. Node Manager appends its code to every error message
 in full-width parentheses (``"…（3801012）"``); ESB's own 1306xxx errors do not. Anything unforeseen is logged
@@ -32,6 +36,7 @@ from nodeops.errors import (
     NodeopsError,
     RouteNotFound,
 )
+from nodeops.request_context import current_request_id, new_request_id
 
 log = logging.getLogger(__name__)
 # the headers of the answers written outside the framework, whose own answers get NOSNIFF from ``NoSniff``
@@ -39,16 +44,28 @@ JSON_HEADERS = [(b"content-type", b"application/json"), NOSNIFF]
 INTERNAL_MESSAGE = "系统错误，请联系管理员 (internal error; the server log has the details)"
 
 
-_SUCCESS_HEAD = b'{"result":true,"code":0,"message":"success","data":'
+SUCCESS_HEAD = b'{"result":true,"code":0,"message":"success","data":'
+_TAIL_HEAD = b',"request_id":"'
+
+
+def request_id() -> str:
+    """The id the envelope being built carries: the current request's, or a fresh one outside any request."""
+    return current_request_id() or new_request_id()
+
+
+def envelope_tail() -> bytes:
+    """The envelope's last member, ``"request_id"``, with the closing brace: spliced after ``data`` (or
+    ``errors``) into bodies encoded in parts, so that nothing already encoded is encoded again."""
+    return _TAIL_HEAD + request_id().encode() + b'"}'
 
 
 def success_body(data: Any) -> bytes:
-    return orjson.dumps({"result": True, "code": 0, "message": "success", "data": data})
+    return orjson.dumps({"result": True, "code": 0, "message": "success", "data": data, "request_id": request_id()})
 
 
 def success_body_encoded(data_json: bytes) -> bytes:
     """The success envelope around ``data`` that is already JSON (the log API's cached bodies)."""
-    return _SUCCESS_HEAD + data_json + b"}"
+    return SUCCESS_HEAD + data_json + envelope_tail()
 
 
 def error_payload(exc: NodeopsError, language: Language = DEFAULT_LANGUAGE) -> dict[str, Any]:
@@ -56,7 +73,11 @@ def error_payload(exc: NodeopsError, language: Language = DEFAULT_LANGUAGE) -> d
     code = exc.code
     text = translate_message(exc.message, language)
     message = text if code in ESB_CODES else f"{text}（{int(code)}）"
-    return {"result": False, "code": int(code), "message": message, "data": exc.data, "errors": None}
+    return _error(int(code), message, exc.data)
+
+
+def _error(code: int, message: str, data: Any) -> dict[str, Any]:
+    return {"result": False, "code": code, "message": message, "data": data, "errors": None, "request_id": request_id()}
 
 
 def error_body(exc: NodeopsError, language: Language = DEFAULT_LANGUAGE) -> bytes:
@@ -64,15 +85,8 @@ def error_body(exc: NodeopsError, language: Language = DEFAULT_LANGUAGE) -> byte
 
 
 def internal_error_body(language: Language = DEFAULT_LANGUAGE) -> bytes:
-    return orjson.dumps(
-        {
-            "result": False,
-            "code": int(ErrorCode.INTERNAL),
-            "message": f"{translate_message(INTERNAL_MESSAGE, language)}（{int(ErrorCode.INTERNAL)}）",
-            "data": None,
-            "errors": None,
-        }
-    )
+    message = f"{translate_message(INTERNAL_MESSAGE, language)}（{int(ErrorCode.INTERNAL)}）"
+    return orjson.dumps(_error(int(ErrorCode.INTERNAL), message, None))
 
 
 def json_response(body: bytes) -> Response:
@@ -103,19 +117,8 @@ def install_handlers(app: FastAPI) -> None:
             allowed = tuple((exc.headers or {}).get("Allow", "GET").split(", "))
             error = MethodNotAllowed(method=request.method, allowed=allowed)
         else:
-            error = NodeopsError(str(exc.detail))
             widened = 3800000 + exc.status_code
-            return json_response(
-                orjson.dumps(
-                    {
-                        "result": False,
-                        "code": widened,
-                        "message": f"{exc.detail}（{widened}）",
-                        "data": None,
-                        "errors": None,
-                    }
-                )
-            )
+            return json_response(orjson.dumps(_error(widened, f"{exc.detail}（{widened}）", None)))
         return json_response(error_body(error, request_language(request)))
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from nodeops.api.bodies import refuse_nul
 from nodeops.api.deps import CallerDep, ParamsDep, ServicesDep
-from nodeops.api.envelope import json_response, success_body
+from nodeops.api.envelope import SUCCESS_HEAD, envelope_tail, json_response, success_body
 from nodeops.domain.contract import Contract, field_schema
 from nodeops.service.auth import Caller
 from nodeops.service.container import Services
@@ -40,18 +40,17 @@ def respond(data: Any) -> Response:
 
 
 async def _stream(result: ResultStream) -> AsyncIterator[bytes]:
-    head = b'{"result":true,"code":0,"message":"success","data":'
     if result.head is not None:
-        yield head + orjson.dumps(result.head)[:-1] + b',"list":['
+        yield SUCCESS_HEAD + orjson.dumps(result.head)[:-1] + b',"list":['
     else:
-        yield head + b"["
+        yield SUCCESS_HEAD + b"["
     first = True
     async for rows in result.rows:
         if rows:
             body = orjson.dumps(rows)[1:-1]
             yield body if first else b"," + body
             first = False
-    yield b"]}}" if result.head is not None else b"]}"
+    yield (b"]}" if result.head is not None else b"]") + envelope_tail()
 
 
 def use_case_endpoint(use_case: UseCase, path: str) -> Endpoint:

@@ -30,6 +30,10 @@ class LogResponse(BaseModel):
     message: str
     data: list[LogStep] | None
     errors: Any | None = Field(default=None, description="Present (null) on error bodies, as Node Manager.")
+    request_id: str = Field(
+        description="This answer's id, as ESB adds it (spec §1.2); also in the X-Request-Id header, and on the "
+        "service's log lines written while answering."
+    )
 
 
 class Envelope(BaseModel):
@@ -39,6 +43,10 @@ class Envelope(BaseModel):
     code: int
     message: str
     data: Any | None = None
+    request_id: str = Field(
+        description="This answer's id, as ESB adds it (spec §1.2); also in the X-Request-Id header, and on the "
+        "service's log lines written while answering."
+    )
 
 
 class HealthResponse(BaseModel):
@@ -46,6 +54,10 @@ class HealthResponse(BaseModel):
     code: int
     message: str
     data: dict[str, str]
+    request_id: str = Field(
+        description="This answer's id, as ESB adds it (spec §1.2); also in the X-Request-Id header, and on the "
+        "service's log lines written while answering."
+    )
 
 
 # --- the job APIs (api/routes/jobs.py); their requests are the use cases' contracts (``domain.contract``) ---

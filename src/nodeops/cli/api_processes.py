@@ -1,6 +1,6 @@
 """``nodeops serve --workers N``: N API processes answering on one port, for the API nodes of a cluster.
 
-The parent binds the address once and starts N children (``python -m nodeops.cli serve --fd FD``), each a
+The parent binds the address once and starts N children (``python -m nodeops serve --fd FD``), each a
 whole ``nodeops serve`` with its own event loop, database pool and log lane, accepting connections from the one
 inherited listening socket (the kernel hands each new connection to one of them). The parent runs no application: it
 watches the children, starts again one that died (after 1 s, doubling up to 30 s while they keep dying within
@@ -40,7 +40,7 @@ def listen(host: str, port: int) -> socket.socket:
 
 def run(count: int, host: str, port: int, child_args: Callable[[int], list[str]], env: dict[str, str]) -> int:
     """Run ``count`` API processes on ``host:port`` until a signal stops them; the exit code for the command.
-    Each child is ``python -m nodeops.cli`` with ``child_args(fd)`` and the environment ``env``."""
+    Each child is ``python -m nodeops`` with ``child_args(fd)`` and the environment ``env``."""
     try:
         sock = listen(host, port)
     except OSError as exc:
@@ -57,7 +57,7 @@ def run(count: int, host: str, port: int, child_args: Callable[[int], list[str]]
     delay_s = RESTART_FIRST_S
 
     def start(slot: int) -> None:
-        command = [sys.executable, "-m", "nodeops.cli", *child_args(sock.fileno())]
+        command = [sys.executable, "-m", "nodeops", *child_args(sock.fileno())]
         children[slot] = (subprocess.Popen(command, pass_fds=(sock.fileno(),), env=env), time.monotonic())
 
     try:

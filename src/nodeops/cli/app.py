@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from rich.markup import escape
 
+import nodeops
 from nodeops.cli import access, agent, api_processes, cleanup, db, hosts, job, log, worker
 from nodeops.cli.context import CliState, console, err_console, state
 from nodeops.errors import NodeopsError
@@ -38,11 +39,20 @@ app.add_typer(hosts.app, name="hosts")
 app.command("worker", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(worker.worker)
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        print(f"nodeops {nodeops.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
     data_dir: Path | None = typer.Option(None, envvar="NODEOPS_DATA_DIR", help="Data folder (default ./var)."),
     database_url: str | None = typer.Option(None, envvar="NODEOPS_DATABASE_URL", help="SQLAlchemy URL."),
+    _version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+    ),
 ) -> None:
     overrides: dict[str, object] = {}
     if data_dir is not None:
@@ -55,7 +65,7 @@ def root(
         problems = "; ".join(_configuration_problem(error) for error in exc.errors())
         err_console.print(f"[red]error:[/red] bad configuration: {escape(problems)}", highlight=False)
         raise typer.Exit(code=2) from None
-    configure_logging("WARNING")  # through the redacting filter; `serve` raises it to INFO
+    configure_logging("WARNING", settings.log_format)  # through the redacting filter; `serve` raises it to INFO
     ctx.obj = CliState(settings=settings)
 
 
@@ -98,7 +108,7 @@ def serve(
         err_console.print(f"[red]error:[/red] --fd {fd}: {getattr(exc, 'strerror', None) or exc}", highlight=False)
         raise typer.Exit(code=2) from None
     require_current_schema(settings)
-    configure_logging()
+    configure_logging(log_format=settings.log_format)
     _allow_open_files(settings)
     _serve(settings, demo=demo, sock=sock)
 

@@ -53,5 +53,5 @@ def worker(
         )
         raise typer.Exit(code=2)
     require_current_schema(settings)
-    configure_logging()
+    configure_logging(log_format=settings.log_format)
     run_worker(settings, name=name, concurrency=concurrency, celery_args=ctx.args, metrics_port=metrics_port)

@@ -27,6 +27,7 @@ from nodeops.domain.log_cursor import START, LogCursor, Position, Taken, parse_c
 from nodeops.domain.status import ACTIVE, Status
 from nodeops.domain.terminal import strip_ansi
 from nodeops.errors import InstanceNotFound, InvalidInput, JobNotFound
+from nodeops.request_context import serving
 from nodeops.service.auth import Authenticator, CommonArgs
 from nodeops.service.cache import ByteBudgetCache
 from nodeops.store.db import Ahead, Database, ReadHandle
@@ -136,25 +137,37 @@ class LogService:
         NodeopsError."""
         return await self.db.read(lambda cur: self._answer(cur, args, params, language))
 
-    def answer_batch(self, requests: Sequence[Prepared]) -> list[bytes | Exception]:
+    def answer_batch(
+        self, requests: Sequence[Prepared], request_ids: Sequence[str] | None = None
+    ) -> list[bytes | Exception]:
         """``answer`` for several requests at once, on the caller's thread (``Database.read_batch``), in order:
         each item is the request's ``(args, params)`` or the error its preparation already raised, and each
         result its ``data`` JSON or its error. On SQLite (inline, on the event loop) they read one snapshot; on
         PostgreSQL (``answer_batch_later``) each request's record is looked up in one round trip for all.
+        ``request_ids`` are the requests' ids (``nodeops.request_context``), current while each is answered.
         """
-        fns = [self._answer_of(prepared) for prepared in requests]
+        fns = self._answers_of(requests, request_ids)
         if self.db.reads_inline:
             return self.db.read_batch(fns)
         return self.db.read_batch(fns, ahead=self._lookups_ahead(requests))
 
-    def answer_batch_later(self, requests: Sequence[Prepared]) -> asyncio.Future[list[bytes | Exception]]:
+    def answer_batch_later(
+        self, requests: Sequence[Prepared], request_ids: Sequence[str] | None = None
+    ) -> asyncio.Future[list[bytes | Exception]]:
         """``answer_batch`` from the event loop (PostgreSQL): one round trip for the lookups of all the requests;
         the requests those answer (a finished record's sealed answer, a caller already known) are answered on
         the loop, the others in a reader thread (``Database.read_batch_later``)."""
-        fns = [self._answer_of(prepared) for prepared in requests]
+        fns = self._answers_of(requests, request_ids)
         return self.db.read_batch_later(fns, ahead=self._lookups_ahead(requests))
 
-    def _answer_of(self, prepared: Prepared) -> Callable[[ReadHandle], bytes]:
+    def _answers_of(
+        self, requests: Sequence[Prepared], request_ids: Sequence[str] | None
+    ) -> list[Callable[[ReadHandle], bytes]]:
+        if request_ids is None:
+            return [self._answer_of(prepared) for prepared in requests]
+        return [self._answer_of(p, request_id) for p, request_id in zip(requests, request_ids, strict=True)]
+
+    def _answer_of(self, prepared: Prepared, request_id: str | None = None) -> Callable[[ReadHandle], bytes]:
         if isinstance(prepared, Exception):
             failure = prepared
 
@@ -163,7 +176,14 @@ class LogService:
 
             return fail
         args, params, language = prepared
-        return lambda cur: self._answer(cur, args, params, language)
+        if request_id is None:
+            return lambda cur: self._answer(cur, args, params, language)
+
+        def answer(cur: ReadHandle) -> bytes:
+            with serving(request_id):  # what it logs (a refused caller's audit line) names its request
+                return self._answer(cur, args, params, language)
+
+        return answer
 
     def _lookups_ahead(self, requests: Sequence[Prepared]) -> Ahead:
         """The lookups the requests will run first (``LogReads.look_up``), all read in one statement."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
+from nodeops.process_logging import RedactingFilter
 from nodeops.settings import MAX_BODY_BYTES
 from tests.support.api import ESB_PATH
 from tests.support.logs import append, finish, running_job
@@ -58,10 +60,12 @@ def connect(live_server):
         sock.close()
 
 
-def request_head(method: str, path: str, *, content_length: int | None = None) -> bytes:
+def request_head(method: str, path: str, *, content_length: int | None = None, request_id: str = "") -> bytes:
     lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json"]
     if content_length is not None:
         lines.append(f"Content-Length: {content_length}")
+    if request_id:
+        lines.append(f"X-Request-Id: {request_id}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
@@ -135,6 +139,7 @@ def assert_no_unhandled_error(records: list[logging.LogRecord]) -> None:
 
 
 def test_partial_headers_are_answered_408_and_closed_after_the_header_timeout(connect, server_logs):
+    server_logs.handler.addFilter(RedactingFilter())  # as the service's own handler: it stamps the request id
     sock = connect()
     started = time.monotonic()
     sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Never-Ends: ")
@@ -144,7 +149,10 @@ def test_partial_headers_are_answered_408_and_closed_after_the_header_timeout(co
     assert headers["x-content-type-options"] == "nosniff"
     assert_envelope(body, 3800408, "headers did not all arrive within 0.5 s (NODEOPS_HEADER_TIMEOUT_S)")
     assert 0.5 <= elapsed < WAIT_S
-    assert any(getattr(r, "action", "") == "request_timeout" for r in server_logs.records)
+    # a fresh request id (the headers never arrived), in the answer and on its log line
+    assert re.fullmatch(r"[0-9a-f]{32}", headers["x-request-id"]) and body["request_id"] == headers["x-request-id"]
+    timeouts = [r for r in server_logs.records if getattr(r, "action", "") == "request_timeout"]
+    assert [getattr(r, "request_id", None) for r in timeouts] == [body["request_id"]]
 
 
 def test_partial_headers_after_an_answered_log_request_on_the_same_connection_are_timed_out(connect):
@@ -173,11 +181,12 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(conn
 def test_body_shorter_than_its_content_length_is_answered_408_after_the_body_timeout(connect, server_logs, path):
     sock = connect()
     started = time.monotonic()
-    sock.sendall(request_head("POST", path, content_length=100) + b'{"job_id": 1,')
+    sock.sendall(request_head("POST", path, content_length=100, request_id="slow-body-1") + b'{"job_id": 1,')
     status, headers, body, rest = read_answer(sock)
     assert time.monotonic() - started >= 0.5
     assert status == 408 and headers["connection"] == "close" and rest == b""
     assert_envelope(body, 3800408, "body did not all arrive within 0.5 s of its headers (NODEOPS_BODY_TIMEOUT_S)")
+    assert body["request_id"] == headers["x-request-id"] == "slow-body-1"  # its headers had arrived
     assert_no_unhandled_error(server_logs.records)
 
 
@@ -219,6 +228,7 @@ def test_connections_past_the_cap_are_refused_with_503_while_the_others_work(con
     status, headers, body, rest = read_answer(refused)
     assert status == 503 and headers["connection"] == "close" and headers["retry-after"] == "1" and rest == b""
     assert headers["x-content-type-options"] == "nosniff"
+    assert re.fullmatch(r"[0-9a-f]{32}", headers["x-request-id"]) and body["request_id"] == headers["x-request-id"]
     assert_envelope(body, 3800503, "already has 4 connections open", "NODEOPS_MAX_CONNECTIONS")
     for sock in admitted:  # the connections below the cap are served as before
         assert healthz_works(sock)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from nodeops.api.fastpath.lane import LaneProtocol, LogLane
-from tests.support.api import ESB_PATH, apigw_path, nodeman_path
+from tests.support.api import ESB_PATH, apigw_path, nodeman_path, without_request_id
 from tests.support.factories import make_app, make_seed_job, make_user
 
 
@@ -105,7 +105,8 @@ def test_lane_answers_byte_for_byte_as_the_asgi_path(services, live_server, seed
         (nodeman_path(1) + "?" + urlencode({**seeded, "instance_id": 1}), None),
         (apigw_path(1) + "?" + urlencode({"instance_id": 1}), secret_header),
     ]
-    for target, headers in cases:
+    for n, (target, headers) in enumerate(cases):
+        headers = {**(headers or {}), "X-Request-Id": f"case-{n}"}  # the same id both ways, so the same bodies
         over_http = httpx.get(live_server.url + target, headers=headers).content
         assert over_http == asgi_get(live_server.app, target, headers), target
     lane = lane_of(live_server)
@@ -114,18 +115,19 @@ def test_lane_answers_byte_for_byte_as_the_asgi_path(services, live_server, seed
 
 def test_lane_answers_with_the_asgi_paths_headers_nosniff_included(services, live_server, seeded):
     target = log_target(seeded, job_id=1, instance_id=1)
-    over_http = httpx.get(live_server.url + target)
+    over_http = httpx.get(live_server.url + target, headers={"X-Request-Id": "same-id"})
     lane = lane_of(live_server)
     assert lane is None or lane.requests == 1
 
     async def asgi_headers() -> list[tuple[bytes, bytes]]:
         transport = httpx.ASGITransport(app=live_server.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-            return (await client.get(target)).headers.raw
+            return (await client.get(target, headers={"X-Request-Id": "same-id"})).headers.raw
 
     own = [(name, value) for name, value in over_http.headers.raw if name not in (b"date", b"server")]
     assert own == asyncio.run(asgi_headers())
     assert (b"x-content-type-options", b"nosniff") in own
+    assert own[-1] == (b"x-request-id", b"same-id")
 
 
 def test_a_connection_gets_its_answers_in_the_order_it_asked(services, live_server, seeded):
@@ -138,7 +140,8 @@ def test_a_connection_gets_its_answers_in_the_order_it_asked(services, live_serv
     assert bodies[0]["result"] is True and len(bodies[0]["data"]) == 5
     assert bodies[1]["data"] == {"status": "ok"}  # the health check's own answer, through ASGI
     assert (bodies[2]["result"], bodies[2]["code"]) == (False, 3800007)
-    assert bodies[3] == bodies[0]
+    assert without_request_id(bodies[3]) == without_request_id(bodies[0])
+    assert len({body["request_id"] for body in bodies}) == 4  # each answer its own
     for head, _body in answers:
         assert head.startswith(b"HTTP/1.1 200 OK\r\n")
         assert b"content-type: application/json" in head
@@ -146,11 +149,12 @@ def test_a_connection_gets_its_answers_in_the_order_it_asked(services, live_serv
 
 def test_many_connections_at_once_each_get_their_own_answer(services, live_server, seeded):
     clients, rounds = 12, 15
-    expected_ok = httpx.get(live_server.url + log_target(seeded, job_id=1, instance_id=1)).content
+    same_id = {"X-Request-Id": "many"}
+    expected_ok = httpx.get(live_server.url + log_target(seeded, job_id=1, instance_id=1), headers=same_id).content
     failures: list[str] = []
 
     def client(n: int) -> None:
-        with httpx.Client(base_url=live_server.url, timeout=10) as http:  # one keep-alive connection
+        with httpx.Client(base_url=live_server.url, timeout=10, headers=same_id) as http:  # one keep-alive connection
             for i in range(rounds):
                 instance = 1 if (n + i) % 3 else 1000 + n
                 body = http.get(log_target(seeded, job_id=1, instance_id=instance)).content
@@ -214,16 +218,18 @@ def test_every_request_target_form_is_answered_as_through_asgi(services, live_se
     """The origin form is split at ``?`` by the lane itself; an absolute URL or a fragment goes through the HTTP
     parser's split; a path that is no log address (a doubled slash, bytes that are not ASCII) goes on to ASGI."""
     target = log_target(seeded, job_id=1, instance_id=1)
-    expected = asgi_get(live_server.app, target)
+    same_id = "X-Request-Id: form\r\n"
+    expected = asgi_get(live_server.app, target, {"X-Request-Id": "form"})
     host = urlsplit(live_server.url).netloc
     for sent in (target, f"http://{host}{target}", target + "#fragment"):
-        (answer,), sock = exchange(live_server.url, get(sent), responses=1)
+        (answer,), sock = exchange(live_server.url, get(sent, headers=same_id), responses=1)
         sock.close()
         assert answer[0].startswith(b"HTTP/1.1 200") and answer[1] == expected, sent
     doubled = target.replace("?", "/?", 1)
-    (answer,), sock = exchange(live_server.url, get(doubled), responses=1)
+    (answer,), sock = exchange(live_server.url, get(doubled, headers=same_id), responses=1)
     sock.close()
-    assert answer[1] == asgi_get(live_server.app, doubled) and b"3800404" in answer[1], answer
+    assert answer[1] == asgi_get(live_server.app, doubled, {"X-Request-Id": "form"}), answer
+    assert b"3800404" in answer[1], answer
     sock = socket.create_connection((urlsplit(live_server.url).hostname, urlsplit(live_server.url).port), timeout=10)
     sock.sendall(b"GET /api/c/compapi/v2/nodeman/api/job/l\xf6g/?job_id=1 HTTP/1.1\r\nHost: x\r\n\r\n")
     head = receive(sock)

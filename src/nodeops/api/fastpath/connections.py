@@ -38,6 +38,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from nodeops.api.envelope import error_body
 from nodeops.api.fastpath.respond import encode_answer
 from nodeops.errors import NodeopsError, RequestTimeout, TooManyConnections
+from nodeops.request_context import new_request_id, request_id_of, serving
 from nodeops.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -208,6 +209,12 @@ class ConnectionGuard(HttpToolsProtocol):
         self.transport.abort()  # close() would wait for the client to read what is left
 
     def _time_out(self, phase: int, timeout_s: float) -> None:
+        # once its headers are in, the request has its id; before, its answer and log line get a fresh one
+        request_id = request_id_of(self.headers) if phase == _BODY else new_request_id()
+        with serving(request_id):
+            self._time_out_request(phase, timeout_s, request_id)
+
+    def _time_out_request(self, phase: int, timeout_s: float, request_id: str) -> None:
         part = "body" if phase == _BODY else "headers"
         client = f"{self.client[0]}:{self.client[1]}" if self.client else "?"
         log.info(
@@ -227,7 +234,7 @@ class ConnectionGuard(HttpToolsProtocol):
                 cycle.message_event.set()
         if answer:
             error = RequestTimeout(part=part, timeout_s=timeout_s)
-            self.transport.write(_closing_answer(408, error, self.server_state.default_headers))
+            self.transport.write(_closing_answer(408, error, self.server_state.default_headers, request_id))
         self.transport.close()
 
 
@@ -237,10 +244,13 @@ def guard_protocol(base: type[HttpToolsProtocol], limits: ConnectionLimits) -> t
     return type(f"Guarded{base.__name__}", (ConnectionGuard, base), {"watch": ConnectionWatch(limits)})
 
 
-def _closing_answer(status: int, error: NodeopsError, default_headers: list[tuple[bytes, bytes]]) -> bytes:
-    """A whole HTTP answer carrying ``error`` in the envelope, announcing that the connection closes."""
+def _closing_answer(
+    status: int, error: NodeopsError, default_headers: list[tuple[bytes, bytes]], request_id: str
+) -> bytes:
+    """A whole HTTP answer carrying ``error`` in the envelope, announcing that the connection closes; called with
+    ``request_id`` current."""
     extra = b"retry-after: 1\r\n" if status == 503 else b""
-    return encode_answer(status, default_headers, error_body(error), close=True, extra=extra)
+    return encode_answer(status, default_headers, error_body(error), request_id=request_id, close=True, extra=extra)
 
 
 def _refuse(
@@ -251,7 +261,10 @@ def _refuse(
 ) -> None:
     """Answer a connection past the cap with 503 and close it once its request has arrived (read, so that the
     close is not a reset the client would see instead of the answer), or after ``REFUSAL_LINGER_S``."""
-    transport.write(_closing_answer(503, TooManyConnections(limit=limits.max_connections), default_headers))
+    request_id = new_request_id()  # no request has arrived: the answer's own
+    with serving(request_id):
+        refusal = TooManyConnections(limit=limits.max_connections)
+        transport.write(_closing_answer(503, refusal, default_headers, request_id))
     transport.set_protocol(_Refused(transport, loop.call_later(REFUSAL_LINGER_S, transport.close)))
 
 

@@ -50,6 +50,7 @@ from nodeops import metrics
 from nodeops.api.fastpath.log import envelope, log_address, log_route, prepare
 from nodeops.api.fastpath.respond import encode_answer
 from nodeops.domain.i18n import DEFAULT_LANGUAGE
+from nodeops.request_context import request_id_of, serving
 from nodeops.service.instance_log import LogService, Prepared
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class _Request:
     keep_alive: bool
     route: str  # its address template: the route label of its metrics
     arrived_s: float  # time.perf_counter() when its headers were read
+    request_id: str  # its id (``nodeops.request_context``), as ``fastpath.request_ids`` gives the others
 
 
 class LogLane:
@@ -123,15 +125,16 @@ class LogLane:
         if not waiting:
             return  # answered early, for a connection's order (LaneProtocol.on_headers_complete)
         prepared = [request.prepared for request in waiting]
+        request_ids = [request.request_id for request in waiting]
         if self.inline:
             try:
-                outcomes: list[bytes | Exception] = self.logs.answer_batch(prepared)
+                outcomes: list[bytes | Exception] = self.logs.answer_batch(prepared, request_ids)
             except Exception as exc:  # the batch itself failed: every request gets the error
                 outcomes = [exc] * len(waiting)
             self._respond(waiting, outcomes)
             return
         try:
-            reading = self.logs.answer_batch_later(prepared)
+            reading = self.logs.answer_batch_later(prepared, request_ids)
         except Exception as exc:  # e.g. the loop is closing: every request gets the error
             self._respond(waiting, [exc] * len(waiting))
             return
@@ -161,8 +164,9 @@ class LogLane:
             prepared = request.prepared
             language = DEFAULT_LANGUAGE if isinstance(prepared, Exception) else prepared[2]
             try:
-                body = envelope(outcome, "GET", request.path, language)
-                request.protocol.lane_respond(body, request.keep_alive)
+                with serving(request.request_id):  # the envelope's request_id, and its error's log record
+                    body = envelope(outcome, "GET", request.path, language)
+                request.protocol.lane_respond(body, request.keep_alive, request.request_id)
             except Exception:  # one connection's failure is not the others'
                 log.exception("could not answer a log request", extra={"action": "unhandled_error"})
                 request.protocol.transport.close()
@@ -240,6 +244,7 @@ class LaneProtocol(HttpToolsProtocol):
             keep_alive=keep_alive,
             route=log_route(path, address[1]),
             arrived_s=time.perf_counter(),
+            request_id=request_id_of(self.headers),
         )
 
     def on_body(self, body: bytes) -> None:
@@ -257,13 +262,14 @@ class LaneProtocol(HttpToolsProtocol):
             self.flow.pause_reading()
         self.lane.add(request, self.loop)
 
-    def lane_respond(self, body: bytes, keep_alive: bool) -> None:
+    def lane_respond(self, body: bytes, keep_alive: bool, request_id: str) -> None:
         """Write one answer of the lane: the status line, uvicorn's default headers (server, date), ours, body."""
         self._lane_waiting -= 1
         if self.transport.is_closing():
             return  # the client went away while its answer was being read
         close = not keep_alive or (self._lane_closing and not self._lane_waiting)
-        self.transport.write(encode_answer(200, self.server_state.default_headers, body, close=close))
+        default_headers = self.server_state.default_headers
+        self.transport.write(encode_answer(200, default_headers, body, request_id=request_id, close=close))
         if close:
             self.server_state.total_requests += 1
             self.transport.close()

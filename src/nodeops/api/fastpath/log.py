@@ -18,7 +18,6 @@ schema.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -67,8 +66,6 @@ class LogFastPath:
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
         self.services = services
-        # the uvicorn ``http`` protocol to serve this application with (``create_app`` sets the lane's)
-        self.http_protocol: type[asyncio.Protocol] | str = "httptools"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and (address := log_address(scope["path"])) is not None:
