@@ -17,6 +17,7 @@ from rich.markup import escape
 import nodeops
 from nodeops.cli import access, agent, api_processes, cleanup, db, hosts, job, log, worker
 from nodeops.cli.context import CliState, console, err_console, state
+from nodeops.cli.heap import bound_heap
 from nodeops.errors import NodeopsError
 from nodeops.process_logging import configure_logging
 from nodeops.service.container import Services
@@ -110,6 +111,7 @@ def serve(
     require_current_schema(settings)
     configure_logging(log_format=settings.log_format)
     _allow_open_files(settings)
+    bound_heap()
     _serve(settings, demo=demo, sock=sock)
 
 

@@ -7,6 +7,7 @@ import re
 import typer
 
 from nodeops.cli.context import err_console, state
+from nodeops.cli.heap import bound_heap
 from nodeops.process_logging import configure_logging
 from nodeops.service.container import run_worker
 
@@ -54,4 +55,5 @@ def worker(
         raise typer.Exit(code=2)
     require_current_schema(settings)
     configure_logging(log_format=settings.log_format)
+    bound_heap()
     run_worker(settings, name=name, concurrency=concurrency, celery_args=ctx.args, metrics_port=metrics_port)
