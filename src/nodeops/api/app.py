@@ -62,6 +62,8 @@ def create_app(
     """
     services = services or Services.build(settings)
 
+    metrics_reader = MetricsReader(services.db, settings)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await services.start()
@@ -69,6 +71,7 @@ def create_app(
         yield
         if follow_up is not None and not follow_up.done():
             follow_up.cancel()
+        await metrics_reader.aclose()
         await services.aclose()
 
     app = FastAPI(
@@ -93,7 +96,7 @@ def create_app(
     app.include_router(manual.router)
     app.include_router(timeline.router)
     app.include_router(metrics.router)
-    app.state.metrics = MetricsReader(services.db, settings)
+    app.state.metrics = metrics_reader
     mount_viewer(app)  # the log viewer at /, the API's docs at /docs, /web/static/; after the API's routes
     app.add_middleware(BodyLimit)
     app.add_middleware(NoSniff)

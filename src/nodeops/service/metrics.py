@@ -87,3 +87,9 @@ class MetricsReader:
             return await asyncio.wait_for(asyncio.shield(reading), timeout=READ_TIMEOUT_S)
         except TimeoutError:
             return StoreCounts(read_seconds=READ_TIMEOUT_S, failed=f"no answer within {READ_TIMEOUT_S:g} s")
+
+    async def aclose(self) -> None:
+        """Wait (up to ``READ_TIMEOUT_S``) for a read still running in its thread, so it holds no connection once
+        the process disposes of the database."""
+        if self._reading is not None and not self._reading.done():
+            await asyncio.wait({self._reading}, timeout=READ_TIMEOUT_S)

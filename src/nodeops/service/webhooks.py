@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -32,8 +32,10 @@ from nodeops.store.db import Database
 from nodeops.store.models import utcnow
 
 log = logging.getLogger(__name__)
+STORE_CALL_WAIT_S = 30.0  # how long ``aclose`` waits for store calls still running in their threads
 BODY_CAP_BYTES = 4096  # of a receiver's answer: read (so the connection ends cleanly) and dropped
 USER_AGENT = "nodeops-webhook"
+T = TypeVar("T")
 
 
 def default_webhook_url(settings: Settings) -> str | None:
@@ -82,6 +84,9 @@ class Notifier:
         self._sending: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
+        # store calls running in their threads: a cancelled task leaves its call running, and ``aclose`` waits for
+        # it, so none still holds a connection once the process disposes of the database
+        self._store_calls: set[asyncio.Future[Any]] = set()
 
     def start(self) -> None:
         self._client = httpx.AsyncClient(
@@ -101,6 +106,8 @@ class Notifier:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._store_calls:
+            await asyncio.wait(set(self._store_calls), timeout=STORE_CALL_WAIT_S)
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -123,7 +130,7 @@ class Notifier:
             with self.db.session() as session:
                 return webhooks.claim_due(session, now=utcnow(), lease_s=self.lease_s, limit=free)
 
-        claimed = await self.db.call(claim)
+        claimed = await self._store(claim)
         for item in claimed:
             task = asyncio.get_running_loop().create_task(self._deliver(item), name=f"webhook-{item.id}")
             self._sending.add(task)
@@ -156,7 +163,7 @@ class Notifier:
 
         extra = {"action": "webhook_attempt", "job_id": claimed.job_id, "delivery_id": claimed.id, "attempt": made}
         try:
-            kept = await asyncio.shield(self.db.call(finish))
+            kept = await self._store(finish)
         except NodeopsError:
             log.exception("recording a notification's attempt failed; it is sent again", extra=extra)
             return
@@ -173,6 +180,13 @@ class Notifier:
             "" if kept else "; its claim had lapsed, so another process sends it",
             extra=extra,
         )
+
+    async def _store(self, fn: Callable[[], T]) -> T:
+        """``Database.call(fn)``, run to its end even if the caller is cancelled (``aclose`` waits for it)."""
+        call = asyncio.ensure_future(self.db.call(fn))
+        self._store_calls.add(call)
+        call.add_done_callback(self._store_calls.discard)
+        return await asyncio.shield(call)
 
     async def _post(self, claimed: webhooks.Claimed) -> tuple[int | None, str | None]:
         """POST the delivery once: ``(http_status, None)`` when the receiver answered, else ``(None, why)``."""
