@@ -26,6 +26,9 @@ def test_a_worker_writes_json_lines_from_start_to_stop(cluster: Cluster) -> None
         )
     try:
         cluster.wait_for(lambda: "json-worker" in " ".join(cluster.live_workers()), "the worker's lease", 60)
+        # the lease is taken before the start line is written and before Celery's warm-shutdown handler is in
+        # place: a SIGTERM in between ends the process at once, silently, so wait for the line itself
+        cluster.wait_for(lambda: b"worker_started" in err_path.read_bytes(), "the worker's start line", 60)
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
     finally:
